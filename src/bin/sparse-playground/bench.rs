@@ -1,0 +1,472 @@
+//! `sparse-playground bench`: our engine against PyTorch and scikit-learn, side by side, in one
+//! run on one machine with the same thread count. The peer is bench/reference.py, installed into
+//! bench/.venv (pinned by bench/requirements.txt) on first use.
+
+use clap::Args;
+use serde_json::Value;
+use sparse_playground::compute::{Compute, CpuBackend, Operand};
+use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
+use sparse_playground::core::flops;
+use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+use sparse_playground::core::rng::Rng;
+use sparse_playground::core::solvers;
+use sparse_playground::core::sparse_coding::SparseCodingModel;
+use sparse_playground::core::Matrix;
+use sparse_playground::{Dataset, Experiment};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// paper (N=16, M=8, K=3, n=1024), large (N=1024, M=256, K=16, n=4096) or all.
+    #[arg(long, default_value = "all")]
+    pub size: String,
+    /// Threads for both sides (default: 1 at the paper size, all cores at the large size).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Minimum seconds timed per item.
+    #[arg(long, default_value_t = 1.0)]
+    pub min_secs: f64,
+    /// Training steps of the end-to-end unknown-Z&D preset (paper size; 0 skips it).
+    #[arg(long, default_value_t = 20_000)]
+    pub preset_steps: u64,
+    /// Only our side (no Python peer).
+    #[arg(long)]
+    pub no_peer: bool,
+    /// Also write every measurement as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+struct Size {
+    name: &'static str,
+    data: DataConfig,
+    default_threads: usize,
+}
+
+fn sizes(which: &str, cores: usize) -> Result<Vec<Size>, String> {
+    let paper = Size {
+        name: "paper",
+        data: DataConfig::default(),
+        default_threads: 1,
+    };
+    let large = Size {
+        name: "large",
+        data: DataConfig {
+            num_atoms: 1024,
+            data_dim: 256,
+            sparsity_k: 16,
+            num_samples: 4096,
+            ..DataConfig::default()
+        },
+        default_threads: cores,
+    };
+    match which {
+        "paper" => Ok(vec![paper]),
+        "large" => Ok(vec![large]),
+        "all" => Ok(vec![paper, large]),
+        other => Err(format!("unknown size `{other}`: paper, large or all")),
+    }
+}
+
+/// One timed item: steps per second and FLOPs per step (for GFLOP/s).
+#[derive(Clone, Debug, serde::Serialize)]
+struct Timing {
+    steps_per_sec: f64,
+    flops_per_step: f64,
+}
+
+/// Run `step` until `min_secs` have passed (after a warm-up), return steps per second.
+fn time_it(min_secs: f64, mut step: impl FnMut()) -> f64 {
+    let warm = Instant::now();
+    step();
+    // A step longer than the budget is its own measurement.
+    let first = warm.elapsed().as_secs_f64();
+    if first >= min_secs {
+        return 1.0 / first;
+    }
+    for _ in 0..2 {
+        step();
+    }
+    let start = Instant::now();
+    let mut reps = 0u64;
+    while start.elapsed().as_secs_f64() < min_secs {
+        step();
+        reps += 1;
+    }
+    reps as f64 / start.elapsed().as_secs_f64()
+}
+
+fn encoder(
+    rng: &mut Rng,
+    data: &DataConfig,
+    hidden: &[usize],
+    topk: Option<usize>,
+) -> EncoderModel {
+    let spec = EncoderSpec {
+        hidden: hidden.to_vec(),
+        topk,
+        bias: false,
+    };
+    EncoderModel::new(
+        rng,
+        &spec,
+        data.data_dim,
+        data.num_atoms,
+        DecoderInit::Learned,
+        Objective::Reconstruction { l1_penalty: 0.01 },
+        1e-3,
+    )
+}
+
+fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> {
+    let backend = CpuBackend::new(threads);
+    let b: &dyn Compute = &backend;
+    let d = &size.data;
+    let data = Dataset::generate(d, 0);
+    let (dim, n_atoms, n, k) = (d.data_dim, d.num_atoms, d.num_samples, d.sparsity_k);
+    let mut rng = Rng::new(1);
+    let mut out = BTreeMap::new();
+    let mut put = |name: &str, sps: f64, fl: f64| {
+        eprintln!("  ours  {name:<18} {sps:>12.2} steps/s");
+        out.insert(
+            name.to_string(),
+            Timing {
+                steps_per_sec: sps,
+                flops_per_step: fl,
+            },
+        );
+    };
+    let x = &data.train_signals;
+    for (name, hidden, topk) in [
+        ("sae_train", vec![], None),
+        ("topk_sae_train", vec![], Some(k)),
+        ("mlp32_train", vec![32], None),
+        ("mlp256_train", vec![256], None),
+    ] {
+        let mut model = encoder(&mut rng, d, &hidden, topk);
+        let sps = time_it(min_secs, || {
+            model.train_step(b, x, None);
+        });
+        let w = flops::widths(dim, &hidden, n_atoms);
+        put(
+            name,
+            sps,
+            flops::encoder_train_step(&w, n, false, topk.is_some(), true),
+        );
+    }
+    let mut sc = SparseCodingModel::new(&mut rng, dim, n_atoms, n, 0.01, 1e-3);
+    let sps = time_it(min_secs, || {
+        sc.train_step(b, x, None);
+    });
+    put(
+        "sc_train",
+        sps,
+        flops::sparse_coding_train_step(dim, n_atoms, n),
+    );
+
+    // Inference steps: many steps per call so set-up is amortised, as in a 10,000-step ITO loop.
+    let inner = if n_atoms * n > 1_000_000 { 5 } else { 200 };
+    let x_test = &data.test_signals;
+    let sps = time_it(min_secs, || {
+        solvers::adam_exp(b, &data.dictionary, x_test, 0.01, inner, 3e-3);
+    }) * inner as f64;
+    put("ito_step", sps, flops::adam_inference_step(dim, n_atoms, n));
+
+    let model = encoder(&mut rng, d, &[], None);
+    let sps = time_it(min_secs, || {
+        let codes = model.encode(b, x_test);
+        let mut x_hat = Matrix::zeros(dim, n);
+        let dict = model.normalized_dictionary().expect("learned decoder");
+        sparse_playground::compute::gemm_into(
+            b,
+            1.0,
+            (&dict).into(),
+            (&codes).into(),
+            0.0,
+            &mut x_hat,
+        );
+    });
+    put(
+        "sae_infer",
+        sps,
+        flops::encoder_forward(&[dim, n_atoms], n, false, false) + 2.0 * (dim * n_atoms * n) as f64,
+    );
+    let mut omp_flops = 0.0;
+    let sps = time_it(min_secs, || {
+        omp_flops = solvers::omp(b, &data.dictionary, x_test, k).flops;
+    });
+    put("omp_encode", sps, omp_flops);
+    let fista_iters = 500;
+    let sps = time_it(min_secs, || {
+        solvers::fista(b, &data.dictionary, x_test, 0.01, fista_iters, true);
+    });
+    put(
+        "fista_encode",
+        sps,
+        fista_iters as f64 * flops::fista_iteration(dim, n_atoms, n),
+    );
+    out
+}
+
+/// Measured single-precision matrix-product peak of this machine at `threads` (our gemm on a
+/// large square product, the best of a few repetitions).
+fn sgemm_peak(threads: usize) -> f64 {
+    let backend = CpuBackend::new(threads);
+    let size = 2048;
+    let a = Matrix::from_fn(size, size, |i, j| ((i * 7 + j * 3) % 17) as f32 * 0.01);
+    let mut c = Matrix::zeros(size, size);
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        backend.gemm(
+            1.0,
+            Operand::from(&a),
+            Operand::from(&a),
+            0.0,
+            c.as_mut_slice(),
+            size,
+            size,
+        );
+        best = best.max(2.0 * (size as f64).powi(3) / t.elapsed().as_secs_f64());
+    }
+    best / 1e9
+}
+
+fn preset_ours(steps: u64) -> f64 {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.train.steps = steps;
+    cfg.runs = 1;
+    debug_assert_eq!(cfg.setting, Setting::Unknown);
+    debug_assert!(matches!(
+        cfg.methods[1],
+        MethodConfig::SaeIto {
+            inference: SolverConfig::Adam { .. },
+            ..
+        }
+    ));
+    let checked = cfg.validate().expect("preset is valid");
+    let start = Instant::now();
+    let mut exp = Experiment::new(checked, Arc::new(CpuBackend::new(1)));
+    while !exp.is_done() {
+        exp.step(1000);
+    }
+    let wall = start.elapsed().as_secs_f64();
+    for m in exp.results().methods {
+        let s = m.summary;
+        eprintln!(
+            "  ours  preset {:<16} code MCC {:.3} dict MCC {:.3}",
+            m.name,
+            s.code_mcc.map_or(f64::NAN, |v| v.mean),
+            s.dict_mcc.map_or(f64::NAN, |v| v.mean)
+        );
+    }
+    wall
+}
+
+fn ensure_venv(root: &Path) -> Result<PathBuf, String> {
+    let venv = root.join("bench/.venv");
+    let python = venv.join("bin/python");
+    let stamp = venv.join(".requirements-installed");
+    let reqs = root.join("bench/requirements.txt");
+    let wanted = std::fs::read_to_string(&reqs).map_err(|e| format!("{}: {e}", reqs.display()))?;
+    if python.exists() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(python);
+    }
+    eprintln!(
+        "setting up the PyTorch peer in {} (first run: a few minutes)",
+        venv.display()
+    );
+    let ok = |mut c: Command, what: &str| -> Result<(), String> {
+        let status = c.status().map_err(|e| format!("{what}: {e}"))?;
+        status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("{what} failed ({status})"))
+    };
+    if !python.exists() {
+        let mut c = Command::new("python3");
+        c.args(["-m", "venv"]).arg(&venv);
+        ok(
+            c,
+            "python3 -m venv (on Debian: apt-get install python3-venv)",
+        )?;
+    }
+    let mut c = Command::new(&python);
+    c.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-r",
+    ])
+    .arg(&reqs);
+    ok(c, "pip install -r bench/requirements.txt")?;
+    std::fs::write(&stamp, wanted).map_err(|e| e.to_string())?;
+    Ok(python)
+}
+
+fn peer(
+    python: &Path,
+    root: &Path,
+    size: &str,
+    threads: usize,
+    min_secs: f64,
+    preset_steps: u64,
+) -> Result<Value, String> {
+    let mut c = Command::new(python);
+    c.arg(root.join("bench/reference.py"))
+        .args([
+            "--size",
+            size,
+            "--threads",
+            &threads.to_string(),
+            "--min-secs",
+            &min_secs.to_string(),
+        ])
+        .args(["--preset-steps", &preset_steps.to_string()]);
+    if size != "paper" || preset_steps == 0 {
+        c.args([
+            "--only",
+            "sae_train,topk_sae_train,mlp32_train,mlp256_train,sc_train,ito_step,sae_infer,sklearn_omp,sklearn_lasso,sklearn_lasso_lars",
+        ]);
+    }
+    let out = c
+        .output()
+        .map_err(|e| format!("running bench/reference.py: {e}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("bench/reference.py failed ({})", out.status));
+    }
+    serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("bench/reference.py printed no JSON: {e}"))
+}
+
+pub fn run(args: &BenchArgs) -> Result<(), String> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let python = if args.no_peer {
+        None
+    } else {
+        Some(ensure_venv(&root)?)
+    };
+    let mut report = serde_json::Map::new();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_string());
+    println!("machine: {cpu}, {cores} core(s)");
+    report.insert("machine".into(), format!("{cpu}, {cores} cores").into());
+    for size in sizes(&args.size, cores)? {
+        let threads = args.threads.unwrap_or(size.default_threads).max(1);
+        let d = &size.data;
+        println!(
+            "\n== {} size: N={} M={} K={} n={}, {} thread(s) on both sides",
+            size.name, d.num_atoms, d.data_dim, d.sparsity_k, d.num_samples, threads
+        );
+        let peak = sgemm_peak(threads);
+        let mine = ours(&size, threads, args.min_secs);
+        let preset_steps = if size.name == "paper" {
+            args.preset_steps
+        } else {
+            0
+        };
+        let theirs = match &python {
+            Some(py) => Some(peer(
+                py,
+                &root,
+                size.name,
+                threads,
+                args.min_secs,
+                preset_steps,
+            )?),
+            None => None,
+        };
+        let peer_sps = |name: &str| -> Option<f64> {
+            theirs
+                .as_ref()?
+                .get("results")?
+                .get(name)?
+                .get("steps_per_sec")?
+                .as_f64()
+        };
+        println!(
+            "{:<16} {:>14} {:>14} {:>8} {:>9} {:>7}",
+            "item", "ours step/s", "peer step/s", "ratio", "GFLOP/s", "% peak"
+        );
+        let pairs = [
+            ("sae_train", "sae_train"),
+            ("topk_sae_train", "topk_sae_train"),
+            ("mlp32_train", "mlp32_train"),
+            ("mlp256_train", "mlp256_train"),
+            ("sc_train", "sc_train"),
+            ("ito_step", "ito_step"),
+            ("sae_infer", "sae_infer"),
+            ("omp_encode", "sklearn_omp"),
+            ("fista_encode", "sklearn_lasso"),
+            ("fista_encode", "sklearn_lasso_lars"),
+        ];
+        let mut rows = Vec::new();
+        for (ours_name, peer_name) in pairs {
+            let t = &mine[ours_name];
+            let gflops = t.steps_per_sec * t.flops_per_step / 1e9;
+            let p = peer_sps(peer_name);
+            let label = if ours_name == peer_name {
+                ours_name.to_string()
+            } else {
+                format!("{ours_name}/{}", peer_name.trim_start_matches("sklearn_"))
+            };
+            println!(
+                "{:<16} {:>14.2} {:>14} {:>8} {:>9.2} {:>6.1}%",
+                label,
+                t.steps_per_sec,
+                p.map_or("-".into(), |v| format!("{v:.2}")),
+                p.map_or("-".into(), |v| format!("{:.2}x", t.steps_per_sec / v)),
+                gflops,
+                100.0 * gflops / peak
+            );
+            rows.push(serde_json::json!({
+                "item": label, "ours_steps_per_sec": t.steps_per_sec, "peer_steps_per_sec": p,
+                "ratio": p.map(|v| t.steps_per_sec / v), "gflops": gflops,
+            }));
+        }
+        println!("sgemm peak measured here: {peak:.1} GFLOP/s ({threads} thread(s), 2048^3)");
+        let mut entry =
+            serde_json::json!({ "threads": threads, "sgemm_peak_gflops": peak, "items": rows });
+        if preset_steps > 0 {
+            let wall = preset_ours(preset_steps);
+            let peer_wall = theirs.as_ref().and_then(|v| {
+                v.get("results")?
+                    .get("preset_unknown_zd")?
+                    .get("wall_secs")?
+                    .as_f64()
+            });
+            println!(
+                "preset unknown-zd, 1 seed, {preset_steps} steps: ours {wall:.1} s, peer {}, ratio {}",
+                peer_wall.map_or("-".into(), |v| format!("{v:.1} s")),
+                peer_wall.map_or("-".into(), |v| format!("{:.2}x", v / wall))
+            );
+            entry["preset_unknown_zd"] = serde_json::json!({ "steps": preset_steps, "ours_secs": wall, "peer_secs": peer_wall });
+        }
+        if let Some(t) = &theirs {
+            entry["peer"] = t.clone();
+        }
+        report.insert(size.name.to_string(), entry);
+    }
+    if let Some(out) = &args.out {
+        std::fs::write(
+            out,
+            serde_json::to_string_pretty(&Value::Object(report)).expect("json"),
+        )
+        .map_err(|e| format!("{}: {e}", out.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,334 @@
+//! The command-line tool: run presets or config files (seeds in parallel), score codes and
+//! dictionaries produced elsewhere, write datasets, and benchmark against PyTorch.
+
+use crate::{bench, npy};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use sparse_playground::core::config::{ExperimentConfig, Preset};
+use sparse_playground::core::metrics;
+use sparse_playground::core::results::{Results, Stat};
+use sparse_playground::core::run::default_clock;
+use sparse_playground::{CpuBackend, Dataset, Experiment};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sparse-playground",
+    version,
+    about = "Sparse encoders against ground truth: SAEs, MLP encoders, sparse coding and per-sample inference on synthetic compressed-sensing data."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run an experiment (a paper preset or a JSON config) and print a summary.
+    Run(RunArgs),
+    /// Print a preset's full JSON config (a starting point for --config).
+    Config {
+        #[arg(long, default_value = "unknown-zd")]
+        preset: String,
+    },
+    /// Write a config's dataset as .npy files (codes and signals: samples x dims; dictionary: atoms x dims).
+    Generate {
+        #[command(flatten)]
+        source: ConfigSource,
+        /// Folder for the files (created if missing).
+        #[arg(long)]
+        out_dir: PathBuf,
+    },
+    /// Score codes and/or a dictionary produced elsewhere against ground truth (.npy files).
+    Eval(EvalArgs),
+    /// Time our engine against PyTorch and scikit-learn on the same machine, side by side.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+struct ConfigSource {
+    /// One of known-z, known-d, unknown-zd (the paper's three experiments).
+    #[arg(long, conflicts_with = "config")]
+    preset: Option<String>,
+    /// A JSON config file (see `sparse-playground config`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Override the number of training steps.
+    #[arg(long)]
+    steps: Option<u64>,
+    /// Override the number of runs (seeds).
+    #[arg(long)]
+    runs: Option<u32>,
+    /// Override the seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the evaluation interval (steps).
+    #[arg(long)]
+    log_every: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    source: ConfigSource,
+    /// Write the results JSON here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct EvalArgs {
+    /// True codes, samples x latents.
+    #[arg(long, requires = "codes")]
+    true_codes: Option<PathBuf>,
+    /// Inferred codes, samples x latents (any number of latents).
+    #[arg(long, requires = "true_codes")]
+    codes: Option<PathBuf>,
+    /// True dictionary, atoms x dims.
+    #[arg(long, requires = "dict")]
+    true_dict: Option<PathBuf>,
+    /// Learned dictionary, atoms x dims (any number of atoms).
+    #[arg(long, requires = "true_dict")]
+    dict: Option<PathBuf>,
+    /// |s| above this counts as active for L0 and dead latents.
+    #[arg(long, default_value_t = 1e-3)]
+    l0_threshold: f64,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Config { preset } => Preset::from_name(&preset)
+            .map(|p| println!("{}", p.config().to_json_pretty()))
+            .map_err(|e| e.to_string()),
+        Command::Generate { source, out_dir } => generate(&source, &out_dir),
+        Command::Eval(args) => eval(&args),
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(source: &ConfigSource) -> Result<ExperimentConfig, String> {
+    let mut config = match (&source.preset, &source.config) {
+        (Some(name), None) => Preset::from_name(name).map_err(|e| e.to_string())?.config(),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            ExperimentConfig::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        _ => return Err("give --preset NAME or --config FILE.json".to_string()),
+    };
+    if let Some(steps) = source.steps {
+        config.train.steps = steps;
+    }
+    if let Some(runs) = source.runs {
+        config.runs = runs;
+    }
+    if let Some(seed) = source.seed {
+        config.seed = seed;
+    }
+    if let Some(every) = source.log_every {
+        config.train.log_every = every;
+    }
+    Ok(config)
+}
+
+fn run(args: RunArgs) -> Result<(), String> {
+    let config = load_config(&args.source)?;
+    let checked = config
+        .validate()
+        .map_err(|e| format!("invalid config: {e}"))?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let num_runs = checked.methods.len() * checked.runs as usize;
+    // Seeds and methods run in parallel; leftover cores go to each run's matrix products.
+    let per_run_threads = (threads / num_runs).max(1);
+    let backend = Arc::new(CpuBackend::new(per_run_threads));
+    eprintln!("{}", *checked);
+    let mut experiment = Experiment::new(checked, backend).with_clock(default_clock);
+    eprintln!(
+        "data checksum {:016x}; {} runs on {} thread(s)",
+        experiment.data().checksum(),
+        num_runs,
+        threads
+    );
+    let (_, total) = experiment.progress();
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total.max(1))
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.min(num_runs).max(1))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let clock = experiment.clock();
+    let chunk = experiment.config().train.log_every.clamp(1, 200);
+    let started = default_clock();
+    pool.install(|| {
+        experiment.runs_mut().par_iter_mut().for_each(|run| {
+            while !run.is_done() {
+                let before = run.step();
+                let p = run.advance(chunk, clock);
+                bar.inc(p.step - before);
+                if p.done {
+                    bar.set_message(format!("{} (seed {}) done", run.name, run.seed));
+                }
+            }
+        });
+    });
+    bar.finish_and_clear();
+    let results = experiment.results();
+    print_summary(&results, default_clock() - started);
+    if let Some(out) = &args.out {
+        std::fs::write(out, results.to_json()).map_err(|e| format!("{}: {e}", out.display()))?;
+        eprintln!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+fn fmt_stat(s: Option<Stat>, digits: usize) -> String {
+    match s {
+        Some(s) => format!("{:.*} ± {:.*}", digits, s.mean, digits, s.std),
+        None => "-".to_string(),
+    }
+}
+
+fn fmt_sci(s: Option<Stat>) -> String {
+    s.map_or("-".to_string(), |s| format!("{:.2e}", s.mean))
+}
+
+fn print_summary(results: &Results, wall: f64) {
+    println!(
+        "{:<22} {:>15} {:>15} {:>10} {:>6} {:>5} {:>10} {:>10} {:>8}",
+        "method",
+        "code MCC",
+        "dict MCC",
+        "test MSE",
+        "L0",
+        "dead",
+        "train FLOP",
+        "infer FLOP",
+        "wall s"
+    );
+    for m in &results.methods {
+        let s = &m.summary;
+        println!(
+            "{:<22} {:>15} {:>15} {:>10} {:>6} {:>5} {:>10} {:>10} {:>8}",
+            m.name,
+            fmt_stat(s.code_mcc, 3),
+            fmt_stat(s.dict_mcc, 3),
+            s.test_mse
+                .map_or("-".to_string(), |v| format!("{:.2e}", v.mean)),
+            s.l0.map_or("-".to_string(), |v| format!("{:.2}", v.mean)),
+            s.dead_latents
+                .map_or("-".to_string(), |v| format!("{:.1}", v.mean)),
+            fmt_sci(s.train_flops),
+            fmt_sci(s.infer_flops),
+            s.wall_s
+                .map_or("-".to_string(), |v| format!("{:.1}", v.mean)),
+        );
+    }
+    println!("(mean ± std over seeds of each run's final evaluation; total {wall:.1} s)");
+}
+
+fn generate(source: &ConfigSource, out_dir: &Path) -> Result<(), String> {
+    let config = load_config(source)?;
+    let checked = config
+        .validate()
+        .map_err(|e| format!("invalid config: {e}"))?;
+    let data = Dataset::generate(&checked.data, checked.seed);
+    std::fs::create_dir_all(out_dir).map_err(|e| format!("{}: {e}", out_dir.display()))?;
+    for (name, m) in [
+        ("dictionary.npy", &data.dictionary),
+        ("train_codes.npy", &data.train_codes),
+        ("train_signals.npy", &data.train_signals),
+        ("test_codes.npy", &data.test_codes),
+        ("test_signals.npy", &data.test_signals),
+    ] {
+        npy::save_columns(&out_dir.join(name), m)?;
+    }
+    println!(
+        "wrote {} (data checksum {:016x})",
+        out_dir.display(),
+        data.checksum()
+    );
+    Ok(())
+}
+
+fn eval(args: &EvalArgs) -> Result<(), String> {
+    let backend = CpuBackend::new(1);
+    let mut report = serde_json::Map::new();
+    if let (Some(t), Some(c)) = (&args.true_codes, &args.codes) {
+        let truth = npy::load_as_columns(t)?;
+        let codes = npy::load_as_columns(c)?;
+        if truth.ncols() != codes.ncols() {
+            return Err(format!(
+                "true codes have {} samples but codes have {}: both must be samples x latents",
+                truth.ncols(),
+                codes.ncols()
+            ));
+        }
+        let m = metrics::code_mcc(&backend, &truth, &codes);
+        let sp = metrics::sparsity(&codes, args.l0_threshold);
+        report.insert("code_mcc".into(), m.mcc.into());
+        report.insert("l0".into(), sp.l0.into());
+        report.insert("dead_latents".into(), sp.dead_latents.into());
+        report.insert("true_latents".into(), truth.nrows().into());
+        report.insert("inferred_latents".into(), codes.nrows().into());
+        report.insert("samples".into(), truth.ncols().into());
+    }
+    if let (Some(t), Some(d)) = (&args.true_dict, &args.dict) {
+        let truth = npy::load_as_columns(t)?;
+        let dict = npy::load_as_columns(d)?;
+        if truth.nrows() != dict.nrows() {
+            return Err(format!(
+                "true atoms have {} dims but learned atoms have {}: both must be atoms x dims",
+                truth.nrows(),
+                dict.nrows()
+            ));
+        }
+        report.insert(
+            "dict_mcc".into(),
+            metrics::dict_mcc(&backend, &truth, &dict).mcc.into(),
+        );
+    }
+    if report.is_empty() {
+        return Err("give --true-codes with --codes, and/or --true-dict with --dict".to_string());
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Object(report));
+    } else {
+        for (k, v) in &report {
+            println!("{k:<17} {v}");
+        }
+    }
+    Ok(())
+}

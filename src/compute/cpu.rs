@@ -1,0 +1,267 @@
+//! The reference CPU backend: packed, SIMD matrix products from the `gemm` crate (threads
+//! natively when asked), and plain loops the compiler vectorises for everything elementwise.
+
+use super::{AdamScalars, Compute, Operand};
+
+/// CPU kernels. `threads` bounds the threads one matrix product may use (1 = this thread only;
+/// always 1 on wasm32, which has no threads without SharedArrayBuffer).
+#[derive(Clone, Debug)]
+pub struct CpuBackend {
+    threads: usize,
+}
+
+impl Default for CpuBackend {
+    fn default() -> Self {
+        Self::new(1)
+    }
+}
+
+impl CpuBackend {
+    pub fn new(threads: usize) -> Self {
+        let threads = if cfg!(target_arch = "wasm32") {
+            1
+        } else {
+            threads.max(1)
+        };
+        Self { threads }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    fn parallelism(&self) -> gemm::Parallelism {
+        #[cfg(not(target_arch = "wasm32"))]
+        if self.threads > 1 {
+            return gemm::Parallelism::Rayon(self.threads);
+        }
+        gemm::Parallelism::None
+    }
+}
+
+/// (row stride, column stride) of op(A) for column-major storage.
+fn strides(op: &Operand<'_>) -> (isize, isize) {
+    if op.transposed {
+        (op.rows as isize, 1)
+    } else {
+        (1, op.rows as isize)
+    }
+}
+
+impl Compute for CpuBackend {
+    fn name(&self) -> String {
+        format!(
+            "cpu ({} thread{})",
+            self.threads,
+            if self.threads == 1 { "" } else { "s" }
+        )
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "mirrors the trait's BLAS shape")]
+    fn gemm(
+        &self,
+        alpha: f32,
+        a: Operand<'_>,
+        b: Operand<'_>,
+        beta: f32,
+        c: &mut [f32],
+        c_rows: usize,
+        c_cols: usize,
+    ) {
+        let (m, k) = a.shape();
+        let (k2, n) = b.shape();
+        assert_eq!(
+            k, k2,
+            "gemm: inner dimensions differ ({m}x{k} times {k2}x{n})"
+        );
+        assert_eq!((m, n), (c_rows, c_cols), "gemm: output shape mismatch");
+        assert_eq!(
+            c.len(),
+            m * n,
+            "gemm: output storage does not match its shape"
+        );
+        if m == 0 || n == 0 {
+            return;
+        }
+        if k == 0 {
+            if beta == 0.0 {
+                c.fill(0.0);
+            } else {
+                c.iter_mut().for_each(|v| *v *= beta);
+            }
+            return;
+        }
+        let (a_rs, a_cs) = strides(&a);
+        let (b_rs, b_cs) = strides(&b);
+        // SAFETY: the asserts above tie every pointer's extent to the shapes passed in: a holds
+        // m*k values, b holds k*n, c holds m*n, all column-major with the strides computed from
+        // those shapes, and c does not alias a or b (it is a unique borrow).
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                m as isize,
+                1,
+                beta != 0.0,
+                a.data.as_ptr(),
+                a_cs,
+                a_rs,
+                b.data.as_ptr(),
+                b_cs,
+                b_rs,
+                beta,
+                alpha,
+                false,
+                false,
+                false,
+                self.parallelism(),
+            );
+        }
+    }
+
+    fn adam_update(
+        &self,
+        param: &mut [f32],
+        grad: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        s: AdamScalars,
+    ) {
+        assert!(param.len() == grad.len() && m.len() == grad.len() && v.len() == grad.len());
+        let (b1, b2) = (s.beta1, s.beta2);
+        for (((p, &g), mi), vi) in param.iter_mut().zip(grad).zip(m).zip(v) {
+            *mi = b1 * *mi + (1.0 - b1) * g;
+            *vi = b2 * *vi + (1.0 - b2) * g * g;
+            let denom = vi.sqrt() / s.bias2_sqrt + s.eps;
+            *p -= s.step_size * *mi / denom;
+        }
+    }
+
+    fn exp(&self, x: &[f32], out: &mut [f32]) {
+        assert_eq!(x.len(), out.len());
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = fast_exp(v);
+        }
+    }
+
+    fn topk_columns(&self, data: &mut [f32], rows: usize, cols: usize, k: usize) {
+        assert_eq!(data.len(), rows * cols);
+        if k >= rows {
+            return;
+        }
+        let mut order: Vec<u32> = Vec::with_capacity(rows);
+        for col in data.chunks_mut(rows) {
+            order.clear();
+            order.extend(0..rows as u32);
+            // Largest first; ties towards the lower index; NaN sorts last and is dropped.
+            order.select_nth_unstable_by(k - 1, |&i, &j| {
+                let (a, b) = (col[i as usize], col[j as usize]);
+                b.partial_cmp(&a)
+                    .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
+                    .then(i.cmp(&j))
+            });
+            let mut keep = vec![false; rows];
+            for &i in &order[..k] {
+                keep[i as usize] = true;
+            }
+            for (v, kept) in col.iter_mut().zip(keep) {
+                if !kept {
+                    *v = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// e^x in f32 by range reduction to 2^n * e^r with |r| <= ln(2)/2 and a degree-7 polynomial:
+/// under 2 ulp over the whole range, branch-free so the loop vectorises. Inputs beyond the f32
+/// range saturate to 0 and +inf like `f32::exp`; NaN stays NaN.
+#[inline(always)]
+pub fn fast_exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln 2 split into a part exact in f32 and a correction (Cody-Waite).
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let x = x.clamp(-104.0, 89.0);
+    let n = (x * LOG2E).round();
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // Taylor coefficients of e^r up to r^7: the remainder r^8/8! < 1e-8 for |r| <= 0.347.
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (1.0 / 6.0
+                    + r * (1.0 / 24.0
+                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
+    // Scale by 2^n in two halves so that n down to -150 (subnormal results) and up to 128 work.
+    let n = n as i32;
+    let half = n / 2;
+    let scale1 = f32::from_bits(((half + 127) as u32) << 23);
+    let scale2 = f32::from_bits(((n - half + 127) as u32) << 23);
+    p * scale1 * scale2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_exp_matches_std_within_two_ulp() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let want = (x as f64).exp();
+            let got = fast_exp(x) as f64;
+            let ulp = (want as f32).abs() * f32::EPSILON;
+            worst = worst.max((got - want).abs() / ulp as f64);
+            x += 0.0137;
+        }
+        assert!(worst < 2.0, "worst error {worst} ulp");
+        assert_eq!(fast_exp(-200.0), 0.0);
+        assert!(fast_exp(200.0).is_infinite());
+        assert!(fast_exp(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn gemm_transposes_agree_with_naive() {
+        let cpu = CpuBackend::new(1);
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut c = vec![1.0f32; m * n];
+        cpu.gemm(
+            2.0,
+            Operand::new(&a, m, k),
+            Operand::new(&b, k, n),
+            0.5,
+            &mut c,
+            m,
+            n,
+        );
+        for i in 0..m {
+            for j in 0..n {
+                let dot: f32 = (0..k).map(|p| a[i + p * m] * b[p + j * k]).sum();
+                assert!((c[i + j * m] - (2.0 * dot + 0.5)).abs() < 1e-5);
+            }
+        }
+        // a^T (k x m) stored as m x k: c2 = a^T * a, symmetric.
+        let mut c2 = vec![f32::NAN; k * k];
+        let op = Operand::new(&a, m, k);
+        cpu.gemm(1.0, op.t(), op, 0.0, &mut c2, k, k);
+        for i in 0..k {
+            for j in 0..k {
+                let dot: f32 = (0..m).map(|p| a[p + i * m] * a[p + j * m]).sum();
+                assert!((c2[i + j * k] - dot).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn topk_keeps_largest_per_column() {
+        let cpu = CpuBackend::new(1);
+        let mut d = vec![0.1, 0.5, -0.3, 0.5, 2.0, 1.0, 3.0, -1.0];
+        cpu.topk_columns(&mut d, 4, 2, 2);
+        assert_eq!(d, vec![0.0, 0.5, 0.0, 0.5, 2.0, 0.0, 3.0, 0.0]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Adam with PyTorch's semantics (torch.optim.Adam, no weight decay, no amsgrad).
+//!
+//! Per step t (from 1): m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
+//! p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). The bias corrections are computed in
+//! f64 as PyTorch does in Python, the tensor arithmetic in f32.
+
+use crate::compute::{AdamScalars, Compute};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamHyper {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl AdamHyper {
+    /// PyTorch's defaults with the given learning rate.
+    pub fn with_lr(lr: f64) -> Self {
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+/// Moments for one parameter tensor.
+#[derive(Clone, Debug)]
+pub struct AdamState {
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+impl AdamState {
+    pub fn new(len: usize) -> Self {
+        Self {
+            m: vec![0.0; len],
+            v: vec![0.0; len],
+        }
+    }
+
+    /// Update `param` in place with the step scalars of the current step.
+    pub fn update(
+        &mut self,
+        backend: &dyn Compute,
+        param: &mut [f32],
+        grad: &[f32],
+        s: AdamScalars,
+    ) {
+        backend.adam_update(param, grad, &mut self.m, &mut self.v, s);
+    }
+
+    /// Update only the slice `range` of a larger parameter (minibatched per-sample codes).
+    pub fn update_range(
+        &mut self,
+        backend: &dyn Compute,
+        param: &mut [f32],
+        grad: &[f32],
+        range: std::ops::Range<usize>,
+        s: AdamScalars,
+    ) {
+        backend.adam_update(
+            &mut param[range.clone()],
+            grad,
+            &mut self.m[range.clone()],
+            &mut self.v[range],
+            s,
+        );
+    }
+}
+
+/// The step counter shared by every tensor of one optimiser.
+#[derive(Clone, Debug)]
+pub struct AdamClock {
+    pub hyper: AdamHyper,
+    step: u64,
+}
+
+impl AdamClock {
+    pub fn new(hyper: AdamHyper) -> Self {
+        Self { hyper, step: 0 }
+    }
+
+    /// Advance to the next step and return its scalars.
+    pub fn tick(&mut self) -> AdamScalars {
+        self.step += 1;
+        let h = self.hyper;
+        let t = self.step.min(i32::MAX as u64) as i32;
+        let bias1 = 1.0 - h.beta1.powi(t);
+        let bias2 = 1.0 - h.beta2.powi(t);
+        AdamScalars {
+            beta1: h.beta1 as f32,
+            beta2: h.beta2 as f32,
+            eps: h.eps as f32,
+            step_size: (h.lr / bias1) as f32,
+            bias2_sqrt: bias2.sqrt() as f32,
+        }
+    }
+
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+}

@@ -1,0 +1,709 @@
+//! The one serde config that describes a whole experiment, its validation and the paper presets.
+//!
+//! A config is parsed (unchecked), then `validate` turns it into a [`CheckedConfig`]: the only
+//! thing the engine accepts. Every rule lives here, so a bad config fails before any work starts
+//! with a message that names the field and says what would be accepted.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Schema version of configs, results files and share links.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// Size limits, chosen so that one run stays well inside a browser tab's memory (wasm32 has at
+/// most 4 GiB and tabs are killed far earlier) and a CLI run cannot be launched by a typo.
+pub mod limits {
+    pub const MAX_ATOMS: usize = 4096;
+    pub const MAX_DATA_DIM: usize = 4096;
+    pub const MAX_SAMPLES: usize = 262_144;
+    pub const MAX_HIDDEN_WIDTH: usize = 16_384;
+    pub const MAX_HIDDEN_LAYERS: usize = 8;
+    pub const MAX_METHODS: usize = 16;
+    pub const MAX_RUNS: u32 = 64;
+    pub const MAX_STEPS: u64 = 10_000_000;
+    pub const MAX_INFERENCE_STEPS: u64 = 1_000_000;
+    /// f32 values one (method, seed) run may hold at once: 64 Mi floats, 256 MiB.
+    pub const MAX_FLOATS_PER_RUN: u64 = 64 << 20;
+    /// Seeds must survive a round trip through a JavaScript number (and so a share link).
+    pub const MAX_SEED: u64 = (1 << 53) - 1;
+}
+
+/// What the experiment gives the methods for free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    /// The true codes are given: train only an encoder to predict them (supervised).
+    KnownCodes,
+    /// The true dictionary is given and frozen: only inference is learned or optimised.
+    KnownDictionary,
+    /// Nothing is known: dictionary and inference are learned together (the paper's main result).
+    Unknown,
+}
+
+impl Setting {
+    pub fn label(self) -> &'static str {
+        match self {
+            Setting::KnownCodes => "known codes (supervised)",
+            Setting::KnownDictionary => "known dictionary",
+            Setting::Unknown => "unknown codes and dictionary",
+        }
+    }
+}
+
+/// The synthetic data model: x = sum_j s_j d_j with K-sparse codes s in R^N and atoms d_j in R^M.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// N: number of latent sources (dictionary atoms).
+    pub num_atoms: usize,
+    /// M: dimension of each measurement.
+    pub data_dim: usize,
+    /// K: active sources per sample.
+    pub sparsity_k: usize,
+    /// n: samples in the training set; the test set has as many again.
+    pub num_samples: usize,
+    /// Standard deviation of Gaussian noise added to every measurement entry (0 = the paper).
+    pub noise_std: f64,
+    /// Codes are N(0,1) instead of half-normal |N(0,1)| (false = the paper).
+    pub signed_codes: bool,
+    /// Zipf exponent of feature frequencies: atom i is active with weight 1/(i+1)^skew
+    /// (0 = uniform, the paper).
+    pub frequency_skew: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            num_atoms: 16,
+            data_dim: 8,
+            sparsity_k: 3,
+            num_samples: 1024,
+            noise_std: 0.0,
+            signed_codes: false,
+            frequency_skew: 0.0,
+        }
+    }
+}
+
+/// A per-sample inference routine: codes for new data given a fixed dictionary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "solver", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SolverConfig {
+    /// The paper's routine: Adam on u with s = exp(u), u starting at -10, on the training loss.
+    Adam {
+        #[serde(default = "default_adam_steps")]
+        steps: u64,
+        #[serde(default = "default_adam_lr")]
+        lr: f64,
+    },
+    /// FISTA on the same L1 objective (non-negative codes unless `nonneg` is false).
+    Fista {
+        #[serde(default = "default_fista_steps")]
+        steps: u64,
+        #[serde(default = "default_true")]
+        nonneg: bool,
+    },
+    /// Orthogonal matching pursuit: greedy K-sparse least squares (k defaults to the data's K).
+    Omp {
+        #[serde(default)]
+        k: Option<usize>,
+    },
+}
+
+fn default_adam_steps() -> u64 {
+    10_000
+}
+fn default_adam_lr() -> f64 {
+    3e-3
+}
+fn default_fista_steps() -> u64 {
+    500
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SolverConfig {
+    fn default() -> Self {
+        SolverConfig::Adam {
+            steps: default_adam_steps(),
+            lr: default_adam_lr(),
+        }
+    }
+}
+
+impl SolverConfig {
+    pub fn short_name(&self) -> &'static str {
+        match self {
+            SolverConfig::Adam { .. } => "adam",
+            SolverConfig::Fista { .. } => "fista",
+            SolverConfig::Omp { .. } => "omp",
+        }
+    }
+}
+
+/// One method to compare.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MethodConfig {
+    /// s = ReLU(W x [+ b]), decoder = the dictionary.
+    Sae {
+        #[serde(default)]
+        bias: bool,
+    },
+    /// Keep the k largest pre-activations per sample, then ReLU.
+    TopkSae {
+        k: usize,
+        #[serde(default)]
+        bias: bool,
+    },
+    /// s = ReLU(W_L ... ReLU(W_1 x)), any list of hidden widths.
+    Mlp {
+        hidden: Vec<usize>,
+        #[serde(default)]
+        bias: bool,
+    },
+    /// Per-sample codes s = exp(u) learned jointly with the dictionary; test codes by `inference`.
+    /// With a known dictionary this is pure per-sample inference with the true dictionary.
+    SparseCoding {
+        #[serde(default)]
+        inference: SolverConfig,
+    },
+    /// Train an SAE, then infer test codes on its dictionary by `inference`.
+    SaeIto {
+        #[serde(default)]
+        bias: bool,
+        #[serde(default)]
+        inference: SolverConfig,
+    },
+}
+
+impl MethodConfig {
+    /// A readable name: used in tables, legends and results files.
+    pub fn display_name(&self) -> String {
+        match self {
+            MethodConfig::Sae { .. } => "SAE".to_string(),
+            MethodConfig::TopkSae { k, .. } => format!("TopK SAE (k={k})"),
+            MethodConfig::Mlp { hidden, .. } => {
+                let widths: Vec<String> = hidden.iter().map(|h| h.to_string()).collect();
+                format!("MLP (h={})", widths.join("-"))
+            }
+            MethodConfig::SparseCoding { inference } => match inference {
+                SolverConfig::Adam { .. } => "Sparse coding".to_string(),
+                other => format!("Sparse coding ({})", other.short_name()),
+            },
+            MethodConfig::SaeIto { inference, .. } => {
+                format!("SAE + ITO ({})", inference.short_name())
+            }
+        }
+    }
+}
+
+/// Optimisation of everything that is trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimiser steps per method.
+    pub steps: u64,
+    /// Adam learning rate for training.
+    pub lr: f64,
+    /// lambda in loss = mean (x_hat - x)^2 + lambda * mean |s|.
+    pub l1_penalty: f64,
+    /// Samples per step; `None` = full batch (the paper).
+    pub batch_size: Option<usize>,
+    /// Evaluate on the test set every this many steps (and at the first and last step).
+    pub log_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 20_000,
+            lr: 1e-3,
+            l1_penalty: 0.01,
+            batch_size: None,
+            log_every: 1000,
+        }
+    }
+}
+
+/// Metric options.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// |s| above this counts as active for L0 and dead latents (exp-parametrised codes are never
+    /// exactly zero).
+    pub l0_threshold: f64,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { l0_threshold: 1e-3 }
+    }
+}
+
+/// Everything one experiment needs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentConfig {
+    pub version: u32,
+    pub setting: Setting,
+    pub data: DataConfig,
+    pub methods: Vec<MethodConfig>,
+    pub train: TrainConfig,
+    pub metrics: MetricsConfig,
+    /// Seed of the data; run r initialises its models from seed + r.
+    pub seed: u64,
+    /// Independent runs (seeds) per method.
+    pub runs: u32,
+}
+
+impl Default for ExperimentConfig {
+    fn default() -> Self {
+        Preset::UnknownZD.config()
+    }
+}
+
+/// The paper's three main experiments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    KnownZ,
+    KnownD,
+    UnknownZD,
+}
+
+impl Preset {
+    pub const ALL: [Preset; 3] = [Preset::KnownZ, Preset::KnownD, Preset::UnknownZD];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::KnownZ => "known-z",
+            Preset::KnownD => "known-d",
+            Preset::UnknownZD => "unknown-zd",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == name)
+            .ok_or_else(|| {
+                ConfigError::invalid(
+                    "preset",
+                    format!(
+                        "unknown preset `{name}`; expected one of known-z, known-d, unknown-zd"
+                    ),
+                )
+            })
+    }
+
+    /// The paper's settings: N=16, M=8, K=3, n=1024, lambda=0.01, Adam lr 1e-3, full batch,
+    /// 20,000 steps, 5 seeds.
+    pub fn config(self) -> ExperimentConfig {
+        let mlp = |h: usize, bias: bool| MethodConfig::Mlp {
+            hidden: vec![h],
+            bias,
+        };
+        let (setting, methods, log_every) = match self {
+            // Supervised encoders use biases, as in the paper's known-Z experiment.
+            Preset::KnownZ => (
+                Setting::KnownCodes,
+                vec![
+                    MethodConfig::Sae { bias: true },
+                    mlp(32, true),
+                    mlp(256, true),
+                ],
+                500,
+            ),
+            Preset::KnownD => (
+                Setting::KnownDictionary,
+                vec![
+                    MethodConfig::Sae { bias: false },
+                    mlp(32, false),
+                    mlp(256, false),
+                    MethodConfig::SparseCoding {
+                        inference: SolverConfig::default(),
+                    },
+                ],
+                500,
+            ),
+            Preset::UnknownZD => (
+                Setting::Unknown,
+                vec![
+                    MethodConfig::Sae { bias: false },
+                    MethodConfig::SaeIto {
+                        bias: false,
+                        inference: SolverConfig::default(),
+                    },
+                    mlp(32, false),
+                    mlp(256, false),
+                    MethodConfig::SparseCoding {
+                        inference: SolverConfig::default(),
+                    },
+                ],
+                1000,
+            ),
+        };
+        ExperimentConfig {
+            version: CONFIG_VERSION,
+            setting,
+            data: DataConfig::default(),
+            methods,
+            train: TrainConfig {
+                log_every,
+                ..TrainConfig::default()
+            },
+            metrics: MetricsConfig::default(),
+            seed: 20_240_926,
+            runs: 5,
+        }
+    }
+}
+
+/// Why a config was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the config: {0}")]
+    Parse(String),
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
+}
+
+impl ConfigError {
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A config that passed [`ExperimentConfig::validate`]; the engine takes nothing else.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckedConfig(ExperimentConfig);
+
+impl std::ops::Deref for CheckedConfig {
+    type Target = ExperimentConfig;
+    fn deref(&self) -> &ExperimentConfig {
+        &self.0
+    }
+}
+
+impl CheckedConfig {
+    pub fn into_inner(self) -> ExperimentConfig {
+        self.0
+    }
+}
+
+impl fmt::Display for ExperimentConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} | N={} M={} K={} n={} | {} steps, lr {}, lambda {} | {} run(s) from seed {}",
+            self.setting.label(),
+            self.data.num_atoms,
+            self.data.data_dim,
+            self.data.sparsity_k,
+            self.data.num_samples,
+            self.train.steps,
+            self.train.lr,
+            self.train.l1_penalty,
+            self.runs,
+            self.seed
+        )
+    }
+}
+
+fn check_size(field: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            field,
+            format!("must be between {min} and {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_positive_finite(field: &str, value: f64, max: f64) -> Result<(), ConfigError> {
+    if !value.is_finite() || value <= 0.0 || value > max {
+        return Err(ConfigError::invalid(
+            field,
+            format!("must be a finite number above 0 and at most {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_non_negative_finite(field: &str, value: f64, max: f64) -> Result<(), ConfigError> {
+    if !value.is_finite() || value < 0.0 || value > max {
+        return Err(ConfigError::invalid(
+            field,
+            format!("must be a finite number from 0 to {max}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+impl ExperimentConfig {
+    /// Parse JSON text; unknown keys and method kinds are errors that say what is accepted.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a config always serialises")
+    }
+
+    /// Check every rule; return the config in the only form the engine accepts.
+    pub fn validate(&self) -> Result<CheckedConfig, ConfigError> {
+        use limits::*;
+        if self.version != CONFIG_VERSION {
+            return Err(ConfigError::invalid(
+                "version",
+                format!(
+                    "this build reads version {CONFIG_VERSION}, got {}",
+                    self.version
+                ),
+            ));
+        }
+        let d = &self.data;
+        check_size("data.num_atoms", d.num_atoms, 1, MAX_ATOMS)?;
+        check_size("data.data_dim", d.data_dim, 1, MAX_DATA_DIM)?;
+        check_size("data.num_samples", d.num_samples, 2, MAX_SAMPLES)?;
+        if d.sparsity_k == 0 || d.sparsity_k > d.num_atoms {
+            return Err(ConfigError::invalid(
+                "data.sparsity_k",
+                format!(
+                    "K must be between 1 and N = {} (active sources cannot outnumber sources), got {}",
+                    d.num_atoms, d.sparsity_k
+                ),
+            ));
+        }
+        check_non_negative_finite("data.noise_std", d.noise_std, 1e3)?;
+        check_non_negative_finite("data.frequency_skew", d.frequency_skew, 10.0)?;
+
+        let t = &self.train;
+        if t.steps > MAX_STEPS {
+            return Err(ConfigError::invalid(
+                "train.steps",
+                format!("must be at most {MAX_STEPS}, got {}", t.steps),
+            ));
+        }
+        check_positive_finite("train.lr", t.lr, 10.0)?;
+        check_non_negative_finite("train.l1_penalty", t.l1_penalty, 1e3)?;
+        if let Some(b) = t.batch_size {
+            check_size("train.batch_size", b, 1, d.num_samples)?;
+        }
+        if t.log_every == 0 {
+            return Err(ConfigError::invalid(
+                "train.log_every",
+                "must be at least 1",
+            ));
+        }
+        check_non_negative_finite("metrics.l0_threshold", self.metrics.l0_threshold, 1e6)?;
+        if self.runs == 0 || self.runs > MAX_RUNS {
+            return Err(ConfigError::invalid(
+                "runs",
+                format!("must be between 1 and {MAX_RUNS}, got {}", self.runs),
+            ));
+        }
+        if self.seed > MAX_SEED || self.seed.saturating_add(u64::from(self.runs)) > MAX_SEED {
+            return Err(ConfigError::invalid(
+                "seed",
+                format!(
+                    "seed + runs must stay at most 2^53 - 1 = {MAX_SEED}, got {}",
+                    self.seed
+                ),
+            ));
+        }
+        if self.methods.is_empty() {
+            return Err(ConfigError::invalid(
+                "methods",
+                "choose at least one method",
+            ));
+        }
+        if self.methods.len() > MAX_METHODS {
+            return Err(ConfigError::invalid(
+                "methods",
+                format!("at most {MAX_METHODS} methods, got {}", self.methods.len()),
+            ));
+        }
+        for (i, m) in self.methods.iter().enumerate() {
+            self.validate_method(&format!("methods[{i}]"), m)?;
+        }
+        Ok(CheckedConfig(self.clone()))
+    }
+
+    fn validate_method(&self, field: &str, method: &MethodConfig) -> Result<(), ConfigError> {
+        use limits::*;
+        let d = &self.data;
+        match method {
+            MethodConfig::Sae { .. } => {}
+            MethodConfig::TopkSae { k, .. } => {
+                if *k == 0 || *k > d.num_atoms {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.k"),
+                        format!("TopK needs 1 <= k <= N = {}, got {k}", d.num_atoms),
+                    ));
+                }
+            }
+            MethodConfig::Mlp { hidden, .. } => {
+                if hidden.is_empty() || hidden.len() > MAX_HIDDEN_LAYERS {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.hidden"),
+                        format!(
+                            "list 1 to {MAX_HIDDEN_LAYERS} hidden widths, got {}",
+                            hidden.len()
+                        ),
+                    ));
+                }
+                for (j, &h) in hidden.iter().enumerate() {
+                    check_size(&format!("{field}.hidden[{j}]"), h, 1, MAX_HIDDEN_WIDTH)?;
+                }
+            }
+            MethodConfig::SparseCoding { inference } | MethodConfig::SaeIto { inference, .. } => {
+                if self.setting == Setting::KnownCodes {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.kind"),
+                        format!(
+                            "{} needs a dictionary, which the known-codes setting does not learn; \
+                             choose sae, topk_sae or mlp there",
+                            method.display_name()
+                        ),
+                    ));
+                }
+                if matches!(method, MethodConfig::SaeIto { .. })
+                    && self.setting == Setting::KnownDictionary
+                {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.kind"),
+                        "with a known dictionary, SAE + ITO is the same as sparse_coding \
+                         (inference on the true dictionary): use sparse_coding",
+                    ));
+                }
+                self.validate_solver(&format!("{field}.inference"), inference)?;
+            }
+        }
+        let floats = self.estimate_floats(method);
+        if floats > MAX_FLOATS_PER_RUN {
+            return Err(ConfigError::invalid(
+                field,
+                format!(
+                    "{} at this size needs about {} MiB per run, over the {} MiB limit; \
+                     reduce N, M, n, the batch size or the hidden widths",
+                    method.display_name(),
+                    (floats * 4) >> 20,
+                    (MAX_FLOATS_PER_RUN * 4) >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_solver(&self, field: &str, solver: &SolverConfig) -> Result<(), ConfigError> {
+        match solver {
+            SolverConfig::Adam { steps, lr } => {
+                if *steps == 0 || *steps > limits::MAX_INFERENCE_STEPS {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.steps"),
+                        format!(
+                            "must be between 1 and {}, got {steps}",
+                            limits::MAX_INFERENCE_STEPS
+                        ),
+                    ));
+                }
+                check_positive_finite(&format!("{field}.lr"), *lr, 10.0)
+            }
+            SolverConfig::Fista { steps, .. } => {
+                if *steps == 0 || *steps > limits::MAX_INFERENCE_STEPS {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.steps"),
+                        format!(
+                            "must be between 1 and {}, got {steps}",
+                            limits::MAX_INFERENCE_STEPS
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            SolverConfig::Omp { k } => {
+                let max_k = self.data.num_atoms.min(self.data.data_dim);
+                match k {
+                    Some(k) if *k == 0 || *k > max_k => Err(ConfigError::invalid(
+                        format!("{field}.k"),
+                        format!("OMP needs 1 <= k <= min(N, M) = {max_k}, got {k}"),
+                    )),
+                    None if self.data.sparsity_k > max_k => Err(ConfigError::invalid(
+                        format!("{field}.k"),
+                        format!(
+                            "OMP defaults to k = K = {}, above min(N, M) = {max_k}: set k",
+                            self.data.sparsity_k
+                        ),
+                    )),
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Upper estimate of the f32 values one run of `method` holds: data, parameters with their
+    /// gradients and Adam moments, activations of a batch, and codes being inferred.
+    pub fn estimate_floats(&self, method: &MethodConfig) -> u64 {
+        let d = &self.data;
+        let (n_atoms, dim, n) = (d.num_atoms as u64, d.data_dim as u64, d.num_samples as u64);
+        let batch = self.train.batch_size.map_or(n, |b| b as u64);
+        let data = 2 * n * (n_atoms + dim) + dim * n_atoms;
+        let dict = 4 * dim * n_atoms;
+        let infer = |s: &SolverConfig| match s {
+            SolverConfig::Adam { .. } => 6 * n * n_atoms + 2 * n * dim,
+            SolverConfig::Fista { .. } => 5 * n * n_atoms + 2 * n * dim,
+            SolverConfig::Omp { .. } => 2 * n * n_atoms + n_atoms * n_atoms,
+        };
+        let encoder = |widths: &[u64]| {
+            let mut prev = dim;
+            let mut total = 0;
+            for &w in widths.iter().chain(std::iter::once(&n_atoms)) {
+                total += 4 * (prev * w + w) + 3 * batch.max(n) * w;
+                prev = w;
+            }
+            total + 3 * batch.max(n) * dim
+        };
+        let model = match method {
+            MethodConfig::Sae { .. } | MethodConfig::TopkSae { .. } => encoder(&[]),
+            MethodConfig::Mlp { hidden, .. } => {
+                encoder(&hidden.iter().map(|&h| h as u64).collect::<Vec<_>>())
+            }
+            MethodConfig::SparseCoding { inference } => 6 * n * n_atoms + infer(inference),
+            MethodConfig::SaeIto { inference, .. } => encoder(&[]) + infer(inference),
+        };
+        data + dict + model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_validate_and_round_trip() {
+        for p in Preset::ALL {
+            let cfg = p.config();
+            cfg.validate().unwrap();
+            let back = ExperimentConfig::from_json(&cfg.to_json_pretty()).unwrap();
+            assert_eq!(back, cfg);
+            assert_eq!(Preset::from_name(p.name()).unwrap(), p);
+        }
+    }
+
+    #[test]
+    fn partial_json_fills_defaults() {
+        let cfg = ExperimentConfig::from_json(
+            r#"{"setting":"known_dictionary","methods":[{"kind":"sae"}],"data":{"num_atoms":32}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.data.num_atoms, 32);
+        assert_eq!(cfg.data.data_dim, 8);
+        assert_eq!(cfg.train.lr, 1e-3);
+        cfg.validate().unwrap();
+    }
+}

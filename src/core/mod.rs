@@ -1,0 +1,17 @@
+//! The science, in pure Rust: config, data, models, solvers, training, metrics, FLOPs.
+//! Nothing here depends on wasm-bindgen, web APIs or GPU types.
+
+pub mod adam;
+pub mod config;
+pub mod data;
+pub mod flops;
+pub mod metrics;
+pub mod models;
+pub mod results;
+pub mod rng;
+pub mod run;
+pub mod solvers;
+pub mod sparse_coding;
+
+/// Dense f32 matrix, column-major. Batches hold one sample per column.
+pub type Matrix = nalgebra::DMatrix<f32>;

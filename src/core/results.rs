@@ -1,0 +1,156 @@
+//! The results file: config, per-run logs and per-method summaries. The CLI writes it, the
+//! browser reads and writes the same schema.
+
+use super::config::{ExperimentConfig, MethodConfig, CONFIG_VERSION};
+use serde::{Deserialize, Serialize};
+
+/// One evaluation on the test set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LogRecord {
+    /// Optimiser steps done.
+    pub step: u64,
+    /// Code MCC on the test set (index-matched mean correlation in the known-codes setting).
+    pub code_mcc: f64,
+    /// Dictionary MCC (none without a dictionary).
+    pub dict_mcc: Option<f64>,
+    /// Mean squared reconstruction error on the test set.
+    pub test_mse: Option<f64>,
+    /// Normalised MSE (fraction of variance unexplained).
+    #[serde(default)]
+    pub nmse: Option<f64>,
+    /// Mean active latents per test sample.
+    pub l0: f64,
+    #[serde(default)]
+    pub dead_latents: usize,
+    /// Loss of the last training step.
+    #[serde(default)]
+    pub train_loss: Option<f64>,
+    /// FLOPs spent training so far.
+    pub train_flops: f64,
+    /// FLOPs to infer codes for the whole test set at this point.
+    pub infer_flops: f64,
+    /// Seconds spent on this run so far (training and evaluation).
+    pub wall_s: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunLog {
+    pub seed: u64,
+    pub log: Vec<LogRecord>,
+}
+
+/// Mean and (population) standard deviation over runs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Stat {
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        Some(Stat {
+            mean,
+            std: var.sqrt(),
+        })
+    }
+}
+
+/// Summary of each run's last record.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub step: Option<Stat>,
+    pub code_mcc: Option<Stat>,
+    pub dict_mcc: Option<Stat>,
+    pub test_mse: Option<Stat>,
+    pub nmse: Option<Stat>,
+    pub l0: Option<Stat>,
+    pub dead_latents: Option<Stat>,
+    pub train_flops: Option<Stat>,
+    pub infer_flops: Option<Stat>,
+    pub wall_s: Option<Stat>,
+}
+
+impl Summary {
+    pub fn of(runs: &[RunLog]) -> Self {
+        let last: Vec<&LogRecord> = runs.iter().filter_map(|r| r.log.last()).collect();
+        let stat = |f: &dyn Fn(&LogRecord) -> Option<f64>| {
+            let values: Vec<f64> = last.iter().filter_map(|r| f(r)).collect();
+            // A metric missing from some runs is not summarised from the others.
+            if values.len() == last.len() {
+                Stat::of(&values)
+            } else {
+                None
+            }
+        };
+        Summary {
+            step: stat(&|r| Some(r.step as f64)),
+            code_mcc: stat(&|r| Some(r.code_mcc)),
+            dict_mcc: stat(&|r| r.dict_mcc),
+            test_mse: stat(&|r| r.test_mse),
+            nmse: stat(&|r| r.nmse),
+            l0: stat(&|r| Some(r.l0)),
+            dead_latents: stat(&|r| Some(r.dead_latents as f64)),
+            train_flops: stat(&|r| Some(r.train_flops)),
+            infer_flops: stat(&|r| Some(r.infer_flops)),
+            wall_s: stat(&|r| Some(r.wall_s)),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MethodResults {
+    pub name: String,
+    pub method: MethodConfig,
+    pub runs: Vec<RunLog>,
+    #[serde(rename = "final")]
+    pub summary: Summary,
+}
+
+impl MethodResults {
+    pub fn new(name: String, method: MethodConfig, runs: Vec<RunLog>) -> Self {
+        let summary = Summary::of(&runs);
+        Self {
+            name,
+            method,
+            runs,
+            summary,
+        }
+    }
+}
+
+/// A whole results file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Results {
+    pub version: u32,
+    pub engine: String,
+    pub config: ExperimentConfig,
+    /// Checksum of the generated data (hex), so a reader can tell it reproduced the same data.
+    pub data_checksum: String,
+    pub methods: Vec<MethodResults>,
+}
+
+impl Results {
+    pub fn new(config: ExperimentConfig, checksum: u64, methods: Vec<MethodResults>) -> Self {
+        Self {
+            version: CONFIG_VERSION,
+            engine: format!("sparse-playground {}", env!("CARGO_PKG_VERSION")),
+            config,
+            data_checksum: format!("{checksum:016x}"),
+            methods,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results always serialise")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        serde_json::from_str(text).map_err(|e| format!("not a results file: {e}"))
+    }
+}

@@ -1,0 +1,12 @@
+//! Sparse Playground: when does a sparse autoencoder recover the true features, and what does
+//! better inference buy? A compressed-sensing engine comparing sparse encoders against ground
+//! truth, shared by the native CLI and the browser playground.
+
+pub mod compute;
+pub mod core;
+
+pub use crate::compute::{Compute, CpuBackend};
+pub use crate::core::config::{CheckedConfig, ConfigError, ExperimentConfig, Preset};
+pub use crate::core::data::Dataset;
+pub use crate::core::results::Results;
+pub use crate::core::run::{Experiment, MethodRun, Progress};

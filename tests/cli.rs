@@ -1,0 +1,187 @@
+//! The command-line tool end to end: runs, the results schema, generate + eval, errors.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sparse-playground"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "sparse-playground-test-{}-{name}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn run_preset_writes_the_results_schema() {
+    let dir = temp_dir("run");
+    let out = dir.join("results.json");
+    let status = bin()
+        .args([
+            "run",
+            "--preset",
+            "known-z",
+            "--steps",
+            "60",
+            "--runs",
+            "2",
+            "--log-every",
+            "30",
+            "--quiet",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        stdout.contains("MLP (h=256)") && stdout.contains("code MCC"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(json["config"]["setting"], "known_codes");
+    assert_eq!(json["config"]["train"]["steps"], 60);
+    let methods = json["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 3);
+    for m in methods {
+        assert!(m["name"].is_string());
+        let runs = m["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0]["seed"], 20_240_926);
+        assert_eq!(runs[1]["seed"], 20_240_927);
+        let log = runs[0]["log"].as_array().unwrap();
+        assert_eq!(log.len(), 3);
+        for key in [
+            "step",
+            "code_mcc",
+            "dict_mcc",
+            "test_mse",
+            "l0",
+            "train_flops",
+            "infer_flops",
+            "wall_s",
+        ] {
+            assert!(log[2].get(key).is_some(), "log record lacks {key}");
+        }
+        let fin = &m["final"];
+        assert!(fin["code_mcc"]["mean"].is_number() && fin["code_mcc"]["std"].is_number());
+        assert!(fin.get("dict_mcc").is_some());
+    }
+}
+
+#[test]
+fn run_config_file_with_unknown_setting() {
+    let dir = temp_dir("config");
+    let cfg = dir.join("cfg.json");
+    std::fs::write(
+        &cfg,
+        r#"{"setting":"unknown","data":{"num_atoms":12,"data_dim":6,"sparsity_k":2,"num_samples":200},
+            "methods":[{"kind":"topk_sae","k":2},{"kind":"sae_ito","inference":{"solver":"fista","steps":50}},
+                       {"kind":"sparse_coding","inference":{"solver":"omp"}}],
+            "train":{"steps":40,"log_every":20},"runs":1}"#,
+    )
+    .unwrap();
+    let out = dir.join("r.json");
+    let o = bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r = sparse_playground::Results::from_json(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let names: Vec<&str> = r.methods.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["TopK SAE (k=2)", "SAE + ITO (fista)", "Sparse coding (omp)"]
+    );
+    for m in &r.methods {
+        let last = m.runs[0].log.last().unwrap();
+        assert_eq!(last.step, 40);
+        assert!(last.dict_mcc.unwrap() > 0.0 && last.test_mse.unwrap().is_finite());
+    }
+}
+
+#[test]
+fn bad_configs_fail_with_a_message_not_a_panic() {
+    let dir = temp_dir("bad");
+    for (body, needle) in [
+        (r#"{"data":{"sparsity_k":40}}"#, "data.sparsity_k"),
+        (r#"{"train":{"lr":-1}}"#, "train.lr"),
+        (r#"{"methods":[{"kind":"gpt"}]}"#, "unknown variant `gpt`"),
+        ("{", "could not read the config"),
+    ] {
+        let cfg = dir.join("bad.json");
+        std::fs::write(&cfg, body).unwrap();
+        let o = bin()
+            .args(["run", "--quiet", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success());
+        assert!(err.contains(needle), "{body}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let o = bin()
+        .args(["run", "--preset", "unknown-z"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown preset"));
+}
+
+#[test]
+fn generate_then_eval_scores_ground_truth_perfectly() {
+    let dir = temp_dir("eval");
+    let o = bin()
+        .args(["generate", "--preset", "unknown-zd", "--out-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("892b83e13c165a75"));
+    let o = bin()
+        .arg("eval")
+        .arg("--true-codes")
+        .arg(dir.join("test_codes.npy"))
+        .arg("--codes")
+        .arg(dir.join("test_codes.npy"))
+        .arg("--true-dict")
+        .arg(dir.join("dictionary.npy"))
+        .arg("--dict")
+        .arg(dir.join("dictionary.npy"))
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!((v["code_mcc"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    assert!((v["dict_mcc"].as_f64().unwrap() - 1.0).abs() < 1e-5);
+    // K = 3 active per sample; a few half-normal magnitudes fall below the 1e-3 L0 threshold.
+    let l0 = v["l0"].as_f64().unwrap();
+    assert!(l0 > 2.98 && l0 <= 3.0, "{l0}");
+    assert_eq!(v["samples"], 1024);
+    // Mismatched files: a clear error.
+    let o = bin()
+        .arg("eval")
+        .arg("--true-codes")
+        .arg(dir.join("test_codes.npy"))
+        .arg("--codes")
+        .arg(dir.join("dictionary.npy"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("samples"));
+}

@@ -1,0 +1,181 @@
+//! Config validation: every bad input becomes a typed error naming the field, never a panic.
+#![cfg(not(target_arch = "wasm32"))]
+
+use sparse_playground::core::config::{
+    ConfigError, ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
+};
+
+fn field_of(err: ConfigError) -> String {
+    match err {
+        ConfigError::Invalid { field, .. } => field,
+        ConfigError::Parse(msg) => format!("parse: {msg}"),
+    }
+}
+
+fn rejects(mutate: impl FnOnce(&mut ExperimentConfig), field: &str) {
+    let mut cfg = Preset::UnknownZD.config();
+    mutate(&mut cfg);
+    let err = cfg.validate().expect_err("config should be rejected");
+    let message = err.to_string();
+    assert_eq!(field_of(err), field, "{message}");
+    assert!(
+        message.len() > field.len() + 10,
+        "message explains: {message}"
+    );
+}
+
+#[test]
+fn k_above_n_is_rejected() {
+    rejects(|c| c.data.sparsity_k = 17, "data.sparsity_k");
+    rejects(|c| c.data.sparsity_k = 0, "data.sparsity_k");
+}
+
+#[test]
+fn zero_sizes_are_rejected() {
+    rejects(|c| c.data.num_atoms = 0, "data.num_atoms");
+    rejects(|c| c.data.data_dim = 0, "data.data_dim");
+    rejects(|c| c.data.num_samples = 0, "data.num_samples");
+    rejects(|c| c.runs = 0, "runs");
+    rejects(|c| c.train.log_every = 0, "train.log_every");
+    rejects(|c| c.methods.clear(), "methods");
+    rejects(
+        |c| {
+            c.methods = vec![MethodConfig::Mlp {
+                hidden: vec![],
+                bias: false,
+            }]
+        },
+        "methods[0].hidden",
+    );
+    rejects(
+        |c| {
+            c.methods = vec![MethodConfig::Mlp {
+                hidden: vec![0],
+                bias: false,
+            }]
+        },
+        "methods[0].hidden[0]",
+    );
+}
+
+#[test]
+fn nan_infinite_and_negative_rates_are_rejected() {
+    rejects(|c| c.train.lr = f64::NAN, "train.lr");
+    rejects(|c| c.train.lr = -1e-3, "train.lr");
+    rejects(|c| c.train.lr = 0.0, "train.lr");
+    rejects(|c| c.train.lr = f64::INFINITY, "train.lr");
+    rejects(|c| c.train.l1_penalty = -0.1, "train.l1_penalty");
+    rejects(|c| c.data.noise_std = f64::NAN, "data.noise_std");
+    rejects(
+        |c| {
+            c.methods = vec![MethodConfig::SparseCoding {
+                inference: SolverConfig::Adam {
+                    steps: 10,
+                    lr: f64::NAN,
+                },
+            }]
+        },
+        "methods[0].inference.lr",
+    );
+}
+
+#[test]
+fn absurd_sizes_are_rejected_before_any_allocation() {
+    rejects(|c| c.data.num_atoms = 1_000_000, "data.num_atoms");
+    rejects(|c| c.data.num_samples = usize::MAX, "data.num_samples");
+    rejects(|c| c.train.steps = u64::MAX, "train.steps");
+    rejects(|c| c.runs = 10_000, "runs");
+    rejects(|c| c.seed = u64::MAX, "seed");
+    // Each size within its own limit, but together too much memory for one run.
+    rejects(
+        |c| {
+            c.data.num_atoms = 4096;
+            c.data.num_samples = 200_000;
+        },
+        "methods[0]",
+    );
+    rejects(
+        |c| {
+            c.methods = vec![
+                MethodConfig::Mlp {
+                    hidden: vec![16_384; 8],
+                    bias: false
+                };
+                1
+            ]
+        },
+        "methods[0]",
+    );
+}
+
+#[test]
+fn methods_that_do_not_fit_the_setting_are_rejected() {
+    rejects(
+        |c| {
+            c.setting = Setting::KnownCodes;
+            c.methods = vec![MethodConfig::SparseCoding {
+                inference: SolverConfig::default(),
+            }];
+        },
+        "methods[0].kind",
+    );
+    rejects(
+        |c| {
+            c.setting = Setting::KnownDictionary;
+            c.methods = vec![MethodConfig::SaeIto {
+                bias: false,
+                inference: SolverConfig::default(),
+            }];
+        },
+        "methods[0].kind",
+    );
+    rejects(
+        |c| c.methods = vec![MethodConfig::TopkSae { k: 17, bias: false }],
+        "methods[0].k",
+    );
+    rejects(
+        |c| {
+            c.methods = vec![MethodConfig::SparseCoding {
+                inference: SolverConfig::Omp { k: Some(9) },
+            }]
+        },
+        "methods[0].inference.k",
+    );
+}
+
+#[test]
+fn malformed_json_gives_readable_parse_errors() {
+    for (text, needle) in [
+        (
+            r#"{"methods":[{"kind":"transformer"}]}"#,
+            "unknown variant `transformer`",
+        ),
+        (r#"{"trian":{}}"#, "unknown field `trian`"),
+        (r#"{"data":{"num_atoms":-3}}"#, "invalid value"),
+        (r#"{"data":{"num_atoms":"16"}}"#, "invalid type"),
+        ("not json", "expected"),
+        ("", "EOF"),
+    ] {
+        let err = ExperimentConfig::from_json(text).expect_err(text);
+        let msg = err.to_string();
+        assert!(msg.contains(needle), "{text}: {msg}");
+        assert!(matches!(err, ConfigError::Parse(_)));
+    }
+}
+
+#[test]
+fn every_preset_is_valid_and_the_paper_sizes() {
+    for p in Preset::ALL {
+        let cfg = p.config();
+        cfg.validate().unwrap();
+        assert_eq!(
+            (cfg.data.num_atoms, cfg.data.data_dim, cfg.data.sparsity_k),
+            (16, 8, 3)
+        );
+        assert_eq!(cfg.data.num_samples, 1024);
+        assert_eq!(cfg.train.lr, 1e-3);
+        assert_eq!(cfg.train.l1_penalty, 0.01);
+        assert_eq!(cfg.train.batch_size, None);
+        assert_eq!(cfg.runs, 5);
+    }
+}
