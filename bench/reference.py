@@ -16,8 +16,9 @@ dictionary D (N atoms in R^M, Gaussian, unit-norm rows), X = S @ D; train and te
 
 Loss everywhere: mean over n*M of (x_hat - x)^2 + lam * mean over n*N of |s|, lam = 0.01.
 Adam with PyTorch defaults (lr 1e-3 training, 3e-3 code inference). A learned dictionary D
-(N x M parameter, N(0,1) init) is re-normalised inside the graph at every forward pass:
-D_used = D / ||D|| per atom (row), x_hat = s @ D_used.
+(N x M parameter, N(0,1) init) is re-projected to unit-norm atoms (rows) in place at the start
+of every forward pass, outside the autograd graph (a hard re-projection, as in the paper's code
+and our engine), x_hat = s @ D.
 
 Timed items. Each is warmed up (3 steps; 1 for sklearn), then repeated until --min-secs have
 passed (a warm-up step that takes max(--min-secs, 10 s) or more is itself the measurement, with
@@ -128,7 +129,10 @@ def make_data(N, M, K, n, seed=0):
 
 # ---------------------------------------------------------------- models
 def unit_atoms(D):
-    return D / D.norm(dim=1, keepdim=True)
+    """Hard re-projection: rescale the parameter's atoms in place, outside the graph."""
+    with torch.no_grad():
+        D.div_(D.norm(dim=1, keepdim=True))
+    return D
 
 
 def loss_fn(x_hat, x, s):

@@ -10,4 +10,4 @@ echo "== native tests (release build: the integration tests train real models)"
 cargo test --release --all-targets
 
 echo "== wasm32 tests (node): same data checksum as native, the step API runs"
-wasm-pack --quiet test --node --mode no-install
+wasm-pack test --node --mode no-install
