@@ -285,7 +285,7 @@ def run_preset(steps, N, M, K, n, seed=0):
         for t in range(steps + 1):
             if t % LOG_EVERY == 0 or t == steps:  # evaluate at 0, every LOG_EVERY, and the end
                 with torch.no_grad():
-                    D_unit = model.dictionary()
+                    D_unit = model.dictionary().detach()
                     amortised = name not in ("SAE+ITO", "SC")
                     codes = model.encode(x_te) if amortised else infer_codes(D_unit, x_te)
                 final[name] = (mcc(s_te, codes.numpy()), mcc(D_true.T, D_unit.numpy().T))
