@@ -511,8 +511,8 @@ impl ExperimentConfig {
             return Err(ConfigError::invalid(
                 "seed",
                 format!(
-                    "seed + runs must stay at most 2^53 - 1 = {MAX_SEED}, got {}",
-                    self.seed
+                    "seed + runs must stay at most 2^53 - 1 = {MAX_SEED}, got seed {} with {} run(s)",
+                    self.seed, self.runs
                 ),
             ));
         }

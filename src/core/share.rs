@@ -1,0 +1,513 @@
+//! Share links: a whole experiment as a short, readable `key=value&...` string for the URL hash.
+//!
+//! The schema is versioned (`v=1`) and always carries the seed, so a link reproduces the same
+//! data and initialisation. Everything else is written only where it differs from the paper
+//! preset of the link's setting, so a preset link is just `v=1&setting=...&seed=...`.
+//!
+//! Keys: `setting` (known_codes | known_dictionary | unknown), data `N M K n noise signed skew`,
+//! training `steps lr l1 batch log`, `l0` (threshold), `seed`, `runs`, and `methods`: a
+//! comma-separated list, each method a kind followed by `:`-separated options:
+//!
+//! | kind | options |
+//! |---|---|
+//! | `sae` | `b` (bias) |
+//! | `topk` | `k<int>` (required), `b` |
+//! | `mlp` | `h<int>-<int>-...` (hidden widths, required), `b` |
+//! | `sc` | solver |
+//! | `ito` | `b`, solver |
+//!
+//! and a solver is `adam` (`s<steps>`, `lr<rate>`), `fista` (`s<steps>`, `signed`) or `omp`
+//! (`k<int>`), e.g. `methods=sae,ito:fista:s200,mlp:h32-256,sc`.
+//!
+//! Keys this module does not know are returned to the caller (the page uses `run` and
+//! `backend`), never an error. A malformed value, a repeated key or a config that fails
+//! validation is an error that names the key.
+
+use super::config::{
+    limits, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, Preset, Setting,
+    SolverConfig, CONFIG_VERSION,
+};
+use std::fmt::Write as _;
+
+/// Longest link accepted: far above anything the encoder writes (see the tests), low enough that
+/// a hostile link cannot make the page parse megabytes.
+pub const MAX_LINK_CHARS: usize = 8192;
+
+/// A parsed link: the validated config plus the keys left for the caller.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedState {
+    pub config: CheckedConfig,
+    /// Keys this schema does not define, in link order (e.g. `run=1`, `backend=cpu`).
+    pub extra: Vec<(String, String)>,
+}
+
+/// Why a link was refused.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ShareError {
+    #[error("the link is {0} characters long; at most {MAX_LINK_CHARS} are accepted")]
+    TooLong(usize),
+    #[error("the link has no version (`v=1`)")]
+    MissingVersion,
+    #[error("the link has version `{0}`; this playground reads version {CONFIG_VERSION}")]
+    UnsupportedVersion(String),
+    #[error("`{key}` appears more than once in the link")]
+    Repeated { key: String },
+    #[error("`{key}={value}`: {message}")]
+    BadValue {
+        key: String,
+        value: String,
+        message: String,
+    },
+    #[error("the link describes an invalid experiment: {0}")]
+    Invalid(#[from] ConfigError),
+}
+
+fn bad(key: &str, value: &str, message: impl Into<String>) -> ShareError {
+    ShareError::BadValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        message: message.into(),
+    }
+}
+
+/// The preset a link's defaults come from.
+fn base_for(setting: Setting) -> ExperimentConfig {
+    match setting {
+        Setting::KnownCodes => Preset::KnownZ.config(),
+        Setting::KnownDictionary => Preset::KnownD.config(),
+        Setting::Unknown => Preset::UnknownZD.config(),
+    }
+}
+
+fn setting_name(s: Setting) -> &'static str {
+    match s {
+        Setting::KnownCodes => "known_codes",
+        Setting::KnownDictionary => "known_dictionary",
+        Setting::Unknown => "unknown",
+    }
+}
+
+fn solver_token(solver: &SolverConfig, out: &mut String) {
+    let default_adam = SolverConfig::default();
+    match solver {
+        s if *s == default_adam => {}
+        SolverConfig::Adam { steps, lr } => {
+            let SolverConfig::Adam {
+                steps: d_steps,
+                lr: d_lr,
+            } = default_adam
+            else {
+                unreachable!("the default solver is Adam")
+            };
+            out.push_str(":adam");
+            if *steps != d_steps {
+                let _ = write!(out, ":s{steps}");
+            }
+            if *lr != d_lr {
+                let _ = write!(out, ":lr{lr}");
+            }
+        }
+        SolverConfig::Fista { steps, nonneg } => {
+            out.push_str(":fista");
+            if *steps != 500 {
+                let _ = write!(out, ":s{steps}");
+            }
+            if !nonneg {
+                out.push_str(":signed");
+            }
+        }
+        SolverConfig::Omp { k } => {
+            out.push_str(":omp");
+            if let Some(k) = k {
+                let _ = write!(out, ":k{k}");
+            }
+        }
+    }
+}
+
+fn method_token(m: &MethodConfig) -> String {
+    let mut out = String::new();
+    let bias = |out: &mut String, b: bool| {
+        if b {
+            out.push_str(":b");
+        }
+    };
+    match m {
+        MethodConfig::Sae { bias: b } => {
+            out.push_str("sae");
+            bias(&mut out, *b);
+        }
+        MethodConfig::TopkSae { k, bias: b } => {
+            let _ = write!(out, "topk:k{k}");
+            bias(&mut out, *b);
+        }
+        MethodConfig::Mlp { hidden, bias: b } => {
+            let widths: Vec<String> = hidden.iter().map(usize::to_string).collect();
+            let _ = write!(out, "mlp:h{}", widths.join("-"));
+            bias(&mut out, *b);
+        }
+        MethodConfig::SparseCoding { inference } => {
+            out.push_str("sc");
+            solver_token(inference, &mut out);
+        }
+        MethodConfig::SaeIto { bias: b, inference } => {
+            out.push_str("ito");
+            bias(&mut out, *b);
+            solver_token(inference, &mut out);
+        }
+    }
+    out
+}
+
+/// The link for a config (the part after `#`). Extra keys are appended as given.
+pub fn encode(config: &ExperimentConfig, extra: &[(&str, &str)]) -> String {
+    let base = base_for(config.setting);
+    let mut parts: Vec<String> = vec![format!("v={CONFIG_VERSION}")];
+    parts.push(format!("setting={}", setting_name(config.setting)));
+    let d = &config.data;
+    let bd = &base.data;
+    let mut put = |key: &str, value: String, default: String| {
+        if value != default {
+            parts.push(format!("{key}={value}"));
+        }
+    };
+    put("N", d.num_atoms.to_string(), bd.num_atoms.to_string());
+    put("M", d.data_dim.to_string(), bd.data_dim.to_string());
+    put("K", d.sparsity_k.to_string(), bd.sparsity_k.to_string());
+    put("n", d.num_samples.to_string(), bd.num_samples.to_string());
+    put("noise", d.noise_std.to_string(), bd.noise_std.to_string());
+    put(
+        "signed",
+        u8::from(d.signed_codes).to_string(),
+        u8::from(bd.signed_codes).to_string(),
+    );
+    put(
+        "skew",
+        d.frequency_skew.to_string(),
+        bd.frequency_skew.to_string(),
+    );
+    let methods: Vec<String> = config.methods.iter().map(method_token).collect();
+    let base_methods: Vec<String> = base.methods.iter().map(method_token).collect();
+    put("methods", methods.join(","), base_methods.join(","));
+    let t = &config.train;
+    let bt = &base.train;
+    put("steps", t.steps.to_string(), bt.steps.to_string());
+    put("lr", t.lr.to_string(), bt.lr.to_string());
+    put("l1", t.l1_penalty.to_string(), bt.l1_penalty.to_string());
+    put(
+        "batch",
+        t.batch_size.map_or("full".into(), |b| b.to_string()),
+        bt.batch_size.map_or("full".into(), |b| b.to_string()),
+    );
+    put("log", t.log_every.to_string(), bt.log_every.to_string());
+    put(
+        "l0",
+        config.metrics.l0_threshold.to_string(),
+        base.metrics.l0_threshold.to_string(),
+    );
+    put("runs", config.runs.to_string(), base.runs.to_string());
+    // The seed is always written: a link must not depend on a default that might change.
+    parts.push(format!("seed={}", config.seed));
+    for (k, v) in extra {
+        parts.push(format!("{}={}", percent_encode(k), percent_encode(v)));
+    }
+    parts.join("&")
+}
+
+/// Escape everything outside the unreserved set and the few separators the schema uses.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:,".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+fn percent_decode(key: &str, s: &str) -> Result<String, ShareError> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| bad(key, s, "broken %-escape"))?;
+                out.push(hex);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad(key, s, "not valid UTF-8"))
+}
+
+fn parse_int<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ShareError> {
+    value
+        .parse::<T>()
+        .map_err(|_| bad(key, value, "expected a whole number"))
+}
+
+fn parse_float(key: &str, value: &str) -> Result<f64, ShareError> {
+    let v: f64 = value
+        .parse()
+        .map_err(|_| bad(key, value, "expected a number"))?;
+    if !v.is_finite() {
+        return Err(bad(key, value, "expected a finite number"));
+    }
+    Ok(v)
+}
+
+fn parse_bool(key: &str, value: &str) -> Result<bool, ShareError> {
+    match value {
+        "1" | "true" => Ok(true),
+        "0" | "false" => Ok(false),
+        _ => Err(bad(key, value, "expected 0 or 1")),
+    }
+}
+
+/// Parse one method token, e.g. `ito:b:fista:s200:signed`.
+fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
+    let key = "methods";
+    let mut parts = token.split(':');
+    let kind = parts.next().unwrap_or_default();
+    let mut bias = false;
+    let mut k: Option<usize> = None;
+    let mut hidden: Option<Vec<usize>> = None;
+    let mut solver: Option<&str> = None;
+    let mut steps: Option<u64> = None;
+    let mut lr: Option<f64> = None;
+    let mut signed = false;
+    for part in parts {
+        let num = |prefix: &str| part.strip_prefix(prefix).filter(|r| !r.is_empty());
+        if part == "b" {
+            bias = true;
+        } else if matches!(part, "adam" | "fista" | "omp") {
+            if solver.is_some() {
+                return Err(bad(key, token, "more than one solver"));
+            }
+            solver = Some(part);
+        } else if part == "signed" {
+            signed = true;
+        } else if let Some(r) = num("lr") {
+            lr = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad learning rate"))?);
+        } else if let Some(r) = num("k") {
+            k = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad k"))?);
+        } else if let Some(r) = num("s") {
+            steps = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad step count"))?);
+        } else if let Some(r) = num("h") {
+            let widths: Result<Vec<usize>, _> = r.split('-').map(str::parse::<usize>).collect();
+            let widths = widths.map_err(|_| bad(key, token, "bad hidden widths"))?;
+            if widths.len() > limits::MAX_HIDDEN_LAYERS {
+                return Err(bad(key, token, "too many hidden layers"));
+            }
+            hidden = Some(widths);
+        } else {
+            return Err(bad(key, token, format!("unknown option `{part}`")));
+        }
+    }
+    let has_solver_options = steps.is_some() || lr.is_some() || signed;
+    let solver_cfg = |k: Option<usize>| -> Result<SolverConfig, ShareError> {
+        let default = SolverConfig::default();
+        Ok(match solver.unwrap_or("adam") {
+            "adam" => {
+                let SolverConfig::Adam {
+                    steps: d_steps,
+                    lr: d_lr,
+                } = default
+                else {
+                    unreachable!("the default solver is Adam")
+                };
+                if signed || k.is_some() {
+                    return Err(bad(key, token, "adam takes only s<steps> and lr<rate>"));
+                }
+                SolverConfig::Adam {
+                    steps: steps.unwrap_or(d_steps),
+                    lr: lr.unwrap_or(d_lr),
+                }
+            }
+            "fista" => {
+                if lr.is_some() || k.is_some() {
+                    return Err(bad(key, token, "fista takes only s<steps> and signed"));
+                }
+                SolverConfig::Fista {
+                    steps: steps.unwrap_or(500),
+                    nonneg: !signed,
+                }
+            }
+            _ => {
+                if has_solver_options {
+                    return Err(bad(key, token, "omp takes only k<int>"));
+                }
+                SolverConfig::Omp { k }
+            }
+        })
+    };
+    let no_solver = |what: &str| -> Result<(), ShareError> {
+        if solver.is_some() || has_solver_options {
+            return Err(bad(key, token, format!("{what} has no inference solver")));
+        }
+        Ok(())
+    };
+    Ok(match kind {
+        "sae" => {
+            no_solver("sae")?;
+            if k.is_some() || hidden.is_some() {
+                return Err(bad(key, token, "sae takes only b (bias)"));
+            }
+            MethodConfig::Sae { bias }
+        }
+        "topk" => {
+            no_solver("topk")?;
+            let k = k.ok_or_else(|| bad(key, token, "topk needs k<int>, e.g. topk:k3"))?;
+            MethodConfig::TopkSae { k, bias }
+        }
+        "mlp" => {
+            no_solver("mlp")?;
+            let hidden =
+                hidden.ok_or_else(|| bad(key, token, "mlp needs h<widths>, e.g. mlp:h32"))?;
+            MethodConfig::Mlp { hidden, bias }
+        }
+        "sc" => {
+            if bias || hidden.is_some() {
+                return Err(bad(key, token, "sc takes only a solver"));
+            }
+            MethodConfig::SparseCoding {
+                inference: solver_cfg(k)?,
+            }
+        }
+        "ito" => {
+            if hidden.is_some() {
+                return Err(bad(key, token, "ito takes only b and a solver"));
+            }
+            MethodConfig::SaeIto {
+                bias,
+                inference: solver_cfg(k)?,
+            }
+        }
+        "" => return Err(bad(key, token, "empty method")),
+        other => {
+            return Err(bad(
+                key,
+                token,
+                format!("unknown method `{other}`; expected sae, topk, mlp, sc or ito"),
+            ))
+        }
+    })
+}
+
+/// Parse a link (with or without a leading `#` or `?`) into a validated config.
+pub fn decode(link: &str) -> Result<SharedState, ShareError> {
+    if link.len() > MAX_LINK_CHARS {
+        return Err(ShareError::TooLong(link.len()));
+    }
+    let link = link.trim().trim_start_matches(['#', '?']);
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    for piece in link.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+        let k = percent_decode(k, k)?;
+        let v = percent_decode(&k, v)?;
+        if pairs.iter().any(|(seen, _)| *seen == k) {
+            return Err(ShareError::Repeated { key: k });
+        }
+        pairs.push((k, v));
+    }
+    let get = |key: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    match get("v") {
+        None => return Err(ShareError::MissingVersion),
+        Some(v) if v == CONFIG_VERSION.to_string() => {}
+        Some(v) => return Err(ShareError::UnsupportedVersion(v.to_string())),
+    }
+    let setting = match get("setting") {
+        None | Some("unknown") => Setting::Unknown,
+        Some("known_codes") => Setting::KnownCodes,
+        Some("known_dictionary") => Setting::KnownDictionary,
+        Some(other) => {
+            return Err(bad(
+                "setting",
+                other,
+                "expected known_codes, known_dictionary or unknown",
+            ))
+        }
+    };
+    let mut cfg = base_for(setting);
+    let mut extra = Vec::new();
+    for (key, value) in &pairs {
+        let (key, value) = (key.as_str(), value.as_str());
+        match key {
+            "v" | "setting" => {}
+            "N" => cfg.data.num_atoms = parse_int(key, value)?,
+            "M" => cfg.data.data_dim = parse_int(key, value)?,
+            "K" => cfg.data.sparsity_k = parse_int(key, value)?,
+            "n" => cfg.data.num_samples = parse_int(key, value)?,
+            "noise" => cfg.data.noise_std = parse_float(key, value)?,
+            "signed" => cfg.data.signed_codes = parse_bool(key, value)?,
+            "skew" => cfg.data.frequency_skew = parse_float(key, value)?,
+            "methods" => {
+                let tokens: Vec<&str> = value.split(',').collect();
+                if tokens.len() > limits::MAX_METHODS {
+                    return Err(bad(
+                        key,
+                        value,
+                        format!("at most {} methods", limits::MAX_METHODS),
+                    ));
+                }
+                cfg.methods = tokens
+                    .into_iter()
+                    .map(parse_method)
+                    .collect::<Result<_, _>>()?;
+            }
+            "steps" => cfg.train.steps = parse_int(key, value)?,
+            "lr" => cfg.train.lr = parse_float(key, value)?,
+            "l1" => cfg.train.l1_penalty = parse_float(key, value)?,
+            "batch" => {
+                cfg.train.batch_size = match value {
+                    "full" => None,
+                    v => Some(parse_int(key, v)?),
+                }
+            }
+            "log" => cfg.train.log_every = parse_int(key, value)?,
+            "l0" => cfg.metrics.l0_threshold = parse_float(key, value)?,
+            "seed" => cfg.seed = parse_int(key, value)?,
+            "runs" => cfg.runs = parse_int(key, value)?,
+            _ => extra.push((key.to_string(), value.to_string())),
+        }
+    }
+    let config = cfg.validate()?;
+    Ok(SharedState { config, extra })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preset_link_is_short() {
+        let cfg = Preset::UnknownZD.config();
+        assert_eq!(encode(&cfg, &[]), "v=1&setting=unknown&seed=20240926");
+    }
+
+    #[test]
+    fn percent_round_trip() {
+        let s = "a b&c=d/é";
+        assert_eq!(percent_decode("k", &percent_encode(s)).unwrap(), s);
+    }
+}

@@ -1,0 +1,239 @@
+//! Share links: every valid config survives a round trip exactly, links stay short, and a
+//! malformed or hostile link is an error that names the problem, never a panic.
+#![cfg(not(target_arch = "wasm32"))]
+
+use proptest::prelude::*;
+use sparse_playground::core::config::{
+    limits, ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
+};
+use sparse_playground::core::share::{decode, encode, ShareError, MAX_LINK_CHARS};
+
+fn round_trip(cfg: &ExperimentConfig) -> ExperimentConfig {
+    let link = encode(cfg, &[]);
+    decode(&link)
+        .unwrap_or_else(|e| panic!("{link}: {e}"))
+        .config
+        .into_inner()
+}
+
+#[test]
+fn presets_round_trip_and_omit_defaults() {
+    for p in Preset::ALL {
+        let cfg = p.config();
+        let link = encode(&cfg, &[]);
+        assert!(!link.contains("methods="), "{link}");
+        assert!(
+            link.contains("seed=20240926"),
+            "the seed is always written: {link}"
+        );
+        assert_eq!(round_trip(&cfg), cfg);
+    }
+}
+
+#[test]
+fn every_solver_and_option_round_trips() {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = vec![
+        MethodConfig::Sae { bias: true },
+        MethodConfig::TopkSae { k: 4, bias: false },
+        MethodConfig::Mlp {
+            hidden: vec![32, 256, 7],
+            bias: true,
+        },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Fista {
+                steps: 123,
+                nonneg: false,
+            },
+        },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Omp { k: Some(2) },
+        },
+        MethodConfig::SaeIto {
+            bias: true,
+            inference: SolverConfig::Adam {
+                steps: 77,
+                lr: 1.5e-7,
+            },
+        },
+        MethodConfig::SaeIto {
+            bias: false,
+            inference: SolverConfig::Omp { k: None },
+        },
+    ];
+    cfg.data.noise_std = 0.05;
+    cfg.data.signed_codes = true;
+    cfg.data.frequency_skew = 1.25;
+    cfg.train.batch_size = Some(64);
+    cfg.train.lr = 0.1 + 0.2; // not a short decimal: must still come back bit for bit
+    cfg.metrics.l0_threshold = 1e-5;
+    cfg.seed = (1 << 53) - 1 - u64::from(cfg.runs);
+    let link = encode(&cfg, &[]);
+    assert_eq!(round_trip(&cfg), cfg, "{link}");
+}
+
+#[test]
+fn extra_keys_come_back_to_the_caller() {
+    let cfg = Preset::KnownD.config();
+    let link = encode(&cfg, &[("run", "1"), ("backend", "cpu")]);
+    let state = decode(&format!("#{link}")).unwrap();
+    assert_eq!(*state.config, cfg);
+    assert_eq!(
+        state.extra,
+        vec![("run".into(), "1".into()), ("backend".into(), "cpu".into())]
+    );
+}
+
+#[test]
+fn the_largest_config_still_fits_an_ordinary_link() {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = (0..limits::MAX_METHODS)
+        .map(|i| MethodConfig::Mlp {
+            hidden: vec![10_000 + i; limits::MAX_HIDDEN_LAYERS],
+            bias: true,
+        })
+        .collect();
+    let link = encode(&cfg, &[]);
+    assert!(link.len() < 2000, "{} chars", link.len());
+}
+
+fn error_of(link: &str) -> ShareError {
+    match decode(link) {
+        Ok(state) => panic!("{link} was accepted: {:?}", *state.config),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn malformed_links_say_what_is_wrong() {
+    assert_eq!(error_of(""), ShareError::MissingVersion);
+    assert_eq!(error_of("N=4"), ShareError::MissingVersion);
+    assert!(matches!(
+        error_of("v=99"),
+        ShareError::UnsupportedVersion(v) if v == "99"
+    ));
+    assert!(matches!(
+        error_of("v=1&seed=1&seed=2"),
+        ShareError::Repeated { key } if key == "seed"
+    ));
+    let cases = [
+        ("v=1&N=abc", "N"),
+        ("v=1&N=-3", "N"),
+        ("v=1&lr=NaN", "lr"),
+        ("v=1&lr=inf", "lr"),
+        ("v=1&signed=maybe", "signed"),
+        ("v=1&setting=everything", "setting"),
+        ("v=1&methods=sae,transformer", "methods"),
+        ("v=1&methods=topk", "methods"),
+        ("v=1&methods=mlp:h32-x", "methods"),
+        ("v=1&methods=sae:fista", "methods"),
+        ("v=1&methods=sc:omp:lr0.1", "methods"),
+        ("v=1&methods=", "methods"),
+        ("v=1&seed=%zz", "seed"),
+        ("v=1&seed=99999999999999999999999", "seed"),
+    ];
+    for (link, key) in cases {
+        match error_of(link) {
+            ShareError::BadValue {
+                key: k, message, ..
+            } => {
+                assert_eq!(k, key, "{link}: {message}");
+                assert!(!message.is_empty());
+            }
+            other => panic!("{link}: expected a bad value of {key}, got {other}"),
+        }
+    }
+}
+
+#[test]
+fn links_that_parse_but_describe_bad_experiments_fail_validation() {
+    for link in [
+        "v=1&K=17",
+        "v=1&lr=0",
+        "v=1&N=1000000",
+        "v=1&runs=0",
+        "v=1&seed=9007199254740992",
+        "v=1&methods=topk:k99",
+    ] {
+        assert!(
+            matches!(error_of(link), ShareError::Invalid(_)),
+            "{link} should fail validation"
+        );
+    }
+}
+
+#[test]
+fn hostile_links_are_refused_quickly() {
+    let long = format!("v=1&x={}", "a".repeat(MAX_LINK_CHARS));
+    assert!(matches!(error_of(&long), ShareError::TooLong(_)));
+    let many_methods = format!("v=1&methods={}", vec!["sae"; 1000].join(","));
+    assert!(matches!(
+        error_of(&many_methods),
+        ShareError::BadValue { .. }
+    ));
+    // Odd bytes, escapes and separators never panic.
+    for link in [
+        "v=1&%",
+        "v=1&=&&=",
+        "v=1&methods=ito:b:b:b",
+        "&&&v=1",
+        "v=1&é=%C3%A9",
+    ] {
+        let _ = decode(link);
+    }
+}
+
+fn arb_solver() -> impl Strategy<Value = SolverConfig> {
+    prop_oneof![
+        (1u64..50_000, 1e-6f64..1.0).prop_map(|(steps, lr)| SolverConfig::Adam { steps, lr }),
+        (1u64..5_000, any::<bool>())
+            .prop_map(|(steps, nonneg)| SolverConfig::Fista { steps, nonneg }),
+        proptest::option::of(1usize..4).prop_map(|k| SolverConfig::Omp { k }),
+    ]
+}
+
+fn arb_method() -> impl Strategy<Value = MethodConfig> {
+    prop_oneof![
+        any::<bool>().prop_map(|bias| MethodConfig::Sae { bias }),
+        (1usize..4, any::<bool>()).prop_map(|(k, bias)| MethodConfig::TopkSae { k, bias }),
+        (proptest::collection::vec(1usize..300, 1..4), any::<bool>())
+            .prop_map(|(hidden, bias)| MethodConfig::Mlp { hidden, bias }),
+        arb_solver().prop_map(|inference| MethodConfig::SparseCoding { inference }),
+        (any::<bool>(), arb_solver())
+            .prop_map(|(bias, inference)| MethodConfig::SaeIto { bias, inference }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn any_valid_config_round_trips(
+        setting in prop_oneof![
+            Just(Setting::KnownCodes),
+            Just(Setting::KnownDictionary),
+            Just(Setting::Unknown)
+        ],
+        methods in proptest::collection::vec(arb_method(), 1..6),
+        n_atoms in 4usize..40,
+        m in 2usize..20,
+        noise in 0.0f64..1.0,
+        signed in any::<bool>(),
+        steps in 1u64..100_000,
+        lr in 1e-6f64..1.0,
+        seed in 0u64..(1 << 53),
+        runs in 1u32..8,
+    ) {
+        let mut cfg = Preset::UnknownZD.config();
+        cfg.setting = setting;
+        cfg.methods = methods;
+        cfg.data.num_atoms = n_atoms;
+        cfg.data.data_dim = m;
+        cfg.data.noise_std = noise;
+        cfg.data.signed_codes = signed;
+        cfg.train.steps = steps;
+        cfg.train.lr = lr;
+        cfg.seed = seed;
+        cfg.runs = runs;
+        prop_assume!(cfg.validate().is_ok());
+        prop_assert_eq!(round_trip(&cfg), cfg);
+    }
+}
