@@ -11,8 +11,8 @@ trap 'rm -f "$log"' EXIT
 echo "== native tests (release build: the integration tests train real models)"
 cargo test --release --all-targets 2>&1 | tee -a "$log"
 
-echo "== wasm32 tests (node): same data checksum as native, the step API runs"
-wasm-pack test --node --mode no-install 2>&1 | tee -a "$log"
+echo "== wasm32 tests in headless Chromium: same data checksum as native, the boundary works"
+wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --mode no-install 2>&1 | tee -a "$log"
 
 # The runners print one line per test binary; sum them into a single closing line.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

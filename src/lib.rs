@@ -4,6 +4,8 @@
 
 pub mod compute;
 pub mod core;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_api;
 
 pub use crate::compute::{Compute, CpuBackend};
 pub use crate::core::config::{CheckedConfig, ConfigError, ExperimentConfig, Preset};

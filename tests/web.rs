@@ -1,29 +1,30 @@
-//! The engine compiled to wasm32: bit-identical data (the same checksum as natively) and a run
-//! that advances through the step API. Runs under `wasm-pack test --node`.
+//! The engine and its wasm-bindgen boundary in a real browser (headless Chromium through
+//! `wasm-pack test --headless --chrome`): the data are bit-identical to native, a run advances
+//! through the handle and metrics come back as typed arrays, and bad input is a thrown error.
 #![cfg(target_arch = "wasm32")]
 
-use sparse_playground::core::config::{MethodConfig, Preset, SolverConfig};
+use js_sys::{Float32Array, Float64Array, Int32Array, Reflect};
+use sparse_playground::core::config::{ExperimentConfig, MethodConfig, Preset, SolverConfig};
+use sparse_playground::wasm_api::{self, Playground};
 use sparse_playground::{CpuBackend, Dataset, Experiment};
 use std::sync::Arc;
-use wasm_bindgen_test::wasm_bindgen_test;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
+
+wasm_bindgen_test_configure!(run_in_browser);
 
 /// Must equal `PAPER_CHECKSUM` in tests/data.rs (the native side).
 const PAPER_CHECKSUM: u64 = 0x892b_83e1_3c16_5a75;
 
-#[wasm_bindgen_test]
-fn paper_data_is_bit_identical_to_native() {
-    let cfg = Preset::UnknownZD.config();
-    let data = Dataset::generate(&cfg.data, cfg.seed);
-    assert_eq!(
-        data.checksum(),
-        PAPER_CHECKSUM,
-        "got {:016x}",
-        data.checksum()
-    );
+fn js_config(cfg: &ExperimentConfig) -> JsValue {
+    serde_wasm_bindgen::to_value(cfg).unwrap()
 }
 
-#[wasm_bindgen_test]
-fn a_run_advances_and_reports_metrics() {
+fn get(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(key)).unwrap()
+}
+
+fn small_unknown() -> ExperimentConfig {
     let mut cfg = Preset::UnknownZD.config();
     cfg.methods = vec![
         MethodConfig::Sae { bias: false },
@@ -36,7 +37,28 @@ fn a_run_advances_and_reports_metrics() {
     ];
     cfg.train.steps = 40;
     cfg.train.log_every = 20;
-    cfg.runs = 1;
+    cfg.runs = 2;
+    cfg
+}
+
+#[wasm_bindgen_test]
+fn paper_data_is_bit_identical_to_native() {
+    let cfg = Preset::UnknownZD.config();
+    let data = Dataset::generate(&cfg.data, cfg.seed);
+    assert_eq!(
+        data.checksum(),
+        PAPER_CHECKSUM,
+        "got {:016x}",
+        data.checksum()
+    );
+    // The handle reports the same checksum the page shows.
+    let pg = Playground::new(js_config(&cfg)).unwrap();
+    assert_eq!(pg.data_checksum(), format!("{PAPER_CHECKSUM:016x}"));
+}
+
+#[wasm_bindgen_test]
+fn the_engine_step_api_runs() {
+    let cfg = small_unknown();
     let mut exp = Experiment::new(cfg.validate().unwrap(), Arc::new(CpuBackend::new(1)));
     let progress = exp.step(20);
     assert!(progress.iter().all(|p| p.step == 20 && p.new_records == 2));
@@ -47,4 +69,90 @@ fn a_run_advances_and_reports_metrics() {
         assert_eq!(last.step, 40);
         assert!(last.code_mcc > 0.0 && last.code_mcc <= 1.0);
     }
+}
+
+#[wasm_bindgen_test]
+fn the_handle_advances_and_hands_out_records_once() {
+    let cfg = small_unknown();
+    let mut pg = Playground::new(js_config(&cfg)).unwrap();
+    let fields = wasm_api::record_fields().length() as usize;
+    assert_eq!(pg.steps_total(), 40.0 * 4.0);
+    assert!(!pg.step(20));
+    let first = pg.take_records().to_vec();
+    // 2 methods x 2 seeds, evaluated at steps 1 and 20.
+    assert_eq!(first.len(), fields * 4 * 2);
+    assert_eq!(pg.take_records().length(), 0, "records are handed out once");
+    while !pg.run_for(20.0) {}
+    assert!(pg.is_done());
+    assert_eq!(pg.steps_done(), pg.steps_total());
+    let rest = pg.take_records().to_vec();
+    assert_eq!(rest.len(), fields * 4);
+    for row in rest.chunks(fields) {
+        assert_eq!(row[2], 40.0, "step");
+        assert!(row[3] > 0.0 && row[3] <= 1.0, "code MCC {}", row[3]);
+        assert!(row[4] > 0.0 && row[4] <= 1.0, "dict MCC {}", row[4]);
+        assert!(row[5].is_finite() && row[5] >= 0.0, "test MSE {}", row[5]);
+        assert!(row[12] > 0.0, "wall time comes from performance.now()");
+    }
+    // The results file parses back and matches the records.
+    let results = sparse_playground::Results::from_json(&pg.results_json()).unwrap();
+    assert_eq!(results.methods.len(), 2);
+    assert_eq!(results.methods[0].runs.len(), 2);
+    let last = results.methods[1].runs[1].log.last().unwrap();
+    let row = rest
+        .chunks(fields)
+        .find(|r| r[0] == 1.0 && r[1] == 1.0)
+        .unwrap();
+    assert_eq!(last.code_mcc, row[3]);
+}
+
+#[wasm_bindgen_test]
+fn snapshots_expose_matched_dictionaries_and_codes() {
+    let mut pg = Playground::new(js_config(&small_unknown())).unwrap();
+    assert!(pg.snapshot(0, 0, 5).is_null(), "nothing before the first evaluation");
+    pg.step(40);
+    let snap = pg.snapshot(0, 0, 5);
+    assert_eq!(get(&snap, "atoms").as_f64(), Some(16.0));
+    assert_eq!(get(&snap, "latents").as_f64(), Some(16.0));
+    assert_eq!(get(&snap, "samples").as_f64(), Some(5.0));
+    let dict = Float32Array::from(get(&snap, "dictionary")).to_vec();
+    assert_eq!(dict.len(), 8 * 16);
+    let gram = Float32Array::from(get(&snap, "gram")).to_vec();
+    for i in 0..16 {
+        assert!((gram[i * 16 + i] - 1.0).abs() < 1e-4, "unit-norm atoms");
+    }
+    let matched = Int32Array::from(get(&snap, "dictMatch")).to_vec();
+    let mut sorted = matched.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (0..16).collect::<Vec<i32>>(), "a permutation");
+    let corr = Float64Array::from(get(&snap, "dictCorr")).to_vec();
+    assert!(corr.iter().all(|c| (0.0..=1.0 + 1e-9).contains(c)));
+    assert_eq!(Float32Array::from(get(&snap, "codes")).length(), 16 * 5);
+    assert_eq!(Float32Array::from(get(&snap, "trueCodes")).length(), 16 * 5);
+    assert_eq!(pg.true_dictionary().length(), 8 * 16);
+    assert!(pg.snapshot(7, 0, 5).is_null(), "no such method");
+}
+
+#[wasm_bindgen_test]
+fn bad_input_throws_instead_of_panicking() {
+    let mut cfg = small_unknown();
+    cfg.data.sparsity_k = 99;
+    assert!(Playground::new(js_config(&cfg)).is_err());
+    assert!(Playground::new(JsValue::from_str("not a config")).is_err());
+    assert!(wasm_api::decode_link("v=1&lr=NaN").is_err());
+    assert!(wasm_api::normalize_results("{").is_err());
+    assert!(wasm_api::preset_config("nope").is_err());
+}
+
+#[wasm_bindgen_test]
+fn links_round_trip_through_the_boundary() {
+    let cfg = small_unknown();
+    let extra = serde_wasm_bindgen::to_value(&vec![("run", "1")]).unwrap();
+    let link = wasm_api::encode_link(js_config(&cfg), extra).unwrap();
+    let decoded = wasm_api::decode_link(&link).unwrap();
+    let back: ExperimentConfig = serde_wasm_bindgen::from_value(get(&decoded, "config")).unwrap();
+    assert_eq!(back, cfg);
+    let validated = wasm_api::validate_config(js_config(&cfg)).unwrap();
+    let back: ExperimentConfig = serde_wasm_bindgen::from_value(validated).unwrap();
+    assert_eq!(back, cfg);
 }

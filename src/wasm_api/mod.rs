@@ -1,0 +1,378 @@
+//! The browser boundary (wasm32 only): a handle over the engine's step API.
+//!
+//! A config goes in once, through serde-wasm-bindgen; progress comes out as flat `Float64Array`
+//! rows (one per evaluation, fields named by [`record_fields`]) and views of what was learned as
+//! typed arrays. Everything heavier than a number crosses as a typed array or a JSON string the
+//! page can download as is. Errors are `JsError`s with the engine's own messages; a panic is
+//! turned into a console error with a stack by `console_error_panic_hook` and, in the worker,
+//! into a visible message on the page.
+
+use crate::core::config::{ExperimentConfig, Preset};
+use crate::core::results::{LogRecord, Results};
+use crate::core::run::Experiment;
+use crate::core::share;
+use crate::core::Matrix;
+use crate::CpuBackend;
+use js_sys::{Array, Float32Array, Float64Array, Int32Array, Object, Reflect};
+use serde::Serialize;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    /// `performance.now()`, present on windows and workers alike.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+fn clock_seconds() -> f64 {
+    performance_now() / 1000.0
+}
+
+#[wasm_bindgen(start)]
+fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The engine's version, shown in the page footer and written into results files.
+#[wasm_bindgen(js_name = engineVersion)]
+pub fn engine_version() -> String {
+    format!("sparse-playground {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn config_from_js(config: JsValue) -> Result<ExperimentConfig, JsError> {
+    serde_wasm_bindgen::from_value(config)
+        .map_err(|e| JsError::new(&format!("could not read the config: {e}")))
+}
+
+/// The paper preset `known-z`, `known-d` or `unknown-zd` as a plain object.
+#[wasm_bindgen(js_name = presetConfig)]
+pub fn preset_config(name: &str) -> Result<JsValue, JsError> {
+    let preset = Preset::from_name(name).map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&preset.config())
+}
+
+/// Check a config; returns it with every default filled in, or throws the first problem.
+#[wasm_bindgen(js_name = validateConfig)]
+pub fn validate_config(config: JsValue) -> Result<JsValue, JsError> {
+    let cfg = config_from_js(config)?;
+    let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&*checked)
+}
+
+/// The share link (the part after `#`) for a config, plus `extra` `[key, value]` pairs.
+#[wasm_bindgen(js_name = encodeLink)]
+pub fn encode_link(config: JsValue, extra: JsValue) -> Result<String, JsError> {
+    let cfg = config_from_js(config)?;
+    cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    let extra: Vec<(String, String)> = if extra.is_undefined() || extra.is_null() {
+        Vec::new()
+    } else {
+        serde_wasm_bindgen::from_value(extra)
+            .map_err(|e| JsError::new(&format!("extra link keys: {e}")))?
+    };
+    let pairs: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Ok(share::encode(&cfg, &pairs))
+}
+
+/// Parse a share link: `{config, extra: [[key, value], ...]}`, or throws what was wrong.
+#[wasm_bindgen(js_name = decodeLink)]
+pub fn decode_link(link: &str) -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Decoded<'a> {
+        config: &'a ExperimentConfig,
+        extra: &'a [(String, String)],
+    }
+    let state = share::decode(link).map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&Decoded {
+        config: &state.config,
+        extra: &state.extra,
+    })
+}
+
+/// Check a results file (from the CLI or the page) and return it normalised as JSON text:
+/// every optional field present, the config valid.
+#[wasm_bindgen(js_name = normalizeResults)]
+pub fn normalize_results(json: &str) -> Result<String, JsError> {
+    let results = Results::from_json(json).map_err(|e| JsError::new(&e))?;
+    results
+        .config
+        .validate()
+        .map_err(|e| JsError::new(&format!("the results file's config is invalid: {e}")))?;
+    Ok(results.to_json())
+}
+
+/// Names of the columns of [`Playground::take_records`] rows, in order.
+const RECORD_FIELDS: [&str; 13] = [
+    "method",
+    "run",
+    "step",
+    "code_mcc",
+    "dict_mcc",
+    "test_mse",
+    "nmse",
+    "l0",
+    "dead_latents",
+    "train_loss",
+    "train_flops",
+    "infer_flops",
+    "wall_s",
+];
+
+#[wasm_bindgen(js_name = recordFields)]
+pub fn record_fields() -> Array {
+    RECORD_FIELDS.iter().map(|f| JsValue::from_str(f)).collect()
+}
+
+fn push_record(out: &mut Vec<f64>, method: usize, run: u32, r: &LogRecord) {
+    let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
+    out.extend_from_slice(&[
+        method as f64,
+        f64::from(run),
+        r.step as f64,
+        r.code_mcc,
+        opt(r.dict_mcc),
+        opt(r.test_mse),
+        opt(r.nmse),
+        r.l0,
+        r.dead_latents as f64,
+        opt(r.train_loss),
+        r.train_flops,
+        r.infer_flops,
+        r.wall_s,
+    ]);
+}
+
+fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    // Setting a property on a fresh plain object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(key), &value.into());
+}
+
+fn f32_array(m: &Matrix) -> Float32Array {
+    Float32Array::from(m.as_slice())
+}
+
+/// One experiment: every method from every seed over one dataset, advanced on demand.
+#[wasm_bindgen]
+pub struct Playground {
+    exp: Experiment,
+    /// Log records already handed out, per run.
+    emitted: Vec<usize>,
+    /// Steps per `Experiment::step` call inside [`Playground::run_for`], adapted to the budget.
+    chunk: u64,
+}
+
+impl std::fmt::Debug for Playground {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Playground")
+            .field("exp", &self.exp)
+            .finish_non_exhaustive()
+    }
+}
+
+#[wasm_bindgen]
+impl Playground {
+    /// Validate the config, generate the data and initialise every run. Throws on a bad config.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue) -> Result<Playground, JsError> {
+        let cfg = config_from_js(config)?;
+        let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+        let exp = Experiment::new(checked, Arc::new(CpuBackend::new(1))).with_clock(clock_seconds);
+        let emitted = vec![0; exp.runs().len()];
+        Ok(Playground {
+            exp,
+            emitted,
+            chunk: 1,
+        })
+    }
+
+    /// The validated config, defaults filled in.
+    pub fn config(&self) -> Result<JsValue, JsError> {
+        to_js(&**self.exp.config())
+    }
+
+    /// Display names of the methods, in config order.
+    #[wasm_bindgen(js_name = methodNames)]
+    pub fn method_names(&self) -> Array {
+        crate::core::run::method_names(&self.exp.config().methods)
+            .iter()
+            .map(|n| JsValue::from_str(n))
+            .collect()
+    }
+
+    /// FNV-1a checksum of the generated data, as 16 hex digits (equal to the native one).
+    #[wasm_bindgen(js_name = dataChecksum)]
+    pub fn data_checksum(&self) -> String {
+        format!("{:016x}", self.exp.data().checksum())
+    }
+
+    #[wasm_bindgen(js_name = stepsDone)]
+    pub fn steps_done(&self) -> f64 {
+        self.exp.progress().0 as f64
+    }
+
+    #[wasm_bindgen(js_name = stepsTotal)]
+    pub fn steps_total(&self) -> f64 {
+        self.exp.progress().1 as f64
+    }
+
+    #[wasm_bindgen(js_name = isDone)]
+    pub fn is_done(&self) -> bool {
+        self.exp.is_done()
+    }
+
+    /// Advance every unfinished run by at most `max_steps` steps. Returns whether all are done.
+    pub fn step(&mut self, max_steps: u32) -> bool {
+        self.exp.step(u64::from(max_steps.max(1)));
+        self.exp.is_done()
+    }
+
+    /// Advance for about `budget_ms` milliseconds (at least one step), in chunks sized so the
+    /// budget is not overshot by much. Returns whether all runs are done.
+    #[wasm_bindgen(js_name = runFor)]
+    pub fn run_for(&mut self, budget_ms: f64) -> bool {
+        let budget = if budget_ms.is_finite() {
+            budget_ms.clamp(1.0, 10_000.0) / 1000.0
+        } else {
+            0.05
+        };
+        let start = clock_seconds();
+        while !self.exp.is_done() {
+            let t0 = clock_seconds();
+            self.exp.step(self.chunk);
+            let took = clock_seconds() - t0;
+            // Aim for chunks of about a quarter of the budget.
+            if took < budget / 8.0 {
+                self.chunk = (self.chunk * 2).min(1 << 20);
+            } else if took > budget / 2.0 && self.chunk > 1 {
+                self.chunk /= 2;
+            }
+            if clock_seconds() - start >= budget {
+                break;
+            }
+        }
+        self.exp.is_done()
+    }
+
+    /// Every log record not handed out before, as rows of `recordFields()` (NaN = not
+    /// applicable, e.g. no dictionary MCC in the known-codes setting).
+    #[wasm_bindgen(js_name = takeRecords)]
+    pub fn take_records(&mut self) -> Float64Array {
+        let mut out = Vec::new();
+        for (i, run) in self.exp.runs().iter().enumerate() {
+            for r in &run.log()[self.emitted[i]..] {
+                push_record(&mut out, run.method_index, run.run_index, r);
+            }
+            self.emitted[i] = run.log().len();
+        }
+        Float64Array::from(out.as_slice())
+    }
+
+    /// Everything so far in the CLI's results schema, as JSON text.
+    #[wasm_bindgen(js_name = resultsJson)]
+    pub fn results_json(&self) -> String {
+        self.exp.results().to_json()
+    }
+
+    /// The true dictionary (M x N, column-major, one atom per column).
+    #[wasm_bindgen(js_name = trueDictionary)]
+    pub fn true_dictionary(&self) -> Float32Array {
+        f32_array(&self.exp.data().dictionary)
+    }
+
+    /// What run `run` of method `method` has learned at its last evaluation, or `null` before
+    /// the first. Fields: `step`, `atoms` (N), `latents` (N'), `dim` (M), `samples`;
+    /// `dictionary` (M x N' column-major, or null), `gram` (N' x N'), `dictMatch` /
+    /// `codeMatch` (Int32Array, per true atom the matched learned index or -1), `dictCorr` /
+    /// `codeCorr` (|correlation| per true atom), `dictSign` (+1/-1 per true atom, to align the
+    /// learned atom with the true one), `trueCodes` (N x samples) and `codes` (N' x samples) for
+    /// the first `samples` test samples.
+    pub fn snapshot(&self, method: usize, run: u32, samples: usize) -> JsValue {
+        let Some(r) = self
+            .exp
+            .runs()
+            .iter()
+            .find(|r| r.method_index == method && r.run_index == run)
+        else {
+            return JsValue::NULL;
+        };
+        let Some(snap) = r.snapshot() else {
+            return JsValue::NULL;
+        };
+        let data = self.exp.data();
+        let n_true = data.num_atoms();
+        let latents = snap.codes.nrows();
+        let samples = samples.min(snap.codes.ncols());
+        let obj = Object::new();
+        set(&obj, "step", snap.step as f64);
+        set(&obj, "atoms", n_true as f64);
+        set(&obj, "latents", latents as f64);
+        set(&obj, "dim", data.data_dim() as f64);
+        set(&obj, "samples", samples as f64);
+        let matching_arrays = |m: &Option<crate::core::metrics::Matching>| {
+            let mut idx = vec![-1i32; n_true];
+            let mut corr = vec![0f64; n_true];
+            if let Some(m) = m {
+                for &(t, l, c) in &m.pairs {
+                    if t < n_true {
+                        idx[t] = l.map_or(-1, |l| l as i32);
+                        corr[t] = c;
+                    }
+                }
+            }
+            (idx, corr)
+        };
+        match &snap.dictionary {
+            Some(d) => {
+                set(&obj, "dictionary", f32_array(d));
+                set(&obj, "gram", f32_array(&(d.transpose() * d)));
+                let (idx, corr) = matching_arrays(&snap.dict_matching);
+                let sign: Vec<f32> = idx
+                    .iter()
+                    .enumerate()
+                    .map(|(t, &l)| {
+                        if l < 0 {
+                            return 1.0;
+                        }
+                        let dot = data.dictionary.column(t).dot(&d.column(l as usize));
+                        if dot < 0.0 {
+                            -1.0
+                        } else {
+                            1.0
+                        }
+                    })
+                    .collect();
+                set(&obj, "dictMatch", Int32Array::from(idx.as_slice()));
+                set(&obj, "dictCorr", Float64Array::from(corr.as_slice()));
+                set(&obj, "dictSign", Float32Array::from(sign.as_slice()));
+            }
+            None => {
+                for key in ["dictionary", "gram", "dictMatch", "dictCorr", "dictSign"] {
+                    set(&obj, key, JsValue::NULL);
+                }
+            }
+        }
+        let (idx, corr) = if snap.code_matching.is_none() && latents == n_true {
+            // Known codes: latent i is trained to predict true code i, no matching needed.
+            ((0..n_true as i32).collect(), vec![f64::NAN; n_true])
+        } else {
+            matching_arrays(&snap.code_matching)
+        };
+        set(&obj, "codeMatch", Int32Array::from(idx.as_slice()));
+        set(&obj, "codeCorr", Float64Array::from(corr.as_slice()));
+        let true_codes = data.test_codes.columns(0, samples).into_owned();
+        let codes = snap.codes.columns(0, samples).into_owned();
+        set(&obj, "trueCodes", f32_array(&true_codes));
+        set(&obj, "codes", f32_array(&codes));
+        obj.into()
+    }
+}
