@@ -109,7 +109,10 @@ fn the_handle_advances_and_hands_out_records_once() {
 #[wasm_bindgen_test]
 fn snapshots_expose_matched_dictionaries_and_codes() {
     let mut pg = Playground::new(js_config(&small_unknown())).unwrap();
-    assert!(pg.snapshot(0, 0, 5).is_null(), "nothing before the first evaluation");
+    assert!(
+        pg.snapshot(0, 0, 5).is_null(),
+        "nothing before the first evaluation"
+    );
     pg.step(40);
     let snap = pg.snapshot(0, 0, 5);
     assert_eq!(get(&snap, "atoms").as_f64(), Some(16.0));

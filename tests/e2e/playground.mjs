@@ -1,0 +1,250 @@
+// End-to-end test of the built site (dist/) in the system Chromium, driven by playwright-core.
+// It serves dist/ on 127.0.0.1 from a sub-path (as GitHub Pages would), runs a short experiment,
+// checks the charts, table and dictionary views, shares the link and reopens it in a fresh
+// browser context (same config, same numbers), exports the results JSON and loads it back,
+// checks that a finished run survives a reload and that a malformed link shows an error and the
+// defaults, and fails on any console error. A screenshot goes to target/e2e/playground.png.
+//
+// Run: `npm run build && node tests/e2e/playground.mjs` (scripts/test.sh does both).
+import { chromium } from 'playwright-core';
+import { createServer } from 'node:http';
+import { readFile, mkdir, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { extname, join, normalize, resolve } from 'node:path';
+import assert from 'node:assert/strict';
+
+const ROOT = resolve(new URL('../..', import.meta.url).pathname);
+const DIST = join(ROOT, 'dist');
+const ARTIFACTS = join(ROOT, 'target', 'e2e');
+const BASE = '/sparse-playground/'; // served from a sub-path on purpose
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT = 120_000;
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.wasm': 'application/wasm',
+  '.css': 'text/css',
+  '.json': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.png': 'image/png',
+};
+
+function serve() {
+  const requests = [];
+  const server = createServer(async (req, res) => {
+    requests.push(req.url);
+    const url = new URL(req.url, 'http://x');
+    if (!url.pathname.startsWith(BASE)) {
+      res.writeHead(404).end();
+      return;
+    }
+    let rel = normalize(decodeURIComponent(url.pathname.slice(BASE.length)));
+    if (rel === '.' || rel === '') rel = 'index.html';
+    const file = join(DIST, rel);
+    if (!file.startsWith(DIST) || !existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
+    const body = await readFile(file);
+    res.writeHead(200, { 'content-type': MIME[extname(file)] || 'application/octet-stream' });
+    res.end(body);
+  });
+  return new Promise((ok) => {
+    server.listen(0, '127.0.0.1', () => ok({ server, requests, port: server.address().port }));
+  });
+}
+
+// A short experiment: three methods, two seeds, 300 steps, evaluated every 100.
+const LINK = 'v=1&setting=unknown&methods=sae,sc:fista:s100,mlp:h32&steps=300&log=100&runs=2&seed=11';
+
+const results = [];
+async function test(name, fn) {
+  const t0 = Date.now();
+  try {
+    await fn();
+    results.push({ name, ok: true });
+    console.log(`test ${name} ... ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    results.push({ name, ok: false });
+    console.log(`test ${name} ... FAILED\n${e.stack || e}`);
+  }
+}
+
+const { server, port } = await serve();
+const origin = `http://127.0.0.1:${port}`;
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run',
+  ],
+});
+
+const consoleProblems = [];
+async function newPage(context) {
+  const ctx = context || (await browser.newContext({ acceptDownloads: true }));
+  const page = await ctx.newPage();
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('console', (msg) => {
+    if (msg.type() === 'error' || msg.type() === 'warning') consoleProblems.push(`${msg.type()}: ${msg.text()}`);
+  });
+  page.on('pageerror', (err) => consoleProblems.push(`page error: ${err.message}`));
+  return { ctx, page };
+}
+
+const waitState = (page, value) =>
+  page.waitForFunction((v) => document.body.dataset.state === v, value, { timeout: TIMEOUT });
+
+async function summary(page) {
+  return page.$$eval('#summary tbody tr', (rows) => rows.map((r) => Array.from(r.cells).map((c) => c.textContent)));
+}
+
+let first; // {page, ctx, table, link, checksum}
+
+await test('page loads from a sub-path and becomes ready', async () => {
+  const { ctx, page } = await newPage();
+  const t0 = Date.now();
+  await page.goto(`${origin}${BASE}#${LINK}`);
+  await waitState(page, 'ready');
+  console.log(`  ready ${Date.now() - t0} ms after navigation`);
+  assert.equal(await page.inputValue('#steps'), '300');
+  assert.equal(await page.inputValue('#runs'), '2');
+  assert.equal(await page.$$eval('#methods .method', (m) => m.length), 3);
+  const checksum = await page.textContent('#checksum');
+  assert.match(checksum, /^[0-9a-f]{16}$/);
+  assert.ok(await page.isEnabled('#play'));
+  first = { ctx, page, checksum };
+});
+
+await test('a short experiment runs and the charts, table and views update', async () => {
+  const { page } = first;
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const table = await summary(page);
+  assert.equal(table.length, 3);
+  for (const row of table) {
+    const mcc = parseFloat(row[1]);
+    assert.ok(mcc > 0 && mcc <= 1, `code MCC of ${row[0]}: ${row[1]}`);
+    assert.match(row[1], /±/, 'two seeds give a spread');
+  }
+  const points = await page.$eval('#chart-code_mcc', (c) => c.querySelector('[data-points]').dataset.points);
+  assert.equal(points, '4', 'evaluations at steps 1, 100, 200, 300');
+  assert.equal(await page.$$eval('#chart-code_mcc canvas', (c) => c.length), 1);
+  await page.waitForFunction(() => document.getElementById('heat-learned').dataset.drawn === '8x16');
+  assert.equal(await page.$eval('#heat-true', (c) => c.dataset.drawn), '8x16');
+  assert.equal(await page.$eval('#heat-gram', (c) => c.dataset.drawn), '16x16');
+  assert.match(await page.textContent('#status'), /300 \/ 300 steps per run|1,800 \/ 1,800 steps/);
+  // The x axis switches to FLOPs (log) without losing points.
+  await page.selectOption('#x-axis', 'flops');
+  // Methods spend different FLOPs per step, so their points interleave on the shared axis.
+  await page.waitForFunction(() => Number(document.querySelector('#chart-code_mcc [data-points]').dataset.points) > 4);
+  await mkdir(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, 'playground.png'), fullPage: true });
+  first.table = table;
+});
+
+await test('the share link reopens the same experiment with the same numbers', async () => {
+  const { page, ctx } = first;
+  await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  await page.click('#copy-link');
+  const link = await page.inputValue('#share-link');
+  assert.ok(link.startsWith(`${origin}${BASE}#v=1&`), link);
+  assert.ok(link.includes('run=1'), 'the link starts the run');
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.equal(copied, link);
+  const fresh = await newPage();
+  await fresh.page.goto(link);
+  await waitState(fresh.page, 'finished');
+  assert.equal(await fresh.page.textContent('#checksum'), first.checksum);
+  assert.deepEqual(
+    (await summary(fresh.page)).map((r) => r.slice(0, 6)),
+    first.table.map((r) => r.slice(0, 6)),
+    'same MCCs, MSE, L0 and dead latents',
+  );
+  await fresh.ctx.close();
+});
+
+await test('results export as JSON in the CLI schema and load back', async () => {
+  const { page } = first;
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+  const path = join(ARTIFACTS, 'results.json');
+  await download.saveAs(path);
+  const json = JSON.parse(await readFile(path, 'utf8'));
+  assert.equal(json.config.train.steps, 300);
+  assert.equal(json.methods.length, 3);
+  assert.equal(json.methods[0].runs.length, 2);
+  const rec = json.methods[0].runs[0].log.at(-1);
+  for (const key of ['step', 'code_mcc', 'dict_mcc', 'test_mse', 'l0', 'train_flops', 'infer_flops', 'wall_s']) {
+    assert.ok(key in rec, `log records have ${key}`);
+  }
+  assert.ok('mean' in json.methods[0].final.code_mcc);
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const csvPath = join(ARTIFACTS, 'curves.csv');
+  await csv.saveAs(csvPath);
+  const lines = (await readFile(csvPath, 'utf8')).trim().split('\n');
+  assert.equal(lines.length, 1 + 3 * 2 * 4, 'a header plus 3 methods x 2 seeds x 4 evaluations');
+  const [svg] = await Promise.all([page.waitForEvent('download'), page.click('#chart-code_mcc button:has-text("SVG")')]);
+  await svg.saveAs(join(ARTIFACTS, 'code-mcc.svg'));
+  assert.match(await readFile(join(ARTIFACTS, 'code-mcc.svg'), 'utf8'), /^<svg[^]*<polyline[^]*<\/svg>$/);
+  const [png] = await Promise.all([page.waitForEvent('download'), page.click('#chart-code_mcc button:has-text("PNG")')]);
+  await png.saveAs(join(ARTIFACTS, 'code-mcc.png'));
+
+  const other = await newPage();
+  await other.page.goto(`${origin}${BASE}`);
+  await waitState(other.page, 'ready');
+  await other.page.setInputFiles('#load-json', path);
+  await other.page.waitForFunction(() => /loaded from a file/.test(document.getElementById('status').textContent));
+  assert.deepEqual(await summary(other.page), first.table, 'the loaded file shows the same table');
+  assert.equal(await other.page.inputValue('#steps'), '300');
+  // A file that is not a results file is refused with a message, and nothing is lost.
+  const bogus = join(ARTIFACTS, 'bogus.json');
+  await writeFile(bogus, '{"config": 3}');
+  await other.page.setInputFiles('#load-json', bogus);
+  await other.page.waitForSelector('.banner.error');
+  assert.deepEqual(await summary(other.page), first.table);
+  await other.ctx.close();
+});
+
+await test('a finished run survives a reload', async () => {
+  const { page } = first;
+  await page.reload();
+  await page.waitForFunction(() => /loaded from a file/.test(document.getElementById('status').textContent));
+  assert.match(await page.textContent('#banners'), /Restored your last finished run/);
+  assert.deepEqual(await summary(page), first.table);
+});
+
+await test('a malformed link shows what was wrong and the defaults', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=1&N=abc&steps=5`);
+  await waitState(page, 'ready');
+  const error = await page.textContent('.banner.error');
+  assert.match(error, /N=abc/);
+  assert.equal(await page.inputValue('#num_atoms'), '16');
+  assert.equal(await page.inputValue('#steps'), '20000');
+  // An invalid edit in the form is refused with a message and the last good experiment stays.
+  await page.fill('#sparsity_k', '99');
+  await page.dispatchEvent('#sparsity_k', 'change');
+  await page.waitForSelector('#config-error:not([hidden])');
+  assert.match(await page.textContent('#config-error'), /sparsity_k/);
+  assert.ok(await page.isEnabled('#play'));
+  await ctx.close();
+});
+
+await test('no console errors or warnings', async () => {
+  assert.deepEqual(consoleProblems, []);
+});
+
+await first?.ctx.close();
+await browser.close();
+server.close();
+
+const passed = results.filter((r) => r.ok).length;
+const failed = results.length - passed;
+console.log(`\ntest result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed; (end-to-end, dist/ in Chromium)`);
+process.exit(failed ? 1 : 0);

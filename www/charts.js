@@ -1,0 +1,270 @@
+// Line charts of a metric against steps or FLOPs: one line per method (mean over seeds) with a
+// band of mean +/- one standard deviation. uPlot draws them live; the same data also render to
+// a standalone SVG, and the canvas plus a legend to a PNG, for export.
+import uPlot from 'uplot';
+
+// Okabe-Ito: distinguishable with the common colour-vision deficiencies.
+export const PALETTE = ['#0072B2', '#D55E00', '#009E73', '#CC79A7', '#E69F00', '#56B4E9', '#000000', '#B8A000'];
+
+export function colorOf(i) {
+  return PALETTE[i % PALETTE.length];
+}
+
+function withAlpha(hex, alpha) {
+  const n = parseInt(hex.slice(1), 16);
+  return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;
+}
+
+export function formatNumber(v) {
+  if (v == null || !Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  if (a === 0) return '0';
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(2);
+  if (a >= 100) return v.toFixed(0);
+  return v.toPrecision(3);
+}
+
+/** Labels only the powers of ten of a log axis (uPlot also returns the minor ticks). */
+function logLabel(v) {
+  if (!(v > 0)) return '';
+  const e = Math.round(Math.log10(v));
+  if (Math.abs(v / 10 ** e - 1) > 1e-9) return '';
+  return e >= -2 && e <= 3 ? String(10 ** e) : `1e${e}`;
+}
+
+/**
+ * One chart. `setData` takes {xs, xLabel, xLog, series: [{name, color, mean, lo, hi}]}, where the
+ * arrays are aligned with xs and hold null where a method has no point.
+ */
+export class LineChart {
+  constructor(container, { title, yLabel, yLog = false, yRange = null }) {
+    this.container = container;
+    this.title = title;
+    this.yLabel = yLabel;
+    this.yLog = yLog;
+    this.yRange = yRange;
+    this.plot = null;
+    this.shape = '';
+    this.data = null;
+    const h = document.createElement('h3');
+    h.textContent = title;
+    const actions = document.createElement('span');
+    actions.className = 'actions';
+    for (const kind of ['PNG', 'SVG']) {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.textContent = kind;
+      b.setAttribute('aria-label', `Download the ${title} chart as ${kind}`);
+      b.addEventListener('click', () => this.download(kind));
+      actions.append(b);
+    }
+    h.append(actions);
+    this.body = document.createElement('div');
+    this.legend = document.createElement('div');
+    this.legend.className = 'legend';
+    container.append(h, this.body, this.legend);
+    new ResizeObserver(() => {
+      if (this.plot) this.plot.setSize(this.size());
+    }).observe(container);
+  }
+
+  size() {
+    return { width: Math.max(300, this.container.clientWidth - 4), height: 240 };
+  }
+
+  setData(data) {
+    this.data = data;
+    const shape = `${data.xLog}|${data.series.map((s) => s.name).join('|')}`;
+    const columns = [data.xs];
+    for (const s of data.series) columns.push(s.mean, s.lo, s.hi);
+    if (this.plot && shape === this.shape) {
+      this.plot.setData(columns);
+    } else {
+      if (this.plot) this.plot.destroy();
+      this.shape = shape;
+      this.plot = new uPlot(this.options(data), columns, this.body);
+    }
+    this.legend.replaceChildren(
+      ...data.series.map((s) => {
+        const item = document.createElement('span');
+        const swatch = document.createElement('i');
+        swatch.style.background = s.color;
+        item.append(swatch, s.name);
+        return item;
+      }),
+    );
+    this.body.dataset.points = String(data.xs.length);
+  }
+
+  options(data) {
+    const series = [{ label: data.xLabel }];
+    const bands = [];
+    data.series.forEach((s, i) => {
+      const base = 1 + 3 * i;
+      series.push(
+        { label: s.name, stroke: s.color, width: 2, spanGaps: true, points: { show: data.xs.length < 40, size: 4 } },
+        { label: `${s.name} (mean - std)`, stroke: 'transparent', spanGaps: true, points: { show: false } },
+        { label: `${s.name} (mean + std)`, stroke: 'transparent', spanGaps: true, points: { show: false } },
+      );
+      bands.push({ series: [base + 2, base + 1], fill: withAlpha(s.color, 0.15) });
+    });
+    const y = this.yLog ? { distr: 3 } : {};
+    if (this.yRange) y.range = (u, min, max) => [Math.min(this.yRange[0], min), Math.max(this.yRange[1], max)];
+    return {
+      ...this.size(),
+      legend: { show: false },
+      scales: { x: { time: false, distr: data.xLog ? 3 : 1 }, y },
+      axes: [
+        { label: data.xLabel, values: (u, ticks) => ticks.map(data.xLog ? logLabel : formatNumber) },
+        { label: this.yLabel, values: (u, ticks) => ticks.map(this.yLog ? logLabel : formatNumber), size: 60 },
+      ],
+      series,
+      bands,
+      cursor: { drag: { x: true, y: false } },
+    };
+  }
+
+  /** The chart as a PNG data URL: white background, title, plot, legend. */
+  toPNG() {
+    const src = this.plot.ctx.canvas;
+    const ratio = src.width / this.plot.width;
+    const legendRows = Math.ceil(this.data.series.length / 3);
+    const out = document.createElement('canvas');
+    out.width = src.width;
+    out.height = src.height + Math.round((30 + 18 * legendRows) * ratio);
+    const ctx = out.getContext('2d');
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, out.width, out.height);
+    ctx.scale(ratio, ratio);
+    ctx.fillStyle = '#1b1f24';
+    ctx.font = '600 14px system-ui, sans-serif';
+    ctx.fillText(this.title, 8, 18);
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.drawImage(src, 0, Math.round(26 * ratio));
+    ctx.scale(ratio, ratio);
+    ctx.font = '12px system-ui, sans-serif';
+    this.data.series.forEach((s, i) => {
+      const x = 8 + (i % 3) * 150;
+      const y = src.height / ratio + 40 + Math.floor(i / 3) * 18;
+      ctx.fillStyle = s.color;
+      ctx.fillRect(x, y - 5, 14, 3);
+      ctx.fillStyle = '#1b1f24';
+      ctx.fillText(s.name, x + 18, y);
+    });
+    return out.toDataURL('image/png');
+  }
+
+  /** The chart as standalone SVG text, drawn from the data rather than the canvas. */
+  toSVG() {
+    return renderSVG(this.data, {
+      title: this.title,
+      yLabel: this.yLabel,
+      yLog: this.yLog,
+      width: 640,
+      height: 360,
+    });
+  }
+
+  download(kind) {
+    if (!this.data) return;
+    const name = `${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}.${kind.toLowerCase()}`;
+    if (kind === 'PNG') {
+      downloadURL(this.toPNG(), name);
+    } else {
+      const blob = new Blob([this.toSVG()], { type: 'image/svg+xml' });
+      const url = URL.createObjectURL(blob);
+      downloadURL(url, name);
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+    }
+  }
+}
+
+export function downloadURL(url, name) {
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+}
+
+function niceTicks(min, max, count) {
+  if (!(max > min)) return [min];
+  const raw = (max - min) / count;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) || raw;
+  const ticks = [];
+  for (let t = Math.ceil(min / step) * step; t <= max + step * 1e-9; t += step) ticks.push(+t.toPrecision(12));
+  return ticks;
+}
+
+function logTicks(min, max) {
+  const ticks = [];
+  for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) {
+    const t = 10 ** e;
+    if (t >= min * 0.999 && t <= max * 1.001) ticks.push(t);
+  }
+  return ticks.length ? ticks : [min, max];
+}
+
+function escapeXML(s) {
+  return String(s).replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A self-contained SVG line chart with bands, axes, ticks and a legend. */
+export function renderSVG(data, { title, yLabel, yLog, width, height }) {
+  const m = { left: 64, right: 16, top: 32, bottom: 48 + 16 * Math.ceil(data.series.length / 3) };
+  const w = width - m.left - m.right;
+  const h = height - m.top - m.bottom;
+  const finite = (v) => v != null && Number.isFinite(v) && (!yLog || v > 0);
+  const xsOk = data.xs.filter((x) => Number.isFinite(x) && (!data.xLog || x > 0));
+  let ys = [];
+  for (const s of data.series) ys = ys.concat(s.lo, s.hi, s.mean).filter(finite);
+  const xmin = Math.min(...xsOk);
+  const xmax = Math.max(...xsOk);
+  let ymin = Math.min(...ys);
+  let ymax = Math.max(...ys);
+  if (!yLog && ymin === ymax) { ymin -= 0.5; ymax += 0.5; }
+  const tx = data.xLog ? Math.log10 : (v) => v;
+  const ty = yLog ? Math.log10 : (v) => v;
+  const sx = (v) => m.left + ((tx(v) - tx(xmin)) / (tx(xmax) - tx(xmin) || 1)) * w;
+  const sy = (v) => m.top + h - ((ty(v) - ty(ymin)) / (ty(ymax) - ty(ymin) || 1)) * h;
+  const parts = [];
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="11">`);
+  parts.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
+  parts.push(`<text x="${m.left}" y="18" font-size="14" font-weight="600">${escapeXML(title)}</text>`);
+  const xt = data.xLog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, 6);
+  const yt = yLog ? logTicks(ymin, ymax) : niceTicks(ymin, ymax, 5);
+  for (const t of xt) {
+    const x = sx(t).toFixed(1);
+    parts.push(`<line x1="${x}" x2="${x}" y1="${m.top}" y2="${m.top + h}" stroke="#e3e6ea"/>`);
+    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="middle">${formatNumber(t)}</text>`);
+  }
+  for (const t of yt) {
+    const y = sy(t).toFixed(1);
+    parts.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${y}" y2="${y}" stroke="#e3e6ea"/>`);
+    parts.push(`<text x="${m.left - 6}" y="${y}" dy="4" text-anchor="end">${formatNumber(t)}</text>`);
+  }
+  parts.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9aa4b1"/>`);
+  parts.push(`<text x="${m.left + w / 2}" y="${m.top + h + 32}" text-anchor="middle">${escapeXML(data.xLabel)}</text>`);
+  parts.push(`<text transform="translate(14 ${m.top + h / 2}) rotate(-90)" text-anchor="middle">${escapeXML(yLabel)}</text>`);
+  data.series.forEach((s) => {
+    const idx = data.xs.map((x, i) => i).filter((i) => xsOk.includes(data.xs[i]));
+    const band = idx.filter((i) => finite(s.lo[i]) && finite(s.hi[i]));
+    if (band.length > 1) {
+      const upper = band.map((i) => `${sx(data.xs[i]).toFixed(1)},${sy(s.hi[i]).toFixed(1)}`);
+      const lower = band.reverse().map((i) => `${sx(data.xs[i]).toFixed(1)},${sy(s.lo[i]).toFixed(1)}`);
+      parts.push(`<polygon points="${upper.concat(lower).join(' ')}" fill="${s.color}" fill-opacity="0.15"/>`);
+    }
+    const line = idx.filter((i) => finite(s.mean[i])).map((i) => `${sx(data.xs[i]).toFixed(1)},${sy(s.mean[i]).toFixed(1)}`);
+    if (line.length) parts.push(`<polyline points="${line.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+  });
+  data.series.forEach((s, i) => {
+    const x = m.left + (i % 3) * 190;
+    const y = height - m.bottom + 48 + Math.floor(i / 3) * 16;
+    parts.push(`<rect x="${x}" y="${y - 5}" width="14" height="3" fill="${s.color}"/>`);
+    parts.push(`<text x="${x + 18}" y="${y}">${escapeXML(s.name)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}

@@ -1,0 +1,26 @@
+// The one module that owns the wasm-bindgen bindings: the page and the worker import the engine
+// from here and nowhere else, so the generated names live in a single place. Importing this
+// module instantiates the engine (top-level await); webpack emits the .wasm once, content-hashed.
+import init, {
+  Playground,
+  decodeLink,
+  encodeLink,
+  engineVersion,
+  normalizeResults,
+  presetConfig,
+  recordFields,
+  validateConfig,
+} from '../pkg/engine.js';
+
+await init({ module_or_path: new URL('../pkg/engine_bg.wasm', import.meta.url) });
+
+export {
+  Playground,
+  decodeLink,
+  encodeLink,
+  engineVersion,
+  normalizeResults,
+  presetConfig,
+  recordFields,
+  validateConfig,
+};

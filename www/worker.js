@@ -1,0 +1,149 @@
+// The engine runs here, off the main thread, so the page never freezes. The worker advances the
+// experiment in slices of about SLICE_MS, posting new log records (a transferred Float64Array)
+// and, now and then, a snapshot of what the selected run has learned. Messages in:
+//   {type: 'init', config}        build the experiment (validated in Rust)
+//   {type: 'play'} / {type: 'pause'} / {type: 'step', steps}
+//   {type: 'view', method, run}   choose which run's snapshot to send
+//   {type: 'results'}             ask for the results JSON
+// Messages out: 'ready', 'progress', 'snapshot', 'results', 'error'.
+// The engine is imported dynamically: a static import would delay this module's evaluation
+// until the wasm is instantiated, and messages the page sends meanwhile would be lost. The
+// handler is installed at once and queues messages until the engine is there.
+let Playground = null;
+const pending = [];
+
+const SLICE_MS = 40;
+const SNAPSHOT_EVERY_MS = 400;
+const CODE_SAMPLES = 12;
+
+let pg = null;
+let playing = false;
+let view = { method: 0, run: 0 };
+let lastSnapshot = 0;
+let stepsAtLastRate = 0;
+let timeAtLastRate = 0;
+let rate = 0;
+
+function fail(error) {
+  playing = false;
+  const message = error && error.message ? error.message : String(error);
+  self.postMessage({ type: 'error', message });
+}
+
+function sendProgress() {
+  const records = pg.takeRecords();
+  const now = performance.now();
+  const done = pg.stepsDone();
+  if (now - timeAtLastRate > 250) {
+    const instant = ((done - stepsAtLastRate) * 1000) / Math.max(now - timeAtLastRate, 1);
+    rate = rate === 0 ? instant : 0.7 * rate + 0.3 * instant;
+    stepsAtLastRate = done;
+    timeAtLastRate = now;
+  }
+  self.postMessage(
+    {
+      type: 'progress',
+      done,
+      total: pg.stepsTotal(),
+      finished: pg.isDone(),
+      playing,
+      rate,
+      records,
+    },
+    [records.buffer],
+  );
+}
+
+function sendSnapshot(force) {
+  const now = performance.now();
+  if (!force && now - lastSnapshot < SNAPSHOT_EVERY_MS) return;
+  lastSnapshot = now;
+  const snapshot = pg.snapshot(view.method, view.run, CODE_SAMPLES);
+  self.postMessage({ type: 'snapshot', method: view.method, run: view.run, snapshot });
+}
+
+function loop() {
+  if (!playing || !pg) return;
+  try {
+    const finished = pg.runFor(SLICE_MS);
+    if (finished) playing = false;
+    sendProgress();
+    sendSnapshot(finished);
+    // Yield to the event loop so 'pause' and 'view' messages are handled between slices.
+    if (playing) setTimeout(loop, 0);
+  } catch (e) {
+    fail(e);
+  }
+}
+
+function handle(msg) {
+  try {
+    switch (msg.type) {
+      case 'init': {
+        playing = false;
+        if (pg) pg.free();
+        pg = new Playground(msg.config);
+        view = { method: 0, run: 0 };
+        rate = 0;
+        stepsAtLastRate = 0;
+        timeAtLastRate = performance.now();
+        self.postMessage({
+          type: 'ready',
+          config: pg.config(),
+          names: pg.methodNames(),
+          checksum: pg.dataChecksum(),
+          total: pg.stepsTotal(),
+          trueDictionary: pg.trueDictionary(),
+        });
+        break;
+      }
+      case 'play':
+        if (pg && !playing && !pg.isDone()) {
+          playing = true;
+          stepsAtLastRate = pg.stepsDone();
+          timeAtLastRate = performance.now();
+          loop();
+        }
+        break;
+      case 'pause':
+        playing = false;
+        if (pg) sendProgress();
+        break;
+      case 'step':
+        if (pg && !pg.isDone()) {
+          playing = false;
+          pg.step(Math.max(1, msg.steps | 0));
+          sendProgress();
+          sendSnapshot(true);
+        }
+        break;
+      case 'view':
+        view = { method: msg.method | 0, run: msg.run | 0 };
+        if (pg) sendSnapshot(true);
+        break;
+      case 'results':
+        if (pg) self.postMessage({ type: 'results', json: pg.resultsJson(), reason: msg.reason });
+        break;
+      default:
+        fail(new Error(`unknown message ${msg.type}`));
+    }
+  } catch (e) {
+    fail(e);
+  }
+}
+
+self.onmessage = (event) => {
+  if (Playground) handle(event.data);
+  else pending.push(event.data);
+};
+
+import('./engine.js')
+  .then((engine) => {
+    Playground = engine.Playground;
+    for (const msg of pending.splice(0)) handle(msg);
+  })
+  .catch((e) => fail(new Error(`the engine could not start: ${e && e.message ? e.message : e}`)));
+
+// A Rust panic surfaces as a RuntimeError ("unreachable"); report it instead of dying silently.
+self.addEventListener('error', (event) => fail(event.error || event.message));
+self.addEventListener('unhandledrejection', (event) => fail(event.reason));
