@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod flops;
 pub mod metrics;
+pub mod microbench;
 pub mod models;
 pub mod results;
 pub mod rng;

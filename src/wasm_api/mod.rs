@@ -111,6 +111,28 @@ pub fn normalize_results(json: &str) -> Result<String, JsError> {
     Ok(results.to_json())
 }
 
+/// Steps per second of a bench item (`sae_train` or `ito_step`, see `core::microbench`) at the
+/// paper's size (N=16, M=8, K=3, n=1024) on this thread: the browser column of
+/// `sparse-playground bench`. Times for at least `min_secs` seconds.
+#[wasm_bindgen(js_name = benchSteps)]
+pub fn bench_steps(item: &str, min_secs: f64) -> Result<f64, JsError> {
+    if !(min_secs.is_finite() && min_secs > 0.0 && min_secs <= 600.0) {
+        return Err(JsError::new(
+            "min_secs must be a number of seconds in (0, 600]",
+        ));
+    }
+    let backend = CpuBackend::new(1);
+    let data = crate::core::config::DataConfig::default();
+    crate::core::microbench::time_item(item, &backend, &data, clock_seconds, min_secs)
+        .map(|r| r.steps_per_sec)
+        .ok_or_else(|| {
+            JsError::new(&format!(
+                "unknown bench item `{item}`; expected one of {}",
+                crate::core::microbench::ITEMS.join(", ")
+            ))
+        })
+}
+
 /// Names of the columns of [`Playground::take_records`] rows, in order.
 const RECORD_FIELDS: [&str; 13] = [
     "method",

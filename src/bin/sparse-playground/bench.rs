@@ -7,8 +7,10 @@ use serde_json::Value;
 use sparse_playground::compute::{Compute, CpuBackend, Operand};
 use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::flops;
+use sparse_playground::core::microbench;
 use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use sparse_playground::core::rng::Rng;
+use sparse_playground::core::run::default_clock;
 use sparse_playground::core::solvers;
 use sparse_playground::core::sparse_coding::SparseCodingModel;
 use sparse_playground::core::Matrix;
@@ -36,6 +38,9 @@ pub struct BenchArgs {
     /// Only our side (no Python peer).
     #[arg(long)]
     pub no_peer: bool,
+    /// Skip the browser column (the engine as WebAssembly in headless Chromium).
+    #[arg(long)]
+    pub no_browser: bool,
     /// Also write every measurement as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -79,25 +84,9 @@ struct Timing {
     flops_per_step: f64,
 }
 
-/// Run `step` until `min_secs` have passed (after a warm-up), return steps per second.
-fn time_it(min_secs: f64, mut step: impl FnMut()) -> f64 {
-    let warm = Instant::now();
-    step();
-    // A step longer than the budget is its own measurement.
-    let first = warm.elapsed().as_secs_f64();
-    if first >= min_secs {
-        return 1.0 / first;
-    }
-    for _ in 0..2 {
-        step();
-    }
-    let start = Instant::now();
-    let mut reps = 0u64;
-    while start.elapsed().as_secs_f64() < min_secs {
-        step();
-        reps += 1;
-    }
-    reps as f64 / start.elapsed().as_secs_f64()
+/// Run `step` until `min_secs` have passed (after a warm-up), return calls per second.
+fn time_it(min_secs: f64, step: impl FnMut()) -> f64 {
+    microbench::time_calls(default_clock, min_secs, step)
 }
 
 fn encoder(
@@ -141,8 +130,10 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
         );
     };
     let x = &data.train_signals;
+    // The items the browser column also times come from the library, so both run the same code.
+    let sae = microbench::sae_train(b, d, default_clock, min_secs);
+    put("sae_train", sae.steps_per_sec, sae.flops_per_step);
     for (name, hidden, topk) in [
-        ("sae_train", vec![], None),
         ("topk_sae_train", vec![], Some(k)),
         ("mlp32_train", vec![32], None),
         ("mlp256_train", vec![256], None),
@@ -168,14 +159,10 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
         flops::sparse_coding_train_step(dim, n_atoms, n),
     );
 
-    // Inference steps: many steps per call so set-up is amortised, as in a 10,000-step ITO loop.
-    let inner = if n_atoms * n > 1_000_000 { 5 } else { 200 };
-    let x_test = &data.test_signals;
-    let sps = time_it(min_secs, || {
-        solvers::adam_exp(b, &data.dictionary, x_test, 0.01, inner, 3e-3);
-    }) * inner as f64;
-    put("ito_step", sps, flops::adam_inference_step(dim, n_atoms, n));
+    let ito = microbench::ito_step(b, d, default_clock, min_secs);
+    put("ito_step", ito.steps_per_sec, ito.flops_per_step);
 
+    let x_test = &data.test_signals;
     let model = encoder(&mut rng, d, &[], None);
     let sps = time_it(min_secs, || {
         let codes = model.encode(b, x_test);
@@ -346,6 +333,70 @@ fn peer(
         .map_err(|e| format!("bench/reference.py printed no JSON: {e}"))
 }
 
+/// The browser column: build pkg/ (wasm-pack, release), then time the same items in headless
+/// Chromium with bench/browser.mjs, next to native single-thread timings of the same code.
+fn browser_column(root: &Path, min_secs: f64) -> Result<Value, String> {
+    eprintln!("  building the engine for the browser (npm run build:wasm)");
+    let status = Command::new("npm")
+        .args(["run", "--silent", "build:wasm"])
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("running npm (install Node.js, or pass --no-browser): {e}"))?;
+    if !status.success() {
+        return Err(format!("npm run build:wasm failed ({status})"));
+    }
+    let out = Command::new("node")
+        .arg("bench/browser.mjs")
+        .arg(min_secs.to_string())
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("running node bench/browser.mjs: {e}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!(
+            "bench/browser.mjs failed ({}); pass --no-browser to skip the browser column",
+            out.status
+        ));
+    }
+    let wasm: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("bench/browser.mjs printed no JSON: {e}"))?;
+    let backend = CpuBackend::new(1);
+    let data = DataConfig::default();
+    println!(
+        "\n== browser column: paper size, WebAssembly in headless Chromium vs native, 1 thread each"
+    );
+    println!(
+        "{:<16} {:>14} {:>14} {:>14}",
+        "item", "native step/s", "wasm step/s", "native/wasm"
+    );
+    let mut rows = Vec::new();
+    for item in microbench::ITEMS {
+        let native = microbench::time_item(item, &backend, &data, default_clock, min_secs)
+            .expect("a known item")
+            .steps_per_sec;
+        let w = wasm
+            .get("results")
+            .and_then(|r| r.get(item))
+            .and_then(|r| r.get("steps_per_sec"))
+            .and_then(Value::as_f64);
+        println!(
+            "{:<16} {:>14.2} {:>14} {:>14}",
+            item,
+            native,
+            w.map_or("-".into(), |v| format!("{v:.2}")),
+            w.map_or("-".into(), |v| format!("{:.2}x", native / v)),
+        );
+        rows.push(serde_json::json!({
+            "item": item, "native_steps_per_sec": native, "wasm_steps_per_sec": w,
+            "native_over_wasm": w.map(|v| native / v),
+        }));
+    }
+    if let Some(agent) = wasm.get("browser").and_then(Value::as_str) {
+        println!("browser: {agent}");
+    }
+    Ok(serde_json::json!({ "browser": wasm.get("browser"), "items": rows }))
+}
+
 pub fn run(args: &BenchArgs) -> Result<(), String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -460,6 +511,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             entry["peer"] = t.clone();
         }
         report.insert(size.name.to_string(), entry);
+    }
+    if !args.no_browser && args.size != "large" {
+        let column = browser_column(&root, args.min_secs)?;
+        report.insert("browser".to_string(), column);
     }
     if let Some(out) = &args.out {
         std::fs::write(

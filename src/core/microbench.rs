@@ -1,0 +1,106 @@
+//! Timed steps shared by the native bench and the browser column of the bench, so both sides
+//! time the very same code at the same size: one full-batch SAE training step, and one step of
+//! the paper's inference-time optimisation (Adam on exp-parametrised codes, the whole test set).
+
+use super::config::DataConfig;
+use super::data::Dataset;
+use super::flops;
+use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+use super::rng::Rng;
+use super::run::Clock;
+use super::solvers;
+use crate::compute::Compute;
+
+/// What a timed item achieved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub steps_per_sec: f64,
+    pub flops_per_step: f64,
+}
+
+/// Items both sides time: `sae_train` and `ito_step`.
+pub const ITEMS: [&str; 2] = ["sae_train", "ito_step"];
+
+/// Call `step` until `min_secs` have passed on `clock` (after a warm-up of three calls, or one
+/// call if that alone exceeds the budget); calls per second.
+pub fn time_calls(clock: Clock, min_secs: f64, mut step: impl FnMut()) -> f64 {
+    let t0 = clock();
+    step();
+    let first = clock() - t0;
+    if first >= min_secs {
+        return 1.0 / first.max(1e-9);
+    }
+    step();
+    step();
+    let start = clock();
+    let mut reps = 0u64;
+    loop {
+        step();
+        reps += 1;
+        let elapsed = clock() - start;
+        if elapsed >= min_secs {
+            return reps as f64 / elapsed;
+        }
+    }
+}
+
+/// A full-batch SAE training step (no biases, learned dictionary) at the size of `data`.
+pub fn sae_train(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
+    let ds = Dataset::generate(data, 0);
+    let mut rng = Rng::new(1);
+    let spec = EncoderSpec {
+        hidden: vec![],
+        topk: None,
+        bias: false,
+    };
+    let mut model = EncoderModel::new(
+        &mut rng,
+        &spec,
+        data.data_dim,
+        data.num_atoms,
+        DecoderInit::Learned,
+        Objective::Reconstruction { l1_penalty: 0.01 },
+        1e-3,
+    );
+    let steps_per_sec = time_calls(clock, min_secs, || {
+        model.train_step(backend, &ds.train_signals, None);
+    });
+    let widths = flops::widths(data.data_dim, &[], data.num_atoms);
+    Rate {
+        steps_per_sec,
+        flops_per_step: flops::encoder_train_step(&widths, data.num_samples, false, false, true),
+    }
+}
+
+/// Steps of the paper's ITO routine on the whole test set, timed in runs of many steps so the
+/// set-up is amortised as in a 10,000-step optimisation.
+pub fn ito_step(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
+    let ds = Dataset::generate(data, 0);
+    let inner = if data.num_atoms * data.num_samples > 1_000_000 {
+        5
+    } else {
+        200
+    };
+    let calls = time_calls(clock, min_secs, || {
+        solvers::adam_exp(backend, &ds.dictionary, &ds.test_signals, 0.01, inner, 3e-3);
+    });
+    Rate {
+        steps_per_sec: calls * inner as f64,
+        flops_per_step: flops::adam_inference_step(data.data_dim, data.num_atoms, data.num_samples),
+    }
+}
+
+/// Time `item` (one of [`ITEMS`]) at `data`'s size.
+pub fn time_item(
+    item: &str,
+    backend: &dyn Compute,
+    data: &DataConfig,
+    clock: Clock,
+    min_secs: f64,
+) -> Option<Rate> {
+    match item {
+        "sae_train" => Some(sae_train(backend, data, clock, min_secs)),
+        "ito_step" => Some(ito_step(backend, data, clock, min_secs)),
+        _ => None,
+    }
+}
