@@ -1,9 +1,20 @@
-// Offline support: every same-origin GET goes to the network first (so a new build is picked up
-// at once) and its response is kept; when the network is gone, the kept copy answers. The site
-// has no external requests, so a page loaded once keeps working offline.
+// Offline support. On install, the service worker caches every file of the build (listed in
+// precache.json, written by webpack.config.js) and the page itself. Afterwards every same-origin
+// GET goes to the network first, so a new build is picked up at once, and the kept copy answers
+// when the network is gone. The site makes no external requests, so one visit is enough to keep
+// it working offline. Paths are relative to this script, so any sub-path works.
 const CACHE = 'sparse-playground-v1';
 
-self.addEventListener('install', () => self.skipWaiting());
+async function precache() {
+  const cache = await caches.open(CACHE);
+  const response = await fetch('precache.json', { cache: 'no-store' });
+  const files = response.ok ? await response.json() : [];
+  await cache.addAll(['./', ...files]);
+}
+
+self.addEventListener('install', (event) => {
+  event.waitUntil(precache().then(() => self.skipWaiting()));
+});
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 
 self.addEventListener('fetch', (event) => {

@@ -236,6 +236,27 @@ await test('a malformed link shows what was wrong and the defaults', async () =>
   await ctx.close();
 });
 
+await test('the site keeps working offline after one visit', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=1&steps=20&log=10&runs=1&methods=sae&seed=3`);
+  await waitState(page, 'ready');
+  // The service worker has cached the whole build once it is active.
+  await page.evaluate(async () => {
+    const reg = await navigator.serviceWorker.ready;
+    if (reg.active.state !== 'activated') {
+      await new Promise((ok) => reg.active.addEventListener('statechange', () => reg.active.state === 'activated' && ok()));
+    }
+  });
+  await ctx.setOffline(true);
+  server.closeAllConnections();
+  await page.reload();
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  assert.equal((await summary(page)).length, 1);
+  await ctx.close();
+});
+
 await test('no console errors or warnings', async () => {
   assert.deepEqual(consoleProblems, []);
 });
