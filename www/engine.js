@@ -1,7 +1,9 @@
 // The one module that owns the wasm-bindgen bindings: the page and the worker import the engine
 // from here and nowhere else, so the generated names live in a single place. Importing this
 // module instantiates the engine (top-level await); webpack emits the .wasm once, content-hashed.
-import init, {
+import init from '../pkg/engine.js';
+
+export {
   Playground,
   decodeLink,
   encodeLink,
@@ -13,14 +15,3 @@ import init, {
 } from '../pkg/engine.js';
 
 await init({ module_or_path: new URL('../pkg/engine_bg.wasm', import.meta.url) });
-
-export {
-  Playground,
-  decodeLink,
-  encodeLink,
-  engineVersion,
-  normalizeResults,
-  presetConfig,
-  recordFields,
-  validateConfig,
-};

@@ -110,13 +110,13 @@ pub enum SolverConfig {
     },
 }
 
-fn default_adam_steps() -> u64 {
+pub(crate) fn default_adam_steps() -> u64 {
     10_000
 }
-fn default_adam_lr() -> f64 {
+pub(crate) fn default_adam_lr() -> f64 {
     3e-3
 }
-fn default_fista_steps() -> u64 {
+pub(crate) fn default_fista_steps() -> u64 {
     500
 }
 fn default_true() -> bool {

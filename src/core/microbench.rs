@@ -44,24 +44,33 @@ pub fn time_calls(clock: Clock, min_secs: f64, mut step: impl FnMut()) -> f64 {
     }
 }
 
-/// A full-batch SAE training step (no biases, learned dictionary) at the size of `data`.
-pub fn sae_train(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
-    let ds = Dataset::generate(data, 0);
-    let mut rng = Rng::new(1);
+/// An encoder as the bench times it: no biases, learned dictionary, the paper's loss and rate.
+pub fn encoder(
+    rng: &mut Rng,
+    data: &DataConfig,
+    hidden: &[usize],
+    topk: Option<usize>,
+) -> EncoderModel {
     let spec = EncoderSpec {
-        hidden: vec![],
-        topk: None,
+        hidden: hidden.to_vec(),
+        topk,
         bias: false,
     };
-    let mut model = EncoderModel::new(
-        &mut rng,
+    EncoderModel::new(
+        rng,
         &spec,
         data.data_dim,
         data.num_atoms,
         DecoderInit::Learned,
         Objective::Reconstruction { l1_penalty: 0.01 },
         1e-3,
-    );
+    )
+}
+
+/// A full-batch SAE training step (no biases, learned dictionary) at the size of `data`.
+pub fn sae_train(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
+    let ds = Dataset::generate(data, 0);
+    let mut model = encoder(&mut Rng::new(1), data, &[], None);
     let steps_per_sec = time_calls(clock, min_secs, || {
         model.train_step(backend, &ds.train_signals, None);
     });

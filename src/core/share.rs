@@ -24,8 +24,8 @@
 //! validation is an error that names the key.
 
 use super::config::{
-    limits, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, Preset, Setting,
-    SolverConfig, CONFIG_VERSION,
+    default_adam_lr, default_adam_steps, default_fista_steps, limits, CheckedConfig, ConfigError,
+    ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig, CONFIG_VERSION,
 };
 use std::fmt::Write as _;
 
@@ -88,28 +88,22 @@ fn setting_name(s: Setting) -> &'static str {
 }
 
 fn solver_token(solver: &SolverConfig, out: &mut String) {
-    let default_adam = SolverConfig::default();
+    if *solver == SolverConfig::default() {
+        return;
+    }
     match solver {
-        s if *s == default_adam => {}
         SolverConfig::Adam { steps, lr } => {
-            let SolverConfig::Adam {
-                steps: d_steps,
-                lr: d_lr,
-            } = default_adam
-            else {
-                unreachable!("the default solver is Adam")
-            };
             out.push_str(":adam");
-            if *steps != d_steps {
+            if *steps != default_adam_steps() {
                 let _ = write!(out, ":s{steps}");
             }
-            if *lr != d_lr {
+            if *lr != default_adam_lr() {
                 let _ = write!(out, ":lr{lr}");
             }
         }
         SolverConfig::Fista { steps, nonneg } => {
             out.push_str(":fista");
-            if *steps != 500 {
+            if *steps != default_fista_steps() {
                 let _ = write!(out, ":s{steps}");
             }
             if !nonneg {
@@ -321,22 +315,14 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     }
     let has_solver_options = steps.is_some() || lr.is_some() || signed;
     let solver_cfg = |k: Option<usize>| -> Result<SolverConfig, ShareError> {
-        let default = SolverConfig::default();
         Ok(match solver.unwrap_or("adam") {
             "adam" => {
-                let SolverConfig::Adam {
-                    steps: d_steps,
-                    lr: d_lr,
-                } = default
-                else {
-                    unreachable!("the default solver is Adam")
-                };
                 if signed || k.is_some() {
                     return Err(bad(key, token, "adam takes only s<steps> and lr<rate>"));
                 }
                 SolverConfig::Adam {
-                    steps: steps.unwrap_or(d_steps),
-                    lr: lr.unwrap_or(d_lr),
+                    steps: steps.unwrap_or_else(default_adam_steps),
+                    lr: lr.unwrap_or_else(default_adam_lr),
                 }
             }
             "fista" => {
@@ -344,7 +330,7 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
                     return Err(bad(key, token, "fista takes only s<steps> and signed"));
                 }
                 SolverConfig::Fista {
-                    steps: steps.unwrap_or(500),
+                    steps: steps.unwrap_or_else(default_fista_steps),
                     nonneg: !signed,
                 }
             }

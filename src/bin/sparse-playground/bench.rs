@@ -8,7 +8,6 @@ use sparse_playground::compute::{Compute, CpuBackend, Operand};
 use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::flops;
 use sparse_playground::core::microbench;
-use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use sparse_playground::core::rng::Rng;
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::solvers;
@@ -89,28 +88,6 @@ fn time_it(min_secs: f64, step: impl FnMut()) -> f64 {
     microbench::time_calls(default_clock, min_secs, step)
 }
 
-fn encoder(
-    rng: &mut Rng,
-    data: &DataConfig,
-    hidden: &[usize],
-    topk: Option<usize>,
-) -> EncoderModel {
-    let spec = EncoderSpec {
-        hidden: hidden.to_vec(),
-        topk,
-        bias: false,
-    };
-    EncoderModel::new(
-        rng,
-        &spec,
-        data.data_dim,
-        data.num_atoms,
-        DecoderInit::Learned,
-        Objective::Reconstruction { l1_penalty: 0.01 },
-        1e-3,
-    )
-}
-
 fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> {
     let backend = CpuBackend::new(threads);
     let b: &dyn Compute = &backend;
@@ -138,7 +115,7 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
         ("mlp32_train", vec![32], None),
         ("mlp256_train", vec![256], None),
     ] {
-        let mut model = encoder(&mut rng, d, &hidden, topk);
+        let mut model = microbench::encoder(&mut rng, d, &hidden, topk);
         let sps = time_it(min_secs, || {
             model.train_step(b, x, None);
         });
@@ -163,7 +140,7 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
     put("ito_step", ito.steps_per_sec, ito.flops_per_step);
 
     let x_test = &data.test_signals;
-    let model = encoder(&mut rng, d, &[], None);
+    let model = microbench::encoder(&mut rng, d, &[], None);
     let sps = time_it(min_secs, || {
         let codes = model.encode(b, x_test);
         let mut x_hat = Matrix::zeros(dim, n);
