@@ -151,29 +151,112 @@ impl Compute for CpuBackend {
         if k >= rows {
             return;
         }
+        if k == 0 {
+            data.fill(0.0);
+            return;
+        }
+        // Short columns (the paper's N = 16): every entry's rank by counting the entries that
+        // beat it, without a data-dependent branch (which mispredicts on every other entry of
+        // random data); O(rows^2), but in vector compares.
+        if rows <= 16 {
+            data.chunks_mut(rows)
+                .for_each(|col| topk_by_rank::<16>(col, k));
+            return;
+        }
+        if rows <= 64 {
+            data.chunks_mut(rows)
+                .for_each(|col| topk_by_rank::<64>(col, k));
+            return;
+        }
+        // Small k (the usual case, a few percent of the rows): an insertion list on the stack
+        // that rejects most rows with one comparison. Large k: selection in O(rows) per column.
+        if k <= SMALL_TOPK {
+            let mut kept = [(0f32, 0u32); SMALL_TOPK];
+            for col in data.chunks_mut(rows) {
+                let mut len = 0;
+                for (i, &v) in col.iter().enumerate() {
+                    if v.is_nan() || (len == k && v <= kept[k - 1].0) {
+                        continue;
+                    }
+                    // Shift smaller values down one place (the last falls off when full); ties
+                    // stay after the earlier row.
+                    let mut pos = len;
+                    while pos > 0 && kept[pos - 1].0 < v {
+                        if pos < k {
+                            kept[pos] = kept[pos - 1];
+                        }
+                        pos -= 1;
+                    }
+                    kept[pos] = (v, i as u32);
+                    len = (len + 1).min(k);
+                }
+                col.fill(0.0);
+                for &(v, i) in &kept[..len] {
+                    col[i as usize] = v;
+                }
+            }
+            return;
+        }
         let mut order: Vec<u32> = Vec::with_capacity(rows);
+        let mut kept: Vec<(f32, u32)> = Vec::with_capacity(k);
         for col in data.chunks_mut(rows) {
             order.clear();
             order.extend(0..rows as u32);
-            // Largest first; ties towards the lower index; NaN sorts last and is dropped.
+            // Largest first; ties towards the lower row; NaN sorts last.
             order.select_nth_unstable_by(k - 1, |&i, &j| {
                 let (a, b) = (col[i as usize], col[j as usize]);
                 b.partial_cmp(&a)
                     .unwrap_or_else(|| a.is_nan().cmp(&b.is_nan()))
                     .then(i.cmp(&j))
             });
-            let mut keep = vec![false; rows];
-            for &i in &order[..k] {
-                keep[i as usize] = true;
-            }
-            for (v, kept) in col.iter_mut().zip(keep) {
-                if !kept {
-                    *v = 0.0;
-                }
+            kept.clear();
+            kept.extend(
+                order[..k]
+                    .iter()
+                    .map(|&i| (col[i as usize], i))
+                    .filter(|(v, _)| !v.is_nan()),
+            );
+            col.fill(0.0);
+            for &(v, i) in &kept {
+                col[i as usize] = v;
             }
         }
     }
 }
+
+/// Top-k of one column of at most `R` rows by ranks: a fixed-width, branch-free count of the
+/// entries larger than each entry. Padding rows are NaN, which beats nothing and is never kept.
+/// When exactly k entries have fewer than k larger ones, they are the top k; otherwise ties
+/// straddle the boundary (rare with real-valued data) and the exact count, where an equal
+/// entry in an earlier row also beats, settles them.
+#[inline(always)]
+fn topk_by_rank<const R: usize>(col: &mut [f32], k: usize) {
+    let mut vals = [f32::NAN; R];
+    vals[..col.len()].copy_from_slice(col);
+    let mut rank = [0u32; R];
+    for &vj in col.iter() {
+        for (r, &vi) in rank.iter_mut().zip(&vals) {
+            *r += u32::from(vj > vi);
+        }
+    }
+    let k32 = k as u32;
+    let candidates: usize = rank
+        .iter()
+        .zip(&vals)
+        .map(|(&r, v)| usize::from(r < k32 && !v.is_nan()))
+        .sum();
+    if candidates > k {
+        for (i, (r, &vi)) in rank.iter_mut().zip(&vals).enumerate() {
+            *r += vals[..i].iter().filter(|&&vj| vj == vi).count() as u32;
+        }
+    }
+    for ((v, &r), &orig) in col.iter_mut().zip(&rank).zip(&vals) {
+        *v = if r < k32 && !orig.is_nan() { orig } else { 0.0 };
+    }
+}
+
+/// Up to this k, `topk_columns` keeps a sorted list; beyond it, it selects.
+const SMALL_TOPK: usize = 32;
 
 /// e^x in f32 by range reduction to 2^n * e^r with |r| <= ln(2)/2 and a degree-7 polynomial:
 /// under 2 ulp over the whole range, branch-free so the loop vectorises. Inputs beyond the f32
@@ -184,8 +267,13 @@ pub fn fast_exp(x: f32) -> f32 {
     // ln 2 split into a part exact in f32 and a correction (Cody-Waite).
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer in the FPU's default mode
+    // (|x log2 e| < 2^22 here); unlike `f32::round` it is a plain add, so the loop vectorises
+    // even on baseline x86-64, which has no packed rounding instruction before SSE4.1.
+    const ROUNDER: f32 = 12_582_912.0;
     let x = x.clamp(-104.0, 89.0);
-    let n = (x * LOG2E).round();
+    let shifted = x * LOG2E + ROUNDER;
+    let n = shifted - ROUNDER;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     // Taylor coefficients of e^r up to r^7: the remainder r^8/8! < 1e-8 for |r| <= 0.347.
     let p = 1.0
@@ -195,8 +283,10 @@ pub fn fast_exp(x: f32) -> f32 {
                     + r * (1.0 / 24.0
                         + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0)))))));
     // Scale by 2^n in two halves so that n down to -150 (subnormal results) and up to 128 work.
-    let n = n as i32;
-    let half = n / 2;
+    // `shifted` lies in [2^23, 2^24), where one unit is one ulp: n is the difference of the bit
+    // patterns, integer arithmetic that vectorises (an `as i32` cast saturates NaN lane by lane).
+    let n = shifted.to_bits() as i32 - ROUNDER.to_bits() as i32;
+    let half = n >> 1;
     let scale1 = f32::from_bits(((half + 127) as u32) << 23);
     let scale2 = f32::from_bits(((n - half + 127) as u32) << 23);
     p * scale1 * scale2
@@ -253,6 +343,48 @@ mod tests {
             for j in 0..k {
                 let dot: f32 = (0..m).map(|p| a[p + i * m] * a[p + j * m]).sum();
                 assert!((c2[i + j * k] - dot).abs() < 1e-5);
+            }
+        }
+    }
+
+    /// Every selection path (ranks for up to 16 and 64 rows, a sorted list for small k, selection
+    /// for large k) against sorting, on columns full of ties and with NaNs.
+    #[test]
+    fn topk_matches_sorting_with_ties_and_nan() {
+        let cpu = CpuBackend::new(1);
+        let cols = 9;
+        let mut state = 12345u32;
+        for rows in [5, 16, 17, 40, 64, 80] {
+            let data: Vec<f32> = (0..rows * cols)
+                .map(|_| {
+                    state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    match state >> 27 {
+                        0 => f32::NAN,
+                        r => (r % 9) as f32 - 3.0,
+                    }
+                })
+                .collect();
+            let ks = [1, 2, 3, 4, 16, SMALL_TOPK, SMALL_TOPK + 1, 50, 79, rows];
+            for k in ks.into_iter().filter(|&k| k <= rows) {
+                let mut got = data.clone();
+                cpu.topk_columns(&mut got, rows, cols, k);
+                for (c, (col, out)) in data.chunks(rows).zip(got.chunks(rows)).enumerate() {
+                    let mut idx: Vec<usize> = (0..rows).filter(|&i| !col[i].is_nan()).collect();
+                    idx.sort_by(|&i, &j| col[j].partial_cmp(&col[i]).unwrap().then(i.cmp(&j)));
+                    let mut want = vec![0.0f32; rows];
+                    for &i in idx.iter().take(k) {
+                        want[i] = col[i];
+                    }
+                    if k == rows {
+                        // k >= rows keeps the column untouched, NaNs included.
+                        want.copy_from_slice(col);
+                    }
+                    let same = out
+                        .iter()
+                        .zip(&want)
+                        .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+                    assert!(same, "rows={rows}, k={k}, column {c}: {out:?} vs {want:?}");
+                }
             }
         }
     }

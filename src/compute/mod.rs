@@ -107,7 +107,7 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
     fn exp(&self, x: &[f32], out: &mut [f32]);
 
     /// Keep the `k` largest entries of every column of a column-major (rows x cols) matrix and
-    /// zero the rest. Ties are broken towards the lower row index.
+    /// zero the rest. Ties are broken towards the lower row index; NaN entries are never kept.
     fn topk_columns(&self, data: &mut [f32], rows: usize, cols: usize, k: usize);
 }
 

@@ -5,6 +5,7 @@ pub mod adam;
 pub mod config;
 pub mod data;
 pub mod flops;
+pub(crate) mod lanes;
 pub mod metrics;
 pub mod microbench;
 pub mod models;

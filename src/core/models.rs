@@ -8,6 +8,7 @@
 //!   of each latent's predicted and true activations.
 
 use super::adam::{AdamClock, AdamHyper, AdamState};
+use super::lanes::zip_sum;
 use super::rng::Rng;
 use super::Matrix;
 use crate::compute::{gemm_into, Compute, Operand};
@@ -330,9 +331,7 @@ impl EncoderModel {
                 let delta = &mut self.scratch.deltas[l];
                 // ReLU (and TopK) pass gradient only where the output is positive.
                 for (d, &a) in delta.as_mut_slice().iter_mut().zip(act.as_slice()) {
-                    if a <= 0.0 {
-                        *d = 0.0;
-                    }
+                    *d = if a > 0.0 { *d } else { 0.0 };
                 }
             }
             let delta = &self.scratch.deltas[l];
@@ -463,12 +462,11 @@ pub fn reconstruction_backward(
     let num_atoms = codes.nrows();
     gemm_into(backend, 1.0, dict.into(), codes.into(), 0.0, recon);
     let mse_scale = 2.0 / (batch * dim) as f32;
-    let mut sq = 0f64;
-    for (r, &xi) in recon.as_mut_slice().iter_mut().zip(x.as_slice()) {
+    let sq = zip_sum(recon.as_mut_slice(), x.as_slice(), |r, xi| {
         let diff = *r - xi;
-        sq += f64::from(diff * diff);
         *r = diff * mse_scale;
-    }
+        diff * diff
+    });
     let l1_scale = l1_penalty / (batch * num_atoms) as f32;
     gemm_into(
         backend,
@@ -478,16 +476,18 @@ pub fn reconstruction_backward(
         0.0,
         d_codes,
     );
-    let mut l1 = 0f64;
-    for (g, &s) in d_codes.as_mut_slice().iter_mut().zip(codes.as_slice()) {
-        l1 += f64::from(s.abs());
-        // d|s|/ds = sign(s), 0 at 0 (PyTorch's convention).
-        if s > 0.0 {
-            *g += l1_scale;
+    let l1 = zip_sum(d_codes.as_mut_slice(), codes.as_slice(), |g, s| {
+        // d|s|/ds = sign(s), 0 at 0 (PyTorch's convention); selects, so the pass vectorises.
+        let sign = if s > 0.0 {
+            1.0
         } else if s < 0.0 {
-            *g -= l1_scale;
-        }
-    }
+            -1.0
+        } else {
+            0.0
+        };
+        *g += sign * l1_scale;
+        s.abs()
+    });
     if let Some(gd) = dict_grad {
         backend.gemm(
             1.0,
