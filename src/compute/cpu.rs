@@ -1,13 +1,89 @@
 //! The reference CPU backend: packed, SIMD matrix products from the `gemm` crate (threads
 //! natively when asked), and plain loops the compiler vectorises for everything elementwise.
 
-use super::{AdamScalars, Compute, Operand};
+use super::{small, AdamScalars, Compute, Operand};
 
 /// CPU kernels. `threads` bounds the threads one matrix product may use (1 = this thread only;
 /// always 1 on wasm32, which has no threads without SharedArrayBuffer).
 #[derive(Clone, Debug)]
 pub struct CpuBackend {
     threads: usize,
+    small: SmallKernel,
+}
+
+/// Which build of the small-shape product (`small.rs`) this machine runs, if any.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmallKernel {
+    /// Separate multiply and add in the target's baseline SIMD (SIMD128 on wasm32).
+    Plain,
+    /// Fused multiply-add in the baseline instruction set (NEON on aarch64).
+    Fused,
+    /// Fused multiply-add with AVX2, chosen at run time on x86-64.
+    Avx2Fma,
+    /// Every product goes to the `gemm` crate.
+    Off,
+}
+
+impl SmallKernel {
+    /// The best build this machine supports.
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                SmallKernel::Avx2Fma
+            } else {
+                SmallKernel::Off
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            SmallKernel::Fused
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            SmallKernel::Plain
+        }
+    }
+}
+
+/// The small kernel with AVX2 and FMA enabled for this function alone: the rest of the native
+/// build stays at the baseline instruction set.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments, reason = "the BLAS shape")]
+fn small_gemm_avx2(
+    alpha: f32,
+    a: Operand<'_>,
+    b: Operand<'_>,
+    beta: f32,
+    c: &mut [f32],
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    if m <= 8 {
+        small::gemm::<true, 8, 8>(alpha, a, b, beta, c, m, n, k);
+    } else {
+        small::gemm::<true, 16, 4>(alpha, a, b, beta, c, m, n, k);
+    }
+}
+
+/// Whether a product of this shape goes to the small kernel built as `build`.
+///
+/// Every build needs op(A), padded, small enough to stay in cache while it is re-read for every
+/// block of C's columns. The AVX2 build then only takes the shapes it was measured to win
+/// (`examples`-style timings in BENCHMARKS.md): op(A) or op(B) 8 wide, where the `gemm` crate's
+/// AVX-512 micro-kernels leave most lanes empty; wider products go to the crate. The baseline
+/// builds (SIMD128, NEON) take every product with one side of at most 64: the crate has no
+/// SIMD micro-kernel on wasm32.
+fn small_shape(build: SmallKernel, m: usize, n: usize, k: usize) -> bool {
+    let a_cached = m.div_ceil(small::MR_MAX) * small::MR_MAX * k <= 256 * 1024;
+    a_cached
+        && match build {
+            SmallKernel::Avx2Fma => m <= 8 || n <= 8,
+            SmallKernel::Plain | SmallKernel::Fused => m.min(n).min(k) <= 64,
+            SmallKernel::Off => false,
+        }
 }
 
 impl Default for CpuBackend {
@@ -18,12 +94,28 @@ impl Default for CpuBackend {
 
 impl CpuBackend {
     pub fn new(threads: usize) -> Self {
+        Self::with_small_kernel(threads, SmallKernel::detect())
+    }
+
+    /// A backend with the small-shape kernel forced (tests and benches compare the builds);
+    /// `Avx2Fma` on a machine without AVX2 and FMA falls back to `Off`.
+    pub fn with_small_kernel(threads: usize, small: SmallKernel) -> Self {
         let threads = if cfg!(target_arch = "wasm32") {
             1
         } else {
             threads.max(1)
         };
-        Self { threads }
+        let small = match small {
+            SmallKernel::Avx2Fma if SmallKernel::detect() != SmallKernel::Avx2Fma => {
+                SmallKernel::Off
+            }
+            other => other,
+        };
+        Self { threads, small }
+    }
+
+    pub fn small_kernel(&self) -> SmallKernel {
+        self.small
     }
 
     pub fn threads(&self) -> usize {
@@ -90,6 +182,25 @@ impl Compute for CpuBackend {
                 c.iter_mut().for_each(|v| *v *= beta);
             }
             return;
+        }
+        if small_shape(self.small, m, n, k) {
+            match self.small {
+                SmallKernel::Plain => {
+                    return small::gemm::<false, 8, 4>(alpha, a, b, beta, c, m, n, k);
+                }
+                // A fused multiply-add is a library call per element on wasm32.
+                #[cfg(not(target_arch = "wasm32"))]
+                SmallKernel::Fused => {
+                    return small::gemm::<true, 8, 4>(alpha, a, b, beta, c, m, n, k);
+                }
+                #[cfg(target_arch = "x86_64")]
+                SmallKernel::Avx2Fma => {
+                    // SAFETY: `Avx2Fma` is only ever stored after run-time detection of both
+                    // features (`with_small_kernel` downgrades it otherwise).
+                    return unsafe { small_gemm_avx2(alpha, a, b, beta, c, m, n, k) };
+                }
+                _ => {}
+            }
         }
         let (a_rs, a_cs) = strides(&a);
         let (b_rs, b_cs) = strides(&b);
@@ -384,6 +495,78 @@ mod tests {
                         .zip(&want)
                         .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
                     assert!(same, "rows={rows}, k={k}, column {c}: {out:?} vs {want:?}");
+                }
+            }
+        }
+    }
+
+    /// Every build of the small kernel and the `gemm` crate against a naive triple loop, for
+    /// every transpose combination, row and column tails, alpha/beta, and NaN in C when beta = 0.
+    #[test]
+    fn small_kernel_builds_agree_with_naive() {
+        let shapes = [
+            (1, 1, 1),
+            (5, 7, 3),
+            (8, 33, 8),
+            (16, 37, 16),
+            (13, 4, 100),
+            (16, 8, 1024),
+            (64, 6, 24),
+        ];
+        let builds = [
+            SmallKernel::Plain,
+            SmallKernel::Fused,
+            SmallKernel::Avx2Fma,
+            SmallKernel::Off,
+        ];
+        for (m, n, k) in shapes {
+            assert!(
+                small_shape(SmallKernel::Plain, m, n, k),
+                "{m}x{n}x{k} should take the small kernel"
+            );
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.11).cos()).collect();
+                let c0: Vec<f32> = (0..m * n).map(|i| (i as f32 * 0.05).sin()).collect();
+                let op_a = |i: usize, p: usize| if ta { a[p + i * k] } else { a[i + p * m] };
+                let op_b = |p: usize, j: usize| if tb { b[j + p * n] } else { b[p + j * k] };
+                let (sa, sb) = (
+                    if ta { (k, m) } else { (m, k) },
+                    if tb { (n, k) } else { (k, n) },
+                );
+                let mut oa = Operand::new(&a, sa.0, sa.1);
+                let mut ob = Operand::new(&b, sb.0, sb.1);
+                if ta {
+                    oa = oa.t();
+                }
+                if tb {
+                    ob = ob.t();
+                }
+                for build in builds {
+                    let cpu = CpuBackend::with_small_kernel(1, build);
+                    for (alpha, beta) in [(1.0f32, 0.0f32), (-0.5, 2.0)] {
+                        let mut c = if beta == 0.0 {
+                            vec![f32::NAN; m * n]
+                        } else {
+                            c0.clone()
+                        };
+                        cpu.gemm(alpha, oa, ob, beta, &mut c, m, n);
+                        for i in 0..m {
+                            for j in 0..n {
+                                let dot: f64 = (0..k)
+                                    .map(|p| f64::from(op_a(i, p)) * f64::from(op_b(p, j)))
+                                    .sum();
+                                let old = if beta == 0.0 { 0.0 } else { c0[i + j * m] };
+                                let want = f64::from(alpha) * dot + f64::from(beta * old);
+                                let got = f64::from(c[i + j * m]);
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * (1.0 + k as f64),
+                                    "{build:?} {m}x{n}x{k} ta={ta} tb={tb} alpha={alpha} \
+                                     beta={beta} at ({i},{j}): {got} vs {want}"
+                                );
+                            }
+                        }
+                    }
                 }
             }
         }

@@ -5,8 +5,9 @@
 //! implementation is the reference every other backend is tested against.
 
 mod cpu;
+mod small;
 
-pub use cpu::CpuBackend;
+pub use cpu::{CpuBackend, SmallKernel};
 
 use crate::core::Matrix;
 

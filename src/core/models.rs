@@ -8,7 +8,7 @@
 //!   of each latent's predicted and true activations.
 
 use super::adam::{AdamClock, AdamHyper, AdamState};
-use super::lanes::zip_sum;
+use super::lanes::{relu, sum_map};
 use super::rng::Rng;
 use super::Matrix;
 use crate::compute::{gemm_into, Compute, Operand};
@@ -441,7 +441,7 @@ fn forward_layer(
         backend.topk_columns(out.as_mut_slice(), rows, cols, k);
     }
     for v in out.as_mut_slice() {
-        *v = v.max(0.0);
+        *v = relu(*v);
     }
 }
 
@@ -462,11 +462,11 @@ pub fn reconstruction_backward(
     let num_atoms = codes.nrows();
     gemm_into(backend, 1.0, dict.into(), codes.into(), 0.0, recon);
     let mse_scale = 2.0 / (batch * dim) as f32;
-    let sq = zip_sum(recon.as_mut_slice(), x.as_slice(), |r, xi| {
-        let diff = *r - xi;
-        *r = diff * mse_scale;
-        diff * diff
-    });
+    // dL/d(DS) = mse_scale * (DS - X), stored over DS; the squared error is read back from it.
+    for (r, &xi) in recon.as_mut_slice().iter_mut().zip(x.as_slice()) {
+        *r = (*r - xi) * mse_scale;
+    }
+    let sq = sum_map(recon.as_slice(), |g| g * g) / f64::from(mse_scale).powi(2);
     let l1_scale = l1_penalty / (batch * num_atoms) as f32;
     gemm_into(
         backend,
@@ -476,7 +476,7 @@ pub fn reconstruction_backward(
         0.0,
         d_codes,
     );
-    let l1 = zip_sum(d_codes.as_mut_slice(), codes.as_slice(), |g, s| {
+    for (g, &s) in d_codes.as_mut_slice().iter_mut().zip(codes.as_slice()) {
         // d|s|/ds = sign(s), 0 at 0 (PyTorch's convention); selects, so the pass vectorises.
         let sign = if s > 0.0 {
             1.0
@@ -486,8 +486,8 @@ pub fn reconstruction_backward(
             0.0
         };
         *g += sign * l1_scale;
-        s.abs()
-    });
+    }
+    let l1 = sum_map(codes.as_slice(), f32::abs);
     if let Some(gd) = dict_grad {
         backend.gemm(
             1.0,

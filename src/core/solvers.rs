@@ -12,6 +12,7 @@
 use super::adam::{AdamClock, AdamHyper, AdamState};
 use super::config::SolverConfig;
 use super::flops;
+use super::lanes::relu;
 use super::models::reconstruction_backward;
 use super::sparse_coding::LOG_CODE_INIT;
 use super::Matrix;
@@ -148,9 +149,9 @@ pub fn fista(
         );
         for v in s.as_mut_slice() {
             *v = if nonneg {
-                (*v - threshold).max(0.0)
+                relu(*v - threshold)
             } else {
-                v.signum() * (v.abs() - threshold).max(0.0)
+                v.signum() * relu(v.abs() - threshold)
             };
         }
         let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;

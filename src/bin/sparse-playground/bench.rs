@@ -4,7 +4,7 @@
 
 use clap::Args;
 use serde_json::Value;
-use sparse_playground::compute::{Compute, CpuBackend, Operand};
+use sparse_playground::compute::{Compute, CpuBackend, Operand, SmallKernel};
 use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::flops;
 use sparse_playground::core::microbench;
@@ -198,6 +198,77 @@ fn sgemm_peak(threads: usize) -> f64 {
         best = best.max(2.0 * (size as f64).powi(3) / t.elapsed().as_secs_f64());
     }
     best / 1e9
+}
+
+/// The products one training step runs at this size, one thread, timed through the `gemm` crate
+/// alone and through the backend's dispatch with this machine's small-shape kernel (which sends
+/// a product to whichever it was measured to win on). Prints a table and returns it as JSON.
+fn products(d: &DataConfig, min_secs: f64) -> Value {
+    let (n_at, dim, n) = (d.num_atoms, d.data_dim, d.num_samples);
+    // (label, m, n, k, op(A) transposed, op(B) transposed)
+    let shapes = [
+        ("encode W X", n_at, n, dim, false, false),
+        ("decode D S", dim, n, n_at, false, false),
+        ("dS = D^T R", n_at, n, dim, true, false),
+        ("dD = R S^T", dim, n_at, n, false, true),
+        ("dW = G X^T", n_at, dim, n, false, true),
+        ("mlp256 W1 X", 256, n, dim, false, false),
+        ("mlp256 W2 H", n_at, n, 256, false, false),
+        ("mlp256 W2^T G", 256, n, n_at, true, false),
+        ("mlp256 G H^T", n_at, 256, n, false, true),
+    ];
+    let small = SmallKernel::detect();
+    let builds = [
+        CpuBackend::with_small_kernel(1, SmallKernel::Off),
+        CpuBackend::with_small_kernel(1, small),
+    ];
+    println!(
+        "{:<14} {:>16} {:>14} {:>16}",
+        "product",
+        "m x n x k",
+        "gemm GFLOP/s",
+        format!("{small:?} GFLOP/s")
+    );
+    println!(
+        "{:<14} {:>16} {:>14} {:>16}",
+        "", "", "(crate alone)", "(dispatched)"
+    );
+    let mut rows = Vec::new();
+    for (label, m, n, k, ta, tb) in shapes {
+        let a = Matrix::from_fn(m, k, |i, j| ((i * 7 + j * 3) % 17) as f32 * 0.01);
+        let b = Matrix::from_fn(k, n, |i, j| ((i * 5 + j * 11) % 13) as f32 * 0.01);
+        let a_stored = if ta { a.transpose() } else { a };
+        let b_stored = if tb { b.transpose() } else { b };
+        fn op(x: &Matrix, t: bool) -> Operand<'_> {
+            let o = Operand::from(x);
+            if t {
+                o.t()
+            } else {
+                o
+            }
+        }
+        let mut c = vec![0f32; m * n];
+        let rates: Vec<f64> = builds
+            .iter()
+            .map(|backend| {
+                let calls = time_it(min_secs / 4.0, || {
+                    backend.gemm(1.0, op(&a_stored, ta), op(&b_stored, tb), 0.0, &mut c, m, n);
+                });
+                calls * 2.0 * (m * n * k) as f64 / 1e9
+            })
+            .collect();
+        println!(
+            "{label:<14} {:>16} {:>14.1} {:>16.1}",
+            format!("{m}x{n}x{k}"),
+            rates[0],
+            rates[1]
+        );
+        rows.push(serde_json::json!({
+            "product": label, "m": m, "n": n, "k": k,
+            "gemm_crate_gflops": rates[0], "dispatched_gflops": rates[1],
+        }));
+    }
+    serde_json::json!({ "small_kernel": format!("{small:?}"), "rows": rows })
 }
 
 fn preset_ours(steps: u64) -> f64 {
@@ -483,6 +554,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 peer_wall.map_or("-".into(), |v| format!("{:.2}x", v / wall))
             );
             entry["preset_unknown_zd"] = serde_json::json!({ "steps": preset_steps, "ours_secs": wall, "peer_secs": peer_wall });
+        }
+        if size.name == "paper" {
+            println!("\nproducts of one training step, 1 thread:");
+            entry["products"] = products(d, args.min_secs);
         }
         if let Some(t) = &theirs {
             entry["peer"] = t.clone();
