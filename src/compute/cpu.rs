@@ -9,6 +9,9 @@ use super::{small, AdamScalars, Compute, Operand};
 pub struct CpuBackend {
     threads: usize,
     small: SmallKernel,
+    /// x86-64 with AVX2 and FMA (detected at run time): the elementwise kernels use them.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    avx2: bool,
 }
 
 /// Which build of the small-shape product (`small.rs`) this machine runs, if any.
@@ -18,9 +21,10 @@ pub enum SmallKernel {
     Plain,
     /// Fused multiply-add in the baseline instruction set (NEON on aarch64).
     Fused,
-    /// Fused multiply-add with AVX2, chosen at run time on x86-64.
+    /// Fused multiply-add with AVX2, chosen at run time on x86-64; the elementwise kernels
+    /// (exp, Adam) then run their AVX2 builds too.
     Avx2Fma,
-    /// Every product goes to the `gemm` crate.
+    /// Every product goes to the `gemm` crate; elementwise kernels at the baseline.
     Off,
 }
 
@@ -68,19 +72,53 @@ fn small_gemm_avx2(
     }
 }
 
+/// The elementwise kernels, written once and compiled twice on x86-64: at the baseline and, in
+/// the `*_avx2` wrappers, with AVX2 for twice the vector width. Neither contracts a multiply and
+/// an add into an FMA (Rust never does implicitly), so both builds give bit-identical results.
+#[inline(always)]
+fn adam_slices(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
+    let (b1, b2) = (s.beta1, s.beta2);
+    for (((p, &g), mi), vi) in param.iter_mut().zip(grad).zip(m).zip(v) {
+        *mi = b1 * *mi + (1.0 - b1) * g;
+        *vi = b2 * *vi + (1.0 - b2) * g * g;
+        let denom = vi.sqrt() / s.bias2_sqrt + s.eps;
+        *p -= s.step_size * *mi / denom;
+    }
+}
+
+#[inline(always)]
+fn exp_slices(x: &[f32], out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = fast_exp(v);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn adam_avx2(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
+    adam_slices(param, grad, m, v, s);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn exp_avx2(x: &[f32], out: &mut [f32]) {
+    exp_slices(x, out);
+}
+
 /// Whether a product of this shape goes to the small kernel built as `build`.
 ///
 /// Every build needs op(A), padded, small enough to stay in cache while it is re-read for every
-/// block of C's columns. The AVX2 build then only takes the shapes it was measured to win
-/// (`examples`-style timings in BENCHMARKS.md): op(A) or op(B) 8 wide, where the `gemm` crate's
-/// AVX-512 micro-kernels leave most lanes empty; wider products go to the crate. The baseline
+/// block of C's columns. The AVX2 build then only takes the shapes it was measured to win (the
+/// per-product table of `sparse-playground bench`): C at most 8 rows high, where the `gemm`
+/// crate's 16-row AVX-512 micro-kernels leave half their lanes empty; taller products go to
+/// the crate. The baseline
 /// builds (SIMD128, NEON) take every product with one side of at most 64: the crate has no
 /// SIMD micro-kernel on wasm32.
 fn small_shape(build: SmallKernel, m: usize, n: usize, k: usize) -> bool {
     let a_cached = m.div_ceil(small::MR_MAX) * small::MR_MAX * k <= 256 * 1024;
     a_cached
         && match build {
-            SmallKernel::Avx2Fma => m <= 8 || n <= 8,
+            SmallKernel::Avx2Fma => m <= 8,
             SmallKernel::Plain | SmallKernel::Fused => m.min(n).min(k) <= 64,
             SmallKernel::Off => false,
         }
@@ -111,7 +149,11 @@ impl CpuBackend {
             }
             other => other,
         };
-        Self { threads, small }
+        Self {
+            threads,
+            small,
+            avx2: small == SmallKernel::Avx2Fma,
+        }
     }
 
     pub fn small_kernel(&self) -> SmallKernel {
@@ -241,20 +283,22 @@ impl Compute for CpuBackend {
         s: AdamScalars,
     ) {
         assert!(param.len() == grad.len() && m.len() == grad.len() && v.len() == grad.len());
-        let (b1, b2) = (s.beta1, s.beta2);
-        for (((p, &g), mi), vi) in param.iter_mut().zip(grad).zip(m).zip(v) {
-            *mi = b1 * *mi + (1.0 - b1) * g;
-            *vi = b2 * *vi + (1.0 - b2) * g * g;
-            let denom = vi.sqrt() / s.bias2_sqrt + s.eps;
-            *p -= s.step_size * *mi / denom;
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
+            return unsafe { adam_avx2(param, grad, m, v, s) };
         }
+        adam_slices(param, grad, m, v, s);
     }
 
     fn exp(&self, x: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), out.len());
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = fast_exp(v);
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
+            return unsafe { exp_avx2(x, out) };
         }
+        exp_slices(x, out);
     }
 
     fn topk_columns(&self, data: &mut [f32], rows: usize, cols: usize, k: usize) {
@@ -570,6 +614,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The AVX2 builds of the elementwise kernels give the baseline's bits exactly.
+    #[test]
+    fn elementwise_builds_are_bit_identical() {
+        let base = CpuBackend::with_small_kernel(1, SmallKernel::Off);
+        let best = CpuBackend::new(1);
+        let x: Vec<f32> = (0..1003).map(|i| (i as f32 * 0.731).sin() * 30.0).collect();
+        let (mut e1, mut e2) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+        base.exp(&x, &mut e1);
+        best.exp(&x, &mut e2);
+        assert!(e1.iter().zip(&e2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let s = AdamScalars {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step_size: 0.01,
+            bias2_sqrt: 0.3,
+        };
+        let grad: Vec<f32> = x.iter().map(|v| v.cos()).collect();
+        let run = |backend: &CpuBackend| {
+            let (mut p, mut m, mut v) = (x.clone(), vec![0.1f32; x.len()], vec![0.2f32; x.len()]);
+            for _ in 0..3 {
+                backend.adam_update(&mut p, &grad, &mut m, &mut v, s);
+            }
+            [p, m, v].concat()
+        };
+        let (a, b) = (run(&base), run(&best));
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
     }
 
     #[test]

@@ -261,20 +261,21 @@ impl EncoderModel {
 
     /// Codes for a batch of signals (N x b): the encoder's inference.
     pub fn encode(&self, backend: &dyn Compute, x: &Matrix) -> Matrix {
-        let mut h = x.clone();
         let last = self.layers.len() - 1;
+        let mut h: Option<Matrix> = None;
         for (l, layer) in self.layers.iter().enumerate() {
             let mut out = Matrix::zeros(layer.weight.nrows(), x.ncols());
+            let input = h.as_ref().unwrap_or(x);
             forward_layer(
                 backend,
                 layer,
-                (&h).into(),
+                input.into(),
                 &mut out,
                 if l == last { self.topk } else { None },
             );
-            h = out;
+            h = Some(out);
         }
-        h
+        h.expect("an encoder has at least one layer")
     }
 
     /// Loss on a batch and all gradients (into `grads`). `target_codes` is needed (only) by the

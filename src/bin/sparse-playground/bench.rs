@@ -216,6 +216,7 @@ fn products(d: &DataConfig, min_secs: f64) -> Value {
         ("mlp256 W2 H", n_at, n, 256, false, false),
         ("mlp256 W2^T G", 256, n, n_at, true, false),
         ("mlp256 G H^T", n_at, 256, n, false, true),
+        ("mlp256 G1 X^T", 256, dim, n, false, true),
     ];
     let small = SmallKernel::detect();
     let builds = [
