@@ -159,3 +159,17 @@ fn links_round_trip_through_the_boundary() {
     let back: ExperimentConfig = serde_wasm_bindgen::from_value(validated).unwrap();
     assert_eq!(back, cfg);
 }
+
+#[wasm_bindgen_test]
+fn solver_defaults_are_the_engines() {
+    for kind in ["adam", "fista", "omp"] {
+        let js = wasm_api::solver_defaults(kind).unwrap();
+        let back: SolverConfig = serde_wasm_bindgen::from_value(js).unwrap();
+        let want: SolverConfig =
+            serde_json::from_value(serde_json::json!({ "solver": kind })).unwrap();
+        assert_eq!(back, want);
+    }
+    let adam = wasm_api::solver_defaults("adam").unwrap();
+    assert_eq!(get(&adam, "steps").as_f64(), Some(10_000.0));
+    assert!(wasm_api::solver_defaults("lbfgs").is_err());
+}

@@ -11,6 +11,7 @@ export {
   normalizeResults,
   presetConfig,
   recordFields,
+  solverDefaults,
   validateConfig,
 } from '../pkg/engine.js';
 

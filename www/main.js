@@ -9,6 +9,7 @@ import {
   normalizeResults,
   presetConfig,
   recordFields,
+  solverDefaults,
   validateConfig,
 } from './engine.js';
 import { LineChart, colorOf, downloadURL, formatNumber } from './charts.js';
@@ -79,11 +80,6 @@ function numberOf(id) {
   return raw === '' ? NaN : Number(raw);
 }
 
-function solverDefaults(kind) {
-  if (kind === 'fista') return { solver: 'fista', steps: 500, nonneg: true };
-  if (kind === 'omp') return { solver: 'omp', k: null };
-  return { solver: 'adam', steps: 10000, lr: 0.003 };
-}
 
 function methodDefaults(kind) {
   switch (kind) {

@@ -2,6 +2,7 @@
 //! natively when asked), and plain loops the compiler vectorises for everything elementwise.
 
 use super::{small, AdamScalars, Compute, Operand};
+use crate::core::lanes::relu;
 
 /// CPU kernels. `threads` bounds the threads one matrix product may use (1 = this thread only;
 /// always 1 on wasm32, which has no threads without SharedArrayBuffer).
@@ -93,6 +94,55 @@ fn exp_slices(x: &[f32], out: &mut [f32]) {
     }
 }
 
+/// The fused log-code step (see `Compute::adam_log_codes`): the same arithmetic, in the same
+/// order, as the separate L1, chain-rule, Adam and exp passes it replaces.
+#[inline(always)]
+#[allow(clippy::too_many_arguments, reason = "mirrors the trait's kernel")]
+fn log_codes_slices(
+    u: &mut [f32],
+    codes: &mut [f32],
+    grad_s: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    l1_scale: f32,
+    s: AdamScalars,
+) {
+    let (b1, b2) = (s.beta1, s.beta2);
+    for ((((ui, ci), &gs), mi), vi) in u.iter_mut().zip(codes.iter_mut()).zip(grad_s).zip(m).zip(v)
+    {
+        let code = *ci;
+        // d|s|/ds = sign(s), 0 at 0 (PyTorch's convention), as a select.
+        let sign = if code > 0.0 {
+            1.0
+        } else if code < 0.0 {
+            -1.0
+        } else {
+            0.0
+        };
+        let g = (gs + sign * l1_scale) * code;
+        *mi = b1 * *mi + (1.0 - b1) * g;
+        *vi = b2 * *vi + (1.0 - b2) * g * g;
+        let denom = vi.sqrt() / s.bias2_sqrt + s.eps;
+        *ui -= s.step_size * *mi / denom;
+        *ci = fast_exp(*ui);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments, reason = "mirrors the trait's kernel")]
+fn log_codes_avx2(
+    u: &mut [f32],
+    codes: &mut [f32],
+    grad_s: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    l1_scale: f32,
+    s: AdamScalars,
+) {
+    log_codes_slices(u, codes, grad_s, m, v, l1_scale, s);
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn adam_avx2(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], s: AdamScalars) {
@@ -158,6 +208,58 @@ impl CpuBackend {
 
     pub fn small_kernel(&self) -> SmallKernel {
         self.small
+    }
+
+    /// Chunk length for spreading an elementwise pass of `len` over the backend's threads, or
+    /// `None` to run it on this thread (one thread, or too short to repay the hand-off).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn split(&self, len: usize) -> Option<usize> {
+        (self.threads > 1 && len >= PAR_MIN)
+            .then(|| len.div_ceil(self.threads).next_multiple_of(64))
+    }
+
+    fn adam_serial(
+        &self,
+        param: &mut [f32],
+        grad: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        s: AdamScalars,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
+            return unsafe { adam_avx2(param, grad, m, v, s) };
+        }
+        adam_slices(param, grad, m, v, s);
+    }
+
+    fn exp_serial(&self, x: &[f32], out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
+            return unsafe { exp_avx2(x, out) };
+        }
+        exp_slices(x, out);
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "mirrors the trait's kernel")]
+    fn log_codes_serial(
+        &self,
+        u: &mut [f32],
+        codes: &mut [f32],
+        grad_s: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        l1_scale: f32,
+        s: AdamScalars,
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if self.avx2 {
+            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
+            return unsafe { log_codes_avx2(u, codes, grad_s, m, v, l1_scale, s) };
+        }
+        log_codes_slices(u, codes, grad_s, m, v, l1_scale, s);
     }
 
     pub fn threads(&self) -> usize {
@@ -283,22 +385,89 @@ impl Compute for CpuBackend {
         s: AdamScalars,
     ) {
         assert!(param.len() == grad.len() && m.len() == grad.len() && v.len() == grad.len());
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
-            return unsafe { adam_avx2(param, grad, m, v, s) };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(chunk) = self.split(grad.len()) {
+            use rayon::prelude::*;
+            param
+                .par_chunks_mut(chunk)
+                .zip(grad.par_chunks(chunk))
+                .zip(m.par_chunks_mut(chunk))
+                .zip(v.par_chunks_mut(chunk))
+                .for_each(|(((p, g), m), v)| self.adam_serial(p, g, m, v, s));
+            return;
         }
-        adam_slices(param, grad, m, v, s);
+        self.adam_serial(param, grad, m, v, s);
+    }
+
+    fn relu(&self, data: &mut [f32]) {
+        let pass = |d: &mut [f32]| d.iter_mut().for_each(|v| *v = relu(*v));
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(chunk) = self.split(data.len()) {
+            use rayon::prelude::*;
+            data.par_chunks_mut(chunk).for_each(pass);
+            return;
+        }
+        pass(data);
+    }
+
+    fn relu_backward(&self, grad: &mut [f32], out: &[f32]) {
+        assert_eq!(grad.len(), out.len());
+        let pass = |g: &mut [f32], o: &[f32]| {
+            for (gi, &oi) in g.iter_mut().zip(o) {
+                *gi = if oi > 0.0 { *gi } else { 0.0 };
+            }
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(chunk) = self.split(grad.len()) {
+            use rayon::prelude::*;
+            grad.par_chunks_mut(chunk)
+                .zip(out.par_chunks(chunk))
+                .for_each(|(g, o)| pass(g, o));
+            return;
+        }
+        pass(grad, out);
     }
 
     fn exp(&self, x: &[f32], out: &mut [f32]) {
         assert_eq!(x.len(), out.len());
-        #[cfg(target_arch = "x86_64")]
-        if self.avx2 {
-            // SAFETY: `avx2` is set only after run-time detection of AVX2 and FMA.
-            return unsafe { exp_avx2(x, out) };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(chunk) = self.split(x.len()) {
+            use rayon::prelude::*;
+            x.par_chunks(chunk)
+                .zip(out.par_chunks_mut(chunk))
+                .for_each(|(x, out)| self.exp_serial(x, out));
+            return;
         }
-        exp_slices(x, out);
+        self.exp_serial(x, out);
+    }
+
+    fn adam_log_codes(
+        &self,
+        log_codes: &mut [f32],
+        codes: &mut [f32],
+        grad_s: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        l1_scale: f32,
+        s: AdamScalars,
+    ) {
+        let len = grad_s.len();
+        assert!(log_codes.len() == len && codes.len() == len && m.len() == len && v.len() == len);
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(chunk) = self.split(len) {
+            use rayon::prelude::*;
+            log_codes
+                .par_chunks_mut(chunk)
+                .zip(codes.par_chunks_mut(chunk))
+                .zip(grad_s.par_chunks(chunk))
+                .zip(m.par_chunks_mut(chunk))
+                .zip(v.par_chunks_mut(chunk))
+                .for_each(|((((u, c), g), m), v)| {
+                    self.log_codes_serial(u, c, g, m, v, l1_scale, s)
+                });
+            return;
+        }
+        self.log_codes_serial(log_codes, codes, grad_s, m, v, l1_scale, s);
     }
 
     fn topk_columns(&self, data: &mut [f32], rows: usize, cols: usize, k: usize) {
@@ -409,6 +578,10 @@ fn topk_by_rank<const R: usize>(col: &mut [f32], k: usize) {
         *v = if r < k32 && !orig.is_nan() { orig } else { 0.0 };
     }
 }
+
+/// Elementwise passes shorter than this stay on the calling thread (natively, with threads).
+#[cfg(not(target_arch = "wasm32"))]
+const PAR_MIN: usize = 1 << 18;
 
 /// Up to this k, `topk_columns` keeps a sorted list; beyond it, it selects.
 const SMALL_TOPK: usize = 32;
@@ -643,6 +816,85 @@ mod tests {
         };
         let (a, b) = (run(&base), run(&best));
         assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    }
+
+    /// The fused log-code step equals the passes it replaces (L1 sign term, chain rule through
+    /// e^u, Adam, exp) bit for bit, on one thread and split over threads.
+    #[test]
+    fn fused_log_code_step_matches_separate_passes() {
+        let len = (1 << 18) + 37;
+        let u0: Vec<f32> = (0..len)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0 - 2.0)
+            .collect();
+        let g: Vec<f32> = (0..len).map(|i| (i as f32 * 0.11).cos()).collect();
+        let s = AdamScalars {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step_size: 0.003,
+            bias2_sqrt: 0.05,
+        };
+        let l1 = 0.25f32;
+        let base = CpuBackend::with_small_kernel(1, SmallKernel::Off);
+        // Reference: separate passes with the baseline kernels.
+        let (mut u, mut m, mut v) = (u0.clone(), vec![0f32; len], vec![0f32; len]);
+        let mut codes = vec![0f32; len];
+        base.exp(&u, &mut codes);
+        for _ in 0..2 {
+            let grad: Vec<f32> = g
+                .iter()
+                .zip(&codes)
+                .map(|(&gi, &c)| {
+                    let sign = if c > 0.0 { 1.0 } else { 0.0 };
+                    (gi + sign * l1) * c
+                })
+                .collect();
+            base.adam_update(&mut u, &grad, &mut m, &mut v, s);
+            base.exp(&u, &mut codes);
+        }
+        let want = [u, codes, m, v].concat();
+        for backend in [base.clone(), CpuBackend::new(1), CpuBackend::new(2)] {
+            let (mut u, mut m, mut v) = (u0.clone(), vec![0f32; len], vec![0f32; len]);
+            let mut codes = vec![0f32; len];
+            backend.exp(&u, &mut codes);
+            for _ in 0..2 {
+                backend.adam_log_codes(&mut u, &mut codes, &g, &mut m, &mut v, l1, s);
+            }
+            let got = [u, codes, m, v].concat();
+            assert!(
+                got.iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{}",
+                backend.name()
+            );
+        }
+    }
+
+    /// The ReLU kernels, on one thread and split over two (past the threading threshold).
+    #[test]
+    fn relu_kernels_threaded_and_not() {
+        let len = (1 << 18) + 5;
+        let x: Vec<f32> = (0..len)
+            .map(|i| match i % 7 {
+                0 => f32::NAN,
+                1 => -0.0,
+                r => (i as f32 * 0.3).sin() * r as f32,
+            })
+            .collect();
+        let g: Vec<f32> = (0..len).map(|i| i as f32).collect();
+        for backend in [CpuBackend::new(1), CpuBackend::new(2)] {
+            let mut out = x.clone();
+            backend.relu(&mut out);
+            for (o, v) in out.iter().zip(&x) {
+                assert_eq!(*o, v.max(0.0));
+            }
+            let mut grad = g.clone();
+            backend.relu_backward(&mut grad, &out);
+            for ((gi, o), g0) in grad.iter().zip(&out).zip(&g) {
+                assert_eq!(*gi, if *o > 0.0 { *g0 } else { 0.0 });
+            }
+        }
     }
 
     #[test]

@@ -104,8 +104,35 @@ pub trait Compute: Send + Sync + std::fmt::Debug {
         s: AdamScalars,
     );
 
+    /// max(x, 0) in place (NaN becomes 0, as with `f32::max`).
+    fn relu(&self, data: &mut [f32]);
+
+    /// Back through a ReLU: zero `grad[i]` wherever `out[i]`, the ReLU's output, is not
+    /// positive.
+    fn relu_backward(&self, grad: &mut [f32], out: &[f32]);
+
     /// e^x elementwise, `out[i] = exp(x[i])`.
     fn exp(&self, x: &[f32], out: &mut [f32]);
+
+    /// One Adam step on log-codes u, where the codes are s = e^u, fused into one pass (the
+    /// paper's inference loop is bound by passes over N x n arrays, not by its two products):
+    /// with `grad_s` the gradient of the smooth loss w.r.t. s, the L1 term adds
+    /// `l1_scale * sign(s)`, the chain rule multiplies by s, Adam updates u (moments `m`, `v`),
+    /// and `codes` becomes e^u for the next step.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the codes, their moments and the scalars"
+    )]
+    fn adam_log_codes(
+        &self,
+        log_codes: &mut [f32],
+        codes: &mut [f32],
+        grad_s: &[f32],
+        m: &mut [f32],
+        v: &mut [f32],
+        l1_scale: f32,
+        s: AdamScalars,
+    );
 
     /// Keep the `k` largest entries of every column of a column-major (rows x cols) matrix and
     /// zero the rest. Ties are broken towards the lower row index; NaN entries are never kept.

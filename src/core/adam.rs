@@ -52,6 +52,29 @@ impl AdamState {
         backend.adam_update(param, grad, &mut self.m, &mut self.v, s);
     }
 
+    /// The fused step of exp-parametrised codes (`Compute::adam_log_codes`): the parameter is
+    /// `log_codes`, `codes` = e^u is refreshed, `grad_s` is the smooth loss's gradient w.r.t.
+    /// the codes and `l1_scale` the L1 term's weight.
+    pub fn update_log_codes(
+        &mut self,
+        backend: &dyn Compute,
+        log_codes: &mut [f32],
+        codes: &mut [f32],
+        grad_s: &[f32],
+        l1_scale: f32,
+        s: AdamScalars,
+    ) {
+        backend.adam_log_codes(
+            log_codes,
+            codes,
+            grad_s,
+            &mut self.m,
+            &mut self.v,
+            l1_scale,
+            s,
+        );
+    }
+
     /// Update only the slice `range` of a larger parameter (minibatched per-sample codes).
     pub fn update_range(
         &mut self,

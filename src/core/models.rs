@@ -8,7 +8,7 @@
 //!   of each latent's predicted and true activations.
 
 use super::adam::{AdamClock, AdamHyper, AdamState};
-use super::lanes::{relu, sum_map};
+use super::lanes::sum_map;
 use super::rng::Rng;
 use super::Matrix;
 use crate::compute::{gemm_into, Compute, Operand};
@@ -261,21 +261,31 @@ impl EncoderModel {
 
     /// Codes for a batch of signals (N x b): the encoder's inference.
     pub fn encode(&self, backend: &dyn Compute, x: &Matrix) -> Matrix {
+        let mut codes = Matrix::zeros(self.layers[self.layers.len() - 1].weight.nrows(), x.ncols());
+        self.encode_into(backend, x, &mut codes);
+        codes
+    }
+
+    /// As [`encode`](Self::encode), into `codes` (N x b, overwritten), so repeated inference
+    /// reuses its output instead of allocating and zeroing it every time.
+    pub fn encode_into(&self, backend: &dyn Compute, x: &Matrix, codes: &mut Matrix) {
         let last = self.layers.len() - 1;
+        assert_eq!(
+            codes.shape(),
+            (self.layers[last].weight.nrows(), x.ncols()),
+            "encode_into: codes must be N x b"
+        );
         let mut h: Option<Matrix> = None;
         for (l, layer) in self.layers.iter().enumerate() {
-            let mut out = Matrix::zeros(layer.weight.nrows(), x.ncols());
             let input = h.as_ref().unwrap_or(x);
-            forward_layer(
-                backend,
-                layer,
-                input.into(),
-                &mut out,
-                if l == last { self.topk } else { None },
-            );
-            h = Some(out);
+            if l == last {
+                forward_layer(backend, layer, input.into(), codes, self.topk);
+            } else {
+                let mut out = Matrix::zeros(layer.weight.nrows(), x.ncols());
+                forward_layer(backend, layer, input.into(), &mut out, None);
+                h = Some(out);
+            }
         }
-        h.expect("an encoder has at least one layer")
     }
 
     /// Loss on a batch and all gradients (into `grads`). `target_codes` is needed (only) by the
@@ -327,14 +337,11 @@ impl EncoderModel {
             grad_idx += 1 + usize::from(layer.bias.is_some());
         }
         for l in (0..=last).rev() {
-            {
-                let act = &self.scratch.acts[l];
-                let delta = &mut self.scratch.deltas[l];
-                // ReLU (and TopK) pass gradient only where the output is positive.
-                for (d, &a) in delta.as_mut_slice().iter_mut().zip(act.as_slice()) {
-                    *d = if a > 0.0 { *d } else { 0.0 };
-                }
-            }
+            // ReLU (and TopK) pass gradient only where the output is positive.
+            backend.relu_backward(
+                self.scratch.deltas[l].as_mut_slice(),
+                self.scratch.acts[l].as_slice(),
+            );
             let delta = &self.scratch.deltas[l];
             let input: Operand<'_> = if l == 0 {
                 x.into()
@@ -441,9 +448,7 @@ fn forward_layer(
     if let Some(k) = topk {
         backend.topk_columns(out.as_mut_slice(), rows, cols, k);
     }
-    for v in out.as_mut_slice() {
-        *v = relu(*v);
-    }
+    backend.relu(out.as_mut_slice());
 }
 
 /// Reconstruction loss of codes through `dict`; writes dL/dS into `d_codes` and, if asked,

@@ -13,7 +13,6 @@ use super::adam::{AdamClock, AdamHyper, AdamState};
 use super::config::SolverConfig;
 use super::flops;
 use super::lanes::relu;
-use super::models::reconstruction_backward;
 use super::sparse_coding::LOG_CODE_INIT;
 use super::Matrix;
 use crate::compute::{gemm_into, Compute, Operand};
@@ -58,18 +57,32 @@ pub fn adam_exp(
     let mut grad = Matrix::zeros(n_atoms, n);
     let mut state = AdamState::new(n_atoms * n);
     let mut clock = AdamClock::new(AdamHyper::with_lr(lr));
-    for _ in 0..steps {
-        backend.exp(log_codes.as_slice(), codes.as_mut_slice());
-        reconstruction_backward(
-            backend, dict, &codes, x, l1_penalty, &mut recon, &mut grad, None,
-        );
-        for (g, &s) in grad.as_mut_slice().iter_mut().zip(codes.as_slice()) {
-            *g *= s;
-        }
-        let scalars = clock.tick();
-        state.update(backend, log_codes.as_mut_slice(), grad.as_slice(), scalars);
-    }
+    // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the squared
+    // error, plus the L1 term the fused step adds. The loss itself is never needed here.
+    let mse_scale = 2.0 / (n * dim) as f32;
+    let l1_scale = l1_penalty / (n * n_atoms) as f32;
     backend.exp(log_codes.as_slice(), codes.as_mut_slice());
+    for _ in 0..steps {
+        recon.copy_from(x);
+        gemm_into(backend, 1.0, dict.into(), (&codes).into(), -1.0, &mut recon);
+        gemm_into(
+            backend,
+            mse_scale,
+            Operand::from(dict).t(),
+            (&recon).into(),
+            0.0,
+            &mut grad,
+        );
+        let scalars = clock.tick();
+        state.update_log_codes(
+            backend,
+            log_codes.as_mut_slice(),
+            codes.as_mut_slice(),
+            grad.as_slice(),
+            l1_scale,
+            scalars,
+        );
+    }
     Inferred {
         codes,
         flops: steps as f64 * flops::adam_inference_step(dim, n_atoms, n) + (n_atoms * n) as f64,

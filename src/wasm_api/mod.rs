@@ -7,7 +7,7 @@
 //! turned into a console error with a stack by `console_error_panic_hook` and, in the worker,
 //! into a visible message on the page.
 
-use crate::core::config::{ExperimentConfig, Preset};
+use crate::core::config::{ExperimentConfig, Preset, SolverConfig};
 use crate::core::results::{LogRecord, Results};
 use crate::core::run::Experiment;
 use crate::core::share;
@@ -56,6 +56,15 @@ fn config_from_js(config: JsValue) -> Result<ExperimentConfig, JsError> {
 pub fn preset_config(name: &str) -> Result<JsValue, JsError> {
     let preset = Preset::from_name(name).map_err(|e| JsError::new(&e.to_string()))?;
     to_js(&preset.config())
+}
+
+/// The inference solver `adam`, `fista` or `omp` with the engine's defaults, so the page never
+/// restates them.
+#[wasm_bindgen(js_name = solverDefaults)]
+pub fn solver_defaults(kind: &str) -> Result<JsValue, JsError> {
+    let solver: SolverConfig = serde_json::from_value(serde_json::json!({ "solver": kind }))
+        .map_err(|e| JsError::new(&format!("unknown solver `{kind}`: {e}")))?;
+    to_js(&solver)
 }
 
 /// Check a config; returns it with every default filled in, or throws the first problem.
