@@ -257,6 +257,26 @@ await test('the site keeps working offline after one visit', async () => {
   await ctx.close();
 });
 
+await test("an added method gets the engine's solver defaults and the link carries it", async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${LINK}`);
+  await waitState(page, 'ready');
+  const methods = page.locator('#methods .method');
+  const before = await methods.count();
+  await page.selectOption('#add-method', 'sae_ito');
+  await page.waitForFunction((n) => document.querySelectorAll('#methods .method').length === n + 1, before);
+  const added = methods.last();
+  // Adam as in the paper: 10,000 steps at 0.003, from Rust's defaults.
+  assert.equal(await added.locator('[data-field="solver-steps"]').inputValue(), '10000');
+  assert.equal(await added.locator('[data-field="solver-lr"]').inputValue(), '0.003');
+  await added.locator('[data-field="solver"]').selectOption('fista');
+  await page.waitForFunction(() => decodeURIComponent(location.hash).includes('ito:fista'));
+  assert.equal(await methods.last().locator('[data-field="solver-steps"]').inputValue(), '500');
+  assert.ok(!decodeURIComponent(await page.evaluate(() => location.hash)).includes('ito:fista:s500'),
+    'default steps are omitted from the link');
+  await ctx.close();
+});
+
 await test('no console errors or warnings', async () => {
   assert.deepEqual(consoleProblems, []);
 });
