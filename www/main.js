@@ -40,6 +40,7 @@ const state = {
   source: 'live', // 'live' or 'loaded' (a results file)
   loadedJson: null,
   trueDictionary: null,
+  hidden: [], // link keys whose controls a lesson link hides (`<key>_hide=1`)
   snapshot: null,
   view: { method: 0, run: 0 },
   autorun: false,
@@ -277,8 +278,68 @@ function applyConfig(config, { fromForm = false, keepResults = false } = {}) {
 
 // ---------------------------------------------------------------- share links
 
+// Lesson links, as in TensorFlow Playground: `<key>_hide=1` hides the control of that link key
+// (its value still applies), so a teacher can share a cut-down page. Links made from such a
+// page keep the keys.
+const HIDEABLE = {
+  presets: '.presets',
+  setting: '#setting',
+  N: '#num_atoms',
+  M: '#data_dim',
+  K: '#sparsity_k',
+  n: '#num_samples',
+  noise: '#noise_std',
+  skew: '#frequency_skew',
+  signed: '#signed_codes',
+  seed: '#seed',
+  methods: '#methods',
+  steps: '#steps',
+  lr: '#lr',
+  l1: '#l1_penalty',
+  batch: '#batch_size',
+  log: '#log_every',
+  runs: '#runs',
+  l0: '#l0_threshold',
+};
+
+/** The link keys a link's extra pairs ask to hide (`key_hide` with any value but 0 or false). */
+function hiddenKeys(extra) {
+  return extra
+    .filter(([k, v]) => k.endsWith('_hide') && v !== '0' && v !== 'false')
+    .map(([k]) => k.slice(0, -'_hide'.length))
+    .filter((k) => Object.hasOwn(HIDEABLE, k));
+}
+
+/** Show every control, then hide those of `state.hidden`, and any fieldset left empty. */
+function applyHidden() {
+  for (const el of document.querySelectorAll('[data-lesson-hidden]')) {
+    el.hidden = false;
+    delete el.dataset.lessonHidden;
+  }
+  const hide = (el) => {
+    el.hidden = true;
+    el.dataset.lessonHidden = '1';
+  };
+  for (const key of state.hidden) {
+    const el = document.querySelector(HIDEABLE[key]);
+    if (!el) continue;
+    // A control hides with its label; the method list and the setting with their fieldset.
+    hide(['methods', 'setting'].includes(key) ? el.closest('fieldset') : el.closest('label') || el);
+  }
+  for (const set of document.querySelectorAll('#config fieldset')) {
+    const labels = Array.from(set.querySelectorAll(':scope > label'));
+    if (labels.length && labels.every((l) => l.hidden)) hide(set);
+  }
+}
+
+/** The `_hide` pairs every link made from this page carries. */
+function hiddenExtra() {
+  return state.hidden.map((k) => [`${k}_hide`, '1']);
+}
+
 function linkFor(autorun) {
-  const extra = autorun ? [['run', '1']] : [];
+  const extra = hiddenExtra();
+  if (autorun) extra.push(['run', '1']);
   const hash = encodeLink(state.config, extra);
   const url = new URL(window.location.href);
   url.hash = hash;
@@ -286,7 +347,7 @@ function linkFor(autorun) {
 }
 
 function updateLink() {
-  const hash = encodeLink(state.config, []);
+  const hash = encodeLink(state.config, hiddenExtra());
   history.replaceState(null, '', `#${hash}`);
   $('share-link').value = linkFor($('link-autorun').checked);
 }
@@ -309,6 +370,7 @@ function initialConfig() {
   if (hash) {
     try {
       const decoded = decodeLink(hash);
+      state.hidden = hiddenKeys(decoded.extra);
       state.autorun = decoded.extra.some(([k, v]) => k === 'run' && v === '1');
       const backend = decoded.extra.find(([k]) => k === 'backend');
       if (backend && backend[1] !== 'cpu') {
@@ -866,7 +928,7 @@ $('load-json').addEventListener('change', async (e) => {
 });
 window.addEventListener('hashchange', () => {
   const hash = window.location.hash.slice(1);
-  if (state.config && hash === encodeLink(state.config, [])) return;
+  if (state.config && hash === encodeLink(state.config, hiddenExtra())) return;
   openFromLocation();
 });
 document.addEventListener('keydown', (e) => {
@@ -884,7 +946,9 @@ $('backend-note').textContent = navigator.gpu
 
 /** Open what the address asks for: a link, the last finished run, or the paper's main preset. */
 function openFromLocation() {
+  state.hidden = [];
   const initial = initialConfig();
+  applyHidden();
   if (initial.saved) {
     try {
       showResults(initial.saved.json);

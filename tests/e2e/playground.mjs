@@ -277,6 +277,30 @@ await test("an added method gets the engine's solver defaults and the link carri
   await ctx.close();
 });
 
+await test('a lesson link hides the controls it names and keeps them hidden in its links', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${LINK}&steps_hide=1&methods_hide=1&presets_hide=1&bogus_hide=1`);
+  await waitState(page, 'ready');
+  assert.equal(await page.inputValue('#steps'), '300', 'a hidden control still applies its value');
+  assert.ok(!(await page.isVisible('#steps')));
+  assert.ok(!(await page.isVisible('#methods')));
+  assert.ok(!(await page.isVisible('.presets')));
+  for (const id of ['#lr', '#runs', '#num_atoms', '#setting']) assert.ok(await page.isVisible(id), id);
+  const hash = await page.evaluate(() => location.hash);
+  for (const key of ['steps_hide=1', 'methods_hide=1', 'presets_hide=1']) {
+    assert.ok(hash.includes(key), `${key} in ${hash}`);
+  }
+  assert.ok(!hash.includes('bogus_hide'), 'unknown controls are ignored');
+  // Hiding every control of a fieldset hides the fieldset; a plain link shows everything again.
+  await page.goto(`${origin}${BASE}#${LINK}&setting_hide=1`);
+  await page.waitForFunction(() => document.getElementById('setting').closest('fieldset').hidden);
+  await page.goto(`${origin}${BASE}#${LINK}`);
+  await page.waitForFunction(() => !document.querySelector('[data-lesson-hidden]'));
+  assert.ok(await page.isVisible('#steps'));
+  assert.ok(await page.isVisible('#methods'));
+  await ctx.close();
+});
+
 await test('no console errors or warnings', async () => {
   assert.deepEqual(consoleProblems, []);
 });
