@@ -185,3 +185,72 @@ fn minibatch_training_and_single_steps() {
         r.methods[0].runs[0].log[3].code_mcc
     );
 }
+
+/// The paper's inference (10,000 Adam steps per evaluation by default) advances in the same
+/// bounded increments as training, so a caller's time slice is never swallowed by one
+/// evaluation, and the numbers do not depend on how the work is split.
+#[test]
+fn evaluations_advance_in_bounded_increments_with_the_same_numbers() {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = vec![
+        MethodConfig::SaeIto {
+            bias: false,
+            inference: SolverConfig::Adam {
+                steps: 300,
+                lr: 3e-3,
+            },
+        },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Adam {
+                steps: 300,
+                lr: 3e-3,
+            },
+        },
+    ];
+    cfg.data.num_samples = 256;
+    cfg.train.steps = 40;
+    cfg.train.log_every = 20;
+    cfg.runs = 1;
+    let checked = cfg.clone().validate().unwrap();
+    let mut exp = Experiment::new(checked, Arc::new(CpuBackend::new(1)));
+    // The first evaluation alone is 300 steps of work: 7 steps leave it pending.
+    let progress = exp.step(7);
+    assert!(progress.iter().all(|p| p.step == 0 && p.new_records == 0));
+    assert!(exp
+        .runs()
+        .iter()
+        .all(|r| r.log().is_empty() && r.is_evaluating()));
+    // Work counts training and inference steps: the bar moves while an evaluation runs.
+    let total_work = 2 * (40 + 3 * 300);
+    assert_eq!(exp.work(), (2 * 7, total_work));
+    let mut calls = 1;
+    let mut last_done = exp.work().0;
+    while !exp.is_done() {
+        exp.step(7);
+        calls += 1;
+        let (done, total) = exp.work();
+        assert_eq!(total, total_work);
+        assert!(
+            done > last_done && done - last_done <= 2 * 7,
+            "{last_done} -> {done}"
+        );
+        last_done = done;
+    }
+    assert_eq!(exp.work(), (total_work, total_work));
+    assert!(exp.runs().iter().all(|r| !r.is_evaluating()));
+    // 2 runs x (40 training steps + 3 evaluations x 300 inference steps), 7 at a time.
+    assert!(calls >= (40 + 3 * 300) / 7, "{calls} calls");
+    let chunked = exp.results();
+    let whole = run(cfg);
+    for (a, b) in chunked.methods.iter().zip(&whole.methods) {
+        let (la, lb) = (&a.runs[0].log, &b.runs[0].log);
+        assert_eq!(la.len(), 3);
+        for (ra, rb) in la.iter().zip(lb) {
+            assert_eq!(ra.step, rb.step);
+            assert_eq!(ra.code_mcc, rb.code_mcc, "{}", a.name);
+            assert_eq!(ra.dict_mcc, rb.dict_mcc);
+            assert_eq!(ra.test_mse, rb.test_mse);
+            assert_eq!(ra.infer_flops, rb.infer_flops);
+        }
+    }
+}

@@ -36,6 +36,9 @@ const state = {
   rows: [], // rows[method][run] = array of Float64Array records
   done: 0,
   total: 0,
+  trained: 0,
+  trainTotal: 0,
+  evaluating: false,
   rate: 0,
   source: 'live', // 'live' or 'loaded' (a results file)
   loadedJson: null,
@@ -427,6 +430,8 @@ function startExperiment(keepResults = false) {
   state.finished = false;
   state.cancelled = false;
   state.done = 0;
+  state.trained = 0;
+  state.evaluating = false;
   state.rate = 0;
   if (!keepResults) {
     state.source = 'live';
@@ -442,6 +447,7 @@ function onWorkerMessage(msg) {
     case 'ready': {
       state.ready = true;
       state.total = msg.total;
+      state.trainTotal = msg.trainTotal;
       state.trueDictionary = msg.trueDictionary;
       $('checksum').textContent = msg.checksum;
       if (state.source !== 'loaded') clearRuns(Array.from(msg.names), msg.config.runs);
@@ -466,6 +472,9 @@ function onWorkerMessage(msg) {
       }
       state.done = msg.done;
       state.total = msg.total;
+      state.trained = msg.trained;
+      state.trainTotal = msg.trainTotal;
+      state.evaluating = msg.evaluating;
       state.rate = msg.rate;
       state.playing = msg.playing;
       if (msg.finished && !state.finished) {
@@ -552,8 +561,11 @@ function setStatus() {
   }
   p.max = Math.max(1, state.total);
   p.value = state.done;
+  // The bar and the time left count all the work; the text also says how far training is
+  // and when test codes are being inferred (training waits for that).
   const pct = state.total ? ((100 * state.done) / state.total).toFixed(1) : '0';
-  let text = `${state.done.toLocaleString()} / ${state.total.toLocaleString()} steps (${pct}%)`;
+  let text = `${pct}% · ${state.trained.toLocaleString()} / ${state.trainTotal.toLocaleString()} training steps`;
+  if (state.evaluating && !state.finished) text += ' · inferring test codes';
   if (state.playing && state.rate > 0) {
     const left = (state.total - state.done) / state.rate;
     text += ` · ${Math.round(state.rate).toLocaleString()} steps/s · ${formatDuration(left)} left`;

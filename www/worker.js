@@ -33,7 +33,9 @@ function fail(error) {
 function sendProgress() {
   const records = pg.takeRecords();
   const now = performance.now();
-  const done = pg.stepsDone();
+  // Rates and time left count work (training plus the evaluations' inference steps): an
+  // evaluation of the paper's inference is 10,000 steps, and the bar must move through it.
+  const done = pg.workDone();
   if (now - timeAtLastRate > 250) {
     const instant = ((done - stepsAtLastRate) * 1000) / Math.max(now - timeAtLastRate, 1);
     rate = rate === 0 ? instant : 0.7 * rate + 0.3 * instant;
@@ -44,7 +46,10 @@ function sendProgress() {
     {
       type: 'progress',
       done,
-      total: pg.stepsTotal(),
+      total: pg.workTotal(),
+      trained: pg.stepsDone(),
+      trainTotal: pg.stepsTotal(),
+      evaluating: pg.isEvaluating(),
       finished: pg.isDone(),
       playing,
       rate,
@@ -92,7 +97,8 @@ function handle(msg) {
           config: pg.config(),
           names: pg.methodNames(),
           checksum: pg.dataChecksum(),
-          total: pg.stepsTotal(),
+          total: pg.workTotal(),
+          trainTotal: pg.stepsTotal(),
           trueDictionary: pg.trueDictionary(),
         });
         break;
@@ -100,7 +106,7 @@ function handle(msg) {
       case 'play':
         if (pg && !playing && !pg.isDone()) {
           playing = true;
-          stepsAtLastRate = pg.stepsDone();
+          stepsAtLastRate = pg.workDone();
           timeAtLastRate = performance.now();
           loop();
         }

@@ -120,6 +120,10 @@ pub struct MethodRun {
     last_loss: Option<f64>,
     log: Vec<LogRecord>,
     snapshot: Option<Snapshot>,
+    /// An evaluation whose inference is still running (see `advance`).
+    pending: Option<solvers::AdamExp>,
+    /// Inference steps run by evaluations so far (finished and pending).
+    inference_steps_done: u64,
 }
 
 impl std::fmt::Debug for MethodRun {
@@ -243,6 +247,8 @@ impl MethodRun {
             last_loss: None,
             log: Vec::new(),
             snapshot: None,
+            pending: None,
+            inference_steps_done: 0,
         }
     }
 
@@ -255,11 +261,50 @@ impl MethodRun {
     }
 
     pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps() && !self.log.is_empty()
+        self.step >= self.total_steps() && !self.log.is_empty() && self.pending.is_none()
     }
 
     pub fn log(&self) -> &[LogRecord] {
         &self.log
+    }
+
+    /// Whether an evaluation's inference is running (training waits for it).
+    pub fn is_evaluating(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Adam inference steps one evaluation runs, if this method evaluates by the paper's
+    /// per-sample inference (the same condition `begin_evaluation` takes).
+    fn inference_steps_per_evaluation(&self) -> Option<u64> {
+        let SolverConfig::Adam { steps, .. } = self.inference_solver().cloned().unwrap_or_default()
+        else {
+            return None;
+        };
+        match &self.learner {
+            Learner::Encoder(model) if self.inference_solver().is_some() => {
+                model.dictionary().map(|_| steps)
+            }
+            Learner::Encoder(_) => None,
+            Learner::SparseCoding(_) | Learner::InferenceOnly => Some(steps),
+        }
+    }
+
+    /// All the work of this run in units of one step: training steps plus the inference steps
+    /// of its evaluations (one inference step costs about what one training step does). With
+    /// nothing trained, only the first evaluation infers; later ones repeat it.
+    pub fn work_total(&self) -> u64 {
+        let total = self.total_steps();
+        let evaluations = match self.learner {
+            Learner::InferenceOnly => 1,
+            _ => 1 + total.div_ceil(self.config.train.log_every),
+        };
+        let per_eval = self.inference_steps_per_evaluation().unwrap_or(0);
+        total.saturating_add(evaluations.saturating_mul(per_eval))
+    }
+
+    /// The work done so far, in the units of [`MethodRun::work_total`].
+    pub fn work_done(&self) -> u64 {
+        self.step.saturating_add(self.inference_steps_done)
     }
 
     pub fn snapshot(&self) -> Option<&Snapshot> {
@@ -270,28 +315,35 @@ impl MethodRun {
         self.wall_s
     }
 
-    /// Train for at most `max_steps` steps, evaluating at step 0, every `log_every` steps and at
-    /// the last step.
+    /// Spend at most `max_steps` steps of work (at least one): training steps, and the steps of
+    /// the paper's inference when an evaluation runs it (10,000 of them, each as costly as a
+    /// training step, so they advance in the same bounded increments instead of blocking a
+    /// caller's time slice). Evaluates at step 0, every `log_every` steps and at the last step;
+    /// training waits while an evaluation is pending, so the results do not depend on how the
+    /// work is split.
     pub fn advance(&mut self, max_steps: u64, clock: Clock) -> Progress {
         let start = clock();
         let before = self.log.len();
-        if self.log.is_empty() {
-            self.evaluate(start, clock);
+        let mut budget = max_steps.max(1);
+        if self.log.is_empty() && self.pending.is_none() {
+            self.begin_evaluation(start, clock);
         }
+        budget -= self.continue_evaluation(budget, start, clock);
         let total = self.total_steps();
         let log_every = self.config.train.log_every;
-        let target = self.step.saturating_add(max_steps).min(total);
-        while self.step < target {
+        while self.pending.is_none() && budget > 0 && self.step < total {
             let next_log = ((self.step / log_every) + 1)
                 .saturating_mul(log_every)
                 .min(total);
-            let until = next_log.min(target);
+            let until = next_log.min(self.step.saturating_add(budget));
             while self.step < until {
                 self.train_one();
                 self.step += 1;
+                budget -= 1;
             }
             if self.step == next_log {
-                self.evaluate(start, clock);
+                self.begin_evaluation(start, clock);
+                budget -= self.continue_evaluation(budget, start, clock);
             }
         }
         self.wall_s += clock() - start;
@@ -344,7 +396,32 @@ impl MethodRun {
         }
     }
 
-    fn evaluate(&mut self, start: f64, clock: Clock) {
+    /// Run the pending evaluation's inference for at most `budget` steps, and score it when it
+    /// is done. Returns the steps spent.
+    fn continue_evaluation(&mut self, budget: u64, start: f64, clock: Clock) -> u64 {
+        let Some(solver) = self.pending.as_mut() else {
+            return 0;
+        };
+        let spent = solver.run(&*self.backend, &self.data.test_signals, budget);
+        self.inference_steps_done += spent;
+        if solver.is_done() {
+            let solver = self.pending.take().expect("pending evaluation");
+            let dictionary = solver.dictionary().clone();
+            let inferred = solver.finish();
+            self.score(
+                inferred.codes,
+                Some(dictionary),
+                inferred.flops,
+                start,
+                clock,
+            );
+        }
+        spent
+    }
+
+    /// Evaluate on the test set: at once for encoders and the fast solvers, or by leaving the
+    /// paper's Adam inference pending for `continue_evaluation`.
+    fn begin_evaluation(&mut self, start: f64, clock: Clock) {
         // With nothing trained, every evaluation is the same: reuse the first.
         if let (Learner::InferenceOnly, Some(last)) = (&self.learner, self.log.last()) {
             let mut record = last.clone();
@@ -360,6 +437,28 @@ impl MethodRun {
         let n = x_test.ncols();
         let l1 = cfg.train.l1_penalty as f32;
         let k = cfg.data.sparsity_k;
+        // The dictionary codes are inferred through, if the method infers codes per sample.
+        let inference_dict = match &self.learner {
+            Learner::Encoder(model) => self
+                .inference_solver()
+                .and_then(|_| model.normalized_dictionary()),
+            Learner::SparseCoding(model) => Some(model.normalized_dictionary()),
+            Learner::InferenceOnly => Some(data.dictionary.clone()),
+        };
+        if let (Some(dict), SolverConfig::Adam { steps, lr }) = (
+            &inference_dict,
+            self.inference_solver().cloned().unwrap_or_default(),
+        ) {
+            self.pending = Some(solvers::AdamExp::new(
+                backend,
+                dict.clone(),
+                x_test,
+                l1,
+                steps,
+                lr,
+            ));
+            return;
+        }
         let (codes, dictionary, infer_flops) = match &self.learner {
             Learner::Encoder(model) => {
                 let dictionary = model.normalized_dictionary();
@@ -396,6 +495,23 @@ impl MethodRun {
                 )
             }
         };
+        self.score(codes, dictionary, infer_flops, start, clock);
+    }
+
+    /// Score inferred test codes (and the dictionary, if any) and log them.
+    fn score(
+        &mut self,
+        codes: Matrix,
+        dictionary: Option<Matrix>,
+        infer_flops: f64,
+        start: f64,
+        clock: Clock,
+    ) {
+        let backend = &*self.backend;
+        let data = &*self.data;
+        let cfg = &*self.config;
+        let x_test = &data.test_signals;
+        let n = x_test.ncols();
         let sparsity = metrics::sparsity(&codes, cfg.metrics.l0_threshold);
         let (code_mcc, code_matching) = if cfg.setting == Setting::KnownCodes {
             (
@@ -530,10 +646,19 @@ impl Experiment {
             .collect()
     }
 
-    /// Steps done and to do over all runs (for progress bars).
+    /// Training steps done and to do over all runs.
     pub fn progress(&self) -> (u64, u64) {
         let done = self.runs.iter().map(MethodRun::step).sum();
         let total = self.runs.iter().map(MethodRun::total_steps).sum();
+        (done, total)
+    }
+
+    /// Work done and to do over all runs, training and evaluation inference alike, in steps
+    /// (for progress bars and time left: the paper's test-code inference is 10,000 steps per
+    /// evaluation, often more than the training itself).
+    pub fn work(&self) -> (u64, u64) {
+        let done = self.runs.iter().map(MethodRun::work_done).sum();
+        let total = self.runs.iter().map(MethodRun::work_total).sum();
         (done, total)
     }
 

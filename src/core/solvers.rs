@@ -50,42 +50,119 @@ pub fn adam_exp(
     steps: u64,
     lr: f64,
 ) -> Inferred {
-    let (dim, n_atoms, n) = (dict.nrows(), dict.ncols(), x.ncols());
-    let mut log_codes = Matrix::from_element(n_atoms, n, LOG_CODE_INIT);
-    let mut codes = Matrix::zeros(n_atoms, n);
-    let mut recon = Matrix::zeros(dim, n);
-    let mut grad = Matrix::zeros(n_atoms, n);
-    let mut state = AdamState::new(n_atoms * n);
-    let mut clock = AdamClock::new(AdamHyper::with_lr(lr));
-    // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the squared
-    // error, plus the L1 term the fused step adds. The loss itself is never needed here.
-    let mse_scale = 2.0 / (n * dim) as f32;
-    let l1_scale = l1_penalty / (n * n_atoms) as f32;
-    backend.exp(log_codes.as_slice(), codes.as_mut_slice());
-    for _ in 0..steps {
-        recon.copy_from(x);
-        gemm_into(backend, 1.0, dict.into(), (&codes).into(), -1.0, &mut recon);
-        gemm_into(
-            backend,
-            mse_scale,
-            Operand::from(dict).t(),
-            (&recon).into(),
-            0.0,
-            &mut grad,
-        );
-        let scalars = clock.tick();
-        state.update_log_codes(
-            backend,
-            log_codes.as_mut_slice(),
-            codes.as_mut_slice(),
-            grad.as_slice(),
-            l1_scale,
-            scalars,
-        );
+    let mut solver = AdamExp::new(backend, dict.clone(), x, l1_penalty, steps, lr);
+    solver.run(backend, x, steps);
+    solver.finish()
+}
+
+/// The paper's inference as a resumable computation: `run` advances it by a bounded number of
+/// steps, so a caller with a time budget (the browser's worker) can interleave it with other
+/// work; the result does not depend on how the steps are split.
+#[derive(Clone, Debug)]
+pub struct AdamExp {
+    dict: Matrix,
+    log_codes: Matrix,
+    codes: Matrix,
+    recon: Matrix,
+    grad: Matrix,
+    state: AdamState,
+    clock: AdamClock,
+    mse_scale: f32,
+    l1_scale: f32,
+    done: u64,
+    steps: u64,
+}
+
+impl AdamExp {
+    /// Set up `steps` steps of inference for the columns of `x` through `dict`.
+    pub fn new(
+        backend: &dyn Compute,
+        dict: Matrix,
+        x: &Matrix,
+        l1_penalty: f32,
+        steps: u64,
+        lr: f64,
+    ) -> Self {
+        let (dim, n_atoms, n) = (dict.nrows(), dict.ncols(), x.ncols());
+        let log_codes = Matrix::from_element(n_atoms, n, LOG_CODE_INIT);
+        let mut codes = Matrix::zeros(n_atoms, n);
+        backend.exp(log_codes.as_slice(), codes.as_mut_slice());
+        Self {
+            dict,
+            log_codes,
+            codes,
+            recon: Matrix::zeros(dim, n),
+            grad: Matrix::zeros(n_atoms, n),
+            state: AdamState::new(n_atoms * n),
+            clock: AdamClock::new(AdamHyper::with_lr(lr)),
+            // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the
+            // squared error, plus the L1 term the fused step adds. The loss itself is never
+            // needed here.
+            mse_scale: 2.0 / (n * dim) as f32,
+            l1_scale: l1_penalty / (n * n_atoms) as f32,
+            done: 0,
+            steps,
+        }
     }
-    Inferred {
-        codes,
-        flops: steps as f64 * flops::adam_inference_step(dim, n_atoms, n) + (n_atoms * n) as f64,
+
+    /// Run at most `max_steps` more steps on the same `x` as `new`; returns how many ran.
+    pub fn run(&mut self, backend: &dyn Compute, x: &Matrix, max_steps: u64) -> u64 {
+        assert_eq!(
+            x.shape(),
+            self.recon.shape(),
+            "AdamExp::run: not the set-up signals"
+        );
+        let todo = max_steps.min(self.steps - self.done);
+        for _ in 0..todo {
+            self.recon.copy_from(x);
+            gemm_into(
+                backend,
+                1.0,
+                (&self.dict).into(),
+                (&self.codes).into(),
+                -1.0,
+                &mut self.recon,
+            );
+            gemm_into(
+                backend,
+                self.mse_scale,
+                Operand::from(&self.dict).t(),
+                (&self.recon).into(),
+                0.0,
+                &mut self.grad,
+            );
+            let scalars = self.clock.tick();
+            self.state.update_log_codes(
+                backend,
+                self.log_codes.as_mut_slice(),
+                self.codes.as_mut_slice(),
+                self.grad.as_slice(),
+                self.l1_scale,
+                scalars,
+            );
+        }
+        self.done += todo;
+        todo
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done >= self.steps
+    }
+
+    /// The dictionary the codes are inferred through.
+    pub fn dictionary(&self) -> &Matrix {
+        &self.dict
+    }
+
+    /// The codes after the steps run so far, and their FLOPs.
+    pub fn finish(self) -> Inferred {
+        let (dim, n_atoms) = self.dict.shape();
+        let n = self.codes.ncols();
+        Inferred {
+            codes: self.codes,
+            flops: self.done as f64 * flops::adam_inference_step(dim, n_atoms, n)
+                + (n_atoms * n) as f64,
+        }
     }
 }
 

@@ -246,14 +246,35 @@ impl Playground {
         format!("{:016x}", self.exp.data().checksum())
     }
 
+    /// Training steps done, summed over runs.
     #[wasm_bindgen(js_name = stepsDone)]
     pub fn steps_done(&self) -> f64 {
         self.exp.progress().0 as f64
     }
 
+    /// Training steps of the whole experiment, summed over runs.
     #[wasm_bindgen(js_name = stepsTotal)]
     pub fn steps_total(&self) -> f64 {
         self.exp.progress().1 as f64
+    }
+
+    /// Work done in steps, training and the evaluations' inference alike, summed over runs:
+    /// what a progress bar and a time-left estimate should count.
+    #[wasm_bindgen(js_name = workDone)]
+    pub fn work_done(&self) -> f64 {
+        self.exp.work().0 as f64
+    }
+
+    /// All the work of the experiment in steps (see [`Playground::work_done`]).
+    #[wasm_bindgen(js_name = workTotal)]
+    pub fn work_total(&self) -> f64 {
+        self.exp.work().1 as f64
+    }
+
+    /// Whether some run is inferring test codes for an evaluation right now.
+    #[wasm_bindgen(js_name = isEvaluating)]
+    pub fn is_evaluating(&self) -> bool {
+        self.exp.runs().iter().any(|r| r.is_evaluating())
     }
 
     #[wasm_bindgen(js_name = isDone)]

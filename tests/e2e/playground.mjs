@@ -139,7 +139,7 @@ await test('a short experiment runs and the charts, table and views update', asy
   await page.waitForFunction(() => document.getElementById('heat-learned').dataset.drawn === '8x16');
   assert.equal(await page.$eval('#heat-true', (c) => c.dataset.drawn), '8x16');
   assert.equal(await page.$eval('#heat-gram', (c) => c.dataset.drawn), '16x16');
-  assert.match(await page.textContent('#status'), /300 \/ 300 steps per run|1,800 \/ 1,800 steps/);
+  assert.match(await page.textContent('#status'), /^100\.0% · 1,800 \/ 1,800 training steps · done$/);
   // The x axis switches to FLOPs (log) without losing points.
   await page.selectOption('#x-axis', 'flops');
   // Methods spend different FLOPs per step, so their points interleave on the shared axis.
@@ -298,6 +298,29 @@ await test('a lesson link hides the controls it names and keeps them hidden in i
   await page.waitForFunction(() => !document.querySelector('[data-lesson-hidden]'));
   assert.ok(await page.isVisible('#steps'));
   assert.ok(await page.isVisible('#methods'));
+  await ctx.close();
+});
+
+await test("a pause lands inside an evaluation of the paper's inference", async () => {
+  // Sparse coding evaluates by 10,000 Adam steps on the test codes (seconds in wasm at n=1024);
+  // the worker runs them in the same short slices as training, so the bar moves and Pause
+  // takes effect while the codes of the first evaluation are still being inferred.
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=1&setting=unknown&methods=sc&steps=20&log=10&runs=1&seed=5`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await page.waitForFunction(() => /inferring test codes/.test(document.getElementById('status').textContent));
+  await page.click('#play'); // Pause
+  await waitState(page, 'paused');
+  const status = await page.textContent('#status');
+  assert.match(status, /0 \/ 20 training steps · inferring test codes/, status);
+  const pct = parseFloat(status);
+  assert.ok(pct > 0 && pct < 33.4, `the bar is part-way through the first of three evaluations: ${status}`);
+  assert.equal((await summary(page))[0][1], '–', 'no evaluation has finished');
+  await page.click('#play'); // Resume
+  await waitState(page, 'finished');
+  const mcc = parseFloat((await summary(page))[0][1]);
+  assert.ok(mcc > 0 && mcc <= 1, `code MCC after the run: ${mcc}`);
   await ctx.close();
 });
 

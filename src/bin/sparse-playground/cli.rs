@@ -173,7 +173,8 @@ fn run(args: RunArgs) -> Result<(), String> {
         num_runs,
         threads
     );
-    let (_, total) = experiment.progress();
+    // Work in steps: training steps plus the evaluations' inference steps.
+    let (_, total) = experiment.work();
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -181,7 +182,7 @@ fn run(args: RunArgs) -> Result<(), String> {
     };
     bar.set_style(
         ProgressStyle::with_template(
-            "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+            "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} steps (training + inference)  {per_sec}  eta {eta}  {msg}",
         )
         .expect("valid template"),
     );
@@ -195,9 +196,9 @@ fn run(args: RunArgs) -> Result<(), String> {
     pool.install(|| {
         experiment.runs_mut().par_iter_mut().for_each(|run| {
             while !run.is_done() {
-                let before = run.step();
+                let before = run.work_done();
                 let p = run.advance(chunk, clock);
-                bar.inc(p.step - before);
+                bar.inc(run.work_done() - before);
                 if p.done {
                     bar.set_message(format!("{} (seed {}) done", run.name, run.seed));
                 }
