@@ -254,3 +254,58 @@ fn evaluations_advance_in_bounded_increments_with_the_same_numbers() {
         }
     }
 }
+
+/// A UI's single step: every run trains to its next evaluation and scores it, in bounded slices,
+/// and stops there; the numbers are those of an uninterrupted run.
+#[test]
+fn single_steps_stop_at_the_next_evaluation() {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Adam {
+                steps: 50,
+                lr: 3e-3,
+            },
+        },
+    ];
+    cfg.data.num_samples = 128;
+    cfg.train.steps = 25;
+    cfg.train.log_every = 10;
+    cfg.runs = 2;
+    let mut exp = Experiment::new(
+        cfg.clone().validate().unwrap(),
+        Arc::new(CpuBackend::new(1)),
+    );
+    for (expected_step, expected_logs) in [(10, 2), (20, 3), (25, 4)] {
+        let stops = exp.next_evaluation_steps();
+        assert!(stops.iter().all(|&s| s == expected_step), "{stops:?}");
+        let mut slices = 0;
+        while !exp.reached(&stops) {
+            exp.step_until(3, &stops);
+            slices += 1;
+            assert!(slices < 1000, "a single step never completes");
+        }
+        assert!(slices > 1, "bounded slices");
+        for run in exp.runs() {
+            assert_eq!(run.step(), expected_step);
+            assert_eq!(run.log().len(), expected_logs);
+            assert_eq!(run.log().last().unwrap().step, expected_step);
+            assert!(!run.is_evaluating());
+        }
+    }
+    assert!(exp.is_done());
+    let stepped = exp.results();
+    let whole = run(cfg);
+    for (a, b) in stepped.methods.iter().zip(&whole.methods) {
+        for (ra, rb) in a.runs.iter().zip(&b.runs) {
+            let codes = |r: &sparse_playground::core::results::RunLog| {
+                r.log
+                    .iter()
+                    .map(|l| (l.step, l.code_mcc, l.test_mse))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(codes(ra), codes(rb), "{}", a.name);
+        }
+    }
+}

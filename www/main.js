@@ -910,7 +910,9 @@ $('step').addEventListener('click', () => {
     state.source = 'live';
     clearRuns(state.names, state.runs);
   }
-  state.worker.postMessage({ type: 'step', steps: state.config.train.log_every });
+  state.playing = true; // until the step's evaluations are in; Pause stops it
+  state.worker.postMessage({ type: 'step' });
+  updateControls();
 });
 $('reset').addEventListener('click', () => {
   $('banners').querySelector('[data-id="engine"]')?.remove();
@@ -938,6 +940,26 @@ $('load-json').addEventListener('change', async (e) => {
     banner('error', `${file.name} is not a results file this page can read: ${errorText(err)}`, 'load');
   }
 });
+// The address's hash holds the experiment, so the metric definitions ("?" links) open in place
+// instead of navigating to #def-...: following them would read as a malformed link and reset
+// the page.
+document.addEventListener('click', (e) => {
+  const link = e.target.closest('a[href^="#def-"]');
+  if (!link) return;
+  e.preventDefault();
+  showDefinition(link.getAttribute('href').slice(1));
+});
+function showDefinition(id) {
+  const term = document.getElementById(id);
+  if (!term) return;
+  $('definitions').open = true;
+  for (const el of document.querySelectorAll('.defs .current')) el.classList.remove('current');
+  term.classList.add('current');
+  term.tabIndex = -1;
+  const smooth = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+  term.scrollIntoView({ block: 'center', behavior: smooth ? 'smooth' : 'auto' });
+  term.focus({ preventScroll: true });
+}
 window.addEventListener('hashchange', () => {
   const hash = window.location.hash.slice(1);
   if (state.config && hash === encodeLink(state.config, hiddenExtra())) return;

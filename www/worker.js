@@ -2,7 +2,8 @@
 // experiment in slices of about SLICE_MS, posting new log records (a transferred Float64Array)
 // and, now and then, a snapshot of what the selected run has learned. Messages in:
 //   {type: 'init', config}        build the experiment (validated in Rust)
-//   {type: 'play'} / {type: 'pause'} / {type: 'step', steps}
+//   {type: 'play'} / {type: 'pause'}
+//   {type: 'step'}                every run goes to its next evaluation (in slices; pausable)
 //   {type: 'view', method, run}   choose which run's snapshot to send
 //   {type: 'results'}             ask for the results JSON
 // Messages out: 'ready', 'progress', 'snapshot', 'results', 'error'.
@@ -18,6 +19,7 @@ const CODE_SAMPLES = 12;
 
 let pg = null;
 let playing = false;
+let stepping = false; // a single step under way (see Playground.beginStep)
 let view = { method: 0, run: 0 };
 let lastSnapshot = 0;
 let stepsAtLastRate = 0;
@@ -28,6 +30,12 @@ function fail(error) {
   playing = false;
   const message = error && error.message ? error.message : String(error);
   self.postMessage({ type: 'error', message });
+}
+
+/** Restart the rate estimate from now (after a pause, the idle time must not count). */
+function restartRate() {
+  stepsAtLastRate = pg.workDone();
+  timeAtLastRate = performance.now();
 }
 
 function sendProgress() {
@@ -51,7 +59,7 @@ function sendProgress() {
       trainTotal: pg.stepsTotal(),
       evaluating: pg.isEvaluating(),
       finished: pg.isDone(),
-      playing,
+      playing: playing || stepping,
       rate,
       records,
     },
@@ -81,11 +89,25 @@ function loop() {
   }
 }
 
+function stepLoop() {
+  if (!stepping || !pg) return;
+  try {
+    if (pg.stepFor(SLICE_MS)) stepping = false;
+    sendProgress();
+    sendSnapshot(!stepping);
+    if (stepping) setTimeout(stepLoop, 0);
+  } catch (e) {
+    stepping = false;
+    fail(e);
+  }
+}
+
 function handle(msg) {
   try {
     switch (msg.type) {
       case 'init': {
         playing = false;
+        stepping = false;
         if (pg) pg.free();
         pg = new Playground(msg.config);
         view = { method: 0, run: 0 };
@@ -104,23 +126,25 @@ function handle(msg) {
         break;
       }
       case 'play':
+        stepping = false;
         if (pg && !playing && !pg.isDone()) {
           playing = true;
-          stepsAtLastRate = pg.workDone();
-          timeAtLastRate = performance.now();
+          restartRate();
           loop();
         }
         break;
       case 'pause':
         playing = false;
+        stepping = false;
         if (pg) sendProgress();
         break;
       case 'step':
-        if (pg && !pg.isDone()) {
+        if (pg && !pg.isDone() && !stepping) {
           playing = false;
-          pg.step(Math.max(1, msg.steps | 0));
-          sendProgress();
-          sendSnapshot(true);
+          stepping = true;
+          pg.beginStep();
+          restartRate();
+          stepLoop();
         }
         break;
       case 'view':

@@ -322,6 +322,12 @@ impl MethodRun {
     /// training waits while an evaluation is pending, so the results do not depend on how the
     /// work is split.
     pub fn advance(&mut self, max_steps: u64, clock: Clock) -> Progress {
+        self.advance_until(max_steps, u64::MAX, clock)
+    }
+
+    /// As [`advance`](Self::advance), but training stops at step `stop_at` (an evaluation due
+    /// there still runs): how a UI's single step goes to the next evaluation in bounded slices.
+    pub fn advance_until(&mut self, max_steps: u64, stop_at: u64, clock: Clock) -> Progress {
         let start = clock();
         let before = self.log.len();
         let mut budget = max_steps.max(1);
@@ -330,12 +336,13 @@ impl MethodRun {
         }
         budget -= self.continue_evaluation(budget, start, clock);
         let total = self.total_steps();
+        let limit = total.min(stop_at);
         let log_every = self.config.train.log_every;
-        while self.pending.is_none() && budget > 0 && self.step < total {
+        while self.pending.is_none() && budget > 0 && self.step < limit {
             let next_log = ((self.step / log_every) + 1)
                 .saturating_mul(log_every)
                 .min(total);
-            let until = next_log.min(self.step.saturating_add(budget));
+            let until = next_log.min(limit).min(self.step.saturating_add(budget));
             while self.step < until {
                 self.train_one();
                 self.step += 1;
@@ -355,6 +362,25 @@ impl MethodRun {
             new_records: self.log.len() - before,
             done: self.is_done(),
         }
+    }
+
+    /// The training step whose evaluation comes next: the current one while its evaluation is
+    /// running, else the next multiple of `log_every` (or the last step).
+    pub fn next_evaluation_step(&self) -> u64 {
+        let total = self.total_steps();
+        if self.pending.is_some() || self.step >= total {
+            return self.step.min(total);
+        }
+        let log_every = self.config.train.log_every;
+        ((self.step / log_every) + 1)
+            .saturating_mul(log_every)
+            .min(total)
+    }
+
+    /// Whether this run has trained to `stop_at` (or to its end) and logged the evaluation due
+    /// there.
+    pub fn reached(&self, stop_at: u64) -> bool {
+        self.is_done() || (self.step >= stop_at && self.pending.is_none() && !self.log.is_empty())
     }
 
     fn train_one(&mut self) {
@@ -644,6 +670,36 @@ impl Experiment {
             .filter(|r| !r.is_done())
             .map(|r| r.advance(max_steps, clock))
             .collect()
+    }
+
+    /// Per run, the training step of its next evaluation (see
+    /// [`MethodRun::next_evaluation_step`]): the stops of a single step in a UI.
+    pub fn next_evaluation_steps(&self) -> Vec<u64> {
+        self.runs
+            .iter()
+            .map(MethodRun::next_evaluation_step)
+            .collect()
+    }
+
+    /// Advance every run that has not reached its stop (`stops[i]` for run i) by at most
+    /// `max_steps` steps of work, training no run past its stop.
+    pub fn step_until(&mut self, max_steps: u64, stops: &[u64]) -> Vec<Progress> {
+        assert_eq!(stops.len(), self.runs.len(), "one stop per run");
+        let clock = self.clock;
+        self.runs
+            .iter_mut()
+            .zip(stops)
+            .filter(|(r, &stop)| !r.reached(stop))
+            .map(|(r, &stop)| r.advance_until(max_steps, stop, clock))
+            .collect()
+    }
+
+    /// Whether every run has reached its stop (see [`Experiment::step_until`]).
+    pub fn reached(&self, stops: &[u64]) -> bool {
+        self.runs
+            .iter()
+            .zip(stops)
+            .all(|(r, &stop)| r.reached(stop))
     }
 
     /// Training steps done and to do over all runs.

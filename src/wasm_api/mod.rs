@@ -200,6 +200,8 @@ pub struct Playground {
     emitted: Vec<usize>,
     /// Steps per `Experiment::step` call inside [`Playground::run_for`], adapted to the budget.
     chunk: u64,
+    /// Per run, where the single step under way stops (see [`Playground::begin_step`]).
+    stops: Option<Vec<u64>>,
 }
 
 impl std::fmt::Debug for Playground {
@@ -223,6 +225,7 @@ impl Playground {
             exp,
             emitted,
             chunk: 1,
+            stops: None,
         })
     }
 
@@ -282,7 +285,8 @@ impl Playground {
         self.exp.is_done()
     }
 
-    /// Advance every unfinished run by at most `max_steps` steps. Returns whether all are done.
+    /// Advance every unfinished run by at most `max_steps` steps of work (training steps, or
+    /// inference steps of an evaluation under way). Returns whether all are done.
     pub fn step(&mut self, max_steps: u32) -> bool {
         self.exp.step(u64::from(max_steps.max(1)));
         self.exp.is_done()
@@ -292,15 +296,64 @@ impl Playground {
     /// budget is not overshot by much. Returns whether all runs are done.
     #[wasm_bindgen(js_name = runFor)]
     pub fn run_for(&mut self, budget_ms: f64) -> bool {
+        self.stops = None;
+        self.advance_for(budget_ms);
+        self.exp.is_done()
+    }
+
+    /// Start a single step: every run goes to its next evaluation (training to the next
+    /// multiple of the evaluation interval, then inferring and scoring test codes), advanced
+    /// by [`Playground::step_for`] in bounded slices.
+    #[wasm_bindgen(js_name = beginStep)]
+    pub fn begin_step(&mut self) {
+        self.stops = Some(self.exp.next_evaluation_steps());
+    }
+
+    /// Advance the single step begun by [`Playground::begin_step`] for about `budget_ms`
+    /// milliseconds. Returns whether it is complete (every run evaluated at its stop); true
+    /// as well when no step was begun.
+    #[wasm_bindgen(js_name = stepFor)]
+    pub fn step_for(&mut self, budget_ms: f64) -> bool {
+        if self.stops.is_none() {
+            return true;
+        }
+        self.advance_for(budget_ms);
+        let complete = self
+            .stops
+            .as_deref()
+            .is_none_or(|stops| self.exp.reached(stops));
+        if complete {
+            self.stops = None;
+        }
+        complete
+    }
+
+    /// Advance for about `budget_ms`, towards the stops of a single step if one is under way.
+    fn advance_for(&mut self, budget_ms: f64) {
         let budget = if budget_ms.is_finite() {
             budget_ms.clamp(1.0, 10_000.0) / 1000.0
         } else {
             0.05
         };
         let start = clock_seconds();
-        while !self.exp.is_done() {
+        loop {
+            let pending = match &self.stops {
+                Some(stops) => !self.exp.reached(stops),
+                None => !self.exp.is_done(),
+            };
+            if !pending {
+                break;
+            }
             let t0 = clock_seconds();
-            self.exp.step(self.chunk);
+            match self.stops.take() {
+                Some(stops) => {
+                    self.exp.step_until(self.chunk, &stops);
+                    self.stops = Some(stops);
+                }
+                None => {
+                    self.exp.step(self.chunk);
+                }
+            }
             let took = clock_seconds() - t0;
             // Aim for chunks of about a quarter of the budget.
             if took < budget / 8.0 {
@@ -312,7 +365,6 @@ impl Playground {
                 break;
             }
         }
-        self.exp.is_done()
     }
 
     /// Every log record not handed out before, as rows of `recordFields()` (NaN = not

@@ -324,6 +324,46 @@ await test("a pause lands inside an evaluation of the paper's inference", async 
   await ctx.close();
 });
 
+await test('Step takes every run to its next evaluation, inference included', async () => {
+  // Sparse coding's evaluation is 10,000 inference steps: one press must still end with every
+  // run trained to step 10 and scored there.
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=1&setting=unknown&methods=sae,sc&steps=20&log=10&runs=1&seed=5`);
+  await waitState(page, 'ready');
+  await page.click('#step');
+  await page.waitForFunction(() => /· 20 \/ 40 training steps/.test(document.getElementById('status').textContent));
+  await waitState(page, 'paused');
+  await page.waitForFunction(() => !document.getElementById('step').disabled);
+  const table = await summary(page);
+  for (const row of table) assert.ok(parseFloat(row[1]) > 0, `${row[0]} was scored: ${row[1]}`);
+  assert.doesNotMatch(await page.textContent('#status'), /inferring/);
+  await page.click('#step');
+  await waitState(page, 'finished');
+  assert.match(await page.textContent('#status'), /40 \/ 40 training steps · done/);
+  await ctx.close();
+});
+
+await test('a metric definition opens in place and leaves the experiment alone', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${LINK}`);
+  await waitState(page, 'ready');
+  const hash = await page.evaluate(() => location.hash);
+  assert.ok(!(await page.isVisible('#def-code-mcc')), 'definitions start closed');
+  await page.click('a[href="#def-code-mcc"]');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'def-code-mcc');
+  assert.ok(await page.isVisible('#def-code-mcc'));
+  assert.equal(await page.evaluate(() => location.hash), hash, 'the address still holds the experiment');
+  assert.equal(await page.$$eval('.banner.error', (b) => b.filter((x) => !x.hidden).length), 0);
+  assert.equal(await page.inputValue('#steps'), '300');
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready');
+  // From the keyboard too.
+  await page.focus('a[href="#def-flops"]');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'def-flops');
+  assert.equal(await page.evaluate(() => location.hash), hash);
+  await ctx.close();
+});
+
 await test('no console errors or warnings', async () => {
   assert.deepEqual(consoleProblems, []);
 });
