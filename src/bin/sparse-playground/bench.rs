@@ -203,10 +203,11 @@ fn sgemm_peak(threads: usize) -> f64 {
     best / 1e9
 }
 
-/// The products one training step runs at this size, one thread, timed through the `gemm` crate
-/// alone and through the backend's dispatch with this machine's small-shape kernel (which sends
-/// a product to whichever it was measured to win on). Prints a table and returns it as JSON.
-fn products(d: &DataConfig, min_secs: f64) -> Value {
+/// The products one training step runs at this size, on `threads` threads, timed through the
+/// `gemm` crate alone and through the backend's dispatch with this machine's small-shape kernel
+/// (which sends a product to whichever it was measured to win on). Prints a table and returns
+/// it as JSON.
+fn products(d: &DataConfig, threads: usize, min_secs: f64) -> Value {
     let (n_at, dim, n) = (d.num_atoms, d.data_dim, d.num_samples);
     // (label, m, n, k, op(A) transposed, op(B) transposed)
     let shapes = [
@@ -223,8 +224,8 @@ fn products(d: &DataConfig, min_secs: f64) -> Value {
     ];
     let small = SmallKernel::detect();
     let builds = [
-        CpuBackend::with_small_kernel(1, SmallKernel::Off),
-        CpuBackend::with_small_kernel(1, small),
+        CpuBackend::with_small_kernel(threads, SmallKernel::Off),
+        CpuBackend::with_small_kernel(threads, small),
     ];
     println!(
         "{:<14} {:>16} {:>14} {:>16}",
@@ -559,10 +560,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
             );
             entry["preset_unknown_zd"] = serde_json::json!({ "steps": preset_steps, "ours_secs": wall, "peer_secs": peer_wall });
         }
-        if size.name == "paper" {
-            println!("\nproducts of one training step, 1 thread:");
-            entry["products"] = products(d, args.min_secs);
-        }
+        println!("\nproducts of one training step, {threads} thread(s):");
+        entry["products"] = products(d, threads, args.min_secs);
         if let Some(t) = &theirs {
             entry["peer"] = t.clone();
         }
