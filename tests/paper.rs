@@ -309,3 +309,27 @@ fn single_steps_stop_at_the_next_evaluation() {
         }
     }
 }
+
+/// With the true dictionary nothing is trained: only the first evaluation infers codes, later
+/// ones repeat it, and the work count agrees with what runs.
+#[test]
+fn known_dictionary_work_is_one_inference() {
+    let mut cfg = Preset::KnownD.config();
+    cfg.methods = vec![MethodConfig::SparseCoding {
+        inference: SolverConfig::Adam {
+            steps: 50,
+            lr: 3e-3,
+        },
+    }];
+    cfg.data.num_samples = 64;
+    cfg.train.steps = 30;
+    cfg.train.log_every = 10;
+    cfg.runs = 1;
+    let mut exp = Experiment::new(cfg.validate().unwrap(), Arc::new(CpuBackend::new(1)));
+    assert_eq!(exp.work(), (0, 30 + 50));
+    while !exp.is_done() {
+        exp.step(7);
+    }
+    assert_eq!(exp.work(), (80, 80));
+    assert_eq!(exp.runs()[0].log().len(), 4);
+}

@@ -273,20 +273,22 @@ impl MethodRun {
         self.pending.is_some()
     }
 
-    /// Adam inference steps one evaluation runs, if this method evaluates by the paper's
-    /// per-sample inference (the same condition `begin_evaluation` takes).
-    fn inference_steps_per_evaluation(&self) -> Option<u64> {
-        let SolverConfig::Adam { steps, .. } = self.inference_solver().cloned().unwrap_or_default()
+    /// Steps and learning rate of the paper's Adam inference, if this method's evaluations run
+    /// it (per-sample inference through a dictionary, with the Adam solver): the one condition
+    /// for both `begin_evaluation` and the work count.
+    fn adam_inference(&self) -> Option<(u64, f64)> {
+        let SolverConfig::Adam { steps, lr } = self.inference_solver().cloned().unwrap_or_default()
         else {
             return None;
         };
-        match &self.learner {
-            Learner::Encoder(model) if self.inference_solver().is_some() => {
-                model.dictionary().map(|_| steps)
+        let infers = match &self.learner {
+            // An encoder infers per sample only as SAE + ITO, and only with a decoder.
+            Learner::Encoder(model) => {
+                self.inference_solver().is_some() && model.dictionary().is_some()
             }
-            Learner::Encoder(_) => None,
-            Learner::SparseCoding(_) | Learner::InferenceOnly => Some(steps),
-        }
+            Learner::SparseCoding(_) | Learner::InferenceOnly => true,
+        };
+        infers.then_some((steps, lr))
     }
 
     /// All the work of this run in units of one step: training steps plus the inference steps
@@ -298,7 +300,7 @@ impl MethodRun {
             Learner::InferenceOnly => 1,
             _ => 1 + total.div_ceil(self.config.train.log_every),
         };
-        let per_eval = self.inference_steps_per_evaluation().unwrap_or(0);
+        let per_eval = self.adam_inference().map_or(0, |(steps, _)| steps);
         total.saturating_add(evaluations.saturating_mul(per_eval))
     }
 
@@ -463,26 +465,16 @@ impl MethodRun {
         let n = x_test.ncols();
         let l1 = cfg.train.l1_penalty as f32;
         let k = cfg.data.sparsity_k;
-        // The dictionary codes are inferred through, if the method infers codes per sample.
-        let inference_dict = match &self.learner {
-            Learner::Encoder(model) => self
-                .inference_solver()
-                .and_then(|_| model.normalized_dictionary()),
-            Learner::SparseCoding(model) => Some(model.normalized_dictionary()),
-            Learner::InferenceOnly => Some(data.dictionary.clone()),
-        };
-        if let (Some(dict), SolverConfig::Adam { steps, lr }) = (
-            &inference_dict,
-            self.inference_solver().cloned().unwrap_or_default(),
-        ) {
-            self.pending = Some(solvers::AdamExp::new(
-                backend,
-                dict.clone(),
-                x_test,
-                l1,
-                steps,
-                lr,
-            ));
+        if let Some((steps, lr)) = self.adam_inference() {
+            // The dictionary the codes are inferred through.
+            let dict = match &self.learner {
+                Learner::Encoder(model) => model
+                    .normalized_dictionary()
+                    .expect("adam_inference checked the decoder"),
+                Learner::SparseCoding(model) => model.normalized_dictionary(),
+                Learner::InferenceOnly => data.dictionary.clone(),
+            };
+            self.pending = Some(solvers::AdamExp::new(backend, dict, x_test, l1, steps, lr));
             return;
         }
         let (codes, dictionary, infer_flops) = match &self.learner {
