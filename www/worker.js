@@ -18,8 +18,9 @@ const SNAPSHOT_EVERY_MS = 400;
 const CODE_SAMPLES = 12;
 
 let pg = null;
-let playing = false;
-let stepping = false; // a single step under way (see Playground.beginStep)
+// What the slice loop is doing: 'play' (run to the end), 'step' (every run to its next
+// evaluation, see Playground.beginStep) or null (paused).
+let mode = null;
 let view = { method: 0, run: 0 };
 let lastSnapshot = 0;
 let stepsAtLastRate = 0;
@@ -27,7 +28,7 @@ let timeAtLastRate = 0;
 let rate = 0;
 
 function fail(error) {
-  playing = false;
+  mode = null;
   const message = error && error.message ? error.message : String(error);
   self.postMessage({ type: 'error', message });
 }
@@ -59,7 +60,7 @@ function sendProgress() {
       trainTotal: pg.stepsTotal(),
       evaluating: pg.isEvaluating(),
       finished: pg.isDone(),
-      playing: playing || stepping,
+      playing: mode !== null,
       rate,
       records,
     },
@@ -76,28 +77,15 @@ function sendSnapshot(force) {
 }
 
 function loop() {
-  if (!playing || !pg) return;
+  if (!mode || !pg) return;
   try {
-    const finished = pg.runFor(SLICE_MS);
-    if (finished) playing = false;
+    const finished = mode === 'play' ? pg.runFor(SLICE_MS) : pg.stepFor(SLICE_MS);
+    if (finished) mode = null;
     sendProgress();
     sendSnapshot(finished);
     // Yield to the event loop so 'pause' and 'view' messages are handled between slices.
-    if (playing) setTimeout(loop, 0);
+    if (mode) setTimeout(loop, 0);
   } catch (e) {
-    fail(e);
-  }
-}
-
-function stepLoop() {
-  if (!stepping || !pg) return;
-  try {
-    if (pg.stepFor(SLICE_MS)) stepping = false;
-    sendProgress();
-    sendSnapshot(!stepping);
-    if (stepping) setTimeout(stepLoop, 0);
-  } catch (e) {
-    stepping = false;
     fail(e);
   }
 }
@@ -106,8 +94,7 @@ function handle(msg) {
   try {
     switch (msg.type) {
       case 'init': {
-        playing = false;
-        stepping = false;
+        mode = null;
         if (pg) pg.free();
         pg = new Playground(msg.config);
         view = { method: 0, run: 0 };
@@ -126,25 +113,27 @@ function handle(msg) {
         break;
       }
       case 'play':
-        stepping = false;
-        if (pg && !playing && !pg.isDone()) {
-          playing = true;
-          restartRate();
-          loop();
+        if (pg && mode !== 'play' && !pg.isDone()) {
+          const idle = mode === null;
+          mode = 'play';
+          if (idle) {
+            restartRate();
+            loop();
+          }
         }
         break;
       case 'pause':
-        playing = false;
-        stepping = false;
+        mode = null;
         if (pg) sendProgress();
         break;
       case 'step':
-        if (pg && !pg.isDone() && !stepping) {
-          playing = false;
-          stepping = true;
+        if (pg && mode === null && !pg.isDone()) {
+          mode = 'step';
           pg.beginStep();
           restartRate();
-          stepLoop();
+          loop();
+        } else if (pg) {
+          sendProgress(); // nothing to step: the page learns it is not running
         }
         break;
       case 'view':
