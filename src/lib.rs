@@ -4,6 +4,7 @@
 
 pub mod compute;
 pub mod core;
+pub mod formats;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm_api;
 

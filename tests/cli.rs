@@ -185,3 +185,129 @@ fn generate_then_eval_scores_ground_truth_perfectly() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("samples"));
 }
+
+#[test]
+fn an_unwritable_out_path_fails_before_the_run() {
+    // The preset's full length would take minutes: the refusal must come first.
+    let started = std::time::Instant::now();
+    let out = bin()
+        .args([
+            "run",
+            "--preset",
+            "unknown-zd",
+            "--quiet",
+            "--out",
+            "/nonexistent-dir/results.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--out /nonexistent-dir/results.json"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("data checksum"),
+        "the run never started: {stderr}"
+    );
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+#[test]
+fn experiments_over_the_memory_budget_are_refused_with_what_they_need() {
+    let out = bin()
+        .args([
+            "run",
+            "--preset",
+            "unknown-zd",
+            "--memory-budget",
+            "1MiB",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("memory: this experiment needs about")
+            && stderr.contains("over the memory budget of 1.0 MiB")
+            && stderr.contains("--memory-budget"),
+        "{stderr}"
+    );
+    let bad = bin()
+        .args(["run", "--preset", "known-z", "--memory-budget", "lots"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not a size"));
+}
+
+#[test]
+fn a_config_file_that_is_not_an_object_is_refused() {
+    let dir = temp_dir("not-object");
+    let path = dir.join("config.json");
+    std::fs::write(&path, "[]").unwrap();
+    let out = bin()
+        .args(["run", "--quiet", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("must be a JSON object"), "{stderr}");
+}
+
+#[test]
+fn eval_refuses_degenerate_and_lying_arrays() {
+    let dir = temp_dir("eval-hostile");
+    let write = |name: &str, dict: &str, data: &[u8]| {
+        let mut header = dict.to_string();
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    };
+    let good = write(
+        "good.npy",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+        &[0u8; 16],
+    );
+    let cases = [
+        (
+            write(
+                "wrap.npy",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387905, 4), }",
+                &[0u8; 16],
+            ),
+            "more values than this machine can address",
+        ),
+        (
+            write(
+                "zero.npy",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 0), }",
+                &[],
+            ),
+            "empty",
+        ),
+    ];
+    for (bad, expect) in cases {
+        let out = bin()
+            .args(["eval", "--true-codes"])
+            .arg(&good)
+            .arg("--codes")
+            .arg(&bad)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "an error exit, not a crash");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expect), "{stderr}");
+    }
+}

@@ -33,7 +33,7 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 fn identical_codes_score_one() {
     let b = CpuBackend::new(1);
     let s = random(8, 200, 1);
-    let m = code_mcc(&b, &s, &s);
+    let m = code_mcc(&b, &s, &s).unwrap();
     assert!((m.mcc - 1.0).abs() < 1e-5, "{}", m.mcc);
     for (i, j, c) in m.pairs {
         assert_eq!(Some(i), j);
@@ -53,7 +53,7 @@ fn invariant_to_permutation_scale_sign_and_offset() {
             t[(new, c)] = scale * s[(old, c)] + 7.0;
         }
     }
-    let m = code_mcc(&b, &s, &t);
+    let m = code_mcc(&b, &s, &t).unwrap();
     assert!((m.mcc - 1.0).abs() < 1e-4, "{}", m.mcc);
     for (i, j, _) in &m.pairs {
         assert_eq!(perm[j.unwrap()], *i);
@@ -67,12 +67,12 @@ fn matches_brute_force_on_small_sizes() {
         let n = 2 + (seed as usize % 5);
         let a = random(n, 40, seed);
         let p = random(n, 40, seed + 1000);
-        let corr = abs_correlations(&b, &a, &p);
+        let corr = abs_correlations(&b, &a, &p).unwrap();
         let best = permutations(n)
             .into_iter()
             .map(|perm| (0..n).map(|i| f64::from(corr[(i, perm[i])])).sum::<f64>() / n as f64)
             .fold(0.0, f64::max);
-        let got = match_correlations(&corr).mcc;
+        let got = match_correlations(&corr).unwrap().mcc;
         assert!(
             (got - best).abs() < 1e-6,
             "seed {seed}: {got} vs brute force {best}"
@@ -91,7 +91,7 @@ fn dead_latents_count_zero_and_fewer_latents_leave_truth_unmatched() {
         p[(1, c)] = s[(1, c)];
         p[(2, c)] = 0.0;
     }
-    let m = code_mcc(&b, &s, &p);
+    let m = code_mcc(&b, &s, &p).unwrap();
     // Two perfect matches out of four true latents; the dead latent adds 0; one truth unmatched.
     assert!((m.mcc - 0.5).abs() < 0.05, "{}", m.mcc);
     assert_eq!(m.pairs.iter().filter(|p| p.1.is_none()).count(), 1);
@@ -111,7 +111,7 @@ fn extra_latents_are_ignored() {
             p[(r, c)] = noise[(r, c)];
         }
     }
-    assert!((code_mcc(&b, &s, &p).mcc - 1.0).abs() < 1e-5);
+    assert!((code_mcc(&b, &s, &p).unwrap().mcc - 1.0).abs() < 1e-5);
 }
 
 #[test]
@@ -125,19 +125,19 @@ fn dictionary_mcc_uses_atoms_as_columns() {
             shuffled[(r, j)] = -d[(r, src)];
         }
     }
-    assert!((dict_mcc(&b, &d, &shuffled).mcc - 1.0).abs() < 1e-5);
+    assert!((dict_mcc(&b, &d, &shuffled).unwrap().mcc - 1.0).abs() < 1e-5);
     let other = random(8, 16, 7);
-    assert!(dict_mcc(&b, &d, &other).mcc < 0.9);
+    assert!(dict_mcc(&b, &d, &other).unwrap().mcc < 0.9);
 }
 
 #[test]
 fn reconstruction_and_sparsity() {
     let x = random(3, 50, 8);
-    let r = reconstruction(&x, &x);
+    let r = reconstruction(&x, &x).unwrap();
     assert_eq!(r.mse, 0.0);
     assert_eq!(r.nmse, 0.0);
     let zeros = Matrix::zeros(3, 50);
-    let r = reconstruction(&zeros, &x);
+    let r = reconstruction(&zeros, &x).unwrap();
     assert!(
         r.nmse >= 1.0,
         "predicting 0 explains no variance: {}",
@@ -147,7 +147,7 @@ fn reconstruction_and_sparsity() {
     codes[(0, 0)] = 1.0;
     codes[(1, 0)] = 1e-5;
     codes[(1, 1)] = -2.0;
-    let s = sparsity(&codes, 1e-3);
+    let s = sparsity(&codes, 1e-3).unwrap();
     assert_eq!(s.l0, 1.0);
     assert_eq!(s.dead_latents, 2);
 }
@@ -159,11 +159,57 @@ proptest! {
         let b = CpuBackend::new(1);
         let a = random(n, 30, seed);
         let p = random(m, 30, seed + 1);
-        let ab = code_mcc(&b, &a, &p).mcc;
+        let ab = code_mcc(&b, &a, &p).unwrap().mcc;
         prop_assert!((0.0..=1.0 + 1e-9).contains(&ab));
         if n == m {
-            let ba = code_mcc(&b, &p, &a).mcc;
+            let ba = code_mcc(&b, &p, &a).unwrap().mcc;
             prop_assert!((ab - ba).abs() < 1e-5);
         }
     }
+}
+
+/// Non-finite or empty input is an error, never a score: a diverged model (NaN codes) must not
+/// read as a perfect correlation, and a zero-width array must not panic.
+#[test]
+fn non_finite_and_empty_inputs_are_errors() {
+    use sparse_playground::core::metrics::{index_matched_correlation, MetricError};
+    let b = CpuBackend::new(1);
+    let s = random(4, 50, 9);
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut p = s.clone();
+        p[(2, 7)] = bad;
+        assert!(matches!(
+            code_mcc(&b, &s, &p),
+            Err(MetricError::NonFinite { .. })
+        ));
+        assert!(code_mcc(&b, &p, &s).is_err());
+        assert!(abs_correlations(&b, &s, &p).is_err());
+        assert!(index_matched_correlation(&s, &p).is_err());
+        assert!(sparsity(&p, 1e-3).is_err());
+        assert!(reconstruction(&p, &s).is_err());
+        let mut d = random(4, 6, 3);
+        d[(1, 1)] = bad;
+        assert!(dict_mcc(&b, &random(4, 6, 4), &d).is_err());
+        let mut corr = Matrix::from_element(3, 3, 0.5);
+        corr[(0, 0)] = bad;
+        assert!(match_correlations(&corr).is_err());
+    }
+    // An all-NaN model: the old clamp `abs().min(1.0)` scored this 1.0.
+    let nan = Matrix::from_element(4, 50, f32::NAN);
+    assert!(code_mcc(&b, &s, &nan).is_err());
+    for (rows, cols) in [(0, 50), (4, 0), (0, 0)] {
+        let empty = Matrix::zeros(rows, cols);
+        assert!(matches!(
+            sparsity(&empty, 1e-3),
+            Err(MetricError::Empty { .. })
+        ));
+        assert!(code_mcc(&b, &s, &empty).is_err());
+        assert!(code_mcc(&b, &empty, &s).is_err());
+    }
+    // Different sample counts are an error, not a panic.
+    assert!(matches!(
+        code_mcc(&b, &s, &random(4, 49, 1)),
+        Err(MetricError::SampleMismatch { .. })
+    ));
+    assert!(dict_mcc(&b, &random(4, 6, 1), &random(5, 6, 2)).is_err());
 }

@@ -45,7 +45,7 @@ fn omp_recovers_planted_codes() {
             exact * 100 >= 97 * d.test_codes.ncols(),
             "signed={signed}: {exact}/200 exact"
         );
-        assert!(code_mcc(&b, &d.test_codes, &out.codes).mcc > 0.98);
+        assert!(code_mcc(&b, &d.test_codes, &out.codes).unwrap().mcc > 0.98);
         assert!(out.flops > 0.0);
     }
 }
@@ -57,7 +57,7 @@ fn fista_recovers_support_and_scores_high_mcc() {
         let d = solvable(12, signed);
         // A small penalty: the L1 solution is then close to the planted codes.
         let out = fista(&b, &d.dictionary, &d.test_signals, 1e-3, 2000, !signed);
-        let m = code_mcc(&b, &d.test_codes, &out.codes).mcc;
+        let m = code_mcc(&b, &d.test_codes, &out.codes).unwrap().mcc;
         assert!(m > 0.98, "signed={signed}: MCC {m}");
         let err = max_abs_error(&out.codes, &d.test_codes);
         assert!(err < 0.1, "signed={signed}: max error {err}");
@@ -72,7 +72,7 @@ fn paper_adam_inference_recovers_codes() {
     let b = CpuBackend::new(1);
     let d = solvable(13, false);
     let out = adam_exp(&b, &d.dictionary, &d.test_signals, 1e-3, 3000, 3e-2);
-    let m = code_mcc(&b, &d.test_codes, &out.codes).mcc;
+    let m = code_mcc(&b, &d.test_codes, &out.codes).unwrap().mcc;
     assert!(m > 0.95, "MCC {m}");
     assert!(
         out.codes.as_slice().iter().all(|v| *v > 0.0),

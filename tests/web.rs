@@ -173,3 +173,37 @@ fn solver_defaults_are_the_engines() {
     assert_eq!(get(&adam, "steps").as_f64(), Some(10_000.0));
     assert!(wasm_api::solver_defaults("lbfgs").is_err());
 }
+
+#[wasm_bindgen_test]
+fn configs_cross_the_boundary_and_bad_shapes_or_sizes_are_refused() {
+    // Every preset crosses as a plain object and comes back unchanged (numbers stay integers).
+    for p in Preset::ALL {
+        let cfg = p.config();
+        let back: ExperimentConfig =
+            serde_wasm_bindgen::from_value(wasm_api::validate_config(js_config(&cfg)).unwrap())
+                .unwrap();
+        assert_eq!(back, cfg);
+    }
+    // An array is not a config (serde would read it as every default).
+    assert!(wasm_api::validate_config(js_sys::Array::new().into()).is_err());
+    // Too large for the page's memory budget: refused with what it needs.
+    let mut big = Preset::UnknownZD.config();
+    big.data.num_samples = 65_536;
+    big.methods = vec![
+        MethodConfig::Mlp {
+            hidden: vec![256],
+            bias: false
+        };
+        16
+    ];
+    big.runs = 2;
+    assert!(
+        big.validate().is_ok(),
+        "valid for the engine, too big for the page"
+    );
+    assert!(wasm_api::validate_config(js_config(&big)).is_err());
+    assert!(Playground::new(js_config(&big)).is_err());
+    let estimate = wasm_api::memory_estimate(js_config(&big)).unwrap();
+    assert!(get(&estimate, "bytes").as_f64().unwrap() > (1u64 << 30) as f64);
+    assert!(get(&estimate, "text").as_string().unwrap().ends_with("GiB"));
+}

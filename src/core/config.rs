@@ -24,6 +24,14 @@ pub mod limits {
     pub const MAX_INFERENCE_STEPS: u64 = 1_000_000;
     /// f32 values one (method, seed) run may hold at once: 64 Mi floats, 256 MiB.
     pub const MAX_FLOATS_PER_RUN: u64 = 64 << 20;
+    /// Evaluations one run may log (each is a record kept by the engine and the page).
+    pub const MAX_EVALUATIONS_PER_RUN: u64 = 100_000;
+    /// Bytes one logged evaluation costs across the engine (the record), the page (its row
+    /// and chart points) and a results file's JSON text: an upper figure.
+    pub const BYTES_PER_RECORD: u64 = 1024;
+    /// The whole experiment's memory on the page: a browser tab is killed well before wasm32's
+    /// 4 GiB, and a tab shares the machine with the rest of the browser.
+    pub const PAGE_MEMORY_BUDGET: u64 = 1 << 30;
     /// Seeds must survive a round trip through a JavaScript number (and so a share link).
     pub const MAX_SEED: u64 = (1 << 53) - 1;
 }
@@ -444,10 +452,71 @@ fn check_non_negative_finite(field: &str, value: f64, max: f64) -> Result<(), Co
     Ok(())
 }
 
+/// Objects where the schema has structs, arrays only where it has lists (`methods` and an MLP's
+/// `hidden` widths).
+fn check_json_shape(value: &serde_json::Value) -> Result<(), ConfigError> {
+    use serde_json::Value;
+    let kind = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let must_be_object = |field: &str, v: &Value| -> Result<(), ConfigError> {
+        if v.is_object() {
+            Ok(())
+        } else {
+            Err(ConfigError::invalid(
+                field,
+                format!("must be a JSON object {{...}}, got {}", kind(v)),
+            ))
+        }
+    };
+    let Value::Object(top) = value else {
+        return Err(ConfigError::Parse(format!(
+            "a config must be a JSON object {{\"setting\": ..., \"methods\": [...], ...}}, got {}",
+            kind(value)
+        )));
+    };
+    for section in ["data", "train", "metrics"] {
+        if let Some(v) = top.get(section) {
+            must_be_object(section, v)?;
+        }
+    }
+    if let Some(methods) = top.get("methods") {
+        let Value::Array(list) = methods else {
+            return Err(ConfigError::invalid(
+                "methods",
+                format!("must be a list of methods [...], got {}", kind(methods)),
+            ));
+        };
+        for (i, m) in list.iter().enumerate() {
+            must_be_object(&format!("methods[{i}]"), m)?;
+            if let Some(inference) = m.get("inference") {
+                must_be_object(&format!("methods[{i}].inference"), inference)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl ExperimentConfig {
     /// Parse JSON text; unknown keys and method kinds are errors that say what is accepted.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        Self::from_value(value)
+    }
+
+    /// Build from an already parsed JSON value (the browser boundary converts its objects to
+    /// one). The value's shape is checked first: serde would otherwise read `[]` (or any array
+    /// where an object belongs) as a struct with every field defaulted, and a mistyped file
+    /// would silently become the default experiment.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, ConfigError> {
+        check_json_shape(&value)?;
+        serde_json::from_value(value).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
     pub fn to_json_pretty(&self) -> String {
@@ -498,6 +567,18 @@ impl ExperimentConfig {
             return Err(ConfigError::invalid(
                 "train.log_every",
                 "must be at least 1",
+            ));
+        }
+        if self.evaluations_per_run() > MAX_EVALUATIONS_PER_RUN {
+            return Err(ConfigError::invalid(
+                "train.log_every",
+                format!(
+                    "{} steps evaluated every {} would log {} evaluations per run; at most \
+                     {MAX_EVALUATIONS_PER_RUN} are kept: raise the evaluation interval",
+                    t.steps,
+                    t.log_every,
+                    self.evaluations_per_run()
+                ),
             ));
         }
         check_non_negative_finite("metrics.l0_threshold", self.metrics.l0_threshold, 1e6)?;
@@ -646,37 +727,237 @@ impl ExperimentConfig {
         }
     }
 
-    /// Upper estimate of the f32 values one run of `method` holds: data, parameters with their
-    /// gradients and Adam moments, activations of a batch, and codes being inferred.
-    pub fn estimate_floats(&self, method: &MethodConfig) -> u64 {
+    /// Upper estimate of the f32 values one run of `method` holds, the shared data excluded:
+    /// what it keeps between steps (parameters with their gradients and Adam moments, a
+    /// batch's activations, the snapshot of its last evaluation) and what one evaluation
+    /// holds on top while it infers and scores test codes.
+    pub fn run_floats(&self, method: &MethodConfig) -> RunFloats {
         let d = &self.data;
         let (n_atoms, dim, n) = (d.num_atoms as u64, d.data_dim as u64, d.num_samples as u64);
         let batch = self.train.batch_size.map_or(n, |b| b as u64);
-        let data = 2 * n * (n_atoms + dim) + dim * n_atoms;
-        let dict = 4 * dim * n_atoms;
+        // The snapshot: inferred test codes and the dictionary used.
+        let snapshot = n * n_atoms + dim * n_atoms;
+        // Scoring: standardised true and inferred codes, the correlation matrix, the
+        // reconstruction, the dictionary's transposes and its normalised copy.
+        let scoring = 2 * n * n_atoms + n_atoms * n_atoms + n * dim + 4 * dim * n_atoms;
         let infer = |s: &SolverConfig| match s {
-            SolverConfig::Adam { .. } => 6 * n * n_atoms + 2 * n * dim,
-            SolverConfig::Fista { .. } => 5 * n * n_atoms + 2 * n * dim,
-            SolverConfig::Omp { .. } => 2 * n * n_atoms + n_atoms * n_atoms,
+            SolverConfig::Adam { .. } => 6 * n * n_atoms + n * dim + dim * n_atoms,
+            SolverConfig::Fista { .. } => 4 * n * n_atoms + n * dim + 2 * n_atoms,
+            SolverConfig::Omp { .. } => 3 * n * n_atoms + n_atoms * n_atoms,
         };
-        let encoder = |widths: &[u64]| {
+        // An encoder: parameters x 4 (value, gradient, two moments), activations and their
+        // gradients for a batch, the decoder; an evaluation encodes all n test samples.
+        let encoder = |hidden: &[u64], decoder: u64| {
             let mut prev = dim;
-            let mut total = 0;
-            for &w in widths.iter().chain(std::iter::once(&n_atoms)) {
-                total += 4 * (prev * w + w) + 3 * batch.max(n) * w;
+            let mut params = 0;
+            let mut acts = 0;
+            for &w in hidden.iter().chain(std::iter::once(&n_atoms)) {
+                params += prev * w + w;
+                acts += w;
                 prev = w;
             }
-            total + 3 * batch.max(n) * dim
-        };
-        let model = match method {
-            MethodConfig::Sae { .. } | MethodConfig::TopkSae { .. } => encoder(&[]),
-            MethodConfig::Mlp { hidden, .. } => {
-                encoder(&hidden.iter().map(|&h| h as u64).collect::<Vec<_>>())
+            let hidden_sum: u64 = hidden.iter().sum();
+            RunFloats {
+                persistent: 4 * params + decoder + 2 * acts * batch + dim * batch + snapshot,
+                transient: (hidden_sum + n_atoms) * n + scoring,
             }
-            MethodConfig::SparseCoding { inference } => 6 * n * n_atoms + infer(inference),
-            MethodConfig::SaeIto { inference, .. } => encoder(&[]) + infer(inference),
         };
-        data + dict + model
+        let decoder = match self.setting {
+            Setting::Unknown => 4 * dim * n_atoms,
+            Setting::KnownDictionary => dim * n_atoms,
+            Setting::KnownCodes => 0,
+        };
+        match method {
+            MethodConfig::Sae { .. } | MethodConfig::TopkSae { .. } => encoder(&[], decoder),
+            MethodConfig::Mlp { hidden, .. } => encoder(
+                &hidden.iter().map(|&h| h as u64).collect::<Vec<_>>(),
+                decoder,
+            ),
+            // With the true dictionary nothing is trained: per-sample inference only.
+            MethodConfig::SparseCoding { inference }
+                if self.setting == Setting::KnownDictionary =>
+            {
+                RunFloats {
+                    persistent: snapshot,
+                    transient: infer(inference) + scoring,
+                }
+            }
+            MethodConfig::SparseCoding { inference } => RunFloats {
+                // Dictionary with gradient and moments; log-codes with moments; a batch's
+                // codes, code gradients, reconstruction and signals.
+                persistent: 4 * dim * n_atoms
+                    + 3 * n * n_atoms
+                    + 2 * batch * (n_atoms + dim)
+                    + snapshot,
+                transient: infer(inference) + scoring,
+            },
+            MethodConfig::SaeIto { inference, .. } => {
+                let sae = encoder(&[], decoder);
+                RunFloats {
+                    persistent: sae.persistent,
+                    transient: sae.transient + infer(inference),
+                }
+            }
+        }
+    }
+
+    /// f32 values of one run at its peak (see [`run_floats`](Self::run_floats)).
+    pub fn estimate_floats(&self, method: &MethodConfig) -> u64 {
+        let r = self.run_floats(method);
+        r.persistent + r.transient
+    }
+
+    /// Evaluations one run logs: at step 0, every `log_every` steps and at the last step.
+    pub fn evaluations_per_run(&self) -> u64 {
+        self.train.steps / self.train.log_every.max(1) + 2
+    }
+
+    /// Upper estimate of the memory the whole experiment needs at once when at most
+    /// `parallel_runs` runs evaluate at the same time (the CLI's threads, the page's workers):
+    /// the data (and the f64 buffers they are generated in), what every run of every method
+    /// keeps, the evaluations in flight, and the log records (as the engine keeps them and as
+    /// a page holds them again for its charts and results file). Computed from the config
+    /// alone, before anything is allocated.
+    pub fn memory_estimate(&self, parallel_runs: usize) -> MemoryEstimate {
+        let d = &self.data;
+        let (n_atoms, dim, n) = (d.num_atoms as u64, d.data_dim as u64, d.num_samples as u64);
+        // f32 data (train and test codes and signals, the dictionary) plus the f64 buffers
+        // of generation, alive together while the data are made.
+        let data = 4 * (2 * n * (n_atoms + dim) + dim * n_atoms) + 8 * (2 * n * (n_atoms + dim));
+        let runs = u64::from(self.runs);
+        let total_runs = runs * self.methods.len() as u64;
+        let mut largest: Option<(String, u64)> = None;
+        let mut persistent = 0u64;
+        let mut transient = 0u64;
+        for m in &self.methods {
+            let r = self.run_floats(m);
+            persistent = persistent.saturating_add(4 * r.persistent * runs);
+            transient = transient.max(4 * r.transient);
+            let per_run = 4 * (r.persistent + r.transient);
+            if largest.as_ref().is_none_or(|(_, b)| per_run > *b) {
+                largest = Some((m.display_name(), per_run));
+            }
+        }
+        let in_flight = (parallel_runs.max(1) as u64).min(total_runs);
+        let records = self
+            .evaluations_per_run()
+            .saturating_mul(total_runs)
+            .saturating_mul(limits::BYTES_PER_RECORD);
+        let (largest_method, largest_run_bytes) = largest.unwrap_or_default();
+        MemoryEstimate {
+            data_bytes: data,
+            model_bytes: persistent.saturating_add(transient.saturating_mul(in_flight)),
+            record_bytes: records,
+            largest_method,
+            largest_run_bytes,
+        }
+    }
+}
+
+/// f32 values one run holds (see [`ExperimentConfig::run_floats`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunFloats {
+    /// Kept between steps.
+    pub persistent: u64,
+    /// Held on top while an evaluation infers and scores test codes.
+    pub transient: u64,
+}
+
+/// What [`ExperimentConfig::memory_estimate`] found, in bytes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MemoryEstimate {
+    pub data_bytes: u64,
+    /// Every (method, run), summed.
+    pub model_bytes: u64,
+    pub record_bytes: u64,
+    /// The method whose single run needs the most, and how much.
+    pub largest_method: String,
+    pub largest_run_bytes: u64,
+}
+
+impl MemoryEstimate {
+    pub fn total_bytes(&self) -> u64 {
+        self.data_bytes
+            .saturating_add(self.model_bytes)
+            .saturating_add(self.record_bytes)
+    }
+}
+
+/// Bytes as a short human size: `512 KiB`, `3.4 MiB`, `1.5 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else if value < 10.0 {
+        format!("{value:.1} {}", UNITS[unit])
+    } else {
+        format!("{value:.0} {}", UNITS[unit])
+    }
+}
+
+/// Where an experiment runs, for the wording of a refusal: the page's budget is fixed, the
+/// command line's can be raised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BudgetScope {
+    Page,
+    CommandLine,
+}
+
+impl CheckedConfig {
+    /// Refuse the experiment when its [`memory estimate`](ExperimentConfig::memory_estimate)
+    /// exceeds `budget_bytes`, with a message that says how much it needs and what to reduce.
+    pub fn check_memory(
+        &self,
+        budget_bytes: u64,
+        parallel_runs: usize,
+        scope: BudgetScope,
+    ) -> Result<MemoryEstimate, ConfigError> {
+        let estimate = self.memory_estimate(parallel_runs);
+        let total = estimate.total_bytes();
+        if total <= budget_bytes {
+            return Ok(estimate);
+        }
+        let runs = self.methods.len() as u64 * u64::from(self.runs);
+        let mut advice = format!(
+            "this experiment needs about {} of memory ({} method(s) x {} run(s) = {runs} runs; \
+             the largest, {}, needs {} per run; the data {}",
+            human_bytes(total),
+            self.methods.len(),
+            self.runs,
+            estimate.largest_method,
+            human_bytes(estimate.largest_run_bytes),
+            human_bytes(estimate.data_bytes),
+        );
+        if estimate.record_bytes > total / 4 {
+            let _ = std::fmt::Write::write_fmt(
+                &mut advice,
+                format_args!(
+                    "; the logs of {} evaluations per run {}",
+                    self.evaluations_per_run(),
+                    human_bytes(estimate.record_bytes)
+                ),
+            );
+        }
+        advice.push_str(&match scope {
+            BudgetScope::Page => format!(
+                "), over the {} this page allows; reduce the runs, the methods, N, M, n or \
+                 the hidden widths (or raise the evaluation interval), or run it with the \
+                 command-line tool",
+                human_bytes(budget_bytes)
+            ),
+            BudgetScope::CommandLine => format!(
+                "), over the memory budget of {}; reduce the runs, the methods, N, M, n or \
+                 the hidden widths, or raise the budget with --memory-budget",
+                human_bytes(budget_bytes)
+            ),
+        });
+        Err(ConfigError::invalid("memory", advice))
     }
 }
 

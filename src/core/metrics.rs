@@ -6,6 +6,10 @@
 //! the matched correlations over the true latents. When the model has more latents than the
 //! truth, the best-matching subset is used; when it has fewer, the unmatched true latents count 0.
 //! Dictionary MCC is the same computation on atoms, correlated across the M coordinates.
+//!
+//! Every metric refuses input it cannot score honestly with a [`MetricError`]: empty or
+//! zero-width arrays, mismatched sample counts, and NaN or infinite values (a diverged model
+//! must never read as a perfect correlation).
 
 use super::Matrix;
 use crate::compute::{Compute, Operand};
@@ -13,6 +17,57 @@ use pathfinding::kuhn_munkres::kuhn_munkres;
 
 /// Scale of the integer weights handed to the assignment solver (exact to 1e-9).
 const ASSIGNMENT_SCALE: f64 = 1e9;
+
+/// Why a metric could not be computed.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum MetricError {
+    #[error("{what} is empty ({rows} x {cols}): nothing to score")]
+    Empty {
+        what: &'static str,
+        rows: usize,
+        cols: usize,
+    },
+    #[error("{what} contains NaN or infinite values (did training diverge?)")]
+    NonFinite { what: &'static str },
+    #[error("{a} have {a_count} samples but {b} have {b_count}: they must match")]
+    SampleMismatch {
+        a: &'static str,
+        a_count: usize,
+        b: &'static str,
+        b_count: usize,
+    },
+}
+
+/// `m` must be non-empty in both dimensions and finite everywhere.
+pub fn check_scorable(what: &'static str, m: &Matrix) -> Result<(), MetricError> {
+    let (rows, cols) = m.shape();
+    if rows == 0 || cols == 0 {
+        return Err(MetricError::Empty { what, rows, cols });
+    }
+    if m.as_slice().iter().any(|v| !v.is_finite()) {
+        return Err(MetricError::NonFinite { what });
+    }
+    Ok(())
+}
+
+fn check_pair(
+    a_what: &'static str,
+    a: &Matrix,
+    b_what: &'static str,
+    b: &Matrix,
+) -> Result<(), MetricError> {
+    check_scorable(a_what, a)?;
+    check_scorable(b_what, b)?;
+    if a.ncols() != b.ncols() {
+        return Err(MetricError::SampleMismatch {
+            a: a_what,
+            a_count: a.ncols(),
+            b: b_what,
+            b_count: b.ncols(),
+        });
+    }
+    Ok(())
+}
 
 /// Result of matching true latents to inferred ones.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,13 +105,17 @@ fn standardized_rows(m: &Matrix) -> Matrix {
 }
 
 /// |Pearson correlation| between every row of `a` and every row of `b` (same number of columns):
-/// an (a rows x b rows) matrix.
-pub fn abs_correlations(backend: &dyn Compute, a: &Matrix, b: &Matrix) -> Matrix {
-    assert_eq!(
-        a.ncols(),
-        b.ncols(),
-        "correlated variables need the same number of samples"
-    );
+/// an (a rows x b rows) matrix. Both must be non-empty and finite.
+pub fn abs_correlations(
+    backend: &dyn Compute,
+    a: &Matrix,
+    b: &Matrix,
+) -> Result<Matrix, MetricError> {
+    check_pair("the first array", a, "the second array", b)?;
+    Ok(abs_correlations_checked(backend, a, b))
+}
+
+fn abs_correlations_checked(backend: &dyn Compute, a: &Matrix, b: &Matrix) -> Matrix {
     let sa = standardized_rows(a);
     let sb = standardized_rows(b);
     let mut c = Matrix::zeros(a.nrows(), b.nrows());
@@ -71,13 +130,29 @@ pub fn abs_correlations(backend: &dyn Compute, a: &Matrix, b: &Matrix) -> Matrix
         cols,
     );
     for v in c.as_mut_slice() {
+        // Inputs are finite, so v is too; the clamp only trims rounding above 1. A NaN would
+        // pass through as NaN (never as 1), which `match_correlations` refuses.
         *v = v.abs().min(1.0);
     }
     c
 }
 
 /// Maximum-weight one-to-one matching of the rows of `corr` (true latents) to its columns.
-pub fn match_correlations(corr: &Matrix) -> Matching {
+/// Entries must be finite correlations in [0, 1].
+pub fn match_correlations(corr: &Matrix) -> Result<Matching, MetricError> {
+    if corr
+        .as_slice()
+        .iter()
+        .any(|v| !v.is_finite() || *v < 0.0 || *v > 1.0)
+    {
+        return Err(MetricError::NonFinite {
+            what: "the correlation matrix",
+        });
+    }
+    Ok(match_checked(corr))
+}
+
+fn match_checked(corr: &Matrix) -> Matching {
     let (n_true, n_pred) = corr.shape();
     if n_true == 0 {
         return Matching {
@@ -123,18 +198,49 @@ pub fn match_correlations(corr: &Matrix) -> Matching {
 }
 
 /// Code MCC: true codes (N x n) against inferred codes (N' x n), latents as rows.
-pub fn code_mcc(backend: &dyn Compute, true_codes: &Matrix, inferred: &Matrix) -> Matching {
-    match_correlations(&abs_correlations(backend, true_codes, inferred))
+pub fn code_mcc(
+    backend: &dyn Compute,
+    true_codes: &Matrix,
+    inferred: &Matrix,
+) -> Result<Matching, MetricError> {
+    check_pair("the true codes", true_codes, "the inferred codes", inferred)?;
+    Ok(match_checked(&abs_correlations_checked(
+        backend, true_codes, inferred,
+    )))
 }
 
 /// Dictionary MCC: true dictionary (M x N) against learned (M x N'), atoms as columns.
-pub fn dict_mcc(backend: &dyn Compute, true_dict: &Matrix, learned: &Matrix) -> Matching {
-    code_mcc(backend, &true_dict.transpose(), &learned.transpose())
+pub fn dict_mcc(
+    backend: &dyn Compute,
+    true_dict: &Matrix,
+    learned: &Matrix,
+) -> Result<Matching, MetricError> {
+    check_scorable("the true dictionary", true_dict)?;
+    check_scorable("the learned dictionary", learned)?;
+    if true_dict.nrows() != learned.nrows() {
+        return Err(MetricError::SampleMismatch {
+            a: "the true atoms",
+            a_count: true_dict.nrows(),
+            b: "the learned atoms",
+            b_count: learned.nrows(),
+        });
+    }
+    let (t, l) = (true_dict.transpose(), learned.transpose());
+    Ok(match_checked(&abs_correlations_checked(backend, &t, &l)))
 }
 
 /// Mean over latents of the Pearson correlation between true latent i and predicted latent i
 /// (no matching: the known-codes setting fixes the correspondence).
-pub fn index_matched_correlation(true_codes: &Matrix, predicted: &Matrix) -> f64 {
+pub fn index_matched_correlation(
+    true_codes: &Matrix,
+    predicted: &Matrix,
+) -> Result<f64, MetricError> {
+    check_pair(
+        "the true codes",
+        true_codes,
+        "the predicted codes",
+        predicted,
+    )?;
     let sa = standardized_rows(true_codes);
     let sb = standardized_rows(predicted);
     let n = true_codes.nrows().min(predicted.nrows());
@@ -147,7 +253,7 @@ pub fn index_matched_correlation(true_codes: &Matrix, predicted: &Matrix) -> f64
             .map(|(a, b)| f64::from(*a) * f64::from(*b))
             .sum::<f64>();
     }
-    total / true_codes.nrows() as f64
+    Ok(total / true_codes.nrows() as f64)
 }
 
 /// Reconstruction quality of X_hat against X (both M x n).
@@ -160,8 +266,16 @@ pub struct Reconstruction {
     pub nmse: f64,
 }
 
-pub fn reconstruction(x_hat: &Matrix, x: &Matrix) -> Reconstruction {
-    assert_eq!(x_hat.shape(), x.shape());
+pub fn reconstruction(x_hat: &Matrix, x: &Matrix) -> Result<Reconstruction, MetricError> {
+    check_pair("the signals", x, "the reconstructions", x_hat)?;
+    if x_hat.nrows() != x.nrows() {
+        return Err(MetricError::SampleMismatch {
+            a: "the signal dimensions",
+            a_count: x.nrows(),
+            b: "the reconstruction dimensions",
+            b_count: x_hat.nrows(),
+        });
+    }
     let (dim, n) = x.shape();
     let mut sq = 0.0;
     for (a, b) in x_hat.as_slice().iter().zip(x.as_slice()) {
@@ -174,10 +288,10 @@ pub fn reconstruction(x_hat: &Matrix, x: &Matrix) -> Reconstruction {
             .map(|c| (f64::from(x[(r, c)]) - mean).powi(2))
             .sum::<f64>();
     }
-    Reconstruction {
+    Ok(Reconstruction {
         mse: sq / (dim * n) as f64,
         nmse: if var > 0.0 { sq / var } else { f64::NAN },
-    }
+    })
 }
 
 /// Sparsity of codes (N x n): mean active latents per sample and latents never active.
@@ -187,7 +301,8 @@ pub struct Sparsity {
     pub dead_latents: usize,
 }
 
-pub fn sparsity(codes: &Matrix, threshold: f64) -> Sparsity {
+pub fn sparsity(codes: &Matrix, threshold: f64) -> Result<Sparsity, MetricError> {
+    check_scorable("the codes", codes)?;
     let (n_lat, n) = codes.shape();
     let mut active = 0usize;
     let mut alive = vec![false; n_lat];
@@ -199,12 +314,8 @@ pub fn sparsity(codes: &Matrix, threshold: f64) -> Sparsity {
             }
         }
     }
-    Sparsity {
-        l0: if n == 0 {
-            0.0
-        } else {
-            active as f64 / n as f64
-        },
+    Ok(Sparsity {
+        l0: active as f64 / n as f64,
         dead_latents: alive.iter().filter(|a| !**a).count(),
-    }
+    })
 }

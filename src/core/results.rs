@@ -37,6 +37,10 @@ pub struct LogRecord {
 pub struct RunLog {
     pub seed: u64,
     pub log: Vec<LogRecord>,
+    /// Why the run stopped early (e.g. training diverged); its log ends at the last good
+    /// evaluation and it is left out of the method's summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Mean and (population) standard deviation over runs.
@@ -74,11 +78,19 @@ pub struct Summary {
     pub train_flops: Option<Stat>,
     pub infer_flops: Option<Stat>,
     pub wall_s: Option<Stat>,
+    /// Runs that stopped early (not summarised).
+    #[serde(default)]
+    pub failed_runs: usize,
 }
 
 impl Summary {
     pub fn of(runs: &[RunLog]) -> Self {
-        let last: Vec<&LogRecord> = runs.iter().filter_map(|r| r.log.last()).collect();
+        // A run that stopped early has no final result: its last good record would read as one.
+        let last: Vec<&LogRecord> = runs
+            .iter()
+            .filter(|r| r.error.is_none())
+            .filter_map(|r| r.log.last())
+            .collect();
         let stat = |f: &dyn Fn(&LogRecord) -> Option<f64>| {
             let values: Vec<f64> = last.iter().filter_map(|r| f(r)).collect();
             // A metric missing from some runs is not summarised from the others.
@@ -99,6 +111,7 @@ impl Summary {
             train_flops: stat(&|r| Some(r.train_flops)),
             infer_flops: stat(&|r| Some(r.infer_flops)),
             wall_s: stat(&|r| Some(r.wall_s)),
+            failed_runs: runs.iter().filter(|r| r.error.is_some()).count(),
         }
     }
 }
@@ -150,7 +163,19 @@ impl Results {
         serde_json::to_string_pretty(self).expect("results always serialise")
     }
 
+    /// Parse a results file. Its config goes through the same shape check as a config file
+    /// (objects where the schema has structs); the caller still validates it.
     pub fn from_json(text: &str) -> Result<Self, String> {
-        serde_json::from_str(text).map_err(|e| format!("not a results file: {e}"))
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not a results file: {e}"))?;
+        let Some(config) = value.as_object().and_then(|o| o.get("config")) else {
+            return Err(
+                "not a results file: expected a JSON object with a `config` and `methods`"
+                    .to_string(),
+            );
+        };
+        ExperimentConfig::from_value(config.clone())
+            .map_err(|e| format!("not a results file: its config: {e}"))?;
+        serde_json::from_value(value).map_err(|e| format!("not a results file: {e}"))
     }
 }

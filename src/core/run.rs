@@ -124,6 +124,9 @@ pub struct MethodRun {
     pending: Option<solvers::AdamExp>,
     /// Inference steps run by evaluations so far (finished and pending).
     inference_steps_done: u64,
+    /// Why this run stopped early (training diverged, codes could not be scored): a stopped
+    /// run is done, keeps the records it logged before, and reports this message.
+    failure: Option<String>,
 }
 
 impl std::fmt::Debug for MethodRun {
@@ -249,6 +252,7 @@ impl MethodRun {
             snapshot: None,
             pending: None,
             inference_steps_done: 0,
+            failure: None,
         }
     }
 
@@ -261,7 +265,13 @@ impl MethodRun {
     }
 
     pub fn is_done(&self) -> bool {
-        self.step >= self.total_steps() && !self.log.is_empty() && self.pending.is_none()
+        self.failure.is_some()
+            || (self.step >= self.total_steps() && !self.log.is_empty() && self.pending.is_none())
+    }
+
+    /// Why the run stopped early, if it did (e.g. training diverged).
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
     }
 
     pub fn log(&self) -> &[LogRecord] {
@@ -304,8 +314,12 @@ impl MethodRun {
         total.saturating_add(evaluations.saturating_mul(per_eval))
     }
 
-    /// The work done so far, in the units of [`MethodRun::work_total`].
+    /// The work done so far, in the units of [`MethodRun::work_total`] (all of it once the
+    /// run has stopped early: nothing is left to do).
     pub fn work_done(&self) -> u64 {
+        if self.failure.is_some() {
+            return self.work_total();
+        }
         self.step.saturating_add(self.inference_steps_done)
     }
 
@@ -333,6 +347,9 @@ impl MethodRun {
         let start = clock();
         let before = self.log.len();
         let mut budget = max_steps.max(1);
+        if self.failure.is_some() {
+            return self.progress(0);
+        }
         if self.log.is_empty() && self.pending.is_none() {
             self.begin_evaluation(start, clock);
         }
@@ -340,15 +357,18 @@ impl MethodRun {
         let total = self.total_steps();
         let limit = total.min(stop_at);
         let log_every = self.config.train.log_every;
-        while self.pending.is_none() && budget > 0 && self.step < limit {
+        while self.pending.is_none() && self.failure.is_none() && budget > 0 && self.step < limit {
             let next_log = ((self.step / log_every) + 1)
                 .saturating_mul(log_every)
                 .min(total);
             let until = next_log.min(limit).min(self.step.saturating_add(budget));
-            while self.step < until {
+            while self.step < until && self.failure.is_none() {
                 self.train_one();
                 self.step += 1;
                 budget -= 1;
+            }
+            if self.failure.is_some() {
+                break;
             }
             if self.step == next_log {
                 self.begin_evaluation(start, clock);
@@ -356,12 +376,16 @@ impl MethodRun {
             }
         }
         self.wall_s += clock() - start;
+        self.progress(self.log.len() - before)
+    }
+
+    fn progress(&self, new_records: usize) -> Progress {
         Progress {
             method_index: self.method_index,
             run_index: self.run_index,
             step: self.step,
-            total_steps: total,
-            new_records: self.log.len() - before,
+            total_steps: self.total_steps(),
+            new_records,
             done: self.is_done(),
         }
     }
@@ -413,6 +437,13 @@ impl MethodRun {
             }
         };
         self.last_loss = Some(loss);
+        if !loss.is_finite() {
+            self.failure = Some(format!(
+                "training diverged at step {} (the training loss is {loss}); lower the learning \
+                 rate",
+                self.step + 1
+            ));
+        }
     }
 
     fn inference_solver(&self) -> Option<&SolverConfig> {
@@ -525,29 +556,81 @@ impl MethodRun {
         start: f64,
         clock: Clock,
     ) {
+        if let Some(loss) = self.last_loss.filter(|l| !l.is_finite()) {
+            self.failure = Some(format!(
+                "training diverged before step {} (the training loss is {loss}); \
+                 lower the learning rate",
+                self.step
+            ));
+            return;
+        }
+        match self.metrics(&codes, dictionary.as_ref()) {
+            Ok(scored) => self.log_scored(scored, codes, dictionary, infer_flops, start, clock),
+            Err(e) => {
+                self.failure = Some(format!(
+                    "stopped at step {}: {e}; lower the learning rate or the L1 penalty",
+                    self.step
+                ));
+            }
+        }
+    }
+
+    /// Every metric of one evaluation, or why the codes or dictionary cannot be scored.
+    fn metrics(
+        &self,
+        codes: &Matrix,
+        dictionary: Option<&Matrix>,
+    ) -> Result<Scored, metrics::MetricError> {
         let backend = &*self.backend;
         let data = &*self.data;
         let cfg = &*self.config;
         let x_test = &data.test_signals;
         let n = x_test.ncols();
-        let sparsity = metrics::sparsity(&codes, cfg.metrics.l0_threshold);
+        let sparsity = metrics::sparsity(codes, cfg.metrics.l0_threshold)?;
         let (code_mcc, code_matching) = if cfg.setting == Setting::KnownCodes {
             (
-                metrics::index_matched_correlation(&data.test_codes, &codes),
+                metrics::index_matched_correlation(&data.test_codes, codes)?,
                 None,
             )
         } else {
-            let m = metrics::code_mcc(backend, &data.test_codes, &codes);
+            let m = metrics::code_mcc(backend, &data.test_codes, codes)?;
             (m.mcc, Some(m))
         };
         let dict_matching = dictionary
-            .as_ref()
-            .map(|d| metrics::dict_mcc(backend, &data.dictionary, d));
-        let recon = dictionary.as_ref().map(|d| {
-            let mut x_hat = Matrix::zeros(x_test.nrows(), n);
-            crate::compute::gemm_into(backend, 1.0, d.into(), (&codes).into(), 0.0, &mut x_hat);
-            metrics::reconstruction(&x_hat, x_test)
-        });
+            .map(|d| metrics::dict_mcc(backend, &data.dictionary, d))
+            .transpose()?;
+        let recon = dictionary
+            .map(|d| {
+                let mut x_hat = Matrix::zeros(x_test.nrows(), n);
+                crate::compute::gemm_into(backend, 1.0, d.into(), codes.into(), 0.0, &mut x_hat);
+                metrics::reconstruction(&x_hat, x_test)
+            })
+            .transpose()?;
+        Ok(Scored {
+            sparsity,
+            code_mcc,
+            code_matching,
+            dict_matching,
+            recon,
+        })
+    }
+
+    fn log_scored(
+        &mut self,
+        scored: Scored,
+        codes: Matrix,
+        dictionary: Option<Matrix>,
+        infer_flops: f64,
+        start: f64,
+        clock: Clock,
+    ) {
+        let Scored {
+            sparsity,
+            code_mcc,
+            code_matching,
+            dict_matching,
+            recon,
+        } = scored;
         let record = LogRecord {
             step: self.step,
             code_mcc,
@@ -570,6 +653,15 @@ impl MethodRun {
             dict_matching,
         });
     }
+}
+
+/// The metrics of one evaluation, before they are logged.
+struct Scored {
+    sparsity: metrics::Sparsity,
+    code_mcc: f64,
+    code_matching: Option<metrics::Matching>,
+    dict_matching: Option<metrics::Matching>,
+    recon: Option<metrics::Reconstruction>,
 }
 
 fn gather_columns(src: &Matrix, idx: &[u32], dst: &mut Matrix) {
@@ -724,6 +816,7 @@ impl Experiment {
                     .map(|r| RunLog {
                         seed: r.seed,
                         log: r.log.clone(),
+                        error: r.failure.clone(),
                     })
                     .collect();
                 MethodResults::new(name, self.config.methods[m].clone(), runs)

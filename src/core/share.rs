@@ -285,23 +285,32 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let mut steps: Option<u64> = None;
     let mut lr: Option<f64> = None;
     let mut signed = false;
+    // Every option given, by name, so that each kind can refuse what it does not take (an
+    // option silently dropped would make the link describe another experiment than it reads).
+    let mut given: Vec<&'static str> = Vec::new();
     for part in parts {
         let num = |prefix: &str| part.strip_prefix(prefix).filter(|r| !r.is_empty());
-        if part == "b" {
+        let name: &'static str = if part == "b" {
             bias = true;
+            "b"
         } else if matches!(part, "adam" | "fista" | "omp") {
             if solver.is_some() {
                 return Err(bad(key, token, "more than one solver"));
             }
             solver = Some(part);
+            "solver"
         } else if part == "signed" {
             signed = true;
+            "signed"
         } else if let Some(r) = num("lr") {
             lr = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad learning rate"))?);
+            "lr"
         } else if let Some(r) = num("k") {
             k = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad k"))?);
+            "k"
         } else if let Some(r) = num("s") {
             steps = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad step count"))?);
+            "s"
         } else if let Some(r) = num("h") {
             let widths: Result<Vec<usize>, _> = r.split('-').map(str::parse::<usize>).collect();
             let widths = widths.map_err(|_| bad(key, token, "bad hidden widths"))?;
@@ -309,12 +318,27 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
                 return Err(bad(key, token, "too many hidden layers"));
             }
             hidden = Some(widths);
+            "h"
         } else {
             return Err(bad(key, token, format!("unknown option `{part}`")));
+        };
+        if given.contains(&name) {
+            return Err(bad(key, token, format!("option `{part}` is given twice")));
         }
+        given.push(name);
     }
-    let has_solver_options = steps.is_some() || lr.is_some() || signed;
-    let solver_cfg = |k: Option<usize>| -> Result<SolverConfig, ShareError> {
+    // The options each kind accepts (the solver's own options are checked with the solver).
+    let only = |allowed: &[&str], what: &str| -> Result<(), ShareError> {
+        match given.iter().find(|g| !allowed.contains(g)) {
+            Some(extra) => Err(bad(
+                key,
+                token,
+                format!("{what}; `{extra}` does not apply to `{kind}`"),
+            )),
+            None => Ok(()),
+        }
+    };
+    let solver_cfg = || -> Result<SolverConfig, ShareError> {
         Ok(match solver.unwrap_or("adam") {
             "adam" => {
                 if signed || k.is_some() {
@@ -335,53 +359,43 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
                 }
             }
             _ => {
-                if has_solver_options {
+                if steps.is_some() || lr.is_some() || signed {
                     return Err(bad(key, token, "omp takes only k<int>"));
                 }
                 SolverConfig::Omp { k }
             }
         })
     };
-    let no_solver = |what: &str| -> Result<(), ShareError> {
-        if solver.is_some() || has_solver_options {
-            return Err(bad(key, token, format!("{what} has no inference solver")));
-        }
-        Ok(())
-    };
+    const SOLVER_OPTIONS: [&str; 5] = ["solver", "s", "lr", "signed", "k"];
     Ok(match kind {
         "sae" => {
-            no_solver("sae")?;
-            if k.is_some() || hidden.is_some() {
-                return Err(bad(key, token, "sae takes only b (bias)"));
-            }
+            only(&["b"], "sae takes only b (bias)")?;
             MethodConfig::Sae { bias }
         }
         "topk" => {
-            no_solver("topk")?;
+            only(&["k", "b"], "topk takes only k<int> and b")?;
             let k = k.ok_or_else(|| bad(key, token, "topk needs k<int>, e.g. topk:k3"))?;
             MethodConfig::TopkSae { k, bias }
         }
         "mlp" => {
-            no_solver("mlp")?;
+            only(&["h", "b"], "mlp takes only h<widths> and b")?;
             let hidden =
                 hidden.ok_or_else(|| bad(key, token, "mlp needs h<widths>, e.g. mlp:h32"))?;
             MethodConfig::Mlp { hidden, bias }
         }
         "sc" => {
-            if bias || hidden.is_some() {
-                return Err(bad(key, token, "sc takes only a solver"));
-            }
+            only(&SOLVER_OPTIONS, "sc takes only a solver and its options")?;
             MethodConfig::SparseCoding {
-                inference: solver_cfg(k)?,
+                inference: solver_cfg()?,
             }
         }
         "ito" => {
-            if hidden.is_some() {
-                return Err(bad(key, token, "ito takes only b and a solver"));
-            }
+            let mut allowed = SOLVER_OPTIONS.to_vec();
+            allowed.push("b");
+            only(&allowed, "ito takes only b and a solver with its options")?;
             MethodConfig::SaeIto {
                 bias,
-                inference: solver_cfg(k)?,
+                inference: solver_cfg()?,
             }
         }
         "" => return Err(bad(key, token, "empty method")),

@@ -7,7 +7,9 @@
 //! turned into a console error with a stack by `console_error_panic_hook` and, in the worker,
 //! into a visible message on the page.
 
-use crate::core::config::{ExperimentConfig, Preset, SolverConfig};
+use crate::core::config::{
+    human_bytes, limits, BudgetScope, CheckedConfig, ExperimentConfig, Preset, SolverConfig,
+};
 use crate::core::results::{LogRecord, Results};
 use crate::core::run::Experiment;
 use crate::core::share;
@@ -47,8 +49,9 @@ fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
 }
 
 fn config_from_js(config: JsValue) -> Result<ExperimentConfig, JsError> {
-    serde_wasm_bindgen::from_value(config)
-        .map_err(|e| JsError::new(&format!("could not read the config: {e}")))
+    let value: serde_json::Value = serde_wasm_bindgen::from_value(config)
+        .map_err(|e| JsError::new(&format!("could not read the config: {e}")))?;
+    ExperimentConfig::from_value(value).map_err(|e| JsError::new(&e.to_string()))
 }
 
 /// The paper preset `known-z`, `known-d` or `unknown-zd` as a plain object.
@@ -67,12 +70,36 @@ pub fn solver_defaults(kind: &str) -> Result<JsValue, JsError> {
     to_js(&solver)
 }
 
-/// Check a config; returns it with every default filled in, or throws the first problem.
+/// Validate a config for this page: every rule of the engine, then the page's memory budget
+/// for the whole experiment (`parallel_runs` runs evaluating at once, one per worker).
+fn check_for_page(cfg: &ExperimentConfig, parallel_runs: usize) -> Result<CheckedConfig, JsError> {
+    let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    checked
+        .check_memory(limits::PAGE_MEMORY_BUDGET, parallel_runs, BudgetScope::Page)
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(checked)
+}
+
+/// Check a config; returns it with every default filled in, or throws the first problem
+/// (including an experiment too large for the page's memory budget).
 #[wasm_bindgen(js_name = validateConfig)]
 pub fn validate_config(config: JsValue) -> Result<JsValue, JsError> {
     let cfg = config_from_js(config)?;
-    let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    let checked = check_for_page(&cfg, 1)?;
     to_js(&*checked)
+}
+
+/// The memory a valid config needs on this page, before anything is built:
+/// `{bytes, text}` (`text` is a short size such as "12 MiB").
+#[wasm_bindgen(js_name = memoryEstimate)]
+pub fn memory_estimate(config: JsValue) -> Result<JsValue, JsError> {
+    let cfg = config_from_js(config)?;
+    let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    let bytes = checked.memory_estimate(1).total_bytes();
+    let obj = Object::new();
+    set(&obj, "bytes", bytes as f64);
+    set(&obj, "text", human_bytes(bytes));
+    Ok(obj.into())
 }
 
 /// The share link (the part after `#`) for a config, plus `extra` `[key, value]` pairs.
@@ -218,7 +245,7 @@ impl Playground {
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<Playground, JsError> {
         let cfg = config_from_js(config)?;
-        let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
+        let checked = check_for_page(&cfg, 1)?;
         let exp = Experiment::new(checked, Arc::new(CpuBackend::new(1))).with_clock(clock_seconds);
         let emitted = vec![0; exp.runs().len()];
         Ok(Playground {

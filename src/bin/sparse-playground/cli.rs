@@ -5,7 +5,7 @@ use crate::{bench, npy};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use sparse_playground::core::config::{ExperimentConfig, Preset};
+use sparse_playground::core::config::{BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
 use sparse_playground::core::results::{Results, Stat};
 use sparse_playground::core::run::default_clock;
@@ -83,6 +83,62 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Memory the whole experiment may use, e.g. 8GiB or 500MB (default: half of this
+    /// machine's memory). Checked against an estimate before anything is allocated.
+    #[arg(long, value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
+}
+
+/// A size such as `8GiB`, `500MB`, `1.5G` or a plain number of bytes.
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like 8GiB, 500MB or 1000000"))?;
+    let scale: f64 =
+        match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1.0,
+            "k" | "kb" => 1e3,
+            "kib" => 1024.0,
+            "m" | "mb" => 1e6,
+            "mib" => 1024.0 * 1024.0,
+            "g" | "gb" => 1e9,
+            "gib" => 1024.0 * 1024.0 * 1024.0,
+            "t" | "tb" => 1e12,
+            "tib" => 1024f64.powi(4),
+            other => return Err(format!(
+                "unknown unit `{other}` in `{text}`; use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
+            )),
+        };
+    let bytes = value * scale;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
+        return Err(format!("`{text}` is not a usable size"));
+    }
+    Ok(bytes as u64)
+}
+
+/// Half of the machine's physical memory (Linux `/proc/meminfo`), or 8 GiB where that cannot
+/// be read: the default memory budget of a run.
+fn default_memory_budget() -> u64 {
+    let total = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|rest| {
+                    rest.trim()
+                        .trim_end_matches("kB")
+                        .trim()
+                        .parse::<u64>()
+                        .ok()
+                })
+                .map(|kib| kib * 1024)
+        });
+    total.map_or(8 << 30, |t| t / 2)
 }
 
 #[derive(Args, Debug)]
@@ -161,6 +217,17 @@ fn run(args: RunArgs) -> Result<(), String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
+    let budget = args.memory_budget.unwrap_or_else(default_memory_budget);
+    checked
+        .check_memory(budget, threads, BudgetScope::CommandLine)
+        .map_err(|e| format!("invalid config: {e}"))?;
+    // Open the output before the run, so an unwritable path is reported in a second, not
+    // after hours of work.
+    let out_file = args
+        .out
+        .as_ref()
+        .map(|out| std::fs::File::create(out).map_err(|e| format!("--out {}: {e}", out.display())))
+        .transpose()?;
     let num_runs = checked.methods.len() * checked.runs as usize;
     // Seeds and methods run in parallel; leftover cores go to each run's matrix products.
     let per_run_threads = (threads / num_runs).max(1);
@@ -208,8 +275,18 @@ fn run(args: RunArgs) -> Result<(), String> {
     bar.finish_and_clear();
     let results = experiment.results();
     print_summary(&results, default_clock() - started);
-    if let Some(out) = &args.out {
-        std::fs::write(out, results.to_json()).map_err(|e| format!("{}: {e}", out.display()))?;
+    for run in experiment.runs() {
+        if let Some(reason) = run.failure() {
+            eprintln!("warning: {} (seed {}) {reason}", run.name, run.seed);
+        }
+    }
+    if let (Some(out), Some(file)) = (&args.out, out_file) {
+        use std::io::Write;
+        let mut writer = std::io::BufWriter::new(file);
+        writer
+            .write_all(results.to_json().as_bytes())
+            .and_then(|()| writer.flush())
+            .map_err(|e| format!("{}: {e}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
     Ok(())
@@ -241,9 +318,14 @@ fn print_summary(results: &Results, wall: f64) {
     );
     for m in &results.methods {
         let s = &m.summary;
+        let name = if s.failed_runs > 0 {
+            format!("{} ({} stopped)", m.name, s.failed_runs)
+        } else {
+            m.name.clone()
+        };
         println!(
             "{:<22} {:>15} {:>15} {:>10} {:>6} {:>5} {:>10} {:>10} {:>8}",
-            m.name,
+            name,
             fmt_stat(s.code_mcc, 3),
             fmt_stat(s.dict_mcc, 3),
             s.test_mse
@@ -297,8 +379,8 @@ fn eval(args: &EvalArgs) -> Result<(), String> {
                 codes.ncols()
             ));
         }
-        let m = metrics::code_mcc(&backend, &truth, &codes);
-        let sp = metrics::sparsity(&codes, args.l0_threshold);
+        let m = metrics::code_mcc(&backend, &truth, &codes).map_err(|e| e.to_string())?;
+        let sp = metrics::sparsity(&codes, args.l0_threshold).map_err(|e| e.to_string())?;
         report.insert("code_mcc".into(), m.mcc.into());
         report.insert("l0".into(), sp.l0.into());
         report.insert("dead_latents".into(), sp.dead_latents.into());
@@ -318,7 +400,10 @@ fn eval(args: &EvalArgs) -> Result<(), String> {
         }
         report.insert(
             "dict_mcc".into(),
-            metrics::dict_mcc(&backend, &truth, &dict).mcc.into(),
+            metrics::dict_mcc(&backend, &truth, &dict)
+                .map_err(|e| e.to_string())?
+                .mcc
+                .into(),
         );
     }
     if report.is_empty() {
