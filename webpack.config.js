@@ -4,11 +4,15 @@
 // service worker that keeps the site usable offline. Relative public paths (`publicPath: 'auto'`),
 // so dist/ works from any sub-path.
 const path = require('path');
+const crypto = require('crypto');
+const fs = require('fs');
 const HtmlWebpackPlugin = require('html-webpack-plugin');
 
-// Writes precache.json: every file of the build, for the service worker to cache on install, so
-// the site works offline after one visit (including the worker's chunks, which the page never
-// fetches itself).
+// After webpack has hashed every file: writes precache.json (every file of the build, for the
+// service worker to cache on install, so the site works offline after one visit, including the
+// worker's chunks, which the page never fetches itself), and stamps sw.js with a build id made
+// from those file names (content hashes) and the page: each deploy gets a new service worker
+// and a new cache, and the old cache is deleted when it activates.
 class PrecacheManifest {
   apply(compiler) {
     const { Compilation, sources } = compiler.webpack;
@@ -17,12 +21,76 @@ class PrecacheManifest {
         { name: 'PrecacheManifest', stage: Compilation.PROCESS_ASSETS_STAGE_REPORT },
         (assets) => {
           const files = Object.keys(assets).filter((f) => f !== 'sw.js' && !f.endsWith('.map')).sort();
+          const hash = crypto.createHash('sha256');
+          for (const f of files) {
+            hash.update(f);
+            if (!/\.[0-9a-f]{8}\./.test(f)) hash.update(assets[f].source()); // unhashed names: content
+          }
+          const build = hash.digest('hex').slice(0, 16);
           compilation.emitAsset('precache.json', new sources.RawSource(JSON.stringify(files)));
+          if (assets['sw.js']) {
+            const text = assets['sw.js'].source().toString();
+            if (!text.includes(BUILD_PLACEHOLDER)) {
+              throw new Error('sw.js lost its build-id placeholder');
+            }
+            compilation.updateAsset('sw.js', new sources.RawSource(text.split(BUILD_PLACEHOLDER).join(build)));
+          }
         },
       );
     });
   }
 }
+
+// The page's Content-Security-Policy, as a meta tag (static hosting sets no headers): scripts,
+// workers, the wasm fetch and everything else only from this origin; wasm compilation allowed
+// ('wasm-unsafe-eval', not 'unsafe-eval'); styles only from this origin or the page's own
+// <style> blocks, each allowed by its SHA-256 (uPlot's stylesheet is inlined here for that).
+class ContentSecurityPolicy {
+  apply(compiler) {
+    const { Compilation, sources } = compiler.webpack;
+    compiler.hooks.thisCompilation.tap('ContentSecurityPolicy', (compilation) => {
+      HtmlWebpackPlugin.getHooks(compilation).beforeEmit.tap('ContentSecurityPolicy', (data) => {
+        const uplotCss = fs.readFileSync(require.resolve('uplot/dist/uPlot.min.css'), 'utf8');
+        data.html = data.html
+          .replace('</head>', `<style>${uplotCss}</style>\n</head>`)
+          .replace('<meta charset="utf-8">', `<meta charset="utf-8">\n${CSP_PLACEHOLDER}`);
+        return data;
+      });
+      // The hashes are taken from the page as emitted (after any minification).
+      compilation.hooks.processAssets.tap(
+        { name: 'ContentSecurityPolicy', stage: Compilation.PROCESS_ASSETS_STAGE_ANALYSE },
+        (assets) => {
+          const html = assets['index.html'].source().toString();
+          const styleHashes = [...html.matchAll(/<style>([\s\S]*?)<\/style>/g)].map(
+            (m) => `'sha256-${crypto.createHash('sha256').update(m[1], 'utf8').digest('base64')}'`,
+          );
+          if (/\sstyle=/.test(html) || /<script>/.test(html)) {
+            throw new Error('index.html has an inline style attribute or script, which the CSP forbids');
+          }
+          if (!CSP_MARKER.test(html)) throw new Error('no place for the CSP meta tag');
+          const policy = [
+            "default-src 'self'",
+            "script-src 'self' 'wasm-unsafe-eval'",
+            `style-src 'self' ${styleHashes.join(' ')}`,
+            "img-src 'self' data: blob:",
+            "connect-src 'self'",
+            "worker-src 'self'",
+            "object-src 'none'",
+            "base-uri 'self'",
+            "form-action 'none'",
+          ].join('; ');
+          const meta = `<meta http-equiv="Content-Security-Policy" content="${policy}">`;
+          compilation.updateAsset('index.html', new sources.RawSource(html.replace(CSP_MARKER, meta)));
+        },
+      );
+    });
+  }
+}
+
+// A marker the HTML minifier keeps (it drops comments and may unquote attributes).
+const CSP_PLACEHOLDER = '<meta name="csp-placeholder">';
+const CSP_MARKER = /<meta name="?csp-placeholder"?\s*\/?>/;
+const BUILD_PLACEHOLDER = '__SPARSE_PLAYGROUND_BUILD__';
 
 module.exports = (env, argv) => {
   const production = argv.mode !== 'development';
@@ -51,6 +119,7 @@ module.exports = (env, argv) => {
         chunks: ['main'],
         scriptLoading: 'module',
       }),
+      new ContentSecurityPolicy(),
       new PrecacheManifest(),
     ],
     devtool: production ? false : 'source-map',

@@ -8,6 +8,7 @@ export {
   decodeLink,
   encodeLink,
   engineVersion,
+  memoryEstimate,
   normalizeResults,
   presetConfig,
   recordFields,

@@ -1,11 +1,11 @@
 // The page: the config form, run controls, live charts, the summary table, the dictionary views,
 // share links and export. The engine itself runs in ./worker.js; the page loads the same wasm
 // module for link, config and results-file checks (all implemented in Rust).
-import uplotCss from 'uplot/dist/uPlot.min.css';
 import {
   decodeLink,
   encodeLink,
   engineVersion,
+  memoryEstimate,
   normalizeResults,
   presetConfig,
   recordFields,
@@ -20,9 +20,6 @@ const FIELDS = Array.from(recordFields());
 const F = Object.fromEntries(FIELDS.map((name, i) => [name, i]));
 const $ = (id) => document.getElementById(id);
 
-const style = document.createElement('style');
-style.textContent = uplotCss;
-document.head.append(style);
 
 const state = {
   config: null, // the validated config shown in the form
@@ -47,6 +44,7 @@ const state = {
   snapshot: null,
   view: { method: 0, run: 0 },
   autorun: false,
+  deferred: false, // a large experiment waits for Run before it is built
   renderQueued: false,
 };
 
@@ -424,7 +422,31 @@ function clearRuns(names, runs) {
   state.snapshot = null;
 }
 
-function startExperiment(keepResults = false) {
+// Experiments estimated above this are not built when a link or an edit asks for them, only
+// when Run is pressed: opening a link must never allocate hundreds of MiB before the user has
+// seen what it describes.
+const BUILD_ON_RUN_BYTES = 128 * 1024 * 1024;
+
+function startExperiment(keepResults = false, { build = false } = {}) {
+  const estimate = memoryEstimate(state.config);
+  state.deferred = !build && estimate.bytes > BUILD_ON_RUN_BYTES;
+  if (state.deferred) {
+    if (state.worker) state.worker.terminate();
+    state.worker = null;
+    state.ready = false;
+    state.playing = false;
+    state.finished = false;
+    state.done = 0;
+    state.trained = 0;
+    if (!keepResults) {
+      state.source = 'live';
+      state.loadedJson = null;
+    }
+    document.body.dataset.state = 'deferred';
+    $('status').textContent = `This experiment needs about ${estimate.text} of memory: it is built when you press Run.`;
+    updateControls();
+    return;
+  }
   state.ready = false;
   state.playing = false;
   state.finished = false;
@@ -509,6 +531,11 @@ function onWorkerMessage(msg) {
 }
 
 function play() {
+  if (state.deferred) {
+    state.autorun = true; // build it now, then run (see 'ready')
+    startExperiment(state.source === 'loaded', { build: true });
+    return;
+  }
   if (!state.ready || state.finished) return;
   if (state.source === 'loaded') {
     state.source = 'live';
@@ -541,7 +568,7 @@ function cancel() {
 
 function updateControls() {
   const live = state.ready;
-  $('play').disabled = !live || state.finished;
+  $('play').disabled = !(live || state.deferred) || state.finished;
   $('play').textContent = state.playing ? 'Pause' : state.done > 0 && !state.finished ? 'Resume' : 'Run';
   $('play').setAttribute('aria-pressed', String(state.playing));
   $('step').disabled = !live || state.playing || state.finished;
@@ -820,6 +847,16 @@ function exportJson() {
   }
 }
 
+/**
+ * A text cell for CSV: quoted, and neutralised when a spreadsheet would read it as a formula
+ * (a leading =, +, -, @, tab or carriage return; names come from results files anyone can
+ * write), by a leading apostrophe as OWASP recommends.
+ */
+function csvText(text) {
+  const safe = /^[=+\-@\t\r]/.test(text) ? `'${text}` : text;
+  return `"${safe.replace(/"/g, '""')}"`;
+}
+
 function exportCsv() {
   const cfg = state.config;
   const lines = [['method', 'seed', ...FIELDS.slice(2)].join(',')];
@@ -827,7 +864,7 @@ function exportCsv() {
     (state.rows[m] || []).forEach((run, r) => {
       for (const row of run) {
         const values = FIELDS.slice(2).map((f) => (Number.isFinite(row[F[f]]) ? String(row[F[f]]) : ''));
-        lines.push([`"${name.replace(/"/g, '""')}"`, cfg.seed + r, ...values].join(','));
+        lines.push([csvText(name), cfg.seed + r, ...values].join(','));
       }
     });
   });
@@ -995,6 +1032,16 @@ function openFromLocation() {
   try {
     applyConfig(initial.config);
   } catch (e) {
+    if (errorText(e).startsWith('memory:')) {
+      // Too large for this page: show what the link asks for, say what to reduce, build
+      // nothing. An edit that brings it within the budget starts it as usual.
+      writeForm(initial.config);
+      showConfigError(`Not run: ${errorText(e)}`);
+      banner('error', 'This link asks for more memory than the page allows; nothing was built. Reduce the experiment in the form.', 'link');
+      document.body.dataset.state = 'refused';
+      updateControls();
+      return;
+    }
     banner('error', `This link describes an experiment that cannot run: ${errorText(e)}. Showing the default experiment instead.`, 'link');
     applyConfig(presetConfig('unknown-zd'));
   }

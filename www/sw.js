@@ -3,7 +3,11 @@
 // GET goes to the network first, so a new build is picked up at once, and the kept copy answers
 // when the network is gone. The site makes no external requests, so one visit is enough to keep
 // it working offline. Paths are relative to this script, so any sub-path works.
-const CACHE = 'sparse-playground-v1';
+// The build id is stamped in by webpack.config.js: a new deploy changes this file, so the
+// browser installs the new worker, which caches the new build under a new name and, once
+// active, deletes the caches of earlier builds.
+const PREFIX = 'sparse-playground-';
+const CACHE = `${PREFIX}__SPARSE_PLAYGROUND_BUILD__`;
 
 async function precache() {
   const cache = await caches.open(CACHE);
@@ -15,7 +19,14 @@ async function precache() {
 self.addEventListener('install', (event) => {
   event.waitUntil(precache().then(() => self.skipWaiting()));
 });
-self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+async function dropOldCaches() {
+  const names = await caches.keys();
+  await Promise.all(names.filter((n) => n.startsWith(PREFIX) && n !== CACHE).map((n) => caches.delete(n)));
+}
+
+self.addEventListener('activate', (event) => {
+  event.waitUntil(dropOldCaches().then(() => self.clients.claim()));
+});
 
 self.addEventListener('fetch', (event) => {
   const request = event.request;

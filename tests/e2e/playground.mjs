@@ -92,9 +92,12 @@ async function newPage(context) {
   const page = await ctx.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('console', (msg) => {
-    if (msg.type() === 'error' || msg.type() === 'warning') consoleProblems.push(`${msg.type()}: ${msg.text()}`);
+    if (msg.type() === 'error' || msg.type() === 'warning') consoleProblems.push(`${msg.type()}: ${msg.text()} ${msg.location().url || ''}`);
   });
   page.on('pageerror', (err) => consoleProblems.push(`page error: ${err.message}`));
+  page.on('response', (r) => {
+    if (r.status() >= 400) consoleProblems.push(`HTTP ${r.status()}: ${r.url()}`);
+  });
   return { ctx, page };
 }
 
@@ -361,6 +364,110 @@ await test('a metric definition opens in place and leaves the experiment alone',
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'def-flops');
   assert.equal(await page.evaluate(() => location.hash), hash);
+  await ctx.close();
+});
+
+await test('the page runs under its Content-Security-Policy, which blocks injected scripts', async () => {
+  const { ctx, page } = await newPage();
+  const violations = [];
+  await page.exposeFunction('reportViolation', (v) => violations.push(v));
+  await page.addInitScript(() => {
+    document.addEventListener('securitypolicyviolation', (e) => window.reportViolation(`${e.violatedDirective} ${e.blockedURI}`));
+  });
+  await page.goto(`${origin}${BASE}#v=1&setting=unknown&methods=sae,mlp:h32&steps=40&log=20&runs=1&seed=2`);
+  await waitState(page, 'ready');
+  const policy = await page.$eval('meta[http-equiv="Content-Security-Policy"]', (m) => m.content);
+  assert.match(policy, /script-src 'self' 'wasm-unsafe-eval'/);
+  assert.doesNotMatch(policy, /unsafe-inline|'unsafe-eval'/);
+  await page.click('#play');
+  await waitState(page, 'finished');
+  await page.click('#chart-code_mcc button:has-text("PNG")').catch(() => {});
+  assert.deepEqual(violations, [], 'the page itself never trips its policy');
+  // An injected inline script is refused (the refusal is the one console error expected here).
+  const before = consoleProblems.length;
+  const ran = await page.evaluate(() => {
+    const s = document.createElement('script');
+    s.textContent = 'window.__injected = 1';
+    document.head.append(s);
+    return window.__injected === 1;
+  });
+  assert.equal(ran, false, 'inline script blocked');
+  await page.waitForFunction(() => true);
+  const refusals = consoleProblems.splice(before).filter((m) => !/inline script violates the following Content Security Policy/.test(m));
+  assert.deepEqual(refusals, []);
+  assert.ok(violations.some((v) => v.startsWith('script-src')), violations.join('; '));
+  await ctx.close();
+});
+
+await test('the service worker caches each build under its own name and drops older builds', async () => {
+  const sw = await readFile(join(DIST, 'sw.js'), 'utf8');
+  const id = sw.match(/([0-9a-f]{16})/);
+  assert.ok(!sw.includes('__SPARSE_PLAYGROUND_BUILD__'), 'the build id was stamped in');
+  assert.ok(id, 'sw.js names its cache by a 16-hex build id');
+  const { ctx, page } = await newPage();
+  // A cache left by an earlier deploy, made before this build's worker ever ran (from a page of
+  // the origin that is not the app; the browser asks that one for /favicon.ico).
+  await page.route('**/favicon.ico', (route) => route.fulfill({ status: 204 }));
+  await page.goto(`${origin}${BASE}precache.json`);
+  await page.evaluate(() => caches.open('sparse-playground-0123456789abcdef').then((c) => c.put('x', new Response('old'))));
+  await page.goto(`${origin}${BASE}`);
+  await page.evaluate(() => navigator.serviceWorker.ready);
+  await page.waitForFunction(
+    (build) => caches.keys().then((k) => (window.__keys = k)) && (window.__keys || []).join() === `sparse-playground-${build}`,
+    id[1],
+    { polling: 100 },
+  );
+  await ctx.close();
+});
+
+await test('CSV export neutralises spreadsheet formulas in method names from results files', async () => {
+  const json = JSON.parse(await readFile(join(ARTIFACTS, 'results.json'), 'utf8'));
+  json.methods[0].name = '=HYPERLINK("http://example.invalid","x")';
+  json.methods[1].name = '@SUM(A1)';
+  json.methods[2].name = '-2+3';
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}`);
+  await waitState(page, 'ready');
+  await page.setInputFiles('#load-json', { name: 'hostile.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(json)) });
+  await page.waitForFunction(() => document.querySelectorAll('#summary tbody tr').length === 3);
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#export-csv')]);
+  const path = join(ARTIFACTS, 'hostile.csv');
+  await csv.saveAs(path);
+  const lines = (await readFile(path, 'utf8')).trim().split('\n').slice(1);
+  const names = new Set(lines.map((l) => l.match(/^"(?:[^"]|"")*"/)[0]));
+  assert.deepEqual([...names].sort(), [`"'-2+3"`, `"'=HYPERLINK(""http://example.invalid"",""x"")"`, `"'@SUM(A1)"`].sort());
+  await ctx.close();
+});
+
+await test('a link too large for the page says what it needs and builds nothing', async () => {
+  const methods = Array(16).fill('mlp:h256').join(',');
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=1&setting=unknown&n=65536&methods=${methods}&runs=2&seed=3`);
+  await waitState(page, 'refused');
+  const message = await page.textContent('#config-error');
+  assert.match(message, /memory: this experiment needs about [\d.]+ GiB/);
+  assert.match(message, /16 method\(s\) x 2 run\(s\)/);
+  assert.match(message, /reduce the runs/);
+  assert.ok(await page.$eval('#config-error', (e) => { const r = e.getBoundingClientRect(); return r.height > 0; }));
+  assert.equal(await page.inputValue('#num_samples'), '65536', 'the form shows what the link asked for');
+  assert.ok(await page.isDisabled('#play'));
+  // Bringing it within budget in the form starts it as usual.
+  await page.fill('#num_samples', '256');
+  await page.press('#num_samples', 'Tab');
+  await waitState(page, 'ready');
+  assert.ok(await page.isHidden('#config-error'));
+  await ctx.close();
+});
+
+await test('a large link waits for Run before it is built', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=1&setting=unknown&n=65536&methods=mlp:h256&steps=1&log=1&runs=2&seed=3`);
+  await waitState(page, 'deferred');
+  assert.match(await page.textContent('#status'), /needs about \d+ MiB of memory: it is built when you press Run/);
+  assert.ok(await page.isEnabled('#play'));
+  await page.click('#play');
+  await waitState(page, 'finished');
+  assert.equal((await summary(page)).length, 1);
   await ctx.close();
 });
 
