@@ -50,6 +50,13 @@ if ! wasm-pack --version 2>/dev/null | grep -q "$WASM_PACK_VERSION"; then
   cargo install wasm-pack --version "$WASM_PACK_VERSION" --locked --quiet
 fi
 
+# The fuzzer driver (libFuzzer through cargo-fuzz; works on stable Rust without a sanitizer).
+CARGO_FUZZ_VERSION=0.13.1
+if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
+  say "cargo install cargo-fuzz $CARGO_FUZZ_VERSION (about 1 minute)"
+  cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --quiet
+fi
+
 if [ -f package.json ]; then
   say "npm ci"
   npm ci --no-audit --no-fund --loglevel=error

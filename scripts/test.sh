@@ -15,6 +15,9 @@ cargo test --release --all-targets 2>&1 | tee -a "$log"
 echo "== wasm32 tests in headless Chromium: same data checksum as native, the boundary works"
 wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --mode no-install 2>&1 | tee -a "$log"
 
+echo "== fuzz every parser of untrusted input for a bounded time (scripts/fuzz.sh; longer: see README)"
+bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}" 2>&1 | tee -a "$log"
+
 echo "== the site: release wasm build and webpack into dist/, then the end-to-end test in Chromium"
 if ! npm run build > "$log.build" 2>&1; then
   tail -n 60 "$log.build"
