@@ -8,8 +8,8 @@ pub mod formats;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm_api;
 
-pub use crate::compute::{Compute, CpuBackend};
+pub use crate::compute::{Backend, Compute, CpuBackend};
 pub use crate::core::config::{CheckedConfig, ConfigError, ExperimentConfig, Preset};
 pub use crate::core::data::Dataset;
 pub use crate::core::results::Results;
-pub use crate::core::run::{Experiment, MethodRun, Progress};
+pub use crate::core::run::{Experiment, Progress, StackRun};

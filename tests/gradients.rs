@@ -2,7 +2,7 @@
 //! along random directions and on single coordinates with a relative tolerance).
 #![cfg(not(target_arch = "wasm32"))]
 
-use sparse_playground::compute::CpuBackend;
+use sparse_playground::compute::{loss_value, read_now, Backend, CpuBackend, Shape, Tensor};
 use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use sparse_playground::core::rng::Rng;
 use sparse_playground::core::sparse_coding::SparseCodingModel;
@@ -79,38 +79,66 @@ where
     }
 }
 
+/// A tensor's values on the host (the CPU backend reads at once).
+fn host(b: &dyn Backend, t: &Tensor) -> Vec<f32> {
+    read_now(b, t).unwrap()
+}
+
+/// Add `delta` to element `i` of `t`.
+fn nudge(b: &dyn Backend, t: &mut Tensor, i: usize, delta: f32) {
+    let mut v = host(b, t);
+    v[i] += delta;
+    b.write(t, &v);
+}
+
+fn up(b: &dyn Backend, m: &Matrix) -> Tensor {
+    b.upload(Shape::new(1, m.nrows(), m.ncols()), m.as_slice())
+}
+
 fn check_encoder(spec: EncoderSpec, decoder: &str, seed: u64) {
     let data = small_data(seed);
     let backend = CpuBackend::new(1);
-    let mut rng = Rng::new(seed + 100);
+    let b: &dyn Backend = &backend;
+    let true_dict = up(b, &data.dictionary);
     let (init, objective) = match decoder {
         "learned" => (
             DecoderInit::Learned,
             Objective::Reconstruction { l1_penalty: 0.05 },
         ),
         "frozen" => (
-            DecoderInit::Frozen(&data.dictionary),
+            DecoderInit::Frozen(&true_dict),
             Objective::Reconstruction { l1_penalty: 0.05 },
         ),
         _ => (DecoderInit::None, Objective::Supervised),
     };
-    let mut model = EncoderModel::new(&mut rng, &spec, 4, 6, init, objective, 1e-3);
+    let mut model = EncoderModel::new(
+        b,
+        &mut [Rng::new(seed + 100)],
+        &spec,
+        4,
+        6,
+        init,
+        objective,
+        &[1e-3],
+    );
+    let x = up(b, &data.train_signals);
+    let s = up(b, &data.train_codes);
     // Move away from the initialisation so that most units are active and gradients are generic.
     for _ in 0..20 {
-        model.train_step(&backend, &data.train_signals, Some(&data.train_codes));
+        model.train_step(b, &x, Some(&s), false);
     }
-    let sizes: Vec<usize> = model.params().iter().map(|p| p.len()).collect();
-    let x = data.train_signals.clone();
-    let s = data.train_codes.clone();
+    let sizes: Vec<usize> = model.params().iter().map(|p| p.shape().len()).collect();
     let model = std::cell::RefCell::new(model);
     check(
         || {
             let mut m = model.borrow_mut();
-            let loss = m.loss_and_grad(&backend, &x, Some(&s));
-            (loss, m.grads().to_vec())
+            m.loss_and_grad(b, &x, Some(&s), true);
+            let loss = loss_value(&host(b, m.loss()), 0);
+            (loss, m.grads().iter().map(|g| host(b, g)).collect())
         },
         |p, i, delta| {
-            model.borrow_mut().params_mut()[p][i] += delta;
+            let mut m = model.borrow_mut();
+            nudge(b, m.params_mut()[p], i, delta);
         },
         &sizes,
         seed,
@@ -181,27 +209,30 @@ fn supervised_cosine_gradients() {
 fn sparse_coding_gradients() {
     let data = small_data(7);
     let backend = CpuBackend::new(1);
-    let mut rng = Rng::new(7);
-    let mut model = SparseCodingModel::new(&mut rng, 4, 6, 24, 0.05, 1e-2);
+    let b: &dyn Backend = &backend;
+    let mut model = SparseCodingModel::new(b, &mut [Rng::new(7)], 4, 6, 24, 0.05, &[1e-2]);
     // Start the codes away from exp(-10) so that the code gradients are not vanishingly small.
-    for (i, v) in model.log_codes.as_mut_slice().iter_mut().enumerate() {
-        *v = -1.0 + 0.1 * (i % 7) as f32;
-    }
-    let x = data.train_signals.clone();
-    let sizes = vec![model.log_codes.len(), model.dictionary.len()];
+    let start: Vec<f32> = (0..6 * 24).map(|i| -1.0 + 0.1 * (i % 7) as f32).collect();
+    b.write(&mut model.log_codes, &start);
+    let x = up(b, &data.train_signals);
+    let sizes = vec![
+        model.log_codes.shape().len(),
+        model.dictionary.shape().len(),
+    ];
     let model = std::cell::RefCell::new(model);
     check(
         || {
             let mut m = model.borrow_mut();
-            let (loss, d_log, d_dict) = m.loss_and_grad_full(&backend, &x);
-            (loss, vec![d_log.as_slice().to_vec(), d_dict])
+            let (d_log, d_dict) = m.loss_and_grad_full(b, &x);
+            let loss = loss_value(&host(b, m.loss()), 0);
+            (loss, vec![host(b, &d_log), host(b, &d_dict)])
         },
         |p, i, delta| {
             let mut m = model.borrow_mut();
             if p == 0 {
-                m.log_codes.as_mut_slice()[i] += delta;
+                nudge(b, &mut m.log_codes, i, delta);
             } else {
-                m.dictionary.as_mut_slice()[i] += delta;
+                nudge(b, &mut m.dictionary, i, delta);
             }
         },
         &sizes,
@@ -213,26 +244,28 @@ fn sparse_coding_gradients() {
 fn training_reduces_the_loss() {
     let data = small_data(8);
     let backend = CpuBackend::new(1);
-    let mut rng = Rng::new(8);
+    let b: &dyn Backend = &backend;
     let spec = EncoderSpec {
         hidden: vec![16],
         topk: None,
         bias: false,
     };
     let mut model = EncoderModel::new(
-        &mut rng,
+        b,
+        &mut [Rng::new(8)],
         &spec,
         4,
         6,
         DecoderInit::Learned,
         Objective::Reconstruction { l1_penalty: 0.01 },
-        1e-2,
+        &[1e-2],
     );
-    let first = model.train_step(&backend, &data.train_signals, None);
-    let mut last = first;
+    let x = up(b, &data.train_signals);
+    model.train_step(b, &x, None, true);
+    let first = loss_value(&host(b, model.loss()), 0);
     for _ in 0..300 {
-        last = model.train_step(&backend, &data.train_signals, None);
+        model.train_step(b, &x, None, true);
     }
+    let last = loss_value(&host(b, model.loss()), 0);
     assert!(last < 0.5 * first, "loss went from {first} to {last}");
-    let _ = Matrix::zeros(1, 1);
 }

@@ -253,11 +253,14 @@ fn diverging_training_stops_with_a_message_and_never_scores_well() {
     }
     let (done, total) = exp.work();
     assert_eq!(done, total, "a stopped run has no work left");
-    let sc: Vec<_> = exp.runs().iter().filter(|r| r.method_index == 0).collect();
+    let sc: Vec<_> = exp.runs().filter(|r| r.method_index == 0).collect();
     for run in &sc {
-        let reason = run.failure().expect("sparse coding at lr 10 diverges");
+        let reason = run
+            .member
+            .failure()
+            .expect("sparse coding at lr 10 diverges");
         assert!(reason.contains("diverged"), "{reason}");
-        for record in run.log() {
+        for record in run.member.log() {
             assert!(record.code_mcc.is_finite() && record.code_mcc <= 1.0);
         }
     }

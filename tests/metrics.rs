@@ -2,7 +2,6 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use proptest::prelude::*;
-use sparse_playground::compute::CpuBackend;
 use sparse_playground::core::metrics::{
     abs_correlations, code_mcc, dict_mcc, match_correlations, reconstruction, sparsity,
 };
@@ -31,9 +30,8 @@ fn permutations(n: usize) -> Vec<Vec<usize>> {
 
 #[test]
 fn identical_codes_score_one() {
-    let b = CpuBackend::new(1);
     let s = random(8, 200, 1);
-    let m = code_mcc(&b, &s, &s).unwrap();
+    let m = code_mcc(&s, &s).unwrap();
     assert!((m.mcc - 1.0).abs() < 1e-5, "{}", m.mcc);
     for (i, j, c) in m.pairs {
         assert_eq!(Some(i), j);
@@ -43,7 +41,6 @@ fn identical_codes_score_one() {
 
 #[test]
 fn invariant_to_permutation_scale_sign_and_offset() {
-    let b = CpuBackend::new(1);
     let s = random(6, 300, 2);
     let perm = [3usize, 0, 5, 1, 4, 2];
     let mut t = Matrix::zeros(6, 300);
@@ -53,7 +50,7 @@ fn invariant_to_permutation_scale_sign_and_offset() {
             t[(new, c)] = scale * s[(old, c)] + 7.0;
         }
     }
-    let m = code_mcc(&b, &s, &t).unwrap();
+    let m = code_mcc(&s, &t).unwrap();
     assert!((m.mcc - 1.0).abs() < 1e-4, "{}", m.mcc);
     for (i, j, _) in &m.pairs {
         assert_eq!(perm[j.unwrap()], *i);
@@ -62,12 +59,11 @@ fn invariant_to_permutation_scale_sign_and_offset() {
 
 #[test]
 fn matches_brute_force_on_small_sizes() {
-    let b = CpuBackend::new(1);
     for seed in 0..20 {
         let n = 2 + (seed as usize % 5);
         let a = random(n, 40, seed);
         let p = random(n, 40, seed + 1000);
-        let corr = abs_correlations(&b, &a, &p).unwrap();
+        let corr = abs_correlations(&a, &p).unwrap();
         let best = permutations(n)
             .into_iter()
             .map(|perm| (0..n).map(|i| f64::from(corr[(i, perm[i])])).sum::<f64>() / n as f64)
@@ -82,7 +78,6 @@ fn matches_brute_force_on_small_sizes() {
 
 #[test]
 fn dead_latents_count_zero_and_fewer_latents_leave_truth_unmatched() {
-    let b = CpuBackend::new(1);
     let s = random(4, 100, 3);
     // Inferred: copies of latents 0 and 1, plus a dead (constant) latent.
     let mut p = Matrix::zeros(3, 100);
@@ -91,7 +86,7 @@ fn dead_latents_count_zero_and_fewer_latents_leave_truth_unmatched() {
         p[(1, c)] = s[(1, c)];
         p[(2, c)] = 0.0;
     }
-    let m = code_mcc(&b, &s, &p).unwrap();
+    let m = code_mcc(&s, &p).unwrap();
     // Two perfect matches out of four true latents; the dead latent adds 0; one truth unmatched.
     assert!((m.mcc - 0.5).abs() < 0.05, "{}", m.mcc);
     assert_eq!(m.pairs.iter().filter(|p| p.1.is_none()).count(), 1);
@@ -99,7 +94,6 @@ fn dead_latents_count_zero_and_fewer_latents_leave_truth_unmatched() {
 
 #[test]
 fn extra_latents_are_ignored() {
-    let b = CpuBackend::new(1);
     let s = random(3, 100, 4);
     let noise = random(5, 100, 5);
     let mut p = Matrix::zeros(8, 100);
@@ -111,12 +105,11 @@ fn extra_latents_are_ignored() {
             p[(r, c)] = noise[(r, c)];
         }
     }
-    assert!((code_mcc(&b, &s, &p).unwrap().mcc - 1.0).abs() < 1e-5);
+    assert!((code_mcc(&s, &p).unwrap().mcc - 1.0).abs() < 1e-5);
 }
 
 #[test]
 fn dictionary_mcc_uses_atoms_as_columns() {
-    let b = CpuBackend::new(1);
     let d = random(8, 16, 6);
     let mut shuffled = Matrix::zeros(8, 16);
     for j in 0..16 {
@@ -125,9 +118,9 @@ fn dictionary_mcc_uses_atoms_as_columns() {
             shuffled[(r, j)] = -d[(r, src)];
         }
     }
-    assert!((dict_mcc(&b, &d, &shuffled).unwrap().mcc - 1.0).abs() < 1e-5);
+    assert!((dict_mcc(&d, &shuffled).unwrap().mcc - 1.0).abs() < 1e-5);
     let other = random(8, 16, 7);
-    assert!(dict_mcc(&b, &d, &other).unwrap().mcc < 0.9);
+    assert!(dict_mcc(&d, &other).unwrap().mcc < 0.9);
 }
 
 #[test]
@@ -156,13 +149,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
     #[test]
     fn mcc_is_between_zero_and_one_and_symmetric_for_square(seed in 0u64..10_000, n in 1usize..7, m in 1usize..7) {
-        let b = CpuBackend::new(1);
         let a = random(n, 30, seed);
         let p = random(m, 30, seed + 1);
-        let ab = code_mcc(&b, &a, &p).unwrap().mcc;
+        let ab = code_mcc(&a, &p).unwrap().mcc;
         prop_assert!((0.0..=1.0 + 1e-9).contains(&ab));
         if n == m {
-            let ba = code_mcc(&b, &p, &a).unwrap().mcc;
+            let ba = code_mcc(&p, &a).unwrap().mcc;
             prop_assert!((ab - ba).abs() < 1e-5);
         }
     }
@@ -173,43 +165,42 @@ proptest! {
 #[test]
 fn non_finite_and_empty_inputs_are_errors() {
     use sparse_playground::core::metrics::{index_matched_correlation, MetricError};
-    let b = CpuBackend::new(1);
     let s = random(4, 50, 9);
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
         let mut p = s.clone();
         p[(2, 7)] = bad;
         assert!(matches!(
-            code_mcc(&b, &s, &p),
+            code_mcc(&s, &p),
             Err(MetricError::NonFinite { .. })
         ));
-        assert!(code_mcc(&b, &p, &s).is_err());
-        assert!(abs_correlations(&b, &s, &p).is_err());
+        assert!(code_mcc(&p, &s).is_err());
+        assert!(abs_correlations(&s, &p).is_err());
         assert!(index_matched_correlation(&s, &p).is_err());
         assert!(sparsity(&p, 1e-3).is_err());
         assert!(reconstruction(&p, &s).is_err());
         let mut d = random(4, 6, 3);
         d[(1, 1)] = bad;
-        assert!(dict_mcc(&b, &random(4, 6, 4), &d).is_err());
+        assert!(dict_mcc(&random(4, 6, 4), &d).is_err());
         let mut corr = Matrix::from_element(3, 3, 0.5);
         corr[(0, 0)] = bad;
         assert!(match_correlations(&corr).is_err());
     }
     // An all-NaN model: the old clamp `abs().min(1.0)` scored this 1.0.
     let nan = Matrix::from_element(4, 50, f32::NAN);
-    assert!(code_mcc(&b, &s, &nan).is_err());
+    assert!(code_mcc(&s, &nan).is_err());
     for (rows, cols) in [(0, 50), (4, 0), (0, 0)] {
         let empty = Matrix::zeros(rows, cols);
         assert!(matches!(
             sparsity(&empty, 1e-3),
             Err(MetricError::Empty { .. })
         ));
-        assert!(code_mcc(&b, &s, &empty).is_err());
-        assert!(code_mcc(&b, &empty, &s).is_err());
+        assert!(code_mcc(&s, &empty).is_err());
+        assert!(code_mcc(&empty, &s).is_err());
     }
     // Different sample counts are an error, not a panic.
     assert!(matches!(
-        code_mcc(&b, &s, &random(4, 49, 1)),
+        code_mcc(&s, &random(4, 49, 1)),
         Err(MetricError::SampleMismatch { .. })
     ));
-    assert!(dict_mcc(&b, &random(4, 6, 1), &random(5, 6, 2)).is_err());
+    assert!(dict_mcc(&random(4, 6, 1), &random(5, 6, 2)).is_err());
 }

@@ -5,6 +5,7 @@ use sparse_playground::core::config::{
     ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
 };
 use sparse_playground::core::results::Results;
+use sparse_playground::core::run::Grouping;
 use sparse_playground::{CpuBackend, Experiment};
 use std::sync::Arc;
 
@@ -216,10 +217,8 @@ fn evaluations_advance_in_bounded_increments_with_the_same_numbers() {
     // The first evaluation alone is 300 steps of work: 7 steps leave it pending.
     let progress = exp.step(7);
     assert!(progress.iter().all(|p| p.step == 0 && p.new_records == 0));
-    assert!(exp
-        .runs()
-        .iter()
-        .all(|r| r.log().is_empty() && r.is_evaluating()));
+    assert!(exp.runs().all(|r| r.member.log().is_empty()));
+    assert!(exp.stacks().iter().all(|s| s.is_evaluating()));
     // Work counts training and inference steps: the bar moves while an evaluation runs.
     let total_work = 2 * (40 + 3 * 300);
     assert_eq!(exp.work(), (2 * 7, total_work));
@@ -237,7 +236,7 @@ fn evaluations_advance_in_bounded_increments_with_the_same_numbers() {
         last_done = done;
     }
     assert_eq!(exp.work(), (total_work, total_work));
-    assert!(exp.runs().iter().all(|r| !r.is_evaluating()));
+    assert!(exp.stacks().iter().all(|s| !s.is_evaluating()));
     // 2 runs x (40 training steps + 3 evaluations x 300 inference steps), 7 at a time.
     assert!(calls >= (40 + 3 * 300) / 7, "{calls} calls");
     let chunked = exp.results();
@@ -287,11 +286,13 @@ fn single_steps_stop_at_the_next_evaluation() {
             assert!(slices < 1000, "a single step never completes");
         }
         assert!(slices > 1, "bounded slices");
+        for stack in exp.stacks() {
+            assert_eq!(stack.step(), expected_step);
+            assert!(!stack.is_evaluating());
+        }
         for run in exp.runs() {
-            assert_eq!(run.step(), expected_step);
-            assert_eq!(run.log().len(), expected_logs);
-            assert_eq!(run.log().last().unwrap().step, expected_step);
-            assert!(!run.is_evaluating());
+            assert_eq!(run.member.log().len(), expected_logs);
+            assert_eq!(run.member.log().last().unwrap().step, expected_step);
         }
     }
     assert!(exp.is_done());
@@ -331,5 +332,139 @@ fn known_dictionary_work_is_one_inference() {
         exp.step(7);
     }
     assert_eq!(exp.work(), (80, 80));
-    assert_eq!(exp.runs()[0].log().len(), 4);
+    assert_eq!(exp.runs().next().unwrap().member.log().len(), 4);
+}
+
+/// Runs stacked together (one kernel call per operation for all seeds, as on a GPU) give the
+/// very same numbers as each run advanced alone: every method, minibatches, every solver.
+#[test]
+fn stacks_equal_runs_advanced_one_by_one() {
+    for setting in [
+        Setting::Unknown,
+        Setting::KnownDictionary,
+        Setting::KnownCodes,
+    ] {
+        let mut cfg = Preset::UnknownZD.config();
+        cfg.setting = setting;
+        cfg.methods = vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::TopkSae { k: 3, bias: false },
+            MethodConfig::Mlp {
+                hidden: vec![12, 8],
+                bias: true,
+            },
+        ];
+        if setting != Setting::KnownCodes {
+            cfg.methods.push(MethodConfig::SparseCoding {
+                inference: SolverConfig::Adam {
+                    steps: 40,
+                    lr: 3e-3,
+                },
+            });
+            cfg.methods.push(MethodConfig::SparseCoding {
+                inference: SolverConfig::Fista {
+                    steps: 30,
+                    nonneg: true,
+                },
+            });
+            cfg.methods.push(MethodConfig::SparseCoding {
+                inference: SolverConfig::Omp { k: None },
+            });
+        }
+        if setting == Setting::Unknown {
+            cfg.methods.push(MethodConfig::SaeIto {
+                bias: false,
+                inference: SolverConfig::Adam {
+                    steps: 30,
+                    lr: 3e-3,
+                },
+            });
+        }
+        cfg.data.num_samples = 96;
+        cfg.train.steps = 24;
+        cfg.train.log_every = 8;
+        cfg.train.batch_size = Some(32);
+        cfg.runs = 3;
+        let checked = cfg.validate().unwrap();
+        let results = |grouping| {
+            let mut exp = Experiment::build(
+                checked.clone(),
+                Arc::new(CpuBackend::new(1)),
+                grouping,
+                None,
+            );
+            assert_eq!(
+                exp.stacks().len(),
+                match grouping {
+                    Grouping::PerRun => cfg.methods.len() * 3,
+                    Grouping::PerMethod => cfg.methods.len(),
+                }
+            );
+            while !exp.is_done() {
+                exp.step(5);
+            }
+            exp.results()
+        };
+        let (stacked, alone) = (results(Grouping::PerMethod), results(Grouping::PerRun));
+        for (a, b) in stacked.methods.iter().zip(&alone.methods) {
+            for (ra, rb) in a.runs.iter().zip(&b.runs) {
+                assert_eq!(ra.seed, rb.seed);
+                assert_eq!(ra.log.len(), 4, "{}", a.name);
+                for (x, y) in ra.log.iter().zip(&rb.log) {
+                    let (mut x, mut y) = (x.clone(), y.clone());
+                    x.wall_s = 0.0;
+                    y.wall_s = 0.0;
+                    assert_eq!(x, y, "{:?}: {} seed {}", setting, a.name, ra.seed);
+                }
+            }
+        }
+    }
+}
+
+/// A subset of the runs (a pool worker's share) gives exactly those runs' numbers.
+#[test]
+fn a_share_of_the_runs_gives_their_numbers() {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::Mlp {
+            hidden: vec![16],
+            bias: false,
+        },
+    ];
+    cfg.data.num_samples = 64;
+    cfg.train.steps = 10;
+    cfg.train.log_every = 5;
+    cfg.runs = 3;
+    let checked = cfg.validate().unwrap();
+    let run_all = |only: Option<&[(usize, u32)]>| {
+        let mut exp = Experiment::build(
+            checked.clone(),
+            Arc::new(CpuBackend::new(1)),
+            Grouping::PerMethod,
+            only,
+        );
+        while !exp.is_done() {
+            exp.step(100);
+        }
+        exp.results()
+    };
+    let whole = run_all(None);
+    let share = run_all(Some(&[(1, 2), (0, 1)]));
+    assert_eq!(share.methods.len(), 2);
+    assert_eq!(share.methods[0].runs.len(), 1);
+    assert_eq!(share.methods[0].runs[0].seed, whole.methods[0].runs[1].seed);
+    let strip = |l: &[sparse_playground::core::results::LogRecord]| {
+        l.iter()
+            .map(|r| (r.step, r.code_mcc, r.dict_mcc, r.test_mse))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(&share.methods[0].runs[0].log),
+        strip(&whole.methods[0].runs[1].log)
+    );
+    assert_eq!(
+        strip(&share.methods[1].runs[0].log),
+        strip(&whole.methods[1].runs[2].log)
+    );
 }

@@ -29,10 +29,9 @@ fn max_abs_error(a: &sparse_playground::core::Matrix, b: &sparse_playground::cor
 
 #[test]
 fn omp_recovers_planted_codes() {
-    let b = CpuBackend::new(1);
     for signed in [false, true] {
         let d = solvable(11, signed);
-        let out = omp(&b, &d.dictionary, &d.test_signals, 3);
+        let out = omp(&d.dictionary, &d.test_signals, 3);
         // Greedy selection can pick a wrong atom on a coherent draw; nearly every sample must be
         // recovered to float precision, and the codes as a whole almost perfectly.
         let exact = (0..d.test_codes.ncols())
@@ -45,7 +44,7 @@ fn omp_recovers_planted_codes() {
             exact * 100 >= 97 * d.test_codes.ncols(),
             "signed={signed}: {exact}/200 exact"
         );
-        assert!(code_mcc(&b, &d.test_codes, &out.codes).unwrap().mcc > 0.98);
+        assert!(code_mcc(&d.test_codes, &out.codes).unwrap().mcc > 0.98);
         assert!(out.flops > 0.0);
     }
 }
@@ -57,7 +56,7 @@ fn fista_recovers_support_and_scores_high_mcc() {
         let d = solvable(12, signed);
         // A small penalty: the L1 solution is then close to the planted codes.
         let out = fista(&b, &d.dictionary, &d.test_signals, 1e-3, 2000, !signed);
-        let m = code_mcc(&b, &d.test_codes, &out.codes).unwrap().mcc;
+        let m = code_mcc(&d.test_codes, &out.codes).unwrap().mcc;
         assert!(m > 0.98, "signed={signed}: MCC {m}");
         let err = max_abs_error(&out.codes, &d.test_codes);
         assert!(err < 0.1, "signed={signed}: max error {err}");
@@ -72,7 +71,7 @@ fn paper_adam_inference_recovers_codes() {
     let b = CpuBackend::new(1);
     let d = solvable(13, false);
     let out = adam_exp(&b, &d.dictionary, &d.test_signals, 1e-3, 3000, 3e-2);
-    let m = code_mcc(&b, &d.test_codes, &out.codes).unwrap().mcc;
+    let m = code_mcc(&d.test_codes, &out.codes).unwrap().mcc;
     assert!(m > 0.95, "MCC {m}");
     assert!(
         out.codes.as_slice().iter().all(|v| *v > 0.0),
@@ -82,13 +81,12 @@ fn paper_adam_inference_recovers_codes() {
 
 #[test]
 fn lipschitz_bound_is_an_upper_bound_close_to_the_top_eigenvalue() {
-    let b = CpuBackend::new(1);
     let d = solvable(14, false);
     let gram = d.dictionary.transpose() * &d.dictionary;
     let eig = nalgebra::SymmetricEigen::new(gram.map(f64::from))
         .eigenvalues
         .max();
-    let bound = lipschitz_bound(&b, &d.dictionary);
+    let bound = lipschitz_bound(&d.dictionary);
     assert!(
         bound >= eig && bound < eig * 1.05,
         "bound {bound} vs eigenvalue {eig}"

@@ -1,13 +1,47 @@
-//! The compute-backend trait: the few kernels the science is written against.
+//! The compute layer: the kernels the science is written against.
 //!
-//! Models, solvers and metrics call these instead of looping over big matrices themselves, so a
-//! faster backend (threads, SIMD, later WebGPU) slips in without touching the science. The CPU
-//! implementation is the reference every other backend is tested against.
+//! Two levels. [`Backend`] (in `tensor.rs`) is what models, solvers and runs use: kernels on
+//! stacked, backend-owned [`Tensor`]s, implemented by the CPU (host memory, the reference) and
+//! by the GPU through wgpu (`gpu/`, WGSL kernels beside their host code). [`Compute`] is the
+//! CPU's own slice-level kernel set (products, Adam, exp, ReLU, top-k) that its tensors run
+//! on, also used by the host-side metrics and the bench's per-product table.
 
 mod cpu;
+mod cpu_tensor;
+pub mod gpu;
 mod small;
+mod tensor;
 
 pub use cpu::{CpuBackend, SmallKernel};
+pub use cpu_tensor::normalize_columns_slice;
+pub use tensor::{
+    loss_shape, loss_value, per_member, AdamExpJob, Backend, BackendError, BackendKind, FistaJob,
+    Op, Readback, Shape, Tensor,
+};
+
+/// Read a tensor back and wait for it: at once on the CPU; natively on a GPU by blocking until
+/// the copy is done. Never on a GPU in a browser (nothing may block there): tests, the CLI and
+/// host conveniences only.
+pub fn read_now(backend: &dyn Backend, t: &Tensor) -> Result<Vec<f32>, BackendError> {
+    let mut read = backend.read(t);
+    backend.flush();
+    loop {
+        if let Some(values) = read.take() {
+            return values;
+        }
+        if cfg!(target_arch = "wasm32") {
+            return Err(BackendError(
+                "a GPU read cannot be waited for in a browser".to_string(),
+            ));
+        }
+        backend.wait();
+    }
+}
+
+/// The dot products the host-side metrics need, on this thread.
+pub(crate) fn host_backend() -> CpuBackend {
+    CpuBackend::with_small_kernel(1, SmallKernel::detect())
+}
 
 use crate::core::Matrix;
 

@@ -2,9 +2,10 @@
 //!
 //! Per step t (from 1): m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2;
 //! p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). The bias corrections are computed in
-//! f64 as PyTorch does in Python, the tensor arithmetic in f32.
+//! f64 as PyTorch does in Python, the tensor arithmetic in f32 (the backends' `adam` kernels);
+//! the moments live beside the parameters as backend tensors.
 
-use crate::compute::{AdamScalars, Compute};
+use crate::compute::AdamScalars;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamHyper {
@@ -23,74 +24,6 @@ impl AdamHyper {
             beta2: 0.999,
             eps: 1e-8,
         }
-    }
-}
-
-/// Moments for one parameter tensor.
-#[derive(Clone, Debug)]
-pub struct AdamState {
-    m: Vec<f32>,
-    v: Vec<f32>,
-}
-
-impl AdamState {
-    pub fn new(len: usize) -> Self {
-        Self {
-            m: vec![0.0; len],
-            v: vec![0.0; len],
-        }
-    }
-
-    /// Update `param` in place with the step scalars of the current step.
-    pub fn update(
-        &mut self,
-        backend: &dyn Compute,
-        param: &mut [f32],
-        grad: &[f32],
-        s: AdamScalars,
-    ) {
-        backend.adam_update(param, grad, &mut self.m, &mut self.v, s);
-    }
-
-    /// The fused step of exp-parametrised codes (`Compute::adam_log_codes`): the parameter is
-    /// `log_codes`, `codes` = e^u is refreshed, `grad_s` is the smooth loss's gradient w.r.t.
-    /// the codes and `l1_scale` the L1 term's weight.
-    pub fn update_log_codes(
-        &mut self,
-        backend: &dyn Compute,
-        log_codes: &mut [f32],
-        codes: &mut [f32],
-        grad_s: &[f32],
-        l1_scale: f32,
-        s: AdamScalars,
-    ) {
-        backend.adam_log_codes(
-            log_codes,
-            codes,
-            grad_s,
-            &mut self.m,
-            &mut self.v,
-            l1_scale,
-            s,
-        );
-    }
-
-    /// Update only the slice `range` of a larger parameter (minibatched per-sample codes).
-    pub fn update_range(
-        &mut self,
-        backend: &dyn Compute,
-        param: &mut [f32],
-        grad: &[f32],
-        range: std::ops::Range<usize>,
-        s: AdamScalars,
-    ) {
-        backend.adam_update(
-            &mut param[range.clone()],
-            grad,
-            &mut self.m[range.clone()],
-            &mut self.v[range],
-            s,
-        );
     }
 }
 

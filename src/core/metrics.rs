@@ -12,7 +12,7 @@
 //! must never read as a perfect correlation).
 
 use super::Matrix;
-use crate::compute::{Compute, Operand};
+use crate::compute::{host_backend, Compute, Operand};
 use pathfinding::kuhn_munkres::kuhn_munkres;
 
 /// Scale of the integer weights handed to the assignment solver (exact to 1e-9).
@@ -106,16 +106,13 @@ fn standardized_rows(m: &Matrix) -> Matrix {
 
 /// |Pearson correlation| between every row of `a` and every row of `b` (same number of columns):
 /// an (a rows x b rows) matrix. Both must be non-empty and finite.
-pub fn abs_correlations(
-    backend: &dyn Compute,
-    a: &Matrix,
-    b: &Matrix,
-) -> Result<Matrix, MetricError> {
+pub fn abs_correlations(a: &Matrix, b: &Matrix) -> Result<Matrix, MetricError> {
     check_pair("the first array", a, "the second array", b)?;
-    Ok(abs_correlations_checked(backend, a, b))
+    Ok(abs_correlations_checked(a, b))
 }
 
-fn abs_correlations_checked(backend: &dyn Compute, a: &Matrix, b: &Matrix) -> Matrix {
+fn abs_correlations_checked(a: &Matrix, b: &Matrix) -> Matrix {
+    let backend = host_backend();
     let sa = standardized_rows(a);
     let sb = standardized_rows(b);
     let mut c = Matrix::zeros(a.nrows(), b.nrows());
@@ -198,23 +195,15 @@ fn match_checked(corr: &Matrix) -> Matching {
 }
 
 /// Code MCC: true codes (N x n) against inferred codes (N' x n), latents as rows.
-pub fn code_mcc(
-    backend: &dyn Compute,
-    true_codes: &Matrix,
-    inferred: &Matrix,
-) -> Result<Matching, MetricError> {
+pub fn code_mcc(true_codes: &Matrix, inferred: &Matrix) -> Result<Matching, MetricError> {
     check_pair("the true codes", true_codes, "the inferred codes", inferred)?;
     Ok(match_checked(&abs_correlations_checked(
-        backend, true_codes, inferred,
+        true_codes, inferred,
     )))
 }
 
 /// Dictionary MCC: true dictionary (M x N) against learned (M x N'), atoms as columns.
-pub fn dict_mcc(
-    backend: &dyn Compute,
-    true_dict: &Matrix,
-    learned: &Matrix,
-) -> Result<Matching, MetricError> {
+pub fn dict_mcc(true_dict: &Matrix, learned: &Matrix) -> Result<Matching, MetricError> {
     check_scorable("the true dictionary", true_dict)?;
     check_scorable("the learned dictionary", learned)?;
     if true_dict.nrows() != learned.nrows() {
@@ -226,7 +215,7 @@ pub fn dict_mcc(
         });
     }
     let (t, l) = (true_dict.transpose(), learned.transpose());
-    Ok(match_checked(&abs_correlations_checked(backend, &t, &l)))
+    Ok(match_checked(&abs_correlations_checked(&t, &l)))
 }
 
 /// Mean over latents of the Pearson correlation between true latent i and predicted latent i

@@ -9,7 +9,7 @@ use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use super::rng::Rng;
 use super::run::Clock;
 use super::solvers;
-use crate::compute::Compute;
+use crate::compute::{Backend, Shape, Tensor};
 
 /// What a timed item achieved.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -44,35 +44,47 @@ pub fn time_calls(clock: Clock, min_secs: f64, mut step: impl FnMut()) -> f64 {
     }
 }
 
-/// An encoder as the bench times it: no biases, learned dictionary, the paper's loss and rate.
+/// A matrix as a backend tensor (a stack of 1).
+pub fn tensor(backend: &dyn Backend, m: &super::Matrix) -> Tensor {
+    backend.upload(Shape::new(1, m.nrows(), m.ncols()), m.as_slice())
+}
+
+/// `members` encoders as the bench times them: no biases, learned dictionary, the paper's loss
+/// and rate, member i from seed `seed + i`.
 pub fn encoder(
-    rng: &mut Rng,
+    backend: &dyn Backend,
+    seed: u64,
+    members: usize,
     data: &DataConfig,
     hidden: &[usize],
     topk: Option<usize>,
 ) -> EncoderModel {
+    let mut rngs: Vec<Rng> = (0..members as u64).map(|i| Rng::new(seed + i)).collect();
     let spec = EncoderSpec {
         hidden: hidden.to_vec(),
         topk,
         bias: false,
     };
     EncoderModel::new(
-        rng,
+        backend,
+        &mut rngs,
         &spec,
         data.data_dim,
         data.num_atoms,
         DecoderInit::Learned,
         Objective::Reconstruction { l1_penalty: 0.01 },
-        1e-3,
+        &[1e-3],
     )
 }
 
 /// A full-batch SAE training step (no biases, learned dictionary) at the size of `data`.
-pub fn sae_train(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
+pub fn sae_train(backend: &dyn Backend, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
     let ds = Dataset::generate(data, 0);
-    let mut model = encoder(&mut Rng::new(1), data, &[], None);
+    let x = tensor(backend, &ds.train_signals);
+    let mut model = encoder(backend, 1, 1, data, &[], None);
     let steps_per_sec = time_calls(clock, min_secs, || {
-        model.train_step(backend, &ds.train_signals, None);
+        model.train_step(backend, &x, None, false);
+        backend.flush();
     });
     let widths = flops::widths(data.data_dim, &[], data.num_atoms);
     Rate {
@@ -83,7 +95,7 @@ pub fn sae_train(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_sec
 
 /// Steps of the paper's ITO routine on the whole test set, timed in runs of many steps so the
 /// set-up is amortised as in a 10,000-step optimisation.
-pub fn ito_step(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
+pub fn ito_step(backend: &dyn Backend, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
     let ds = Dataset::generate(data, 0);
     // Enough steps per call that the set-up (allocating and filling the N x n arrays) stays a
     // few percent of the call, as in a real 10,000-step run; the peer times steps alone.
@@ -104,7 +116,7 @@ pub fn ito_step(backend: &dyn Compute, data: &DataConfig, clock: Clock, min_secs
 /// Time `item` (one of [`ITEMS`]) at `data`'s size.
 pub fn time_item(
     item: &str,
-    backend: &dyn Compute,
+    backend: &dyn Backend,
     data: &DataConfig,
     clock: Clock,
     min_secs: f64,

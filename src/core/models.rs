@@ -1,22 +1,21 @@
-//! Amortised encoders (SAE, TopK SAE, MLP) with their decoder, losses and hand-written gradients.
+//! Amortised encoders (SAE, TopK SAE, MLP) with their decoder, losses and hand-written gradients,
+//! for a stack of members (seeds or sweep cells) trained together on backend tensors.
 //!
 //! Batches are column-major with one sample per column: signals X are M x b, codes S are N x b,
-//! the dictionary D is M x N with one atom per column, a layer's weight is (out x in).
-//! Losses (means over the batch b):
+//! the dictionary D is M x N with one atom per column, a layer's weight is (out x in); every
+//! tensor carries a leading stack dimension (one matrix per member). Losses (means over the
+//! batch b):
 //! - reconstruction: L = sum (D S - X)^2 / (b M) + lambda * sum |S| / (b N)
 //! - supervised (known codes): L = -(1/N) sum_i cos(S_hat[i, :], S[i, :]), the cosine over samples
 //!   of each latent's predicted and true activations.
 
-use super::adam::{AdamClock, AdamHyper, AdamState};
-use super::lanes::sum_map;
+use super::adam::{AdamClock, AdamHyper};
 use super::rng::Rng;
 use super::Matrix;
-use crate::compute::{gemm_into, Compute, Operand};
+use crate::compute::{AdamScalars, Backend, Op, Shape, Tensor};
 
-/// Floor on vector norms in the cosine loss (PyTorch's `cosine_similarity` eps).
-const COSINE_EPS: f64 = 1e-8;
-
-/// One linear layer, weight (out x in), optional bias, PyTorch's default initialisation.
+/// One member's linear layer, weight (out x in), optional bias, PyTorch's default
+/// initialisation: the host values a stack is built from.
 #[derive(Clone, Debug)]
 pub struct Layer {
     pub weight: Matrix,
@@ -51,17 +50,7 @@ impl Layer {
 /// Rescale every column of `m` to unit L2 norm (columns of norm 0 are left alone).
 pub fn normalize_columns(m: &mut Matrix) {
     let rows = m.nrows();
-    for col in m.as_mut_slice().chunks_mut(rows) {
-        let norm = col
-            .iter()
-            .map(|v| f64::from(*v) * f64::from(*v))
-            .sum::<f64>()
-            .sqrt();
-        if norm > 0.0 {
-            let inv = (1.0 / norm) as f32;
-            col.iter_mut().for_each(|v| *v *= inv);
-        }
-    }
+    crate::compute::normalize_columns_slice(m.as_mut_slice(), rows);
 }
 
 /// A dictionary with N(0,1) entries (the paper's initialisation for learned dictionaries).
@@ -82,26 +71,6 @@ pub enum Objective {
     Supervised,
 }
 
-/// The decoder side of an encoder model.
-#[derive(Clone, Debug)]
-pub enum Decoder {
-    /// Learned dictionary, re-projected to unit-norm atoms before every training step.
-    Learned(Matrix),
-    /// A given dictionary, never updated.
-    Frozen(Matrix),
-    /// No decoder (supervised setting).
-    None,
-}
-
-impl Decoder {
-    pub fn dictionary(&self) -> Option<&Matrix> {
-        match self {
-            Decoder::Learned(d) | Decoder::Frozen(d) => Some(d),
-            Decoder::None => None,
-        }
-    }
-}
-
 /// Encoder architecture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncoderSpec {
@@ -112,221 +81,323 @@ pub struct EncoderSpec {
     pub bias: bool,
 }
 
-/// Per-batch activations and gradient buffers, reused across steps of the same batch size.
-#[derive(Clone, Debug, Default)]
+/// How to set up the decoder of a new model.
+#[derive(Clone, Copy, Debug)]
+pub enum DecoderInit<'a> {
+    /// A dictionary learned per member, N(0,1) at first.
+    Learned,
+    /// A given dictionary (stack of 1, shared by every member), never updated.
+    Frozen(&'a Tensor),
+    None,
+}
+
+/// The decoder side of an encoder model.
+#[derive(Debug)]
+pub enum Decoder {
+    /// Learned dictionaries (stack x M x N), re-projected to unit-norm atoms before every step.
+    Learned(Tensor),
+    /// A given dictionary (1 x M x N), never updated.
+    Frozen(Tensor),
+    /// No decoder (supervised setting).
+    None,
+}
+
+impl Decoder {
+    pub fn dictionary(&self) -> Option<&Tensor> {
+        match self {
+            Decoder::Learned(d) | Decoder::Frozen(d) => Some(d),
+            Decoder::None => None,
+        }
+    }
+}
+
+/// One layer of the stack: weights (stack x out x in) and biases (stack x out x 1).
+#[derive(Debug)]
+pub struct StackLayer {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+/// Activations and gradient buffers for one batch size, reused across steps.
+#[derive(Debug, Default)]
 struct Scratch {
     batch: usize,
     /// Post-ReLU output of every layer (the last one is the code S).
-    acts: Vec<Matrix>,
+    acts: Vec<Tensor>,
     /// Gradient w.r.t. each layer's pre-activation.
-    deltas: Vec<Matrix>,
-    /// D S, then the gradient w.r.t. it.
-    recon: Matrix,
+    deltas: Vec<Tensor>,
+    /// D S, then the scaled residual (the gradient w.r.t. D S).
+    recon: Option<Tensor>,
 }
 
-/// An amortised encoder plus decoder, its gradients and Adam state.
-#[derive(Clone, Debug)]
+/// Amortised encoders plus decoders for a stack of members, their gradients and Adam state.
+#[derive(Debug)]
 pub struct EncoderModel {
-    pub layers: Vec<Layer>,
+    pub layers: Vec<StackLayer>,
     pub topk: Option<usize>,
     pub decoder: Decoder,
     pub objective: Objective,
-    grads: Vec<Vec<f32>>,
-    adam: Vec<AdamState>,
-    clock: AdamClock,
+    members: usize,
+    data_dim: usize,
+    grads: Vec<Tensor>,
+    moments: Vec<(Tensor, Tensor)>,
+    /// One optimiser clock per member (members may differ in learning rate).
+    clocks: Vec<AdamClock>,
     scratch: Scratch,
+    /// The loss of the last step asked for it (see `compute::loss_value`).
+    loss: Tensor,
 }
 
 impl EncoderModel {
-    /// Initialise from `rng`: encoder layers first (input side first), then a learned dictionary.
+    /// A stack of `rngs.len()` members, member i initialised from `rngs[i]` (encoder layers
+    /// first, input side first, then a learned dictionary) and trained at `lrs[i]` (or `lrs[0]`
+    /// for all).
+    #[allow(clippy::too_many_arguments, reason = "the model's whole description")]
     pub fn new(
-        rng: &mut Rng,
+        backend: &dyn Backend,
+        rngs: &mut [Rng],
         spec: &EncoderSpec,
         data_dim: usize,
         num_atoms: usize,
         decoder: DecoderInit<'_>,
         objective: Objective,
-        lr: f64,
+        lrs: &[f64],
     ) -> Self {
-        let mut layers = Vec::with_capacity(spec.hidden.len() + 1);
-        let mut fan_in = data_dim;
-        for &width in spec.hidden.iter().chain(std::iter::once(&num_atoms)) {
-            layers.push(Layer::init(rng, fan_in, width, spec.bias));
-            fan_in = width;
+        let members = rngs.len();
+        assert!(members > 0, "a stack needs at least one member");
+        let widths: Vec<(usize, usize)> = {
+            let mut fan_in = data_dim;
+            spec.hidden
+                .iter()
+                .chain(std::iter::once(&num_atoms))
+                .map(|&w| {
+                    let pair = (fan_in, w);
+                    fan_in = w;
+                    pair
+                })
+                .collect()
+        };
+        let mut host_layers: Vec<Vec<Layer>> = Vec::with_capacity(members);
+        let mut host_dicts: Vec<Matrix> = Vec::new();
+        for rng in rngs.iter_mut() {
+            host_layers.push(
+                widths
+                    .iter()
+                    .map(|&(i, o)| Layer::init(rng, i, o, spec.bias))
+                    .collect(),
+            );
+            if matches!(decoder, DecoderInit::Learned) {
+                host_dicts.push(random_dictionary(rng, data_dim, num_atoms));
+            }
         }
+        let layers = widths
+            .iter()
+            .enumerate()
+            .map(|(l, &(fan_in, fan_out))| {
+                let weights: Vec<f32> = host_layers
+                    .iter()
+                    .flat_map(|m| m[l].weight.as_slice().iter().copied())
+                    .collect();
+                let bias = spec.bias.then(|| {
+                    let b: Vec<f32> = host_layers
+                        .iter()
+                        .flat_map(|m| m[l].bias.as_ref().expect("bias").iter().copied())
+                        .collect();
+                    backend.upload(Shape::new(members, fan_out, 1), &b)
+                });
+                StackLayer {
+                    weight: backend.upload(Shape::new(members, fan_out, fan_in), &weights),
+                    bias,
+                }
+            })
+            .collect();
         let decoder = match decoder {
-            DecoderInit::Learned => Decoder::Learned(random_dictionary(rng, data_dim, num_atoms)),
-            DecoderInit::Frozen(d) => Decoder::Frozen(d.clone()),
+            DecoderInit::Learned => {
+                let values: Vec<f32> = host_dicts
+                    .iter()
+                    .flat_map(|d| d.as_slice().iter().copied())
+                    .collect();
+                Decoder::Learned(backend.upload(Shape::new(members, data_dim, num_atoms), &values))
+            }
+            DecoderInit::Frozen(d) => {
+                let mut copy = backend.zeros(d.shape());
+                backend.copy(d, &mut copy);
+                Decoder::Frozen(copy)
+            }
             DecoderInit::None => Decoder::None,
         };
+        let clocks = (0..members)
+            .map(|i| AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }])))
+            .collect();
         let mut model = Self {
             layers,
             topk: spec.topk,
             decoder,
             objective,
+            members,
+            data_dim,
             grads: Vec::new(),
-            adam: Vec::new(),
-            clock: AdamClock::new(AdamHyper::with_lr(lr)),
+            moments: Vec::new(),
+            clocks,
             scratch: Scratch::default(),
+            loss: backend.zeros(crate::compute::loss_shape(members)),
         };
-        let sizes: Vec<usize> = model.params().iter().map(|p| p.len()).collect();
-        model.grads = sizes.iter().map(|&n| vec![0.0; n]).collect();
-        model.adam = sizes.iter().map(|&n| AdamState::new(n)).collect();
+        let shapes: Vec<Shape> = model.params().iter().map(|p| p.shape()).collect();
+        model.grads = shapes.iter().map(|&s| backend.zeros(s)).collect();
+        model.moments = shapes
+            .iter()
+            .map(|&s| (backend.zeros(s), backend.zeros(s)))
+            .collect();
         model
     }
 
+    pub fn members(&self) -> usize {
+        self.members
+    }
+
     /// Trainable tensors in a fixed order: per layer weight then bias, then a learned dictionary.
-    pub fn params(&self) -> Vec<&[f32]> {
-        let mut out: Vec<&[f32]> = Vec::new();
+    pub fn params(&self) -> Vec<&Tensor> {
+        let mut out: Vec<&Tensor> = Vec::new();
         for layer in &self.layers {
-            out.push(layer.weight.as_slice());
+            out.push(&layer.weight);
             if let Some(b) = &layer.bias {
                 out.push(b);
             }
         }
         if let Decoder::Learned(d) = &self.decoder {
-            out.push(d.as_slice());
+            out.push(d);
         }
         out
     }
 
-    pub fn params_mut(&mut self) -> Vec<&mut [f32]> {
-        let mut out: Vec<&mut [f32]> = Vec::new();
+    pub fn params_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut out: Vec<&mut Tensor> = Vec::new();
         for layer in &mut self.layers {
-            out.push(layer.weight.as_mut_slice());
+            out.push(&mut layer.weight);
             if let Some(b) = &mut layer.bias {
                 out.push(b);
             }
         }
         if let Decoder::Learned(d) = &mut self.decoder {
-            out.push(d.as_mut_slice());
+            out.push(d);
         }
         out
     }
 
     /// Gradients of the last `loss_and_grad` call, in `params` order.
-    pub fn grads(&self) -> &[Vec<f32>] {
+    pub fn grads(&self) -> &[Tensor] {
         &self.grads
     }
 
-    pub fn num_params(&self) -> usize {
-        self.params().iter().map(|p| p.len()).sum()
+    /// The loss (see `compute::loss_value`) of the last step that asked for it.
+    pub fn loss(&self) -> &Tensor {
+        &self.loss
     }
 
-    pub fn dictionary(&self) -> Option<&Matrix> {
+    pub fn dictionary(&self) -> Option<&Tensor> {
         self.decoder.dictionary()
     }
 
-    fn ensure_scratch(&mut self, batch: usize, data_dim: usize) {
+    fn code_width(&self) -> usize {
+        self.layers[self.layers.len() - 1].weight.rows()
+    }
+
+    fn ensure_scratch(&mut self, backend: &dyn Backend, batch: usize) {
         if self.scratch.batch == batch && !self.scratch.acts.is_empty() {
             return;
         }
+        let s = self.members;
+        let make = |l: &StackLayer| backend.zeros(Shape::new(s, l.weight.rows(), batch));
         self.scratch = Scratch {
             batch,
-            acts: self
-                .layers
-                .iter()
-                .map(|l| Matrix::zeros(l.weight.nrows(), batch))
-                .collect(),
-            deltas: self
-                .layers
-                .iter()
-                .map(|l| Matrix::zeros(l.weight.nrows(), batch))
-                .collect(),
-            recon: Matrix::zeros(data_dim, batch),
+            acts: self.layers.iter().map(make).collect(),
+            deltas: self.layers.iter().map(make).collect(),
+            recon: self
+                .decoder
+                .dictionary()
+                .map(|_| backend.zeros(Shape::new(s, self.data_dim, batch))),
         };
     }
 
-    /// Forward pass into the scratch activations; returns nothing, the code is the last act.
-    fn forward_scratch(&mut self, backend: &dyn Compute, x: &Matrix) {
-        self.ensure_scratch(x.ncols(), x.nrows());
+    /// Codes for a batch of signals (stack x N x b; `x` may have a stack of 1): the encoder's
+    /// inference.
+    pub fn encode(&self, backend: &dyn Backend, x: &Tensor) -> Tensor {
         let last = self.layers.len() - 1;
+        let mut h: Option<Tensor> = None;
         for (l, layer) in self.layers.iter().enumerate() {
-            let (done, rest) = self.scratch.acts.split_at_mut(l);
-            let out = &mut rest[0];
-            let input: Operand<'_> = if l == 0 {
-                x.into()
-            } else {
-                (&done[l - 1]).into()
-            };
+            let input = h.as_ref().unwrap_or(x);
+            let mut out = backend.zeros(Shape::new(self.members, layer.weight.rows(), x.cols()));
             forward_layer(
                 backend,
                 layer,
                 input,
-                out,
+                &mut out,
+                if l == last { self.topk } else { None },
+            );
+            h = Some(out);
+        }
+        h.expect("an encoder has at least one layer")
+    }
+
+    /// Gradients of the loss on a batch (into `grads`), and the loss itself (into `loss`) when
+    /// `want_loss` (the supervised loss is always computed). `target_codes` is needed (only)
+    /// by the supervised objective.
+    pub fn loss_and_grad(
+        &mut self,
+        backend: &dyn Backend,
+        x: &Tensor,
+        target_codes: Option<&Tensor>,
+        want_loss: bool,
+    ) {
+        let batch = x.cols();
+        self.ensure_scratch(backend, batch);
+        let last = self.layers.len() - 1;
+        for (l, layer) in self.layers.iter().enumerate() {
+            let (done, rest) = self.scratch.acts.split_at_mut(l);
+            let input = if l == 0 { x } else { &done[l - 1] };
+            forward_layer(
+                backend,
+                layer,
+                input,
+                &mut rest[0],
                 if l == last { self.topk } else { None },
             );
         }
-    }
-
-    /// Codes for a batch of signals (N x b): the encoder's inference.
-    pub fn encode(&self, backend: &dyn Compute, x: &Matrix) -> Matrix {
-        let mut codes = Matrix::zeros(self.layers[self.layers.len() - 1].weight.nrows(), x.ncols());
-        self.encode_into(backend, x, &mut codes);
-        codes
-    }
-
-    /// As [`encode`](Self::encode), into `codes` (N x b, overwritten), so repeated inference
-    /// reuses its output instead of allocating and zeroing it every time.
-    pub fn encode_into(&self, backend: &dyn Compute, x: &Matrix, codes: &mut Matrix) {
-        let last = self.layers.len() - 1;
-        assert_eq!(
-            codes.shape(),
-            (self.layers[last].weight.nrows(), x.ncols()),
-            "encode_into: codes must be N x b"
-        );
-        let mut h: Option<Matrix> = None;
-        for (l, layer) in self.layers.iter().enumerate() {
-            let input = h.as_ref().unwrap_or(x);
-            if l == last {
-                forward_layer(backend, layer, input.into(), codes, self.topk);
-            } else {
-                let mut out = Matrix::zeros(layer.weight.nrows(), x.ncols());
-                forward_layer(backend, layer, input.into(), &mut out, None);
-                h = Some(out);
+        // Gradient w.r.t. the code S goes into deltas[last].
+        let codes = &self.scratch.acts[last];
+        match self.objective {
+            Objective::Reconstruction { l1_penalty } => {
+                let dict = self
+                    .decoder
+                    .dictionary()
+                    .expect("a reconstruction objective needs a decoder");
+                let dict_grad = match &self.decoder {
+                    Decoder::Learned(_) => self.grads.last_mut(),
+                    _ => None,
+                };
+                reconstruction_backward(
+                    backend,
+                    dict,
+                    codes,
+                    x,
+                    &[l1_penalty],
+                    self.scratch
+                        .recon
+                        .as_mut()
+                        .expect("scratch has a reconstruction"),
+                    &mut self.scratch.deltas[last],
+                    dict_grad,
+                    want_loss.then_some(&mut self.loss),
+                );
             }
-        }
-    }
-
-    /// Loss on a batch and all gradients (into `grads`). `target_codes` is needed (only) by the
-    /// supervised objective.
-    pub fn loss_and_grad(
-        &mut self,
-        backend: &dyn Compute,
-        x: &Matrix,
-        target_codes: Option<&Matrix>,
-    ) -> f64 {
-        self.forward_scratch(backend, x);
-        let last = self.layers.len() - 1;
-        let batch = x.ncols();
-        let loss;
-        // Gradient w.r.t. the code S goes into deltas[last], then through the ReLU mask.
-        {
-            let (acts, deltas, recon) = (
-                &self.scratch.acts,
-                &mut self.scratch.deltas,
-                &mut self.scratch.recon,
-            );
-            let codes = &acts[last];
-            let d_codes = &mut deltas[last];
-            match self.objective {
-                Objective::Reconstruction { l1_penalty } => {
-                    let dict = self
-                        .decoder
-                        .dictionary()
-                        .expect("a reconstruction objective needs a decoder");
-                    let dict_grad = match &self.decoder {
-                        Decoder::Learned(_) => self.grads.last_mut().map(|g| g.as_mut_slice()),
-                        _ => None,
-                    };
-                    loss = reconstruction_backward(
-                        backend, dict, codes, x, l1_penalty, recon, d_codes, dict_grad,
-                    );
-                }
-                Objective::Supervised => {
-                    let target = target_codes.expect("the supervised objective needs true codes");
-                    loss = cosine_loss_backward(codes, target, d_codes);
-                }
+            Objective::Supervised => {
+                let target = target_codes.expect("the supervised objective needs true codes");
+                backend.cosine_loss(
+                    codes,
+                    target,
+                    &mut self.scratch.deltas[last],
+                    &mut self.loss,
+                );
             }
         }
         // Back through the layers: delta_l = dL/d(pre-activation of layer l).
@@ -338,219 +409,122 @@ impl EncoderModel {
         }
         for l in (0..=last).rev() {
             // ReLU (and TopK) pass gradient only where the output is positive.
-            backend.relu_backward(
-                self.scratch.deltas[l].as_mut_slice(),
-                self.scratch.acts[l].as_slice(),
-            );
+            backend.relu_backward(&mut self.scratch.deltas[l], &self.scratch.acts[l]);
             let delta = &self.scratch.deltas[l];
-            let input: Operand<'_> = if l == 0 {
-                x.into()
-            } else {
-                (&self.scratch.acts[l - 1]).into()
-            };
+            let input = if l == 0 { x } else { &self.scratch.acts[l - 1] };
             let gi = layer_grad_start[l];
             let layer = &self.layers[l];
-            let (out_dim, in_dim) = (layer.weight.nrows(), layer.weight.ncols());
-            backend.gemm(
-                1.0,
-                delta.into(),
-                input.t(),
-                0.0,
-                &mut self.grads[gi],
-                out_dim,
-                in_dim,
-            );
+            backend.gemm(1.0, Op::n(delta), Op::t(input), 0.0, &mut self.grads[gi]);
             if layer.bias.is_some() {
-                let gb = &mut self.grads[gi + 1];
-                gb.fill(0.0);
-                for col in delta.as_slice().chunks(out_dim) {
-                    for (g, d) in gb.iter_mut().zip(col) {
-                        *g += d;
-                    }
-                }
+                backend.sum_columns(delta, &mut self.grads[gi + 1]);
             }
             if l > 0 {
                 let (lower, upper) = self.scratch.deltas.split_at_mut(l);
-                gemm_into(
-                    backend,
+                backend.gemm(
                     1.0,
-                    Operand::from(&layer.weight).t(),
-                    (&upper[0]).into(),
+                    Op::t(&layer.weight),
+                    Op::n(&upper[0]),
                     0.0,
                     &mut lower[l - 1],
                 );
             }
         }
-        debug_assert_eq!(batch, self.scratch.batch);
-        loss
     }
 
     /// One optimiser step on a batch: re-project the dictionary, compute gradients, Adam.
+    /// With `want_loss`, the step's loss is left in [`loss`](Self::loss).
     pub fn train_step(
         &mut self,
-        backend: &dyn Compute,
-        x: &Matrix,
-        target_codes: Option<&Matrix>,
-    ) -> f64 {
+        backend: &dyn Backend,
+        x: &Tensor,
+        target_codes: Option<&Tensor>,
+        want_loss: bool,
+    ) {
         if let Decoder::Learned(d) = &mut self.decoder {
-            normalize_columns(d);
+            backend.normalize_columns(d);
         }
-        let loss = self.loss_and_grad(backend, x, target_codes);
-        let scalars = self.clock.tick();
+        self.loss_and_grad(backend, x, target_codes, want_loss);
+        let scalars: Vec<AdamScalars> = self.clocks.iter_mut().map(AdamClock::tick).collect();
         let grads = std::mem::take(&mut self.grads);
-        let mut adam = std::mem::take(&mut self.adam);
-        for ((param, grad), state) in self.params_mut().into_iter().zip(&grads).zip(&mut adam) {
-            state.update(backend, param, grad, scalars);
+        let mut moments = std::mem::take(&mut self.moments);
+        for ((param, grad), (m, v)) in self.params_mut().into_iter().zip(&grads).zip(&mut moments) {
+            backend.adam(param, grad, m, v, &scalars);
         }
         self.grads = grads;
-        self.adam = adam;
-        loss
+        self.moments = moments;
     }
 
-    /// The dictionary as it is used for decoding (unit-norm atoms for a learned one).
-    pub fn normalized_dictionary(&self) -> Option<Matrix> {
+    /// The dictionaries as they decode (unit-norm atoms for learned ones): stack x M x N, or
+    /// 1 x M x N for a frozen one.
+    pub fn normalized_dictionary(&self, backend: &dyn Backend) -> Option<Tensor> {
         self.decoder.dictionary().map(|d| {
-            let mut d = d.clone();
+            let mut out = backend.zeros(d.shape());
+            backend.copy(d, &mut out);
             if matches!(self.decoder, Decoder::Learned(_)) {
-                normalize_columns(&mut d);
+                backend.normalize_columns(&mut out);
             }
-            d
+            out
         })
     }
-}
 
-/// How to set up the decoder of a new model.
-#[derive(Clone, Copy, Debug)]
-pub enum DecoderInit<'a> {
-    Learned,
-    Frozen(&'a Matrix),
-    None,
+    /// Width of the code layer (N).
+    pub fn num_latents(&self) -> usize {
+        self.code_width()
+    }
 }
 
 /// out = act(W input + b), act = ReLU, or TopK then ReLU on the code layer.
 fn forward_layer(
-    backend: &dyn Compute,
-    layer: &Layer,
-    input: Operand<'_>,
-    out: &mut Matrix,
+    backend: &dyn Backend,
+    layer: &StackLayer,
+    input: &Tensor,
+    out: &mut Tensor,
     topk: Option<usize>,
 ) {
-    gemm_into(backend, 1.0, (&layer.weight).into(), input, 0.0, out);
-    let rows = out.nrows();
-    let cols = out.ncols();
+    backend.gemm(1.0, Op::n(&layer.weight), Op::n(input), 0.0, out);
     if let Some(b) = &layer.bias {
-        for col in out.as_mut_slice().chunks_mut(rows) {
-            for (v, bi) in col.iter_mut().zip(b) {
-                *v += bi;
-            }
-        }
+        backend.add_bias(out, b);
     }
     if let Some(k) = topk {
-        backend.topk_columns(out.as_mut_slice(), rows, cols, k);
+        backend.topk_columns(out, k);
     }
-    backend.relu(out.as_mut_slice());
+    backend.relu(out);
 }
 
-/// Reconstruction loss of codes through `dict`; writes dL/dS into `d_codes` and, if asked,
-/// dL/dD into `dict_grad`. `recon` is scratch (M x b).
-#[allow(clippy::too_many_arguments)]
+/// Reconstruction loss of codes through `dict` (the stacks may broadcast): writes dL/dS into
+/// `d_codes`, dL/dD into `dict_grad` if asked, and the loss into `loss` if asked. `recon` is
+/// scratch (stack x M x b) and ends as the scaled residual.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the loss's inputs and its three outputs"
+)]
 pub fn reconstruction_backward(
-    backend: &dyn Compute,
-    dict: &Matrix,
-    codes: &Matrix,
-    x: &Matrix,
-    l1_penalty: f32,
-    recon: &mut Matrix,
-    d_codes: &mut Matrix,
-    dict_grad: Option<&mut [f32]>,
-) -> f64 {
-    let (dim, batch) = (x.nrows(), x.ncols());
-    let num_atoms = codes.nrows();
-    gemm_into(backend, 1.0, dict.into(), codes.into(), 0.0, recon);
+    backend: &dyn Backend,
+    dict: &Tensor,
+    codes: &Tensor,
+    x: &Tensor,
+    l1_penalty: &[f32],
+    recon: &mut Tensor,
+    d_codes: &mut Tensor,
+    dict_grad: Option<&mut Tensor>,
+    loss: Option<&mut Tensor>,
+) {
+    let (dim, batch) = (x.rows(), x.cols());
+    let num_atoms = codes.rows();
+    backend.gemm(1.0, Op::n(dict), Op::n(codes), 0.0, recon);
     let mse_scale = 2.0 / (batch * dim) as f32;
-    // dL/d(DS) = mse_scale * (DS - X), stored over DS; the squared error is read back from it.
-    for (r, &xi) in recon.as_mut_slice().iter_mut().zip(x.as_slice()) {
-        *r = (*r - xi) * mse_scale;
+    // dL/d(DS) = mse_scale * (DS - X), stored over DS.
+    backend.residual(recon, x, &[mse_scale]);
+    backend.gemm(1.0, Op::t(dict), Op::n(recon), 0.0, d_codes);
+    let l1_scale: Vec<f32> = l1_penalty
+        .iter()
+        .map(|l| l / (batch * num_atoms) as f32)
+        .collect();
+    backend.l1_subgradient(d_codes, codes, &l1_scale);
+    if let Some(loss) = loss {
+        backend.reconstruction_loss(recon, codes, &[mse_scale], l1_penalty, loss);
     }
-    let sq = sum_map(recon.as_slice(), |g| g * g) / f64::from(mse_scale).powi(2);
-    let l1_scale = l1_penalty / (batch * num_atoms) as f32;
-    gemm_into(
-        backend,
-        1.0,
-        Operand::from(dict).t(),
-        (&*recon).into(),
-        0.0,
-        d_codes,
-    );
-    for (g, &s) in d_codes.as_mut_slice().iter_mut().zip(codes.as_slice()) {
-        // d|s|/ds = sign(s), 0 at 0 (PyTorch's convention); selects, so the pass vectorises.
-        let sign = if s > 0.0 {
-            1.0
-        } else if s < 0.0 {
-            -1.0
-        } else {
-            0.0
-        };
-        *g += sign * l1_scale;
-    }
-    let l1 = sum_map(codes.as_slice(), f32::abs);
     if let Some(gd) = dict_grad {
-        backend.gemm(
-            1.0,
-            (&*recon).into(),
-            Operand::from(codes).t(),
-            0.0,
-            gd,
-            dim,
-            num_atoms,
-        );
+        backend.gemm(1.0, Op::n(recon), Op::t(codes), 0.0, gd);
     }
-    sq / (batch * dim) as f64 + f64::from(l1_penalty) * l1 / (batch * num_atoms) as f64
-}
-
-/// Negative mean cosine similarity, per latent across samples; writes dL/dS_hat into `d_codes`.
-pub fn cosine_loss_backward(pred: &Matrix, target: &Matrix, d_codes: &mut Matrix) -> f64 {
-    let n_lat = pred.nrows();
-    let mut dot = vec![0f64; n_lat];
-    let mut pp = vec![0f64; n_lat];
-    let mut tt = vec![0f64; n_lat];
-    for (pc, tc) in pred
-        .as_slice()
-        .chunks(n_lat)
-        .zip(target.as_slice().chunks(n_lat))
-    {
-        for i in 0..n_lat {
-            let (p, t) = (f64::from(pc[i]), f64::from(tc[i]));
-            dot[i] += p * t;
-            pp[i] += p * p;
-            tt[i] += t * t;
-        }
-    }
-    let mut loss = 0.0;
-    // Per latent: cos = dot / (max(|p|, eps) max(|t|, eps)); the clamped norm is a constant.
-    let mut coef_t = vec![0f64; n_lat];
-    let mut coef_p = vec![0f64; n_lat];
-    for i in 0..n_lat {
-        let np = pp[i].sqrt().max(COSINE_EPS);
-        let nt = tt[i].sqrt().max(COSINE_EPS);
-        let cos = dot[i] / (np * nt);
-        loss -= cos / n_lat as f64;
-        coef_t[i] = -1.0 / (n_lat as f64 * np * nt);
-        coef_p[i] = if pp[i].sqrt() > COSINE_EPS {
-            cos / (n_lat as f64 * np * np)
-        } else {
-            0.0
-        };
-    }
-    for ((gc, pc), tc) in d_codes
-        .as_mut_slice()
-        .chunks_mut(n_lat)
-        .zip(pred.as_slice().chunks(n_lat))
-        .zip(target.as_slice().chunks(n_lat))
-    {
-        for i in 0..n_lat {
-            gc[i] = (coef_t[i] * f64::from(tc[i]) + coef_p[i] * f64::from(pc[i])) as f32;
-        }
-    }
-    loss
 }

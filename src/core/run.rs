@@ -2,6 +2,16 @@
 //! evaluations that fall inside them) and returns a small progress record, so a UI can animate,
 //! pause and cancel, and the CLI drives the very same API from its worker threads.
 //!
+//! Runs of one method with the same shapes form a [`StackRun`]: their parameters, optimiser
+//! state and codes are stacked tensors on the backend and every step is one kernel call per
+//! operation for all of them. How runs are grouped is a choice of the driver ([`Grouping`]):
+//! one stack per method suits a GPU, one stack per run suits CPU threads. The numbers do not
+//! depend on it (every kernel treats the members of a stack independently).
+//!
+//! Evaluations read back only what they score (codes, dictionaries, the last training loss),
+//! asynchronously: a stack whose reads are not back yet waits without blocking, and the host
+//! scores each member with the metrics when they arrive.
+//!
 //! Seeds: the data come from `config.seed`; run r initialises every model from `config.seed + r`,
 //! on a stream named by the encoder's architecture, so SAE and SAE + ITO of the same run start
 //! from (and train to) the same SAE, and adding a method never changes another's numbers.
@@ -16,7 +26,7 @@ use super::rng::Rng;
 use super::solvers;
 use super::sparse_coding::SparseCodingModel;
 use super::Matrix;
-use crate::compute::Compute;
+use crate::compute::{Backend, BackendError, BackendKind, Readback, Shape, Tensor};
 use std::sync::Arc;
 
 /// Seconds on a monotonic clock; injected so the core never touches platform timers.
@@ -52,12 +62,34 @@ fn stream_id(name: &str) -> u64 {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Progress {
     pub method_index: usize,
-    pub run_index: u32,
     pub step: u64,
     pub total_steps: u64,
-    /// Log records appended by this call.
+    /// Log records appended by this call (over all members).
     pub new_records: usize,
     pub done: bool,
+}
+
+/// The data as backend tensors (stacks of 1, shared by every stack of an experiment).
+#[derive(Debug)]
+pub struct DataTensors {
+    pub train_signals: Tensor,
+    pub test_signals: Tensor,
+    /// Only in the known-codes setting (the targets).
+    pub train_codes: Option<Tensor>,
+    /// Only in the known-dictionary setting (the frozen decoder).
+    pub dictionary: Option<Tensor>,
+}
+
+impl DataTensors {
+    pub fn upload(backend: &dyn Backend, data: &Dataset, setting: Setting) -> Self {
+        let up = |m: &Matrix| backend.upload(Shape::new(1, m.nrows(), m.ncols()), m.as_slice());
+        Self {
+            train_signals: up(&data.train_signals),
+            test_signals: up(&data.test_signals),
+            train_codes: (setting == Setting::KnownCodes).then(|| up(&data.train_codes)),
+            dictionary: (setting == Setting::KnownDictionary).then(|| up(&data.dictionary)),
+        }
+    }
 }
 
 enum Learner {
@@ -67,14 +99,13 @@ enum Learner {
     InferenceOnly,
 }
 
-/// Samples of each minibatch: shuffled once per epoch; an incomplete tail is skipped.
+/// Samples of each minibatch for one member: shuffled once per epoch; an incomplete tail is
+/// skipped.
 struct Batcher {
     order: Vec<u32>,
     pos: usize,
     size: usize,
     rng: Rng,
-    x: Matrix,
-    s: Matrix,
 }
 
 impl Batcher {
@@ -89,6 +120,15 @@ impl Batcher {
     }
 }
 
+/// Minibatches of every member, and the tensors they are gathered into.
+struct Minibatches {
+    batchers: Vec<Batcher>,
+    indices: Tensor,
+    /// Gathered signals and (known codes) target codes.
+    x: Tensor,
+    s: Option<Tensor>,
+}
+
 /// The last evaluation's codes and dictionary, for views of what was learned.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -101,55 +141,131 @@ pub struct Snapshot {
     pub dict_matching: Option<metrics::Matching>,
 }
 
-/// One method trained from one seed.
-pub struct MethodRun {
-    pub method_index: usize,
-    pub name: String,
-    pub method: MethodConfig,
+/// One run (a seed) of a stack: what it has logged and learned.
+#[derive(Debug)]
+pub struct Member {
     pub run_index: u32,
     pub seed: u64,
-    config: Arc<CheckedConfig>,
-    data: Arc<Dataset>,
-    backend: Arc<dyn Compute>,
-    learner: Learner,
-    widths: Vec<usize>,
-    batcher: Option<Batcher>,
-    step: u64,
-    train_flops_per_step: f64,
-    wall_s: f64,
-    last_loss: Option<f64>,
     log: Vec<LogRecord>,
     snapshot: Option<Snapshot>,
-    /// An evaluation whose inference is still running (see `advance`).
-    pending: Option<solvers::AdamExp>,
-    /// Inference steps run by evaluations so far (finished and pending).
-    inference_steps_done: u64,
-    /// Why this run stopped early (training diverged, codes could not be scored): a stopped
-    /// run is done, keeps the records it logged before, and reports this message.
+    /// Why this run stopped early (training diverged, codes could not be scored): it keeps
+    /// the records it logged before and reports this message.
     failure: Option<String>,
 }
 
-impl std::fmt::Debug for MethodRun {
+impl Member {
+    pub fn log(&self) -> &[LogRecord] {
+        &self.log
+    }
+
+    pub fn snapshot(&self) -> Option<&Snapshot> {
+        self.snapshot.as_ref()
+    }
+
+    /// Why the run stopped early, if it did (e.g. training diverged).
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.as_deref()
+    }
+}
+
+/// Values coming back from the backend for scoring.
+enum Fetch {
+    Reading(Readback),
+    Host(Vec<f32>),
+}
+
+impl Fetch {
+    /// The values once they are there.
+    fn poll(&mut self) -> Result<Option<&[f32]>, BackendError> {
+        if let Fetch::Reading(read) = self {
+            match read.take() {
+                None => return Ok(None),
+                Some(values) => *self = Fetch::Host(values?),
+            }
+        }
+        match self {
+            Fetch::Host(v) => Ok(Some(v)),
+            Fetch::Reading(_) => Ok(None),
+        }
+    }
+}
+
+/// An evaluation under way.
+enum Evaluation {
+    /// The paper's inference, advancing in the same bounded increments as training.
+    Inferring(Box<solvers::AdamExp>),
+    /// The dictionaries on their way to the host, where a solver needs them (OMP runs there;
+    /// FISTA's step sizes come from their top eigenvalues).
+    AwaitDict {
+        dict: Tensor,
+        read: Fetch,
+        solver: SolverConfig,
+    },
+    /// Codes, dictionaries and reconstructions on their way back, to be scored on the host.
+    Reading {
+        codes: Fetch,
+        latents: usize,
+        dict: Option<(Fetch, Shape)>,
+        recon: Option<Fetch>,
+        infer_flops: f64,
+    },
+}
+
+/// Runs of one method with the same shapes, advanced together (see the module documentation).
+pub struct StackRun {
+    pub method_index: usize,
+    pub name: String,
+    pub method: MethodConfig,
+    members: Vec<Member>,
+    config: Arc<CheckedConfig>,
+    data: Arc<Dataset>,
+    tensors: Arc<DataTensors>,
+    backend: Arc<dyn Backend>,
+    learner: Learner,
+    widths: Vec<usize>,
+    batches: Option<Minibatches>,
+    step: u64,
+    train_flops_per_step: f64,
+    wall_s: f64,
+    evaluation: Option<Evaluation>,
+    /// The loss of the training step before the evaluation under way, on its way back.
+    loss: Option<Fetch>,
+    /// Inference steps run by evaluations so far (finished and pending), per member.
+    inference_steps_done: u64,
+    /// The backend failed (a lost device): the stack stops, its members keep their logs.
+    backend_failure: Option<String>,
+    /// Whether the evaluation at step 0 has begun.
+    started: bool,
+}
+
+impl std::fmt::Debug for StackRun {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MethodRun")
+        f.debug_struct("StackRun")
             .field("name", &self.name)
-            .field("run_index", &self.run_index)
+            .field("members", &self.members.len())
             .field("step", &self.step)
             .finish_non_exhaustive()
     }
 }
 
-impl MethodRun {
+impl StackRun {
+    /// The runs `run_indices` of method `method_index`, as one stack.
     pub fn new(
         config: Arc<CheckedConfig>,
         data: Arc<Dataset>,
-        backend: Arc<dyn Compute>,
+        tensors: Arc<DataTensors>,
+        backend: Arc<dyn Backend>,
         method_index: usize,
         name: String,
-        run_index: u32,
+        run_indices: &[u32],
     ) -> Self {
+        assert!(!run_indices.is_empty(), "a stack needs at least one run");
         let method = config.methods[method_index].clone();
-        let seed = config.seed + u64::from(run_index);
+        let seeds: Vec<u64> = run_indices
+            .iter()
+            .map(|&r| config.seed + u64::from(r))
+            .collect();
+        let members_n = seeds.len();
         let (dim, n_atoms, n) = (data.data_dim(), data.num_atoms(), data.num_samples());
         let lr = config.train.lr;
         let l1 = config.train.l1_penalty as f32;
@@ -182,7 +298,11 @@ impl MethodRun {
             ),
             MethodConfig::SparseCoding { .. } => (None, "sparse-coding".to_string()),
         };
-        let mut rng = Rng::with_stream(seed, stream_id(&arch_key));
+        let mut rngs: Vec<Rng> = seeds
+            .iter()
+            .map(|&seed| Rng::with_stream(seed, stream_id(&arch_key)))
+            .collect();
+        let b = &*backend;
         let mut widths = vec![dim, n_atoms];
         let (learner, train_flops_per_step) = match (&spec, setting) {
             (Some(spec), _) => {
@@ -190,7 +310,12 @@ impl MethodRun {
                 let (decoder, objective) = match setting {
                     Setting::KnownCodes => (DecoderInit::None, Objective::Supervised),
                     Setting::KnownDictionary => (
-                        DecoderInit::Frozen(&data.dictionary),
+                        DecoderInit::Frozen(
+                            tensors
+                                .dictionary
+                                .as_ref()
+                                .expect("the known-dictionary setting uploads it"),
+                        ),
                         Objective::Reconstruction { l1_penalty: l1 },
                     ),
                     Setting::Unknown => (
@@ -198,7 +323,8 @@ impl MethodRun {
                         Objective::Reconstruction { l1_penalty: l1 },
                     ),
                 };
-                let model = EncoderModel::new(&mut rng, spec, dim, n_atoms, decoder, objective, lr);
+                let model =
+                    EncoderModel::new(b, &mut rngs, spec, dim, n_atoms, decoder, objective, &[lr]);
                 let topk = spec.topk.is_some();
                 let per_step = match setting {
                     Setting::KnownCodes => {
@@ -216,44 +342,74 @@ impl MethodRun {
             (None, Setting::KnownDictionary) => (Learner::InferenceOnly, 0.0),
             (None, _) => (
                 Learner::SparseCoding(Box::new(SparseCodingModel::new(
-                    &mut rng, dim, n_atoms, n, l1, lr,
+                    b,
+                    &mut rngs,
+                    dim,
+                    n_atoms,
+                    n,
+                    l1,
+                    &[lr],
                 ))),
                 flops::sparse_coding_train_step(dim, n_atoms, batch),
             ),
         };
-        let batcher = match (config.train.batch_size, &learner) {
-            (Some(b), Learner::Encoder(_) | Learner::SparseCoding(_)) if b < n => Some(Batcher {
-                order: (0..n as u32).collect(),
-                pos: n, // shuffle before the first batch
-                size: b,
-                rng: Rng::with_stream(seed, stream_id(&format!("{arch_key}/batches"))),
-                x: Matrix::zeros(dim, b),
-                s: Matrix::zeros(n_atoms, b),
-            }),
+        let batches = match (config.train.batch_size, &learner) {
+            (Some(size), Learner::Encoder(_) | Learner::SparseCoding(_)) if size < n => {
+                let batchers = seeds
+                    .iter()
+                    .map(|&seed| Batcher {
+                        order: (0..n as u32).collect(),
+                        pos: n, // shuffle before the first batch
+                        size,
+                        rng: Rng::with_stream(seed, stream_id(&format!("{arch_key}/batches"))),
+                    })
+                    .collect();
+                let supervised = setting == Setting::KnownCodes;
+                Some(Minibatches {
+                    batchers,
+                    indices: b.upload_indices(members_n, &vec![0; members_n * size]),
+                    x: b.zeros(Shape::new(members_n, dim, size)),
+                    s: supervised.then(|| b.zeros(Shape::new(members_n, n_atoms, size))),
+                })
+            }
             _ => None,
         };
+        let members = run_indices
+            .iter()
+            .zip(&seeds)
+            .map(|(&run_index, &seed)| Member {
+                run_index,
+                seed,
+                log: Vec::new(),
+                snapshot: None,
+                failure: None,
+            })
+            .collect();
         Self {
             method_index,
             name,
             method,
-            run_index,
-            seed,
+            members,
             config,
             data,
+            tensors,
             backend,
             learner,
             widths,
-            batcher,
+            batches,
             step: 0,
             train_flops_per_step,
             wall_s: 0.0,
-            last_loss: None,
-            log: Vec::new(),
-            snapshot: None,
-            pending: None,
+            evaluation: None,
+            loss: None,
             inference_steps_done: 0,
-            failure: None,
+            backend_failure: None,
+            started: false,
         }
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
     }
 
     pub fn total_steps(&self) -> u64 {
@@ -264,23 +420,36 @@ impl MethodRun {
         self.step
     }
 
+    pub fn wall_s(&self) -> f64 {
+        self.wall_s
+    }
+
+    fn all_failed(&self) -> bool {
+        self.members.iter().all(|m| m.failure.is_some())
+    }
+
     pub fn is_done(&self) -> bool {
-        self.failure.is_some()
-            || (self.step >= self.total_steps() && !self.log.is_empty() && self.pending.is_none())
+        self.all_failed()
+            || (self.step >= self.total_steps() && self.evaluated() && self.evaluation.is_none())
     }
 
-    /// Why the run stopped early, if it did (e.g. training diverged).
-    pub fn failure(&self) -> Option<&str> {
-        self.failure.as_deref()
+    /// Whether every member has logged an evaluation (or stopped).
+    fn evaluated(&self) -> bool {
+        self.started
+            && self
+                .members
+                .iter()
+                .all(|m| !m.log.is_empty() || m.failure.is_some())
     }
 
-    pub fn log(&self) -> &[LogRecord] {
-        &self.log
-    }
-
-    /// Whether an evaluation's inference is running (training waits for it).
+    /// Whether an evaluation is under way (training waits for it).
     pub fn is_evaluating(&self) -> bool {
-        self.pending.is_some()
+        self.evaluation.is_some()
+    }
+
+    /// Why the backend stopped this stack (a lost device, an allocation refused), if it did.
+    pub fn backend_failure(&self) -> Option<&str> {
+        self.backend_failure.as_deref()
     }
 
     /// Steps and learning rate of the paper's Adam inference, if this method's evaluations run
@@ -301,10 +470,10 @@ impl MethodRun {
         infers.then_some((steps, lr))
     }
 
-    /// All the work of this run in units of one step: training steps plus the inference steps
-    /// of its evaluations (one inference step costs about what one training step does). With
+    /// One member's work in units of one step: training steps plus the inference steps of its
+    /// evaluations (one inference step costs about what one training step does). With
     /// nothing trained, only the first evaluation infers; later ones repeat it.
-    pub fn work_total(&self) -> u64 {
+    fn member_work_total(&self) -> u64 {
         let total = self.total_steps();
         let evaluations = match self.learner {
             Learner::InferenceOnly => 1,
@@ -314,29 +483,38 @@ impl MethodRun {
         total.saturating_add(evaluations.saturating_mul(per_eval))
     }
 
-    /// The work done so far, in the units of [`MethodRun::work_total`] (all of it once the
-    /// run has stopped early: nothing is left to do).
+    /// All the work of this stack (every member's), in steps.
+    pub fn work_total(&self) -> u64 {
+        self.member_work_total()
+            .saturating_mul(self.members.len() as u64)
+    }
+
+    /// The work done so far, in the units of [`StackRun::work_total`] (all of a member's once
+    /// it has stopped early, and all of the stack's once it is done).
     pub fn work_done(&self) -> u64 {
-        if self.failure.is_some() {
+        if self.is_done() || self.backend_failure.is_some() {
             return self.work_total();
         }
-        self.step.saturating_add(self.inference_steps_done)
+        let per_member = self.step.saturating_add(self.inference_steps_done);
+        let total = self.member_work_total();
+        self.members
+            .iter()
+            .map(|m| {
+                if m.failure.is_some() {
+                    total
+                } else {
+                    per_member
+                }
+            })
+            .sum()
     }
 
-    pub fn snapshot(&self) -> Option<&Snapshot> {
-        self.snapshot.as_ref()
-    }
-
-    pub fn wall_s(&self) -> f64 {
-        self.wall_s
-    }
-
-    /// Spend at most `max_steps` steps of work (at least one): training steps, and the steps of
-    /// the paper's inference when an evaluation runs it (10,000 of them, each as costly as a
-    /// training step, so they advance in the same bounded increments instead of blocking a
-    /// caller's time slice). Evaluates at step 0, every `log_every` steps and at the last step;
-    /// training waits while an evaluation is pending, so the results do not depend on how the
-    /// work is split.
+    /// Spend at most `max_steps` steps of work (at least one): training steps of the whole
+    /// stack, and the steps of the paper's inference when an evaluation runs it (10,000 of
+    /// them, each as costly as a training step, so they advance in the same bounded
+    /// increments instead of blocking a caller's time slice). Evaluates at step 0, every
+    /// `log_every` steps and at the last step; training waits while an evaluation is pending
+    /// (including its read-backs), so the results do not depend on how the work is split.
     pub fn advance(&mut self, max_steps: u64, clock: Clock) -> Progress {
         self.advance_until(max_steps, u64::MAX, clock)
     }
@@ -345,44 +523,49 @@ impl MethodRun {
     /// there still runs): how a UI's single step goes to the next evaluation in bounded slices.
     pub fn advance_until(&mut self, max_steps: u64, stop_at: u64, clock: Clock) -> Progress {
         let start = clock();
-        let before = self.log.len();
-        let mut budget = max_steps.max(1);
-        if self.failure.is_some() {
+        let before = self.record_count();
+        if self.is_done() || self.backend_failure.is_some() {
             return self.progress(0);
         }
-        if self.log.is_empty() && self.pending.is_none() {
+        let mut budget = max_steps.max(1);
+        if !self.started {
+            self.started = true;
             self.begin_evaluation(start, clock);
         }
-        budget -= self.continue_evaluation(budget, start, clock);
+        budget = budget.saturating_sub(self.continue_evaluation(budget, start, clock));
         let total = self.total_steps();
         let limit = total.min(stop_at);
         let log_every = self.config.train.log_every;
-        while self.pending.is_none() && self.failure.is_none() && budget > 0 && self.step < limit {
+        while self.evaluation.is_none() && !self.all_failed() && budget > 0 && self.step < limit {
             let next_log = ((self.step / log_every) + 1)
                 .saturating_mul(log_every)
                 .min(total);
             let until = next_log.min(limit).min(self.step.saturating_add(budget));
-            while self.step < until && self.failure.is_none() {
-                self.train_one();
+            while self.step < until {
+                self.train_one(self.step + 1 == next_log);
                 self.step += 1;
                 budget -= 1;
             }
-            if self.failure.is_some() {
-                break;
-            }
             if self.step == next_log {
                 self.begin_evaluation(start, clock);
-                budget -= self.continue_evaluation(budget, start, clock);
+                budget = budget.saturating_sub(self.continue_evaluation(budget, start, clock));
             }
         }
+        self.backend.flush();
+        if let Err(e) = self.backend.health() {
+            self.fail_backend(&e);
+        }
         self.wall_s += clock() - start;
-        self.progress(self.log.len() - before)
+        self.progress(self.record_count() - before)
+    }
+
+    fn record_count(&self) -> usize {
+        self.members.iter().map(|m| m.log.len()).sum()
     }
 
     fn progress(&self, new_records: usize) -> Progress {
         Progress {
             method_index: self.method_index,
-            run_index: self.run_index,
             step: self.step,
             total_steps: self.total_steps(),
             new_records,
@@ -390,11 +573,16 @@ impl MethodRun {
         }
     }
 
+    fn fail_backend(&mut self, e: &BackendError) {
+        self.backend_failure = Some(e.0.clone());
+        self.evaluation = None;
+    }
+
     /// The training step whose evaluation comes next: the current one while its evaluation is
     /// running, else the next multiple of `log_every` (or the last step).
     pub fn next_evaluation_step(&self) -> u64 {
         let total = self.total_steps();
-        if self.pending.is_some() || self.step >= total {
+        if self.evaluation.is_some() || self.step >= total {
             return self.step.min(total);
         }
         let log_every = self.config.train.log_every;
@@ -403,46 +591,51 @@ impl MethodRun {
             .min(total)
     }
 
-    /// Whether this run has trained to `stop_at` (or to its end) and logged the evaluation due
-    /// there.
+    /// Whether this stack has trained to `stop_at` (or to its end) and logged the evaluation
+    /// due there.
     pub fn reached(&self, stop_at: u64) -> bool {
-        self.is_done() || (self.step >= stop_at && self.pending.is_none() && !self.log.is_empty())
+        self.is_done()
+            || self.backend_failure.is_some()
+            || (self.step >= stop_at && self.evaluation.is_none() && self.evaluated())
     }
 
-    fn train_one(&mut self) {
+    fn train_one(&mut self, want_loss: bool) {
         let backend = &*self.backend;
-        let supervised = self.config.setting == Setting::KnownCodes;
-        let data = &*self.data;
-        let loss = match (&mut self.learner, self.batcher.as_mut()) {
-            (Learner::InferenceOnly, _) => return,
-            (Learner::Encoder(model), None) => model.train_step(
-                backend,
-                &data.train_signals,
-                supervised.then_some(&data.train_codes),
-            ),
-            (Learner::Encoder(model), Some(batcher)) => {
-                let idx: Vec<u32> = batcher.next_indices().to_vec();
-                gather_columns(&data.train_signals, &idx, &mut batcher.x);
-                if supervised {
-                    gather_columns(&data.train_codes, &idx, &mut batcher.s);
+        let t = &*self.tensors;
+        let batch = self.batches.as_mut().map(|mb| {
+            let size = mb.batchers[0].size;
+            let idx: Vec<u32> = mb
+                .batchers
+                .iter_mut()
+                .flat_map(|b| b.next_indices().to_vec())
+                .collect();
+            backend.write(
+                &mut mb.indices,
+                &idx.iter().map(|&i| f32::from_bits(i)).collect::<Vec<_>>(),
+            );
+            (mb, size)
+        });
+        match (&mut self.learner, batch) {
+            (Learner::InferenceOnly, _) => {}
+            (Learner::Encoder(model), None) => {
+                model.train_step(backend, &t.train_signals, t.train_codes.as_ref(), want_loss)
+            }
+            (Learner::Encoder(model), Some((mb, _))) => {
+                backend.gather_columns(&t.train_signals, &mb.indices, &mut mb.x);
+                if let (Some(s), Some(codes)) = (mb.s.as_mut(), t.train_codes.as_ref()) {
+                    backend.gather_columns(codes, &mb.indices, s);
                 }
-                model.train_step(backend, &batcher.x, supervised.then_some(&batcher.s))
+                model.train_step(backend, &mb.x, mb.s.as_ref(), want_loss)
             }
             (Learner::SparseCoding(model), None) => {
-                model.train_step(backend, &data.train_signals, None)
+                model.train_step(backend, &t.train_signals, None, want_loss)
             }
-            (Learner::SparseCoding(model), Some(batcher)) => {
-                let idx: Vec<u32> = batcher.next_indices().to_vec();
-                model.train_step(backend, &data.train_signals, Some(&idx))
-            }
-        };
-        self.last_loss = Some(loss);
-        if !loss.is_finite() {
-            self.failure = Some(format!(
-                "training diverged at step {} (the training loss is {loss}); lower the learning \
-                 rate",
-                self.step + 1
-            ));
+            (Learner::SparseCoding(model), Some((mb, size))) => model.train_step(
+                backend,
+                &t.train_signals,
+                Some((&mb.indices, size)),
+                want_loss,
+            ),
         }
     }
 
@@ -455,137 +648,318 @@ impl MethodRun {
         }
     }
 
-    /// Run the pending evaluation's inference for at most `budget` steps, and score it when it
-    /// is done. Returns the steps spent.
+    /// Advance the evaluation under way: at most `budget` steps of the paper's inference, or
+    /// the next stage once read-backs are in; scores and logs it when everything is back.
+    /// Returns the inference steps spent.
     fn continue_evaluation(&mut self, budget: u64, start: f64, clock: Clock) -> u64 {
-        let Some(solver) = self.pending.as_mut() else {
-            return 0;
-        };
-        let spent = solver.run(&*self.backend, &self.data.test_signals, budget);
-        self.inference_steps_done += spent;
-        if solver.is_done() {
-            let solver = self.pending.take().expect("pending evaluation");
-            let dictionary = solver.dictionary().clone();
-            let inferred = solver.finish();
-            self.score(
-                inferred.codes,
-                Some(dictionary),
-                inferred.flops,
-                start,
-                clock,
-            );
-        }
-        spent
-    }
-
-    /// Evaluate on the test set: at once for encoders and the fast solvers, or by leaving the
-    /// paper's Adam inference pending for `continue_evaluation`.
-    fn begin_evaluation(&mut self, start: f64, clock: Clock) {
-        // With nothing trained, every evaluation is the same: reuse the first.
-        if let (Learner::InferenceOnly, Some(last)) = (&self.learner, self.log.last()) {
-            let mut record = last.clone();
-            record.step = self.step;
-            record.wall_s = self.wall_s + (clock() - start);
-            self.log.push(record);
-            return;
-        }
-        let backend = &*self.backend;
-        let data = &*self.data;
-        let cfg = &*self.config;
-        let x_test = &data.test_signals;
-        let n = x_test.ncols();
-        let l1 = cfg.train.l1_penalty as f32;
-        let k = cfg.data.sparsity_k;
-        if let Some((steps, lr)) = self.adam_inference() {
-            // The dictionary the codes are inferred through.
-            let dict = match &self.learner {
-                Learner::Encoder(model) => model
-                    .normalized_dictionary()
-                    .expect("adam_inference checked the decoder"),
-                Learner::SparseCoding(model) => model.normalized_dictionary(),
-                Learner::InferenceOnly => data.dictionary.clone(),
+        let backend = Arc::clone(&self.backend);
+        let b = &*backend;
+        let mut spent = 0;
+        loop {
+            let Some(evaluation) = self.evaluation.take() else {
+                return spent;
             };
-            self.pending = Some(solvers::AdamExp::new(backend, dict, x_test, l1, steps, lr));
-            return;
-        }
-        let (codes, dictionary, infer_flops) = match &self.learner {
-            Learner::Encoder(model) => {
-                let dictionary = model.normalized_dictionary();
-                match (self.inference_solver(), &dictionary) {
-                    (Some(solver), Some(dict)) => {
-                        let inferred = solvers::infer(backend, solver, dict, x_test, l1, k);
-                        (inferred.codes, dictionary, inferred.flops)
+            let next = match evaluation {
+                Evaluation::Inferring(mut solver) => {
+                    if budget > spent {
+                        let ran = solver.run(b, &self.tensors.test_signals, budget - spent);
+                        spent += ran;
+                        self.inference_steps_done += ran;
                     }
-                    _ => {
-                        let spec_bias = model.layers[0].bias.is_some();
-                        let fl = flops::encoder_forward(
-                            &self.widths,
-                            n,
-                            spec_bias,
-                            model.topk.is_some(),
-                        );
-                        (model.encode(backend, x_test), dictionary, fl)
+                    if !solver.is_done() {
+                        self.evaluation = Some(Evaluation::Inferring(solver));
+                        return spent;
+                    }
+                    let infer_flops = solver.flops();
+                    let (codes, dict) = solver.into_parts();
+                    let recon = reconstruct(b, &dict, &codes);
+                    Evaluation::Reading {
+                        codes: Fetch::Reading(b.read(&codes)),
+                        latents: codes.rows(),
+                        dict: Some((Fetch::Reading(b.read(&dict)), dict.shape())),
+                        recon: Some(Fetch::Reading(b.read(&recon))),
+                        infer_flops,
                     }
                 }
-            }
-            Learner::SparseCoding(model) => {
-                let dict = model.normalized_dictionary();
-                let solver = self.inference_solver().cloned().unwrap_or_default();
-                let inferred = solvers::infer(backend, &solver, &dict, x_test, l1, k);
-                (inferred.codes, Some(dict), inferred.flops)
-            }
-            Learner::InferenceOnly => {
-                let solver = self.inference_solver().cloned().unwrap_or_default();
-                let inferred = solvers::infer(backend, &solver, &data.dictionary, x_test, l1, k);
-                (
-                    inferred.codes,
-                    Some(data.dictionary.clone()),
-                    inferred.flops,
-                )
-            }
-        };
-        self.score(codes, dictionary, infer_flops, start, clock);
+                Evaluation::AwaitDict {
+                    dict,
+                    mut read,
+                    solver,
+                } => {
+                    let values = match read.poll() {
+                        Err(e) => {
+                            self.fail_backend(&e);
+                            return spent;
+                        }
+                        Ok(None) => {
+                            self.evaluation = Some(Evaluation::AwaitDict { dict, read, solver });
+                            return spent;
+                        }
+                        Ok(Some(v)) => v.to_vec(),
+                    };
+                    let hosts = split_members(&values, dict.shape());
+                    let cfg = &*self.config;
+                    let l1 = cfg.train.l1_penalty as f32;
+                    let x = &self.tensors.test_signals;
+                    match solver {
+                        SolverConfig::Fista { steps, nonneg } => {
+                            let (codes, flops) =
+                                solvers::fista_stack(b, &dict, &hosts, x, l1, steps, nonneg);
+                            let recon = reconstruct(b, &dict, &codes);
+                            Evaluation::Reading {
+                                codes: Fetch::Reading(b.read(&codes)),
+                                latents: codes.rows(),
+                                dict: Some((Fetch::Host(values), dict.shape())),
+                                recon: Some(Fetch::Reading(b.read(&recon))),
+                                infer_flops: flops,
+                            }
+                        }
+                        SolverConfig::Omp { k } => {
+                            let k = k.unwrap_or(cfg.data.sparsity_k);
+                            let mut codes = Vec::new();
+                            let mut recon = Vec::new();
+                            let mut flops = 0.0;
+                            for d in &hosts {
+                                let inferred = solvers::omp(d, &self.data.test_signals, k);
+                                codes.extend_from_slice(inferred.codes.as_slice());
+                                recon.extend_from_slice((d * &inferred.codes).as_slice());
+                                flops = inferred.flops;
+                            }
+                            Evaluation::Reading {
+                                codes: Fetch::Host(codes),
+                                latents: dict.cols(),
+                                dict: Some((Fetch::Host(values), dict.shape())),
+                                recon: Some(Fetch::Host(recon)),
+                                infer_flops: flops,
+                            }
+                        }
+                        SolverConfig::Adam { .. } => {
+                            unreachable!("the paper's inference runs as Evaluation::Inferring")
+                        }
+                    }
+                }
+                Evaluation::Reading {
+                    mut codes,
+                    latents,
+                    mut dict,
+                    mut recon,
+                    infer_flops,
+                } => {
+                    let mut ready = true;
+                    let mut check = |f: &mut Fetch| match f.poll() {
+                        Ok(v) => {
+                            ready &= v.is_some();
+                            Ok(())
+                        }
+                        Err(e) => Err(e),
+                    };
+                    let polled = check(&mut codes)
+                        .and_then(|()| dict.as_mut().map_or(Ok(()), |(d, _)| check(d)))
+                        .and_then(|()| recon.as_mut().map_or(Ok(()), &mut check))
+                        .and_then(|()| self.loss.as_mut().map_or(Ok(()), &mut check));
+                    if let Err(e) = polled {
+                        self.fail_backend(&e);
+                        return spent;
+                    }
+                    if !ready {
+                        self.evaluation = Some(Evaluation::Reading {
+                            codes,
+                            latents,
+                            dict,
+                            recon,
+                            infer_flops,
+                        });
+                        return spent;
+                    }
+                    let host = |f: Fetch| match f {
+                        Fetch::Host(v) => v,
+                        Fetch::Reading(_) => unreachable!("polled ready above"),
+                    };
+                    let codes = host(codes);
+                    let dict = dict.map(|(d, shape)| (host(d), shape));
+                    let recon = recon.map(host);
+                    let loss = self.loss.take().map(host);
+                    let read = Read {
+                        codes,
+                        latents,
+                        dict,
+                        recon,
+                        loss,
+                    };
+                    self.score(read, infer_flops, start, clock);
+                    return spent;
+                }
+            };
+            self.evaluation = Some(next);
+        }
     }
 
-    /// Score inferred test codes (and the dictionary, if any) and log them.
-    fn score(
-        &mut self,
-        codes: Matrix,
-        dictionary: Option<Matrix>,
-        infer_flops: f64,
-        start: f64,
-        clock: Clock,
-    ) {
-        if let Some(loss) = self.last_loss.filter(|l| !l.is_finite()) {
-            self.failure = Some(format!(
-                "training diverged before step {} (the training loss is {loss}); \
-                 lower the learning rate",
-                self.step
-            ));
+    /// Evaluate on the test set: encoders encode at once; per-sample solvers start (the paper's
+    /// inference advances over later calls, FISTA and OMP wait for the dictionaries).
+    fn begin_evaluation(&mut self, start: f64, clock: Clock) {
+        // With nothing trained, every evaluation is the same: reuse the first.
+        if matches!(self.learner, Learner::InferenceOnly)
+            && self.members.iter().all(|m| !m.log.is_empty())
+        {
+            let wall = self.wall_s + (clock() - start);
+            for m in &mut self.members {
+                if let Some(mut record) = m.log.last().cloned() {
+                    record.step = self.step;
+                    record.wall_s = wall;
+                    m.log.push(record);
+                }
+            }
             return;
         }
-        match self.metrics(&codes, dictionary.as_ref()) {
-            Ok(scored) => self.log_scored(scored, codes, dictionary, infer_flops, start, clock),
-            Err(e) => {
-                self.failure = Some(format!(
-                    "stopped at step {}: {e}; lower the learning rate or the L1 penalty",
+        let backend = Arc::clone(&self.backend);
+        let b = &*backend;
+        let members = self.members.len();
+        let cfg = &*self.config;
+        let n = self.data.test_signals.ncols();
+        let l1 = cfg.train.l1_penalty as f32;
+        // The loss of the last training step, read back beside the codes.
+        self.loss = match &self.learner {
+            _ if self.step == 0 => None,
+            Learner::Encoder(model) => Some(Fetch::Reading(b.read(model.loss()))),
+            Learner::SparseCoding(model) => Some(Fetch::Reading(b.read(model.loss()))),
+            Learner::InferenceOnly => None,
+        };
+        // The dictionaries the codes are decoded (and inferred) through, one per member.
+        let dict: Option<Tensor> = match &self.learner {
+            Learner::Encoder(model) => model.normalized_dictionary(b),
+            Learner::SparseCoding(model) => Some(model.normalized_dictionary(b)),
+            Learner::InferenceOnly => self.tensors.dictionary.as_ref().map(|d| {
+                let mut out = b.zeros(d.shape().with_stack(members));
+                b.copy(d, &mut out);
+                out
+            }),
+        }
+        .map(|d| {
+            if d.stack() == members {
+                d
+            } else {
+                let mut out = b.zeros(d.shape().with_stack(members));
+                b.copy(&d, &mut out);
+                out
+            }
+        });
+        if let Some((steps, lr)) = self.adam_inference() {
+            let dict = dict.expect("adam_inference checked the decoder");
+            self.evaluation = Some(Evaluation::Inferring(Box::new(solvers::AdamExp::new(
+                b,
+                dict,
+                &self.tensors.test_signals,
+                l1,
+                steps,
+                &[lr],
+            ))));
+            return;
+        }
+        let solver = self.inference_solver().cloned();
+        self.evaluation = Some(match (&self.learner, solver, dict) {
+            (Learner::Encoder(model), None, dict) => {
+                let codes = model.encode(b, &self.tensors.test_signals);
+                let spec_bias = model.layers[0].bias.is_some();
+                let fl = flops::encoder_forward(&self.widths, n, spec_bias, model.topk.is_some());
+                let recon = dict
+                    .as_ref()
+                    .map(|d| Fetch::Reading(b.read(&reconstruct(b, d, &codes))));
+                Evaluation::Reading {
+                    codes: Fetch::Reading(b.read(&codes)),
+                    latents: codes.rows(),
+                    dict: dict.map(|d| (Fetch::Reading(b.read(&d)), d.shape())),
+                    recon,
+                    infer_flops: fl,
+                }
+            }
+            (_, Some(solver), Some(dict)) => Evaluation::AwaitDict {
+                read: Fetch::Reading(b.read(&dict)),
+                dict,
+                solver,
+            },
+            (_, _, None) => unreachable!("per-sample solvers always have a dictionary"),
+            (_, None, Some(_)) => unreachable!("only encoders evaluate without a solver"),
+        });
+    }
+
+    /// Score every member's inferred test codes (and dictionary) and log them; a member whose
+    /// loss, codes or dictionary are not finite stops with a message.
+    fn score(&mut self, read: Read, infer_flops: f64, start: f64, clock: Clock) {
+        let n = self.data.test_signals.ncols();
+        let dim = self.data.data_dim();
+        let per_codes = read.latents * n;
+        let wall = self.wall_s + (clock() - start);
+        for i in 0..self.members.len() {
+            if self.members[i].failure.is_some() {
+                continue;
+            }
+            let member_codes = Matrix::from_column_slice(
+                read.latents,
+                n,
+                &read.codes[i * per_codes..(i + 1) * per_codes],
+            );
+            let member_dict = read.dict.as_ref().map(|(values, shape)| {
+                let len = shape.matrix_len();
+                let at = if shape.stack == 1 { 0 } else { i };
+                Matrix::from_column_slice(shape.rows, shape.cols, &values[at * len..(at + 1) * len])
+            });
+            let member_recon = read.recon.as_ref().map(|values| {
+                Matrix::from_column_slice(dim, n, &values[i * dim * n..(i + 1) * dim * n])
+            });
+            let train_loss = read.loss.as_ref().map(|l| crate::compute::loss_value(l, i));
+            if let Some(l) = train_loss.filter(|l| !l.is_finite()) {
+                self.members[i].failure = Some(format!(
+                    "training diverged before step {} (the training loss is {l}); lower the \
+                     learning rate",
                     self.step
                 ));
+                continue;
+            }
+            match self.metrics(&member_codes, member_dict.as_ref(), member_recon.as_ref()) {
+                Ok(scored) => {
+                    let record = LogRecord {
+                        step: self.step,
+                        code_mcc: scored.code_mcc,
+                        dict_mcc: scored.dict_matching.as_ref().map(|m| m.mcc),
+                        test_mse: scored.recon.map(|r| r.mse),
+                        nmse: scored.recon.map(|r| r.nmse).filter(|v| v.is_finite()),
+                        l0: scored.sparsity.l0,
+                        dead_latents: scored.sparsity.dead_latents,
+                        train_loss,
+                        train_flops: self.train_flops_per_step * self.step as f64,
+                        infer_flops,
+                        wall_s: wall,
+                    };
+                    let member = &mut self.members[i];
+                    member.log.push(record);
+                    member.snapshot = Some(Snapshot {
+                        step: self.step,
+                        codes: member_codes,
+                        dictionary: member_dict,
+                        code_matching: scored.code_matching,
+                        dict_matching: scored.dict_matching,
+                    });
+                }
+                Err(e) => {
+                    self.members[i].failure = Some(format!(
+                        "stopped at step {}: {e}; lower the learning rate or the L1 penalty",
+                        self.step
+                    ));
+                }
             }
         }
     }
 
-    /// Every metric of one evaluation, or why the codes or dictionary cannot be scored.
+    /// Every metric of one evaluation of one member, or why it cannot be scored.
     fn metrics(
         &self,
         codes: &Matrix,
         dictionary: Option<&Matrix>,
+        x_hat: Option<&Matrix>,
     ) -> Result<Scored, metrics::MetricError> {
-        let backend = &*self.backend;
         let data = &*self.data;
         let cfg = &*self.config;
         let x_test = &data.test_signals;
-        let n = x_test.ncols();
         let sparsity = metrics::sparsity(codes, cfg.metrics.l0_threshold)?;
         let (code_mcc, code_matching) = if cfg.setting == Setting::KnownCodes {
             (
@@ -593,18 +967,14 @@ impl MethodRun {
                 None,
             )
         } else {
-            let m = metrics::code_mcc(backend, &data.test_codes, codes)?;
+            let m = metrics::code_mcc(&data.test_codes, codes)?;
             (m.mcc, Some(m))
         };
         let dict_matching = dictionary
-            .map(|d| metrics::dict_mcc(backend, &data.dictionary, d))
+            .map(|d| metrics::dict_mcc(&data.dictionary, d))
             .transpose()?;
-        let recon = dictionary
-            .map(|d| {
-                let mut x_hat = Matrix::zeros(x_test.nrows(), n);
-                crate::compute::gemm_into(backend, 1.0, d.into(), codes.into(), 0.0, &mut x_hat);
-                metrics::reconstruction(&x_hat, x_test)
-            })
+        let recon = x_hat
+            .map(|x_hat| metrics::reconstruction(x_hat, x_test))
             .transpose()?;
         Ok(Scored {
             sparsity,
@@ -614,45 +984,36 @@ impl MethodRun {
             recon,
         })
     }
+}
 
-    fn log_scored(
-        &mut self,
-        scored: Scored,
-        codes: Matrix,
-        dictionary: Option<Matrix>,
-        infer_flops: f64,
-        start: f64,
-        clock: Clock,
-    ) {
-        let Scored {
-            sparsity,
-            code_mcc,
-            code_matching,
-            dict_matching,
-            recon,
-        } = scored;
-        let record = LogRecord {
-            step: self.step,
-            code_mcc,
-            dict_mcc: dict_matching.as_ref().map(|m| m.mcc),
-            test_mse: recon.map(|r| r.mse),
-            nmse: recon.map(|r| r.nmse).filter(|v| v.is_finite()),
-            l0: sparsity.l0,
-            dead_latents: sparsity.dead_latents,
-            train_loss: self.last_loss,
-            train_flops: self.train_flops_per_step * self.step as f64,
-            infer_flops,
-            wall_s: self.wall_s + (clock() - start),
-        };
-        self.log.push(record);
-        self.snapshot = Some(Snapshot {
-            step: self.step,
-            codes,
-            dictionary,
-            code_matching,
-            dict_matching,
-        });
-    }
+/// What an evaluation read back, on the host.
+struct Read {
+    codes: Vec<f32>,
+    latents: usize,
+    dict: Option<(Vec<f32>, Shape)>,
+    recon: Option<Vec<f32>>,
+    loss: Option<Vec<f32>>,
+}
+
+/// D S per member, on the backend (the reconstruction of the test signals).
+fn reconstruct(b: &dyn Backend, dict: &Tensor, codes: &Tensor) -> Tensor {
+    let mut out = b.zeros(Shape::new(codes.stack(), dict.rows(), codes.cols()));
+    b.gemm(
+        1.0,
+        crate::compute::Op::n(dict),
+        crate::compute::Op::n(codes),
+        0.0,
+        &mut out,
+    );
+    out
+}
+
+/// The matrices of a read-back stack as host matrices.
+fn split_members(values: &[f32], shape: Shape) -> Vec<Matrix> {
+    values
+        .chunks(shape.matrix_len())
+        .map(|c| Matrix::from_column_slice(shape.rows, shape.cols, c))
+        .collect()
 }
 
 /// The metrics of one evaluation, before they are logged.
@@ -664,12 +1025,22 @@ struct Scored {
     recon: Option<metrics::Reconstruction>,
 }
 
-fn gather_columns(src: &Matrix, idx: &[u32], dst: &mut Matrix) {
-    let rows = src.nrows();
-    for (j, &i) in idx.iter().enumerate() {
-        let i = i as usize;
-        dst.as_mut_slice()[j * rows..(j + 1) * rows]
-            .copy_from_slice(&src.as_slice()[i * rows..(i + 1) * rows]);
+/// How an experiment's runs are grouped into stacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grouping {
+    /// Every (method, run) alone: CPU threads take whole runs.
+    PerRun,
+    /// All runs of a method in one stack: one dispatch per kernel for all of them.
+    PerMethod,
+}
+
+impl Grouping {
+    /// The grouping that suits a backend.
+    pub fn for_backend(kind: BackendKind) -> Self {
+        match kind {
+            BackendKind::Cpu => Grouping::PerRun,
+            BackendKind::Gpu => Grouping::PerMethod,
+        }
     }
 }
 
@@ -677,43 +1048,77 @@ fn gather_columns(src: &Matrix, idx: &[u32], dst: &mut Matrix) {
 pub struct Experiment {
     config: Arc<CheckedConfig>,
     data: Arc<Dataset>,
-    runs: Vec<MethodRun>,
+    stacks: Vec<StackRun>,
     clock: Clock,
+    backend: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for Experiment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Experiment")
             .field("config", &*self.config)
-            .field("runs", &self.runs)
+            .field("stacks", &self.stacks)
             .finish_non_exhaustive()
     }
 }
 
+/// A member of a stack, with what identifies it.
+#[derive(Clone, Copy, Debug)]
+pub struct RunRef<'a> {
+    pub method_index: usize,
+    pub name: &'a str,
+    pub member: &'a Member,
+}
+
 impl Experiment {
-    /// Generate the data and initialise every (method, seed) run. Cheap relative to training.
-    pub fn new(config: CheckedConfig, backend: Arc<dyn Compute>) -> Self {
+    /// Generate the data and initialise every (method, seed) run, grouped for the backend.
+    pub fn new(config: CheckedConfig, backend: Arc<dyn Backend>) -> Self {
+        let grouping = Grouping::for_backend(backend.kind());
+        Self::build(config, backend, grouping, None)
+    }
+
+    /// As [`new`](Self::new) with a chosen grouping, and optionally only some (method, run)
+    /// pairs (a worker of a pool builds its share; the numbers are the same as in the whole).
+    pub fn build(
+        config: CheckedConfig,
+        backend: Arc<dyn Backend>,
+        grouping: Grouping,
+        only: Option<&[(usize, u32)]>,
+    ) -> Self {
         let data = Arc::new(Dataset::generate(&config.data, config.seed));
+        let tensors = Arc::new(DataTensors::upload(&*backend, &data, config.setting));
         let config = Arc::new(config);
         let names = method_names(&config.methods);
-        let mut runs = Vec::new();
+        let mut stacks = Vec::new();
         for (m, name) in names.iter().enumerate() {
-            for r in 0..config.runs {
-                runs.push(MethodRun::new(
+            let runs: Vec<u32> = (0..config.runs)
+                .filter(|&r| only.is_none_or(|o| o.contains(&(m, r))))
+                .collect();
+            if runs.is_empty() {
+                continue;
+            }
+            let groups: Vec<Vec<u32>> = match grouping {
+                Grouping::PerRun => runs.iter().map(|&r| vec![r]).collect(),
+                Grouping::PerMethod => vec![runs],
+            };
+            for group in groups {
+                stacks.push(StackRun::new(
                     config.clone(),
                     data.clone(),
+                    tensors.clone(),
                     backend.clone(),
                     m,
                     name.clone(),
-                    r,
+                    &group,
                 ));
             }
         }
         Self {
             config,
             data,
-            runs,
+            stacks,
             clock: default_clock,
+            backend,
         }
     }
 
@@ -734,62 +1139,98 @@ impl Experiment {
         &self.data
     }
 
-    pub fn runs(&self) -> &[MethodRun] {
-        &self.runs
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
     }
 
-    pub fn runs_mut(&mut self) -> &mut [MethodRun] {
-        &mut self.runs
+    pub fn stacks(&self) -> &[StackRun] {
+        &self.stacks
+    }
+
+    pub fn stacks_mut(&mut self) -> &mut [StackRun] {
+        &mut self.stacks
+    }
+
+    /// Every run (member of a stack), stack by stack.
+    pub fn runs(&self) -> impl Iterator<Item = RunRef<'_>> + '_ {
+        self.stacks.iter().flat_map(|s| {
+            s.members.iter().map(move |member| RunRef {
+                method_index: s.method_index,
+                name: &s.name,
+                member,
+            })
+        })
+    }
+
+    /// Run `run` of method `method`, if this experiment holds it.
+    pub fn run(&self, method: usize, run: u32) -> Option<RunRef<'_>> {
+        self.runs()
+            .find(|r| r.method_index == method && r.member.run_index == run)
     }
 
     pub fn is_done(&self) -> bool {
-        self.runs.iter().all(MethodRun::is_done)
+        self.stacks
+            .iter()
+            .all(|s| s.is_done() || s.backend_failure.is_some())
     }
 
-    /// Advance every unfinished run by at most `max_steps` steps, one after another.
+    /// Whether some evaluation is under way.
+    pub fn is_evaluating(&self) -> bool {
+        self.stacks.iter().any(StackRun::is_evaluating)
+    }
+
+    /// The first backend failure of any stack (a lost device), if any.
+    pub fn backend_failure(&self) -> Option<&str> {
+        self.stacks.iter().find_map(StackRun::backend_failure)
+    }
+
+    /// Advance every unfinished stack by at most `max_steps` steps, one after another.
     pub fn step(&mut self, max_steps: u64) -> Vec<Progress> {
         let clock = self.clock;
-        self.runs
+        self.backend.poll();
+        self.stacks
             .iter_mut()
-            .filter(|r| !r.is_done())
-            .map(|r| r.advance(max_steps, clock))
+            .filter(|s| !s.is_done())
+            .map(|s| s.advance(max_steps, clock))
             .collect()
     }
 
-    /// Per run, the training step of its next evaluation (see
-    /// [`MethodRun::next_evaluation_step`]): the stops of a single step in a UI.
+    /// Per stack, the training step of its next evaluation (see
+    /// [`StackRun::next_evaluation_step`]): the stops of a single step in a UI.
     pub fn next_evaluation_steps(&self) -> Vec<u64> {
-        self.runs
+        self.stacks
             .iter()
-            .map(MethodRun::next_evaluation_step)
+            .map(StackRun::next_evaluation_step)
             .collect()
     }
 
-    /// Advance every run that has not reached its stop (`stops[i]` for run i) by at most
-    /// `max_steps` steps of work, training no run past its stop.
+    /// Advance every stack that has not reached its stop (`stops[i]` for stack i) by at most
+    /// `max_steps` steps of work, training no stack past its stop.
     pub fn step_until(&mut self, max_steps: u64, stops: &[u64]) -> Vec<Progress> {
-        assert_eq!(stops.len(), self.runs.len(), "one stop per run");
+        assert_eq!(stops.len(), self.stacks.len(), "one stop per stack");
         let clock = self.clock;
-        self.runs
+        self.backend.poll();
+        self.stacks
             .iter_mut()
             .zip(stops)
-            .filter(|(r, &stop)| !r.reached(stop))
-            .map(|(r, &stop)| r.advance_until(max_steps, stop, clock))
+            .filter(|(s, &stop)| !s.reached(stop))
+            .map(|(s, &stop)| s.advance_until(max_steps, stop, clock))
             .collect()
     }
 
-    /// Whether every run has reached its stop (see [`Experiment::step_until`]).
+    /// Whether every stack has reached its stop (see [`Experiment::step_until`]).
     pub fn reached(&self, stops: &[u64]) -> bool {
-        self.runs
+        self.stacks
             .iter()
             .zip(stops)
-            .all(|(r, &stop)| r.reached(stop))
+            .all(|(s, &stop)| s.reached(stop))
     }
 
     /// Training steps done and to do over all runs.
     pub fn progress(&self) -> (u64, u64) {
-        let done = self.runs.iter().map(MethodRun::step).sum();
-        let total = self.runs.iter().map(MethodRun::total_steps).sum();
+        let runs = |s: &StackRun| s.members.len() as u64;
+        let done = self.stacks.iter().map(|s| s.step * runs(s)).sum();
+        let total = self.stacks.iter().map(|s| s.total_steps() * runs(s)).sum();
         (done, total)
     }
 
@@ -797,8 +1238,8 @@ impl Experiment {
     /// (for progress bars and time left: the paper's test-code inference is 10,000 steps per
     /// evaluation, often more than the training itself).
     pub fn work(&self) -> (u64, u64) {
-        let done = self.runs.iter().map(MethodRun::work_done).sum();
-        let total = self.runs.iter().map(MethodRun::work_total).sum();
+        let done = self.stacks.iter().map(StackRun::work_done).sum();
+        let total = self.stacks.iter().map(StackRun::work_total).sum();
         (done, total)
     }
 
@@ -808,18 +1249,31 @@ impl Experiment {
         let methods = names
             .into_iter()
             .enumerate()
-            .map(|(m, name)| {
-                let runs: Vec<RunLog> = self
-                    .runs
-                    .iter()
+            .filter_map(|(m, name)| {
+                let mut runs: Vec<(u32, RunLog)> = self
+                    .runs()
                     .filter(|r| r.method_index == m)
-                    .map(|r| RunLog {
-                        seed: r.seed,
-                        log: r.log.clone(),
-                        error: r.failure.clone(),
+                    .map(|r| {
+                        (
+                            r.member.run_index,
+                            RunLog {
+                                seed: r.member.seed,
+                                log: r.member.log.clone(),
+                                error: r.member.failure.clone(),
+                            },
+                        )
                     })
                     .collect();
-                MethodResults::new(name, self.config.methods[m].clone(), runs)
+                if runs.is_empty() {
+                    return None;
+                }
+                runs.sort_by_key(|(r, _)| *r);
+                let runs = runs.into_iter().map(|(_, r)| r).collect();
+                Some(MethodResults::new(
+                    name,
+                    self.config.methods[m].clone(),
+                    runs,
+                ))
             })
             .collect();
         Results::new((**self.config).clone(), self.data.checksum(), methods)

@@ -1,21 +1,22 @@
-//! Per-sample inference: codes for new signals given a fixed dictionary.
+//! Per-sample inference: codes for new signals given fixed dictionaries, for a stack of members.
 //!
 //! All solvers minimise (or approximate) the training objective per sample,
 //! (1/M) |x - D s|^2 + (lambda/N) |s|_1, batched over the columns of X:
-//! - `adam_exp`: the paper's routine, Adam on u with s = exp(u), u starting at -10.
-//! - `fista`: accelerated proximal gradient on the L1 problem, non-negative or signed.
-//! - `omp`: orthogonal matching pursuit, a greedy k-sparse least-squares fit (Gram-based batch
-//!   variant: D^T D and D^T X once, then small Cholesky solves per sample).
+//! - [`AdamExp`]: the paper's routine, Adam on u with s = exp(u), u starting at -10, resumable
+//!   in bounded increments; a backend with a fused kernel runs many steps per dispatch.
+//! - [`fista_stack`]: accelerated proximal gradient on the L1 problem, non-negative or signed.
+//! - [`omp`]: orthogonal matching pursuit, a greedy k-sparse least-squares fit (Gram-based batch
+//!   variant: D^T D and D^T X once, then small Cholesky solves per sample), on the host.
 //!
-//! Each returns the codes (N x n) and the FLOPs it executed.
+//! Each reports the FLOPs it executed. The `adam_exp`, `fista` and `infer` functions on host
+//! matrices are conveniences for one member (tests, the CLI, the bench).
 
-use super::adam::{AdamClock, AdamHyper, AdamState};
+use super::adam::{AdamClock, AdamHyper};
 use super::config::SolverConfig;
 use super::flops;
-use super::lanes::relu;
 use super::sparse_coding::LOG_CODE_INIT;
 use super::Matrix;
-use crate::compute::{gemm_into, Compute, Operand};
+use crate::compute::{read_now, AdamExpJob, AdamScalars, Backend, FistaJob, Op, Shape, Tensor};
 use nalgebra::{DMatrix, DVector};
 
 /// Codes and the cost of computing them.
@@ -25,9 +26,261 @@ pub struct Inferred {
     pub flops: f64,
 }
 
-/// Run the configured solver. `default_k` is the data's K (OMP's default sparsity).
+/// The paper's inference as a resumable computation on a stack of dictionaries: `run`
+/// advances it by a bounded number of steps, so a caller with a time budget (the browser's
+/// worker) can interleave it with other work; the result does not depend on how the steps are
+/// split.
+#[derive(Debug)]
+pub struct AdamExp {
+    dict: Tensor,
+    log_codes: Tensor,
+    codes: Tensor,
+    recon: Tensor,
+    grad: Tensor,
+    m: Tensor,
+    v: Tensor,
+    clocks: Vec<AdamClock>,
+    mse_scale: f32,
+    l1_scale: Vec<f32>,
+    done: u64,
+    steps: u64,
+}
+
+/// Steps a fused kernel runs per dispatch: long enough to amortise a dispatch, short enough
+/// that one stays a few milliseconds and the page's slices stay short.
+const FUSED_STEPS_PER_DISPATCH: u64 = 250;
+
+impl AdamExp {
+    /// Set up `steps` steps of inference for the columns of `x` (stack of 1 or of `dict`'s)
+    /// through the dictionaries `dict` (stack x M x N), at learning rate `lrs[i]` for member i
+    /// (one entry for all).
+    pub fn new(
+        backend: &dyn Backend,
+        dict: Tensor,
+        x: &Tensor,
+        l1_penalty: f32,
+        steps: u64,
+        lrs: &[f64],
+    ) -> Self {
+        let (members, dim, n_atoms, n) = (dict.stack(), dict.rows(), dict.cols(), x.cols());
+        let code_shape = Shape::new(members, n_atoms, n);
+        let mut log_codes = backend.zeros(code_shape);
+        backend.fill(&mut log_codes, LOG_CODE_INIT);
+        let mut codes = backend.zeros(code_shape);
+        backend.exp(&log_codes, &mut codes);
+        Self {
+            dict,
+            log_codes,
+            codes,
+            recon: backend.zeros(Shape::new(members, dim, n)),
+            grad: backend.zeros(code_shape),
+            m: backend.zeros(code_shape),
+            v: backend.zeros(code_shape),
+            clocks: (0..members)
+                .map(|i| {
+                    AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
+                })
+                .collect(),
+            // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the
+            // squared error, plus the L1 term the fused step adds. The loss itself is never
+            // needed here.
+            mse_scale: 2.0 / (n * dim) as f32,
+            l1_scale: vec![l1_penalty / (n * n_atoms) as f32],
+            done: 0,
+            steps,
+        }
+    }
+
+    /// Run at most `max_steps` more steps on the same `x` as `new`; returns how many ran.
+    pub fn run(&mut self, backend: &dyn Backend, x: &Tensor, max_steps: u64) -> u64 {
+        assert_eq!(
+            (x.rows(), x.cols()),
+            (self.recon.rows(), self.recon.cols()),
+            "AdamExp::run: not the set-up signals"
+        );
+        let todo = max_steps.min(self.steps - self.done);
+        let mut left = todo;
+        while left > 0 {
+            let chunk = left.min(FUSED_STEPS_PER_DISPATCH);
+            let scalars: Vec<AdamScalars> = (0..chunk)
+                .flat_map(|_| {
+                    self.clocks
+                        .iter_mut()
+                        .map(AdamClock::tick)
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let mut job = AdamExpJob {
+                dict: &self.dict,
+                x,
+                log_codes: &mut self.log_codes,
+                codes: &mut self.codes,
+                m: &mut self.m,
+                v: &mut self.v,
+                mse_scale: self.mse_scale,
+                l1_scale: &self.l1_scale,
+                scalars: &scalars,
+                steps: chunk as usize,
+            };
+            if !backend.adam_exp_fused(&mut job) {
+                let members = self.clocks.len();
+                for step in scalars.chunks(members) {
+                    self.step(backend, x, step);
+                }
+            }
+            left -= chunk;
+        }
+        self.done += todo;
+        todo
+    }
+
+    /// One step kernel by kernel: the reference every fused kernel is tested against.
+    fn step(&mut self, backend: &dyn Backend, x: &Tensor, scalars: &[AdamScalars]) {
+        backend.copy(x, &mut self.recon);
+        backend.gemm(
+            1.0,
+            Op::n(&self.dict),
+            Op::n(&self.codes),
+            -1.0,
+            &mut self.recon,
+        );
+        backend.gemm(
+            self.mse_scale,
+            Op::t(&self.dict),
+            Op::n(&self.recon),
+            0.0,
+            &mut self.grad,
+        );
+        backend.adam_log_codes(
+            &mut self.log_codes,
+            &mut self.codes,
+            &self.grad,
+            &mut self.m,
+            &mut self.v,
+            &self.l1_scale,
+            scalars,
+        );
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.done >= self.steps
+    }
+
+    pub fn steps_done(&self) -> u64 {
+        self.done
+    }
+
+    /// The dictionaries the codes are inferred through.
+    pub fn dictionary(&self) -> &Tensor {
+        &self.dict
+    }
+
+    /// The codes after the steps run so far (stack x N x n).
+    pub fn codes(&self) -> &Tensor {
+        &self.codes
+    }
+
+    /// FLOPs of the steps run so far, per member.
+    pub fn flops(&self) -> f64 {
+        let (dim, n_atoms, n) = (self.dict.rows(), self.dict.cols(), self.codes.cols());
+        self.done as f64 * flops::adam_inference_step(dim, n_atoms, n) + (n_atoms * n) as f64
+    }
+
+    /// Give up the codes and the dictionary.
+    pub fn into_parts(self) -> (Tensor, Tensor) {
+        (self.codes, self.dict)
+    }
+}
+
+/// Largest eigenvalue of D^T D by power iteration, padded by 2% so the FISTA step stays below
+/// 1/L (power iteration approaches the top eigenvalue from below). On the host: it needs one
+/// M x N dictionary, which evaluations read back anyway.
+pub fn lipschitz_bound(dict: &Matrix) -> f64 {
+    let n_atoms = dict.ncols();
+    let mut v = DVector::<f64>::from_element(n_atoms, 1.0 / (n_atoms as f64).sqrt());
+    let d = dict.map(f64::from);
+    let mut lambda = 0.0;
+    for _ in 0..100 {
+        let w = d.tr_mul(&(&d * &v));
+        let norm = w.norm();
+        if norm == 0.0 || !norm.is_finite() {
+            return 1.0;
+        }
+        lambda = norm;
+        v = w / norm;
+    }
+    lambda * 1.02
+}
+
+/// FISTA on (1/(nM)) |X - D S|^2 + (lambda/(nN)) |S|_1 for a stack of dictionaries `dict`
+/// (stack x M x N, with `hosts` their host copies for the step sizes) and signals `x`: the
+/// codes (stack x N x n) and the FLOPs per member.
+pub fn fista_stack(
+    backend: &dyn Backend,
+    dict: &Tensor,
+    hosts: &[Matrix],
+    x: &Tensor,
+    l1_penalty: f32,
+    steps: u64,
+    nonneg: bool,
+) -> (Tensor, f64) {
+    let (members, dim, n_atoms, n) = (dict.stack(), dict.rows(), dict.cols(), x.cols());
+    assert_eq!(hosts.len(), members, "one host dictionary per member");
+    // Gradient of the smooth part: (2/(nM)) D^T (D Y - X); Lipschitz constant (2/(nM)) eig.
+    let grad_scale = 2.0 / (n * dim) as f64;
+    let (step, threshold): (Vec<f32>, Vec<f32>) = hosts
+        .iter()
+        .map(|d| {
+            let step = 1.0 / (grad_scale * lipschitz_bound(d));
+            (
+                (step * grad_scale) as f32,
+                (step * f64::from(l1_penalty) / (n * n_atoms) as f64) as f32,
+            )
+        })
+        .unzip();
+    let code_shape = Shape::new(members, n_atoms, n);
+    let mut s = backend.zeros(code_shape);
+    let mut s_prev = backend.zeros(code_shape);
+    let mut y = backend.zeros(code_shape);
+    let mut momentum = Vec::with_capacity(steps as usize);
+    let mut t = 1.0f64;
+    for _ in 0..steps {
+        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
+        momentum.push(((t - 1.0) / t_next) as f32);
+        t = t_next;
+    }
+    let mut job = FistaJob {
+        dict,
+        x,
+        s: &mut s,
+        s_prev: &mut s_prev,
+        y: &mut y,
+        step: &step,
+        threshold: &threshold,
+        momentum: &momentum,
+        nonneg,
+    };
+    if !backend.fista_fused(&mut job) {
+        let mut recon = backend.zeros(Shape::new(members, dim, n));
+        for &mom in &momentum {
+            // r = g (D y - x), then s = y - D^T r and the proximal step.
+            backend.gemm(1.0, Op::n(dict), Op::n(&y), 0.0, &mut recon);
+            backend.residual(&mut recon, x, &step);
+            std::mem::swap(&mut s, &mut s_prev);
+            backend.copy(&y, &mut s);
+            backend.gemm(-1.0, Op::t(dict), Op::n(&recon), 1.0, &mut s);
+            backend.fista_update(&mut s, &s_prev, &mut y, &threshold, mom, nonneg);
+        }
+    }
+    let flops = steps as f64 * flops::fista_iteration(dim, n_atoms, n)
+        + 100.0 * 4.0 * (dim * n_atoms) as f64;
+    (s, flops)
+}
+
+/// Run the configured solver for one member on host matrices. `default_k` is the data's K
+/// (OMP's default sparsity).
 pub fn infer(
-    backend: &dyn Compute,
+    backend: &dyn Backend,
     solver: &SolverConfig,
     dict: &Matrix,
     x: &Matrix,
@@ -37,254 +290,68 @@ pub fn infer(
     match *solver {
         SolverConfig::Adam { steps, lr } => adam_exp(backend, dict, x, l1_penalty, steps, lr),
         SolverConfig::Fista { steps, nonneg } => fista(backend, dict, x, l1_penalty, steps, nonneg),
-        SolverConfig::Omp { k } => omp(backend, dict, x, k.unwrap_or(default_k)),
+        SolverConfig::Omp { k } => omp(dict, x, k.unwrap_or(default_k)),
     }
 }
 
-/// The paper's inference: Adam (PyTorch semantics) on log-codes for `steps` steps.
+fn to_matrix(t: &Tensor, values: Vec<f32>) -> Matrix {
+    Matrix::from_vec(t.rows(), t.cols(), values)
+}
+
+/// The paper's inference for one member on host matrices.
 pub fn adam_exp(
-    backend: &dyn Compute,
+    backend: &dyn Backend,
     dict: &Matrix,
     x: &Matrix,
     l1_penalty: f32,
     steps: u64,
     lr: f64,
 ) -> Inferred {
-    let mut solver = AdamExp::new(backend, dict.clone(), x, l1_penalty, steps, lr);
-    solver.run(backend, x, steps);
-    solver.finish()
-}
-
-/// The paper's inference as a resumable computation: `run` advances it by a bounded number of
-/// steps, so a caller with a time budget (the browser's worker) can interleave it with other
-/// work; the result does not depend on how the steps are split.
-#[derive(Clone, Debug)]
-pub struct AdamExp {
-    dict: Matrix,
-    log_codes: Matrix,
-    codes: Matrix,
-    recon: Matrix,
-    grad: Matrix,
-    state: AdamState,
-    clock: AdamClock,
-    mse_scale: f32,
-    l1_scale: f32,
-    done: u64,
-    steps: u64,
-}
-
-impl AdamExp {
-    /// Set up `steps` steps of inference for the columns of `x` through `dict`.
-    pub fn new(
-        backend: &dyn Compute,
-        dict: Matrix,
-        x: &Matrix,
-        l1_penalty: f32,
-        steps: u64,
-        lr: f64,
-    ) -> Self {
-        let (dim, n_atoms, n) = (dict.nrows(), dict.ncols(), x.ncols());
-        let log_codes = Matrix::from_element(n_atoms, n, LOG_CODE_INIT);
-        let mut codes = Matrix::zeros(n_atoms, n);
-        backend.exp(log_codes.as_slice(), codes.as_mut_slice());
-        Self {
-            dict,
-            log_codes,
-            codes,
-            recon: Matrix::zeros(dim, n),
-            grad: Matrix::zeros(n_atoms, n),
-            state: AdamState::new(n_atoms * n),
-            clock: AdamClock::new(AdamHyper::with_lr(lr)),
-            // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the
-            // squared error, plus the L1 term the fused step adds. The loss itself is never
-            // needed here.
-            mse_scale: 2.0 / (n * dim) as f32,
-            l1_scale: l1_penalty / (n * n_atoms) as f32,
-            done: 0,
-            steps,
-        }
-    }
-
-    /// Run at most `max_steps` more steps on the same `x` as `new`; returns how many ran.
-    pub fn run(&mut self, backend: &dyn Compute, x: &Matrix, max_steps: u64) -> u64 {
-        assert_eq!(
-            x.shape(),
-            self.recon.shape(),
-            "AdamExp::run: not the set-up signals"
-        );
-        let todo = max_steps.min(self.steps - self.done);
-        for _ in 0..todo {
-            self.recon.copy_from(x);
-            gemm_into(
-                backend,
-                1.0,
-                (&self.dict).into(),
-                (&self.codes).into(),
-                -1.0,
-                &mut self.recon,
-            );
-            gemm_into(
-                backend,
-                self.mse_scale,
-                Operand::from(&self.dict).t(),
-                (&self.recon).into(),
-                0.0,
-                &mut self.grad,
-            );
-            let scalars = self.clock.tick();
-            self.state.update_log_codes(
-                backend,
-                self.log_codes.as_mut_slice(),
-                self.codes.as_mut_slice(),
-                self.grad.as_slice(),
-                self.l1_scale,
-                scalars,
-            );
-        }
-        self.done += todo;
-        todo
-    }
-
-    pub fn is_done(&self) -> bool {
-        self.done >= self.steps
-    }
-
-    /// The dictionary the codes are inferred through.
-    pub fn dictionary(&self) -> &Matrix {
-        &self.dict
-    }
-
-    /// The codes after the steps run so far, and their FLOPs.
-    pub fn finish(self) -> Inferred {
-        let (dim, n_atoms) = self.dict.shape();
-        let n = self.codes.ncols();
-        Inferred {
-            codes: self.codes,
-            flops: self.done as f64 * flops::adam_inference_step(dim, n_atoms, n)
-                + (n_atoms * n) as f64,
-        }
+    let d = backend.upload(Shape::new(1, dict.nrows(), dict.ncols()), dict.as_slice());
+    let xt = backend.upload(Shape::new(1, x.nrows(), x.ncols()), x.as_slice());
+    let mut solver = AdamExp::new(backend, d, &xt, l1_penalty, steps, &[lr]);
+    solver.run(backend, &xt, steps);
+    let codes = read_now(backend, solver.codes()).expect("read the codes back");
+    Inferred {
+        flops: solver.flops(),
+        codes: to_matrix(solver.codes(), codes),
     }
 }
 
-/// Largest eigenvalue of D^T D by power iteration, padded by 2% so the FISTA step stays below
-/// 1/L (power iteration approaches the top eigenvalue from below).
-pub fn lipschitz_bound(backend: &dyn Compute, dict: &Matrix) -> f64 {
-    let n_atoms = dict.ncols();
-    let mut v = Matrix::from_element(n_atoms, 1, 1.0 / (n_atoms as f32).sqrt());
-    let mut dv = Matrix::zeros(dict.nrows(), 1);
-    let mut w = Matrix::zeros(n_atoms, 1);
-    let mut lambda = 0.0;
-    for _ in 0..100 {
-        gemm_into(backend, 1.0, dict.into(), (&v).into(), 0.0, &mut dv);
-        gemm_into(
-            backend,
-            1.0,
-            Operand::from(dict).t(),
-            (&dv).into(),
-            0.0,
-            &mut w,
-        );
-        let norm = w
-            .as_slice()
-            .iter()
-            .map(|a| f64::from(*a).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        if norm == 0.0 {
-            return 1.0;
-        }
-        lambda = norm;
-        for (vi, wi) in v.as_mut_slice().iter_mut().zip(w.as_slice()) {
-            *vi = (f64::from(*wi) / norm) as f32;
-        }
-    }
-    lambda * 1.02
-}
-
-/// FISTA on (1/(nM)) |X - D S|^2 + (lambda/(nN)) |S|_1 (the per-sample problems, batched).
+/// FISTA for one member on host matrices.
 pub fn fista(
-    backend: &dyn Compute,
+    backend: &dyn Backend,
     dict: &Matrix,
     x: &Matrix,
     l1_penalty: f32,
     steps: u64,
     nonneg: bool,
 ) -> Inferred {
-    let (dim, n_atoms, n) = (dict.nrows(), dict.ncols(), x.ncols());
-    let eig = lipschitz_bound(backend, dict);
-    // Gradient of the smooth part: (2/(nM)) D^T (D Y - X); Lipschitz constant (2/(nM)) eig.
-    let grad_scale = 2.0 / (n * dim) as f64;
-    let step = 1.0 / (grad_scale * eig);
-    let threshold = (step * f64::from(l1_penalty) / (n * n_atoms) as f64) as f32;
-    let mut s = Matrix::zeros(n_atoms, n);
-    let mut s_prev = Matrix::zeros(n_atoms, n);
-    let mut y = Matrix::zeros(n_atoms, n);
-    let mut recon = Matrix::zeros(dim, n);
-    let mut t = 1.0f64;
-    // Combined factor: the gradient step (step * grad_scale) applied to D^T (D Y - X).
-    let g = (step * grad_scale) as f32;
-    for _ in 0..steps {
-        recon.copy_from(x);
-        gemm_into(backend, 1.0, dict.into(), (&y).into(), -1.0, &mut recon);
-        std::mem::swap(&mut s, &mut s_prev);
-        // s = y - g * D^T r, then the proximal step.
-        s.copy_from(&y);
-        gemm_into(
-            backend,
-            -g,
-            Operand::from(dict).t(),
-            (&recon).into(),
-            1.0,
-            &mut s,
-        );
-        for v in s.as_mut_slice() {
-            *v = if nonneg {
-                relu(*v - threshold)
-            } else {
-                v.signum() * relu(v.abs() - threshold)
-            };
-        }
-        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
-        let momentum = ((t - 1.0) / t_next) as f32;
-        for ((yi, &si), &pi) in y
-            .as_mut_slice()
-            .iter_mut()
-            .zip(s.as_slice())
-            .zip(s_prev.as_slice())
-        {
-            *yi = si + momentum * (si - pi);
-        }
-        t = t_next;
-    }
+    let d = backend.upload(Shape::new(1, dict.nrows(), dict.ncols()), dict.as_slice());
+    let xt = backend.upload(Shape::new(1, x.nrows(), x.ncols()), x.as_slice());
+    let (s, flops) = fista_stack(
+        backend,
+        &d,
+        std::slice::from_ref(dict),
+        &xt,
+        l1_penalty,
+        steps,
+        nonneg,
+    );
+    let codes = read_now(backend, &s).expect("read the codes back");
     Inferred {
-        codes: s,
-        flops: steps as f64 * flops::fista_iteration(dim, n_atoms, n)
-            + 100.0 * 4.0 * (dim * n_atoms) as f64,
+        codes: to_matrix(&s, codes),
+        flops,
     }
 }
 
-/// Orthogonal matching pursuit with at most `k` atoms per sample (stops early on an exact fit).
-pub fn omp(backend: &dyn Compute, dict: &Matrix, x: &Matrix, k: usize) -> Inferred {
+/// Orthogonal matching pursuit with at most `k` atoms per sample (stops early on an exact fit),
+/// on the host (greedy and branchy per sample: it does not pay on a GPU at these sizes).
+pub fn omp(dict: &Matrix, x: &Matrix, k: usize) -> Inferred {
     let (dim, n_atoms, n) = (dict.nrows(), dict.ncols(), x.ncols());
     let k = k.min(n_atoms).min(dim);
-    let mut gram = Matrix::zeros(n_atoms, n_atoms);
-    gemm_into(
-        backend,
-        1.0,
-        Operand::from(dict).t(),
-        dict.into(),
-        0.0,
-        &mut gram,
-    );
-    let mut corr = Matrix::zeros(n_atoms, n);
-    gemm_into(
-        backend,
-        1.0,
-        Operand::from(dict).t(),
-        x.into(),
-        0.0,
-        &mut corr,
-    );
+    let gram = dict.tr_mul(dict);
+    let corr = dict.tr_mul(x);
     let mut codes = Matrix::zeros(n_atoms, n);
     let mut flops = 2.0 * (n_atoms * dim * (n_atoms + n)) as f64;
     let mut support: Vec<usize> = Vec::with_capacity(k);

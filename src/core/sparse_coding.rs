@@ -1,182 +1,204 @@
-//! Sparse coding: a learned dictionary and one free code per training sample, s = exp(u).
+//! Sparse coding: a learned dictionary and one free code per training sample, s = exp(u), for a
+//! stack of members trained together.
 //!
 //! u starts at -10 (codes positive and never exactly zero); the dictionary starts N(0,1) and is
 //! re-projected to unit-norm atoms before every step; Adam updates both on the reconstruction
 //! loss. With minibatches only the batch's codes move (their Adam moments too), the dictionary's
 //! moments every step.
 
-use super::adam::{AdamClock, AdamHyper, AdamState};
-use super::models::{normalize_columns, random_dictionary, reconstruction_backward};
+use super::adam::{AdamClock, AdamHyper};
+use super::models::{random_dictionary, reconstruction_backward};
 use super::rng::Rng;
-use super::Matrix;
-use crate::compute::Compute;
+use crate::compute::{AdamScalars, Backend, Shape, Tensor};
 
 /// Initial value of every log-code.
 pub const LOG_CODE_INIT: f32 = -10.0;
 
-#[derive(Clone, Debug)]
+/// Tensors of one batch size, reused across steps.
+#[derive(Debug)]
+struct Scratch {
+    batch: usize,
+    codes: Tensor,
+    recon: Tensor,
+    d_codes: Tensor,
+    /// A minibatch's signals and log-codes, gathered per member.
+    x_batch: Option<Tensor>,
+    log_batch: Option<Tensor>,
+}
+
+#[derive(Debug)]
 pub struct SparseCodingModel {
-    /// M x N dictionary.
-    pub dictionary: Matrix,
-    /// N x n log-codes of the training samples.
-    pub log_codes: Matrix,
+    /// stack x M x N dictionaries.
+    pub dictionary: Tensor,
+    /// stack x N x n log-codes of the training samples.
+    pub log_codes: Tensor,
     pub l1_penalty: f32,
-    dict_adam: AdamState,
-    code_adam: AdamState,
-    clock: AdamClock,
-    // Scratch for one batch.
-    codes: Matrix,
-    recon: Matrix,
-    d_codes: Matrix,
-    dict_grad: Vec<f32>,
-    x_batch: Matrix,
+    members: usize,
+    dict_grad: Tensor,
+    dict_moments: (Tensor, Tensor),
+    code_moments: (Tensor, Tensor),
+    clocks: Vec<AdamClock>,
+    scratch: Option<Scratch>,
+    loss: Tensor,
 }
 
 impl SparseCodingModel {
+    /// A stack of `rngs.len()` members; member i's dictionary is drawn from `rngs[i]`.
     pub fn new(
-        rng: &mut Rng,
+        backend: &dyn Backend,
+        rngs: &mut [Rng],
         data_dim: usize,
         num_atoms: usize,
         num_samples: usize,
         l1_penalty: f32,
-        lr: f64,
+        lrs: &[f64],
     ) -> Self {
+        let members = rngs.len();
+        let dict: Vec<f32> = rngs
+            .iter_mut()
+            .flat_map(|rng| {
+                random_dictionary(rng, data_dim, num_atoms)
+                    .as_slice()
+                    .to_vec()
+            })
+            .collect();
+        let dict_shape = Shape::new(members, data_dim, num_atoms);
+        let code_shape = Shape::new(members, num_atoms, num_samples);
+        let mut log_codes = backend.zeros(code_shape);
+        backend.fill(&mut log_codes, LOG_CODE_INIT);
         Self {
-            dictionary: random_dictionary(rng, data_dim, num_atoms),
-            log_codes: Matrix::from_element(num_atoms, num_samples, LOG_CODE_INIT),
+            dictionary: backend.upload(dict_shape, &dict),
+            log_codes,
             l1_penalty,
-            dict_adam: AdamState::new(data_dim * num_atoms),
-            code_adam: AdamState::new(num_atoms * num_samples),
-            clock: AdamClock::new(AdamHyper::with_lr(lr)),
-            codes: Matrix::zeros(0, 0),
-            recon: Matrix::zeros(0, 0),
-            d_codes: Matrix::zeros(0, 0),
-            dict_grad: vec![0.0; data_dim * num_atoms],
-            x_batch: Matrix::zeros(0, 0),
+            members,
+            dict_grad: backend.zeros(dict_shape),
+            dict_moments: (backend.zeros(dict_shape), backend.zeros(dict_shape)),
+            code_moments: (backend.zeros(code_shape), backend.zeros(code_shape)),
+            clocks: (0..members)
+                .map(|i| {
+                    AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
+                })
+                .collect(),
+            scratch: None,
+            loss: backend.zeros(crate::compute::loss_shape(members)),
         }
     }
 
-    fn ensure_scratch(&mut self, batch: usize) {
-        let (dim, n_atoms) = self.dictionary.shape();
-        if self.codes.shape() != (n_atoms, batch) {
-            self.codes = Matrix::zeros(n_atoms, batch);
-            self.recon = Matrix::zeros(dim, batch);
-            self.d_codes = Matrix::zeros(n_atoms, batch);
-            self.x_batch = Matrix::zeros(dim, batch);
-        }
+    pub fn members(&self) -> usize {
+        self.members
     }
 
-    /// Loss over all training samples and its gradients: returns (loss, dL/du (N x n), dL/dD).
-    pub fn loss_and_grad_full(
-        &mut self,
-        backend: &dyn Compute,
-        x: &Matrix,
-    ) -> (f64, Matrix, Vec<f32>) {
-        let n = x.ncols();
-        self.ensure_scratch(n);
-        backend.exp(self.log_codes.as_slice(), self.codes.as_mut_slice());
-        let loss = reconstruction_backward(
+    fn ensure_scratch(&mut self, backend: &dyn Backend, batch: usize, minibatch: bool) {
+        if self.scratch.as_ref().is_some_and(|s| s.batch == batch) {
+            return;
+        }
+        let (s, dim, n_atoms) = (self.members, self.dictionary.rows(), self.dictionary.cols());
+        self.scratch = Some(Scratch {
+            batch,
+            codes: backend.zeros(Shape::new(s, n_atoms, batch)),
+            recon: backend.zeros(Shape::new(s, dim, batch)),
+            d_codes: backend.zeros(Shape::new(s, n_atoms, batch)),
+            x_batch: minibatch.then(|| backend.zeros(Shape::new(s, dim, batch))),
+            log_batch: minibatch.then(|| backend.zeros(Shape::new(s, n_atoms, batch))),
+        });
+    }
+
+    /// Loss over all training samples and its gradients, without a step: (dL/du, dL/dD) left
+    /// in the returned tensors and the loss in [`loss`](Self::loss). For gradient checks.
+    pub fn loss_and_grad_full(&mut self, backend: &dyn Backend, x: &Tensor) -> (Tensor, Tensor) {
+        let n = x.cols();
+        self.ensure_scratch(backend, n, false);
+        let sc = self.scratch.as_mut().expect("scratch");
+        backend.exp(&self.log_codes, &mut sc.codes);
+        reconstruction_backward(
             backend,
             &self.dictionary,
-            &self.codes,
+            &sc.codes,
             x,
-            self.l1_penalty,
-            &mut self.recon,
-            &mut self.d_codes,
+            &[self.l1_penalty],
+            &mut sc.recon,
+            &mut sc.d_codes,
             Some(&mut self.dict_grad),
+            Some(&mut self.loss),
         );
-        let mut d_log = self.d_codes.clone();
-        for (g, &s) in d_log.as_mut_slice().iter_mut().zip(self.codes.as_slice()) {
-            *g *= s;
-        }
-        (loss, d_log, self.dict_grad.clone())
+        let mut d_log = backend.zeros(sc.d_codes.shape());
+        backend.copy(&sc.d_codes, &mut d_log);
+        backend.mul(&mut d_log, &sc.codes);
+        let mut d_dict = backend.zeros(self.dict_grad.shape());
+        backend.copy(&self.dict_grad, &mut d_dict);
+        (d_log, d_dict)
     }
 
-    /// One Adam step on the dictionary and the codes of `batch` (all samples when `None`).
-    pub fn train_step(&mut self, backend: &dyn Compute, x: &Matrix, batch: Option<&[u32]>) -> f64 {
-        normalize_columns(&mut self.dictionary);
-        let n_atoms = self.dictionary.ncols();
-        let b = batch.map_or(x.ncols(), <[u32]>::len);
-        self.ensure_scratch(b);
-        let x_used: &Matrix = match batch {
+    /// The loss (see `compute::loss_value`) of the last step that asked for it.
+    pub fn loss(&self) -> &Tensor {
+        &self.loss
+    }
+
+    /// One Adam step on the dictionary and the codes of the batch `idx` (column numbers per
+    /// member from [`Backend::upload_indices`], `batch` of them), or of all samples when
+    /// `None`. With `want_loss`, the step's loss is left in [`loss`](Self::loss).
+    pub fn train_step(
+        &mut self,
+        backend: &dyn Backend,
+        x: &Tensor,
+        batch: Option<(&Tensor, usize)>,
+        want_loss: bool,
+    ) {
+        backend.normalize_columns(&mut self.dictionary);
+        let b = batch.map_or(x.cols(), |(_, len)| len);
+        self.ensure_scratch(backend, b, batch.is_some());
+        let sc = self.scratch.as_mut().expect("scratch");
+        let x_used: &Tensor = match batch {
             None => {
-                backend.exp(self.log_codes.as_slice(), self.codes.as_mut_slice());
+                backend.exp(&self.log_codes, &mut sc.codes);
                 x
             }
-            Some(idx) => {
-                let dim = x.nrows();
-                for (j, &i) in idx.iter().enumerate() {
-                    let i = i as usize;
-                    self.x_batch.as_mut_slice()[j * dim..(j + 1) * dim]
-                        .copy_from_slice(&x.as_slice()[i * dim..(i + 1) * dim]);
-                    backend.exp(
-                        &self.log_codes.as_slice()[i * n_atoms..(i + 1) * n_atoms],
-                        &mut self.codes.as_mut_slice()[j * n_atoms..(j + 1) * n_atoms],
-                    );
-                }
-                &self.x_batch
+            Some((idx, _)) => {
+                let xb = sc.x_batch.as_mut().expect("minibatch scratch");
+                let lb = sc.log_batch.as_mut().expect("minibatch scratch");
+                backend.gather_columns(x, idx, xb);
+                backend.gather_columns(&self.log_codes, idx, lb);
+                backend.exp(lb, &mut sc.codes);
+                xb
             }
         };
-        let loss = reconstruction_backward(
+        reconstruction_backward(
             backend,
             &self.dictionary,
-            &self.codes,
+            &sc.codes,
             x_used,
-            self.l1_penalty,
-            &mut self.recon,
-            &mut self.d_codes,
+            &[self.l1_penalty],
+            &mut sc.recon,
+            &mut sc.d_codes,
             Some(&mut self.dict_grad),
+            want_loss.then_some(&mut self.loss),
         );
         // Chain rule through s = exp(u): dL/du = dL/ds * s.
-        for (g, &s) in self
-            .d_codes
-            .as_mut_slice()
-            .iter_mut()
-            .zip(self.codes.as_slice())
-        {
-            *g *= s;
-        }
-        let scalars = self.clock.tick();
-        self.dict_adam.update(
-            backend,
-            self.dictionary.as_mut_slice(),
-            &self.dict_grad,
-            scalars,
-        );
+        backend.mul(&mut sc.d_codes, &sc.codes);
+        let scalars: Vec<AdamScalars> = self.clocks.iter_mut().map(AdamClock::tick).collect();
+        let (dm, dv) = &mut self.dict_moments;
+        backend.adam(&mut self.dictionary, &self.dict_grad, dm, dv, &scalars);
+        let (cm, cv) = &mut self.code_moments;
         match batch {
-            None => self.code_adam.update(
-                backend,
-                self.log_codes.as_mut_slice(),
-                self.d_codes.as_slice(),
-                scalars,
-            ),
-            Some(idx) => {
-                for (j, &i) in idx.iter().enumerate() {
-                    let i = i as usize;
-                    self.code_adam.update_range(
-                        backend,
-                        self.log_codes.as_mut_slice(),
-                        &self.d_codes.as_slice()[j * n_atoms..(j + 1) * n_atoms],
-                        i * n_atoms..(i + 1) * n_atoms,
-                        scalars,
-                    );
-                }
+            None => backend.adam(&mut self.log_codes, &sc.d_codes, cm, cv, &scalars),
+            Some((idx, _)) => {
+                backend.adam_columns(&mut self.log_codes, &sc.d_codes, cm, cv, idx, &scalars)
             }
         }
-        loss
     }
 
-    /// The training codes exp(u), N x n.
-    pub fn train_codes(&self, backend: &dyn Compute) -> Matrix {
-        let mut s = self.log_codes.clone();
-        backend.exp(self.log_codes.as_slice(), s.as_mut_slice());
+    /// The training codes exp(u), stack x N x n.
+    pub fn train_codes(&self, backend: &dyn Backend) -> Tensor {
+        let mut s = backend.zeros(self.log_codes.shape());
+        backend.exp(&self.log_codes, &mut s);
         s
     }
 
-    /// The dictionary as used for decoding: unit-norm atoms.
-    pub fn normalized_dictionary(&self) -> Matrix {
-        let mut d = self.dictionary.clone();
-        normalize_columns(&mut d);
+    /// The dictionaries as used for decoding: unit-norm atoms.
+    pub fn normalized_dictionary(&self, backend: &dyn Backend) -> Tensor {
+        let mut d = backend.zeros(self.dictionary.shape());
+        backend.copy(&self.dictionary, &mut d);
+        backend.normalize_columns(&mut d);
         d
     }
 }

@@ -247,7 +247,7 @@ impl Playground {
         let cfg = config_from_js(config)?;
         let checked = check_for_page(&cfg, 1)?;
         let exp = Experiment::new(checked, Arc::new(CpuBackend::new(1))).with_clock(clock_seconds);
-        let emitted = vec![0; exp.runs().len()];
+        let emitted = vec![0; exp.runs().count()];
         Ok(Playground {
             exp,
             emitted,
@@ -304,7 +304,7 @@ impl Playground {
     /// Whether some run is inferring test codes for an evaluation right now.
     #[wasm_bindgen(js_name = isEvaluating)]
     pub fn is_evaluating(&self) -> bool {
-        self.exp.runs().iter().any(|r| r.is_evaluating())
+        self.exp.is_evaluating()
     }
 
     #[wasm_bindgen(js_name = isDone)]
@@ -399,11 +399,12 @@ impl Playground {
     #[wasm_bindgen(js_name = takeRecords)]
     pub fn take_records(&mut self) -> Float64Array {
         let mut out = Vec::new();
-        for (i, run) in self.exp.runs().iter().enumerate() {
-            for r in &run.log()[self.emitted[i]..] {
-                push_record(&mut out, run.method_index, run.run_index, r);
+        for (i, run) in self.exp.runs().enumerate() {
+            let log = run.member.log();
+            for r in &log[self.emitted[i]..] {
+                push_record(&mut out, run.method_index, run.member.run_index, r);
             }
-            self.emitted[i] = run.log().len();
+            self.emitted[i] = log.len();
         }
         Float64Array::from(out.as_slice())
     }
@@ -428,15 +429,10 @@ impl Playground {
     /// learned atom with the true one), `trueCodes` (N x samples) and `codes` (N' x samples) for
     /// the first `samples` test samples.
     pub fn snapshot(&self, method: usize, run: u32, samples: usize) -> JsValue {
-        let Some(r) = self
-            .exp
-            .runs()
-            .iter()
-            .find(|r| r.method_index == method && r.run_index == run)
-        else {
+        let Some(r) = self.exp.run(method, run) else {
             return JsValue::NULL;
         };
-        let Some(snap) = r.snapshot() else {
+        let Some(snap) = r.member.snapshot() else {
             return JsValue::NULL;
         };
         let data = self.exp.data();

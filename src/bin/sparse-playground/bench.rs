@@ -4,7 +4,7 @@
 
 use clap::Args;
 use serde_json::Value;
-use sparse_playground::compute::{Compute, CpuBackend, Operand, SmallKernel};
+use sparse_playground::compute::{Backend, Compute, CpuBackend, Op, Operand, Shape, SmallKernel};
 use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::flops;
 use sparse_playground::core::microbench;
@@ -89,15 +89,16 @@ fn time_it(min_secs: f64, step: impl FnMut()) -> f64 {
 }
 
 fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> {
-    let backend = CpuBackend::new(threads);
-    let b: &dyn Compute = &backend;
-    let d = &size.data;
+    items(&CpuBackend::new(threads), &size.data, min_secs, "ours")
+}
+
+/// Every timed item at the size of `d` on backend `b`.
+fn items(b: &dyn Backend, d: &DataConfig, min_secs: f64, label: &str) -> BTreeMap<String, Timing> {
     let data = Dataset::generate(d, 0);
     let (dim, n_atoms, n, k) = (d.data_dim, d.num_atoms, d.num_samples, d.sparsity_k);
-    let mut rng = Rng::new(1);
     let mut out = BTreeMap::new();
     let mut put = |name: &str, sps: f64, fl: f64| {
-        eprintln!("  ours  {name:<18} {sps:>12.2} steps/s");
+        eprintln!("  {label:<5} {name:<18} {sps:>12.2} steps/s");
         out.insert(
             name.to_string(),
             Timing {
@@ -106,7 +107,7 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
             },
         );
     };
-    let x = &data.train_signals;
+    let x = microbench::tensor(b, &data.train_signals);
     // The items the browser column also times come from the library, so both run the same code.
     let sae = microbench::sae_train(b, d, default_clock, min_secs);
     put("sae_train", sae.steps_per_sec, sae.flops_per_step);
@@ -115,9 +116,10 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
         ("mlp32_train", vec![32], None),
         ("mlp256_train", vec![256], None),
     ] {
-        let mut model = microbench::encoder(&mut rng, d, &hidden, topk);
+        let mut model = microbench::encoder(b, 1, 1, d, &hidden, topk);
         let sps = time_it(min_secs, || {
-            model.train_step(b, x, None);
+            model.train_step(b, &x, None, false);
+            b.flush();
         });
         let w = flops::widths(dim, &hidden, n_atoms);
         put(
@@ -126,9 +128,10 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
             flops::encoder_train_step(&w, n, false, topk.is_some(), true),
         );
     }
-    let mut sc = SparseCodingModel::new(&mut rng, dim, n_atoms, n, 0.01, 1e-3);
+    let mut sc = SparseCodingModel::new(b, &mut [Rng::new(1)], dim, n_atoms, n, 0.01, &[1e-3]);
     let sps = time_it(min_secs, || {
-        sc.train_step(b, x, None);
+        sc.train_step(b, &x, None, false);
+        b.flush();
     });
     put(
         "sc_train",
@@ -139,23 +142,14 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
     let ito = microbench::ito_step(b, d, default_clock, min_secs);
     put("ito_step", ito.steps_per_sec, ito.flops_per_step);
 
-    let x_test = &data.test_signals;
-    let model = microbench::encoder(&mut rng, d, &[], None);
-    // Outputs reused across calls, like the peer's allocator hands back the last call's memory
-    // without zeroing it.
-    let mut codes = Matrix::zeros(n_atoms, n);
-    let mut x_hat = Matrix::zeros(dim, n);
+    let x_test = microbench::tensor(b, &data.test_signals);
+    let model = microbench::encoder(b, 1, 1, d, &[], None);
+    let mut x_hat = b.zeros(Shape::new(1, dim, n));
     let sps = time_it(min_secs, || {
-        model.encode_into(b, x_test, &mut codes);
-        let dict = model.normalized_dictionary().expect("learned decoder");
-        sparse_playground::compute::gemm_into(
-            b,
-            1.0,
-            (&dict).into(),
-            (&codes).into(),
-            0.0,
-            &mut x_hat,
-        );
+        let codes = model.encode(b, &x_test);
+        let dict = model.normalized_dictionary(b).expect("learned decoder");
+        b.gemm(1.0, Op::n(&dict), Op::n(&codes), 0.0, &mut x_hat);
+        b.flush();
     });
     put(
         "sae_infer",
@@ -164,12 +158,19 @@ fn ours(size: &Size, threads: usize, min_secs: f64) -> BTreeMap<String, Timing> 
     );
     let mut omp_flops = 0.0;
     let sps = time_it(min_secs, || {
-        omp_flops = solvers::omp(b, &data.dictionary, x_test, k).flops;
+        omp_flops = solvers::omp(&data.dictionary, &data.test_signals, k).flops;
     });
     put("omp_encode", sps, omp_flops);
     let fista_iters = 500;
     let sps = time_it(min_secs, || {
-        solvers::fista(b, &data.dictionary, x_test, 0.01, fista_iters, true);
+        solvers::fista(
+            b,
+            &data.dictionary,
+            &data.test_signals,
+            0.01,
+            fista_iters,
+            true,
+        );
     });
     put(
         "fista_encode",
@@ -189,7 +190,8 @@ fn sgemm_peak(threads: usize) -> f64 {
     let mut best = 0.0f64;
     for _ in 0..5 {
         let t = Instant::now();
-        backend.gemm(
+        Compute::gemm(
+            &backend,
             1.0,
             Operand::from(&a),
             Operand::from(&a),
@@ -257,7 +259,16 @@ fn products(d: &DataConfig, threads: usize, min_secs: f64) -> Value {
             .iter()
             .map(|backend| {
                 let calls = time_it(min_secs / 4.0, || {
-                    backend.gemm(1.0, op(&a_stored, ta), op(&b_stored, tb), 0.0, &mut c, m, n);
+                    Compute::gemm(
+                        backend,
+                        1.0,
+                        op(&a_stored, ta),
+                        op(&b_stored, tb),
+                        0.0,
+                        &mut c,
+                        m,
+                        n,
+                    );
                 });
                 calls * 2.0 * (m * n * k) as f64 / 1e9
             })

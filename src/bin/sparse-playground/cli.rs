@@ -99,21 +99,22 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
     let value: f64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a size like 8GiB, 500MB or 1000000"))?;
-    let scale: f64 =
-        match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 1.0,
-            "k" | "kb" => 1e3,
-            "kib" => 1024.0,
-            "m" | "mb" => 1e6,
-            "mib" => 1024.0 * 1024.0,
-            "g" | "gb" => 1e9,
-            "gib" => 1024.0 * 1024.0 * 1024.0,
-            "t" | "tb" => 1e12,
-            "tib" => 1024f64.powi(4),
-            other => return Err(format!(
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" => 1e12,
+        "tib" => 1024f64.powi(4),
+        other => {
+            return Err(format!(
                 "unknown unit `{other}` in `{text}`; use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB"
-            )),
-        };
+            ))
+        }
+    };
     let bytes = value * scale;
     if !bytes.is_finite() || bytes < 1.0 || bytes > u64::MAX as f64 {
         return Err(format!("`{text}` is not a usable size"));
@@ -261,13 +262,13 @@ fn run(args: RunArgs) -> Result<(), String> {
     let chunk = experiment.config().train.log_every.clamp(1, 200);
     let started = default_clock();
     pool.install(|| {
-        experiment.runs_mut().par_iter_mut().for_each(|run| {
-            while !run.is_done() {
-                let before = run.work_done();
-                let p = run.advance(chunk, clock);
-                bar.inc(run.work_done() - before);
+        experiment.stacks_mut().par_iter_mut().for_each(|stack| {
+            while !stack.is_done() && stack.backend_failure().is_none() {
+                let before = stack.work_done();
+                let p = stack.advance(chunk, clock);
+                bar.inc(stack.work_done() - before);
                 if p.done {
-                    bar.set_message(format!("{} (seed {}) done", run.name, run.seed));
+                    bar.set_message(format!("{} done", stack.name));
                 }
             }
         });
@@ -276,8 +277,8 @@ fn run(args: RunArgs) -> Result<(), String> {
     let results = experiment.results();
     print_summary(&results, default_clock() - started);
     for run in experiment.runs() {
-        if let Some(reason) = run.failure() {
-            eprintln!("warning: {} (seed {}) {reason}", run.name, run.seed);
+        if let Some(reason) = run.member.failure() {
+            eprintln!("warning: {} (seed {}) {reason}", run.name, run.member.seed);
         }
     }
     if let (Some(out), Some(file)) = (&args.out, out_file) {
@@ -367,7 +368,6 @@ fn generate(source: &ConfigSource, out_dir: &Path) -> Result<(), String> {
 }
 
 fn eval(args: &EvalArgs) -> Result<(), String> {
-    let backend = CpuBackend::new(1);
     let mut report = serde_json::Map::new();
     if let (Some(t), Some(c)) = (&args.true_codes, &args.codes) {
         let truth = npy::load_as_columns(t)?;
@@ -379,7 +379,7 @@ fn eval(args: &EvalArgs) -> Result<(), String> {
                 codes.ncols()
             ));
         }
-        let m = metrics::code_mcc(&backend, &truth, &codes).map_err(|e| e.to_string())?;
+        let m = metrics::code_mcc(&truth, &codes).map_err(|e| e.to_string())?;
         let sp = metrics::sparsity(&codes, args.l0_threshold).map_err(|e| e.to_string())?;
         report.insert("code_mcc".into(), m.mcc.into());
         report.insert("l0".into(), sp.l0.into());
@@ -400,7 +400,7 @@ fn eval(args: &EvalArgs) -> Result<(), String> {
         }
         report.insert(
             "dict_mcc".into(),
-            metrics::dict_mcc(&backend, &truth, &dict)
+            metrics::dict_mcc(&truth, &dict)
                 .map_err(|e| e.to_string())?
                 .mcc
                 .into(),

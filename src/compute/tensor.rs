@@ -1,0 +1,445 @@
+//! Device-resident tensors and the `Backend` trait the science is written against.
+//!
+//! A [`Tensor`] is a stack of equally shaped column-major matrices (`stack` x `rows` x `cols`)
+//! that lives where its backend computes: host memory for the CPU, a storage buffer for the GPU.
+//! Models, optimiser state, data and codes stay there across steps; kernels are enqueued
+//! without waiting, and the host sees values only through an explicit, asynchronous
+//! [`Backend::read`] (at evaluations). One call of a kernel works on every matrix of the stack:
+//! runs of the same method and shapes (the seeds of a preset, the cells of a sweep) advance
+//! together, one dispatch per kernel on the GPU.
+//!
+//! Broadcast: where a kernel says so, an input with a stack of 1 is used by every member (the
+//! data shared by the seeds of one experiment). Per-member scalars (`&[f32]`, `&[AdamScalars]`)
+//! have one entry per member, or one for all.
+
+use super::AdamScalars;
+use std::sync::{Arc, Mutex};
+
+/// Shape of a stacked tensor: `stack` matrices of `rows` x `cols`, column-major, contiguous.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub stack: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Shape {
+    pub const fn new(stack: usize, rows: usize, cols: usize) -> Self {
+        Self { stack, rows, cols }
+    }
+
+    /// Values in one matrix of the stack.
+    pub const fn matrix_len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Values in the whole stack.
+    pub const fn len(&self) -> usize {
+        self.stack * self.rows * self.cols
+    }
+
+    pub const fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The same matrices with another stack size.
+    pub const fn with_stack(self, stack: usize) -> Self {
+        Self { stack, ..self }
+    }
+}
+
+/// Where a tensor's values live. Only the backend that made a tensor reads its storage.
+pub(crate) enum Store {
+    Host(Vec<f32>),
+    Device(super::gpu::DeviceBuffer),
+}
+
+/// A stack of matrices owned by a backend (see the module documentation). Opaque: the science
+/// holds tensors and hands them to kernels; values come back through [`Backend::read`].
+pub struct Tensor {
+    shape: Shape,
+    pub(crate) store: Store,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let place = match self.store {
+            Store::Host(_) => "host",
+            Store::Device(_) => "device",
+        };
+        write!(
+            f,
+            "Tensor({} x {} x {}, {place})",
+            self.shape.stack, self.shape.rows, self.shape.cols
+        )
+    }
+}
+
+impl Tensor {
+    pub(crate) fn new(shape: Shape, store: Store) -> Self {
+        Self { shape, store }
+    }
+
+    pub fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    pub fn stack(&self) -> usize {
+        self.shape.stack
+    }
+
+    pub fn rows(&self) -> usize {
+        self.shape.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.shape.cols
+    }
+
+    /// The host values of a CPU tensor. A device tensor here is a bug (a tensor handed to a
+    /// backend that did not make it).
+    pub(crate) fn host(&self) -> &[f32] {
+        match &self.store {
+            Store::Host(v) => v,
+            Store::Device(_) => panic!("a device tensor was given to the CPU backend"),
+        }
+    }
+
+    pub(crate) fn host_mut(&mut self) -> &mut [f32] {
+        match &mut self.store {
+            Store::Host(v) => v,
+            Store::Device(_) => panic!("a device tensor was given to the CPU backend"),
+        }
+    }
+
+    pub(crate) fn device(&self) -> &super::gpu::DeviceBuffer {
+        match &self.store {
+            Store::Device(b) => b,
+            Store::Host(_) => panic!("a host tensor was given to the GPU backend"),
+        }
+    }
+}
+
+/// A tensor operand of a product, used as stored or transposed (every matrix of the stack).
+#[derive(Clone, Copy, Debug)]
+pub struct Op<'a> {
+    pub tensor: &'a Tensor,
+    pub transposed: bool,
+}
+
+impl<'a> Op<'a> {
+    /// The matrices as stored.
+    pub fn n(tensor: &'a Tensor) -> Self {
+        Self {
+            tensor,
+            transposed: false,
+        }
+    }
+
+    /// The matrices transposed (no copy).
+    pub fn t(tensor: &'a Tensor) -> Self {
+        Self {
+            tensor,
+            transposed: true,
+        }
+    }
+
+    /// (rows, cols) of op(A).
+    pub fn shape(&self) -> (usize, usize) {
+        let s = self.tensor.shape();
+        if self.transposed {
+            (s.cols, s.rows)
+        } else {
+            (s.rows, s.cols)
+        }
+    }
+}
+
+/// Why a backend could not go on: no adapter, a failed parity probe, a lost device, an
+/// allocation the device refused. The CPU backend never fails.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// Values on their way back from a backend: ready at once on the CPU, after the GPU's copy and
+/// map complete otherwise (natively when the backend is polled, in a browser when the worker
+/// yields to its event loop; nothing ever blocks for it).
+#[derive(Debug)]
+pub struct Readback(ReadState);
+
+#[derive(Debug)]
+enum ReadState {
+    Ready(Vec<f32>),
+    Pending(Arc<Mutex<Option<Result<Vec<f32>, BackendError>>>>),
+    Taken,
+}
+
+impl Readback {
+    pub fn ready(values: Vec<f32>) -> Self {
+        Self(ReadState::Ready(values))
+    }
+
+    /// A read whose values `slot` will receive.
+    pub(crate) fn pending(slot: Arc<Mutex<Option<Result<Vec<f32>, BackendError>>>>) -> Self {
+        Self(ReadState::Pending(slot))
+    }
+
+    pub fn is_ready(&self) -> bool {
+        match &self.0 {
+            ReadState::Ready(_) => true,
+            ReadState::Pending(slot) => slot.lock().map(|s| s.is_some()).unwrap_or(true),
+            ReadState::Taken => false,
+        }
+    }
+
+    /// The values, once they are there (`None` before); each read gives its values once.
+    pub fn take(&mut self) -> Option<Result<Vec<f32>, BackendError>> {
+        if !self.is_ready() {
+            return None;
+        }
+        match std::mem::replace(&mut self.0, ReadState::Taken) {
+            ReadState::Ready(v) => Some(Ok(v)),
+            ReadState::Pending(slot) => {
+                let mut guard = slot
+                    .lock()
+                    .map_err(|_| BackendError("a read-back lock was poisoned".into()));
+                Some(match guard.as_mut() {
+                    Ok(g) => g
+                        .take()
+                        .unwrap_or_else(|| Err(BackendError("a read-back was lost".into()))),
+                    Err(e) => Err(e.clone()),
+                })
+            }
+            ReadState::Taken => None,
+        }
+    }
+}
+
+/// Which kind of machine a backend computes on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    Cpu,
+    Gpu,
+}
+
+/// The kernels the science is written against, on stacked, backend-owned tensors. Shapes are
+/// checked by every implementation (a mismatch is a bug in the caller: it panics).
+///
+/// Kernels enqueue work; only [`read`](Backend::read) brings values back, and only
+/// [`flush`](Backend::flush) (or a read) guarantees the work is submitted.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "kernels take their tensors and per-member scalars by name"
+)]
+pub trait Backend: Send + Sync + std::fmt::Debug {
+    /// Name for logs, results files and benchmark tables (the adapter, for a GPU).
+    fn name(&self) -> String;
+
+    fn kind(&self) -> BackendKind;
+
+    /// A tensor with these values (all matrices of the stack, one after the other).
+    fn upload(&self, shape: Shape, values: &[f32]) -> Tensor;
+
+    /// A tensor of zeros.
+    fn zeros(&self, shape: Shape) -> Tensor;
+
+    /// Overwrite every value of `t`.
+    fn write(&self, t: &mut Tensor, values: &[f32]);
+
+    /// Start reading `t` back (see [`Readback`]).
+    fn read(&self, t: &Tensor) -> Readback;
+
+    /// Submit everything enqueued so far.
+    fn flush(&self) {}
+
+    /// Let finished device work deliver its reads (natively; a browser does it on its own).
+    fn poll(&self) {}
+
+    /// Block until every read started so far is ready (natively only; tests and the CLI).
+    fn wait(&self) {}
+
+    /// The first error the device reported since it was made (lost, out of memory), if any.
+    fn health(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    /// dst <- src (src may have a stack of 1: broadcast).
+    fn copy(&self, src: &Tensor, dst: &mut Tensor);
+
+    /// Every value of `t` set to `value`.
+    fn fill(&self, t: &mut Tensor, value: f32);
+
+    /// c <- alpha op(a) op(b) + beta c for every matrix of the stack; a or b may have a stack
+    /// of 1 (broadcast). `beta = 0` ignores c's old contents (NaN included).
+    fn gemm(&self, alpha: f32, a: Op<'_>, b: Op<'_>, beta: f32, c: &mut Tensor);
+
+    /// out[:, j] += bias for every column j (bias: stack x rows x 1).
+    fn add_bias(&self, out: &mut Tensor, bias: &Tensor);
+
+    /// out (stack x rows x 1) <- the sum of src's columns.
+    fn sum_columns(&self, src: &Tensor, out: &mut Tensor);
+
+    /// max(x, 0) in place (NaN becomes 0).
+    fn relu(&self, t: &mut Tensor);
+
+    /// grad <- grad where out > 0, else 0 (back through a ReLU whose output is `out`).
+    fn relu_backward(&self, grad: &mut Tensor, out: &Tensor);
+
+    /// Keep the k largest entries of every column, zero the rest (ties towards the lower row;
+    /// NaN is never kept).
+    fn topk_columns(&self, t: &mut Tensor, k: usize);
+
+    /// out <- e^x.
+    fn exp(&self, x: &Tensor, out: &mut Tensor);
+
+    /// grad <- grad * s elementwise (the chain rule through s = e^u).
+    fn mul(&self, grad: &mut Tensor, s: &Tensor);
+
+    /// One Adam step of `param` from `grad` with moments `m`, `v`.
+    fn adam(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        s: &[AdamScalars],
+    );
+
+    /// The fused step of exp-parametrised codes: with `grad_s` the smooth loss's gradient with
+    /// respect to the codes s = e^u, add `l1_scale * sign(s)`, multiply by s, one Adam step on
+    /// u, and refresh `codes` = e^u.
+    fn adam_log_codes(
+        &self,
+        log_codes: &mut Tensor,
+        codes: &mut Tensor,
+        grad_s: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        l1_scale: &[f32],
+        s: &[AdamScalars],
+    );
+
+    /// Every column rescaled to unit L2 norm (columns of norm 0 are left alone).
+    fn normalize_columns(&self, t: &mut Tensor);
+
+    /// recon <- (recon - x) * scale (x may have a stack of 1).
+    fn residual(&self, recon: &mut Tensor, x: &Tensor, scale: &[f32]);
+
+    /// grad <- grad + scale * sign(codes) (the L1 term's subgradient, 0 at 0).
+    fn l1_subgradient(&self, grad: &mut Tensor, codes: &Tensor, scale: &[f32]);
+
+    /// out (stack x 2 x 1, see [`loss_value`]) <- the reconstruction loss of each member from its scaled residual
+    /// `r` = mse_scale (D S - X) and codes S: sum(r^2) / (mse_scale^2 b M) + l1 sum|S| / (b N).
+    fn reconstruction_loss(
+        &self,
+        scaled_residual: &Tensor,
+        codes: &Tensor,
+        mse_scale: &[f32],
+        l1_penalty: &[f32],
+        out: &mut Tensor,
+    );
+
+    /// The supervised loss: minus the mean over latents of the cosine (across samples) between
+    /// each row of `pred` and of `target` (target may have a stack of 1). Writes its gradient
+    /// with respect to `pred` into `grad` and the loss into `loss` (stack x 2 x 1, see [`loss_value`]).
+    fn cosine_loss(&self, pred: &Tensor, target: &Tensor, grad: &mut Tensor, loss: &mut Tensor);
+
+    /// dst[:, j] <- src[:, idx[j]] per member (src may have a stack of 1); `idx` holds column
+    /// numbers made by [`Backend::upload_indices`].
+    fn gather_columns(&self, src: &Tensor, idx: &Tensor, dst: &mut Tensor);
+
+    /// One Adam step of the columns `idx` of `param` (and of its moments) from `grad`, whose
+    /// column j is the gradient of column idx[j] (minibatched per-sample codes).
+    fn adam_columns(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        idx: &Tensor,
+        s: &[AdamScalars],
+    );
+
+    /// Column indices as a tensor (stack x len x 1) for the gather kernels.
+    fn upload_indices(&self, stack: usize, indices: &[u32]) -> Tensor;
+
+    /// One FISTA iteration's proximal and momentum update, given s_new = y - g D^T (D y - x)
+    /// already in `s`: s <- prox(s) (soft threshold by `threshold`, clipped at 0 when
+    /// `nonneg`), then y <- s + momentum (s - s_prev).
+    fn fista_update(
+        &self,
+        s: &mut Tensor,
+        s_prev: &Tensor,
+        y: &mut Tensor,
+        threshold: &[f32],
+        momentum: f32,
+        nonneg: bool,
+    );
+
+    /// Run `steps` steps of the paper's inference (Adam on log-codes through the fixed `dict`)
+    /// in one go, if this backend has a fused kernel for these shapes; `false` leaves the
+    /// caller to run the steps kernel by kernel. `scalars[t * members + i]` are member i's Adam
+    /// scalars of step t.
+    fn adam_exp_fused(&self, _job: &mut AdamExpJob<'_>) -> bool {
+        false
+    }
+
+    /// As [`Backend::adam_exp_fused`] for FISTA iterations.
+    fn fista_fused(&self, _job: &mut FistaJob<'_>) -> bool {
+        false
+    }
+}
+
+/// The state of a run of the paper's inference that a fused kernel advances.
+#[derive(Debug)]
+pub struct AdamExpJob<'a> {
+    pub dict: &'a Tensor,
+    pub x: &'a Tensor,
+    pub log_codes: &'a mut Tensor,
+    pub codes: &'a mut Tensor,
+    pub m: &'a mut Tensor,
+    pub v: &'a mut Tensor,
+    pub mse_scale: f32,
+    pub l1_scale: &'a [f32],
+    /// Per step, per member (step-major).
+    pub scalars: &'a [AdamScalars],
+    pub steps: usize,
+}
+
+/// The state of FISTA iterations that a fused kernel advances.
+#[derive(Debug)]
+pub struct FistaJob<'a> {
+    pub dict: &'a Tensor,
+    pub x: &'a Tensor,
+    pub s: &'a mut Tensor,
+    pub s_prev: &'a mut Tensor,
+    pub y: &'a mut Tensor,
+    /// Per member: the gradient step g and the soft threshold.
+    pub step: &'a [f32],
+    pub threshold: &'a [f32],
+    /// Per iteration.
+    pub momentum: &'a [f32],
+    pub nonneg: bool,
+}
+
+/// Per-member values expanded to `members` entries (a single entry applies to all).
+pub fn per_member<T: Copy>(values: &[T], members: usize) -> impl Iterator<Item = T> + '_ {
+    assert!(
+        values.len() == members || values.len() == 1,
+        "per-member values: {} for {members} members",
+        values.len()
+    );
+    (0..members).map(move |i| values[if values.len() == 1 { 0 } else { i }])
+}
+
+/// Shape of a loss tensor for `members`: per member a pair (hi, lo) of f32 whose sum is the loss
+/// (a backend computing in f64 keeps its precision; one computing in f32 writes lo = 0).
+pub fn loss_shape(members: usize) -> Shape {
+    Shape::new(members, 2, 1)
+}
+
+/// Member `i`'s loss from the values of a read-back loss tensor.
+pub fn loss_value(values: &[f32], i: usize) -> f64 {
+    f64::from(values[2 * i]) + f64::from(values[2 * i + 1])
+}
