@@ -163,14 +163,33 @@ pub struct BackendError(pub String);
 
 /// Values on their way back from a backend: ready at once on the CPU, after the GPU's copy and
 /// map complete otherwise (natively when the backend is polled, in a browser when the worker
-/// yields to its event loop; nothing ever blocks for it).
+/// yields to its event loop; nothing ever blocks for it). `.await` it where waiting is fine.
 #[derive(Debug)]
 pub struct Readback(ReadState);
+
+/// Where a pending read's values arrive, and who to wake then.
+#[derive(Debug, Default)]
+pub(crate) struct ReadSlot {
+    pub(crate) values: Option<Result<Vec<f32>, BackendError>>,
+    pub(crate) waker: Option<std::task::Waker>,
+}
+
+impl ReadSlot {
+    /// Deliver the values and wake a waiting task.
+    pub(crate) fn deliver(slot: &Mutex<ReadSlot>, values: Result<Vec<f32>, BackendError>) {
+        if let Ok(mut s) = slot.lock() {
+            s.values = Some(values);
+            if let Some(w) = s.waker.take() {
+                w.wake();
+            }
+        }
+    }
+}
 
 #[derive(Debug)]
 enum ReadState {
     Ready(Vec<f32>),
-    Pending(Arc<Mutex<Option<Result<Vec<f32>, BackendError>>>>),
+    Pending(Arc<Mutex<ReadSlot>>),
     Taken,
 }
 
@@ -180,14 +199,14 @@ impl Readback {
     }
 
     /// A read whose values `slot` will receive.
-    pub(crate) fn pending(slot: Arc<Mutex<Option<Result<Vec<f32>, BackendError>>>>) -> Self {
+    pub(crate) fn pending(slot: Arc<Mutex<ReadSlot>>) -> Self {
         Self(ReadState::Pending(slot))
     }
 
     pub fn is_ready(&self) -> bool {
         match &self.0 {
             ReadState::Ready(_) => true,
-            ReadState::Pending(slot) => slot.lock().map(|s| s.is_some()).unwrap_or(true),
+            ReadState::Pending(slot) => slot.lock().map(|s| s.values.is_some()).unwrap_or(true),
             ReadState::Taken => false,
         }
     }
@@ -199,18 +218,36 @@ impl Readback {
         }
         match std::mem::replace(&mut self.0, ReadState::Taken) {
             ReadState::Ready(v) => Some(Ok(v)),
-            ReadState::Pending(slot) => {
-                let mut guard = slot
-                    .lock()
-                    .map_err(|_| BackendError("a read-back lock was poisoned".into()));
-                Some(match guard.as_mut() {
-                    Ok(g) => g
-                        .take()
-                        .unwrap_or_else(|| Err(BackendError("a read-back was lost".into()))),
-                    Err(e) => Err(e.clone()),
-                })
-            }
+            ReadState::Pending(slot) => Some(match slot.lock() {
+                Ok(mut s) => s
+                    .values
+                    .take()
+                    .unwrap_or_else(|| Err(BackendError("a read-back was lost".into()))),
+                Err(_) => Err(BackendError("a read-back lock was poisoned".into())),
+            }),
             ReadState::Taken => None,
+        }
+    }
+}
+
+impl std::future::Future for Readback {
+    type Output = Result<Vec<f32>, BackendError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if let ReadState::Pending(slot) = &self.0 {
+            if let Ok(mut s) = slot.lock() {
+                if s.values.is_none() {
+                    s.waker = Some(cx.waker().clone());
+                    return std::task::Poll::Pending;
+                }
+            }
+        }
+        match self.take() {
+            Some(v) => std::task::Poll::Ready(v),
+            None => std::task::Poll::Ready(Err(BackendError("read twice".into()))),
         }
     }
 }
@@ -255,6 +292,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Let finished device work deliver its reads (natively; a browser does it on its own).
     fn poll(&self) {}
+
+    /// Whether the device still has a full queue of submitted work: a driver with a time
+    /// budget should yield instead of enqueueing more (a GPU keeps at most a couple of
+    /// submissions in flight, so Pause stays responsive).
+    fn busy(&self) -> bool {
+        false
+    }
 
     /// Block until every read started so far is ready (natively only; tests and the CLI).
     fn wait(&self) {}
@@ -405,6 +449,10 @@ pub struct AdamExpJob<'a> {
     /// Per step, per member (step-major).
     pub scalars: &'a [AdamScalars],
     pub steps: usize,
+    /// Steps already run (the first of these is step `first_step + 1` of Adam's clock).
+    pub first_step: u64,
+    /// Per member (or one for all): the learning rates the scalars come from.
+    pub lrs: &'a [f64],
 }
 
 /// The state of FISTA iterations that a fused kernel advances.

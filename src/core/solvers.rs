@@ -40,6 +40,7 @@ pub struct AdamExp {
     m: Tensor,
     v: Tensor,
     clocks: Vec<AdamClock>,
+    lrs: Vec<f64>,
     mse_scale: f32,
     l1_scale: Vec<f32>,
     done: u64,
@@ -81,6 +82,7 @@ impl AdamExp {
                     AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
                 })
                 .collect(),
+            lrs: lrs.to_vec(),
             // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the
             // squared error, plus the L1 term the fused step adds. The loss itself is never
             // needed here.
@@ -121,6 +123,8 @@ impl AdamExp {
                 l1_scale: &self.l1_scale,
                 scalars: &scalars,
                 steps: chunk as usize,
+                first_step: self.done + todo - left,
+                lrs: &self.lrs,
             };
             if !backend.adam_exp_fused(&mut job) {
                 let members = self.clocks.len();

@@ -1,7 +1,1151 @@
-//! The wgpu backend (placeholder while the CPU path moves to tensors).
+//! The GPU backend through wgpu: WebGPU in the browser, Vulkan, Metal or DX12 natively.
+//!
+//! Tensors are storage buffers that stay on the device. A kernel call writes its parameters
+//! (shapes, per-member scalars) into a host-side arena and records one compute pass into the
+//! open command encoder; nothing waits. [`Backend::flush`] copies the arena to its device
+//! buffer and submits; every dispatch finds its parameters at its own dynamic offset, so one
+//! submission carries thousands of dispatches. Reads copy into a mappable buffer and map it
+//! asynchronously. Pipelines are made once per kernel (lazily), bind groups once per set of
+//! buffers (cached until a buffer is dropped). All kernels share one pipeline layout: the
+//! parameters at binding 0 and up to six tensors at bindings 1 to 6 (unused ones are bound to
+//! small placeholders).
+//!
+//! The WGSL sources live beside this file; each is compiled with `common.wgsl` prepended.
+//! `fused.wgsl` (the per-sample solvers) is compiled per dictionary shape.
 
-/// A tensor's storage on the GPU.
-#[derive(Debug)]
+use super::tensor::{
+    per_member, AdamExpJob, Backend, BackendError, BackendKind, FistaJob, Op, ReadSlot, Readback,
+    Shape, Store, Tensor,
+};
+use super::AdamScalars;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+const COMMON: &str = include_str!("common.wgsl");
+const ELEMENTWISE: &str = include_str!("elementwise.wgsl");
+const COLUMNS: &str = include_str!("columns.wgsl");
+const LOSS: &str = include_str!("loss.wgsl");
+const GEMM: &str = include_str!("gemm.wgsl");
+const FUSED: &str = include_str!("fused.wgsl");
+
+/// Bytes of parameters one dispatch may read (its window of the arena).
+const PARAM_WINDOW: u64 = 64 * 1024;
+/// The parameter arena: when a submission's parameters would pass this, it is flushed first.
+const ARENA_BYTES: u64 = 8 * 1024 * 1024;
+/// Tensors bound per dispatch at most (bindings 1 to 6).
+const MAX_TENSORS: usize = 6;
+/// Workgroup size of the 1-D kernels.
+const WG: usize = 256;
+/// Largest dictionary side the fused solvers keep in registers.
+pub const FUSED_MAX_SIDE: usize = 64;
+/// Submissions allowed in flight before the backend reports itself busy.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A tensor's storage on the GPU. Dropping it forgets the bind groups that used it.
 pub struct DeviceBuffer {
     pub(crate) buffer: wgpu::Buffer,
+    id: u64,
+    binds: Weak<Mutex<BindCache>>,
+}
+
+impl std::fmt::Debug for DeviceBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "DeviceBuffer(#{}, {} bytes)",
+            self.id,
+            self.buffer.size()
+        )
+    }
+}
+
+impl Drop for DeviceBuffer {
+    fn drop(&mut self) {
+        if let Some(cache) = self.binds.upgrade() {
+            if let Ok(mut c) = cache.lock() {
+                c.forget(self.id);
+            }
+        }
+    }
+}
+
+/// Bind groups by the ids of the buffers they bind (0 for a placeholder slot).
+#[derive(Default)]
+struct BindCache {
+    groups: HashMap<[u64; MAX_TENSORS], wgpu::BindGroup>,
+}
+
+impl BindCache {
+    fn forget(&mut self, id: u64) {
+        self.groups.retain(|key, _| !key.contains(&id));
+    }
+}
+
+/// What is being recorded for the next submission.
+struct Recording {
+    encoder: Option<wgpu::CommandEncoder>,
+    params: Vec<u8>,
+}
+
+/// A kernel's parameter words.
+#[derive(Default)]
+struct Params(Vec<u32>);
+
+impl Params {
+    fn u(mut self, v: usize) -> Self {
+        self.0
+            .push(u32::try_from(v).expect("a size past u32 reached a GPU kernel"));
+        self
+    }
+
+    fn b(self, v: bool) -> Self {
+        self.u(usize::from(v))
+    }
+
+    fn f(mut self, v: f32) -> Self {
+        self.0.push(v.to_bits());
+        self
+    }
+
+    /// A per-member list: its length, then the values.
+    fn list(mut self, values: &[f32]) -> Self {
+        self = self.u(values.len());
+        for &v in values {
+            self = self.f(v);
+        }
+        self
+    }
+
+    fn values(mut self, values: &[f32]) -> Self {
+        for &v in values {
+            self = self.f(v);
+        }
+        self
+    }
+
+    fn adam(mut self, s: &[AdamScalars]) -> Self {
+        self = self.u(s.len());
+        for sc in s {
+            self = self
+                .f(sc.beta1)
+                .f(sc.beta2)
+                .f(sc.eps)
+                .f(sc.step_size)
+                .f(sc.bias2_sqrt);
+        }
+        self
+    }
+}
+
+/// The adapter a GPU backend runs on, for the page and results files.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    /// vulkan, metal, dx12, webgpu, ...
+    pub api: String,
+    /// discrete, integrated, cpu (software), ...
+    pub device_type: String,
+    /// A software rasteriser (SwiftShader, llvmpipe): correct and slow.
+    pub software: bool,
+}
+
+/// Kernels on the GPU (see the module documentation).
+pub struct GpuBackend {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    adapter: AdapterSummary,
+    layout: wgpu::BindGroupLayout,
+    pipeline_layout: wgpu::PipelineLayout,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    arena: wgpu::Buffer,
+    placeholders: Vec<wgpu::Buffer>,
+    recording: Mutex<Recording>,
+    binds: Arc<Mutex<BindCache>>,
+    error: Arc<Mutex<Option<String>>>,
+    next_id: AtomicU64,
+    align: u64,
+    max_binding: u64,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for GpuBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuBackend")
+            .field("adapter", &self.adapter)
+            .finish_non_exhaustive()
+    }
+}
+
+fn grid(values: usize) -> (u32, u32, u32) {
+    let groups = values.div_ceil(WG).max(1);
+    let x = groups.min(65_535);
+    let y = groups.div_ceil(x);
+    (x as u32, y as u32, 1)
+}
+
+impl GpuBackend {
+    /// Find an adapter and make a device with the limits the adapter offers. Fails when there
+    /// is no adapter (no WebGPU in this browser, no Vulkan driver) or the device is refused.
+    pub async fn request() -> Result<Self, BackendError> {
+        #[cfg(target_arch = "wasm32")]
+        let desc = {
+            let mut d = wgpu::InstanceDescriptor::new_without_display_handle();
+            d.backends = wgpu::Backends::BROWSER_WEBGPU;
+            d
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        let desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+        let instance = wgpu::Instance::new(desc);
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| BackendError(format!("no GPU adapter: {e}")))?;
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        if limits.max_storage_buffers_per_shader_stage < 7 {
+            return Err(BackendError(format!(
+                "the adapter {} binds {} storage buffers per shader stage; 7 are needed",
+                info.name, limits.max_storage_buffers_per_shader_stage
+            )));
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("sparse-playground"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| BackendError(format!("the GPU refused a device: {e}")))?;
+        let software = info.device_type == wgpu::DeviceType::Cpu
+            || ["swiftshader", "llvmpipe", "lavapipe", "warp"]
+                .iter()
+                .any(|s| info.name.to_lowercase().contains(s));
+        let adapter = AdapterSummary {
+            name: if info.name.is_empty() {
+                "unnamed adapter".to_string()
+            } else {
+                info.name.clone()
+            },
+            api: format!("{:?}", info.backend).to_lowercase(),
+            device_type: format!("{:?}", info.device_type).to_lowercase(),
+            software,
+        };
+        Ok(Self::from_device(device, queue, adapter, &limits))
+    }
+
+    /// As [`request`](Self::request), blocking (natively only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn request_blocking() -> Result<Self, BackendError> {
+        pollster::block_on(Self::request())
+    }
+
+    fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: AdapterSummary,
+        limits: &wgpu::Limits,
+    ) -> Self {
+        let error: Arc<Mutex<Option<String>>> = Arc::default();
+        let sink = Arc::clone(&error);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| format!("the GPU reported an error: {e}"));
+            }
+        }));
+        let sink = Arc::clone(&error);
+        device.set_device_lost_callback(move |reason, message| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| {
+                    format!("the GPU device was lost ({reason:?}): {message}")
+                });
+            }
+        });
+        let storage = |binding: u32, read_only: bool, dynamic: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: dynamic,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let mut entries = vec![storage(0, true, true)];
+        entries.extend((1..=MAX_TENSORS as u32).map(|b| storage(b, false, false)));
+        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some("kernels"),
+            entries: &entries,
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some("kernels"),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("parameter arena"),
+            size: ARENA_BYTES + PARAM_WINDOW,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let placeholders = (0..MAX_TENSORS)
+            .map(|_| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("unused binding"),
+                    size: 16,
+                    usage: wgpu::BufferUsages::STORAGE,
+                    mapped_at_creation: false,
+                })
+            })
+            .collect();
+        Self {
+            device,
+            queue,
+            adapter,
+            layout,
+            pipeline_layout,
+            modules: Mutex::default(),
+            pipelines: Mutex::default(),
+            arena,
+            placeholders,
+            recording: Mutex::new(Recording {
+                encoder: None,
+                params: Vec::new(),
+            }),
+            binds: Arc::default(),
+            error,
+            next_id: AtomicU64::new(1),
+            align: u64::from(limits.min_storage_buffer_offset_alignment).max(4),
+            max_binding: limits
+                .max_storage_buffer_binding_size
+                .min(limits.max_buffer_size),
+            in_flight: Arc::default(),
+        }
+    }
+
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.adapter
+    }
+
+    /// The largest tensor (bytes) one binding can hold on this device.
+    pub fn max_tensor_bytes(&self) -> u64 {
+        self.max_binding
+    }
+
+    fn module(&self, name: &'static str) -> wgpu::ShaderModule {
+        let mut modules = self.modules.lock().expect("shader modules");
+        modules
+            .entry(name)
+            .or_insert_with(|| {
+                let body = match name {
+                    "elementwise" => ELEMENTWISE,
+                    "columns" => COLUMNS,
+                    "loss" => LOSS,
+                    "gemm" => GEMM,
+                    other => unreachable!("no shader module {other}"),
+                };
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(name),
+                        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
+                    })
+            })
+            .clone()
+    }
+
+    fn pipeline_from(
+        &self,
+        key: String,
+        module: impl FnOnce() -> wgpu::ShaderModule,
+        entry: &str,
+    ) -> wgpu::ComputePipeline {
+        let mut pipelines = self.pipelines.lock().expect("pipelines");
+        if let Some(p) = pipelines.get(&key) {
+            return p.clone();
+        }
+        let module = module();
+        let p = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: Some(&self.pipeline_layout),
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions::default(),
+                cache: None,
+            });
+        pipelines.insert(key, p.clone());
+        p
+    }
+
+    fn pipeline(&self, module: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
+        self.pipeline_from(format!("{module}/{entry}"), || self.module(module), entry)
+    }
+
+    /// The fused solver `entry` compiled for dictionaries of `dim` x `atoms`.
+    fn fused_pipeline(
+        &self,
+        entry: &'static str,
+        dim: usize,
+        atoms: usize,
+    ) -> wgpu::ComputePipeline {
+        self.pipeline_from(
+            format!("fused/{entry}/{dim}x{atoms}"),
+            || {
+                let body = FUSED
+                    .replace("{{NN_MM}}", &(dim * atoms).to_string())
+                    .replace("{{NN}}", &atoms.to_string())
+                    .replace("{{MM}}", &dim.to_string());
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("fused"),
+                        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
+                    })
+            },
+            entry,
+        )
+    }
+
+    fn new_buffer(&self, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes.max(16).next_multiple_of(4),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn tensor_of(&self, shape: Shape, buffer: wgpu::Buffer) -> Tensor {
+        Tensor::new(
+            shape,
+            Store::Device(DeviceBuffer {
+                buffer,
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                binds: Arc::downgrade(&self.binds),
+            }),
+        )
+    }
+
+    fn bind_group(&self, tensors: &[&DeviceBuffer]) -> wgpu::BindGroup {
+        assert!(
+            tensors.len() <= MAX_TENSORS,
+            "too many tensors for one dispatch"
+        );
+        let mut key = [0u64; MAX_TENSORS];
+        for (k, t) in key.iter_mut().zip(tensors) {
+            *k = t.id;
+        }
+        let mut cache = self.binds.lock().expect("bind cache");
+        if let Some(g) = cache.groups.get(&key) {
+            return g.clone();
+        }
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &self.arena,
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAM_WINDOW),
+            }),
+        }];
+        for slot in 0..MAX_TENSORS {
+            let buffer = tensors
+                .get(slot)
+                .map_or(&self.placeholders[slot], |t| &t.buffer);
+            entries.push(wgpu::BindGroupEntry {
+                binding: slot as u32 + 1,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &self.layout,
+            entries: &entries,
+        });
+        cache.groups.insert(key, group.clone());
+        group
+    }
+
+    /// Record one dispatch of `pipeline` with `params` over `tensors`.
+    fn dispatch(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        params: Params,
+        tensors: &[&DeviceBuffer],
+        groups: (u32, u32, u32),
+    ) {
+        let bytes: Vec<u8> = params.0.iter().flat_map(|w| w.to_le_bytes()).collect();
+        assert!(
+            bytes.len() as u64 <= PARAM_WINDOW,
+            "a kernel's parameters outgrew their window (too many members in one stack)"
+        );
+        let group = self.bind_group(tensors);
+        let mut rec = self.recording.lock().expect("recording");
+        if rec.params.len() as u64 + PARAM_WINDOW > ARENA_BYTES {
+            self.submit(&mut rec);
+        }
+        let offset = rec.params.len() as u64;
+        rec.params.extend_from_slice(&bytes);
+        let padded = (offset + bytes.len().max(4) as u64).next_multiple_of(self.align);
+        rec.params.resize(padded as usize, 0);
+        let encoder = rec.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        });
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &group, &[offset as u32]);
+        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    }
+
+    fn encoder<'a>(&self, rec: &'a mut Recording) -> &'a mut wgpu::CommandEncoder {
+        rec.encoder.get_or_insert_with(|| {
+            self.device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+        })
+    }
+
+    fn submit(&self, rec: &mut Recording) {
+        let Some(encoder) = rec.encoder.take() else {
+            return;
+        };
+        if !rec.params.is_empty() {
+            self.queue.write_buffer(&self.arena, 0, &rec.params);
+            rec.params.clear();
+        }
+        self.queue.submit(Some(encoder.finish()));
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let counter = Arc::clone(&self.in_flight);
+        self.queue.on_submitted_work_done(move || {
+            counter.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+
+    fn elementwise(
+        &self,
+        entry: &'static str,
+        len: usize,
+        params: Params,
+        tensors: &[&DeviceBuffer],
+    ) {
+        let pipeline = self.pipeline("elementwise", entry);
+        self.dispatch(&pipeline, params, tensors, grid(len));
+    }
+}
+
+/// The broadcast flag of an input against the output's stack.
+fn broadcast(input: Shape, out: Shape, what: &str) -> bool {
+    assert!(
+        input.stack == 1 || input.stack == out.stack,
+        "{what}: a stack of {} cannot feed a stack of {}",
+        input.stack,
+        out.stack
+    );
+    input.stack == 1 && out.stack > 1
+}
+
+fn same(what: &str, a: Shape, b: Shape) {
+    assert_eq!(a, b, "{what}: shapes differ");
+}
+
+fn scalars_list<T: Copy>(values: &[T], members: usize) -> Vec<T> {
+    if values.len() == 1 {
+        values.to_vec()
+    } else {
+        per_member(values, members).collect()
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "mirrors the trait's kernels")]
+impl Backend for GpuBackend {
+    fn name(&self) -> String {
+        format!("gpu ({}, {})", self.adapter.name, self.adapter.api)
+    }
+
+    fn kind(&self) -> BackendKind {
+        BackendKind::Gpu
+    }
+
+    fn upload(&self, shape: Shape, values: &[f32]) -> Tensor {
+        assert_eq!(
+            values.len(),
+            shape.len(),
+            "upload: values do not fill the shape"
+        );
+        let buffer = self.new_buffer(4 * shape.len() as u64);
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(values));
+        self.tensor_of(shape, buffer)
+    }
+
+    fn zeros(&self, shape: Shape) -> Tensor {
+        // New buffers are zeroed by wgpu.
+        self.tensor_of(shape, self.new_buffer(4 * shape.len() as u64))
+    }
+
+    fn write(&self, t: &mut Tensor, values: &[f32]) {
+        assert_eq!(
+            values.len(),
+            t.shape().len(),
+            "write: values do not fill the tensor"
+        );
+        // Through a staging copy recorded in order, so kernels recorded before still see the
+        // old values (a queue write would land before the whole submission).
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("write"),
+            size: (4 * values.len() as u64).max(4),
+            usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::MAP_WRITE,
+            mapped_at_creation: true,
+        });
+        staging
+            .slice(..)
+            .get_mapped_range_mut()
+            .expect("a buffer mapped at creation")
+            .copy_from_slice(bytemuck::cast_slice(values));
+        staging.unmap();
+        let mut rec = self.recording.lock().expect("recording");
+        let size = 4 * values.len() as u64;
+        self.encoder(&mut rec)
+            .copy_buffer_to_buffer(&staging, 0, &t.device().buffer, 0, size);
+    }
+
+    fn read(&self, t: &Tensor) -> Readback {
+        let size = 4 * t.shape().len() as u64;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("read"),
+            size: size.max(4),
+            usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        });
+        {
+            let mut rec = self.recording.lock().expect("recording");
+            self.encoder(&mut rec)
+                .copy_buffer_to_buffer(&t.device().buffer, 0, &staging, 0, size);
+            self.submit(&mut rec);
+        }
+        let slot: Arc<Mutex<ReadSlot>> = Arc::default();
+        let target = Arc::clone(&slot);
+        let mapped = staging.clone();
+        let len = t.shape().len();
+        staging.map_async(wgpu::MapMode::Read, .., move |result| {
+            let values = match result {
+                Ok(()) => match mapped.get_mapped_range(..) {
+                    Ok(view) => {
+                        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&view[..4 * len]);
+                        drop(view);
+                        mapped.unmap();
+                        Ok(values)
+                    }
+                    Err(e) => Err(BackendError(format!("a GPU read failed: {e}"))),
+                },
+                Err(e) => Err(BackendError(format!("a GPU read failed: {e}"))),
+            };
+            ReadSlot::deliver(&target, values);
+        });
+        Readback::pending(slot)
+    }
+
+    fn flush(&self) {
+        let mut rec = self.recording.lock().expect("recording");
+        self.submit(&mut rec);
+    }
+
+    fn poll(&self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let _ = self.device.poll(wgpu::PollType::Poll);
+        }
+    }
+
+    fn wait(&self) {
+        self.flush();
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+                if let Ok(mut slot) = self.error.lock() {
+                    slot.get_or_insert_with(|| format!("waiting for the GPU failed: {e}"));
+                }
+            }
+        }
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::SeqCst) >= MAX_IN_FLIGHT
+    }
+
+    fn health(&self) -> Result<(), BackendError> {
+        match self.error.lock().ok().and_then(|e| e.clone()) {
+            Some(message) => Err(BackendError(message)),
+            None => Ok(()),
+        }
+    }
+
+    fn copy(&self, src: &Tensor, dst: &mut Tensor) {
+        let (s, d) = (src.shape(), dst.shape());
+        assert_eq!((s.rows, s.cols), (d.rows, d.cols), "copy: shapes differ");
+        let bc = broadcast(s, d, "copy");
+        if !bc {
+            let mut rec = self.recording.lock().expect("recording");
+            self.encoder(&mut rec).copy_buffer_to_buffer(
+                &src.device().buffer,
+                0,
+                &dst.device().buffer,
+                0,
+                4 * d.len() as u64,
+            );
+            return;
+        }
+        let p = Params::default().u(d.len()).u(d.matrix_len()).b(bc);
+        self.elementwise("copy", d.len(), p, &[src.device(), dst.device()]);
+    }
+
+    fn fill(&self, t: &mut Tensor, value: f32) {
+        let len = t.shape().len();
+        self.elementwise(
+            "fill",
+            len,
+            Params::default().u(len).f(value),
+            &[t.device()],
+        );
+    }
+
+    fn gemm(&self, alpha: f32, a: Op<'_>, b: Op<'_>, beta: f32, c: &mut Tensor) {
+        let cs = c.shape();
+        let (m, k) = a.shape();
+        let (k2, n) = b.shape();
+        assert_eq!(
+            k, k2,
+            "gemm: inner dimensions differ ({m}x{k} times {k2}x{n})"
+        );
+        assert_eq!((m, n), (cs.rows, cs.cols), "gemm: output shape mismatch");
+        let abc = broadcast(a.tensor.shape(), cs, "gemm (a)");
+        let bbc = broadcast(b.tensor.shape(), cs, "gemm (b)");
+        let p = Params::default()
+            .u(m)
+            .u(n)
+            .u(k)
+            .b(a.transposed)
+            .b(b.transposed)
+            .b(abc || a.tensor.stack() == 1)
+            .b(bbc || b.tensor.stack() == 1)
+            .f(alpha)
+            .f(beta);
+        let pipeline = self.pipeline("gemm", "gemm");
+        let groups = (
+            n.div_ceil(64) as u32,
+            m.div_ceil(64) as u32,
+            cs.stack as u32,
+        );
+        self.dispatch(
+            &pipeline,
+            p,
+            &[a.tensor.device(), b.tensor.device(), c.device()],
+            groups,
+        );
+    }
+
+    fn add_bias(&self, out: &mut Tensor, bias: &Tensor) {
+        let (os, bs) = (out.shape(), bias.shape());
+        assert_eq!(
+            (bs.rows, bs.cols),
+            (os.rows, 1),
+            "add_bias: bias must be rows x 1"
+        );
+        let bc = broadcast(bs, os, "add_bias") || bs.stack == 1;
+        let p = Params::default()
+            .u(os.len())
+            .u(os.rows)
+            .u(os.matrix_len())
+            .b(bc);
+        self.elementwise("add_bias", os.len(), p, &[out.device(), bias.device()]);
+    }
+
+    fn sum_columns(&self, src: &Tensor, out: &mut Tensor) {
+        let ss = src.shape();
+        assert_eq!(
+            out.shape(),
+            Shape::new(ss.stack, ss.rows, 1),
+            "sum_columns: out must be rows x 1"
+        );
+        let count = ss.stack * ss.rows;
+        let p = Params::default().u(count).u(ss.rows).u(ss.cols);
+        let pipeline = self.pipeline("columns", "sum_columns");
+        self.dispatch(&pipeline, p, &[src.device(), out.device()], grid(count));
+    }
+
+    fn relu(&self, t: &mut Tensor) {
+        let len = t.shape().len();
+        self.elementwise("relu", len, Params::default().u(len), &[t.device()]);
+    }
+
+    fn relu_backward(&self, grad: &mut Tensor, out: &Tensor) {
+        same("relu_backward", grad.shape(), out.shape());
+        let len = grad.shape().len();
+        self.elementwise(
+            "relu_backward",
+            len,
+            Params::default().u(len),
+            &[grad.device(), out.device()],
+        );
+    }
+
+    fn topk_columns(&self, t: &mut Tensor, k: usize) {
+        let s = t.shape();
+        if k >= s.rows {
+            return;
+        }
+        let cols = s.stack * s.cols;
+        let p = Params::default().u(cols).u(s.rows).u(k);
+        let pipeline = self.pipeline("columns", "topk_columns");
+        self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+    }
+
+    fn exp(&self, x: &Tensor, out: &mut Tensor) {
+        same("exp", x.shape(), out.shape());
+        let len = x.shape().len();
+        self.elementwise(
+            "exp_kernel",
+            len,
+            Params::default().u(len),
+            &[x.device(), out.device()],
+        );
+    }
+
+    fn mul(&self, grad: &mut Tensor, s: &Tensor) {
+        same("mul", grad.shape(), s.shape());
+        let len = grad.shape().len();
+        self.elementwise(
+            "mul",
+            len,
+            Params::default().u(len),
+            &[grad.device(), s.device()],
+        );
+    }
+
+    fn adam(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        s: &[AdamScalars],
+    ) {
+        let shape = param.shape();
+        same("adam (grad)", grad.shape(), shape);
+        same("adam (m)", m.shape(), shape);
+        same("adam (v)", v.shape(), shape);
+        let p = Params::default()
+            .u(shape.len())
+            .u(shape.matrix_len())
+            .adam(&scalars_list(s, shape.stack));
+        self.elementwise(
+            "adam",
+            shape.len(),
+            p,
+            &[param.device(), grad.device(), m.device(), v.device()],
+        );
+    }
+
+    fn adam_log_codes(
+        &self,
+        log_codes: &mut Tensor,
+        codes: &mut Tensor,
+        grad_s: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        l1_scale: &[f32],
+        s: &[AdamScalars],
+    ) {
+        let shape = log_codes.shape();
+        for t in [codes.shape(), grad_s.shape(), m.shape(), v.shape()] {
+            same("adam_log_codes", t, shape);
+        }
+        let p = Params::default()
+            .u(shape.len())
+            .u(shape.matrix_len())
+            .adam(&scalars_list(s, shape.stack))
+            .list(&scalars_list(l1_scale, shape.stack));
+        self.elementwise(
+            "adam_log_codes",
+            shape.len(),
+            p,
+            &[
+                log_codes.device(),
+                codes.device(),
+                m.device(),
+                v.device(),
+                grad_s.device(),
+            ],
+        );
+    }
+
+    fn normalize_columns(&self, t: &mut Tensor) {
+        let s = t.shape();
+        let cols = s.stack * s.cols;
+        let p = Params::default().u(cols).u(s.rows);
+        let pipeline = self.pipeline("columns", "normalize_columns");
+        self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+    }
+
+    fn residual(&self, recon: &mut Tensor, x: &Tensor, scale: &[f32]) {
+        let (rs, xs) = (recon.shape(), x.shape());
+        assert_eq!(
+            (rs.rows, rs.cols),
+            (xs.rows, xs.cols),
+            "residual: shapes differ"
+        );
+        let bc = broadcast(xs, rs, "residual") || xs.stack == 1;
+        let p = Params::default()
+            .u(rs.len())
+            .u(rs.matrix_len())
+            .b(bc)
+            .list(&scalars_list(scale, rs.stack));
+        self.elementwise("residual", rs.len(), p, &[recon.device(), x.device()]);
+    }
+
+    fn l1_subgradient(&self, grad: &mut Tensor, codes: &Tensor, scale: &[f32]) {
+        let shape = grad.shape();
+        same("l1_subgradient", codes.shape(), shape);
+        let p = Params::default()
+            .u(shape.len())
+            .u(shape.matrix_len())
+            .list(&scalars_list(scale, shape.stack));
+        self.elementwise(
+            "l1_subgradient",
+            shape.len(),
+            p,
+            &[grad.device(), codes.device()],
+        );
+    }
+
+    fn reconstruction_loss(
+        &self,
+        scaled_residual: &Tensor,
+        codes: &Tensor,
+        mse_scale: &[f32],
+        l1_penalty: &[f32],
+        out: &mut Tensor,
+    ) {
+        let (rs, cs) = (scaled_residual.shape(), codes.shape());
+        assert_eq!(rs.stack, cs.stack, "reconstruction_loss: stacks differ");
+        assert_eq!(rs.cols, cs.cols, "reconstruction_loss: batches differ");
+        let mse = scalars_list(mse_scale, rs.stack);
+        let l1 = scalars_list(l1_penalty, rs.stack);
+        let p = Params::default()
+            .u(rs.rows)
+            .u(cs.rows)
+            .u(rs.cols)
+            .u(mse.len())
+            .u(l1.len())
+            .values(&mse)
+            .values(&l1);
+        let pipeline = self.pipeline("loss", "reconstruction_loss");
+        self.dispatch(
+            &pipeline,
+            p,
+            &[scaled_residual.device(), codes.device(), out.device()],
+            (rs.stack as u32, 1, 1),
+        );
+    }
+
+    fn cosine_loss(&self, pred: &Tensor, target: &Tensor, grad: &mut Tensor, loss: &mut Tensor) {
+        let ps = pred.shape();
+        same("cosine_loss (grad)", grad.shape(), ps);
+        let bc = broadcast(target.shape(), ps, "cosine_loss (target)") || target.stack() == 1;
+        let p = Params::default().u(ps.rows).u(ps.cols).b(bc);
+        let pipeline = self.pipeline("loss", "cosine_loss");
+        self.dispatch(
+            &pipeline,
+            p,
+            &[pred.device(), target.device(), grad.device(), loss.device()],
+            (ps.stack as u32, 1, 1),
+        );
+    }
+
+    fn gather_columns(&self, src: &Tensor, idx: &Tensor, dst: &mut Tensor) {
+        let (ss, ds) = (src.shape(), dst.shape());
+        assert_eq!(ss.rows, ds.rows, "gather_columns: rows differ");
+        assert_eq!(idx.rows(), ds.cols, "gather_columns: one index per column");
+        let bc = broadcast(ss, ds, "gather_columns") || ss.stack == 1;
+        let p = Params::default()
+            .u(ds.len())
+            .u(ds.rows)
+            .u(ds.cols)
+            .u(ss.cols)
+            .b(bc);
+        let pipeline = self.pipeline("columns", "gather_columns");
+        self.dispatch(
+            &pipeline,
+            p,
+            &[src.device(), idx.device(), dst.device()],
+            grid(ds.len()),
+        );
+    }
+
+    fn adam_columns(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        idx: &Tensor,
+        s: &[AdamScalars],
+    ) {
+        let (ps, gs) = (param.shape(), grad.shape());
+        assert_eq!(
+            (ps.stack, ps.rows),
+            (gs.stack, gs.rows),
+            "adam_columns: shapes differ"
+        );
+        let p = Params::default()
+            .u(gs.len())
+            .u(gs.rows)
+            .u(gs.cols)
+            .u(ps.cols)
+            .adam(&scalars_list(s, ps.stack));
+        let pipeline = self.pipeline("columns", "adam_columns");
+        self.dispatch(
+            &pipeline,
+            p,
+            &[
+                param.device(),
+                grad.device(),
+                m.device(),
+                v.device(),
+                idx.device(),
+            ],
+            grid(gs.len()),
+        );
+    }
+
+    fn upload_indices(&self, stack: usize, indices: &[u32]) -> Tensor {
+        assert!(
+            stack > 0 && indices.len() % stack == 0,
+            "upload_indices: ragged indices"
+        );
+        let shape = Shape::new(stack, indices.len() / stack, 1);
+        let buffer = self.new_buffer(4 * indices.len() as u64);
+        self.queue
+            .write_buffer(&buffer, 0, bytemuck::cast_slice(indices));
+        self.tensor_of(shape, buffer)
+    }
+
+    fn fista_update(
+        &self,
+        s: &mut Tensor,
+        s_prev: &Tensor,
+        y: &mut Tensor,
+        threshold: &[f32],
+        momentum: f32,
+        nonneg: bool,
+    ) {
+        let shape = s.shape();
+        same("fista_update (s_prev)", s_prev.shape(), shape);
+        same("fista_update (y)", y.shape(), shape);
+        let p = Params::default()
+            .u(shape.len())
+            .u(shape.matrix_len())
+            .b(nonneg)
+            .f(momentum)
+            .list(&scalars_list(threshold, shape.stack));
+        self.elementwise(
+            "fista_update",
+            shape.len(),
+            p,
+            &[s.device(), s_prev.device(), y.device()],
+        );
+    }
+
+    fn adam_exp_fused(&self, job: &mut AdamExpJob<'_>) -> bool {
+        let (members, dim, atoms) = (job.dict.stack(), job.dict.rows(), job.dict.cols());
+        if dim > FUSED_MAX_SIDE || atoms > FUSED_MAX_SIDE || dim * atoms > 4096 {
+            return false;
+        }
+        let n = job.x.cols();
+        let bc = job.x.stack() == 1;
+        let lrs: Vec<f32> = scalars_list(job.lrs, members)
+            .into_iter()
+            .map(|lr| lr as f32)
+            .collect();
+        let p = Params::default()
+            .u(n)
+            .u(job.steps)
+            .u(usize::try_from(job.first_step).unwrap_or(usize::MAX))
+            .b(bc)
+            .f(job.mse_scale)
+            .u(job.l1_scale.len())
+            .u(lrs.len())
+            .values(job.l1_scale)
+            .values(&lrs);
+        let pipeline = self.fused_pipeline("adam_exp", dim, atoms);
+        self.dispatch(
+            &pipeline,
+            p,
+            &[
+                job.dict.device(),
+                job.x.device(),
+                job.log_codes.device(),
+                job.codes.device(),
+                job.m.device(),
+                job.v.device(),
+            ],
+            (n.div_ceil(64) as u32, members as u32, 1),
+        );
+        true
+    }
+
+    fn fista_fused(&self, job: &mut FistaJob<'_>) -> bool {
+        let (members, dim, atoms) = (job.dict.stack(), job.dict.rows(), job.dict.cols());
+        if dim > FUSED_MAX_SIDE || atoms > FUSED_MAX_SIDE || dim * atoms > 4096 {
+            return false;
+        }
+        let n = job.x.cols();
+        let bc = job.x.stack() == 1;
+        let steps = scalars_list(job.step, members);
+        let thresholds = scalars_list(job.threshold, members);
+        assert_eq!(
+            steps.len(),
+            thresholds.len(),
+            "fista: one step and threshold per member"
+        );
+        let pipeline = self.fused_pipeline("fista", dim, atoms);
+        // Iterations in dispatches of at most 250, each a few milliseconds.
+        for chunk in job.momentum.chunks(250) {
+            let p = Params::default()
+                .u(n)
+                .u(chunk.len())
+                .b(bc)
+                .b(job.nonneg)
+                .u(steps.len())
+                .values(&steps)
+                .values(&thresholds)
+                .values(chunk);
+            self.dispatch(
+                &pipeline,
+                p,
+                &[
+                    job.dict.device(),
+                    job.x.device(),
+                    job.s.device(),
+                    job.s_prev.device(),
+                    job.y.device(),
+                ],
+                (n.div_ceil(64) as u32, members as u32, 1),
+            );
+        }
+        true
+    }
 }

@@ -1,0 +1,126 @@
+// Kernels over the columns and rows of every matrix of a stack.
+
+// b2 (stack x rows x 1) <- the sum of b1's columns; one invocation per (member, row).
+// p = [stack * rows, rows, cols]
+@compute @workgroup_size(256)
+fn sum_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let rows = p[1];
+    let cols = p[2];
+    let base = (i / rows) * rows * cols + i % rows;
+    var acc = 0.0;
+    for (var c = 0u; c < cols; c++) {
+        acc += b1[base + c * rows];
+    }
+    b2[i] = acc;
+}
+
+// Every column of b1 to unit L2 norm (norm 0 left alone); one invocation per column.
+// p = [stack * cols, rows]
+@compute @workgroup_size(256)
+fn normalize_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let rows = p[1];
+    let base = i * rows;
+    var ss = 0.0;
+    for (var r = 0u; r < rows; r++) {
+        let v = b1[base + r];
+        ss += v * v;
+    }
+    let norm = sqrt(ss);
+    if (norm > 0.0) {
+        let inv = 1.0 / norm;
+        for (var r = 0u; r < rows; r++) {
+            b1[base + r] = b1[base + r] * inv;
+        }
+    }
+}
+
+// Whether (v, i) comes before (w, j) in the top-k order: larger first, ties to the lower row,
+// NaN never (so NaN is never kept).
+fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
+    return v > w || (v == w && i < j);
+}
+
+// Keep the k largest entries of every column of b1, zero the rest; one invocation per column.
+// k passes find the k-th entry in the order above, then one pass keeps what is not after it.
+// p = [stack * cols, rows, k]
+@compute @workgroup_size(256)
+fn topk_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let col = flat(gid, nwg);
+    if (col >= p[0]) { return; }
+    let rows = p[1];
+    let k = p[2];
+    let base = col * rows;
+    // The last entry taken: start "above" everything.
+    var last_v = bitcast<f32>(0x7f800000u); // +inf
+    var last_i = 0u;
+    var first = true;
+    var found = 0u;
+    for (var pass_ = 0u; pass_ < k; pass_++) {
+        var best_v = 0.0;
+        var best_i = rows;
+        for (var r = 0u; r < rows; r++) {
+            let v = b1[base + r];
+            if (is_nan(v)) { continue; }
+            let below_last = first || before(last_v, last_i, v, r);
+            if (below_last && (best_i == rows || before(v, r, best_v, best_i))) {
+                best_v = v;
+                best_i = r;
+            }
+        }
+        if (best_i == rows) { break; }
+        last_v = best_v;
+        last_i = best_i;
+        first = false;
+        found++;
+    }
+    for (var r = 0u; r < rows; r++) {
+        let v = b1[base + r];
+        let keep = found > 0u && !is_nan(v) && !before(last_v, last_i, v, r);
+        b1[base + r] = select(0.0, v, keep);
+    }
+}
+
+// b3[:, j] <- b1[:, b2[j]] per member (column numbers as bits); one invocation per value of b3.
+// p = [stack * rows * dst_cols, rows, dst_cols, src_cols, src_is_broadcast]
+@compute @workgroup_size(256)
+fn gather_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let rows = p[1];
+    let dst_cols = p[2];
+    let per = rows * dst_cols;
+    let member = i / per;
+    let j = (i % per) / rows;
+    let c = bitcast<u32>(b2[member * dst_cols + j]);
+    let src = select(member, 0u, p[4] == 1u);
+    b3[i] = b1[(src * p[3] + c) * rows + i % rows];
+}
+
+// Adam on the columns b5[j] of b1 (param) with moments b3, b4 from the columns of b2 (grad).
+// p = [stack * rows * batch, rows, batch, param_cols, n_scalars, scalars (5 each)...]
+@compute @workgroup_size(256)
+fn adam_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let rows = p[1];
+    let batch = p[2];
+    let per = rows * batch;
+    let member = i / per;
+    let j = (i % per) / rows;
+    let c = bitcast<u32>(b5[member * batch + j]);
+    let at = (member * p[3] + c) * rows + i % rows;
+    let s = 5u + 5u * select(member, 0u, p[4] == 1u);
+    let beta1 = pf(s);
+    let beta2 = pf(s + 1u);
+    let g = b2[i];
+    let m = beta1 * b3[at] + (1.0 - beta1) * g;
+    let v = beta2 * b4[at] + (1.0 - beta2) * g * g;
+    b3[at] = m;
+    b4[at] = v;
+    let denom = sqrt(v) / pf(s + 4u) + pf(s + 2u);
+    b1[at] = b1[at] - pf(s + 3u) * m / denom;
+}

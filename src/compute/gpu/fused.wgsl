@@ -1,0 +1,148 @@
+// Per-sample solvers, many iterations per dispatch: once the dictionary is fixed every sample's
+// problem is independent, so one invocation owns one (member, sample) and keeps its code and
+// optimiser state in registers, with the member's dictionary in workgroup memory. NN (atoms)
+// and MM (dimension) are substituted by the host (at most 64 each, NN * MM at most 4096).
+// Workgroup y is the member.
+
+const NN: u32 = {{NN}}u;
+const MM: u32 = {{MM}}u;
+
+var<workgroup> dict: array<f32, {{NN_MM}}>;
+
+fn load_dict(member: u32, lid: u32) {
+    for (var t = lid; t < NN * MM; t += 64u) {
+        dict[t] = b1[member * NN * MM + t];
+    }
+    workgroupBarrier();
+}
+
+// The paper's inference: Adam on u with s = e^u through the dictionary b1 for the signals b2;
+// state b3 u, b4 codes, b5 m, b6 v (stack x NN x n). Step t's Adam scalars come from the
+// member's learning rate as PyTorch computes them (in f32 here).
+// p = [n, steps, first_step, x_broadcast, mse_scale, n_l1, n_lr, l1..., lr...]
+@compute @workgroup_size(64)
+fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let member = wg.y;
+    load_dict(member, lid.x);
+    let n = p[0];
+    let sample = gid.x;
+    if (sample >= n) { return; }
+    let steps = p[1];
+    let mse = pf(4u);
+    let l1 = member_value(7u, p[5], member);
+    let lr = member_value(7u + p[5], p[6], member);
+    let xb = select(member, 0u, p[3] == 1u) * MM * n + sample * MM;
+    let sb = member * NN * n + sample * NN;
+    var x: array<f32, MM>;
+    for (var i = 0u; i < MM; i++) { x[i] = b2[xb + i]; }
+    var u: array<f32, NN>;
+    var s: array<f32, NN>;
+    var m: array<f32, NN>;
+    var v: array<f32, NN>;
+    for (var k = 0u; k < NN; k++) {
+        u[k] = b3[sb + k];
+        s[k] = b4[sb + k];
+        m[k] = b5[sb + k];
+        v[k] = b6[sb + k];
+    }
+    var r: array<f32, MM>;
+    for (var step = 0u; step < steps; step++) {
+        let t = f32(p[2] + step + 1u);
+        let step_size = lr / (1.0 - pow(0.9, t));
+        let bias2_sqrt = sqrt(1.0 - pow(0.999, t));
+        // r = D s - x
+        for (var i = 0u; i < MM; i++) { r[i] = -x[i]; }
+        for (var k = 0u; k < NN; k++) {
+            let sk = s[k];
+            for (var i = 0u; i < MM; i++) {
+                r[i] = fma(dict[k * MM + i], sk, r[i]);
+            }
+        }
+        for (var k = 0u; k < NN; k++) {
+            var g = 0.0;
+            for (var i = 0u; i < MM; i++) {
+                g = fma(dict[k * MM + i], r[i], g);
+            }
+            let code = s[k];
+            let grad = (mse * g + sign_of(code) * l1) * code;
+            let mk = 0.9 * m[k] + 0.1 * grad;
+            let vk = 0.999 * v[k] + 0.001 * grad * grad;
+            m[k] = mk;
+            v[k] = vk;
+            let uk = u[k] - step_size * mk / (sqrt(vk) / bias2_sqrt + 1e-8);
+            u[k] = uk;
+            s[k] = exp(clamp(uk, -104.0, 88.7));
+        }
+    }
+    for (var k = 0u; k < NN; k++) {
+        b3[sb + k] = u[k];
+        b4[sb + k] = s[k];
+        b5[sb + k] = m[k];
+        b6[sb + k] = v[k];
+    }
+}
+
+// FISTA iterations through the dictionary b1 for the signals b2; state b3 s, b4 s_prev, b5 y.
+// p = [n, iters, x_broadcast, nonneg, n_members_values, steps (g)..., thresholds...,
+// momentum per iteration...]
+@compute @workgroup_size(64)
+fn fista(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let member = wg.y;
+    load_dict(member, lid.x);
+    let n = p[0];
+    let sample = gid.x;
+    if (sample >= n) { return; }
+    let iters = p[1];
+    let count = p[4];
+    let g = member_value(5u, count, member);
+    let th = member_value(5u + count, count, member);
+    let mom_at = 5u + 2u * count;
+    let xb = select(member, 0u, p[2] == 1u) * MM * n + sample * MM;
+    let sb = member * NN * n + sample * NN;
+    var x: array<f32, MM>;
+    for (var i = 0u; i < MM; i++) { x[i] = b2[xb + i]; }
+    var s: array<f32, NN>;
+    var sp: array<f32, NN>;
+    var y: array<f32, NN>;
+    for (var k = 0u; k < NN; k++) {
+        s[k] = b3[sb + k];
+        sp[k] = b4[sb + k];
+        y[k] = b5[sb + k];
+    }
+    var r: array<f32, MM>;
+    for (var it = 0u; it < iters; it++) {
+        let mom = pf(mom_at + it);
+        // r = g (D y - x)
+        for (var i = 0u; i < MM; i++) { r[i] = 0.0; }
+        for (var k = 0u; k < NN; k++) {
+            let yk = y[k];
+            for (var i = 0u; i < MM; i++) {
+                r[i] = fma(dict[k * MM + i], yk, r[i]);
+            }
+        }
+        for (var i = 0u; i < MM; i++) { r[i] = (r[i] - x[i]) * g; }
+        for (var k = 0u; k < NN; k++) {
+            var dr = 0.0;
+            for (var i = 0u; i < MM; i++) {
+                dr = fma(dict[k * MM + i], r[i], dr);
+            }
+            let v = y[k] - dr;
+            var sk: f32;
+            if (p[3] == 1u) {
+                let t = v - th;
+                sk = select(0.0, t, t > 0.0);
+            } else {
+                let t = abs(v) - th;
+                sk = select(-1.0, 1.0, v >= 0.0) * select(0.0, t, t > 0.0);
+            }
+            sp[k] = s[k];
+            s[k] = sk;
+            y[k] = sk + mom * (sk - sp[k]);
+        }
+    }
+    for (var k = 0u; k < NN; k++) {
+        b3[sb + k] = s[k];
+        b4[sb + k] = sp[k];
+        b5[sb + k] = y[k];
+    }
+}

@@ -1,0 +1,542 @@
+//! The GPU backend against the CPU reference, natively (Mesa's lavapipe in CI): every kernel on
+//! seeded inputs with stated tolerances, the fused solvers against the step-by-step ones,
+//! short whole runs of every method, and stacks against runs one by one.
+//!
+//! Without an adapter these tests skip with a message, except where
+//! `SPARSE_PLAYGROUND_REQUIRE_GPU=1` (set by `.ci/run`): there a missing adapter fails them, so
+//! they can never pass by skipping.
+#![cfg(not(target_arch = "wasm32"))]
+
+use sparse_playground::compute::gpu::GpuBackend;
+use sparse_playground::compute::{read_now, AdamScalars, Backend, CpuBackend, Op, Shape, Tensor};
+use sparse_playground::core::config::{MethodConfig, Preset, Setting, SolverConfig};
+use sparse_playground::core::rng::Rng;
+use sparse_playground::core::run::Grouping;
+use sparse_playground::core::solvers;
+use sparse_playground::Experiment;
+use std::sync::{Arc, OnceLock};
+
+/// One device for the whole test binary (making one costs far more than any test).
+fn gpu() -> Option<Arc<GpuBackend>> {
+    static GPU: OnceLock<Option<Arc<GpuBackend>>> = OnceLock::new();
+    GPU.get_or_init(|| match GpuBackend::request_blocking() {
+        Ok(g) => {
+            eprintln!("GPU tests on {:?}", g.adapter());
+            Some(Arc::new(g))
+        }
+        Err(e) => {
+            let required = std::env::var("SPARSE_PLAYGROUND_REQUIRE_GPU").is_ok_and(|v| v == "1");
+            assert!(!required, "SPARSE_PLAYGROUND_REQUIRE_GPU=1 but no GPU: {e}");
+            eprintln!("skipping GPU tests: {e}");
+            None
+        }
+    })
+    .clone()
+}
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.normal() as f32).collect()
+}
+
+/// The same values as a CPU and a GPU tensor.
+fn pair(g: &GpuBackend, shape: Shape, values: &[f32]) -> (Tensor, Tensor) {
+    (
+        CpuBackend::new(1).upload(shape, values),
+        g.upload(shape, values),
+    )
+}
+
+fn host(b: &dyn Backend, t: &Tensor) -> Vec<f32> {
+    read_now(b, t).expect("read back")
+}
+
+/// |a - b| <= tol * (1 + |b|) everywhere (NaN only against NaN).
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        let ok = (a.is_nan() && b.is_nan()) || (a - b).abs() <= tol * (1.0 + b.abs());
+        assert!(ok, "{what}[{i}]: GPU {a} vs CPU {b} (tolerance {tol})");
+    }
+}
+
+/// Relative L2 distance |a - b| / |b|: the tolerance for iterations whose rounding differences
+/// drift apart slowly (FISTA's momentum does not contract them).
+fn assert_rel_l2(what: &str, got: &[f32], want: &[f32], tol: f64) {
+    let num: f64 = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let den: f64 = want
+        .iter()
+        .map(|b| f64::from(*b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    assert!(
+        num <= tol * den,
+        "{what}: relative L2 distance {} over {tol}",
+        num / den
+    );
+}
+
+fn scalars(t: u32, lr: f64) -> AdamScalars {
+    let mut clock = sparse_playground::core::adam::AdamClock::new(
+        sparse_playground::core::adam::AdamHyper::with_lr(lr),
+    );
+    let mut s = clock.tick();
+    for _ in 1..t {
+        s = clock.tick();
+    }
+    s
+}
+
+#[test]
+fn elementwise_kernels_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let shape = Shape::new(3, 7, 33);
+    let x = random(shape.len(), 1);
+    let y = random(shape.len(), 2);
+    // relu, with NaN and signed zeros in the input
+    let mut xs = x.clone();
+    xs[5] = f32::NAN;
+    xs[6] = -0.0;
+    let (mut c, mut d) = pair(g, shape, &xs);
+    cpu.relu(&mut c);
+    g.relu(&mut d);
+    assert_close("relu", &host(g, &d), &host(&cpu, &c), 0.0);
+    // relu_backward
+    let (mut cg, mut dg) = pair(g, shape, &y);
+    cpu.relu_backward(&mut cg, &c);
+    g.relu_backward(&mut dg, &d);
+    assert_close("relu_backward", &host(g, &dg), &host(&cpu, &cg), 0.0);
+    // exp (WGSL's exp within a few ulp of ours)
+    let (cx, dx) = pair(g, shape, &x.iter().map(|v| v * 4.0).collect::<Vec<_>>());
+    let (mut ce, mut de) = pair(g, shape, &y);
+    cpu.exp(&cx, &mut ce);
+    g.exp(&dx, &mut de);
+    assert_close("exp", &host(g, &de), &host(&cpu, &ce), 2e-6);
+    // mul, residual (broadcast x, per-member scales), l1_subgradient, fill, copy
+    let (mut cm, mut dm) = pair(g, shape, &x);
+    let (cy, dy) = pair(g, shape, &y);
+    cpu.mul(&mut cm, &cy);
+    g.mul(&mut dm, &dy);
+    assert_close("mul", &host(g, &dm), &host(&cpu, &cm), 0.0);
+    let one = shape.with_stack(1);
+    let (cb, db) = pair(g, one, &y[..one.len()]);
+    let scales = [0.5f32, -2.0, 3.0];
+    cpu.residual(&mut cm, &cb, &scales);
+    g.residual(&mut dm, &db, &scales);
+    assert_close("residual", &host(g, &dm), &host(&cpu, &cm), 1e-6);
+    let mut codes = y.clone();
+    codes[3] = 0.0;
+    let (cc, dc) = pair(g, shape, &codes);
+    cpu.l1_subgradient(&mut cm, &cc, &[0.25]);
+    g.l1_subgradient(&mut dm, &dc, &[0.25]);
+    assert_close("l1_subgradient", &host(g, &dm), &host(&cpu, &cm), 1e-6);
+    let (mut cf, mut df) = pair(g, shape, &x);
+    cpu.fill(&mut cf, 1.5);
+    g.fill(&mut df, 1.5);
+    assert_close("fill", &host(g, &df), &host(&cpu, &cf), 0.0);
+    cpu.copy(&cb, &mut cf);
+    g.copy(&db, &mut df);
+    assert_close("copy (broadcast)", &host(g, &df), &host(&cpu, &cf), 0.0);
+    cpu.copy(&cy, &mut cf);
+    g.copy(&dy, &mut df);
+    assert_close("copy", &host(g, &df), &host(&cpu, &cf), 0.0);
+    // add_bias, sum_columns
+    let bias_shape = Shape::new(3, 7, 1);
+    let (cbias, dbias) = pair(g, bias_shape, &random(bias_shape.len(), 3));
+    cpu.add_bias(&mut cf, &cbias);
+    g.add_bias(&mut df, &dbias);
+    assert_close("add_bias", &host(g, &df), &host(&cpu, &cf), 1e-6);
+    let (mut cs, mut ds) = pair(g, bias_shape, &vec![0.0; bias_shape.len()]);
+    cpu.sum_columns(&cf, &mut cs);
+    g.sum_columns(&df, &mut ds);
+    assert_close("sum_columns", &host(g, &ds), &host(&cpu, &cs), 1e-5);
+    // normalize_columns
+    cpu.normalize_columns(&mut cf);
+    g.normalize_columns(&mut df);
+    assert_close("normalize_columns", &host(g, &df), &host(&cpu, &cf), 1e-6);
+}
+
+#[test]
+fn optimiser_kernels_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let shape = Shape::new(2, 5, 40);
+    let p0 = random(shape.len(), 4);
+    let grad = random(shape.len(), 5);
+    let (mut cp, mut dp) = pair(g, shape, &p0);
+    let (cg, dg) = pair(g, shape, &grad);
+    let (mut cm, mut dm) = pair(g, shape, &vec![0.0; shape.len()]);
+    let (mut cv, mut dv) = pair(g, shape, &vec![0.0; shape.len()]);
+    for t in 1..4 {
+        let s = [scalars(t, 1e-2), scalars(t, 3e-3)];
+        cpu.adam(&mut cp, &cg, &mut cm, &mut cv, &s);
+        g.adam(&mut dp, &dg, &mut dm, &mut dv, &s);
+    }
+    assert_close("adam param", &host(g, &dp), &host(&cpu, &cp), 1e-5);
+    assert_close("adam m", &host(g, &dm), &host(&cpu, &cm), 1e-6);
+    assert_close("adam v", &host(g, &dv), &host(&cpu, &cv), 1e-6);
+    // The fused log-code step.
+    let u0: Vec<f32> = random(shape.len(), 6).iter().map(|v| v - 2.0).collect();
+    let (mut cu, mut du) = pair(g, shape, &u0);
+    let (mut cc, mut dc) = pair(g, shape, &vec![0.0; shape.len()]);
+    cpu.exp(&cu, &mut cc);
+    g.exp(&du, &mut dc);
+    let (mut cm, mut dm) = pair(g, shape, &vec![0.0; shape.len()]);
+    let (mut cv, mut dv) = pair(g, shape, &vec![0.0; shape.len()]);
+    for t in 1..4 {
+        let s = [scalars(t, 3e-3)];
+        cpu.adam_log_codes(&mut cu, &mut cc, &cg, &mut cm, &mut cv, &[0.1, 0.2], &s);
+        g.adam_log_codes(&mut du, &mut dc, &dg, &mut dm, &mut dv, &[0.1, 0.2], &s);
+    }
+    assert_close("adam_log_codes u", &host(g, &du), &host(&cpu, &cu), 1e-5);
+    assert_close(
+        "adam_log_codes codes",
+        &host(g, &dc),
+        &host(&cpu, &cc),
+        1e-5,
+    );
+    // Adam on a minibatch's columns, and gathering them.
+    let idx: Vec<u32> = vec![3, 0, 39, 17, 3, 8];
+    let (ci, di) = (cpu.upload_indices(2, &idx), g.upload_indices(2, &idx));
+    let bshape = Shape::new(2, 5, 3);
+    let (mut cgat, mut dgat) = pair(g, bshape, &vec![0.0; bshape.len()]);
+    cpu.gather_columns(&cp, &ci, &mut cgat);
+    g.gather_columns(&dp, &di, &mut dgat);
+    assert_close("gather_columns", &host(g, &dgat), &host(&cpu, &cgat), 1e-5);
+    let (cbg, dbg) = pair(g, bshape, &random(bshape.len(), 7));
+    cpu.adam_columns(&mut cp, &cbg, &mut cm, &mut cv, &ci, &[scalars(4, 1e-2)]);
+    g.adam_columns(&mut dp, &dbg, &mut dm, &mut dv, &di, &[scalars(4, 1e-2)]);
+    assert_close("adam_columns", &host(g, &dp), &host(&cpu, &cp), 1e-5);
+    // FISTA's update, signed and non-negative.
+    for nonneg in [true, false] {
+        let (mut cs, mut ds) = pair(g, shape, &p0);
+        let (cprev, dprev) = pair(g, shape, &grad);
+        let (mut cy, mut dy) = pair(g, shape, &vec![0.0; shape.len()]);
+        cpu.fista_update(&mut cs, &cprev, &mut cy, &[0.3, 0.1], 0.7, nonneg);
+        g.fista_update(&mut ds, &dprev, &mut dy, &[0.3, 0.1], 0.7, nonneg);
+        assert_close("fista s", &host(g, &ds), &host(&cpu, &cs), 1e-6);
+        assert_close("fista y", &host(g, &dy), &host(&cpu, &cy), 1e-6);
+    }
+}
+
+#[test]
+fn products_match_the_cpu_in_every_layout() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    for (m, n, k) in [
+        (1, 1, 1),
+        (16, 1024, 8),
+        (8, 16, 1024),
+        (70, 65, 130),
+        (5, 3, 200),
+    ] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for (a_stack, b_stack) in [(3, 3), (1, 3), (3, 1)] {
+                let a_shape = if ta {
+                    Shape::new(a_stack, k, m)
+                } else {
+                    Shape::new(a_stack, m, k)
+                };
+                let b_shape = if tb {
+                    Shape::new(b_stack, n, k)
+                } else {
+                    Shape::new(b_stack, k, n)
+                };
+                let c_shape = Shape::new(3, m, n);
+                let (ca, da) = pair(g, a_shape, &random(a_shape.len(), 8));
+                let (cb, db) = pair(g, b_shape, &random(b_shape.len(), 9));
+                let c0 = random(c_shape.len(), 10);
+                fn op(t: &Tensor, tr: bool) -> Op<'_> {
+                    if tr {
+                        Op::t(t)
+                    } else {
+                        Op::n(t)
+                    }
+                }
+                for (alpha, beta) in [(1.0, 0.0), (-0.5, 2.0)] {
+                    let (mut cc, mut dc) = pair(g, c_shape, &c0);
+                    cpu.gemm(alpha, op(&ca, ta), op(&cb, tb), beta, &mut cc);
+                    g.gemm(alpha, op(&da, ta), op(&db, tb), beta, &mut dc);
+                    let tol = 2e-6 * (k as f32).sqrt() * 4.0;
+                    assert_close(
+                        &format!("gemm {m}x{n}x{k} ta={ta} tb={tb} stacks {a_stack}/{b_stack}"),
+                        &host(g, &dc),
+                        &host(&cpu, &cc),
+                        tol,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn selections_and_losses_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    // top-k with ties and NaN
+    let shape = Shape::new(2, 17, 30);
+    let mut state = 7u32;
+    let values: Vec<f32> = (0..shape.len())
+        .map(|_| {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            match state >> 27 {
+                0 => f32::NAN,
+                r => (r % 9) as f32 - 3.0,
+            }
+        })
+        .collect();
+    for k in [1, 3, 16] {
+        let (mut c, mut d) = pair(g, shape, &values);
+        cpu.topk_columns(&mut c, k);
+        g.topk_columns(&mut d, k);
+        assert_close(&format!("topk k={k}"), &host(g, &d), &host(&cpu, &c), 0.0);
+    }
+    // The reconstruction loss (f32 on the GPU, f64 on the CPU).
+    let r_shape = Shape::new(3, 8, 100);
+    let c_shape = Shape::new(3, 16, 100);
+    let (cr, dr) = pair(g, r_shape, &random(r_shape.len(), 11));
+    let (cc, dc) = pair(g, c_shape, &random(c_shape.len(), 12));
+    let l_shape = sparse_playground::compute::loss_shape(3);
+    let (mut cl, mut dl) = pair(g, l_shape, &[0.0; 6]);
+    cpu.reconstruction_loss(&cr, &cc, &[0.02, 0.03, 0.04], &[0.01], &mut cl);
+    g.reconstruction_loss(&dr, &dc, &[0.02, 0.03, 0.04], &[0.01], &mut dl);
+    let loss = |v: Vec<f32>| {
+        (0..3)
+            .map(|i| sparse_playground::compute::loss_value(&v, i) as f32)
+            .collect::<Vec<_>>()
+    };
+    assert_close(
+        "reconstruction_loss",
+        &loss(host(g, &dl)),
+        &loss(host(&cpu, &cl)),
+        1e-5,
+    );
+    // The supervised cosine loss and its gradient (target broadcast).
+    let p_shape = Shape::new(3, 6, 300);
+    let (cp, dp) = pair(g, p_shape, &random(p_shape.len(), 13));
+    let (ct, dt) = pair(
+        g,
+        p_shape.with_stack(1),
+        &random(p_shape.with_stack(1).len(), 14),
+    );
+    let (mut cgr, mut dgr) = pair(g, p_shape, &vec![0.0; p_shape.len()]);
+    cpu.cosine_loss(&cp, &ct, &mut cgr, &mut cl);
+    g.cosine_loss(&dp, &dt, &mut dgr, &mut dl);
+    assert_close(
+        "cosine_loss",
+        &loss(host(g, &dl)),
+        &loss(host(&cpu, &cl)),
+        1e-5,
+    );
+    assert_close(
+        "cosine_loss gradient",
+        &host(g, &dgr),
+        &host(&cpu, &cgr),
+        1e-4,
+    );
+}
+
+/// The fused per-sample solvers (many iterations per dispatch) against the CPU's step-by-step
+/// loops, on a stack of dictionaries.
+#[test]
+fn fused_solvers_match_the_step_by_step_ones() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let (members, dim, atoms, n) = (3, 8, 16, 200);
+    let dict_values: Vec<f32> = {
+        let mut d = random(members * dim * atoms, 15);
+        for col in d.chunks_mut(dim) {
+            let norm = col.iter().map(|v| v * v).sum::<f32>().sqrt();
+            col.iter_mut().for_each(|v| *v /= norm);
+        }
+        d
+    };
+    let dshape = Shape::new(members, dim, atoms);
+    let x_values: Vec<f32> = random(dim * n, 16).iter().map(|v| v.abs()).collect();
+    let xshape = Shape::new(1, dim, n);
+    let run = |b: &dyn Backend| {
+        let dict = b.upload(dshape, &dict_values);
+        let x = b.upload(xshape, &x_values);
+        let mut solver = solvers::AdamExp::new(b, dict, &x, 0.01, 600, &[3e-3]);
+        // In uneven pieces: the fused kernel resumes where it stopped.
+        solver.run(b, &x, 7);
+        solver.run(b, &x, 593);
+        host(b, solver.codes())
+    };
+    let (want, got) = (run(&cpu), run(g));
+    assert_close("fused adam_exp codes", &got, &want, 2e-3);
+    let hosts: Vec<_> = dict_values
+        .chunks(dim * atoms)
+        .map(|c| sparse_playground::core::Matrix::from_column_slice(dim, atoms, c))
+        .collect();
+    for nonneg in [true, false] {
+        for (iters, tol) in [(20, 1e-5), (300, 2e-3)] {
+            let fista = |b: &dyn Backend| {
+                let dict = b.upload(dshape, &dict_values);
+                let x = b.upload(xshape, &x_values);
+                let (codes, _) = solvers::fista_stack(b, &dict, &hosts, &x, 0.01, iters, nonneg);
+                host(b, &codes)
+            };
+            // Rounding differences grow slowly with the iterations (FISTA's momentum does not
+            // contract them): measured on lavapipe after 300 iterations, 7e-6 (non-negative)
+            // and 8e-4 (signed).
+            assert_rel_l2(
+                &format!("fused fista codes, nonneg={nonneg}, {iters} iterations"),
+                &fista(g),
+                &fista(&cpu),
+                tol,
+            );
+        }
+    }
+}
+
+fn every_method(setting: Setting) -> Vec<MethodConfig> {
+    let mut methods = vec![
+        MethodConfig::Sae { bias: true },
+        MethodConfig::TopkSae { k: 3, bias: false },
+        MethodConfig::Mlp {
+            hidden: vec![32],
+            bias: false,
+        },
+    ];
+    if setting != Setting::KnownCodes {
+        methods.push(MethodConfig::SparseCoding {
+            inference: SolverConfig::Adam {
+                steps: 300,
+                lr: 3e-3,
+            },
+        });
+        methods.push(MethodConfig::SparseCoding {
+            inference: SolverConfig::Fista {
+                steps: 200,
+                nonneg: true,
+            },
+        });
+        methods.push(MethodConfig::SparseCoding {
+            inference: SolverConfig::Omp { k: None },
+        });
+    }
+    if setting == Setting::Unknown {
+        methods.push(MethodConfig::SaeIto {
+            bias: false,
+            inference: SolverConfig::Adam {
+                steps: 300,
+                lr: 3e-3,
+            },
+        });
+    }
+    methods
+}
+
+/// Short whole runs of every method in every setting: the GPU's final metrics agree with the
+/// CPU's within the drift of a few hundred f32 steps.
+#[test]
+fn short_runs_of_every_method_agree_with_the_cpu() {
+    let Some(g) = gpu() else { return };
+    for setting in [
+        Setting::Unknown,
+        Setting::KnownDictionary,
+        Setting::KnownCodes,
+    ] {
+        let mut cfg = Preset::UnknownZD.config();
+        cfg.setting = setting;
+        cfg.methods = every_method(setting);
+        cfg.data.num_samples = 256;
+        cfg.train.steps = 300;
+        cfg.train.log_every = 150;
+        cfg.train.lr = 3e-3;
+        cfg.runs = 2;
+        let checked = cfg.validate().unwrap();
+        let run = |b: Arc<dyn Backend>| {
+            let mut exp = Experiment::new(checked.clone(), b.clone());
+            while !exp.is_done() {
+                exp.step(100);
+                b.wait();
+            }
+            assert!(
+                exp.backend_failure().is_none(),
+                "{:?}",
+                exp.backend_failure()
+            );
+            exp.results()
+        };
+        let cpu = run(Arc::new(CpuBackend::new(1)));
+        let gpu = run(g.clone());
+        for (a, b) in gpu.methods.iter().zip(&cpu.methods) {
+            for (ra, rb) in a.runs.iter().zip(&b.runs) {
+                assert_eq!(ra.log.len(), 3, "{setting:?} {}", a.name);
+                for (x, y) in ra.log.iter().zip(&rb.log) {
+                    assert_eq!(x.step, y.step);
+                    let close = |what: &str, u: f64, v: f64, tol: f64| {
+                        assert!(
+                            (u - v).abs() <= tol,
+                            "{setting:?} {} step {} {what}: GPU {u} vs CPU {v}",
+                            a.name,
+                            x.step
+                        );
+                    };
+                    close("code MCC", x.code_mcc, y.code_mcc, 0.02);
+                    if let (Some(u), Some(v)) = (x.dict_mcc, y.dict_mcc) {
+                        close("dict MCC", u, v, 0.02);
+                    }
+                    if let (Some(u), Some(v)) = (x.test_mse, y.test_mse) {
+                        close("test MSE", u, v, 0.02 * v.abs() + 1e-6);
+                    }
+                    close("L0", x.l0, y.l0, 0.1 + 0.02 * y.l0);
+                    if let (Some(u), Some(v)) = (x.train_loss, y.train_loss) {
+                        close("train loss", u, v, 1e-3 * v.abs() + 1e-6);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// On the GPU too, stacking the seeds gives the numbers each seed gives alone (each member's
+/// arithmetic is independent of the others').
+#[test]
+fn gpu_stacks_equal_runs_one_by_one() {
+    let Some(g) = gpu() else { return };
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = every_method(Setting::Unknown);
+    cfg.data.num_samples = 128;
+    cfg.train.steps = 40;
+    cfg.train.log_every = 20;
+    cfg.runs = 3;
+    let checked = cfg.validate().unwrap();
+    let run = |grouping| {
+        let b: Arc<dyn Backend> = g.clone();
+        let mut exp = Experiment::build(checked.clone(), b.clone(), grouping, None);
+        while !exp.is_done() {
+            exp.step(50);
+            b.wait();
+        }
+        exp.results()
+    };
+    let (stacked, alone) = (run(Grouping::PerMethod), run(Grouping::PerRun));
+    for (a, b) in stacked.methods.iter().zip(&alone.methods) {
+        for (ra, rb) in a.runs.iter().zip(&b.runs) {
+            for (x, y) in ra.log.iter().zip(&rb.log) {
+                assert_eq!(
+                    (x.step, x.code_mcc, x.dict_mcc, x.test_mse),
+                    (y.step, y.code_mcc, y.dict_mcc, y.test_mse),
+                    "{} seed {}",
+                    a.name,
+                    ra.seed
+                );
+            }
+        }
+    }
+}
