@@ -19,6 +19,10 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
   need_apt+=(chromium chromium-driver)
 fi
+# The GPU backend's native tests run on Mesa's lavapipe (Vulkan on the CPU) where no GPU is.
+if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; then
+  need_apt+=(mesa-vulkan-drivers libvulkan1)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     say "apt: ${need_apt[*]}"

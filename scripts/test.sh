@@ -6,13 +6,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
+# wgpu wants a private runtime directory on headless machines (else it only warns).
+if [ -z "${XDG_RUNTIME_DIR:-}" ] || [ ! -d "${XDG_RUNTIME_DIR}" ]; then
+  export XDG_RUNTIME_DIR="$(mktemp -d)"
+  chmod 700 "$XDG_RUNTIME_DIR"
+fi
+# Browser tests include WebGPU on SwiftShader: slow, so a longer per-test timeout.
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-300}"
 log=$(mktemp)
 trap 'rm -f "$log" "$log.build"' EXIT
 
 echo "== native tests (release build: the integration tests train real models)"
 cargo test --release --all-targets 2>&1 | tee -a "$log"
 
-echo "== wasm32 tests in headless Chromium: same data checksum as native, the boundary works"
+echo "== wasm32 tests in headless Chromium: same data checksum as native, the boundary works, WebGPU parity"
 wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" --mode no-install 2>&1 | tee -a "$log"
 
 echo "== fuzz every parser of untrusted input for a bounded time (scripts/fuzz.sh; longer: see README)"
@@ -25,6 +32,11 @@ if ! npm run build > "$log.build" 2>&1; then
   exit 1
 fi
 grep -E '^\s*asset ' "$log.build" || true
+if grep -q 'WARNING in' "$log.build"; then
+  grep -A6 'WARNING in' "$log.build"
+  echo "the site build has warnings"
+  exit 1
+fi
 node tests/e2e/playground.mjs 2>&1 | tee -a "$log"
 
 # The runners print one line per test binary; sum them into a single closing line.

@@ -9,6 +9,7 @@ export {
   encodeLink,
   engineVersion,
   memoryEstimate,
+  mergeResults,
   normalizeResults,
   presetConfig,
   recordFields,

@@ -13,6 +13,7 @@ import {
   validateConfig,
 } from './engine.js';
 import { LineChart, colorOf, downloadURL, formatNumber } from './charts.js';
+import { EnginePool } from './engine-pool.js';
 import { drawHeatmap, drawMessage } from './heatmap.js';
 
 const STORAGE_KEY = 'sparse-playground/v1/last-results';
@@ -44,6 +45,7 @@ const state = {
   snapshot: null,
   view: { method: 0, run: 0 },
   autorun: false,
+  backend: 'auto', // what the user asked for: auto, cpu or gpu (the `backend` link key)
   deferred: false, // a large experiment waits for Run before it is built
   renderQueued: false,
 };
@@ -301,6 +303,7 @@ const HIDEABLE = {
   log: '#log_every',
   runs: '#runs',
   l0: '#l0_threshold',
+  backend: '#backend',
 };
 
 /** The link keys a link's extra pairs ask to hide (`key_hide` with any value but 0 or false). */
@@ -335,7 +338,34 @@ function applyHidden() {
 
 /** The `_hide` pairs every link made from this page carries. */
 function hiddenExtra() {
-  return state.hidden.map((k) => [`${k}_hide`, '1']);
+  const extra = state.hidden.map((k) => [`${k}_hide`, '1']);
+  // The backend asked for travels with the link (auto is the default and left out).
+  if (state.backend !== 'auto') extra.push(['backend', state.backend]);
+  return extra;
+}
+
+const BACKENDS = ['auto', 'cpu', 'gpu'];
+
+/** Say in the footer what computes, and show why it is not what was asked for. */
+function showBackend(info) {
+  if (!info) return;
+  const note = $('backend-note');
+  if (info.kind === 'gpu') {
+    const a = info.adapter || {};
+    note.textContent = `GPU: ${a.name || info.name} (WebGPU${a.software ? ', a software adapter' : ''})`;
+  } else {
+    const n = info.workers || 1;
+    note.textContent = `CPU: WebAssembly in ${n} worker${n === 1 ? '' : 's'}`;
+  }
+  document.body.dataset.backend = info.kind;
+  $('banners').querySelector('[data-id="backend"]')?.remove();
+  // A fallback is news when the GPU was asked for, or was there and failed (its probe, its
+  // buffers); a browser without WebGPU or with a software adapter computing on the CPU under
+  // `auto` is the expected case, shown in the footer only.
+  const tried = /probe|lost|error|binds at most/.test(info.notice || '');
+  if (info.notice && (state.backend === 'gpu' || tried)) {
+    banner('info', `Computing on the CPU: ${info.notice}`, 'backend');
+  }
 }
 
 function linkFor(autorun) {
@@ -374,8 +404,13 @@ function initialConfig() {
       state.hidden = hiddenKeys(decoded.extra);
       state.autorun = decoded.extra.some(([k, v]) => k === 'run' && v === '1');
       const backend = decoded.extra.find(([k]) => k === 'backend');
-      if (backend && backend[1] !== 'cpu') {
-        banner('info', `backend=${backend[1]} was asked for; this version computes on the CPU (WebAssembly).`, 'backend');
+      if (backend) {
+        if (BACKENDS.includes(backend[1])) {
+          state.backend = backend[1];
+        } else {
+          banner('error', `backend=${backend[1]} is not a backend this page knows (auto, cpu or gpu); using auto.`, 'backend');
+          state.backend = 'auto';
+        }
       }
       // The last finished run of this very experiment survives a reload: show it, do not redo it.
       const saved = loadSaved();
@@ -396,17 +431,8 @@ function initialConfig() {
 
 // ---------------------------------------------------------------- the worker
 
-function newWorker() {
-  if (state.worker) state.worker.terminate();
-  const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-  worker.onmessage = (event) => onWorkerMessage(event.data);
-  worker.onerror = (event) => {
-    event.preventDefault();
-    onWorkerError(event.message || 'the engine worker failed');
-  };
-  state.worker = worker;
-  return worker;
-}
+// The engine: one worker on the GPU, a pool of workers (one per core) on the CPU.
+const engine = new EnginePool((msg) => onWorkerMessage(msg));
 
 function onWorkerError(message) {
   state.playing = false;
@@ -431,8 +457,7 @@ function startExperiment(keepResults = false, { build = false } = {}) {
   const estimate = memoryEstimate(state.config);
   state.deferred = !build && estimate.bytes > BUILD_ON_RUN_BYTES;
   if (state.deferred) {
-    if (state.worker) state.worker.terminate();
-    state.worker = null;
+    engine.terminate();
     state.ready = false;
     state.playing = false;
     state.finished = false;
@@ -461,7 +486,7 @@ function startExperiment(keepResults = false, { build = false } = {}) {
   }
   document.body.dataset.state = 'loading';
   updateControls();
-  newWorker().postMessage({ type: 'init', config: state.config });
+  engine.start(state.config, state.backend);
 }
 
 function onWorkerMessage(msg) {
@@ -472,7 +497,8 @@ function onWorkerMessage(msg) {
       state.trainTotal = msg.trainTotal;
       state.trueDictionary = msg.trueDictionary;
       $('checksum').textContent = msg.checksum;
-      if (state.source !== 'loaded') clearRuns(Array.from(msg.names), msg.config.runs);
+      if (state.source !== 'loaded' && !msg.resumed) clearRuns(Array.from(msg.names), msg.config.runs);
+      showBackend(msg.backend);
       fillViewSelectors();
       document.body.dataset.state = 'ready';
       document.body.dataset.checksum = msg.checksum;
@@ -501,7 +527,7 @@ function onWorkerMessage(msg) {
       state.playing = msg.playing;
       if (msg.finished && !state.finished) {
         state.finished = true;
-        state.worker.postMessage({ type: 'results', reason: 'save' });
+        engine.requestResults('save');
       }
       document.body.dataset.state = state.finished ? 'finished' : state.playing ? 'running' : 'paused';
       setStatus();
@@ -525,6 +551,15 @@ function onWorkerMessage(msg) {
     case 'error':
       onWorkerError(msg.message);
       break;
+    case 'notice':
+      banner('info', msg.text, 'backend');
+      break;
+    case 'reset-runs':
+      for (const [m, r] of msg.runs) {
+        if (state.rows[m] && state.rows[m][r]) state.rows[m][r] = [];
+      }
+      scheduleRender();
+      break;
     default:
       break;
   }
@@ -543,14 +578,14 @@ function play() {
     clearRuns(state.names, state.runs);
   }
   state.playing = true;
-  state.worker.postMessage({ type: 'play' });
+  engine.play();
   document.body.dataset.state = 'running';
   updateControls();
 }
 
 function pause() {
   state.playing = false;
-  state.worker.postMessage({ type: 'pause' });
+  engine.pause();
   updateControls();
 }
 
@@ -559,8 +594,8 @@ function cancel() {
   state.playing = false;
   state.finished = true;
   state.cancelled = true;
-  state.worker.postMessage({ type: 'pause' });
-  state.worker.postMessage({ type: 'results', reason: 'save' });
+  engine.pause();
+  engine.requestResults('save');
   document.body.dataset.state = 'finished';
   setStatus();
   updateControls();
@@ -778,7 +813,7 @@ function changeView() {
   state.view = { method: Number($('view-method').value), run: Number($('view-run').value) };
   state.snapshot = null;
   renderViews();
-  if (state.worker && state.ready) state.worker.postMessage({ type: 'view', ...state.view });
+  if (state.ready) engine.view(state.view.method, state.view.run);
 }
 
 function renderViews() {
@@ -842,8 +877,8 @@ function downloadText(text, name, type) {
 function exportJson() {
   if (state.source === 'loaded' && state.loadedJson) {
     downloadText(state.loadedJson, 'sparse-playground-results.json', 'application/json');
-  } else if (state.worker) {
-    state.worker.postMessage({ type: 'results', reason: 'export' });
+  } else if (engine.size > 0) {
+    engine.requestResults('export');
   }
 }
 
@@ -923,7 +958,7 @@ function loadSaved() {
 // ---------------------------------------------------------------- wiring
 
 function onFormChange(event) {
-  if (event.target.id === 'add-method') return;
+  if (event.target.id === 'add-method' || event.target.id === 'backend') return;
   applyConfig(readForm(), { fromForm: true });
 }
 
@@ -948,7 +983,7 @@ $('step').addEventListener('click', () => {
     clearRuns(state.names, state.runs);
   }
   state.playing = true; // until the step's evaluations are in; Pause stops it
-  state.worker.postMessage({ type: 'step' });
+  engine.step();
   updateControls();
 });
 $('reset').addEventListener('click', () => {
@@ -1011,15 +1046,22 @@ document.addEventListener('keydown', (e) => {
 });
 
 $('engine-version').textContent = engineVersion();
-$('backend-note').textContent = navigator.gpu
-  ? 'WebGPU detected; this version computes on the CPU (WebAssembly, one thread)'
-  : 'CPU (WebAssembly, one thread)';
+$('backend-note').textContent = navigator.gpu ? 'WebGPU available' : 'no WebGPU in this browser: CPU';
+$('backend').addEventListener('change', (e) => {
+  state.backend = e.target.value;
+  if (!state.config) return;
+  updateLink();
+  startExperiment();
+  scheduleRender();
+});
 
 /** Open what the address asks for: a link, the last finished run, or the paper's main preset. */
 function openFromLocation() {
   state.hidden = [];
+  state.backend = 'auto';
   const initial = initialConfig();
   applyHidden();
+  $('backend').value = state.backend;
   if (initial.saved) {
     try {
       showResults(initial.saved.json);

@@ -1,12 +1,18 @@
 // The engine runs here, off the main thread, so the page never freezes. The worker advances the
 // experiment in slices of about SLICE_MS, posting new log records (a transferred Float64Array)
-// and, now and then, a snapshot of what the selected run has learned. Messages in:
-//   {type: 'init', config}        build the experiment (validated in Rust)
+// and, now and then, a snapshot of what the selected run has learned. On a GPU a slice only
+// enqueues work; the engine yields while the device still has a full queue, so a slice stays
+// short and the browser resolves the device's reads between slices. Messages in:
+//   {type: 'init', config, backend, only, parallelRuns}
+//                                 build the experiment (validated in Rust) on the backend asked
+//                                 for (auto, cpu, gpu), for the runs `only` ([[method, run]])
 //   {type: 'play'} / {type: 'pause'}
 //   {type: 'step'}                every run goes to its next evaluation (in slices; pausable)
 //   {type: 'view', method, run}   choose which run's snapshot to send
 //   {type: 'results'}             ask for the results JSON
-// Messages out: 'ready', 'progress', 'snapshot', 'results', 'error'.
+// Messages out: 'ready', 'progress', 'snapshot', 'results', 'error', and 'backend-failed' (the
+// GPU was lost: the runs listed as `unfinished` must be redone elsewhere; the finished ones are
+// in `resultsJson`).
 // The engine is imported dynamically: a static import would delay this module's evaluation
 // until the wasm is instantiated, and messages the page sends meanwhile would be lost. The
 // handler is installed at once and queues messages until the engine is there.
@@ -18,6 +24,8 @@ const SNAPSHOT_EVERY_MS = 400;
 const CODE_SAMPLES = 12;
 
 let pg = null;
+// Incremented by every 'init': a build that finishes after a newer 'init' is discarded.
+let generation = 0;
 // What the slice loop is doing: 'play' (run to the end), 'step' (every run to its next
 // evaluation, see Playground.beginStep) or null (paused).
 let mode = null;
@@ -82,6 +90,18 @@ function loop() {
     const finished = mode === 'play' ? pg.runFor(SLICE_MS) : pg.stepFor(SLICE_MS);
     if (finished) mode = null;
     sendProgress();
+    const failure = pg.backendFailure();
+    if (failure) {
+      mode = null;
+      self.postMessage({
+        type: 'backend-failed',
+        message: failure,
+        unfinished: pg.unfinishedRuns(),
+        finishedWork: pg.finishedWork(),
+        resultsJson: pg.resultsJson(),
+      });
+      return;
+    }
     sendSnapshot(finished);
     // Yield to the event loop so 'pause' and 'view' messages are handled between slices.
     if (mode) setTimeout(loop, 0);
@@ -90,26 +110,52 @@ function loop() {
   }
 }
 
+// Messages that arrive while an experiment is being built wait for it.
+const afterReady = [];
+
 function handle(msg) {
+  if (msg.type !== 'init' && !pg && generation > 0) {
+    afterReady.push(msg);
+    return;
+  }
   try {
     switch (msg.type) {
       case 'init': {
         mode = null;
         if (pg) pg.free();
-        pg = new Playground(msg.config);
-        view = { method: 0, run: 0 };
-        rate = 0;
-        stepsAtLastRate = 0;
-        timeAtLastRate = performance.now();
-        self.postMessage({
-          type: 'ready',
-          config: pg.config(),
-          names: pg.methodNames(),
-          checksum: pg.dataChecksum(),
-          total: pg.workTotal(),
-          trainTotal: pg.stepsTotal(),
-          trueDictionary: pg.trueDictionary(),
-        });
+        pg = null;
+        generation += 1;
+        const mine = generation;
+        Playground.create(msg.config, {
+          backend: msg.backend || 'auto',
+          only: msg.only || null,
+          parallelRuns: msg.parallelRuns || 1,
+        })
+          .then((built) => {
+            if (mine !== generation) {
+              built.free(); // a newer experiment was asked for meanwhile
+              return;
+            }
+            pg = built;
+            view = { method: 0, run: 0 };
+            rate = 0;
+            stepsAtLastRate = 0;
+            timeAtLastRate = performance.now();
+            self.postMessage({
+              type: 'ready',
+              config: pg.config(),
+              names: pg.methodNames(),
+              checksum: pg.dataChecksum(),
+              total: pg.workTotal(),
+              trainTotal: pg.stepsTotal(),
+              trueDictionary: pg.trueDictionary(),
+              backend: pg.backendInfo(),
+            });
+            for (const queued of afterReady.splice(0)) handle(queued);
+          })
+          .catch((e) => {
+            if (mine === generation) fail(e);
+          });
         break;
       }
       case 'play':

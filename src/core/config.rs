@@ -807,6 +807,27 @@ impl ExperimentConfig {
         r.persistent + r.transient
     }
 
+    /// The most values any one tensor of one run holds (codes and log-codes of every sample, a
+    /// batch's activations, a layer's weights): what one GPU binding must hold per member.
+    pub fn largest_tensor_floats(&self) -> u64 {
+        let d = &self.data;
+        let (n_atoms, dim, n) = (d.num_atoms as u64, d.data_dim as u64, d.num_samples as u64);
+        let batch = self.train.batch_size.map_or(n, |b| b as u64);
+        let mut largest = (n * n_atoms).max(n * dim).max(dim * n_atoms);
+        for m in &self.methods {
+            if let MethodConfig::Mlp { hidden, .. } = m {
+                let mut prev = dim;
+                for &h in hidden {
+                    let h = h as u64;
+                    largest = largest.max(h * batch.max(n)).max(h * prev);
+                    prev = h;
+                }
+                largest = largest.max(n_atoms * prev);
+            }
+        }
+        largest
+    }
+
     /// Evaluations one run logs: at step 0, every `log_every` steps and at the last step.
     pub fn evaluations_per_run(&self) -> u64 {
         self.train.steps / self.train.log_every.max(1) + 2

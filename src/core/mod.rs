@@ -12,6 +12,7 @@ pub mod models;
 pub mod results;
 pub mod rng;
 pub mod run;
+pub mod select;
 pub mod share;
 pub mod solvers;
 pub mod sparse_coding;

@@ -145,13 +145,29 @@ pub struct Results {
     pub config: ExperimentConfig,
     /// Checksum of the generated data (hex), so a reader can tell it reproduced the same data.
     pub data_checksum: String,
+    /// Where it was computed (absent in files from before backends were recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendInfo>,
     pub methods: Vec<MethodResults>,
+}
+
+/// The backend a results file was computed on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BackendInfo {
+    /// `cpu` or `gpu`.
+    pub kind: String,
+    /// The backend's name: threads for the CPU, the adapter and API for a GPU.
+    pub name: String,
+    /// Why it is not the backend that was asked for (no adapter, a failed probe, a lost device).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 impl Results {
     pub fn new(config: ExperimentConfig, checksum: u64, methods: Vec<MethodResults>) -> Self {
         Self {
             version: CONFIG_VERSION,
+            backend: None,
             engine: format!("sparse-playground {}", env!("CARGO_PKG_VERSION")),
             config,
             data_checksum: format!("{checksum:016x}"),
@@ -161,6 +177,59 @@ impl Results {
 
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("results always serialise")
+    }
+
+    /// Join results of the same experiment computed in parts (a worker pool's shares, shards
+    /// of a batch job, runs redone on another backend): the runs of each method come together,
+    /// ordered by seed; a run present twice keeps its first copy. The parts must share config
+    /// and data.
+    pub fn merge(parts: Vec<Results>) -> Result<Results, String> {
+        let mut parts = parts.into_iter();
+        let mut out = parts.next().ok_or("nothing to merge")?;
+        for part in parts {
+            if part.config != out.config {
+                return Err(
+                    "the results describe different experiments (their configs differ)".into(),
+                );
+            }
+            if part.data_checksum != out.data_checksum {
+                return Err(format!(
+                    "the results were computed on different data (checksums {} and {})",
+                    out.data_checksum, part.data_checksum
+                ));
+            }
+            for m in part.methods {
+                match out.methods.iter_mut().find(|o| o.name == m.name) {
+                    Some(o) => {
+                        for run in m.runs {
+                            if !o.runs.iter().any(|r| r.seed == run.seed) {
+                                o.runs.push(run);
+                            }
+                        }
+                    }
+                    None => out.methods.push(m),
+                }
+            }
+            if out.backend.is_none() {
+                out.backend = part.backend;
+            }
+        }
+        let names = super::run::method_names(&out.config.methods);
+        out.methods.sort_by_key(|m| {
+            names
+                .iter()
+                .position(|n| *n == m.name)
+                .unwrap_or(usize::MAX)
+        });
+        for m in &mut out.methods {
+            m.runs.sort_by_key(|r| r.seed);
+            *m = MethodResults::new(
+                m.name.clone(),
+                m.method.clone(),
+                std::mem::take(&mut m.runs),
+            );
+        }
+        Ok(out)
     }
 
     /// Parse a results file. Its config goes through the same shape check as a config file

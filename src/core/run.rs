@@ -1032,6 +1032,9 @@ pub enum Grouping {
     PerRun,
     /// All runs of a method in one stack: one dispatch per kernel for all of them.
     PerMethod,
+    /// Runs of a method in stacks of at most this many (a GPU whose buffers cannot hold the
+    /// whole method's tensors).
+    PerMethodUpTo(usize),
 }
 
 impl Grouping {
@@ -1051,6 +1054,7 @@ pub struct Experiment {
     stacks: Vec<StackRun>,
     clock: Clock,
     backend: Arc<dyn Backend>,
+    notice: Option<String>,
 }
 
 impl std::fmt::Debug for Experiment {
@@ -1100,6 +1104,9 @@ impl Experiment {
             let groups: Vec<Vec<u32>> = match grouping {
                 Grouping::PerRun => runs.iter().map(|&r| vec![r]).collect(),
                 Grouping::PerMethod => vec![runs],
+                Grouping::PerMethodUpTo(max) => {
+                    runs.chunks(max.max(1)).map(<[u32]>::to_vec).collect()
+                }
             };
             for group in groups {
                 stacks.push(StackRun::new(
@@ -1119,6 +1126,7 @@ impl Experiment {
             stacks,
             clock: default_clock,
             backend,
+            notice: None,
         }
     }
 
@@ -1276,7 +1284,22 @@ impl Experiment {
                 ))
             })
             .collect();
-        Results::new((**self.config).clone(), self.data.checksum(), methods)
+        let mut results = Results::new((**self.config).clone(), self.data.checksum(), methods);
+        results.backend = Some(super::results::BackendInfo {
+            kind: match self.backend.kind() {
+                BackendKind::Cpu => "cpu",
+                BackendKind::Gpu => "gpu",
+            }
+            .to_string(),
+            name: self.backend.name(),
+            notice: self.notice.clone(),
+        });
+        results
+    }
+
+    /// Say why the backend is not the one asked for (recorded in the results).
+    pub fn set_notice(&mut self, notice: Option<String>) {
+        self.notice = notice;
     }
 }
 

@@ -12,6 +12,7 @@ use crate::core::config::{
 };
 use crate::core::results::{LogRecord, Results};
 use crate::core::run::Experiment;
+use crate::core::select::{self, BackendChoice};
 use crate::core::share;
 use crate::core::Matrix;
 use crate::CpuBackend;
@@ -147,6 +148,20 @@ pub fn normalize_results(json: &str) -> Result<String, JsError> {
     Ok(results.to_json())
 }
 
+/// Join results files of one experiment computed in parts (the page's worker pool, a CLI's
+/// shards): JSON texts in, one JSON text out. Throws when they describe different experiments.
+#[wasm_bindgen(js_name = mergeResults)]
+pub fn merge_results(parts: Vec<String>) -> Result<String, JsError> {
+    let parsed = parts
+        .iter()
+        .map(|p| Results::from_json(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| JsError::new(&e))?;
+    Results::merge(parsed)
+        .map(|r| r.to_json())
+        .map_err(|e| JsError::new(&e))
+}
+
 /// Steps per second of a bench item (`sae_train` or `ito_step`, see `core::microbench`) at the
 /// paper's size (N=16, M=8, K=3, n=1024) on this thread: the browser column of
 /// `sparse-playground bench`. Times for at least `min_secs` seconds.
@@ -227,8 +242,33 @@ pub struct Playground {
     emitted: Vec<usize>,
     /// Steps per `Experiment::step` call inside [`Playground::run_for`], adapted to the budget.
     chunk: u64,
-    /// Per run, where the single step under way stops (see [`Playground::begin_step`]).
+    /// Per stack, where the single step under way stops (see [`Playground::begin_step`]).
     stops: Option<Vec<u64>>,
+    /// The backend's kind, name, adapter and why it is not the one asked for.
+    backend: BackendReport,
+}
+
+/// What the page shows about the backend.
+#[derive(Clone, Debug, Serialize)]
+struct BackendReport {
+    /// What was asked for: auto, cpu or gpu.
+    requested: String,
+    kind: crate::compute::BackendKind,
+    name: String,
+    notice: Option<String>,
+    adapter: Option<crate::compute::gpu::AdapterSummary>,
+}
+
+/// Options of [`Playground::create`].
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct CreateOptions {
+    /// auto, cpu or gpu.
+    backend: Option<String>,
+    /// Only these (method, run) pairs: a worker of a pool builds its share.
+    only: Option<Vec<(usize, u32)>>,
+    /// Runs evaluating at once over the whole pool (for the memory budget).
+    parallel_runs: Option<usize>,
 }
 
 impl std::fmt::Debug for Playground {
@@ -241,19 +281,111 @@ impl std::fmt::Debug for Playground {
 
 #[wasm_bindgen]
 impl Playground {
-    /// Validate the config, generate the data and initialise every run. Throws on a bad config.
+    /// Validate the config, generate the data and initialise every run on the CPU. Throws on a
+    /// bad config.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<Playground, JsError> {
         let cfg = config_from_js(config)?;
         let checked = check_for_page(&cfg, 1)?;
-        let exp = Experiment::new(checked, Arc::new(CpuBackend::new(1))).with_clock(clock_seconds);
+        let backend = Arc::new(CpuBackend::new(1));
+        let report = BackendReport {
+            requested: "cpu".into(),
+            kind: crate::compute::BackendKind::Cpu,
+            name: crate::compute::Backend::name(&*backend),
+            notice: None,
+            adapter: None,
+        };
+        let exp = Experiment::new(checked, backend).with_clock(clock_seconds);
+        Ok(Self::wrap(exp, report))
+    }
+
+    /// As the constructor, choosing the backend (`options.backend`: `auto` (default), `cpu` or
+    /// `gpu`: WebGPU when an adapter exists, is not a software one (for `auto`) and passes a
+    /// parity probe; else the CPU, with a notice saying why), optionally for a share of the
+    /// runs only (`options.only`: `[[method, run], ...]`, a worker of a pool), with the memory
+    /// budget counting `options.parallelRuns` evaluations at once.
+    pub async fn create(config: JsValue, options: JsValue) -> Result<Playground, JsError> {
+        let cfg = config_from_js(config)?;
+        let options: CreateOptions = if options.is_undefined() || options.is_null() {
+            CreateOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("Playground.create options: {e}")))?
+        };
+        let checked = check_for_page(&cfg, options.parallel_runs.unwrap_or(1).max(1))?;
+        let requested = options.backend.unwrap_or_else(|| "auto".into());
+        let choice = BackendChoice::parse(&requested).map_err(|e| JsError::new(&e))?;
+        let chosen = select::choose(choice, 1, &checked).await;
+        let report = BackendReport {
+            requested,
+            kind: chosen.backend.kind(),
+            name: chosen.backend.name(),
+            notice: chosen.notice.clone(),
+            adapter: chosen.adapter.clone(),
+        };
+        let mut exp = Experiment::build(
+            checked,
+            chosen.backend,
+            chosen.grouping,
+            options.only.as_deref(),
+        )
+        .with_clock(clock_seconds);
+        exp.set_notice(chosen.notice);
+        Ok(Self::wrap(exp, report))
+    }
+
+    fn wrap(exp: Experiment, backend: BackendReport) -> Playground {
         let emitted = vec![0; exp.runs().count()];
-        Ok(Playground {
+        Playground {
             exp,
             emitted,
             chunk: 1,
             stops: None,
-        })
+            backend,
+        }
+    }
+
+    /// `{requested, kind, name, notice, adapter}`: the backend in use (`kind` `cpu` or `gpu`),
+    /// the adapter of a GPU (`name`, `api`, `deviceType`, `software`), and why it is not the one
+    /// requested, if it is not.
+    #[wasm_bindgen(js_name = backendInfo)]
+    pub fn backend_info(&self) -> Result<JsValue, JsError> {
+        to_js(&self.backend)
+    }
+
+    /// Why the backend stopped (a lost GPU device, an allocation refused), or null. The runs
+    /// not finished then are [`Playground::unfinished_runs`]: redo them elsewhere.
+    #[wasm_bindgen(js_name = backendFailure)]
+    pub fn backend_failure(&self) -> Option<String> {
+        self.exp.backend_failure().map(str::to_string)
+    }
+
+    /// The work of the runs that are finished, in the units of [`Playground::work_done`].
+    #[wasm_bindgen(js_name = finishedWork)]
+    pub fn finished_work(&self) -> f64 {
+        self.exp
+            .stacks()
+            .iter()
+            .filter(|s| s.is_done())
+            .map(|s| s.work_total() as f64)
+            .sum()
+    }
+
+    /// `[[method, run], ...]` of the runs not finished.
+    #[wasm_bindgen(js_name = unfinishedRuns)]
+    pub fn unfinished_runs(&self) -> Result<JsValue, JsError> {
+        let pairs: Vec<(usize, u32)> = self
+            .exp
+            .stacks()
+            .iter()
+            .filter(|s| !s.is_done())
+            .flat_map(|s| {
+                s.members()
+                    .iter()
+                    .map(move |m| (s.method_index, m.run_index))
+            })
+            .collect();
+        to_js(&pairs)
     }
 
     /// The validated config, defaults filled in.
@@ -363,7 +495,14 @@ impl Playground {
             0.05
         };
         let start = clock_seconds();
+        let gpu = self.exp.backend().kind() == crate::compute::BackendKind::Gpu;
         loop {
+            if gpu && self.exp.backend().busy() {
+                // The device still has a full queue: submitting more would only delay Pause.
+                // Yield; smaller chunks next time keep a submission to a few milliseconds.
+                self.chunk = (self.chunk * 3 / 4).max(1);
+                break;
+            }
             let pending = match &self.stops {
                 Some(stops) => !self.exp.reached(stops),
                 None => !self.exp.is_done(),
@@ -384,7 +523,9 @@ impl Playground {
             let took = clock_seconds() - t0;
             // Aim for chunks of about a quarter of the budget.
             if took < budget / 8.0 {
-                self.chunk = (self.chunk * 2).min(1 << 20);
+                // A GPU's steps are enqueued, not run, within `took`: cap its chunk.
+                let cap = if gpu { 2048 } else { 1 << 20 };
+                self.chunk = (self.chunk * 2).min(cap);
             } else if took > budget / 2.0 && self.chunk > 1 {
                 self.chunk /= 2;
             }

@@ -471,6 +471,94 @@ await test('a large link waits for Run before it is built', async () => {
   await ctx.close();
 });
 
+await test('a pool of CPU workers gives the numbers one worker gives', async () => {
+  const link = `${origin}${BASE}#v=1&setting=unknown&methods=sae,sc:fista:s50,mlp:h16&steps=60&log=30&runs=3&seed=4&backend=cpu`;
+  const tables = [];
+  for (const cores of [1, 3]) {
+    const ctx = await browser.newContext();
+    await ctx.addInitScript((n) => Object.defineProperty(navigator, 'hardwareConcurrency', { get: () => n }), cores);
+    const { page } = await newPage(ctx);
+    await page.goto(link);
+    await waitState(page, 'ready');
+    assert.equal(await page.inputValue('#backend'), 'cpu');
+    assert.equal(await page.textContent('#backend-note'), `CPU: WebAssembly in ${cores} worker${cores === 1 ? '' : 's'}`);
+    await page.click('#play');
+    await waitState(page, 'finished');
+    tables.push(await summary(page));
+    await ctx.close();
+  }
+  assert.deepEqual(tables[1].map((r) => r.slice(0, 6)), tables[0].map((r) => r.slice(0, 6)));
+});
+
+await test('asking for the GPU where there is none says so and computes on the CPU', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${LINK}&backend=gpu`);
+  await waitState(page, 'ready');
+  assert.equal(await page.inputValue('#backend'), 'gpu');
+  const banner = await page.textContent('#banners');
+  assert.match(banner, /Computing on the CPU: the GPU was asked for but/);
+  assert.match(await page.textContent('#backend-note'), /^CPU: WebAssembly in \d+ workers?$/);
+  // The control changes the link and restarts the experiment on the chosen backend.
+  await page.selectOption('#backend', 'cpu');
+  await page.waitForFunction(() => location.hash.includes('backend=cpu'));
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const results = await Promise.all([page.waitForEvent('download'), page.click('#export-json')]);
+  const json = JSON.parse(await readFile(await results[0].path(), 'utf8'));
+  assert.equal(json.backend.kind, 'cpu');
+  await ctx.close();
+});
+
+await test('the GPU path runs in Chromium on WebGPU (SwiftShader) and agrees with the CPU', async () => {
+  const gpuBrowser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--enable-unsafe-webgpu',
+      '--use-angle=vulkan',
+      '--enable-features=Vulkan',
+      '--use-vulkan=swiftshader',
+    ],
+  });
+  try {
+    const ctx = await gpuBrowser.newContext({ acceptDownloads: true });
+    const { page } = await newPage(ctx);
+    const small = 'v=1&setting=unknown&methods=sae,sc:fista:s50,ito:s100&n=256&steps=60&log=30&runs=2&seed=4';
+    await page.goto(`${origin}${BASE}#${small}&backend=gpu`);
+    await waitState(page, 'ready');
+    const note = await page.textContent('#backend-note');
+    if (/^CPU/.test(note) && process.env.SPARSE_PLAYGROUND_REQUIRE_GPU !== '1') {
+      console.log(`  skipped: no WebGPU adapter in this Chromium (${note})`);
+      await ctx.close();
+      return;
+    }
+    assert.match(note, /^GPU: .+ \(WebGPU/);
+    assert.equal(await page.evaluate(() => document.body.dataset.backend), 'gpu');
+    await page.click('#play');
+    await waitState(page, 'finished');
+    const gpuTable = await summary(page);
+    await page.screenshot({ path: join(ARTIFACTS, 'playground-gpu.png'), fullPage: true });
+    await page.selectOption('#backend', 'cpu');
+    await waitState(page, 'ready');
+    await page.click('#play');
+    await waitState(page, 'finished');
+    const cpuTable = await summary(page);
+    for (let i = 0; i < cpuTable.length; i += 1) {
+      const [g, c] = [parseFloat(gpuTable[i][1]), parseFloat(cpuTable[i][1])];
+      assert.ok(Math.abs(g - c) < 0.02, `${cpuTable[i][0]}: code MCC GPU ${g} vs CPU ${c}`);
+    }
+    await ctx.close();
+  } finally {
+    await gpuBrowser.close();
+  }
+});
+
 await test('no console errors or warnings', async () => {
   assert.deepEqual(consoleProblems, []);
 });

@@ -5,10 +5,13 @@ use crate::{bench, npy};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use sparse_playground::compute::BackendKind;
 use sparse_playground::core::config::{BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
 use sparse_playground::core::results::{Results, Stat};
 use sparse_playground::core::run::default_clock;
+use sparse_playground::core::run::Grouping;
+use sparse_playground::core::select::{self, BackendChoice};
 use sparse_playground::{CpuBackend, Dataset, Experiment};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -83,6 +86,10 @@ struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Where to compute: cpu, gpu (Vulkan, Metal or DX12 through wgpu) or auto (the GPU when a
+    /// real one is there and passes a parity probe, else the CPU).
+    #[arg(long, default_value = "auto")]
+    backend: String,
     /// Memory the whole experiment may use, e.g. 8GiB or 500MB (default: half of this
     /// machine's memory). Checked against an estimate before anything is allocated.
     #[arg(long, value_parser = parse_bytes)]
@@ -232,14 +239,28 @@ fn run(args: RunArgs) -> Result<(), String> {
     let num_runs = checked.methods.len() * checked.runs as usize;
     // Seeds and methods run in parallel; leftover cores go to each run's matrix products.
     let per_run_threads = (threads / num_runs).max(1);
-    let backend = Arc::new(CpuBackend::new(per_run_threads));
+    let choice = BackendChoice::parse(&args.backend)?;
+    let chosen = pollster::block_on(select::choose(choice, per_run_threads, &checked));
+    if let Some(notice) = &chosen.notice {
+        eprintln!("note: {notice}");
+    }
     eprintln!("{}", *checked);
-    let mut experiment = Experiment::new(checked, backend).with_clock(default_clock);
+    let mut experiment = Experiment::build(
+        checked.clone(),
+        chosen.backend.clone(),
+        chosen.grouping,
+        None,
+    )
+    .with_clock(default_clock);
+    experiment.set_notice(chosen.notice.clone());
     eprintln!(
-        "data checksum {:016x}; {} runs on {} thread(s)",
+        "data checksum {:016x}; {} runs on {}",
         experiment.data().checksum(),
         num_runs,
-        threads
+        match chosen.backend.kind() {
+            BackendKind::Cpu => format!("{threads} CPU thread(s)"),
+            BackendKind::Gpu => chosen.backend.name(),
+        }
     );
     // Work in steps: training steps plus the evaluations' inference steps.
     let (_, total) = experiment.work();
@@ -254,27 +275,47 @@ fn run(args: RunArgs) -> Result<(), String> {
         )
         .expect("valid template"),
     );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.min(num_runs).max(1))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let clock = experiment.clock();
-    let chunk = experiment.config().train.log_every.clamp(1, 200);
     let started = default_clock();
-    pool.install(|| {
-        experiment.stacks_mut().par_iter_mut().for_each(|stack| {
-            while !stack.is_done() && stack.backend_failure().is_none() {
-                let before = stack.work_done();
-                let p = stack.advance(chunk, clock);
-                bar.inc(stack.work_done() - before);
-                if p.done {
-                    bar.set_message(format!("{} done", stack.name));
-                }
-            }
-        });
-    });
+    drive(&mut experiment, threads.min(num_runs).max(1), &bar)?;
+    let mut results = experiment.results();
+    if let Some(failure) = experiment.backend_failure() {
+        // The device failed mid-run: keep every finished run and redo the others on the CPU.
+        let notice = format!("the GPU failed ({failure}); unfinished runs were redone on the CPU");
+        eprintln!("note: {notice}");
+        let unfinished: Vec<(usize, u32)> = experiment
+            .stacks()
+            .iter()
+            .filter(|s| !s.is_done())
+            .flat_map(|s| {
+                s.members()
+                    .iter()
+                    .map(move |m| (s.method_index, m.run_index))
+            })
+            .collect();
+        let mut finished = results.clone();
+        for m in &mut finished.methods {
+            m.runs.retain(|r| {
+                !unfinished.iter().any(|&(mi, ri)| {
+                    checked.methods[mi] == m.method && checked.seed + u64::from(ri) == r.seed
+                })
+            });
+        }
+        let mut redo = Experiment::build(
+            checked.clone(),
+            Arc::new(CpuBackend::new(per_run_threads)),
+            Grouping::PerRun,
+            Some(&unfinished),
+        )
+        .with_clock(default_clock);
+        drive(&mut redo, threads.min(num_runs).max(1), &bar)?;
+        let mut redone = redo.results();
+        redone.backend = None;
+        results = Results::merge(vec![finished, redone])?;
+        if let Some(b) = results.backend.as_mut() {
+            b.notice = Some(notice);
+        }
+    }
     bar.finish_and_clear();
-    let results = experiment.results();
     print_summary(&results, default_clock() - started);
     for run in experiment.runs() {
         if let Some(reason) = run.member.failure() {
@@ -290,6 +331,43 @@ fn run(args: RunArgs) -> Result<(), String> {
             .map_err(|e| format!("{}: {e}", out.display()))?;
         eprintln!("wrote {}", out.display());
     }
+    Ok(())
+}
+
+/// Advance every stack to its end: CPU stacks in parallel on `threads` threads, GPU stacks
+/// one after another on this thread (they share one device queue). Stops early when the
+/// backend fails.
+fn drive(experiment: &mut Experiment, threads: usize, bar: &ProgressBar) -> Result<(), String> {
+    let clock = experiment.clock();
+    let chunk = experiment.config().train.log_every.clamp(1, 200);
+    let backend = experiment.backend().clone();
+    if backend.kind() == BackendKind::Gpu {
+        while !experiment.is_done() {
+            let before = experiment.work().0;
+            experiment.step(chunk.max(50));
+            if backend.busy() {
+                backend.wait();
+            }
+            bar.inc(experiment.work().0 - before);
+        }
+        return Ok(());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    pool.install(|| {
+        experiment.stacks_mut().par_iter_mut().for_each(|stack| {
+            while !stack.is_done() && stack.backend_failure().is_none() {
+                let before = stack.work_done();
+                let p = stack.advance(chunk, clock);
+                bar.inc(stack.work_done() - before);
+                if p.done {
+                    bar.set_message(format!("{} done", stack.name));
+                }
+            }
+        });
+    });
     Ok(())
 }
 

@@ -54,8 +54,8 @@ fn topk_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let rows = p[1];
     let k = p[2];
     let base = col * rows;
-    // The last entry taken: start "above" everything.
-    var last_v = bitcast<f32>(0x7f800000u); // +inf
+    // The last entry taken (none yet while `first`).
+    var last_v = 0.0;
     var last_i = 0u;
     var first = true;
     var found = 0u;
