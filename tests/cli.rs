@@ -26,6 +26,8 @@ fn run_preset_writes_the_results_schema() {
             "run",
             "--preset",
             "known-z",
+            "--backend",
+            "cpu",
             "--steps",
             "60",
             "--runs",
@@ -53,13 +55,15 @@ fn run_preset_writes_the_results_schema() {
     assert_eq!(json["config"]["setting"], "known_codes");
     assert_eq!(json["config"]["train"]["steps"], 60);
     let methods = json["methods"].as_array().unwrap();
-    assert_eq!(methods.len(), 3);
+    // The paper's known-codes experiment: SAE and MLPs of widths 32, 256 and 1024.
+    assert_eq!(methods.len(), 4);
+    assert_eq!(json["backend"]["kind"], "cpu");
     for m in methods {
         assert!(m["name"].is_string());
         let runs = m["runs"].as_array().unwrap();
         assert_eq!(runs.len(), 2);
-        assert_eq!(runs[0]["seed"], 20_240_926);
-        assert_eq!(runs[1]["seed"], 20_240_927);
+        assert_eq!(runs[0]["seed"], 20_240_625);
+        assert_eq!(runs[1]["seed"], 20_240_626);
         let log = runs[0]["log"].as_array().unwrap();
         assert_eq!(log.len(), 3);
         for key in [

@@ -151,15 +151,32 @@ fn malformed_json_gives_readable_parse_errors() {
             "unknown variant `transformer`",
         ),
         (r#"{"trian":{}}"#, "unknown field `trian`"),
-        (r#"{"data":{"num_atoms":-3}}"#, "invalid value"),
-        (r#"{"data":{"num_atoms":"16"}}"#, "invalid type"),
+        (
+            r#"{"data":{"num_atoms":-3}}"#,
+            "data.num_atoms: must be a whole number from 0 up, got -3",
+        ),
+        (
+            r#"{"data":{"num_atoms":"16"}}"#,
+            "data.num_atoms: must be a whole number, got \"16\"",
+        ),
+        (
+            r#"{"train":{"steps":1.5}}"#,
+            "train.steps: must be a whole number, got 1.5",
+        ),
+        (
+            r#"{"methods":[{"kind":"mlp","hidden":[32,-3]}]}"#,
+            // Serde reads a tagged method as a whole: the path ends at the method.
+            "methods[0]: must be a whole number from 0 up, got -3",
+        ),
+        (r#"{"train":{"lr":null}}"#, "train.lr: must be a number"),
+        (r#"{"data":{"signed_codes":"yes"}}"#, "must be true or false"),
         ("not json", "expected"),
         ("", "EOF"),
     ] {
         let err = ExperimentConfig::from_json(text).expect_err(text);
         let msg = err.to_string();
         assert!(msg.contains(needle), "{text}: {msg}");
-        assert!(matches!(err, ConfigError::Parse(_)));
+        assert!(!msg.contains("expected u64") && !msg.contains("floating point"), "{msg}");
     }
 }
 
@@ -173,9 +190,53 @@ fn every_preset_is_valid_and_the_paper_sizes() {
             (16, 8, 3)
         );
         assert_eq!(cfg.data.num_samples, 1024);
-        assert_eq!(cfg.train.lr, 1e-3);
         assert_eq!(cfg.train.l1_penalty, 0.01);
         assert_eq!(cfg.train.batch_size, None);
-        assert_eq!(cfg.runs, 5);
+        if p.is_quick() {
+            assert_eq!(cfg.runs, 2);
+            assert!(!cfg.train.eval_steps.is_empty());
+        } else {
+            assert_eq!(cfg.train.lr, 1e-3);
+            assert_eq!(cfg.runs, 5);
+            assert!(cfg.train.eval_steps.is_empty());
+        }
+    }
+    // The paper's protocols exactly.
+    let zd = Preset::UnknownZD.config();
+    assert_eq!(
+        (zd.train.steps, zd.train.log_every, zd.seed),
+        (40_000, 500, 20_240_926)
+    );
+    assert_eq!(zd.methods.len(), 5);
+    let z = Preset::KnownZ.config();
+    assert!(z.methods.contains(&MethodConfig::Mlp {
+        hidden: vec![1024],
+        bias: true
+    }));
+    assert_eq!(z.seed, 20_240_625);
+    let d = Preset::KnownD.config();
+    assert_eq!(d.train.log_every, 100);
+    assert!(d.methods.contains(&MethodConfig::SparseCoding {
+        inference: SolverConfig::Adam {
+            steps: 20_000,
+            lr: 1e-3
+        }
+    }));
+}
+
+#[test]
+fn evaluation_schedules_are_checked_and_followed() {
+    let mut cfg = Preset::QuickUnknownZD.config();
+    cfg.train.steps = 100;
+    cfg.train.eval_steps = vec![5, 20, 60];
+    let checked = cfg.clone().validate().unwrap();
+    assert_eq!(checked.train.next_evaluation_after(0), 5);
+    assert_eq!(checked.train.next_evaluation_after(5), 20);
+    assert_eq!(checked.train.next_evaluation_after(60), 100);
+    assert_eq!(checked.evaluations_per_run(), 3 + 1 + 2);
+    for bad in [vec![5, 5], vec![20, 5], vec![0, 5], vec![5, 101]] {
+        cfg.train.eval_steps = bad.clone();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("train.eval_steps"), "{bad:?}: {err}");
     }
 }

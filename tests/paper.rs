@@ -476,3 +476,38 @@ fn a_share_of_the_runs_gives_their_numbers() {
         strip(&whole.methods[1].runs[2].log)
     );
 }
+
+/// An evaluation schedule (the quick presets') is followed exactly: evaluations at step 0, at
+/// each listed step and at the last one; the work count agrees.
+#[test]
+fn evaluation_schedules_are_followed() {
+    let mut cfg = Preset::QuickUnknownZD.config();
+    cfg.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Adam {
+                steps: 20,
+                lr: 1e-2,
+            },
+        },
+    ];
+    cfg.data.num_samples = 64;
+    cfg.train.steps = 100;
+    cfg.train.eval_steps = vec![5, 20, 60];
+    cfg.runs = 1;
+    let mut exp = Experiment::new(cfg.validate().unwrap(), Arc::new(CpuBackend::new(1)));
+    let (_, total) = exp.work();
+    assert_eq!(
+        total,
+        100 + 100 + 5 * 20,
+        "training, plus 5 evaluations of sparse coding"
+    );
+    while !exp.is_done() {
+        exp.step(7);
+    }
+    assert_eq!(exp.work(), (total, total));
+    for run in exp.runs() {
+        let steps: Vec<u64> = run.member.log().iter().map(|r| r.step).collect();
+        assert_eq!(steps, vec![0, 5, 20, 60, 100], "{}", run.name);
+    }
+}

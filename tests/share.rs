@@ -23,10 +23,64 @@ fn presets_round_trip_and_omit_defaults() {
         let link = encode(&cfg, &[]);
         assert!(!link.contains("methods="), "{link}");
         assert!(
-            link.contains("seed=20240926"),
+            link.contains(&format!("seed={}", cfg.seed)),
             "the seed is always written: {link}"
         );
+        // Each preset is just its base, setting and seed.
+        assert_eq!(
+            link.split('&').count(),
+            if p.is_quick() { 4 } else { 3 },
+            "{link}"
+        );
+        assert_eq!(link.contains("p=quick"), p.is_quick(), "{link}");
         assert_eq!(round_trip(&cfg), cfg);
+    }
+}
+
+/// Links written before presets changed (version 1) keep their meaning: the defaults they omit
+/// are those of the presets then (20,000 steps, five seeds, evaluated every 1,000 for the
+/// main experiment).
+#[test]
+fn version_1_links_keep_their_meaning() {
+    let old = decode("v=1&setting=unknown&seed=20240926").unwrap().config;
+    assert_eq!(old.train.steps, 20_000);
+    assert_eq!(old.train.log_every, 1000);
+    assert_eq!(old.runs, 5);
+    assert_eq!(old.methods.len(), 5);
+    let known_z = decode("v=1&setting=known_codes&seed=3").unwrap().config;
+    assert_eq!(
+        known_z.methods.len(),
+        3,
+        "no h=1024 MLP in version 1's preset"
+    );
+    // Written again, they come out as version 2 and read back the same.
+    let again = encode(&old, &[]);
+    assert!(again.starts_with("v=2&"), "{again}");
+    assert_eq!(decode(&again).unwrap().config, old);
+    assert!(
+        decode("v=1&p=quick&seed=1").is_err(),
+        "no quick presets in version 1"
+    );
+}
+
+#[test]
+fn evaluation_steps_round_trip() {
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.train.eval_steps = vec![10, 100, 5000];
+    let link = encode(&cfg, &[]);
+    assert!(link.contains("evals=10-100-5000"), "{link}");
+    assert_eq!(round_trip(&cfg), cfg);
+    let mut quick = Preset::QuickUnknownZD.config();
+    quick.train.eval_steps.clear();
+    let link = encode(&quick, &[]);
+    assert_eq!(round_trip(&quick), quick, "{link}");
+    for bad in [
+        "v=2&evals=5-3",
+        "v=2&evals=0-5",
+        "v=2&evals=a",
+        "v=2&evals=50-999999999",
+    ] {
+        assert!(decode(bad).is_err(), "{bad}");
     }
 }
 
@@ -112,6 +166,7 @@ fn malformed_links_say_what_is_wrong() {
         error_of("v=99"),
         ShareError::UnsupportedVersion(v) if v == "99"
     ));
+    assert!(matches!(error_of("v=2&p=fast"), ShareError::BadValue { key, .. } if key == "p"));
     assert!(matches!(
         error_of("v=1&seed=1&seed=2"),
         ShareError::Repeated { key } if key == "seed"

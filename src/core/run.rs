@@ -477,7 +477,7 @@ impl StackRun {
         let total = self.total_steps();
         let evaluations = match self.learner {
             Learner::InferenceOnly => 1,
-            _ => 1 + total.div_ceil(self.config.train.log_every),
+            _ => 1 + self.config.train.evaluations_after_start(),
         };
         let per_eval = self.adam_inference().map_or(0, |(steps, _)| steps);
         total.saturating_add(evaluations.saturating_mul(per_eval))
@@ -535,11 +535,8 @@ impl StackRun {
         budget = budget.saturating_sub(self.continue_evaluation(budget, start, clock));
         let total = self.total_steps();
         let limit = total.min(stop_at);
-        let log_every = self.config.train.log_every;
         while self.evaluation.is_none() && !self.all_failed() && budget > 0 && self.step < limit {
-            let next_log = ((self.step / log_every) + 1)
-                .saturating_mul(log_every)
-                .min(total);
+            let next_log = self.config.train.next_evaluation_after(self.step);
             let until = next_log.min(limit).min(self.step.saturating_add(budget));
             while self.step < until {
                 self.train_one(self.step + 1 == next_log);
@@ -579,16 +576,13 @@ impl StackRun {
     }
 
     /// The training step whose evaluation comes next: the current one while its evaluation is
-    /// running, else the next multiple of `log_every` (or the last step).
+    /// running, else the next one of the schedule (`log_every` or `eval_steps`; the last step).
     pub fn next_evaluation_step(&self) -> u64 {
         let total = self.total_steps();
         if self.evaluation.is_some() || self.step >= total {
             return self.step.min(total);
         }
-        let log_every = self.config.train.log_every;
-        ((self.step / log_every) + 1)
-            .saturating_mul(log_every)
-            .min(total)
+        self.config.train.next_evaluation_after(self.step)
     }
 
     /// Whether this stack has trained to `stop_at` (or to its end) and logged the evaluation

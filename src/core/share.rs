@@ -1,11 +1,15 @@
 //! Share links: a whole experiment as a short, readable `key=value&...` string for the URL hash.
 //!
-//! The schema is versioned (`v=1`) and always carries the seed, so a link reproduces the same
-//! data and initialisation. Everything else is written only where it differs from the paper
-//! preset of the link's setting, so a preset link is just `v=1&setting=...&seed=...`.
+//! The schema is versioned (`v=2`; `v=1` links keep their meaning) and always carries the seed,
+//! so a link reproduces the same data and initialisation. Everything else is written only where
+//! it differs from a preset of the link's setting: the paper-exact one, or with `p=quick` the
+//! quick one, whichever gives the shorter link; a preset link is just
+//! `v=2&p=quick&setting=...&seed=...`.
 //!
-//! Keys: `setting` (known_codes | known_dictionary | unknown), data `N M K n noise signed skew`,
-//! training `steps lr l1 batch log`, `l0` (threshold), `seed`, `runs`, and `methods`: a
+//! Keys: `setting` (known_codes | known_dictionary | unknown), `p` (paper | quick), data
+//! `N M K n noise signed skew`, training `steps lr l1 batch log` and `evals` (the evaluation
+//! steps, dash-separated, or `every` for every `log` steps), `l0` (threshold), `seed`, `runs`,
+//! and `methods`: a
 //! comma-separated list, each method a kind followed by `:`-separated options:
 //!
 //! | kind | options |
@@ -25,7 +29,7 @@
 
 use super::config::{
     default_adam_lr, default_adam_steps, default_fista_steps, limits, CheckedConfig, ConfigError,
-    ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig, CONFIG_VERSION,
+    ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
 };
 use std::fmt::Write as _;
 
@@ -48,7 +52,7 @@ pub enum ShareError {
     TooLong(usize),
     #[error("the link has no version (`v=1`)")]
     MissingVersion,
-    #[error("the link has version `{0}`; this playground reads version {CONFIG_VERSION}")]
+    #[error("the link has version `{0}`; this playground reads versions 1 and {LINK_VERSION}")]
     UnsupportedVersion(String),
     #[error("`{key}` appears more than once in the link")]
     Repeated { key: String },
@@ -70,12 +74,84 @@ fn bad(key: &str, value: &str, message: impl Into<String>) -> ShareError {
     }
 }
 
-/// The preset a link's defaults come from.
-fn base_for(setting: Setting) -> ExperimentConfig {
-    match setting {
-        Setting::KnownCodes => Preset::KnownZ.config(),
-        Setting::KnownDictionary => Preset::KnownD.config(),
-        Setting::Unknown => Preset::UnknownZD.config(),
+/// The version links are written in. Version 1 links (defaults from the presets as they were
+/// then) still read exactly as they did.
+pub const LINK_VERSION: u32 = 2;
+
+/// Which preset a version 2 link's defaults come from (`p=quick`, or the paper-exact one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Base {
+    Paper,
+    Quick,
+}
+
+/// The config a link's omitted keys come from.
+fn base_for(version: u32, base: Base, setting: Setting) -> ExperimentConfig {
+    if version == 1 {
+        return v1_base(setting);
+    }
+    match base {
+        Base::Paper => Preset::paper(setting).config(),
+        Base::Quick => Preset::quick(setting).config(),
+    }
+}
+
+/// The presets version 1 links were written against (the paper's settings at 20,000 steps,
+/// five seeds, the paper's inference), kept so that those links keep their meaning.
+fn v1_base(setting: Setting) -> ExperimentConfig {
+    let mlp = |h: usize, bias: bool| MethodConfig::Mlp {
+        hidden: vec![h],
+        bias,
+    };
+    let (methods, log_every) = match setting {
+        Setting::KnownCodes => (
+            vec![
+                MethodConfig::Sae { bias: true },
+                mlp(32, true),
+                mlp(256, true),
+            ],
+            500,
+        ),
+        Setting::KnownDictionary => (
+            vec![
+                MethodConfig::Sae { bias: false },
+                mlp(32, false),
+                mlp(256, false),
+                MethodConfig::SparseCoding {
+                    inference: SolverConfig::default(),
+                },
+            ],
+            500,
+        ),
+        Setting::Unknown => (
+            vec![
+                MethodConfig::Sae { bias: false },
+                MethodConfig::SaeIto {
+                    bias: false,
+                    inference: SolverConfig::default(),
+                },
+                mlp(32, false),
+                mlp(256, false),
+                MethodConfig::SparseCoding {
+                    inference: SolverConfig::default(),
+                },
+            ],
+            1000,
+        ),
+    };
+    ExperimentConfig {
+        setting,
+        methods,
+        train: super::config::TrainConfig {
+            steps: 20_000,
+            lr: 1e-3,
+            log_every,
+            eval_steps: Vec::new(),
+            ..super::config::TrainConfig::default()
+        },
+        runs: 5,
+        seed: 20_240_926,
+        ..ExperimentConfig::default()
     }
 }
 
@@ -153,10 +229,37 @@ fn method_token(m: &MethodConfig) -> String {
     out
 }
 
-/// The link for a config (the part after `#`). Extra keys are appended as given.
+/// The link for a config (the part after `#`). Extra keys are appended as given. Defaults are
+/// omitted against the paper-exact or the quick preset of the config's setting, whichever
+/// leaves the shorter link (`p=quick` names the quick one).
 pub fn encode(config: &ExperimentConfig, extra: &[(&str, &str)]) -> String {
-    let base = base_for(config.setting);
-    let mut parts: Vec<String> = vec![format!("v={CONFIG_VERSION}")];
+    let paper = encode_from(config, extra, Base::Paper);
+    let quick = encode_from(config, extra, Base::Quick);
+    if quick.len() < paper.len() {
+        quick
+    } else {
+        paper
+    }
+}
+
+fn join_steps(steps: &[u64]) -> String {
+    if steps.is_empty() {
+        "every".to_string()
+    } else {
+        steps
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("-")
+    }
+}
+
+fn encode_from(config: &ExperimentConfig, extra: &[(&str, &str)], which: Base) -> String {
+    let base = base_for(LINK_VERSION, which, config.setting);
+    let mut parts: Vec<String> = vec![format!("v={LINK_VERSION}")];
+    if which == Base::Quick {
+        parts.push("p=quick".to_string());
+    }
     parts.push(format!("setting={}", setting_name(config.setting)));
     let d = &config.data;
     let bd = &base.data;
@@ -194,6 +297,11 @@ pub fn encode(config: &ExperimentConfig, extra: &[(&str, &str)]) -> String {
         bt.batch_size.map_or("full".into(), |b| b.to_string()),
     );
     put("log", t.log_every.to_string(), bt.log_every.to_string());
+    put(
+        "evals",
+        join_steps(&t.eval_steps),
+        join_steps(&bt.eval_steps),
+    );
     put(
         "l0",
         config.metrics.l0_threshold.to_string(),
@@ -431,11 +539,17 @@ pub fn decode(link: &str) -> Result<SharedState, ShareError> {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     };
-    match get("v") {
+    let version = match get("v") {
         None => return Err(ShareError::MissingVersion),
-        Some(v) if v == CONFIG_VERSION.to_string() => {}
+        Some("1") => 1,
+        Some("2") => 2,
         Some(v) => return Err(ShareError::UnsupportedVersion(v.to_string())),
-    }
+    };
+    let which = match get("p") {
+        None | Some("paper") => Base::Paper,
+        Some("quick") if version >= 2 => Base::Quick,
+        Some(other) => return Err(bad("p", other, "expected paper or quick")),
+    };
     let setting = match get("setting") {
         None | Some("unknown") => Setting::Unknown,
         Some("known_codes") => Setting::KnownCodes,
@@ -448,12 +562,12 @@ pub fn decode(link: &str) -> Result<SharedState, ShareError> {
             ))
         }
     };
-    let mut cfg = base_for(setting);
+    let mut cfg = base_for(version, which, setting);
     let mut extra = Vec::new();
     for (key, value) in &pairs {
         let (key, value) = (key.as_str(), value.as_str());
         match key {
-            "v" | "setting" => {}
+            "v" | "setting" | "p" => {}
             "N" => cfg.data.num_atoms = parse_int(key, value)?,
             "M" => cfg.data.data_dim = parse_int(key, value)?,
             "K" => cfg.data.sparsity_k = parse_int(key, value)?,
@@ -485,6 +599,21 @@ pub fn decode(link: &str) -> Result<SharedState, ShareError> {
                 }
             }
             "log" => cfg.train.log_every = parse_int(key, value)?,
+            "evals" => {
+                cfg.train.eval_steps = match value {
+                    "every" => Vec::new(),
+                    v => {
+                        let steps: Vec<&str> = v.split('-').collect();
+                        if steps.len() as u64 > limits::MAX_EVALUATIONS_PER_RUN {
+                            return Err(bad(key, value, "too many evaluation steps"));
+                        }
+                        steps
+                            .into_iter()
+                            .map(|s| parse_int(key, s))
+                            .collect::<Result<_, _>>()?
+                    }
+                }
+            }
             "l0" => cfg.metrics.l0_threshold = parse_float(key, value)?,
             "seed" => cfg.seed = parse_int(key, value)?,
             "runs" => cfg.runs = parse_int(key, value)?,
@@ -502,7 +631,12 @@ mod tests {
     #[test]
     fn a_preset_link_is_short() {
         let cfg = Preset::UnknownZD.config();
-        assert_eq!(encode(&cfg, &[]), "v=1&setting=unknown&seed=20240926");
+        assert_eq!(encode(&cfg, &[]), "v=2&setting=unknown&seed=20240926");
+        let quick = Preset::QuickUnknownZD.config();
+        assert_eq!(
+            encode(&quick, &[]),
+            "v=2&p=quick&setting=unknown&seed=20240926"
+        );
     }
 
     #[test]

@@ -556,6 +556,14 @@ impl Playground {
         self.exp.results().to_json()
     }
 
+    /// The true codes of the first `samples` test samples (N x samples, column-major): known
+    /// from the start, shown before any evaluation.
+    #[wasm_bindgen(js_name = trueCodes)]
+    pub fn true_codes(&self, samples: usize) -> Float32Array {
+        let codes = &self.exp.data().test_codes;
+        f32_array(&codes.columns(0, samples.min(codes.ncols())).into_owned())
+    }
+
     /// The true dictionary (M x N, column-major, one atom per column).
     #[wasm_bindgen(js_name = trueDictionary)]
     pub fn true_dictionary(&self) -> Float32Array {

@@ -6,107 +6,28 @@
 // defaults, and fails on any console error. A screenshot goes to target/e2e/playground.png.
 //
 // Run: `npm run build && node tests/e2e/playground.mjs` (scripts/test.sh does both).
-import { chromium } from 'playwright-core';
-import { createServer } from 'node:http';
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { extname, join, normalize, resolve } from 'node:path';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
-
-const ROOT = resolve(new URL('../..', import.meta.url).pathname);
-const DIST = join(ROOT, 'dist');
-const ARTIFACTS = join(ROOT, 'target', 'e2e');
-const BASE = '/sparse-playground/'; // served from a sub-path on purpose
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TIMEOUT = 120_000;
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.wasm': 'application/wasm',
-  '.css': 'text/css',
-  '.json': 'application/json',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-};
-
-function serve() {
-  const requests = [];
-  const server = createServer(async (req, res) => {
-    requests.push(req.url);
-    const url = new URL(req.url, 'http://x');
-    if (!url.pathname.startsWith(BASE)) {
-      res.writeHead(404).end();
-      return;
-    }
-    let rel = normalize(decodeURIComponent(url.pathname.slice(BASE.length)));
-    if (rel === '.' || rel === '') rel = 'index.html';
-    const file = join(DIST, rel);
-    if (!file.startsWith(DIST) || !existsSync(file)) {
-      res.writeHead(404).end();
-      return;
-    }
-    const body = await readFile(file);
-    res.writeHead(200, { 'content-type': MIME[extname(file)] || 'application/octet-stream' });
-    res.end(body);
-  });
-  return new Promise((ok) => {
-    server.listen(0, '127.0.0.1', () => ok({ server, requests, port: server.address().port }));
-  });
-}
+import { chromium } from 'playwright-core';
+import {
+  ARTIFACTS,
+  BASE,
+  CHROMIUM,
+  DIST,
+  browser,
+  consoleProblems,
+  finish,
+  newPage,
+  origin,
+  server,
+  summary,
+  test,
+  waitState,
+} from './harness.mjs';
 
 // A short experiment: three methods, two seeds, 300 steps, evaluated every 100.
 const LINK = 'v=1&setting=unknown&methods=sae,sc:fista:s100,mlp:h32&steps=300&log=100&runs=2&seed=11';
-
-const results = [];
-async function test(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    results.push({ name, ok: true });
-    console.log(`test ${name} ... ok (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
-  } catch (e) {
-    results.push({ name, ok: false });
-    console.log(`test ${name} ... FAILED\n${e.stack || e}`);
-  }
-}
-
-const { server, port } = await serve();
-const origin = `http://127.0.0.1:${port}`;
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-dev-shm-usage',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run',
-  ],
-});
-
-const consoleProblems = [];
-async function newPage(context) {
-  const ctx = context || (await browser.newContext({ acceptDownloads: true }));
-  const page = await ctx.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on('console', (msg) => {
-    if (msg.type() === 'error' || msg.type() === 'warning') consoleProblems.push(`${msg.type()}: ${msg.text()} ${msg.location().url || ''}`);
-  });
-  page.on('pageerror', (err) => consoleProblems.push(`page error: ${err.message}`));
-  page.on('response', (r) => {
-    if (r.status() >= 400) consoleProblems.push(`HTTP ${r.status()}: ${r.url()}`);
-  });
-  return { ctx, page };
-}
-
-const waitState = (page, value) =>
-  page.waitForFunction((v) => document.body.dataset.state === v, value, { timeout: TIMEOUT });
-
-async function summary(page) {
-  return page.$$eval('#summary tbody tr', (rows) => rows.map((r) => Array.from(r.cells).map((c) => c.textContent)));
-}
 
 let first; // {page, ctx, table, link, checksum}
 
@@ -157,7 +78,7 @@ await test('the share link reopens the same experiment with the same numbers', a
   await ctx.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
   await page.click('#copy-link');
   const link = await page.inputValue('#share-link');
-  assert.ok(link.startsWith(`${origin}${BASE}#v=1&`), link);
+  assert.ok(link.startsWith(`${origin}${BASE}#v=2&`), link);
   assert.ok(link.includes('run=1'), 'the link starts the run');
   const copied = await page.evaluate(() => navigator.clipboard.readText());
   assert.equal(copied, link);
@@ -217,7 +138,8 @@ await test('results export as JSON in the CLI schema and load back', async () =>
 await test('a finished run survives a reload', async () => {
   const { page } = first;
   await page.reload();
-  await page.waitForFunction(() => /loaded from a file/.test(document.getElementById('status').textContent));
+  // Described as what it is: kept by this browser, not loaded from a file.
+  await page.waitForFunction(() => /your last finished run, kept by this browser/.test(document.getElementById('status').textContent));
   assert.match(await page.textContent('#banners'), /Restored your last finished run/);
   assert.deepEqual(await summary(page), first.table);
 });
@@ -229,13 +151,14 @@ await test('a malformed link shows what was wrong and the defaults', async () =>
   const error = await page.textContent('.banner.error');
   assert.match(error, /N=abc/);
   assert.equal(await page.inputValue('#num_atoms'), '16');
-  assert.equal(await page.inputValue('#steps'), '20000');
-  // An invalid edit in the form is refused with a message and the last good experiment stays.
+  assert.equal(await page.inputValue('#steps'), '6000', 'the quick main experiment is the default');
+  // An invalid edit in the form is refused with a message at the field, in the form's words.
   await page.fill('#sparsity_k', '99');
   await page.dispatchEvent('#sparsity_k', 'change');
   await page.waitForSelector('#config-error:not([hidden])');
-  assert.match(await page.textContent('#config-error'), /sparsity_k/);
-  assert.ok(await page.isEnabled('#play'));
+  assert.match(await page.textContent('#config-error'), /^Not applied: Active per sample K: K must be between 1 and N = 16/);
+  assert.equal(await page.getAttribute('#sparsity_k', 'aria-invalid'), 'true');
+  assert.ok(await page.isDisabled('#play'), 'nothing runs that the form does not show');
   await ctx.close();
 });
 
@@ -564,10 +487,4 @@ await test('no console errors or warnings', async () => {
 });
 
 await first?.ctx.close();
-await browser.close();
-server.close();
-
-const passed = results.filter((r) => r.ok).length;
-const failed = results.length - passed;
-console.log(`\ntest result: ${failed ? 'FAILED' : 'ok'}. ${passed} passed; ${failed} failed; (end-to-end, dist/ in Chromium)`);
-process.exit(failed ? 1 : 0);
+await finish('end-to-end, dist/ in Chromium');

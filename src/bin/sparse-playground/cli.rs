@@ -203,6 +203,8 @@ fn load_config(source: &ConfigSource) -> Result<ExperimentConfig, String> {
     };
     if let Some(steps) = source.steps {
         config.train.steps = steps;
+        // A shorter run keeps the evaluations of its schedule that still fall inside it.
+        config.train.eval_steps.retain(|&e| e < steps);
     }
     if let Some(runs) = source.runs {
         config.runs = runs;
@@ -211,7 +213,9 @@ fn load_config(source: &ConfigSource) -> Result<ExperimentConfig, String> {
         config.seed = seed;
     }
     if let Some(every) = source.log_every {
+        // An explicit interval replaces a preset's evaluation schedule.
         config.train.log_every = every;
+        config.train.eval_steps.clear();
     }
     Ok(config)
 }
