@@ -33,8 +33,14 @@ function logLabel(v) {
 }
 
 /**
- * One chart. `setData` takes {xs, xLabel, xLog, series: [{name, color, mean, lo, hi}]}, where the
- * arrays are aligned with xs and hold null where a method has no point.
+ * One chart. `setData` takes {xs, xLabel, otherLabel, xLog, series: [{name, color, dash, mean,
+ * lo, hi, other}]}, where the arrays are aligned with xs and hold null where a method has no
+ * point (`other` is the other x quantity at each point, FLOPs against steps or steps against
+ * FLOPs, for the hover readout; `dash` draws an overlay of a pinned experiment dashed).
+ *
+ * The legend's entries are buttons that hide and show their series; hovering (or moving the
+ * cursor with the keyboard-focusable plot) reads out every series at that x; a table of the
+ * same numbers sits under the chart for screen readers and for reading exact values.
  */
 export class LineChart {
   constructor(container, { title, yLabel, yLog = false, yRange = null }) {
@@ -46,8 +52,12 @@ export class LineChart {
     this.plot = null;
     this.shape = '';
     this.data = null;
+    this.hidden = new Set(); // names of series the legend switched off
+    container.setAttribute('role', 'figure');
     const h = document.createElement('h3');
+    h.id = `${container.id}-title`;
     h.textContent = title;
+    container.setAttribute('aria-labelledby', h.id);
     const actions = document.createElement('span');
     actions.className = 'actions';
     for (const kind of ['PNG', 'SVG']) {
@@ -60,21 +70,35 @@ export class LineChart {
     }
     h.append(actions);
     this.body = document.createElement('div');
+    this.body.className = 'plot';
+    this.readout = document.createElement('div');
+    this.readout.className = 'readout';
+    this.readout.setAttribute('aria-live', 'polite');
+    this.readout.hidden = true;
     this.legend = document.createElement('div');
     this.legend.className = 'legend';
-    container.append(h, this.body, this.legend);
+    this.legend.setAttribute('role', 'group');
+    this.legend.setAttribute('aria-label', `${title}: show or hide series`);
+    this.table = document.createElement('details');
+    this.table.className = 'data-table';
+    const summary = document.createElement('summary');
+    summary.textContent = 'Data table';
+    this.tableBody = document.createElement('div');
+    this.table.append(summary, this.tableBody);
+    this.table.addEventListener('toggle', () => this.renderTable());
+    container.append(h, this.body, this.readout, this.legend, this.table);
     new ResizeObserver(() => {
       if (this.plot) this.plot.setSize(this.size());
     }).observe(container);
   }
 
   size() {
-    return { width: Math.max(300, this.container.clientWidth - 4), height: 240 };
+    return { width: Math.max(260, this.container.clientWidth - 4), height: 240 };
   }
 
   setData(data) {
     this.data = data;
-    const shape = `${data.xLog}|${data.series.map((s) => s.name).join('|')}`;
+    const shape = `${data.xLog}|${data.series.map((s) => `${s.name}/${s.dash ? 1 : 0}`).join('|')}`;
     const columns = [data.xs];
     for (const s of data.series) columns.push(s.mean, s.lo, s.hi);
     if (this.plot && shape === this.shape) {
@@ -83,17 +107,102 @@ export class LineChart {
       if (this.plot) this.plot.destroy();
       this.shape = shape;
       this.plot = new uPlot(this.options(data), columns, this.body);
+      const canvas = this.body.querySelector('canvas');
+      if (canvas) {
+        canvas.setAttribute('role', 'img');
+        canvas.setAttribute('aria-label', this.describe());
+      }
     }
+    data.series.forEach((s, i) => this.applyShown(i, !this.hidden.has(s.name)));
     this.legend.replaceChildren(
-      ...data.series.map((s) => {
-        const item = document.createElement('span');
+      ...data.series.map((s, i) => {
+        const item = document.createElement('button');
+        item.type = 'button';
+        item.className = 'legend-item';
+        item.setAttribute('aria-pressed', String(!this.hidden.has(s.name)));
+        item.title = 'Show or hide this series';
         const swatch = document.createElement('i');
         swatch.style.background = s.color;
+        if (s.dash) swatch.className = 'dashed';
         item.append(swatch, s.name);
+        item.addEventListener('click', () => {
+          const shown = this.hidden.has(s.name);
+          if (shown) this.hidden.delete(s.name);
+          else this.hidden.add(s.name);
+          item.setAttribute('aria-pressed', String(shown));
+          this.applyShown(i, shown);
+        });
         return item;
       }),
     );
     this.body.dataset.points = String(data.xs.length);
+    if (this.table.open) this.renderTable();
+  }
+
+  /** Show or hide series `i` (its line and its band). */
+  applyShown(i, shown) {
+    if (!this.plot) return;
+    const base = 1 + 3 * i;
+    for (const k of [base, base + 1, base + 2]) {
+      if (this.plot.series[k] && this.plot.series[k].show !== shown) this.plot.setSeries(k, { show: shown });
+    }
+  }
+
+  describe() {
+    const d = this.data;
+    const names = d.series.map((s) => s.name).join(', ');
+    return `${this.title} against ${d.xLabel}${d.xLog ? ' (log scale)' : ''} for ${names}; the data table below the chart lists the values.`;
+  }
+
+  /** The values at the cursor: x, and per visible series mean, spread and the other x. */
+  showReadout(u) {
+    const idx = u.cursor.idx;
+    const d = this.data;
+    if (idx == null || !d) {
+      this.readout.hidden = true;
+      return;
+    }
+    const lines = [`${d.xLabel}: ${formatNumber(d.xs[idx])}`];
+    for (const s of d.series) {
+      if (this.hidden.has(s.name) || s.mean[idx] == null) continue;
+      const std = s.hi[idx] != null && s.lo[idx] != null ? (s.hi[idx] - s.lo[idx]) / 2 : null;
+      const spread = std ? ` ± ${formatNumber(std)}` : '';
+      const other = s.other && s.other[idx] != null ? ` · ${d.otherLabel} ${formatNumber(s.other[idx])}` : '';
+      lines.push(`${s.name}: ${formatNumber(s.mean[idx])}${spread}${other}`);
+    }
+    this.readout.textContent = lines.join('\n');
+    this.readout.hidden = lines.length < 2;
+  }
+
+  renderTable() {
+    const d = this.data;
+    if (!this.table.open || !d) return;
+    const table = document.createElement('table');
+    const caption = document.createElement('caption');
+    caption.textContent = `${this.title}: mean ± std over seeds`;
+    const head = document.createElement('tr');
+    for (const text of [d.xLabel, ...d.series.map((s) => s.name)]) {
+      const th = document.createElement('th');
+      th.scope = 'col';
+      th.textContent = text;
+      head.append(th);
+    }
+    const rows = d.xs.map((x, i) => {
+      const tr = document.createElement('tr');
+      const th = document.createElement('th');
+      th.scope = 'row';
+      th.textContent = formatNumber(x);
+      tr.append(th);
+      for (const s of d.series) {
+        const td = document.createElement('td');
+        const std = s.hi[i] != null && s.lo[i] != null ? (s.hi[i] - s.lo[i]) / 2 : null;
+        td.textContent = s.mean[i] == null ? '–' : `${formatNumber(s.mean[i])}${std ? ` ± ${formatNumber(std)}` : ''}`;
+        tr.append(td);
+      }
+      return tr;
+    });
+    table.append(caption, head, ...rows);
+    this.tableBody.replaceChildren(table);
   }
 
   options(data) {
@@ -102,11 +211,18 @@ export class LineChart {
     data.series.forEach((s, i) => {
       const base = 1 + 3 * i;
       series.push(
-        { label: s.name, stroke: s.color, width: 2, spanGaps: true, points: { show: data.xs.length < 40, size: 4 } },
+        {
+          label: s.name,
+          stroke: s.color,
+          width: 2,
+          dash: s.dash ? [6, 4] : undefined,
+          spanGaps: true,
+          points: { show: data.xs.length < 40, size: 4 },
+        },
         { label: `${s.name} (mean - std)`, stroke: 'transparent', spanGaps: true, points: { show: false } },
         { label: `${s.name} (mean + std)`, stroke: 'transparent', spanGaps: true, points: { show: false } },
       );
-      bands.push({ series: [base + 2, base + 1], fill: withAlpha(s.color, 0.15) });
+      bands.push({ series: [base + 2, base + 1], fill: withAlpha(s.color, s.dash ? 0.07 : 0.15) });
     });
     const y = this.yLog ? { distr: 3 } : {};
     if (this.yRange) y.range = (u, min, max) => [Math.min(this.yRange[0], min), Math.max(this.yRange[1], max)];
@@ -121,10 +237,11 @@ export class LineChart {
       series,
       bands,
       cursor: { drag: { x: true, y: false } },
+      hooks: { setCursor: [(u) => this.showReadout(u)] },
     };
   }
 
-  /** The chart as a PNG data URL: white background, title, plot, legend. */
+  /** The chart as a PNG data URL at the display's pixel ratio: title, plot, legend. */
   toPNG() {
     const src = this.plot.ctx.canvas;
     const ratio = src.width / this.plot.width;
@@ -154,9 +271,32 @@ export class LineChart {
     return out.toDataURL('image/png');
   }
 
+  /** The chart drawn from its data at `width` x `height` pixels, as a PNG data URL. */
+  async toPNGSized(width, height) {
+    const svg = renderSVG(this.visibleData(), { title: this.title, yLabel: this.yLabel, yLog: this.yLog, width, height });
+    const url = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
+    try {
+      const img = new Image();
+      img.src = url;
+      await img.decode();
+      const out = document.createElement('canvas');
+      out.width = width;
+      out.height = height;
+      out.getContext('2d').drawImage(img, 0, 0, width, height);
+      return out.toDataURL('image/png');
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  }
+
+  /** The data without the series the legend hides. */
+  visibleData() {
+    return { ...this.data, series: this.data.series.filter((s) => !this.hidden.has(s.name)) };
+  }
+
   /** The chart as standalone SVG text, drawn from the data rather than the canvas. */
   toSVG() {
-    return renderSVG(this.data, {
+    return renderSVG(this.visibleData(), {
       title: this.title,
       yLabel: this.yLabel,
       yLog: this.yLog,
@@ -165,11 +305,16 @@ export class LineChart {
     });
   }
 
-  download(kind) {
+  /**
+   * Download as PNG or SVG. PNG: at the display's pixel ratio (`size` 'screen'), or drawn at a
+   * chosen size ('1280x720', '1920x1080').
+   */
+  async download(kind, size = LineChart.pngSize) {
     if (!this.data) return;
     const name = `${this.title.toLowerCase().replace(/[^a-z0-9]+/g, '-')}.${kind.toLowerCase()}`;
     if (kind === 'PNG') {
-      downloadURL(this.toPNG(), name);
+      const m = /^(\d+)x(\d+)$/.exec(size || '');
+      downloadURL(m ? await this.toPNGSized(Number(m[1]), Number(m[2])) : this.toPNG(), name);
     } else {
       const blob = new Blob([this.toSVG()], { type: 'image/svg+xml' });
       const url = URL.createObjectURL(blob);
@@ -178,6 +323,9 @@ export class LineChart {
     }
   }
 }
+
+/** The PNG size every chart exports at (the page's "PNG size" control sets it). */
+LineChart.pngSize = 'screen';
 
 export function downloadURL(url, name) {
   const a = document.createElement('a');
@@ -257,7 +405,8 @@ export function renderSVG(data, { title, yLabel, yLog, width, height }) {
       parts.push(`<polygon points="${upper.concat(lower).join(' ')}" fill="${s.color}" fill-opacity="0.15"/>`);
     }
     const line = idx.filter((i) => finite(s.mean[i])).map((i) => `${sx(data.xs[i]).toFixed(1)},${sy(s.mean[i]).toFixed(1)}`);
-    if (line.length) parts.push(`<polyline points="${line.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+    const dash = s.dash ? ' stroke-dasharray="6 4"' : '';
+    if (line.length) parts.push(`<polyline points="${line.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`);
   });
   data.series.forEach((s, i) => {
     const x = m.left + (i % 3) * 190;

@@ -190,6 +190,7 @@ export class EnginePool {
       total: sum('total') + this.frozen.total,
       trainTotal: sum('trainTotal') + this.frozen.trainTotal,
       trueDictionary: first.trueDictionary,
+      trueCodes: first.trueCodes,
       backend,
       resumed: this.frozen.total > 0,
     });

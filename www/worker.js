@@ -149,6 +149,7 @@ function handle(msg) {
               total: pg.workTotal(),
               trainTotal: pg.stepsTotal(),
               trueDictionary: pg.trueDictionary(),
+              trueCodes: pg.trueCodes(CODE_SAMPLES),
               backend: pg.backendInfo(),
             });
             for (const queued of afterReady.splice(0)) handle(queued);

@@ -1,0 +1,313 @@
+// The player: applying a config, starting the engine (./engine-pool.js), Run / Pause / Step /
+// Cancel, the engine's messages, the status line and the controls' state.
+import { EnginePool } from '../engine-pool.js';
+import { memoryEstimate, validateConfig } from '../engine.js';
+import { downloadText, save } from './files.js';
+import { clearFieldErrors, fieldError, showConfigError, writeForm } from './form.js';
+import { updateLink } from './link.js';
+import { $, F, FIELDS, banner, errorText, state } from './state.js';
+import { renderCharts } from '../views/curves.js';
+import { fillViewSelectors, renderViews } from '../views/learned.js';
+import { renderTable } from '../views/table.js';
+import { addToHistory, renderCompare } from '../views/compare.js';
+
+/**
+ * Validate `config` (in Rust); if valid, show it, put it in the URL and start a fresh experiment
+ * with it. If not, say why and keep the last valid experiment as it was.
+ */
+export function applyConfig(config, { fromForm = false, keepResults = false } = {}) {
+  let checked;
+  try {
+    checked = validateConfig(config);
+  } catch (e) {
+    if (!fromForm) throw e;
+    // Keep the user's text in the form so it can be corrected; structural edits are redrawn.
+    if (config.methods.length !== $('methods').children.length) writeForm(config);
+    // The message goes to the field it is about; Run waits until the form is valid again, so
+    // nothing runs that the form does not show.
+    showConfigError(`Not applied: ${fieldError(errorText(e))}`);
+    updateControls();
+    return false;
+  }
+  clearFieldErrors();
+  showConfigError('');
+  const structural = !state.config || JSON.stringify(state.config.methods) !== JSON.stringify(checked.methods);
+  state.config = checked;
+  if (!fromForm || structural) writeForm(checked);
+  else $('eval_steps').value = (checked.train.eval_steps || []).join(', ');
+  updateLink();
+  startExperiment(keepResults);
+  return true;
+}
+
+/** Say in the footer what computes, and show why it is not what was asked for. */
+export function showBackend(info) {
+  if (!info) return;
+  const note = $('backend-note');
+  if (info.kind === 'gpu') {
+    const a = info.adapter || {};
+    note.textContent = `GPU: ${a.name || info.name} (WebGPU${a.software ? ', a software adapter' : ''})`;
+  } else {
+    const n = info.workers || 1;
+    note.textContent = `CPU: WebAssembly in ${n} worker${n === 1 ? '' : 's'}`;
+  }
+  document.body.dataset.backend = info.kind;
+  $('banners').querySelector('[data-id="backend"]')?.remove();
+  // A fallback is news when the GPU was asked for, or was there and failed (its probe, its
+  // buffers); a browser without WebGPU or with a software adapter computing on the CPU under
+  // `auto` is the expected case, shown in the footer only.
+  const tried = /probe|lost|error|binds at most/.test(info.notice || '');
+  if (info.notice && (state.backend === 'gpu' || tried)) {
+    banner('info', `Computing on the CPU: ${info.notice}`, 'backend');
+  }
+}
+
+// The engine: one worker on the GPU, a pool of workers (one per core) on the CPU.
+export const engine = new EnginePool((msg) => onWorkerMessage(msg));
+
+export function onWorkerError(message) {
+  state.playing = false;
+  banner('error', `The engine stopped: ${message}. Press Reset to start again.`, 'engine');
+  document.body.dataset.state = 'error';
+  updateControls();
+}
+
+export function clearRuns(names, runs) {
+  state.names = names;
+  state.runs = runs;
+  state.rows = names.map(() => Array.from({ length: runs }, () => []));
+  state.snapshot = null;
+}
+
+// Experiments estimated above this are not built when a link or an edit asks for them, only
+// when Run is pressed: opening a link must never allocate hundreds of MiB before the user has
+// seen what it describes.
+export const BUILD_ON_RUN_BYTES = 128 * 1024 * 1024;
+
+export function startExperiment(keepResults = false, { build = false } = {}) {
+  const estimate = memoryEstimate(state.config);
+  state.deferred = !build && estimate.bytes > BUILD_ON_RUN_BYTES;
+  if (state.deferred) {
+    engine.terminate();
+    state.ready = false;
+    state.playing = false;
+    state.finished = false;
+    state.done = 0;
+    state.trained = 0;
+    if (!keepResults) {
+      state.source = 'live';
+      state.loadedJson = null;
+    }
+    document.body.dataset.state = 'deferred';
+    $('status').textContent = `This experiment needs about ${estimate.text} of memory: it is built when you press Run.`;
+    updateControls();
+    return;
+  }
+  state.ready = false;
+  state.playing = false;
+  state.finished = false;
+  state.cancelled = false;
+  state.done = 0;
+  state.trained = 0;
+  state.evaluating = false;
+  state.rate = 0;
+  if (!keepResults) {
+    state.source = 'live';
+    state.loadedJson = null;
+  }
+  document.body.dataset.state = 'loading';
+  updateControls();
+  engine.start(state.config, state.backend);
+}
+
+export function onWorkerMessage(msg) {
+  switch (msg.type) {
+    case 'ready': {
+      state.ready = true;
+      state.total = msg.total;
+      state.trainTotal = msg.trainTotal;
+      state.trueDictionary = msg.trueDictionary;
+      state.trueCodes = msg.trueCodes;
+      $('checksum').textContent = msg.checksum;
+      if (state.source !== 'loaded' && !msg.resumed) clearRuns(Array.from(msg.names), msg.config.runs);
+      showBackend(msg.backend);
+      fillViewSelectors();
+      document.body.dataset.state = 'ready';
+      document.body.dataset.checksum = msg.checksum;
+      setStatus();
+      updateControls();
+      scheduleRender();
+      if (state.autorun) {
+        state.autorun = false;
+        play();
+      }
+      break;
+    }
+    case 'progress': {
+      if (state.source === 'loaded') break;
+      const rec = msg.records;
+      for (let o = 0; o + FIELDS.length <= rec.length; o += FIELDS.length) {
+        const row = rec.subarray(o, o + FIELDS.length);
+        state.rows[row[F.method]][row[F.run]].push(row);
+      }
+      state.done = msg.done;
+      state.total = msg.total;
+      state.trained = msg.trained;
+      state.trainTotal = msg.trainTotal;
+      state.evaluating = msg.evaluating;
+      state.rate = msg.rate;
+      state.playing = msg.playing;
+      if (msg.finished && !state.finished) {
+        state.finished = true;
+        engine.requestResults('save');
+      }
+      document.body.dataset.state = state.finished ? 'finished' : state.playing ? 'running' : 'paused';
+      setStatus();
+      updateControls();
+      scheduleRender();
+      break;
+    }
+    case 'snapshot':
+      if (msg.method === state.view.method && msg.run === state.view.run) {
+        state.snapshot = msg.snapshot;
+        renderViews();
+      }
+      break;
+    case 'results':
+      if (msg.reason === 'export') {
+        downloadText(msg.json, 'sparse-playground-results.json', 'application/json');
+      } else {
+        save(msg.json);
+        // A finished experiment joins the list it can be compared from (a cancelled one too:
+        // what it logged is a result, and its name says how far it got).
+        try {
+          addToHistory(msg.json);
+        } catch (e) {
+          banner('info', `This run could not be added to the comparison list: ${errorText(e)}`, 'history');
+        }
+      }
+      break;
+    case 'error':
+      onWorkerError(msg.message);
+      break;
+    case 'notice':
+      banner('info', msg.text, 'backend');
+      break;
+    case 'reset-runs':
+      for (const [m, r] of msg.runs) {
+        if (state.rows[m] && state.rows[m][r]) state.rows[m][r] = [];
+      }
+      scheduleRender();
+      break;
+    default:
+      break;
+  }
+}
+
+export function play() {
+  if (state.deferred) {
+    state.autorun = true; // build it now, then run (see 'ready')
+    startExperiment(state.source === 'loaded', { build: true });
+    return;
+  }
+  if (state.formInvalid) {
+    document.querySelector('#config [aria-invalid="true"]')?.focus();
+    return;
+  }
+  if (state.finished) return;
+  if (!state.ready) {
+    // The engine is still being built (an edit restarts it when its field loses focus, which
+    // happens on the very click that lands here): run as soon as it is ready.
+    state.autorun = true;
+    updateControls();
+    return;
+  }
+  if (state.source === 'loaded') {
+    state.source = 'live';
+    state.loadedJson = null;
+    clearRuns(state.names, state.runs);
+  }
+  state.playing = true;
+  engine.play();
+  document.body.dataset.state = 'running';
+  updateControls();
+}
+
+export function pause() {
+  state.playing = false;
+  engine.pause();
+  updateControls();
+}
+
+export function cancel() {
+  // Keep what was logged; the run stops here and its results are saved as they are.
+  state.playing = false;
+  state.finished = true;
+  state.cancelled = true;
+  engine.pause();
+  engine.requestResults('save');
+  document.body.dataset.state = 'finished';
+  setStatus();
+  updateControls();
+}
+
+export function updateControls() {
+  const live = state.ready;
+  $('play').disabled = !state.config || state.finished || state.formInvalid;
+  $('play').textContent = state.playing
+    ? 'Pause'
+    : !live && state.autorun && !state.deferred
+      ? 'Starting…'
+      : state.done > 0 && !state.finished
+        ? 'Resume'
+        : 'Run';
+  $('play').setAttribute('aria-pressed', String(state.playing));
+  $('step').disabled = !live || state.playing || state.finished;
+  $('reset').disabled = !state.config;
+  $('cancel').disabled = !live || state.finished || state.done === 0;
+  const hasRows = state.rows.some((m) => m.some((r) => r.length));
+  $('export-json').disabled = !hasRows;
+  $('export-csv').disabled = !hasRows;
+}
+
+export function setStatus() {
+  const p = $('progress');
+  if (state.source === 'loaded') {
+    p.value = 1;
+    $('status').textContent = state.loadedFrom === 'storage'
+      ? 'Showing your last finished run, kept by this browser. Run to compute it again.'
+      : 'Showing results loaded from a file. Run to recompute them here.';
+    return;
+  }
+  p.max = Math.max(1, state.total);
+  p.value = state.done;
+  // The bar and the time left count all the work; the text also says how far training is
+  // and when test codes are being inferred (training waits for that).
+  const pct = state.total ? ((100 * state.done) / state.total).toFixed(1) : '0';
+  let text = `${pct}% · ${state.trained.toLocaleString()} / ${state.trainTotal.toLocaleString()} training steps`;
+  if (state.evaluating && !state.finished) text += ' · inferring test codes';
+  if (state.playing && state.rate > 0) {
+    const left = (state.total - state.done) / state.rate;
+    text += ` · ${Math.round(state.rate).toLocaleString()} steps/s · ${formatDuration(left)} left`;
+  }
+  if (state.finished) text += state.cancelled ? ' · cancelled' : ' · done';
+  $('status').textContent = text;
+}
+
+export function formatDuration(s) {
+  if (!Number.isFinite(s)) return '–';
+  if (s < 60) return `${Math.ceil(s)} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
+}
+
+export function scheduleRender() {
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  requestAnimationFrame(() => {
+    state.renderQueued = false;
+    renderCharts();
+    renderTable();
+    renderCompare();
+  });
+}

@@ -1,0 +1,67 @@
+// The page's state (one object, no other module-level mutable globals), the record fields,
+// and the banners that report errors and notices.
+import { recordFields } from '../engine.js';
+
+/** What the page opens with when the address names nothing: the quick main experiment. */
+export const DEFAULT_PRESET = 'quick-unknown-zd';
+
+export const STORAGE_KEY = 'sparse-playground/v1/last-results';
+
+export const FIELDS = Array.from(recordFields());
+
+export const F = Object.fromEntries(FIELDS.map((name, i) => [name, i]));
+
+export const $ = (id) => document.getElementById(id);
+
+export const state = {
+  config: null, // the validated config shown in the form
+  worker: null,
+  ready: false,
+  playing: false,
+  finished: false,
+  cancelled: false,
+  names: [],
+  runs: 1,
+  rows: [], // rows[method][run] = array of Float64Array records
+  done: 0,
+  total: 0,
+  trained: 0,
+  trainTotal: 0,
+  evaluating: false,
+  rate: 0,
+  source: 'live', // 'live' or 'loaded' (a results file)
+  loadedFrom: 'file', // where loaded results came from: 'file' or 'storage'
+  loadedJson: null,
+  trueDictionary: null,
+  history: [], // finished experiments to compare with: {id, json, results, pinned, saved}
+  trueCodes: null, // N x samples of the first test samples, known before any evaluation
+  hidden: [], // link keys whose controls a lesson link hides (`<key>_hide=1`)
+  snapshot: null,
+  view: { method: 0, run: 0 },
+  autorun: false,
+  backend: 'auto', // what the user asked for: auto, cpu or gpu (the `backend` link key)
+  deferred: false, // a large experiment waits for Run before it is built
+  formInvalid: false, // the form shows a value the engine refused: nothing runs until it is fixed
+  renderQueued: false,
+};
+
+export function banner(kind, text, id) {
+  if (id) $('banners').querySelector(`[data-id="${id}"]`)?.remove();
+  const div = document.createElement('div');
+  div.className = `banner ${kind}`;
+  if (id) div.dataset.id = id;
+  div.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  div.textContent = text;
+  const close = document.createElement('button');
+  close.type = 'button';
+  close.textContent = 'Dismiss';
+  close.style.marginLeft = '12px';
+  close.addEventListener('click', () => div.remove());
+  div.append(close);
+  $('banners').append(div);
+  return div;
+}
+
+export function errorText(e) {
+  return e && e.message ? e.message : String(e);
+}

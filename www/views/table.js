@@ -1,0 +1,119 @@
+// The summary table: each method's last evaluation, mean and spread over seeds.
+import { colorOf, formatNumber } from '../charts.js';
+import { $, F, state } from '../page/state.js';
+import { pinnedRows } from './compare.js';
+import { stats } from './curves.js';
+
+/**
+ * Whether a method's curves have settled: over the last quarter of its training, the mean
+ * code MCC moved by more than 0.02 or the training loss fell by more than 5%. Short runs can
+ * mislead (sparse coding, for one, dips early before it overtakes), so the table says so.
+ */
+export function trend(m) {
+  const runs = (state.rows[m] || []).filter((r) => r.length);
+  if (!runs.length) return { settled: null, text: '–' };
+  const steps = [...new Set(runs.flatMap((r) => r.map((row) => row[F.step])))].sort((a, b) => a - b);
+  if (steps.length < 3) return { settled: null, text: 'too few evaluations to tell' };
+  const last = steps[steps.length - 1];
+  const earlier = steps.find((st) => st >= 0.75 * last && st < last) ?? steps[steps.length - 2];
+  const at = (step, key) => stats(runs.map((r) => r.find((row) => row[F.step] === step)).filter(Boolean).map((row) => row[F[key]]));
+  const mccNow = at(last, 'code_mcc');
+  const mccThen = at(earlier, 'code_mcc');
+  const lossNow = at(last, 'train_loss');
+  const lossThen = at(earlier, 'train_loss');
+  const dMcc = mccNow && mccThen ? mccNow.mean - mccThen.mean : 0;
+  const lossDrop = lossNow && lossThen && lossThen.mean > 0 ? (lossThen.mean - lossNow.mean) / lossThen.mean : 0;
+  const parts = [];
+  if (Math.abs(dMcc) > 0.02) parts.push(`code MCC ${dMcc > 0 ? '+' : ''}${dMcc.toFixed(3)}`);
+  if (lossDrop > 0.05) parts.push(`loss −${(100 * lossDrop).toFixed(0)}%`);
+  if (!parts.length) return { settled: true, text: 'settled' };
+  return {
+    settled: false,
+    text: `still changing: ${parts.join(', ')} since step ${earlier.toLocaleString()}`,
+  };
+}
+
+export function lastRows(m) {
+  return (state.rows[m] || []).map((run) => run[run.length - 1]).filter(Boolean);
+}
+
+export function renderTable() {
+  const body = $('summary').tBodies[0];
+  const cells = (m) => {
+    const rows = lastRows(m);
+    const cell = (key, digits) => {
+      const s = stats(rows.map((r) => r[F[key]]));
+      if (!s) return '–';
+      if (digits === 'int') return s.mean.toFixed(1);
+      if (digits === 'sci') return formatNumber(s.mean);
+      return rows.length > 1 ? `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}` : s.mean.toFixed(3);
+    };
+    return [
+      cell('code_mcc'),
+      cell('dict_mcc'),
+      cell('test_mse', 'sci'),
+      cell('l0', 'int'),
+      cell('dead_latents', 'int'),
+      cell('train_flops', 'sci'),
+      cell('infer_flops', 'sci'),
+      cell('wall_s', 'int'),
+    ];
+  };
+  body.replaceChildren(
+    ...state.names.map((name, m) => {
+      const tr = document.createElement('tr');
+      const th = document.createElement('td');
+      const swatch = document.createElement('span');
+      swatch.textContent = '■ ';
+      swatch.style.color = colorOf(m);
+      swatch.setAttribute('aria-hidden', 'true');
+      th.append(swatch, name);
+      tr.append(th);
+      for (const text of cells(m)) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      const t = trend(m);
+      const td = document.createElement('td');
+      td.className = t.settled === false ? 'trend changing' : 'trend';
+      td.textContent = t.text;
+      tr.append(td);
+      return tr;
+    }),
+    ...pinnedRows().map((row) => {
+      const tr = document.createElement('tr');
+      tr.className = 'pinned';
+      const td0 = document.createElement('td');
+      const swatch = document.createElement('span');
+      swatch.textContent = '┅ ';
+      swatch.style.color = colorOf(Math.max(0, state.names.indexOf(row.methodName)));
+      swatch.setAttribute('aria-hidden', 'true');
+      td0.append(swatch, row.name);
+      tr.append(td0);
+      const f = row.summary || {};
+      const fmt = (s, kind) => {
+        if (!s) return '–';
+        if (kind === 'int') return s.mean.toFixed(1);
+        if (kind === 'sci') return formatNumber(s.mean);
+        return `${s.mean.toFixed(3)} ± ${s.std.toFixed(3)}`;
+      };
+      for (const text of [
+        fmt(f.code_mcc),
+        fmt(f.dict_mcc),
+        fmt(f.test_mse, 'sci'),
+        fmt(f.l0, 'int'),
+        fmt(f.dead_latents, 'int'),
+        fmt(f.train_flops, 'sci'),
+        fmt(f.infer_flops, 'sci'),
+        fmt(f.wall_s, 'int'),
+        'pinned',
+      ]) {
+        const td = document.createElement('td');
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+}
