@@ -9,28 +9,45 @@ import { $, banner, errorText, state } from '../page/state.js';
 const HISTORY_KEY = 'sparse-playground/v1/history';
 const MAX_KEPT = 8;
 
-/** The link's key=value pairs of a config (defaults omitted, as in share links). */
-function pairs(config) {
-  try {
-    return new Map(
-      encodeLink(config, [])
-        .split('&')
-        .map((kv) => kv.split('='))
-        .filter(([k]) => k !== 'v'),
-    );
-  } catch {
-    return new Map();
-  }
+// What a label compares, in the link's words.
+const FIELDS = [
+  ['setting', (c) => c.setting],
+  ['N', (c) => c.data.num_atoms],
+  ['M', (c) => c.data.data_dim],
+  ['K', (c) => c.data.sparsity_k],
+  ['n', (c) => c.data.num_samples],
+  ['noise', (c) => c.data.noise_std],
+  ['signed', (c) => (c.data.signed_codes ? 1 : 0)],
+  ['skew', (c) => c.data.frequency_skew],
+  ['steps', (c) => c.train.steps],
+  ['lr', (c) => c.train.lr],
+  ['l1', (c) => c.train.l1_penalty],
+  ['batch', (c) => c.train.batch_size ?? 'full'],
+  ['log', (c) => c.train.log_every],
+  ['evals', (c) => (c.train.eval_steps || []).join('-') || 'every'],
+  ['runs', (c) => c.runs],
+  ['seed', (c) => c.seed],
+];
+
+/** The methods of a config as a short text (the names, in order). */
+function methodNames(results) {
+  return results.methods.map((m) => m.name).join(', ');
 }
 
-/** What differs in `config` from the experiment on screen, in link words. */
-export function diffLabel(config) {
+/**
+ * What differs in `results`' experiment from the one on screen, in link words and the other
+ * experiment's values: "K=6", "lr=0.003, runs=2".
+ */
+export function diffLabel(config, results = null) {
   if (!state.config) return 'experiment';
-  const mine = pairs(config);
-  const current = pairs(state.config);
   const out = [];
-  for (const [k, v] of mine) if (current.get(k) !== v) out.push(`${k}=${decodeURIComponent(v)}`);
-  for (const k of current.keys()) if (!mine.has(k)) out.push(`${k} as preset`);
+  for (const [key, get] of FIELDS) {
+    const mine = get(config);
+    if (mine !== get(state.config)) out.push(`${key}=${mine}`);
+  }
+  if (JSON.stringify(config.methods) !== JSON.stringify(state.config.methods)) {
+    out.push(results ? `methods: ${methodNames(results)}` : 'other methods');
+  }
   return out.length ? out.join(', ') : 'same experiment';
 }
 
@@ -115,7 +132,7 @@ export function resultCurves(results, metric, xMode) {
 export function pinnedRows() {
   const rows = [];
   for (const e of pinned()) {
-    const label = diffLabel(e.results.config);
+    const label = diffLabel(e.results.config, e.results);
     for (const m of e.results.methods) rows.push({ name: `${m.name} · ${label}`, summary: m.final, methodName: m.name });
   }
   return rows;
@@ -161,7 +178,7 @@ export function renderCompare() {
       persist();
       onChange();
     });
-    const name = same ? 'this experiment' : diffLabel(e.results.config);
+    const name = same ? 'this experiment' : diffLabel(e.results.config, e.results);
     const when = new Date(e.saved).toLocaleTimeString();
     label.append(box, ` ${name}`);
     const meta = document.createElement('span');

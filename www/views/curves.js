@@ -48,7 +48,7 @@ export function renderCharts() {
     // differs.
     const perMethod = curves(metric, xMode).map((c, m) => ({ ...c, color: colorOf(m), dash: false }));
     for (const e of pinned()) {
-      const label = diffLabel(e.results.config);
+      const label = diffLabel(e.results.config, e.results);
       for (const c of resultCurves(e.results, metric, xMode)) {
         const at = state.names.indexOf(c.name);
         const color = colorOf(at >= 0 ? at : e.results.methods.findIndex((m) => m.name === c.name));

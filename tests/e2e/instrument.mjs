@@ -1,0 +1,295 @@
+// End-to-end tests of the page as a research instrument, in the system Chromium: the quick
+// default gives every method a number, the defects reported by new users stay fixed (a click
+// after an edit runs, the Run label stays readable, errors sit at their field in the user's
+// words, rapid edits raise no false engine error, the phone layout fits, true codes show at
+// once, Reset asks), and the comparison, hover readouts, legend toggles and sized PNG export
+// work. Screenshots of the desktop and phone layouts go to target/e2e/.
+//
+// Run: `npm run build && node tests/e2e/instrument.mjs` (scripts/test.sh does both).
+import { readFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import {
+  ARTIFACTS,
+  BASE,
+  browser,
+  consoleProblems,
+  finish,
+  newPage,
+  origin,
+  summary,
+  test,
+  waitState,
+} from './harness.mjs';
+
+await mkdir(ARTIFACTS, { recursive: true });
+const SMALL = 'v=2&setting=unknown&methods=sae,mlp:h16&steps=60&log=30&runs=2&seed=8&backend=cpu';
+
+await test('the default is the quick main experiment, and every method gets a number', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 900 } }));
+  await page.goto(`${origin}${BASE}`);
+  await waitState(page, 'ready');
+  assert.equal(await page.inputValue('#steps'), '6000');
+  assert.equal(await page.inputValue('#runs'), '2');
+  assert.match(await page.inputValue('#eval_steps'), /^50, 100, 200/);
+  assert.match(await page.evaluate(() => location.hash), /^#v=2&p=quick&setting=unknown&seed=\d+$/);
+  await page.click('#play');
+  // Every method's first evaluation: a code MCC in every row of the table.
+  await page.waitForFunction(() => {
+    const rows = Array.from(document.querySelectorAll('#summary tbody tr'));
+    return rows.length === 5 && rows.every((r) => /^\d\.\d{3}/.test(r.cells[1].textContent));
+  });
+  await page.screenshot({ path: join(ARTIFACTS, 'desktop.png'), fullPage: false });
+  // No select cuts its chosen option short on the desktop either.
+  const cut = await page.$$eval('select', (sels) =>
+    sels.filter((s) => s.offsetParent && s.scrollWidth > s.clientWidth + 1).map((s) => s.id || s.dataset.field),
+  );
+  assert.deepEqual(cut, []);
+  await page.click('#play'); // pause
+  await ctx.close();
+});
+
+await test('the paper-exact preset is one click away and labelled', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}`);
+  await waitState(page, 'ready');
+  const paper = page.locator('button.paper[data-preset="unknown-zd"]');
+  assert.match(await paper.getAttribute('title'), /Exactly as in the paper: 5 seeds, 40,000 steps/);
+  await paper.click();
+  await page.waitForFunction(() => document.getElementById('steps').value === '40000');
+  assert.equal(await page.inputValue('#log_every'), '500');
+  assert.equal(await page.inputValue('#eval_steps'), '');
+  assert.match(await page.evaluate(() => location.hash), /^#v=2&setting=unknown&seed=20240926$/);
+  await ctx.close();
+});
+
+await test('a click on Run right after editing a field starts the run with the new value', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.click('#steps');
+  await page.fill('#steps', '90');
+  // No blur yet: the click itself moves the focus, which applies the edit and rebuilds.
+  await page.click('#play');
+  await waitState(page, 'finished');
+  // 90 steps x 2 methods x 2 seeds.
+  assert.match(await page.textContent('#status'), /360 \/ 360 training steps · done/);
+  await ctx.close();
+});
+
+await test('the Run button stays readable under the pointer', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.hover('#play');
+  const { color, background } = await page.$eval('#play', (b) => {
+    const s = getComputedStyle(b);
+    return { color: s.color, background: s.backgroundColor };
+  });
+  assert.notEqual(color, background);
+  // White on the hover's dark blue: the contrast of the label stays high.
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.match(/\d+/g).slice(0, 3).map((v) => {
+      const c = Number(v) / 255;
+      return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4;
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const [a, b] = [lum(color), lum(background)].sort((x, y) => y - x);
+  assert.ok((a + 0.05) / (b + 0.05) >= 4.5, `contrast ${(a + 0.05) / (b + 0.05)}`);
+  await ctx.close();
+});
+
+await test('an invalid field is marked, explained beside it in view, and nothing runs', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 900 } }));
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.fill('#num_atoms', '100000');
+  await page.press('#num_atoms', 'Tab');
+  const note = page.locator('#num_atoms ~ .field-error, label:has(#num_atoms) + .field-error');
+  await note.waitFor();
+  assert.match(await note.textContent(), /must be between 1 and 4096, got 100000/);
+  assert.equal(await page.getAttribute('#num_atoms', 'aria-invalid'), 'true');
+  const box = await note.boundingBox();
+  assert.ok(box && box.y >= 0 && box.y + box.height <= 900, `the message is in view: ${JSON.stringify(box)}`);
+  assert.ok(await page.isDisabled('#play'));
+  assert.equal(await page.inputValue('#num_atoms'), '100000', 'the form keeps what was typed');
+  // Fixing it clears the mark and runs again.
+  await page.fill('#num_atoms', '12');
+  await page.press('#num_atoms', 'Tab');
+  await waitState(page, 'ready');
+  assert.equal(await page.getAttribute('#num_atoms', 'aria-invalid'), null);
+  assert.ok(await page.isEnabled('#play'));
+  await ctx.close();
+});
+
+await test('error messages name the field and what is allowed, in the form\'s words', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.fill('#steps', '1.5');
+  await page.press('#steps', 'Tab');
+  await page.waitForSelector('#config-error:not([hidden])');
+  assert.equal(await page.textContent('#config-error'), 'Not applied: Steps: must be a whole number, got 1.5');
+  await page.fill('#steps', '60');
+  await page.press('#steps', 'Tab');
+  await waitState(page, 'ready');
+  await page.fill('[data-field="hidden"]', '0,-3,abc');
+  await page.press('[data-field="hidden"]', 'Tab');
+  await page.waitForSelector('#config-error:not([hidden])');
+  const text = await page.textContent('#config-error');
+  assert.match(text, /^Not applied: Hidden widths: list widths from 1 to 16384 separated by dashes/);
+  assert.doesNotMatch(text, /invalid type|expected usize|NaN/);
+  await ctx.close();
+});
+
+await test('rapid edits rebuild the engine without a false engine error', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  for (const value of ['2', '3', '4', '2']) {
+    await page.fill('#sparsity_k', value);
+    await page.dispatchEvent('#sparsity_k', 'change');
+    await page.waitForTimeout(15);
+  }
+  await waitState(page, 'ready');
+  await page.waitForTimeout(500);
+  const errors = await page.$$eval('.banner.error:not([hidden])', (b) => b.map((x) => x.textContent));
+  assert.deepEqual(errors, []);
+  await page.click('#play');
+  await waitState(page, 'finished');
+  await ctx.close();
+});
+
+await test('on a phone the page fits the screen and Run is at hand', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  const { page } = await newPage(ctx);
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `the page scrolls sideways by ${overflow}px`);
+  const run = await page.locator('#play').boundingBox();
+  assert.ok(run.y + run.height <= 844, `Run is below the first screen: ${JSON.stringify(run)}`);
+  // No select cuts its chosen option short.
+  const cut = await page.$$eval('#config select, #backend', (sels) =>
+    sels.filter((s) => s.offsetParent && s.scrollWidth > s.clientWidth + 1).map((s) => s.id || s.dataset.field),
+  );
+  assert.deepEqual(cut, []);
+  // Chart buttons stay on the screen.
+  const buttons = await page.$$eval('.chart h3 button', (bs) => bs.map((b) => b.getBoundingClientRect().right));
+  assert.ok(buttons.every((r) => r <= 390), `chart buttons past the edge: ${buttons}`);
+  await page.screenshot({ path: join(ARTIFACTS, 'mobile.png'), fullPage: false });
+  // Run stays at hand while scrolling through the form.
+  await page.evaluate(() => window.scrollTo(0, 600));
+  const after = await page.locator('#play').boundingBox();
+  assert.ok(after.y >= 0 && after.y < 100, `Run scrolled away: ${JSON.stringify(after)}`);
+  await ctx.close();
+});
+
+await test('the true codes show before the first evaluation', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.waitForFunction(() => document.getElementById('heat-codes-true').dataset.drawn === '16x12');
+  assert.equal(await page.$eval('#heat-learned', (c) => c.dataset.drawn || ''), '');
+  await ctx.close();
+});
+
+await test('Reset asks before it throws progress away', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  await page.click('#reset');
+  const ask = page.locator('[data-id="reset"]');
+  await ask.waitFor();
+  assert.match(await ask.textContent(), /Reset discards 240 training steps/);
+  await page.click('[data-id="reset"] button:has-text("Keep it")');
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'finished');
+  assert.equal((await summary(page)).length, 2);
+  await page.click('#reset');
+  await page.click('[data-id="reset"] button:has-text("Reset anyway")');
+  await waitState(page, 'ready');
+  assert.match(await page.textContent('#status'), /^0\.0%/);
+  await ctx.close();
+});
+
+await test('two experiments compare on one chart and one table, and the comparison exports', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ acceptDownloads: true }));
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  // Another experiment: K = 2 instead of 3.
+  await page.fill('#sparsity_k', '2');
+  await page.press('#sparsity_k', 'Tab');
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const items = page.locator('#compare-list li');
+  assert.equal(await items.count(), 2);
+  const other = items.filter({ hasText: 'K=3' });
+  assert.equal(await other.count(), 1, await page.textContent('#compare-list'));
+  await other.locator('input[type=checkbox]').check();
+  await page.waitForFunction(() => document.querySelectorAll('#summary tbody tr.pinned').length === 2);
+  const rows = await summary(page);
+  assert.ok(rows.some((r) => /SAE · K=3/.test(r[0])), JSON.stringify(rows));
+  const legend = await page.textContent('#chart-code_mcc .legend');
+  assert.match(legend, /MLP \(h=16\) · K=3/);
+  // Export the comparison and open it in a fresh page: the pins come back.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#export-compare')]);
+  const path = join(ARTIFACTS, 'comparison.json');
+  await download.saveAs(path);
+  const bundle = JSON.parse(await readFile(path, 'utf8'));
+  assert.equal(bundle.comparison.length, 2);
+  const fresh = await newPage(await browser.newContext());
+  await fresh.page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(fresh.page, 'ready');
+  await fresh.page.setInputFiles('#load-json', { name: 'comparison.json', mimeType: 'application/json', buffer: Buffer.from(JSON.stringify(bundle)) });
+  await fresh.page.waitForFunction(() => document.querySelectorAll('#compare-list li').length === 2);
+  await fresh.page.waitForFunction(() => document.querySelectorAll('#summary tbody tr.pinned').length >= 2);
+  await fresh.ctx.close();
+  await ctx.close();
+});
+
+await test('charts read out values under the pointer, toggle series and export PNGs at a chosen size', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ acceptDownloads: true }));
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const canvas = page.locator('#chart-code_mcc canvas').first();
+  const box = await canvas.boundingBox();
+  await page.mouse.move(box.x + box.width * 0.9, box.y + box.height / 2);
+  const readout = page.locator('#chart-code_mcc .readout');
+  await readout.waitFor({ state: 'visible' });
+  const text = await readout.textContent();
+  assert.match(text, /training steps: \d+/);
+  assert.match(text, /SAE: 0\.\d+ ± [\d.e-]+ · FLOPs [\d.e+]+/);
+  // The legend hides and shows a series.
+  const item = page.locator('#chart-code_mcc .legend-item', { hasText: 'SAE' });
+  await item.click();
+  assert.equal(await item.getAttribute('aria-pressed'), 'false');
+  await item.click();
+  assert.equal(await item.getAttribute('aria-pressed'), 'true');
+  // A data table for screen readers and exact values.
+  await page.click('#chart-code_mcc .data-table summary');
+  await page.waitForSelector('#chart-code_mcc .data-table table');
+  const cells = await page.$$eval('#chart-code_mcc .data-table tr', (trs) => trs.length);
+  assert.equal(cells, 1 + 3, 'a header and the evaluations at steps 0, 30 and 60');
+  assert.match(await page.getAttribute('#chart-code_mcc canvas', 'aria-label'), /Code MCC against training steps/);
+  // PNG at a chosen size.
+  await page.selectOption('#png-size', '1280x720');
+  const [png] = await Promise.all([page.waitForEvent('download'), page.click('#chart-code_mcc button:has-text("PNG")')]);
+  const bytes = await readFile(await png.path());
+  assert.equal(bytes.readUInt32BE(16), 1280);
+  assert.equal(bytes.readUInt32BE(20), 720);
+  await ctx.close();
+});
+
+await test('no console errors or warnings', async () => {
+  assert.deepEqual(consoleProblems, []);
+});
+
+await finish('end-to-end, the page as an instrument, in Chromium');
