@@ -169,14 +169,20 @@ fn malformed_json_gives_readable_parse_errors() {
             "methods[0]: must be a whole number from 0 up, got -3",
         ),
         (r#"{"train":{"lr":null}}"#, "train.lr: must be a number"),
-        (r#"{"data":{"signed_codes":"yes"}}"#, "must be true or false"),
+        (
+            r#"{"data":{"signed_codes":"yes"}}"#,
+            "must be true or false",
+        ),
         ("not json", "expected"),
         ("", "EOF"),
     ] {
         let err = ExperimentConfig::from_json(text).expect_err(text);
         let msg = err.to_string();
         assert!(msg.contains(needle), "{text}: {msg}");
-        assert!(!msg.contains("expected u64") && !msg.contains("floating point"), "{msg}");
+        assert!(
+            !msg.contains("expected u64") && !msg.contains("floating point"),
+            "{msg}"
+        );
     }
 }
 

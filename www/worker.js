@@ -84,10 +84,21 @@ function sendSnapshot(force) {
   self.postMessage({ type: 'snapshot', method: view.method, run: view.run, snapshot });
 }
 
+// Run `fn` after the messages already queued (a task, without setTimeout's clamping).
+const channel = new MessageChannel();
+const afterYield = [];
+channel.port1.onmessage = () => afterYield.shift()?.();
+function yieldThen(fn) {
+  afterYield.push(fn);
+  channel.port2.postMessage(0);
+}
+
 function loop() {
   if (!mode || !pg) return;
   try {
+    const t0 = performance.now();
     const finished = mode === 'play' ? pg.runFor(SLICE_MS) : pg.stepFor(SLICE_MS);
+    const idle = performance.now() - t0 < 1; // nothing to do now (a GPU with a full queue)
     if (finished) mode = null;
     sendProgress();
     const failure = pg.backendFailure();
@@ -103,8 +114,13 @@ function loop() {
       return;
     }
     sendSnapshot(finished);
-    // Yield to the event loop so 'pause' and 'view' messages are handled between slices.
-    if (mode) setTimeout(loop, 0);
+    // Yield to the event loop so 'pause' and 'view' messages (and WebGPU's reads) are handled
+    // between slices. A message to ourselves, not setTimeout: nested timers are clamped to
+    // 4 ms, a tenth of every slice.
+    if (mode) {
+      if (idle) setTimeout(loop, 2);
+      else yieldThen(loop);
+    }
   } catch (e) {
     fail(e);
   }

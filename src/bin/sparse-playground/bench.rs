@@ -4,6 +4,7 @@
 
 use clap::Args;
 use serde_json::Value;
+use sparse_playground::compute::gpu::GpuBackend;
 use sparse_playground::compute::{Backend, Compute, CpuBackend, Op, Operand, Shape, SmallKernel};
 use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::flops;
@@ -43,6 +44,14 @@ pub struct BenchArgs {
     /// Also write every measurement as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Add the GPU column (wgpu: Vulkan, Metal or DX12): stacks of paper-size problems and the
+    /// large sizes, beside the CPU on the same machine.
+    #[arg(long)]
+    pub gpu: bool,
+    /// Skip the page column (the default preset in the built site, worker pool, against the
+    /// CLI on the same cores).
+    #[arg(long)]
+    pub no_page: bool,
 }
 
 struct Size {
@@ -290,6 +299,8 @@ fn products(d: &DataConfig, threads: usize, min_secs: f64) -> Value {
 fn preset_ours(steps: u64) -> f64 {
     let mut cfg = Preset::UnknownZD.config();
     cfg.train.steps = steps;
+    // As the peer (bench/reference.py) evaluates: every 1000 steps.
+    cfg.train.log_every = 1000;
     cfg.runs = 1;
     debug_assert_eq!(cfg.setting, Setting::Unknown);
     debug_assert!(matches!(
@@ -581,6 +592,12 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if !args.no_browser && args.size != "large" {
         let column = browser_column(&root, args.min_secs)?;
         report.insert("browser".to_string(), column);
+        if !args.no_page {
+            report.insert("page".to_string(), page_column(&root, cores)?);
+        }
+    }
+    if args.gpu {
+        report.insert("gpu".to_string(), gpu_column(args.min_secs, cores)?);
     }
     if let Some(out) = &args.out {
         std::fs::write(
@@ -590,4 +607,188 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", out.display()))?;
     }
     Ok(())
+}
+
+/// The default preset of the page (quick unknown Z&D) in the built site in headless Chromium,
+/// computed by the page's pool of CPU workers, against the CLI on the same cores.
+fn page_column(root: &Path, cores: usize) -> Result<Value, String> {
+    eprintln!("  building the site (npm run build)");
+    let status = Command::new("npm")
+        .args(["run", "--silent", "build"])
+        .current_dir(root)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("running npm: {e}"))?;
+    if !status.success() {
+        return Err(format!("npm run build failed ({status})"));
+    }
+    let out = Command::new("node")
+        .arg("bench/page.mjs")
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("running node bench/page.mjs: {e}"))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("bench/page.mjs failed ({})", out.status));
+    }
+    let page: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("bench/page.mjs printed no JSON: {e}"))?;
+    let page_secs = page
+        .get("secs")
+        .and_then(Value::as_f64)
+        .ok_or("bench/page.mjs reported no time")?;
+    let checked = Preset::QuickUnknownZD
+        .config()
+        .validate()
+        .map_err(|e| e.to_string())?;
+    let runs = checked.methods.len() * checked.runs as usize;
+    let backend = Arc::new(CpuBackend::new(1));
+    let start = Instant::now();
+    let mut exp = Experiment::build(
+        checked,
+        backend,
+        sparse_playground::core::run::Grouping::PerRun,
+        None,
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cores.min(runs))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let clock = exp.clock();
+    pool.install(|| {
+        use rayon::prelude::*;
+        exp.stacks_mut().par_iter_mut().for_each(|s| {
+            while !s.is_done() {
+                s.advance(200, clock);
+            }
+        });
+    });
+    let native_secs = start.elapsed().as_secs_f64();
+    println!("\n== page column: the default preset (quick unknown Z&D), {cores} core(s)");
+    println!(
+        "page (headless Chromium, {} CPU worker(s)): {page_secs:.1} s; CLI on the same cores: {native_secs:.1} s; page/CLI {:.2}x",
+        page.get("workers").and_then(Value::as_u64).unwrap_or(0),
+        page_secs / native_secs
+    );
+    Ok(serde_json::json!({ "page_secs": page_secs, "native_secs": native_secs, "page": page }))
+}
+
+/// One timed GPU item: a stack of `stack` problems at `data`'s size.
+fn gpu_stack_item(
+    gpu: &dyn Backend,
+    data: &DataConfig,
+    stack: usize,
+    item: &str,
+    min_secs: f64,
+) -> (f64, f64) {
+    let ds = Dataset::generate(data, 0);
+    let (dim, n_atoms, n) = (data.data_dim, data.num_atoms, data.num_samples);
+    let x = microbench::tensor(gpu, &ds.train_signals);
+    let calls;
+    let steps_per_call;
+    let flops_per_problem_step;
+    match item {
+        "sae_train" => {
+            let mut model = microbench::encoder(gpu, 1, stack, data, &[], None);
+            steps_per_call = if n * n_atoms * stack > 1 << 22 { 1 } else { 20 };
+            calls = time_it(min_secs, || {
+                for _ in 0..steps_per_call {
+                    model.train_step(gpu, &x, None, false);
+                }
+                gpu.wait();
+            });
+            flops_per_problem_step =
+                flops::encoder_train_step(&[dim, n_atoms], n, false, false, true);
+        }
+        _ => {
+            let dict = microbench::tensor(gpu, &ds.dictionary);
+            let mut stacked = gpu.zeros(Shape::new(stack, dim, n_atoms));
+            gpu.copy(&dict, &mut stacked);
+            let mut solver = solvers::AdamExp::new(gpu, stacked, &x, 0.01, u64::MAX, &[3e-3]);
+            steps_per_call = if n * n_atoms * stack > 1 << 22 {
+                50
+            } else {
+                500
+            };
+            calls = time_it(min_secs, || {
+                solver.run(gpu, &x, steps_per_call as u64);
+                gpu.wait();
+            });
+            flops_per_problem_step = flops::adam_inference_step(dim, n_atoms, n);
+        }
+    }
+    let problem_steps_per_sec = calls * steps_per_call as f64 * stack as f64;
+    (
+        problem_steps_per_sec,
+        problem_steps_per_sec * flops_per_problem_step / 1e9,
+    )
+}
+
+/// The GPU column: stacks of paper-size problems (1, 5, 64, 1024) for an SAE training step and
+/// a step of the paper's inference, microseconds per problem-step against the CPU's on all
+/// cores; then one SAE training step at N=4096 M=512 n=8192 and at the paper's LLM dictionary
+/// (N=16896 M=768 n=4096), in GFLOP/s.
+fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
+    let gpu = GpuBackend::request_blocking().map_err(|e| format!("--gpu: {e}"))?;
+    println!("\n== GPU column: {:?}", gpu.adapter());
+    let cpu = CpuBackend::new(1);
+    let paper = DataConfig::default();
+    println!(
+        "{:<12} {:>6} {:>16} {:>12} {:>16}",
+        "item", "stack", "GPU us/problem", "GPU GFLOP/s", "CPU us/problem"
+    );
+    let mut rows = Vec::new();
+    for item in ["sae_train", "ito_step"] {
+        // The CPU reference: one problem on one core, times the cores (problems in parallel).
+        let cpu_rate = microbench::time_item(item, &cpu, &paper, default_clock, min_secs)
+            .expect("a known item")
+            .steps_per_sec
+            * cores as f64;
+        for stack in [1usize, 5, 64, 1024] {
+            let (rate, gflops) = gpu_stack_item(&gpu, &paper, stack, item, min_secs);
+            println!(
+                "{:<12} {:>6} {:>16.2} {:>12.1} {:>16.2}",
+                item,
+                stack,
+                1e6 / rate,
+                gflops,
+                1e6 / cpu_rate
+            );
+            rows.push(serde_json::json!({
+                "item": item, "stack": stack, "gpu_us_per_problem_step": 1e6 / rate,
+                "gpu_gflops": gflops, "cpu_us_per_problem_step_all_cores": 1e6 / cpu_rate,
+            }));
+        }
+    }
+    for (label, n_atoms, dim, n) in [
+        ("N=4096 M=512 n=8192", 4096, 512, 8192),
+        ("N=16896 M=768 n=4096", 16_896, 768, 4096),
+    ] {
+        let data = DataConfig {
+            num_atoms: n_atoms,
+            data_dim: dim,
+            sparsity_k: 32,
+            num_samples: n,
+            ..DataConfig::default()
+        };
+        let per_member = 4 * (n_atoms * n) as u64;
+        if per_member > gpu.max_tensor_bytes() {
+            println!(
+                "sae_train {label}: skipped, a tensor of {per_member} bytes is past this adapter's {} byte bindings",
+                gpu.max_tensor_bytes()
+            );
+            continue;
+        }
+        let (rate, gflops) = gpu_stack_item(&gpu, &data, 1, "sae_train", min_secs);
+        if let Err(e) = gpu.health() {
+            println!("sae_train {label}: the GPU failed: {e}");
+            break;
+        }
+        println!(
+            "sae_train {label}: {:.2} ms per step, {gflops:.1} GFLOP/s",
+            1e3 / rate
+        );
+        rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops }));
+    }
+    Ok(serde_json::json!({ "adapter": gpu.adapter(), "rows": rows }))
 }

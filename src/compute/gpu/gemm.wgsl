@@ -101,3 +101,44 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         }
     }
 }
+
+// The same product for shapes too thin for tiles (the paper's: one side of 8 or 16, or few
+// outputs per member): one invocation per element of C, straight down K. Consecutive
+// invocations take consecutive rows of C, so C, A (as stored) and B read and write coalesced.
+// p as for `gemm`, plus p[9] = stack.
+@compute @workgroup_size(256)
+fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let m = p[0];
+    let n = p[1];
+    let k = p[2];
+    let i = flat(gid, nwg);
+    let per = m * n;
+    if (i >= per * p[9]) { return; }
+    let member = i / per;
+    let row = (i % per) % m;
+    let col = (i % per) / m;
+    let ta = p[3] == 1u;
+    let tb = p[4] == 1u;
+    let a_base = select(member, 0u, p[5] == 1u) * m * k;
+    let b_base = select(member, 0u, p[6] == 1u) * k * n;
+    var acc = 0.0;
+    if (!ta && !tb) {
+        for (var q = 0u; q < k; q++) {
+            acc = fma(b1[a_base + row + q * m], b2[b_base + q + col * k], acc);
+        }
+    } else {
+        for (var q = 0u; q < k; q++) {
+            let a = select(b1[a_base + row + q * m], b1[a_base + q + row * k], ta);
+            let b = select(b2[b_base + q + col * k], b2[b_base + col + q * n], tb);
+            acc = fma(a, b, acc);
+        }
+    }
+    let alpha = pf(7u);
+    let beta = pf(8u);
+    let at = member * per + row + col * m;
+    var out = alpha * acc;
+    if (beta != 0.0) {
+        out += beta * b3[at];
+    }
+    b3[at] = out;
+}

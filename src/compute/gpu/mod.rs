@@ -743,18 +743,22 @@ impl Backend for GpuBackend {
             .b(bbc || b.tensor.stack() == 1)
             .f(alpha)
             .f(beta);
-        let pipeline = self.pipeline("gemm", "gemm");
-        let groups = (
-            n.div_ceil(64) as u32,
-            m.div_ceil(64) as u32,
-            cs.stack as u32,
-        );
-        self.dispatch(
-            &pipeline,
-            p,
-            &[a.tensor.device(), b.tensor.device(), c.device()],
-            groups,
-        );
+        // 64 x 64 tiles pay where both sides of C and K are wide; the paper's thin shapes (a side
+        // of 8 or 16) would leave most of a tile idle, so they take one invocation per element.
+        let tiled = m >= 32 && n >= 32 && k >= 32;
+        let tensors = [a.tensor.device(), b.tensor.device(), c.device()];
+        if tiled {
+            let pipeline = self.pipeline("gemm", "gemm");
+            let groups = (
+                n.div_ceil(64) as u32,
+                m.div_ceil(64) as u32,
+                cs.stack as u32,
+            );
+            self.dispatch(&pipeline, p, &tensors, groups);
+        } else {
+            let pipeline = self.pipeline("gemm", "gemm_simple");
+            self.dispatch(&pipeline, p.u(cs.stack), &tensors, grid(cs.len()));
+        }
     }
 
     fn add_bias(&self, out: &mut Tensor, bias: &Tensor) {
