@@ -16,6 +16,8 @@ pub mod select;
 pub mod share;
 pub mod solvers;
 pub mod sparse_coding;
+pub mod sweep;
+pub mod theory;
 
 /// Dense f32 matrix, column-major. Batches hold one sample per column.
 pub type Matrix = nalgebra::DMatrix<f32>;

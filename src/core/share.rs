@@ -31,6 +31,7 @@ use super::config::{
     default_adam_lr, default_adam_steps, default_fista_steps, limits, CheckedConfig, ConfigError,
     ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
 };
+use super::sweep::{Axis, Param, Success, SweepConfig, SweepKind, SweepPreset, MAX_AXIS_VALUES};
 use std::fmt::Write as _;
 
 /// Longest link accepted: far above anything the encoder writes (see the tests), low enough that
@@ -261,53 +262,7 @@ fn encode_from(config: &ExperimentConfig, extra: &[(&str, &str)], which: Base) -
         parts.push("p=quick".to_string());
     }
     parts.push(format!("setting={}", setting_name(config.setting)));
-    let d = &config.data;
-    let bd = &base.data;
-    let mut put = |key: &str, value: String, default: String| {
-        if value != default {
-            parts.push(format!("{key}={value}"));
-        }
-    };
-    put("N", d.num_atoms.to_string(), bd.num_atoms.to_string());
-    put("M", d.data_dim.to_string(), bd.data_dim.to_string());
-    put("K", d.sparsity_k.to_string(), bd.sparsity_k.to_string());
-    put("n", d.num_samples.to_string(), bd.num_samples.to_string());
-    put("noise", d.noise_std.to_string(), bd.noise_std.to_string());
-    put(
-        "signed",
-        u8::from(d.signed_codes).to_string(),
-        u8::from(bd.signed_codes).to_string(),
-    );
-    put(
-        "skew",
-        d.frequency_skew.to_string(),
-        bd.frequency_skew.to_string(),
-    );
-    let methods: Vec<String> = config.methods.iter().map(method_token).collect();
-    let base_methods: Vec<String> = base.methods.iter().map(method_token).collect();
-    put("methods", methods.join(","), base_methods.join(","));
-    let t = &config.train;
-    let bt = &base.train;
-    put("steps", t.steps.to_string(), bt.steps.to_string());
-    put("lr", t.lr.to_string(), bt.lr.to_string());
-    put("l1", t.l1_penalty.to_string(), bt.l1_penalty.to_string());
-    put(
-        "batch",
-        t.batch_size.map_or("full".into(), |b| b.to_string()),
-        bt.batch_size.map_or("full".into(), |b| b.to_string()),
-    );
-    put("log", t.log_every.to_string(), bt.log_every.to_string());
-    put(
-        "evals",
-        join_steps(&t.eval_steps),
-        join_steps(&bt.eval_steps),
-    );
-    put(
-        "l0",
-        config.metrics.l0_threshold.to_string(),
-        base.metrics.l0_threshold.to_string(),
-    );
-    put("runs", config.runs.to_string(), base.runs.to_string());
+    parts.extend(encode_against(config, &base));
     // The seed is always written: a link must not depend on a default that might change.
     parts.push(format!("seed={}", config.seed));
     for (k, v) in extra {
@@ -519,6 +474,35 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
 
 /// Parse a link (with or without a leading `#` or `?`) into a validated config.
 pub fn decode(link: &str) -> Result<SharedState, ShareError> {
+    let pairs = split_pairs(link)?;
+    if pairs.iter().any(|(k, _)| k == "sweep") {
+        return Err(bad(
+            "sweep",
+            "",
+            "this link describes a sweep, not one experiment",
+        ));
+    }
+    let version = version_of(&pairs)?;
+    let get = |key: &str| get_pair(&pairs, key);
+    let which = match get("p") {
+        None | Some("paper") => Base::Paper,
+        Some("quick") if version >= 2 => Base::Quick,
+        Some(other) => return Err(bad("p", other, "expected paper or quick")),
+    };
+    let setting = setting_of(get("setting"))?;
+    let mut cfg = base_for(version, which, setting);
+    let mut extra = Vec::new();
+    for (key, value) in &pairs {
+        if !matches!(key.as_str(), "v" | "setting" | "p") && !apply_key(&mut cfg, key, value)? {
+            extra.push((key.clone(), value.clone()));
+        }
+    }
+    let config = cfg.validate()?;
+    Ok(SharedState { config, extra })
+}
+
+/// The link's `key=value` pairs, decoded; a repeated key is an error.
+fn split_pairs(link: &str) -> Result<Vec<(String, String)>, ShareError> {
     if link.len() > MAX_LINK_CHARS {
         return Err(ShareError::TooLong(link.len()));
     }
@@ -533,49 +517,52 @@ pub fn decode(link: &str) -> Result<SharedState, ShareError> {
         }
         pairs.push((k, v));
     }
-    let get = |key: &str| {
-        pairs
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    };
-    let version = match get("v") {
-        None => return Err(ShareError::MissingVersion),
-        Some("1") => 1,
-        Some("2") => 2,
-        Some(v) => return Err(ShareError::UnsupportedVersion(v.to_string())),
-    };
-    let which = match get("p") {
-        None | Some("paper") => Base::Paper,
-        Some("quick") if version >= 2 => Base::Quick,
-        Some(other) => return Err(bad("p", other, "expected paper or quick")),
-    };
-    let setting = match get("setting") {
-        None | Some("unknown") => Setting::Unknown,
-        Some("known_codes") => Setting::KnownCodes,
-        Some("known_dictionary") => Setting::KnownDictionary,
-        Some(other) => {
-            return Err(bad(
-                "setting",
-                other,
-                "expected known_codes, known_dictionary or unknown",
-            ))
-        }
-    };
-    let mut cfg = base_for(version, which, setting);
-    let mut extra = Vec::new();
-    for (key, value) in &pairs {
-        let (key, value) = (key.as_str(), value.as_str());
-        match key {
-            "v" | "setting" | "p" => {}
-            "N" => cfg.data.num_atoms = parse_int(key, value)?,
-            "M" => cfg.data.data_dim = parse_int(key, value)?,
-            "K" => cfg.data.sparsity_k = parse_int(key, value)?,
-            "n" => cfg.data.num_samples = parse_int(key, value)?,
-            "noise" => cfg.data.noise_std = parse_float(key, value)?,
-            "signed" => cfg.data.signed_codes = parse_bool(key, value)?,
-            "skew" => cfg.data.frequency_skew = parse_float(key, value)?,
-            "methods" => {
+    Ok(pairs)
+}
+
+fn get_pair<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn version_of(pairs: &[(String, String)]) -> Result<u32, ShareError> {
+    match get_pair(pairs, "v") {
+        None => Err(ShareError::MissingVersion),
+        Some("1") => Ok(1),
+        Some("2") => Ok(2),
+        Some(v) => Err(ShareError::UnsupportedVersion(v.to_string())),
+    }
+}
+
+fn setting_of(value: Option<&str>) -> Result<Setting, ShareError> {
+    match value {
+        None | Some("unknown") => Ok(Setting::Unknown),
+        Some("known_codes") => Ok(Setting::KnownCodes),
+        Some("known_dictionary") => Ok(Setting::KnownDictionary),
+        Some(other) => Err(bad(
+            "setting",
+            other,
+            "expected known_codes, known_dictionary or unknown",
+        )),
+    }
+}
+
+/// Apply one experiment key to `cfg`; false for a key the experiment schema does not define.
+fn apply_key(cfg: &mut ExperimentConfig, key: &str, value: &str) -> Result<bool, ShareError> {
+    match key {
+        "N" => cfg.data.num_atoms = parse_int(key, value)?,
+        "M" => cfg.data.data_dim = parse_int(key, value)?,
+        "K" => cfg.data.sparsity_k = parse_int(key, value)?,
+        "n" => cfg.data.num_samples = parse_int(key, value)?,
+        "noise" => cfg.data.noise_std = parse_float(key, value)?,
+        "signed" => cfg.data.signed_codes = parse_bool(key, value)?,
+        "skew" => cfg.data.frequency_skew = parse_float(key, value)?,
+        "methods" => {
+            cfg.methods = if value == "none" {
+                Vec::new()
+            } else {
                 let tokens: Vec<&str> = value.split(',').collect();
                 if tokens.len() > limits::MAX_METHODS {
                     return Err(bad(
@@ -584,44 +571,285 @@ pub fn decode(link: &str) -> Result<SharedState, ShareError> {
                         format!("at most {} methods", limits::MAX_METHODS),
                     ));
                 }
-                cfg.methods = tokens
+                tokens
                     .into_iter()
                     .map(parse_method)
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<_, _>>()?
+            };
+        }
+        "steps" => cfg.train.steps = parse_int(key, value)?,
+        "lr" => cfg.train.lr = parse_float(key, value)?,
+        "l1" => cfg.train.l1_penalty = parse_float(key, value)?,
+        "batch" => {
+            cfg.train.batch_size = match value {
+                "full" => None,
+                v => Some(parse_int(key, v)?),
             }
-            "steps" => cfg.train.steps = parse_int(key, value)?,
-            "lr" => cfg.train.lr = parse_float(key, value)?,
-            "l1" => cfg.train.l1_penalty = parse_float(key, value)?,
-            "batch" => {
-                cfg.train.batch_size = match value {
-                    "full" => None,
-                    v => Some(parse_int(key, v)?),
-                }
-            }
-            "log" => cfg.train.log_every = parse_int(key, value)?,
-            "evals" => {
-                cfg.train.eval_steps = match value {
-                    "every" => Vec::new(),
-                    v => {
-                        let steps: Vec<&str> = v.split('-').collect();
-                        if steps.len() as u64 > limits::MAX_EVALUATIONS_PER_RUN {
-                            return Err(bad(key, value, "too many evaluation steps"));
-                        }
-                        steps
-                            .into_iter()
-                            .map(|s| parse_int(key, s))
-                            .collect::<Result<_, _>>()?
+        }
+        "log" => cfg.train.log_every = parse_int(key, value)?,
+        "evals" => {
+            cfg.train.eval_steps = match value {
+                "every" => Vec::new(),
+                v => {
+                    let steps: Vec<&str> = v.split('-').collect();
+                    if steps.len() as u64 > limits::MAX_EVALUATIONS_PER_RUN {
+                        return Err(bad(key, value, "too many evaluation steps"));
                     }
+                    steps
+                        .into_iter()
+                        .map(|s| parse_int(key, s))
+                        .collect::<Result<_, _>>()?
                 }
             }
-            "l0" => cfg.metrics.l0_threshold = parse_float(key, value)?,
-            "seed" => cfg.seed = parse_int(key, value)?,
-            "runs" => cfg.runs = parse_int(key, value)?,
-            _ => extra.push((key.to_string(), value.to_string())),
+        }
+        "l0" => cfg.metrics.l0_threshold = parse_float(key, value)?,
+        "seed" => cfg.seed = parse_int(key, value)?,
+        "runs" => cfg.runs = parse_int(key, value)?,
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Whether a link describes a sweep (it names one with `sweep=`).
+pub fn is_sweep_link(link: &str) -> bool {
+    link.trim()
+        .trim_start_matches(['#', '?'])
+        .split('&')
+        .any(|kv| kv.split('=').next() == Some("sweep"))
+}
+
+/// The link of a sweep: `sweep=<preset>` names the preset its defaults come from (whichever
+/// gives the shortest link), then the base experiment's keys that differ, and the sweep's own:
+/// `kind` (experiment | recovery), `axes` (`param:v_v_v~param:v_v`), `seeds`, `solvers` (as in
+/// a method's solver options, comma-separated, or `none`), `success` (`rel<tol>` | `support`).
+pub fn encode_sweep(sweep: &SweepConfig, extra: &[(&str, &str)]) -> String {
+    SweepPreset::ALL
+        .into_iter()
+        .map(|p| encode_sweep_from(sweep, p, extra))
+        .min_by_key(String::len)
+        .expect("there are sweep presets")
+}
+
+fn axes_token(axes: &[Axis]) -> String {
+    axes.iter()
+        .map(|a| {
+            let values: Vec<String> = a.values.iter().map(f64::to_string).collect();
+            format!("{}:{}", a.param.name(), values.join("_"))
+        })
+        .collect::<Vec<_>>()
+        .join("~")
+}
+
+fn solvers_token(solvers: &[SolverConfig]) -> String {
+    if solvers.is_empty() {
+        return "none".to_string();
+    }
+    solvers
+        .iter()
+        .map(|s| {
+            let mut out = String::new();
+            solver_token(s, &mut out);
+            // The default solver writes nothing: name it.
+            if out.is_empty() {
+                "adam".to_string()
+            } else {
+                out.trim_start_matches(':').to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn success_token(s: Success) -> String {
+    match s {
+        Success::RelativeError { tol } => format!("rel{tol}"),
+        Success::Support => "support".to_string(),
+    }
+}
+
+fn encode_sweep_from(sweep: &SweepConfig, preset: SweepPreset, extra: &[(&str, &str)]) -> String {
+    let base = preset.config();
+    let experiment = encode_against(&sweep.base, &base.base);
+    let mut parts = vec![
+        format!("v={LINK_VERSION}"),
+        format!("sweep={}", preset.name()),
+    ];
+    parts.extend(experiment);
+    let mut put = |key: &str, value: String, default: String| {
+        if value != default {
+            parts.push(format!("{key}={}", percent_encode(&value)));
+        }
+    };
+    let kind = |k: SweepKind| match k {
+        SweepKind::Experiment => "experiment".to_string(),
+        SweepKind::Recovery => "recovery".to_string(),
+    };
+    put("kind", kind(sweep.kind), kind(base.kind));
+    put("axes", axes_token(&sweep.axes), axes_token(&base.axes));
+    put("seeds", sweep.seeds.to_string(), base.seeds.to_string());
+    put(
+        "solvers",
+        solvers_token(&sweep.recovery.solvers),
+        solvers_token(&base.recovery.solvers),
+    );
+    put(
+        "success",
+        success_token(sweep.recovery.success),
+        success_token(base.recovery.success),
+    );
+    parts.push(format!("seed={}", sweep.base.seed));
+    for (k, v) in extra {
+        parts.push(format!("{}={}", percent_encode(k), percent_encode(v)));
+    }
+    parts.join("&")
+}
+
+/// Parse a sweep link (see [`encode_sweep`]) into a validated sweep and the keys left over.
+pub fn decode_sweep(link: &str) -> Result<(SweepConfig, Vec<(String, String)>), ShareError> {
+    let pairs = split_pairs(link)?;
+    let version = version_of(&pairs)?;
+    if version < 2 {
+        return Err(bad("v", "1", "sweep links start at version 2"));
+    }
+    let get = |key: &str| get_pair(&pairs, key);
+    let name = get("sweep").ok_or_else(|| bad("sweep", "", "no sweep named"))?;
+    let preset = SweepPreset::from_name(name).map_err(|e| bad("sweep", name, e.to_string()))?;
+    let mut sweep = preset.config();
+    if let Some(setting) = get("setting") {
+        sweep.base.setting = setting_of(Some(setting))?;
+    }
+    let mut extra = Vec::new();
+    for (key, value) in &pairs {
+        let (key, value) = (key.as_str(), value.as_str());
+        match key {
+            "v" | "sweep" | "setting" => {}
+            "kind" => {
+                sweep.kind = match value {
+                    "experiment" => SweepKind::Experiment,
+                    "recovery" => SweepKind::Recovery,
+                    other => return Err(bad(key, other, "expected experiment or recovery")),
+                }
+            }
+            "axes" => {
+                sweep.axes = if value.is_empty() {
+                    Vec::new()
+                } else {
+                    value
+                        .split('~')
+                        .map(|a| {
+                            let (param, values) = a.split_once(':').ok_or_else(|| {
+                                bad(key, value, format!("`{a}`: write param:v_v_v"))
+                            })?;
+                            let param = Param::from_name(param).ok_or_else(|| {
+                                bad(key, value, format!("unknown parameter `{param}`"))
+                            })?;
+                            let values = values
+                                .split('_')
+                                .map(|v| parse_float(key, v))
+                                .collect::<Result<Vec<_>, _>>()?;
+                            if values.len() > MAX_AXIS_VALUES {
+                                return Err(bad(key, value, "too many values"));
+                            }
+                            Ok(Axis { param, values })
+                        })
+                        .collect::<Result<_, _>>()?
+                };
+            }
+            "seeds" => sweep.seeds = parse_int(key, value)?,
+            "solvers" => {
+                sweep.recovery.solvers = if value == "none" {
+                    Vec::new()
+                } else {
+                    value
+                        .split(',')
+                        .map(|t| match parse_method(&format!("sc:{t}"))? {
+                            MethodConfig::SparseCoding { inference } => Ok(inference),
+                            _ => unreachable!("sc parses to sparse coding"),
+                        })
+                        .collect::<Result<_, ShareError>>()?
+                };
+            }
+            "success" => {
+                sweep.recovery.success = match value {
+                    "support" => Success::Support,
+                    v => match v.strip_prefix("rel") {
+                        Some(tol) => Success::RelativeError {
+                            tol: parse_float(key, tol)?,
+                        },
+                        None => return Err(bad(key, v, "expected rel<tolerance> or support")),
+                    },
+                }
+            }
+            _ => {
+                if !apply_key(&mut sweep.base, key, value)? {
+                    extra.push((key.to_string(), value.to_string()));
+                }
+            }
         }
     }
-    let config = cfg.validate()?;
-    Ok(SharedState { config, extra })
+    sweep.validate()?;
+    Ok((sweep, extra))
+}
+
+/// The experiment keys of `config` that differ from `base` (the seed excluded).
+fn encode_against(config: &ExperimentConfig, base: &ExperimentConfig) -> Vec<String> {
+    let mut parts = Vec::new();
+    if config.setting != base.setting {
+        parts.push(format!("setting={}", setting_name(config.setting)));
+    }
+    let d = &config.data;
+    let bd = &base.data;
+    let mut put = |key: &str, value: String, default: String| {
+        if value != default {
+            parts.push(format!("{key}={value}"));
+        }
+    };
+    put("N", d.num_atoms.to_string(), bd.num_atoms.to_string());
+    put("M", d.data_dim.to_string(), bd.data_dim.to_string());
+    put("K", d.sparsity_k.to_string(), bd.sparsity_k.to_string());
+    put("n", d.num_samples.to_string(), bd.num_samples.to_string());
+    put("noise", d.noise_std.to_string(), bd.noise_std.to_string());
+    put(
+        "signed",
+        u8::from(d.signed_codes).to_string(),
+        u8::from(bd.signed_codes).to_string(),
+    );
+    put(
+        "skew",
+        d.frequency_skew.to_string(),
+        bd.frequency_skew.to_string(),
+    );
+    let methods = |m: &[MethodConfig]| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter().map(method_token).collect::<Vec<_>>().join(",")
+        }
+    };
+    put("methods", methods(&config.methods), methods(&base.methods));
+    let t = &config.train;
+    let bt = &base.train;
+    put("steps", t.steps.to_string(), bt.steps.to_string());
+    put("lr", t.lr.to_string(), bt.lr.to_string());
+    put("l1", t.l1_penalty.to_string(), bt.l1_penalty.to_string());
+    put(
+        "batch",
+        t.batch_size.map_or("full".into(), |b| b.to_string()),
+        bt.batch_size.map_or("full".into(), |b| b.to_string()),
+    );
+    put("log", t.log_every.to_string(), bt.log_every.to_string());
+    put(
+        "evals",
+        join_steps(&t.eval_steps),
+        join_steps(&bt.eval_steps),
+    );
+    put(
+        "l0",
+        config.metrics.l0_threshold.to_string(),
+        base.metrics.l0_threshold.to_string(),
+    );
+    put("runs", config.runs.to_string(), base.runs.to_string());
+    parts
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use sparse_playground::compute::BackendKind;
-use sparse_playground::core::config::{BudgetScope, ExperimentConfig, Preset};
+use sparse_playground::core::config::{human_bytes, BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
 use sparse_playground::core::results::{Results, Stat};
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::run::Grouping;
 use sparse_playground::core::select::{self, BackendChoice};
+use sparse_playground::core::sweep::{SweepConfig, SweepPreset, SweepResults, UnitRun};
+use sparse_playground::core::theory;
 use sparse_playground::{CpuBackend, Dataset, Experiment};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -49,6 +51,76 @@ enum Command {
     Eval(EvalArgs),
     /// Time our engine against PyTorch and scikit-learn on the same machine, side by side.
     Bench(bench::BenchArgs),
+    /// Run a sweep (a grid of experiments, or the recovery experiment over delta and rho), or
+    /// a shard of it, in parallel on all cores.
+    Sweep(SweepArgs),
+    /// Join results files made in parts (shards of a sweep, or runs of one experiment).
+    Merge {
+        /// The parts.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+        /// The joined results file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print the Donoho-Tanner weak thresholds of l1 recovery as CSV: delta,rho_signed,rho_nonneg.
+    Theory {
+        /// Values of delta, evenly spaced over (0, 1].
+        #[arg(long, default_value_t = 100)]
+        points: usize,
+    },
+    /// Print a sweep preset's full JSON config (a starting point for `sweep --config`).
+    SweepConfig {
+        #[arg(long, default_value = "quick-scaling")]
+        preset: String,
+    },
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    /// One of the sweep presets (see `sweep-config --preset`): phase, phase-full,
+    /// quick-scaling, scaling, quick-l1, l1, quick-topk, topk, quick-width, width, quick-bias,
+    /// bias.
+    #[arg(long, conflicts_with = "config")]
+    preset: Option<String>,
+    /// A JSON sweep config.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run only shard i of n (every n-th unit from the i-th, 0-based), for a batch scheduler:
+    /// `--shard 3/16`. `merge` joins the shards' files.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(usize, usize)>,
+    /// The results file.
+    #[arg(long)]
+    out: PathBuf,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+    /// Memory the units running at once may use (default: half of this machine's memory).
+    #[arg(long, value_parser = parse_bytes)]
+    memory_budget: Option<u64>,
+}
+
+/// `i/n` with i < n.
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (i, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}`: a shard is i/n, e.g. 0/4"))?;
+    let (i, n): (usize, usize) = (
+        i.trim()
+            .parse()
+            .map_err(|_| format!("`{text}`: i must be a whole number"))?,
+        n.trim()
+            .parse()
+            .map_err(|_| format!("`{text}`: n must be a whole number"))?,
+    );
+    if n == 0 || i >= n {
+        return Err(format!("`{text}`: need 0 <= i < n"));
+    }
+    Ok((i, n))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -181,6 +253,18 @@ pub fn main() -> ExitCode {
         Command::Generate { source, out_dir } => generate(&source, &out_dir),
         Command::Eval(args) => eval(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Sweep(args) => sweep(&args),
+        Command::Merge { parts, out } => merge(&parts, &out),
+        Command::Theory { points } => {
+            println!("delta,rho_signed,rho_nonneg");
+            for (d, s, n) in theory::curves(points) {
+                println!("{d},{s},{n}");
+            }
+            Ok(())
+        }
+        Command::SweepConfig { preset } => SweepPreset::from_name(&preset)
+            .map(|p| println!("{}", p.config().to_json_pretty()))
+            .map_err(|e| e.to_string()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -372,6 +456,126 @@ fn drive(experiment: &mut Experiment, threads: usize, bar: &ProgressBar) -> Resu
             }
         });
     });
+    Ok(())
+}
+
+fn sweep(args: &SweepArgs) -> Result<(), String> {
+    let sweep = match (&args.preset, &args.config) {
+        (Some(name), None) => SweepPreset::from_name(name)
+            .map_err(|e| e.to_string())?
+            .config(),
+        (None, Some(path)) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            SweepConfig::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        _ => return Err("give --preset NAME or --config FILE.json".to_string()),
+    };
+    sweep
+        .validate()
+        .map_err(|e| format!("invalid sweep: {e}"))?;
+    let units = match args.shard {
+        Some((i, n)) => sweep.shard(i, n),
+        None => sweep.units(),
+    };
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+        .min(units.len().max(1));
+    let per_unit = sweep.unit_memory_bytes();
+    let budget = args.memory_budget.unwrap_or_else(default_memory_budget);
+    if per_unit.saturating_mul(threads as u64) > budget {
+        return Err(format!(
+            "invalid sweep: memory: {threads} units at once need about {} ({} each), over the \
+             memory budget of {}; use fewer --threads or raise --memory-budget",
+            human_bytes(per_unit.saturating_mul(threads as u64)),
+            human_bytes(per_unit),
+            human_bytes(budget)
+        ));
+    }
+    let out_file = std::fs::File::create(&args.out)
+        .map_err(|e| format!("--out {}: {e}", args.out.display()))?;
+    eprintln!(
+        "sweep: {} cell(s) x {} seed(s) = {} units{}; {} here on {threads} thread(s)",
+        sweep.cell_count(),
+        sweep.seeds,
+        sweep.units().len(),
+        args.shard
+            .map_or(String::new(), |(i, n)| format!(", shard {i}/{n}")),
+        units.len()
+    );
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(units.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} units  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let results: Vec<_> = pool.install(|| {
+        units
+            .par_iter()
+            .map(|&unit| {
+                let mut run =
+                    UnitRun::new(&sweep, unit, Arc::new(CpuBackend::new(1)), default_clock);
+                run.run_to_end();
+                bar.inc(1);
+                run.result()
+            })
+            .collect()
+    });
+    bar.finish_and_clear();
+    let invalid = results.iter().filter(|u| u.invalid.is_some()).count();
+    if invalid > 0 {
+        eprintln!("{invalid} unit(s) are not valid experiments (reported in the file, not run)");
+    }
+    let results = SweepResults::new(sweep, results);
+    use std::io::Write;
+    let mut writer = std::io::BufWriter::new(out_file);
+    writer
+        .write_all(results.to_json().as_bytes())
+        .and_then(|()| writer.flush())
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    eprintln!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn merge(parts: &[PathBuf], out: &Path) -> Result<(), String> {
+    let texts = parts
+        .iter()
+        .map(|p| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let is_sweep = texts[0].contains("\"sweep\"") && SweepResults::from_json(&texts[0]).is_ok();
+    let json = if is_sweep {
+        let parsed = texts
+            .iter()
+            .zip(parts)
+            .map(|(t, p)| SweepResults::from_json(t).map_err(|e| format!("{}: {e}", p.display())))
+            .collect::<Result<Vec<_>, _>>()?;
+        let merged = SweepResults::merge(parsed)?;
+        eprintln!(
+            "merged {} file(s): {} of {} units",
+            parts.len(),
+            merged.units.len(),
+            merged.sweep.units().len()
+        );
+        merged.to_json()
+    } else {
+        let parsed = texts
+            .iter()
+            .zip(parts)
+            .map(|(t, p)| Results::from_json(t).map_err(|e| format!("{}: {e}", p.display())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Results::merge(parsed)?.to_json()
+    };
+    std::fs::write(out, json).map_err(|e| format!("{}: {e}", out.display()))?;
+    eprintln!("wrote {}", out.display());
     Ok(())
 }
 

@@ -1,0 +1,234 @@
+//! Sweeps: the grid and its cells, units run alone or sharded and merged give the same
+//! results, invalid cells are reported not run, and the recovery experiment behaves as
+//! compressed sensing says (near 1 well below the l1 curve, near 0 well above, falling in K).
+#![cfg(not(target_arch = "wasm32"))]
+
+use sparse_playground::core::config::{MethodConfig, SolverConfig};
+use sparse_playground::core::run::default_clock;
+use sparse_playground::core::sweep::{
+    Axis, Param, SweepConfig, SweepKind, SweepPreset, SweepResults, Unit, UnitRun,
+};
+use sparse_playground::core::theory::{rho_at, Signs};
+use sparse_playground::CpuBackend;
+use std::sync::Arc;
+
+fn run_units(sweep: &SweepConfig, units: &[Unit]) -> SweepResults {
+    let results = units
+        .iter()
+        .map(|&u| {
+            let mut run = UnitRun::new(sweep, u, Arc::new(CpuBackend::new(1)), default_clock);
+            run.run_to_end();
+            let mut r = run.result();
+            for m in &mut r.methods {
+                if let Some(rec) = m.record.as_mut() {
+                    rec.wall_s = 0.0;
+                }
+            }
+            r
+        })
+        .collect();
+    SweepResults::new(sweep.clone(), results)
+}
+
+fn small_experiment_sweep() -> SweepConfig {
+    let mut s = SweepPreset::QuickScaling.config();
+    s.base.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Fista {
+                steps: 30,
+                nonneg: true,
+            },
+        },
+    ];
+    s.base.data.num_samples = 64;
+    s.base.train.steps = 30;
+    s.base.train.log_every = 30;
+    s.axes = vec![
+        Axis {
+            param: Param::N,
+            values: vec![8.0, 16.0],
+        },
+        Axis {
+            param: Param::K,
+            values: vec![2.0, 12.0],
+        },
+    ];
+    s.seeds = 2;
+    s
+}
+
+#[test]
+fn cells_take_their_values_and_invalid_ones_are_reported() {
+    let s = small_experiment_sweep();
+    s.validate().unwrap();
+    assert_eq!(s.cell_count(), 4);
+    assert_eq!(s.units().len(), 8);
+    assert_eq!(s.cell_values(0), vec![(Param::N, 8.0), (Param::K, 2.0)]);
+    assert_eq!(s.cell_values(3), vec![(Param::N, 16.0), (Param::K, 12.0)]);
+    let c = s.unit_config(Unit { cell: 2, seed: 1 }).unwrap();
+    assert_eq!((c.data.num_atoms, c.data.sparsity_k, c.runs), (16, 2, 1));
+    assert_eq!(
+        c.seed,
+        s.base.seed + 1,
+        "each seed regenerates data and initialisation"
+    );
+    // K = 12 > N = 8 is not an experiment: reported, not run.
+    let err = s
+        .unit_config(Unit { cell: 1, seed: 0 })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("data.sparsity_k"), "{err}");
+    let results = run_units(&s, &s.units());
+    let invalid = results.units.iter().filter(|u| u.invalid.is_some()).count();
+    assert_eq!(invalid, 2);
+    for u in results.units.iter().filter(|u| u.invalid.is_none()) {
+        assert_eq!(u.methods.len(), 2);
+        for m in &u.methods {
+            let rec = m.record.as_ref().expect("a final evaluation");
+            assert_eq!(rec.step, 30);
+            assert!(rec.code_mcc > 0.0 && rec.code_mcc <= 1.0);
+        }
+    }
+}
+
+#[test]
+fn shards_merged_equal_the_whole_sweep() {
+    let s = small_experiment_sweep();
+    let whole = run_units(&s, &s.units());
+    let shards: Vec<SweepResults> = (0..3).map(|i| run_units(&s, &s.shard(i, 3))).collect();
+    assert_eq!(shards.iter().map(|r| r.units.len()).sum::<usize>(), 8);
+    let merged = SweepResults::merge(shards).unwrap();
+    assert_eq!(merged, whole);
+    // Through JSON too, and results of another sweep refuse to merge.
+    let back = SweepResults::from_json(&merged.to_json()).unwrap();
+    assert_eq!(back, whole);
+    let mut other = small_experiment_sweep();
+    other.seeds = 1;
+    assert!(SweepResults::merge(vec![whole.clone(), run_units(&other, &other.units())]).is_err());
+}
+
+#[test]
+fn sweep_configs_round_trip_and_bad_ones_say_why() {
+    for p in SweepPreset::ALL {
+        let s = p.config();
+        s.validate().unwrap_or_else(|e| panic!("{}: {e}", p.name()));
+        assert_eq!(SweepConfig::from_json(&s.to_json_pretty()).unwrap(), s);
+    }
+    let mut s = small_experiment_sweep();
+    s.axes[0].values = vec![8.5];
+    assert!(s
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("whole numbers"));
+    let mut s = small_experiment_sweep();
+    s.axes.push(s.axes[0].clone());
+    assert!(s
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("swept twice"));
+    let mut s = small_experiment_sweep();
+    s.axes = vec![Axis {
+        param: Param::Delta,
+        values: vec![0.5],
+    }];
+    assert!(s.validate().is_err(), "delta belongs to recovery sweeps");
+    let mut s = small_experiment_sweep();
+    s.axes[1].values = vec![100.0];
+    assert!(s.validate().is_err(), "no valid cell at all");
+    assert!(SweepConfig::from_json("[]").is_err());
+    assert!(SweepConfig::from_json(r#"{"axes": [{"param": "Q", "values": [1]}]}"#).is_err());
+}
+
+/// FISTA on non-negative codes through a known Gaussian dictionary: far below the
+/// non-negative l1 curve nearly every trial succeeds, far above it nearly none, and success
+/// falls as K grows at fixed M and N (within noise).
+#[test]
+fn recovery_follows_the_phase_transition() {
+    let mut s = SweepPreset::Phase.config();
+    s.base.data.num_atoms = 64;
+    s.base.data.num_samples = 20;
+    s.axes = vec![
+        Axis {
+            param: Param::Delta,
+            values: vec![0.5],
+        },
+        Axis {
+            param: Param::Rho,
+            values: vec![0.1, 0.3, 0.5, 0.7, 0.9],
+        },
+    ];
+    s.recovery.solvers = vec![SolverConfig::Fista {
+        steps: 1500,
+        nonneg: true,
+    }];
+    s.seeds = 2;
+    assert_eq!(s.kind, SweepKind::Recovery);
+    s.validate().unwrap();
+    let results = run_units(&s, &s.units());
+    let rate = |cell: usize| {
+        let us: Vec<f64> = results
+            .units
+            .iter()
+            .filter(|u| u.cell == cell)
+            .map(|u| u.methods[0].recovery.unwrap().success_rate)
+            .collect();
+        us.iter().sum::<f64>() / us.len() as f64
+    };
+    let rates: Vec<f64> = (0..5).map(rate).collect();
+
+    let curve = rho_at(0.5, Signs::NonNegative);
+    assert!(curve > 0.5 && curve < 0.6);
+    assert!(rates[0] > 0.9, "well below the curve: {rates:?}");
+    assert!(rates[4] < 0.1, "well above the curve: {rates:?}");
+    for w in rates.windows(2) {
+        assert!(w[1] <= w[0] + 0.15, "success falls as K grows: {rates:?}");
+    }
+}
+
+#[test]
+fn sweep_links_round_trip_with_defaults_omitted() {
+    use sparse_playground::core::share::{decode, decode_sweep, encode_sweep, is_sweep_link};
+    for p in SweepPreset::ALL {
+        let s = p.config();
+        let link = encode_sweep(&s, &[]);
+        assert!(is_sweep_link(&link));
+        assert_eq!(
+            link,
+            format!("v=2&sweep={}&seed={}", p.name(), s.base.seed),
+            "a preset is its name"
+        );
+        let (back, extra) = decode_sweep(&link).unwrap();
+        assert_eq!(back, s);
+        assert!(extra.is_empty());
+        assert!(decode(&link).is_err(), "not an experiment link");
+    }
+    let mut s = small_experiment_sweep();
+    s.recovery.solvers = vec![
+        SolverConfig::Omp { k: Some(2) },
+        SolverConfig::Fista {
+            steps: 70,
+            nonneg: false,
+        },
+        SolverConfig::default(),
+    ];
+    s.recovery.success = sparse_playground::core::sweep::Success::Support;
+    let link = encode_sweep(&s, &[("run", "1")]);
+    assert!(link.contains("axes=N:8_16~K:2_12"), "{link}");
+    let (back, extra) = decode_sweep(&link).unwrap();
+    assert_eq!(back, s, "{link}");
+    assert_eq!(extra, vec![("run".to_string(), "1".to_string())]);
+    for bad in [
+        "v=2&sweep=nope",
+        "v=2&sweep=phase&axes=Q:1_2",
+        "v=2&sweep=phase&axes=delta:0.5_x",
+        "v=2&sweep=phase&seeds=0",
+        "v=2&sweep=phase&success=maybe",
+        "v=2&sweep=phase&solvers=lbfgs",
+        "v=1&sweep=phase",
+    ] {
+        assert!(decode_sweep(bad).is_err(), "{bad}");
+    }
+}
