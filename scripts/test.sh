@@ -39,6 +39,7 @@ if grep -q 'WARNING in' "$log.build"; then
 fi
 node tests/e2e/playground.mjs 2>&1 | tee -a "$log"
 node tests/e2e/instrument.mjs 2>&1 | tee -a "$log"
+node tests/e2e/sweeps.mjs 2>&1 | tee -a "$log"
 
 # The runners print one line per test binary; sum them into a single closing line.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

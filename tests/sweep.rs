@@ -232,3 +232,26 @@ fn sweep_links_round_trip_with_defaults_omitted() {
         assert!(decode_sweep(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn method_labels_name_each_method_once_for_the_whole_sweep() {
+    let labels = |p: SweepPreset| p.config().method_labels();
+    assert_eq!(
+        labels(SweepPreset::QuickScaling),
+        vec!["SAE", "MLP (h=32)", "Sparse coding"]
+    );
+    // The width sweep changes the MLP's name from cell to cell: it is named by its kind.
+    assert_eq!(labels(SweepPreset::QuickWidth), vec!["MLP"]);
+    let mut phase = SweepPreset::Phase.config();
+    phase.recovery.solvers.push(SolverConfig::Fista {
+        steps: 100,
+        nonneg: false,
+    });
+    let l = phase.method_labels();
+    assert_eq!(l.len(), 2, "{l:?}");
+    assert_ne!(
+        l[0], l[1],
+        "signed and non-negative FISTA are told apart: {l:?}"
+    );
+    assert!(l[1].contains("signed"), "{l:?}");
+}

@@ -24,6 +24,23 @@ export function formatNumber(v) {
   return v.toPrecision(3);
 }
 
+/** A title's font size, at most `max`, that fits `room` pixels (about 0.6 em per character). */
+export function titleSize(text, room, max) {
+  return Math.max(8, Math.min(max, room / (0.6 * Math.max(1, text.length)))).toFixed(1);
+}
+
+/**
+ * A parameter value as a person would write it (16, 0.05, 0.001, 3e-4): the shortest form
+ * with at most four significant digits, no trailing zeros. For grid values and axis labels,
+ * where formatNumber's fixed precision would print 16.0 or 0.0500.
+ */
+export function formatValue(v) {
+  if (v == null || !Number.isFinite(v)) return '–';
+  const a = Math.abs(v);
+  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return String(Number(v.toPrecision(4))).replace('e+', 'e');
+  return String(Number(v.toPrecision(4)));
+}
+
 /** Labels only the powers of ten of a log axis (uPlot also returns the minor ticks). */
 function logLabel(v) {
   if (!(v > 0)) return '';
@@ -336,7 +353,7 @@ export function downloadURL(url, name) {
   a.remove();
 }
 
-function niceTicks(min, max, count) {
+export function niceTicks(min, max, count) {
   if (!(max > min)) return [min];
   const raw = (max - min) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
@@ -346,7 +363,7 @@ function niceTicks(min, max, count) {
   return ticks;
 }
 
-function logTicks(min, max) {
+export function logTicks(min, max) {
   const ticks = [];
   for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) {
     const t = 10 ** e;
@@ -355,13 +372,21 @@ function logTicks(min, max) {
   return ticks.length ? ticks : [min, max];
 }
 
-function escapeXML(s) {
+export function escapeXML(s) {
   return String(s).replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/** A self-contained SVG line chart with bands, axes, ticks and a legend. */
-export function renderSVG(data, { title, yLabel, yLog, width, height }) {
-  const m = { left: 64, right: 16, top: 32, bottom: 48 + 16 * Math.ceil(data.series.length / 3) };
+/**
+ * A self-contained SVG line chart with bands, axes, ticks and a legend; `markers` draws each
+ * point as a dot (for sweeps, whose points are few and each a cell), `lines: false` leaves
+ * the points unjoined (a scatter).
+ */
+export function renderSVG(data, { title, yLabel, yLog, width, height, markers = false, lines = true }) {
+  // Legend columns as wide as the longest name, as many as the width holds.
+  const longest = Math.max(0, ...data.series.map((s) => s.name.length));
+  const colW = Math.min(190, Math.max(80, longest * 6.2 + 28));
+  const cols = Math.max(1, Math.min(3, Math.floor((width - 64 - 8) / colW)));
+  const m = { left: 64, right: 16, top: 32, bottom: 48 + 16 * Math.ceil(data.series.length / cols) };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
   const finite = (v) => v != null && Number.isFinite(v) && (!yLog || v > 0);
@@ -380,7 +405,7 @@ export function renderSVG(data, { title, yLabel, yLog, width, height }) {
   const parts = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="11">`);
   parts.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
-  parts.push(`<text x="${m.left}" y="18" font-size="14" font-weight="600">${escapeXML(title)}</text>`);
+  parts.push(`<text x="${m.left}" y="18" font-size="${titleSize(title, width - m.left - 4, 14)}" font-weight="600">${escapeXML(title)}</text>`);
   const xt = data.xLog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, 6);
   const yt = yLog ? logTicks(ymin, ymax) : niceTicks(ymin, ymax, 5);
   for (const t of xt) {
@@ -406,11 +431,17 @@ export function renderSVG(data, { title, yLabel, yLog, width, height }) {
     }
     const line = idx.filter((i) => finite(s.mean[i])).map((i) => `${sx(data.xs[i]).toFixed(1)},${sy(s.mean[i]).toFixed(1)}`);
     const dash = s.dash ? ' stroke-dasharray="6 4"' : '';
-    if (line.length) parts.push(`<polyline points="${line.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`);
+    if (line.length && lines) parts.push(`<polyline points="${line.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"${dash}/>`);
+    if (markers) {
+      for (const p of line) {
+        const [x, y] = p.split(',');
+        parts.push(`<circle cx="${x}" cy="${y}" r="3" fill="${s.color}"/>`);
+      }
+    }
   });
   data.series.forEach((s, i) => {
-    const x = m.left + (i % 3) * 190;
-    const y = height - m.bottom + 48 + Math.floor(i / 3) * 16;
+    const x = m.left + (i % cols) * colW;
+    const y = height - m.bottom + 48 + Math.floor(i / cols) * 16;
     parts.push(`<rect x="${x}" y="${y - 5}" width="14" height="3" fill="${s.color}"/>`);
     parts.push(`<text x="${x + 18}" y="${y}">${escapeXML(s.name)}</text>`);
   });

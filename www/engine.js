@@ -5,16 +5,25 @@ import init from '../pkg/engine.js';
 
 export {
   Playground,
+  SweepRunner,
   decodeLink,
+  decodeSweepLink,
   encodeLink,
+  encodeSweepLink,
   engineVersion,
+  isSweepLink,
   memoryEstimate,
   mergeResults,
+  mergeSweepResults,
   normalizeResults,
   presetConfig,
   recordFields,
   solverDefaults,
+  sweepPresetConfig,
+  sweepResultsJson,
+  theoryCurves,
   validateConfig,
+  validateSweep,
 } from '../pkg/engine.js';
 
 await init({ module_or_path: new URL('../pkg/engine_bg.wasm', import.meta.url) });

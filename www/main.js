@@ -2,7 +2,7 @@
 // their modules (./page/, ./views/), then opens what the address asks for. The engine runs in
 // Web Workers (./worker.js through ./page/player.js); the page loads the same wasm module for
 // link, config and results-file checks (all implemented in Rust).
-import { encodeLink, engineVersion, presetConfig } from './engine.js';
+import { encodeLink, engineVersion, isSweepLink, presetConfig } from './engine.js';
 import { downloadText, exportCsv, exportJson, showResults } from './page/files.js';
 import { methodDefaults, readForm, showConfigError, writeForm } from './page/form.js';
 import { applyHidden, copyLink, hiddenExtra, initialConfig, linkFor, updateLink } from './page/link.js';
@@ -11,6 +11,45 @@ import { DEFAULT_PRESET, $, banner, errorText, state } from './page/state.js';
 import { changeView } from './views/learned.js';
 import { comparisonJson, loadHistory, onPinsChange, tryLoadComparison } from './views/compare.js';
 import { LineChart } from './charts.js';
+import {
+  DEFAULT_SWEEP,
+  initSweepPanel,
+  isCurrentSweep,
+  loadSweepResults,
+  openSweepLink,
+  openSweepPreset,
+  pause as pauseSweep,
+  sweep,
+  sweepLink,
+} from './sweep/panel.js';
+
+/** Show one experiment or sweeps: the other's controls hide and its computation pauses. */
+function showMode(mode) {
+  const sweeps = mode === 'sweep';
+  $('experiment-aside').hidden = sweeps;
+  $('experiment-view').hidden = sweeps;
+  $('sweep-aside').hidden = !sweeps;
+  $('sweep-view').hidden = !sweeps;
+  $('mode-experiment').setAttribute('aria-pressed', String(!sweeps));
+  $('mode-sweep').setAttribute('aria-pressed', String(sweeps));
+  document.body.dataset.mode = mode;
+}
+
+$('mode-sweep').addEventListener('click', () => {
+  if (document.body.dataset.mode === 'sweep') return;
+  if (state.playing) pause();
+  showMode('sweep');
+  if (sweep.checked) history.replaceState(null, '', `#${sweepLink()}`);
+  else openSweepPreset(DEFAULT_SWEEP);
+});
+$('mode-experiment').addEventListener('click', () => {
+  if (document.body.dataset.mode !== 'sweep') return;
+  pauseSweep();
+  showMode('experiment');
+  if (state.config) updateLink();
+  else applyConfig(presetConfig(DEFAULT_PRESET));
+});
+initSweepPanel();
 
 function onFormChange(event) {
   if (event.target.id === 'add-method' || event.target.id === 'backend') return;
@@ -103,6 +142,13 @@ $('load-json').addEventListener('change', async (e) => {
   try {
     const text = await file.text();
     if (tryLoadComparison(text, file.name)) return;
+    if (isSweepResults(text)) {
+      showMode('sweep');
+      pause();
+      const merged = loadSweepResults([text]);
+      banner('info', `Loaded ${file.name}: ${merged.units.length} units of a sweep.`, 'load');
+      return;
+    }
     showResults(text);
     banner('info', `Loaded ${file.name}.`, 'load');
   } catch (err) {
@@ -131,14 +177,25 @@ function showDefinition(id) {
 }
 window.addEventListener('hashchange', () => {
   const hash = window.location.hash.slice(1);
-  if (state.config && hash === encodeLink(state.config, hiddenExtra())) return;
+  if (document.body.dataset.mode === 'sweep' && isCurrentSweep(hash)) return;
+  if (document.body.dataset.mode !== 'sweep' && state.config && hash === encodeLink(state.config, hiddenExtra())) return;
   openFromLocation();
 });
+
+/** Whether a file's text is a sweep's results (the CLI's `sweep` or `merge` output). */
+function isSweepResults(text) {
+  try {
+    const v = JSON.parse(text);
+    return !!v && typeof v === 'object' && 'sweep' in v && Array.isArray(v.units);
+  } catch {
+    return false;
+  }
+}
 document.addEventListener('keydown', (e) => {
   // Space toggles the run when focus is not in a control that uses it.
   if (e.code === 'Space' && e.target === document.body) {
     e.preventDefault();
-    $('play').click();
+    $(document.body.dataset.mode === 'sweep' ? 'sweep-play' : 'play').click();
   }
 });
 
@@ -152,8 +209,25 @@ $('backend').addEventListener('change', (e) => {
   scheduleRender();
 });
 
-/** Open what the address asks for: a link, the last finished run, or the paper's main preset. */
+/**
+ * Open what the address asks for: a sweep link, an experiment link, the last finished run, or
+ * the paper's main preset.
+ */
 function openFromLocation() {
+  const hash = window.location.hash.slice(1);
+  if (hash && isSweepLink(hash)) {
+    if (state.playing) pause();
+    showMode('sweep');
+    try {
+      openSweepLink(hash);
+    } catch (e) {
+      banner('error', `This sweep link could not be opened: ${errorText(e)}. Showing the phase-diagram preset instead.`, 'link');
+      openSweepPreset(DEFAULT_SWEEP);
+    }
+    return;
+  }
+  pauseSweep();
+  showMode('experiment');
   state.hidden = [];
   state.backend = 'auto';
   const initial = initialConfig();

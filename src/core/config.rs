@@ -148,6 +148,14 @@ impl SolverConfig {
             SolverConfig::Omp { .. } => "omp",
         }
     }
+
+    /// The short name, with "signed" for FISTA without the non-negativity constraint.
+    pub fn label(&self) -> String {
+        match self {
+            SolverConfig::Fista { nonneg: false, .. } => "fista, signed".to_string(),
+            other => other.short_name().to_string(),
+        }
+    }
 }
 
 /// One method to compare.
@@ -198,10 +206,10 @@ impl MethodConfig {
             }
             MethodConfig::SparseCoding { inference } => match inference {
                 SolverConfig::Adam { .. } => "Sparse coding".to_string(),
-                other => format!("Sparse coding ({})", other.short_name()),
+                other => format!("Sparse coding ({})", other.label()),
             },
             MethodConfig::SaeIto { inference, .. } => {
-                format!("SAE + ITO ({})", inference.short_name())
+                format!("SAE + ITO ({})", inference.label())
             }
         }
     }

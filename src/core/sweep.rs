@@ -490,6 +490,43 @@ impl SweepConfig {
         }
     }
 
+    /// The methods every unit reports, in order, named for the whole sweep: a method whose
+    /// name changes from cell to cell (the MLP of a width sweep, "MLP (h=16)", "MLP (h=32)")
+    /// is named by its kind alone ("MLP").
+    pub fn method_labels(&self) -> Vec<String> {
+        let mut labels: Vec<Option<String>> = Vec::new();
+        let mut varies: Vec<bool> = Vec::new();
+        for cell in 0..self.cell_count() {
+            let Ok(cfg) = self.unit_config(Unit { cell, seed: 0 }) else {
+                continue;
+            };
+            let names = super::run::method_names(&cfg.methods);
+            if labels.len() < names.len() {
+                labels.resize(names.len(), None);
+                varies.resize(names.len(), false);
+            }
+            for (i, name) in names.into_iter().enumerate() {
+                match &labels[i] {
+                    Some(l) if *l != name => varies[i] = true,
+                    Some(_) => {}
+                    None => labels[i] = Some(name),
+                }
+            }
+        }
+        labels
+            .into_iter()
+            .zip(varies)
+            .map(|(l, v)| {
+                let l = l.unwrap_or_default();
+                if v {
+                    l.split(" (").next().unwrap_or(&l).to_string()
+                } else {
+                    l
+                }
+            })
+            .collect()
+    }
+
     /// The largest memory one unit needs (the biggest cell), for budgets of parallel units.
     pub fn unit_memory_bytes(&self) -> u64 {
         (0..self.cell_count())

@@ -21,6 +21,8 @@ use serde::Serialize;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
+mod sweep;
+
 #[wasm_bindgen]
 extern "C" {
     /// `performance.now()`, present on windows and workers alike.

@@ -1,0 +1,322 @@
+//! The browser boundary of sweeps: presets, validation against the page's memory budget, links,
+//! the theoretical curves, results files, and [`SweepRunner`], a handle that computes a queue
+//! of units (cell, seed) in bounded slices inside a worker. A pool of such workers shares a
+//! sweep's units; each finished unit crosses as JSON (the CLI's `UnitResult`), so the page's
+//! results file is the CLI's.
+
+use super::{clock_seconds, set, to_js};
+use crate::core::config::{human_bytes, limits};
+use crate::core::share;
+use crate::core::sweep::{SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun};
+use crate::core::theory;
+use crate::CpuBackend;
+use js_sys::{Array, Int32Array, Object};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+fn sweep_from_js(config: JsValue) -> Result<SweepConfig, JsError> {
+    let value: serde_json::Value = serde_wasm_bindgen::from_value(config)
+        .map_err(|e| JsError::new(&format!("could not read the sweep: {e}")))?;
+    SweepConfig::from_json(&value.to_string()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// Validate for this page: the sweep's rules, then `parallel` units at once (one per worker)
+/// within the page's memory budget.
+fn check_sweep_for_page(sweep: &SweepConfig, parallel: usize) -> Result<u64, JsError> {
+    sweep.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    let per_unit = sweep.unit_memory_bytes();
+    let need = per_unit.saturating_mul(parallel.max(1) as u64);
+    if need > limits::PAGE_MEMORY_BUDGET {
+        return Err(JsError::new(&format!(
+            "memory: {} unit(s) at once need about {} ({} each), over this page's budget of {}; \
+             make the largest cell smaller (N, M, n or the methods' widths)",
+            parallel.max(1),
+            human_bytes(need),
+            human_bytes(per_unit),
+            human_bytes(limits::PAGE_MEMORY_BUDGET)
+        )));
+    }
+    Ok(per_unit)
+}
+
+/// The sweep presets' names.
+#[wasm_bindgen(js_name = sweepPresets)]
+pub fn sweep_presets() -> Array {
+    SweepPreset::ALL
+        .into_iter()
+        .map(|p| JsValue::from_str(p.name()))
+        .collect()
+}
+
+/// A sweep preset's config as a plain object.
+#[wasm_bindgen(js_name = sweepPresetConfig)]
+pub fn sweep_preset_config(name: &str) -> Result<JsValue, JsError> {
+    let preset = SweepPreset::from_name(name).map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&preset.config())
+}
+
+/// Check a sweep for this page with `parallel` workers; returns `{config, cells, units,
+/// unitBytes, unitMemory, methods, cellValues}` (the config with every default filled in, the
+/// methods' labels, each cell's value per axis, the first axis slowest), or throws the first
+/// problem (a memory problem starts with `memory:`).
+#[wasm_bindgen(js_name = validateSweep)]
+pub fn validate_sweep(config: JsValue, parallel: usize) -> Result<JsValue, JsError> {
+    let sweep = sweep_from_js(config)?;
+    let per_unit = check_sweep_for_page(&sweep, parallel)?;
+    let obj = Object::new();
+    set(&obj, "config", to_js(&sweep)?);
+    set(&obj, "cells", sweep.cell_count() as f64);
+    set(&obj, "units", sweep.units().len() as f64);
+    set(&obj, "unitBytes", per_unit as f64);
+    set(&obj, "unitMemory", human_bytes(per_unit));
+    set(&obj, "methods", to_js(&sweep.method_labels())?);
+    set(&obj, "cellValues", {
+        let rows: Vec<Vec<f64>> = (0..sweep.cell_count())
+            .map(|c| sweep.cell_values(c).into_iter().map(|(_, v)| v).collect())
+            .collect();
+        to_js(&rows)?
+    });
+    Ok(obj.into())
+}
+
+/// The experiment cell `cell` runs for seed 0, with every default filled in; throws why the
+/// cell is invalid if it is.
+#[wasm_bindgen(js_name = sweepCellConfig)]
+pub fn sweep_cell_config(config: JsValue, cell: usize) -> Result<JsValue, JsError> {
+    let sweep = sweep_from_js(config)?;
+    if cell >= sweep.cell_count() {
+        return Err(JsError::new(&format!(
+            "cell {cell} is outside the sweep's {} cells",
+            sweep.cell_count()
+        )));
+    }
+    let checked = sweep
+        .unit_config(Unit { cell, seed: 0 })
+        .map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&*checked)
+}
+
+/// The share link (the part after `#`) of a sweep, plus `extra` `[key, value]` pairs.
+#[wasm_bindgen(js_name = encodeSweepLink)]
+pub fn encode_sweep_link(config: JsValue, extra: JsValue) -> Result<String, JsError> {
+    let sweep = sweep_from_js(config)?;
+    sweep.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    let extra: Vec<(String, String)> = if extra.is_undefined() || extra.is_null() {
+        Vec::new()
+    } else {
+        serde_wasm_bindgen::from_value(extra)
+            .map_err(|e| JsError::new(&format!("extra link keys: {e}")))?
+    };
+    let pairs: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    Ok(share::encode_sweep(&sweep, &pairs))
+}
+
+/// Parse a sweep link: `{config, extra}`, or throws what was wrong.
+#[wasm_bindgen(js_name = decodeSweepLink)]
+pub fn decode_sweep_link(link: &str) -> Result<JsValue, JsError> {
+    #[derive(serde::Serialize)]
+    struct Decoded<'a> {
+        config: &'a SweepConfig,
+        extra: &'a [(String, String)],
+    }
+    let (config, extra) = share::decode_sweep(link).map_err(|e| JsError::new(&e.to_string()))?;
+    to_js(&Decoded {
+        config: &config,
+        extra: &extra,
+    })
+}
+
+/// Whether a link describes a sweep rather than one experiment.
+#[wasm_bindgen(js_name = isSweepLink)]
+pub fn is_sweep_link(link: &str) -> bool {
+    share::is_sweep_link(link)
+}
+
+/// The weak-threshold curves of l1 recovery (Donoho-Tanner) at `points` values of delta:
+/// `{delta: [], signed: [], nonneg: []}`.
+#[wasm_bindgen(js_name = theoryCurves)]
+pub fn theory_curves(points: usize) -> Result<JsValue, JsError> {
+    if points == 0 || points > 100_000 {
+        return Err(JsError::new("points must be between 1 and 100,000"));
+    }
+    let rows = theory::curves(points);
+    let obj = Object::new();
+    let column = |f: fn(&(f64, f64, f64)) -> f64| -> JsValue {
+        rows.iter()
+            .map(|r| JsValue::from_f64(f(r)))
+            .collect::<Array>()
+            .into()
+    };
+    set(&obj, "delta", column(|r| r.0));
+    set(&obj, "signed", column(|r| r.1));
+    set(&obj, "nonneg", column(|r| r.2));
+    Ok(obj.into())
+}
+
+/// A sweep's results file (the CLI's schema) from its config and the units done so far (each
+/// a `UnitResult` JSON text, as [`SweepRunner::take_results`] gives them).
+#[wasm_bindgen(js_name = sweepResultsJson)]
+pub fn sweep_results_json(config: JsValue, units: Vec<String>) -> Result<String, JsError> {
+    let sweep = sweep_from_js(config)?;
+    let units = units
+        .iter()
+        .map(|u| serde_json::from_str::<UnitResult>(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| JsError::new(&format!("a unit's results: {e}")))?;
+    let results = SweepResults::new(sweep, units);
+    // Round-trip through the reader so the page never writes a file it would refuse.
+    SweepResults::from_json(&results.to_json()).map_err(|e| JsError::new(&e))?;
+    Ok(results.to_json())
+}
+
+/// Read a sweep results file (from the CLI or the page) or several shards of one sweep and
+/// return one normalised JSON text; throws what is wrong.
+#[wasm_bindgen(js_name = mergeSweepResults)]
+pub fn merge_sweep_results(parts: Vec<String>) -> Result<String, JsError> {
+    let parsed = parts
+        .iter()
+        .map(|p| SweepResults::from_json(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| JsError::new(&e))?;
+    SweepResults::merge(parsed)
+        .map(|r| r.to_json())
+        .map_err(|e| JsError::new(&e))
+}
+
+/// A queue of a sweep's units computed in bounded slices on this thread (a worker's share).
+#[wasm_bindgen]
+pub struct SweepRunner {
+    sweep: SweepConfig,
+    queue: VecDeque<Unit>,
+    current: Option<UnitRun>,
+    finished: Vec<String>,
+    units_done: u32,
+    chunk: u64,
+}
+
+impl std::fmt::Debug for SweepRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SweepRunner")
+            .field("queued", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[wasm_bindgen]
+impl SweepRunner {
+    /// Check the sweep for `parallel` workers at once (the page's memory budget); no unit yet.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue, parallel: usize) -> Result<SweepRunner, JsError> {
+        let sweep = sweep_from_js(config)?;
+        check_sweep_for_page(&sweep, parallel)?;
+        Ok(SweepRunner {
+            sweep,
+            queue: VecDeque::new(),
+            current: None,
+            finished: Vec::new(),
+            units_done: 0,
+            chunk: 16,
+        })
+    }
+
+    /// Queue units, given flat as `[cell, seed, cell, seed, ...]`. Throws on a unit outside
+    /// the sweep.
+    #[wasm_bindgen(js_name = addUnits)]
+    pub fn add_units(&mut self, flat: Int32Array) -> Result<(), JsError> {
+        let flat = flat.to_vec();
+        if flat.len() % 2 != 0 {
+            return Err(JsError::new("units come as cell, seed pairs"));
+        }
+        let cells = self.sweep.cell_count();
+        for pair in flat.chunks(2) {
+            let (cell, seed) = (pair[0], pair[1]);
+            if cell < 0 || seed < 0 || cell as usize >= cells || seed as u32 >= self.sweep.seeds {
+                return Err(JsError::new(&format!(
+                    "unit (cell {cell}, seed {seed}) is outside the sweep"
+                )));
+            }
+            self.queue.push_back(Unit {
+                cell: cell as usize,
+                seed: seed as u32,
+            });
+        }
+        Ok(())
+    }
+
+    /// Units queued or under way.
+    pub fn pending(&self) -> usize {
+        self.queue.len() + usize::from(self.current.is_some())
+    }
+
+    /// Units finished by this runner.
+    #[wasm_bindgen(js_name = unitsDone)]
+    pub fn units_done(&self) -> u32 {
+        self.units_done
+    }
+
+    /// How far the unit under way is, from 0 to 1 (0 when none is).
+    #[wasm_bindgen(js_name = currentFraction)]
+    pub fn current_fraction(&self) -> f64 {
+        self.current.as_ref().map_or(0.0, |run| {
+            let (done, total) = run.work();
+            if total == 0 {
+                0.0
+            } else {
+                done as f64 / total as f64
+            }
+        })
+    }
+
+    /// Compute for about `budget_ms` milliseconds; returns whether the queue is empty.
+    #[wasm_bindgen(js_name = runFor)]
+    pub fn run_for(&mut self, budget_ms: f64) -> bool {
+        let budget = if budget_ms.is_finite() {
+            budget_ms.clamp(1.0, 10_000.0) / 1000.0
+        } else {
+            0.05
+        };
+        let start = clock_seconds();
+        while clock_seconds() - start < budget {
+            if self.current.is_none() {
+                let Some(unit) = self.queue.pop_front() else {
+                    break;
+                };
+                // Each unit on its own single-threaded CPU backend: the worker is the thread.
+                self.current = Some(UnitRun::new(
+                    &self.sweep,
+                    unit,
+                    Arc::new(CpuBackend::new(1)),
+                    clock_seconds,
+                ));
+            }
+            let run = self.current.as_mut().expect("a unit is under way");
+            let t0 = clock_seconds();
+            let done = run.advance(self.chunk);
+            let took = clock_seconds() - t0;
+            if took < budget / 8.0 {
+                self.chunk = (self.chunk * 2).min(1 << 20);
+            } else if took > budget / 2.0 && self.chunk > 1 {
+                self.chunk /= 2;
+            }
+            if done {
+                let result = run.result();
+                self.finished.push(
+                    serde_json::to_string(&result).expect("a unit's results always serialise"),
+                );
+                self.current = None;
+                self.units_done += 1;
+            }
+        }
+        self.pending() == 0
+    }
+
+    /// The results of the units finished since the last call, each a `UnitResult` JSON text.
+    #[wasm_bindgen(js_name = takeResults)]
+    pub fn take_results(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.finished)
+    }
+}

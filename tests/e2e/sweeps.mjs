@@ -1,0 +1,145 @@
+// End-to-end tests of sweeps in the page, in the system Chromium on the CPU worker pool: a
+// small phase diagram opened from a link fills in with the theory curves and the empirical
+// contour; a small scaling study draws a map per method, the difference map and the curve
+// M = K ln(N/K); figures export as SVG and PNG, cells as CSV and JSON, and the JSON loads back;
+// a reload keeps the cells done and Run computes only the rest; Pause answers at once; a
+// malformed sweep link gives a message, not a blank page. Screenshots go to target/e2e/.
+//
+// Run: `npm run build && node tests/e2e/sweeps.mjs` (scripts/test.sh does both).
+import { readFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, newPage, origin, test } from './harness.mjs';
+
+await mkdir(ARTIFACTS, { recursive: true });
+
+// 5 x 5 cells of the phase preset (N = 256, FISTA, 10 trials): about a second of work.
+const PHASE = 'v=2&sweep=phase&axes=delta:0.2_0.4_0.6_0.8_1~rho:0.1_0.3_0.5_0.7_0.9&seed=3';
+// The scaling study on 2 x 2 cells, 3 methods, 150 steps.
+const SCALING = 'v=2&sweep=quick-scaling&axes=K:2~N:16_32~M:8_16&steps=150&seed=3';
+
+const waitSweep = (page, value) =>
+  page.waitForFunction((v) => document.body.dataset.sweepState === v, value, { timeout: TIMEOUT });
+const doneRects = (page, fig) => page.$$eval(`figure[data-fig="${fig}"] rect[data-state="done"]`, (r) => r.length);
+
+await test('a phase diagram opened from a link fills in with its theory curves and contour', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true }));
+  await page.goto(`${origin}${BASE}#${PHASE}&run=1`);
+  await waitSweep(page, 'finished');
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'sweep');
+  assert.match(await page.textContent('#sweep-status'), /^25 \/ 25 cells · done/);
+  assert.equal(await page.$$eval('figure[data-fig="phase"]', (f) => f.length), 1, 'one panel for the one solver');
+  assert.equal(await doneRects(page, 'phase'), 25);
+  for (const id of ['theory-nonneg', 'theory-signed', 'contour']) {
+    assert.equal(await page.$$eval(`figure[data-fig="phase"] polyline[data-overlay="${id}"]`, (p) => p.length), 1, id);
+  }
+  // FISTA on non-negative codes: the easy corner (many measurements, few atoms) succeeds, the
+  // hard one (few measurements, dense codes) fails.
+  const value = (d, r) =>
+    page.$$eval(
+      'figure[data-fig="phase"] rect[data-state="done"]',
+      (rects, where) => Number(rects.find((e) => e.querySelector('title').textContent.startsWith(where)).dataset.value),
+      `δ = M / N ${d}, ρ = K / M ${r}:`,
+    );
+  assert.ok((await value(1, 0.1)) > 0.9);
+  assert.ok((await value(0.2, 0.9)) < 0.1);
+  // The small-N caveat is on the page.
+  assert.match(await page.textContent('#sweep-figures'), /at small\s+N the transition is wide/);
+  await page.screenshot({ path: join(ARTIFACTS, 'sweep-phase.png'), fullPage: true });
+  // Exports: the figure as SVG and PNG, the cells as CSV.
+  const [svg] = await Promise.all([page.waitForEvent('download'), page.click('figure[data-fig="phase"] button[data-export="svg"]')]);
+  const svgText = await readFile(await svg.path(), 'utf8');
+  assert.match(svgText, /^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+  assert.match(svgText, /data-overlay="theory-nonneg"/);
+  const [png] = await Promise.all([page.waitForEvent('download'), page.click('figure[data-fig="phase"] button[data-export="png"]')]);
+  const pngBytes = await readFile(await png.path());
+  assert.deepEqual([...pngBytes.subarray(1, 4)], [0x50, 0x4e, 0x47], 'a PNG file');
+  assert.ok(pngBytes.length > 5000);
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#sweep-export-csv')]);
+  const rows = (await readFile(await csv.path(), 'utf8')).trim().split('\n');
+  assert.equal(rows.length, 26, 'a header and one row per cell (one method)');
+  assert.match(rows[0], /delta,rho/);
+  await ctx.close();
+});
+
+await test('a scaling study draws a map per method, the difference map and M = K ln(N/K); its JSON loads back', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true }));
+  await page.goto(`${origin}${BASE}#${SCALING}&run=1`);
+  await waitSweep(page, 'finished');
+  assert.match(await page.textContent('#sweep-status'), /^4 \/ 4 cells · done/);
+  const maps = await page.$$eval('figure[data-fig="map"] h3 > span:first-child', (s) => s.map((e) => e.textContent));
+  assert.deepEqual(maps, ['SAE · K = 2', 'MLP (h=32) · K = 2', 'Sparse coding · K = 2']);
+  assert.equal(await doneRects(page, 'map'), 12);
+  assert.equal(await doneRects(page, 'difference'), 4);
+  assert.match(await page.textContent('figure[data-fig="difference"] h3'), /Sparse coding − SAE/);
+  assert.equal(await page.$$eval('polyline[data-overlay="scaling-curve"]', (p) => p.length), 4, 'on each map and the difference');
+  assert.equal(await page.$$eval('figure[data-fig="compute"]', (f) => f.length), 1, 'MCC against FLOPs');
+  // Choosing the other pair of the difference redraws it.
+  await page.selectOption('#sweep-diff-b', { label: 'MLP (h=32)' });
+  await page.waitForFunction(() => /Sparse coding − MLP/.test(document.querySelector('figure[data-fig="difference"] h3').textContent));
+  await page.screenshot({ path: join(ARTIFACTS, 'sweep-scaling.png'), fullPage: true });
+  const [json] = await Promise.all([page.waitForEvent('download'), page.click('#sweep-export-json')]);
+  const path = join(ARTIFACTS, 'sweep-scaling.json');
+  await json.saveAs(path);
+  const file = JSON.parse(await readFile(path, 'utf8'));
+  assert.equal(file.units.length, 4);
+  const before = await page.$$eval('figure[data-fig="map"] rect[data-state="done"]', (r) => r.map((e) => e.dataset.value));
+  await ctx.close();
+
+  // A fresh browser (nothing stored) opens the file and shows the same cells.
+  const fresh = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await fresh.page.goto(`${origin}${BASE}`);
+  await fresh.page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: TIMEOUT });
+  await fresh.page.setInputFiles('#load-json', path);
+  await waitSweep(fresh.page, 'finished');
+  assert.equal(await fresh.page.evaluate(() => document.body.dataset.mode), 'sweep');
+  assert.match(await fresh.page.textContent('#sweep-status'), /^4 \/ 4 cells · done/);
+  const after = await fresh.page.$$eval('figure[data-fig="map"] rect[data-state="done"]', (r) => r.map((e) => e.dataset.value));
+  assert.deepEqual(after, before);
+  await fresh.ctx.close();
+});
+
+await test('a reload keeps the cells done, Run computes only the rest, and Pause answers at once', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
+  // 8 cells of 1,500 steps each: long enough to interrupt.
+  const link = 'v=2&sweep=quick-scaling&axes=K:2~N:16_32_48_64~M:8_16&steps=1500&seed=4';
+  await page.goto(`${origin}${BASE}#${link}&run=1`);
+  await page.waitForFunction(() => Number(document.body.dataset.sweepCells) >= 2, null, { timeout: TIMEOUT });
+  const t0 = Date.now();
+  await page.click('#sweep-play');
+  await waitSweep(page, 'paused');
+  assert.ok(Date.now() - t0 < 2000, `Pause took ${Date.now() - t0} ms`);
+  const kept = Number(await page.evaluate(() => document.body.dataset.sweepCells));
+  assert.ok(kept >= 2 && kept < 8, `${kept} cells done`);
+  await page.reload();
+  await waitSweep(page, 'ready');
+  assert.equal(Number(await page.evaluate(() => document.body.dataset.sweepCells)), kept);
+  assert.match(await page.textContent('#sweep-status'), new RegExp(`^${kept} / 8 cells · kept from before`));
+  assert.equal(await page.textContent('#sweep-play'), 'Resume sweep');
+  const keptValues = await page.$$eval('figure[data-fig="map"] rect[data-state="done"]', (r) => r.map((e) => e.dataset.value));
+  await page.click('#sweep-play');
+  await waitSweep(page, 'finished');
+  assert.match(await page.textContent('#sweep-status'), /^8 \/ 8 cells · done/);
+  // The kept cells are the ones shown before (not recomputed into something else).
+  const all = await page.$$eval('figure[data-fig="map"] rect[data-state="done"]', (r) => r.map((e) => e.dataset.value));
+  for (const v of keptValues) assert.ok(all.includes(v), `kept value ${v} still shown`);
+  await ctx.close();
+});
+
+await test('a malformed sweep link gives a message and a working page', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=2&sweep=phase&axes=delta:0.5_x`);
+  await page.waitForSelector('.banner.error');
+  assert.match(await page.textContent('.banner.error'), /sweep link could not be opened.*axes/);
+  await waitSweep(page, 'ready');
+  assert.ok((await page.$$eval('figure[data-fig="phase"]', (f) => f.length)) >= 1, 'the phase preset is shown instead');
+  // Absurd sizes are refused before anything is built.
+  await page.goto(`${origin}${BASE}#v=2&sweep=phase&N=100000000`);
+  await page.waitForFunction(() => /sweep link could not be opened/.test(document.querySelector('.banner.error')?.textContent || ''));
+  await ctx.close();
+});
+
+if (consoleProblems.length) {
+  await test('no console errors or warnings', async () => assert.deepEqual(consoleProblems, []));
+}
+await finish('sweeps');

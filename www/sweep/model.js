@@ -1,0 +1,184 @@
+// The results model of a sweep: the checked config (from Rust's validateSweep: the methods'
+// labels and each cell's values), the units done so far (the CLI's UnitResult objects), and
+// the per-cell summaries the views draw (mean and spread over seeds). Views read it and draw;
+// they never change it.
+import { csvText } from '../page/files.js';
+
+/** Metrics a sweep can show, by kind, with how to read them off a method's outcome. */
+export const METRICS = {
+  success_rate: { label: 'Success rate', get: (o) => o.recovery?.success_rate, range: [0, 1] },
+  mean_relative_error: { label: 'Mean relative error |ŝ − s| / |s|', get: (o) => o.recovery?.mean_relative_error, log: true },
+  code_mcc: { label: 'Code MCC', get: (o) => o.record?.code_mcc, range: [0, 1] },
+  dict_mcc: { label: 'Dictionary MCC', get: (o) => o.record?.dict_mcc, range: [0, 1] },
+  test_mse: { label: 'Test MSE', get: (o) => o.record?.test_mse, log: true },
+  nmse: { label: 'Normalised MSE', get: (o) => o.record?.nmse, log: true },
+  l0: { label: 'L0 (active latents per sample)', get: (o) => o.record?.l0 },
+  dead_latents: { label: 'Dead latents', get: (o) => o.record?.dead_latents },
+  total_flops: {
+    label: 'Total FLOPs (training + inference)',
+    get: (o) => (o.record ? o.record.train_flops + o.record.infer_flops : undefined),
+    log: true,
+  },
+};
+
+export function metricsFor(kind) {
+  return kind === 'recovery'
+    ? ['success_rate', 'code_mcc', 'mean_relative_error']
+    : ['code_mcc', 'dict_mcc', 'test_mse', 'nmse', 'l0', 'dead_latents', 'total_flops'];
+}
+
+export class SweepModel {
+  /** `checked`: validateSweep's answer. */
+  constructor(checked) {
+    this.config = checked.config;
+    this.cells = checked.cells;
+    this.seeds = checked.config.seeds;
+    this.methods = checked.methods;
+    this.cellValues = checked.cellValues;
+    this.params = checked.config.axes.map((a) => a.param);
+    this.units = new Map(); // "cell:seed" -> UnitResult
+    this.json = new Map(); // "cell:seed" -> its JSON text, as the engine gave it
+    this.perCell = new Array(this.cells).fill(0);
+    this.version = 0;
+  }
+
+  get kind() {
+    return this.config.kind;
+  }
+
+  get unitCount() {
+    return this.cells * this.seeds;
+  }
+
+  get unitsDone() {
+    return this.units.size;
+  }
+
+  get cellsDone() {
+    return this.perCell.filter((n) => n >= this.seeds).length;
+  }
+
+  has(cell, seed) {
+    return this.units.has(`${cell}:${seed}`);
+  }
+
+  /** Add units' results (JSON texts); those already present are ignored. */
+  addJson(texts) {
+    for (const text of texts) {
+      const u = JSON.parse(text);
+      const key = `${u.cell}:${u.seed}`;
+      if (this.units.has(key) || u.cell >= this.cells) continue;
+      this.units.set(key, u);
+      this.json.set(key, text);
+      this.perCell[u.cell] += 1;
+    }
+    this.version += 1;
+  }
+
+  /** The units not done, seed-major and cells spread over the grid (see `spreadOrder`). */
+  remainingUnits() {
+    const order = spreadOrder(this.cells);
+    const out = [];
+    for (let seed = 0; seed < this.seeds; seed += 1) {
+      for (const cell of order) if (!this.has(cell, seed)) out.push([cell, seed]);
+    }
+    return out;
+  }
+
+  /** Why cell `cell` is not a valid experiment, or null. */
+  invalid(cell) {
+    for (let s = 0; s < this.seeds; s += 1) {
+      const u = this.units.get(`${cell}:${s}`);
+      if (u && u.invalid) return u.invalid;
+    }
+    return null;
+  }
+
+  /** The value of `param` in `cell` (undefined when it is not an axis). */
+  valueOf(cell, param) {
+    const i = this.params.indexOf(param);
+    return i < 0 ? undefined : this.cellValues[cell][i];
+  }
+
+  /** The cell with these axis values (one per axis), or -1. */
+  cellAt(values) {
+    let cell = 0;
+    for (let i = 0; i < this.params.length; i += 1) {
+      const axis = this.config.axes[i].values;
+      const k = axis.indexOf(values[i]);
+      if (k < 0) return -1;
+      cell = cell * axis.length + k;
+    }
+    return cell;
+  }
+
+  /**
+   * Mean, spread and count over the seeds done of `metric` for method `m` in `cell`:
+   * {mean, std, n, failed} or null when no seed is done. `failed` counts seeds whose method
+   * diverged (they have no value).
+   */
+  stat(cell, m, metric) {
+    const get = METRICS[metric].get;
+    const values = [];
+    let failed = 0;
+    let any = false;
+    for (let s = 0; s < this.seeds; s += 1) {
+      const u = this.units.get(`${cell}:${s}`);
+      if (!u || u.invalid) continue;
+      any = true;
+      const o = u.methods[m];
+      const v = o && !o.error ? get(o) : undefined;
+      if (v == null || !Number.isFinite(v)) failed += 1;
+      else values.push(v);
+    }
+    if (!any) return null;
+    const n = values.length;
+    const mean = n ? values.reduce((a, b) => a + b, 0) / n : NaN;
+    const std = n > 1 ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
+    return { mean, std, n, failed };
+  }
+
+  /** Every unit as CSV rows: axis values, seed, method, then every metric. */
+  csv() {
+    const metrics = metricsFor(this.kind);
+    const lines = [['cell', ...this.params, 'seed', 'method', 'invalid', 'error', ...metrics].join(',')];
+    const keys = Array.from(this.units.keys()).sort((a, b) => {
+      const [ca, sa] = a.split(':').map(Number);
+      const [cb, sb] = b.split(':').map(Number);
+      return ca - cb || sa - sb;
+    });
+    for (const key of keys) {
+      const u = this.units.get(key);
+      const head = [u.cell, ...this.cellValues[u.cell], u.seed];
+      if (u.invalid) {
+        lines.push([...head, '', csvText(u.invalid), '', ...metrics.map(() => '')].join(','));
+        continue;
+      }
+      u.methods.forEach((o, m) => {
+        const values = metrics.map((k) => {
+          const v = METRICS[k].get(o);
+          return v == null || !Number.isFinite(v) ? '' : String(v);
+        });
+        lines.push([...head, csvText(this.methods[m] || o.name), '', o.error ? csvText(o.error) : '', ...values].join(','));
+      });
+    }
+    return `${lines.join('\n')}\n`;
+  }
+}
+
+/**
+ * The cells 0..n-1 in an order that spreads over the grid: bit-reversed indices first (0, n/2,
+ * n/4, 3n/4, ...), so a coarse picture of the whole grid appears early and fills in, instead
+ * of one row after another.
+ */
+export function spreadOrder(n) {
+  let bits = 0;
+  while (1 << bits < n) bits += 1;
+  const out = [];
+  for (let i = 0; i < 1 << bits; i += 1) {
+    let r = 0;
+    for (let b = 0; b < bits; b += 1) if (i & (1 << b)) r |= 1 << (bits - 1 - b);
+    if (r < n) out.push(r);
+  }
+  return out;
+}

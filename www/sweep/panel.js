@@ -1,0 +1,687 @@
+// Sweep mode: the sweep form (presets, axes, seeds, the recovery options, the base experiment),
+// its link, the run controls over a pool of workers (./pool.js), the figures (../views/sweep.js),
+// exports, loading results made by the CLI (shards merge), and resuming after a reload: every
+// finished unit is kept in this browser under the sweep's link, so a reload (or a crash) redoes
+// only the cells not yet done.
+import {
+  decodeSweepLink,
+  encodeSweepLink,
+  mergeSweepResults,
+  solverDefaults,
+  sweepPresetConfig,
+  sweepResultsJson,
+  validateSweep,
+} from '../engine.js';
+import { downloadURL } from '../charts.js';
+import { poolSize } from '../engine-pool.js';
+import { downloadText } from '../page/files.js';
+import { formatDuration } from '../page/player.js';
+import { $, banner, errorText } from '../page/state.js';
+import { svgToPng } from '../svgplot.js';
+import { paramLabel, sweepFigures, sweepTable } from '../views/sweep.js';
+import { METRICS, SweepModel, metricsFor } from './model.js';
+import { SweepPool } from './pool.js';
+
+export const DEFAULT_SWEEP = 'phase';
+const STORE_PREFIX = 'sparse-playground/v1/sweep/';
+const STORE_INDEX = 'sparse-playground/v1/sweeps';
+const STORE_KEEP = 4;
+const RENDER_EVERY_MS = 300;
+
+const PARAMS = ['N', 'M', 'K', 'n', 'noise', 'l1', 'k', 'h', 'steps', 'lr', 'bias', 'solver_steps', 'delta', 'rho'];
+
+const SOLVERS = [
+  { id: 'fista', text: 'FISTA, non-negative', make: (steps) => ({ ...solverDefaults('fista'), steps, nonneg: true }), match: (s) => s.solver === 'fista' && s.nonneg },
+  { id: 'fista-signed', text: 'FISTA, signed', make: (steps) => ({ ...solverDefaults('fista'), steps, nonneg: false }), match: (s) => s.solver === 'fista' && !s.nonneg },
+  { id: 'omp', text: 'OMP (greedy, K atoms)', make: () => solverDefaults('omp'), match: (s) => s.solver === 'omp' },
+  { id: 'adam', text: 'Adam on log-codes (the paper\'s)', make: (steps) => ({ ...solverDefaults('adam'), steps }), match: (s) => s.solver === 'adam' },
+];
+
+export const sweep = {
+  checked: null, // validateSweep's answer for the sweep shown
+  model: null,
+  pool: new SweepPool((e) => onPoolEvent(e)),
+  playing: false,
+  source: 'live', // 'live', 'stored' (restored after a reload) or 'loaded' (a results file)
+  ui: { metric: null, diffA: 0, diffB: 1 },
+  fractions: [],
+  rate: 0,
+  rateDone: 0,
+  rateTime: 0,
+  lastRender: 0,
+  renderTimer: null,
+  saveTimer: null,
+  figures: [],
+  autorun: false,
+};
+
+/** Workers this page would use for `units` units. */
+function workersFor(units) {
+  return poolSize(units);
+}
+
+/** Validate for this page: the rules, then the memory of one unit per worker. */
+function check(config) {
+  const first = validateSweep(config, 1);
+  return validateSweep(first.config, workersFor(first.units));
+}
+
+/** The link of the sweep shown (the part after #), with `extra` pairs. */
+export function sweepLink(extra = []) {
+  return encodeSweepLink(sweep.checked.config, extra);
+}
+
+function shareUrl() {
+  const extra = $('sweep-link-autorun').checked ? [['run', '1']] : [];
+  const url = new URL(window.location.href);
+  url.hash = sweepLink(extra);
+  return url.toString();
+}
+
+function updateLink() {
+  history.replaceState(null, '', `#${sweepLink()}`);
+  $('sweep-share-link').value = shareUrl();
+}
+
+/**
+ * Show `config` (a sweep config object): validate it (in Rust), stop what ran, restore the
+ * units this browser kept for it, redraw. `fromForm`: an edit, whose error goes beside the
+ * form and keeps the sweep shown; otherwise errors throw.
+ */
+export function setSweep(config, { fromForm = false, autorun = false } = {}) {
+  let checked;
+  try {
+    checked = check(config);
+  } catch (e) {
+    if (!fromForm) throw e;
+    showError(`Not applied: ${errorText(e)}`);
+    return false;
+  }
+  showError('');
+  sweep.pool.terminate();
+  sweep.playing = false;
+  sweep.checked = checked;
+  sweep.model = new SweepModel(checked);
+  sweep.source = 'live';
+  sweep.rate = 0;
+  sweep.fractions = [];
+  const kept = loadStored();
+  if (kept.length) {
+    sweep.model.addJson(kept);
+    sweep.source = 'stored';
+  }
+  const metrics = metricsFor(checked.config.kind);
+  if (!metrics.includes(sweep.ui.metric)) sweep.ui.metric = metrics[0];
+  const labels = checked.methods;
+  const find = (prefix, other) => {
+    const i = labels.findIndex((l) => l.startsWith(prefix));
+    return i >= 0 ? i : other;
+  };
+  sweep.ui.diffA = Math.min(find('Sparse coding', 0), labels.length - 1);
+  sweep.ui.diffB = find('SAE', sweep.ui.diffA === 0 ? 1 : 0);
+  if (sweep.ui.diffB === sweep.ui.diffA) sweep.ui.diffB = sweep.ui.diffA === 0 ? 1 : 0;
+  writeForm();
+  updateLink();
+  document.body.dataset.sweepState = sweep.model.unitsDone === sweep.model.unitCount ? 'finished' : 'ready';
+  render(true);
+  updateControls();
+  setStatus();
+  if (kept.length && sweep.model.unitsDone < sweep.model.unitCount) {
+    banner('info', `Kept from before: ${sweep.model.unitsDone} of ${sweep.model.unitCount} units of this sweep. Run computes only the rest.`, 'sweep-restore');
+  }
+  if (autorun && sweep.model.unitsDone < sweep.model.unitCount) play();
+  return true;
+}
+
+export function openSweepPreset(name, options = {}) {
+  return setSweep(sweepPresetConfig(name), options);
+}
+
+/** Open a sweep link (throws when it cannot be read). */
+export function openSweepLink(hash) {
+  const { config, extra } = decodeSweepLink(hash);
+  const autorun = extra.some(([k, v]) => k === 'run' && v === '1');
+  setSweep(config, { autorun });
+}
+
+/** Whether the address's hash is the sweep shown (so a hashchange is ours). */
+export function isCurrentSweep(hash) {
+  return !!sweep.checked && hash === sweepLink();
+}
+
+// --- Storage: finished units kept per sweep link, the few most recent sweeps.
+
+function storeKey() {
+  return STORE_PREFIX + sweepLink();
+}
+
+function loadStored() {
+  try {
+    const raw = localStorage.getItem(storeKey());
+    if (!raw) return [];
+    const { units } = JSON.parse(raw);
+    return Array.isArray(units) ? units.filter((u) => typeof u === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+function saveSoon() {
+  if (sweep.saveTimer) return;
+  sweep.saveTimer = setTimeout(() => {
+    sweep.saveTimer = null;
+    saveNow();
+  }, 1000);
+}
+
+function saveNow() {
+  if (!sweep.model) return;
+  const key = storeKey();
+  const value = JSON.stringify({ saved: new Date().toISOString(), units: Array.from(sweep.model.json.values()) });
+  let index = [];
+  try {
+    index = JSON.parse(localStorage.getItem(STORE_INDEX) || '[]').filter((k) => typeof k === 'string');
+  } catch {
+    index = [];
+  }
+  index = [key, ...index.filter((k) => k !== key)];
+  for (let attempt = 0; attempt < STORE_KEEP; attempt += 1) {
+    try {
+      while (index.length > STORE_KEEP) localStorage.removeItem(index.pop());
+      localStorage.setItem(key, value);
+      localStorage.setItem(STORE_INDEX, JSON.stringify(index));
+      return;
+    } catch {
+      // Full: forget the oldest other sweep and try again.
+      if (index.length <= 1) break;
+      localStorage.removeItem(index.pop());
+    }
+  }
+  banner('info', 'This browser\'s storage is full: the cells done will not survive a reload (export the results JSON to keep them).', 'sweep-storage');
+}
+
+function forgetStored() {
+  try {
+    localStorage.removeItem(storeKey());
+  } catch {
+    // Nothing to forget.
+  }
+}
+
+// --- Running.
+
+export function play() {
+  if (!sweep.model) return;
+  if (sweep.playing) return;
+  const remaining = sweep.model.remainingUnits();
+  if (!remaining.length) return;
+  sweep.playing = true;
+  if (sweep.source === 'stored') sweep.source = 'live';
+  sweep.rate = 0;
+  sweep.rateDone = sweep.model.unitsDone;
+  sweep.rateTime = performance.now();
+  $('banners').querySelector('[data-id="sweep-restore"]')?.remove();
+  if (sweep.pool.size > 0 && !sweep.pool.playing) {
+    sweep.pool.resume();
+  } else {
+    sweep.pool.start(sweep.checked.config, remaining);
+  }
+  document.body.dataset.sweepState = 'running';
+  updateControls();
+  setStatus();
+}
+
+export function pause() {
+  if (!sweep.playing) return;
+  sweep.playing = false;
+  sweep.pool.pause();
+  document.body.dataset.sweepState = 'paused';
+  saveNow();
+  updateControls();
+  setStatus();
+}
+
+/** Stop the workers (their memory is freed); the cells done stay, Run does the rest. */
+export function cancel() {
+  sweep.playing = false;
+  sweep.pool.terminate();
+  sweep.fractions = [];
+  document.body.dataset.sweepState = 'cancelled';
+  saveNow();
+  updateControls();
+  setStatus();
+}
+
+function startOver() {
+  sweep.pool.terminate();
+  sweep.playing = false;
+  forgetStored();
+  sweep.model = new SweepModel(sweep.checked);
+  sweep.source = 'live';
+  document.body.dataset.sweepState = 'ready';
+  render(true);
+  updateControls();
+  setStatus();
+}
+
+function onPoolEvent(e) {
+  switch (e.type) {
+    case 'results':
+      sweep.model.addJson(e.results);
+      saveSoon();
+      render(false);
+      setStatus();
+      break;
+    case 'progress':
+      sweep.fractions = e.fractions;
+      setStatus();
+      break;
+    case 'finished':
+      sweep.playing = false;
+      sweep.fractions = [];
+      document.body.dataset.sweepState = 'finished';
+      saveNow();
+      render(true);
+      updateControls();
+      setStatus();
+      break;
+    case 'error':
+      sweep.playing = false;
+      document.body.dataset.sweepState = 'error';
+      banner('error', `The sweep stopped: ${e.message}. The cells done are kept; Run continues.`, 'sweep-engine');
+      saveNow();
+      updateControls();
+      setStatus();
+      break;
+    default:
+      break;
+  }
+}
+
+function setStatus() {
+  const m = sweep.model;
+  if (!m) return;
+  const partial = sweep.fractions.reduce((a, b) => a + b, 0);
+  const done = m.unitsDone + (sweep.playing ? partial : 0);
+  $('sweep-progress').max = m.unitCount;
+  $('sweep-progress').value = done;
+  const now = performance.now();
+  if (sweep.playing && now - sweep.rateTime > 1000) {
+    const instant = ((done - sweep.rateDone) * 1000) / (now - sweep.rateTime);
+    sweep.rate = sweep.rate === 0 ? instant : 0.7 * sweep.rate + 0.3 * instant;
+    sweep.rateDone = done;
+    sweep.rateTime = now;
+  }
+  const unitsText = m.seeds > 1 ? ` (${m.unitsDone} / ${m.unitCount} cell-seeds)` : '';
+  let text = `${m.cellsDone} / ${m.cells} cells${unitsText}`;
+  if (sweep.playing && sweep.rate > 0) {
+    const perCell = m.seeds > 1 ? `${(sweep.rate / m.seeds).toPrecision(2)} cells/s` : `${sweep.rate.toPrecision(2)} cells/s`;
+    text += ` · ${perCell} · ${formatDuration((m.unitCount - done) / sweep.rate)} left`;
+  }
+  const invalid = Array.from({ length: m.cells }, (_, c) => m.invalid(c)).filter(Boolean).length;
+  if (invalid) text += ` · ${invalid} invalid cell${invalid === 1 ? '' : 's'} (grey)`;
+  if (m.unitsDone === m.unitCount) text += ' · done';
+  else if (!sweep.playing && m.unitsDone > 0) {
+    const why = { loaded: 'loaded from a file', stored: 'kept from before; Run does the rest' };
+    text += ` · ${why[sweep.source] || 'paused'}`;
+  }
+  $('sweep-status').textContent = text;
+}
+
+function updateControls() {
+  const m = sweep.model;
+  const complete = !!m && m.unitsDone === m.unitCount;
+  const play = $('sweep-play');
+  play.disabled = !m || complete;
+  play.textContent = sweep.playing ? 'Pause' : m && m.unitsDone > 0 && !complete ? 'Resume sweep' : 'Run sweep';
+  play.setAttribute('aria-pressed', String(sweep.playing));
+  $('sweep-cancel').disabled = !sweep.playing && sweep.pool.size === 0;
+  $('sweep-clear').disabled = !m || m.unitsDone === 0;
+  $('sweep-export-json').disabled = !m || m.unitsDone === 0;
+  $('sweep-export-csv').disabled = !m || m.unitsDone === 0;
+}
+
+// --- Figures.
+
+function render(now) {
+  if (now) {
+    clearTimeout(sweep.renderTimer);
+    sweep.renderTimer = null;
+    draw();
+    return;
+  }
+  if (sweep.renderTimer) return;
+  const wait = Math.max(0, RENDER_EVERY_MS - (performance.now() - sweep.lastRender));
+  sweep.renderTimer = setTimeout(() => {
+    sweep.renderTimer = null;
+    requestAnimationFrame(draw);
+  }, wait);
+}
+
+function draw() {
+  sweep.lastRender = performance.now();
+  const m = sweep.model;
+  if (!m) return;
+  sweep.figures = sweepFigures(m, sweep.ui);
+  const root = $('sweep-figures');
+  root.replaceChildren(
+    ...sweep.figures.map((f, i) => {
+      const fig = document.createElement('figure');
+      fig.dataset.fig = f.kind;
+      const h = document.createElement('h3');
+      const title = document.createElement('span');
+      title.textContent = f.title;
+      const actions = document.createElement('span');
+      for (const [fmt, text] of [['svg', 'SVG'], ['png', 'PNG']]) {
+        const b = document.createElement('button');
+        b.type = 'button';
+        b.textContent = text;
+        b.dataset.export = fmt;
+        b.dataset.index = String(i);
+        b.setAttribute('aria-label', `${f.title}: download as ${text}`);
+        actions.append(b);
+      }
+      h.append(title, actions);
+      const holder = document.createElement('div');
+      holder.innerHTML = f.svg; // built from escaped text by ../svgplot.js and ../charts.js
+      fig.append(h, holder);
+      if (f.caption) {
+        const cap = document.createElement('figcaption');
+        cap.textContent = f.caption;
+        fig.append(cap);
+      }
+      return fig;
+    }),
+  );
+  if ($('sweep-table-box').open) $('sweep-table').innerHTML = sweepTable(m, sweep.ui.metric);
+  document.body.dataset.sweepCells = String(m.cellsDone);
+}
+
+function fileStem() {
+  const c = sweep.checked.config;
+  const axes = c.axes.map((a) => a.param).join('-') || 'cell';
+  return `sparse-playground-sweep-${c.kind}-${axes}`;
+}
+
+async function exportFigure(index, fmt) {
+  const f = sweep.figures[index];
+  if (!f) return;
+  const name = `${fileStem()}-${f.id.replace(/[^A-Za-z0-9=.-]+/g, '_')}`;
+  if (fmt === 'svg') {
+    downloadText(f.svg, `${name}.svg`, 'image/svg+xml');
+    return;
+  }
+  try {
+    const blob = await svgToPng(f.svg, 2);
+    const url = URL.createObjectURL(blob);
+    downloadURL(url, `${name}.png`);
+    setTimeout(() => URL.revokeObjectURL(url), 10_000);
+  } catch (e) {
+    banner('error', `The PNG could not be made: ${errorText(e)}`, 'sweep-png');
+  }
+}
+
+/** The sweep's results file, in the CLI's schema. */
+export function sweepJson() {
+  return sweepResultsJson(sweep.checked.config, Array.from(sweep.model.json.values()));
+}
+
+/** Show results files of one sweep (the CLI's, the page's, shards of one sweep). */
+export function loadSweepResults(texts) {
+  const merged = JSON.parse(mergeSweepResults(texts));
+  setSweep(merged.sweep);
+  sweep.model.addJson(merged.units.map((u) => JSON.stringify(u)));
+  sweep.source = 'loaded';
+  saveNow();
+  render(true);
+  updateControls();
+  setStatus();
+  document.body.dataset.sweepState = sweep.model.unitsDone === sweep.model.unitCount ? 'finished' : 'ready';
+  return merged;
+}
+
+// --- The form.
+
+function showError(text) {
+  const box = $('sweep-error');
+  box.textContent = text;
+  box.hidden = !text;
+}
+
+function writeForm() {
+  const c = sweep.checked.config;
+  const recovery = c.kind === 'recovery';
+  $('sweep-kind').textContent = recovery
+    ? 'Recovery: each cell draws a random Gaussian dictionary (known to the solvers) and K-sparse codes, and measures the fraction of test signals each solver recovers.'
+    : 'Experiment: each cell runs the base experiment\'s methods with the cell\'s values and keeps their final evaluation; each seed redraws the data and the initialisation.';
+  const axes = $('sweep-axes');
+  axes.replaceChildren(
+    ...c.axes.map((axis, i) => {
+      const row = document.createElement('div');
+      row.className = 'axis-row';
+      const sel = document.createElement('select');
+      sel.dataset.axis = String(i);
+      sel.dataset.role = 'param';
+      sel.setAttribute('aria-label', `Axis ${i + 1}: parameter`);
+      for (const p of PARAMS) {
+        if (!recovery && (p === 'delta' || p === 'rho')) continue;
+        const o = document.createElement('option');
+        o.value = p;
+        o.textContent = paramLabel(p);
+        sel.append(o);
+      }
+      sel.value = axis.param;
+      const input = document.createElement('input');
+      input.type = 'text';
+      input.dataset.axis = String(i);
+      input.dataset.role = 'values';
+      input.value = axis.values.map((v) => +v.toPrecision(6)).join(', ');
+      input.setAttribute('aria-label', `Axis ${i + 1}: values, separated by commas`);
+      input.title = 'Values separated by commas, or a range a:b:count (evenly spaced, both ends included)';
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = '×';
+      remove.dataset.axis = String(i);
+      remove.dataset.role = 'remove';
+      remove.setAttribute('aria-label', `Remove the ${axis.param} axis`);
+      row.append(sel, input, remove);
+      return row;
+    }),
+  );
+  const add = $('sweep-add-axis');
+  add.replaceChildren(new Option('choose…', ''));
+  for (const p of PARAMS) {
+    if (c.axes.some((a) => a.param === p)) continue;
+    if (!recovery && (p === 'delta' || p === 'rho')) continue;
+    add.append(new Option(paramLabel(p), p));
+  }
+  $('sweep-seeds').value = c.seeds;
+  $('sweep-size').textContent = `${sweep.checked.cells} cell(s) × ${c.seeds} seed(s) = ${sweep.checked.units} units; the largest needs about ${sweep.checked.unitMemory}.`;
+  $('sweep-recovery').hidden = !recovery;
+  if (recovery) {
+    $('sweep-N').value = c.base.data.num_atoms;
+    $('sweep-trials').value = c.base.data.num_samples;
+    $('sweep-signed').checked = !!c.base.data.signed_codes;
+    const box = $('sweep-solvers');
+    box.replaceChildren(
+      ...SOLVERS.map((s) => {
+        const on = c.recovery.solvers.find(s.match);
+        const label = document.createElement('label');
+        label.className = 'check';
+        const cb = document.createElement('input');
+        cb.type = 'checkbox';
+        cb.dataset.solver = s.id;
+        cb.checked = !!on;
+        label.append(cb, ` ${s.text}`);
+        if (s.id !== 'omp') {
+          const steps = document.createElement('input');
+          steps.type = 'number';
+          steps.min = '1';
+          steps.step = '1';
+          steps.dataset.solverSteps = s.id;
+          steps.value = on ? on.steps : s.make(undefined).steps;
+          steps.setAttribute('aria-label', `${s.text}: iterations`);
+          label.append(' ', steps, ' it.');
+        }
+        return label;
+      }),
+    );
+    const success = c.recovery.success;
+    $('sweep-success').value = success.criterion === 'support' ? 'support' : 'rel';
+    $('sweep-tol').value = success.criterion === 'support' ? 0.01 : success.tol;
+    $('sweep-tol').disabled = success.criterion === 'support';
+  }
+  if (document.activeElement !== $('sweep-base')) $('sweep-base').value = JSON.stringify(c.base, null, 2);
+  const metric = $('sweep-metric');
+  metric.replaceChildren(...metricsFor(c.kind).map((k) => new Option(METRICS[k].label, k)));
+  metric.value = sweep.ui.metric;
+  const showDiff = c.axes.length >= 2 && sweep.checked.methods.length >= 2 && !(recovery && c.axes.some((a) => a.param === 'delta'));
+  $('sweep-diff').hidden = !showDiff;
+  for (const [id, key] of [['sweep-diff-a', 'diffA'], ['sweep-diff-b', 'diffB']]) {
+    const sel = $(id);
+    sel.replaceChildren(...sweep.checked.methods.map((name, i) => new Option(name, String(i))));
+    sel.value = String(sweep.ui[key]);
+  }
+  $('sweep-note').textContent = recovery
+    ? 'Phase diagrams of compressed sensing: x = δ = M/N (how many measurements), y = ρ = K/M (how sparse). Below the curves l1 recovery succeeds with high probability as N grows; the empirical 50% contour shows where it does here. At small N the transition is a wide band, not a sharp edge.'
+    : 'Hover a cell for its value, seeds and spread; grey cells are not valid experiments (K above N, say); pale cells are not computed yet.';
+}
+
+/** Parse "1, 2, 3" or a range "a:b:count". */
+function parseValues(text) {
+  const t = text.trim();
+  const range = t.match(/^([^:]+):([^:]+):(\d+)$/);
+  if (range) {
+    const [a, b, n] = [Number(range[1]), Number(range[2]), Number(range[3])];
+    if (!Number.isFinite(a) || !Number.isFinite(b) || n < 1 || n > 256) throw new Error(`"${t}" is not a range a:b:count with at most 256 values`);
+    return Array.from({ length: n }, (_, i) => (n === 1 ? a : +(a + ((b - a) * i) / (n - 1)).toPrecision(12)));
+  }
+  const parts = t.split(/[\s,;]+/).filter(Boolean);
+  const values = parts.map(Number);
+  const bad = parts.find((p, i) => !Number.isFinite(values[i]));
+  if (bad !== undefined) throw new Error(`"${bad}" is not a number`);
+  if (!values.length) throw new Error('give at least one value');
+  return values;
+}
+
+function readForm(event) {
+  const c = structuredClone(sweep.checked.config);
+  const t = event.target;
+  if (t.dataset.role === 'param') c.axes[+t.dataset.axis].param = t.value;
+  if (t.dataset.role === 'values') c.axes[+t.dataset.axis].values = parseValues(t.value);
+  if (t.id === 'sweep-add-axis' && t.value) {
+    const p = t.value;
+    const base = c.base;
+    const guess = {
+      N: [16, 32, 64], M: [4, 8, 16], K: [1, 3, 5], n: [256, 1024], noise: [0, 0.01, 0.1], l1: [0.001, 0.01, 0.1],
+      k: [1, 3, 5], h: [16, 64, 256], steps: [500, 2000], lr: [0.0003, 0.001, 0.003], bias: [0, 1],
+      solver_steps: [100, 500, 2000], delta: [0.25, 0.5, 0.75], rho: [0.1, 0.3, 0.5],
+    }[p] || [base.data.num_atoms];
+    c.axes.push({ param: p, values: guess });
+  }
+  c.seeds = Number($('sweep-seeds').value);
+  if (c.kind === 'recovery') {
+    c.base.data.num_atoms = Number($('sweep-N').value);
+    c.base.data.num_samples = Number($('sweep-trials').value);
+    c.base.data.signed_codes = $('sweep-signed').checked;
+    c.recovery.solvers = SOLVERS.filter((s) => document.querySelector(`[data-solver="${s.id}"]`)?.checked).map((s) => {
+      const steps = document.querySelector(`[data-solver-steps="${s.id}"]`);
+      return s.make(steps ? Number(steps.value) : undefined);
+    });
+    c.recovery.success = $('sweep-success').value === 'support'
+      ? { criterion: 'support' }
+      : { criterion: 'relative_error', tol: Number($('sweep-tol').value) };
+  }
+  if (t.id === 'sweep-base') c.base = JSON.parse(t.value);
+  return c;
+}
+
+function onFormChange(event) {
+  let config;
+  try {
+    config = readForm(event);
+  } catch (e) {
+    showError(`Not applied: ${errorText(e)}`);
+    return;
+  }
+  setSweep(config, { fromForm: true });
+}
+
+function onFormClick(event) {
+  const b = event.target.closest('button[data-role="remove"]');
+  if (!b) return;
+  const c = structuredClone(sweep.checked.config);
+  c.axes.splice(+b.dataset.axis, 1);
+  setSweep(c, { fromForm: true });
+}
+
+/** Wire the sweep controls (once, at start-up). */
+export function initSweepPanel() {
+  $('sweep-form').addEventListener('change', onFormChange);
+  $('sweep-form').addEventListener('click', onFormClick);
+  $('sweep-form').addEventListener('submit', (e) => e.preventDefault());
+  for (const button of document.querySelectorAll('[data-sweep-preset]')) {
+    button.addEventListener('click', () => {
+      try {
+        openSweepPreset(button.dataset.sweepPreset, { autorun: true });
+      } catch (e) {
+        banner('error', `The preset could not open here: ${errorText(e)}`, 'sweep-preset');
+      }
+    });
+  }
+  $('sweep-play').addEventListener('click', () => (sweep.playing ? pause() : play()));
+  $('sweep-cancel').addEventListener('click', cancel);
+  $('sweep-clear').addEventListener('click', startOver);
+  $('sweep-metric').addEventListener('change', (e) => {
+    sweep.ui.metric = e.target.value;
+    render(true);
+  });
+  $('sweep-diff-a').addEventListener('change', (e) => {
+    sweep.ui.diffA = Number(e.target.value);
+    render(true);
+  });
+  $('sweep-diff-b').addEventListener('change', (e) => {
+    sweep.ui.diffB = Number(e.target.value);
+    render(true);
+  });
+  $('sweep-table-box').addEventListener('toggle', () => render(true));
+  $('sweep-figures').addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-export]');
+    if (b) exportFigure(Number(b.dataset.index), b.dataset.export);
+  });
+  $('sweep-link-autorun').addEventListener('change', () => {
+    if (sweep.checked) $('sweep-share-link').value = shareUrl();
+  });
+  $('sweep-copy-link').addEventListener('click', async () => {
+    const link = shareUrl();
+    $('sweep-share-link').value = link;
+    try {
+      await navigator.clipboard.writeText(link);
+      banner('info', 'Link copied: it reproduces this sweep exactly (same grid, same seeds).', 'copy');
+    } catch {
+      $('sweep-share-link').select();
+      banner('info', 'Select the link next to the button and copy it (the clipboard is not available here).', 'copy');
+    }
+  });
+  $('sweep-export-json').addEventListener('click', () => {
+    downloadText(sweepJson(), `${fileStem()}.json`, 'application/json');
+  });
+  $('sweep-export-csv').addEventListener('click', () => {
+    downloadText(sweep.model.csv(), `${fileStem()}.csv`, 'text/csv');
+  });
+  $('sweep-load').addEventListener('change', async (e) => {
+    const files = Array.from(e.target.files);
+    e.target.value = '';
+    if (!files.length) return;
+    try {
+      const texts = await Promise.all(files.map((f) => f.text()));
+      const merged = loadSweepResults(texts);
+      banner('info', `Loaded ${files.map((f) => f.name).join(', ')}: ${merged.units.length} of ${sweep.model.unitCount} units.`, 'load');
+    } catch (err) {
+      banner('error', `Not sweep results this page can read: ${errorText(err)}`, 'load');
+    }
+  });
+  window.addEventListener('pagehide', () => {
+    if (sweep.model && sweep.model.unitsDone) saveNow();
+  });
+}

@@ -1,0 +1,356 @@
+// The figures of a sweep, chosen by its shape, drawn from the results model (../sweep/model.js)
+// as SVG text (../svgplot.js, ../charts.js) that the SVG and PNG exports reuse:
+// - a recovery sweep over delta and rho: a phase diagram per method, with the weak-threshold
+//   curves of l1 recovery for signed and non-negative codes and the empirical 50% contour;
+// - two axes or more: a heat map per method over the last two axes (one per value of the
+//   others), a difference map between two chosen methods, and M = K ln(N/K) on (N, M) maps;
+// - one axis: the metric against it per method, and for experiments the paper's views,
+//   L0 against MSE (the Pareto front of the L1 sweep) and code MCC against total FLOPs.
+import { colorOf, escapeXML, formatNumber, formatValue, renderSVG } from '../charts.js';
+import { theoryCurves } from '../engine.js';
+import { heatmapSvg, levelCrossings } from '../svgplot.js';
+import { METRICS } from '../sweep/model.js';
+
+const PARAM_LABELS = {
+  N: 'atoms N',
+  M: 'dimension M',
+  K: 'active K',
+  n: 'samples n',
+  noise: 'noise std',
+  l1: 'L1 penalty λ',
+  k: 'TopK k',
+  h: 'MLP width h',
+  steps: 'training steps',
+  lr: 'learning rate',
+  bias: 'biases (0 off, 1 on)',
+  solver_steps: 'solver iterations',
+  delta: 'δ = M / N',
+  rho: 'ρ = K / M',
+};
+
+export function paramLabel(p) {
+  return PARAM_LABELS[p] || p;
+}
+
+let theory = null;
+function theoryPoints() {
+  if (!theory) theory = theoryCurves(200);
+  return theory;
+}
+
+/** Every combination of the values of `params` (indices into the model's axes). */
+function combinations(model, params) {
+  let combos = [[]];
+  for (const p of params) {
+    const values = model.config.axes[model.params.indexOf(p)].values;
+    combos = combos.flatMap((c) => values.map((v) => [...c, [p, v]]));
+  }
+  return combos;
+}
+
+function comboText(combo) {
+  return combo.map(([p, v]) => `${p} = ${formatValue(v)}`).join(', ');
+}
+
+/** The cell with `x`, `y` and the combo's values. */
+function cellFor(model, combo, px, x, py, y) {
+  const values = model.params.map((p) => {
+    if (p === px) return x;
+    if (p === py) return y;
+    return combo.find(([q]) => q === p)[1];
+  });
+  return model.cellAt(values);
+}
+
+function range(model, metric, cells, methods) {
+  const info = METRICS[metric];
+  if (info.range) return info.range;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const cell of cells) {
+    for (const m of methods) {
+      const s = model.stat(cell, m, metric);
+      if (s && Number.isFinite(s.mean)) {
+        lo = Math.min(lo, s.mean);
+        hi = Math.max(hi, s.mean);
+      }
+    }
+  }
+  return lo <= hi ? [lo, hi > lo ? hi : lo + 1] : [0, 1];
+}
+
+function cellEntry(model, cell, m, metric) {
+  if (cell < 0) return null;
+  const why = model.invalid(cell);
+  if (why) return { invalid: why };
+  const s = model.stat(cell, m, metric);
+  if (!s) return null;
+  const seeds = model.seeds > 1 ? `${s.n} seed${s.n === 1 ? '' : 's'}, std ${formatNumber(s.std)}` : '';
+  const failed = s.failed ? `${s.failed} diverged` : '';
+  return { value: s.mean, note: [seeds, failed].filter(Boolean).join(', ') || (s.n ? '' : 'diverged') };
+}
+
+/** The figures of the sweep in `model` for the choices in `ui` ({metric, diffA, diffB}). */
+export function sweepFigures(model, ui) {
+  const params = model.params;
+  const metric = ui.metric;
+  const label = METRICS[metric].label;
+  const methods = model.methods.map((_, i) => i);
+  const figures = [];
+  const allCells = Array.from({ length: model.cells }, (_, i) => i);
+  if (model.kind === 'recovery' && params.includes('delta') && params.includes('rho')) {
+    const xs = model.config.axes[params.indexOf('delta')].values;
+    const ys = model.config.axes[params.indexOf('rho')].values;
+    const others = params.filter((p) => p !== 'delta' && p !== 'rho');
+    const t = theoryPoints();
+    const signed = model.config.base.data.signed_codes;
+    const N = model.config.base.data.num_atoms;
+    for (const combo of combinations(model, others)) {
+      for (const m of methods) {
+        const cell = (ix, iy) => cellFor(model, combo, 'delta', xs[ix], 'rho', ys[iy]);
+        const mean = (ix, iy) => {
+          const e = cellEntry(model, cell(ix, iy), m, metric);
+          return e && !e.invalid ? e.value : null;
+        };
+        const overlays = [
+          {
+            id: 'theory-nonneg',
+            points: t.delta.map((d, i) => [d, t.nonneg[i]]),
+            color: '#111',
+            width: signed ? 1.5 : 2.5,
+            dash: signed ? '5 4' : null,
+            label: `l1 weak threshold, non-negative codes${signed ? '' : ' (these)'}`,
+          },
+          {
+            id: 'theory-signed',
+            points: t.delta.map((d, i) => [d, t.signed[i]]),
+            color: '#666',
+            width: signed ? 2.5 : 1.5,
+            dash: signed ? null : '5 4',
+            label: `l1 weak threshold, signed codes${signed ? ' (these)' : ''}`,
+          },
+        ];
+        if (metric === 'success_rate' || metric === 'code_mcc') {
+          overlays.push({
+            id: 'contour',
+            points: levelCrossings(xs.length, ys.length, mean, 0.5),
+            index: true,
+            color: '#E69F00',
+            width: 2.5,
+            label: `empirical 50% ${metric === 'success_rate' ? 'success' : 'MCC'} level`,
+          });
+        }
+        const where = comboText(combo);
+        const title = `${model.methods[m]}${where ? ` · ${where}` : ''}`;
+        figures.push({
+          id: `phase-${m}-${where}`,
+          kind: 'phase',
+          title,
+          svg: heatmapSvg({
+            title: `${title} · ${label}`,
+            xLabel: paramLabel('delta'),
+            yLabel: paramLabel('rho'),
+            xs,
+            ys,
+            cell: (ix, iy) => cellEntry(model, cell(ix, iy), m, metric),
+            scale: 'sequential',
+            vmin: 0,
+            vmax: metric === 'mean_relative_error' ? range(model, metric, allCells, [m])[1] : 1,
+            colorLabel: label,
+            overlays,
+            width: 420,
+            height: 420,
+          }),
+          caption: `Each cell: ${model.config.base.data.num_samples} test signal(s) x ${model.seeds} seed(s) at N = ${
+            combo.find(([p]) => p === 'N')?.[1] ?? N
+          }, ${signed ? 'signed' : 'non-negative'} codes. The black curves are the asymptotic l1 weak thresholds (N → ∞); at small N the transition is wide and sits near, not on, the curve.`,
+        });
+      }
+    }
+    return figures;
+  }
+  if (params.length >= 2) {
+    const px = params[params.length - 2];
+    const py = params[params.length - 1];
+    const xs = model.config.axes[params.length - 2].values;
+    const ys = model.config.axes[params.length - 1].values;
+    const others = params.slice(0, -2);
+    const combos = combinations(model, others);
+    const [lo, hi] = range(model, metric, allCells, methods);
+    for (const combo of combos) {
+      const cell = (ix, iy) => cellFor(model, combo, px, xs[ix], py, ys[iy]);
+      const overlays = scalingCurve(model, combo, px, py, xs, ys);
+      const where = comboText(combo);
+      for (const m of methods) {
+        const title = `${model.methods[m]}${where ? ` · ${where}` : ''}`;
+        figures.push({
+          id: `map-${m}-${where}`,
+          kind: 'map',
+          title,
+          svg: heatmapSvg({
+            title: `${title} · ${label}`,
+            xLabel: paramLabel(px),
+            yLabel: paramLabel(py),
+            xs,
+            ys,
+            cell: (ix, iy) => cellEntry(model, cell(ix, iy), m, metric),
+            scale: 'sequential',
+            vmin: lo,
+            vmax: hi,
+            colorLabel: label,
+            labels: true,
+            overlays,
+          }),
+        });
+      }
+      const [a, b] = [ui.diffA, ui.diffB];
+      if (methods.length >= 2 && a !== b && a < methods.length && b < methods.length) {
+        const diffTitle = `${model.methods[a]} − ${model.methods[b]}${where ? ` · ${where}` : ''}`;
+        figures.push({
+          id: `diff-${where}`,
+          kind: 'difference',
+          title: diffTitle,
+          svg: heatmapSvg({
+            title: `${diffTitle} · ${label}`,
+            xLabel: paramLabel(px),
+            yLabel: paramLabel(py),
+            xs,
+            ys,
+            cell: (ix, iy) => {
+              const ea = cellEntry(model, cell(ix, iy), a, metric);
+              const eb = cellEntry(model, cell(ix, iy), b, metric);
+              if (!ea || !eb) return null;
+              if (ea.invalid) return ea;
+              return { value: ea.value - eb.value, note: `${formatNumber(ea.value)} − ${formatNumber(eb.value)}` };
+            },
+            scale: 'diverging',
+            vmin: -(hi - lo),
+            vmax: hi - lo,
+            colorLabel: `difference in ${label}`,
+            labels: true,
+            overlays,
+          }),
+          caption: `Red: ${model.methods[a]} higher; blue: ${model.methods[b]} higher.`,
+        });
+      }
+    }
+    return figures.concat(computeViews(model, ui));
+  }
+  if (params.length === 1) {
+    const p = params[0];
+    const xs = model.config.axes[0].values.slice().sort((x, y) => x - y);
+    const xLog = xs[0] > 0 && xs[xs.length - 1] / xs[0] >= 20;
+    const series = methods.map((m) => {
+      const stats = xs.map((x) => model.stat(model.cellAt([x]), m, metric));
+      const mean = stats.map((s) => (s && Number.isFinite(s.mean) ? s.mean : null));
+      return {
+        name: model.methods[m],
+        color: colorOf(m),
+        mean,
+        lo: stats.map((s, i) => (s && s.n > 1 ? mean[i] - s.std : null)),
+        hi: stats.map((s, i) => (s && s.n > 1 ? mean[i] + s.std : null)),
+      };
+    });
+    if (series.some((s) => s.mean.some((v) => v != null))) {
+      figures.push({
+        id: `line-${metric}`,
+        kind: 'line',
+        title: `${label} against ${paramLabel(p)}`,
+        svg: renderSVG(
+          { xs, xLog, xLabel: paramLabel(p), series },
+          { title: `${label} against ${paramLabel(p)}`, yLabel: label, yLog: METRICS[metric].log, width: 480, height: 340, markers: true },
+        ),
+        caption: model.seeds > 1 ? 'Bands: ± one standard deviation over seeds.' : '',
+      });
+    }
+    return figures.concat(computeViews(model, ui));
+  }
+  return figures.concat(computeViews(model, ui));
+}
+
+/** M = K ln(N/K) (the compressed-sensing measurement bound) on maps over N and M. */
+function scalingCurve(model, combo, px, py, xs, ys) {
+  if (!((px === 'N' && py === 'M') || (px === 'M' && py === 'N'))) return [];
+  const K = combo.find(([p]) => p === 'K')?.[1] ?? model.config.base.data.sparsity_k;
+  const Ns = px === 'N' ? xs : ys;
+  const lo = Math.min(...Ns) / 2;
+  const hi = Math.max(...Ns) * 2;
+  const points = [];
+  for (let i = 0; i <= 80; i += 1) {
+    const N = lo * (hi / lo) ** (i / 80);
+    if (N <= K) continue;
+    const M = K * Math.log(N / K);
+    points.push(px === 'N' ? [N, M] : [M, N]);
+  }
+  return [{ id: 'scaling-curve', points, color: '#111', width: 2, dash: '6 4', label: `M = K ln(N/K), K = ${K}` }];
+}
+
+/**
+ * The paper's compute and sparsity views of an experiment sweep: code MCC against total FLOPs
+ * (training plus inference) for every cell, and L0 against test MSE (the Pareto view of an L1
+ * sweep), one series per method.
+ */
+function computeViews(model) {
+  if (model.kind !== 'experiment' || model.unitsDone === 0) return [];
+  const cells = Array.from({ length: model.cells }, (_, i) => i);
+  const scatter = (xMetric, yMetric) => {
+    const pts = model.methods.map((_, m) => cells
+      .map((c) => [model.stat(c, m, xMetric), model.stat(c, m, yMetric)])
+      .filter(([a, b]) => a && b && Number.isFinite(a.mean) && Number.isFinite(b.mean) && (!METRICS[xMetric].log || a.mean > 0))
+      .map(([a, b]) => [a.mean, b.mean]));
+    const xs = Array.from(new Set(pts.flat().map(([x]) => x))).sort((a, b) => a - b);
+    if (!xs.length) return null;
+    const series = pts.map((list, m) => {
+      const mean = xs.map((x) => list.find(([px]) => px === x)?.[1] ?? null);
+      return { name: model.methods[m], color: colorOf(m), mean, lo: mean.map(() => null), hi: mean.map(() => null) };
+    });
+    return { xs, series };
+  };
+  const out = [];
+  const flops = scatter('total_flops', 'code_mcc');
+  if (flops) {
+    out.push({
+      id: 'mcc-flops',
+      kind: 'compute',
+      title: 'Code MCC against total FLOPs',
+      svg: renderSVG(
+        { xs: flops.xs, xLog: true, xLabel: METRICS.total_flops.label, series: flops.series },
+        { title: 'Code MCC against total FLOPs (every cell)', yLabel: 'Code MCC', width: 480, height: 340, markers: true, lines: false },
+      ),
+      caption: 'The paper\'s compute view: what each method reaches for the FLOPs it spent training and inferring test codes.',
+    });
+  }
+  if (model.params.length === 1) {
+    const pareto = scatter('l0', 'test_mse');
+    if (pareto && pareto.xs.length > 1) {
+      out.push({
+        id: 'pareto',
+        kind: 'pareto',
+        title: 'L0 against test MSE',
+        svg: renderSVG(
+          { xs: pareto.xs, xLog: false, xLabel: METRICS.l0.label, series: pareto.series },
+          { title: 'Sparsity against reconstruction (L0 vs MSE)', yLabel: 'Test MSE', yLog: true, width: 480, height: 340, markers: true },
+        ),
+        caption: `One point per value of ${paramLabel(model.params[0])}: lower and further left is better.`,
+      });
+    }
+  }
+  return out;
+}
+
+/** A table of the per-cell means (for screen readers and for reading exact values). */
+export function sweepTable(model, metric) {
+  const head = [...model.params.map((p) => paramLabel(p)), ...model.methods].map((h) => `<th scope="col">${escapeXML(h)}</th>`).join('');
+  const rows = [];
+  for (let cell = 0; cell < model.cells && rows.length < 2000; cell += 1) {
+    const values = model.cellValues[cell].map((v) => `<td>${formatValue(v)}</td>`).join('');
+    const why = model.invalid(cell);
+    const cols = model.methods.map((_, m) => {
+      if (why) return '<td>invalid</td>';
+      const s = model.stat(cell, m, metric);
+      return `<td>${s ? (Number.isFinite(s.mean) ? formatNumber(s.mean) : 'diverged') : '–'}</td>`;
+    }).join('');
+    rows.push(`<tr>${values}${cols}</tr>`);
+  }
+  return `<table><thead><tr>${head}</tr></thead><tbody>${rows.join('')}</tbody></table>`;
+}
