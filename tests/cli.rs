@@ -315,3 +315,81 @@ fn eval_refuses_degenerate_and_lying_arrays() {
         assert!(stderr.contains(expect), "{stderr}");
     }
 }
+
+/// `sweep --shard i/n` on two "machines" and `merge` give the file of the whole sweep; the
+/// file records where it ran; a bad backend or shard is refused before any work.
+#[test]
+fn sweep_shards_merged_by_the_cli_equal_the_whole_sweep() {
+    let dir = temp_dir("sweep-shards");
+    let config = dir.join("sweep.json");
+    let out = bin()
+        .args(["sweep-config", "--preset", "phase"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut sweep: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    sweep["axes"] = serde_json::json!([
+        { "param": "delta", "values": [0.3, 0.6, 0.9] },
+        { "param": "rho", "values": [0.1, 0.5] }
+    ]);
+    std::fs::write(&config, sweep.to_string()).unwrap();
+    let run = |extra: &[&str], file: &str| {
+        let status = bin()
+            .args(["sweep", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(dir.join(file))
+            .args(extra)
+            .status()
+            .unwrap();
+        assert!(status.success(), "sweep {extra:?}");
+    };
+    run(&["--backend", "cpu"], "whole.json");
+    run(&["--shard", "0/2", "--threads", "1"], "a.json");
+    run(&["--shard", "1/2"], "b.json");
+    let status = bin()
+        .arg("merge")
+        .arg(dir.join("a.json"))
+        .arg(dir.join("b.json"))
+        .arg("--out")
+        .arg(dir.join("merged.json"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let read = |f: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap()
+    };
+    // Wall-clock seconds are the only thing allowed to differ.
+    let without_wall = |mut v: serde_json::Value| {
+        for u in v["units"].as_array_mut().unwrap() {
+            for m in u["methods"].as_array_mut().unwrap() {
+                m["record"].as_object_mut().unwrap().remove("wall_s");
+            }
+        }
+        v
+    };
+    let (whole, merged) = (
+        without_wall(read("whole.json")),
+        without_wall(read("merged.json")),
+    );
+    assert_eq!(whole["units"].as_array().unwrap().len(), 6);
+    assert_eq!(merged["units"], whole["units"]);
+    assert_eq!(merged["sweep"], whole["sweep"]);
+    assert_eq!(whole["backend"]["kind"], "cpu");
+    for (args, says) in [
+        (vec!["--backend", "tpu"], "unknown backend"),
+        (vec!["--shard", "2/2"], "shard"),
+    ] {
+        let out = bin()
+            .args(["sweep", "--quiet", "--config"])
+            .arg(&config)
+            .arg("--out")
+            .arg(dir.join("bad.json"))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

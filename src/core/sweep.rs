@@ -19,7 +19,7 @@ use super::config::{
     limits, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, Preset, Setting,
     SolverConfig, CONFIG_VERSION,
 };
-use super::results::LogRecord;
+use super::results::{BackendInfo, LogRecord};
 use super::run::{Clock, Experiment, Grouping};
 use super::Matrix;
 use crate::compute::Backend;
@@ -579,6 +579,10 @@ pub struct SweepResults {
     pub version: u32,
     pub engine: String,
     pub sweep: SweepConfig,
+    /// Where the units were computed (absent in the page's files, which compute on the CPU
+    /// pool, and in merges of shards computed on different backends).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendInfo>,
     pub units: Vec<UnitResult>,
 }
 
@@ -589,6 +593,7 @@ impl SweepResults {
             version: CONFIG_VERSION,
             engine: format!("sparse-playground {}", env!("CARGO_PKG_VERSION")),
             sweep,
+            backend: None,
             units,
         }
     }
@@ -626,10 +631,16 @@ impl SweepResults {
         let mut parts = parts.into_iter();
         let first = parts.next().ok_or("nothing to merge")?;
         let sweep = first.sweep.clone();
+        let mut backend = first.backend;
         let mut units = first.units;
         for part in parts {
             if part.sweep != sweep {
                 return Err("the results are of different sweeps (their configs differ)".into());
+            }
+            if part.backend.as_ref().map(|b| (&b.kind, &b.name))
+                != backend.as_ref().map(|b| (&b.kind, &b.name))
+            {
+                backend = None;
             }
             for u in part.units {
                 if !units.iter().any(|v| v.cell == u.cell && v.seed == u.seed) {
@@ -637,7 +648,9 @@ impl SweepResults {
                 }
             }
         }
-        Ok(SweepResults::new(sweep, units))
+        let mut merged = SweepResults::new(sweep, units);
+        merged.backend = backend;
+        Ok(merged)
     }
 }
 
@@ -699,9 +712,23 @@ impl UnitRun {
         self.is_done()
     }
 
-    /// Run to the end on this thread.
+    /// Run to the end on this thread (on a GPU, waiting for the queue between slices so
+    /// that it never holds more than a slice of work); stops early when the backend fails.
     pub fn run_to_end(&mut self) {
-        while !self.advance(10_000) {}
+        while !self.advance(10_000) {
+            let Some(exp) = &self.experiment else { break };
+            if exp.backend_failure().is_some() {
+                break;
+            }
+            if exp.backend().busy() {
+                exp.backend().wait();
+            }
+        }
+    }
+
+    /// Why the backend stopped this unit (a lost device, an allocation that failed).
+    pub fn backend_failure(&self) -> Option<&str> {
+        self.experiment.as_ref()?.backend_failure()
     }
 
     /// The unit's results (at the end: each method's last evaluation and recovery).

@@ -52,6 +52,11 @@ pub struct BenchArgs {
     /// CLI on the same cores).
     #[arg(long)]
     pub no_page: bool,
+    /// Add the sweep column: the phase-diagram preset (20 x 20 cells, FISTA at N = 256, 10
+    /// trials each) in cells per second on every CPU core, on the GPU with --gpu, and in the
+    /// built site in headless Chromium unless --no-page. `--size none` runs only the columns.
+    #[arg(long)]
+    pub sweeps: bool,
 }
 
 struct Size {
@@ -81,7 +86,8 @@ fn sizes(which: &str, cores: usize) -> Result<Vec<Size>, String> {
         "paper" => Ok(vec![paper]),
         "large" => Ok(vec![large]),
         "all" => Ok(vec![paper, large]),
-        other => Err(format!("unknown size `{other}`: paper, large or all")),
+        "none" => Ok(vec![]),
+        other => Err(format!("unknown size `{other}`: paper, large, all or none")),
     }
 }
 
@@ -589,15 +595,21 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
         report.insert(size.name.to_string(), entry);
     }
-    if !args.no_browser && args.size != "large" {
+    if !args.no_browser && (args.size == "paper" || args.size == "all") {
         let column = browser_column(&root, args.min_secs)?;
         report.insert("browser".to_string(), column);
         if !args.no_page {
             report.insert("page".to_string(), page_column(&root, cores)?);
         }
     }
-    if args.gpu {
+    if args.gpu && args.size != "none" {
         report.insert("gpu".to_string(), gpu_column(args.min_secs, cores)?);
+    }
+    if args.sweeps {
+        report.insert(
+            "sweeps".to_string(),
+            sweep_column(&root, cores, args.gpu, !args.no_page)?,
+        );
     }
     if let Some(out) = &args.out {
         std::fs::write(
@@ -791,4 +803,105 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops }));
     }
     Ok(serde_json::json!({ "adapter": gpu.adapter(), "rows": rows }))
+}
+
+/// The sweep column: the phase-diagram preset in cells per second natively on every core, on
+/// the GPU (every cell on a real GPU; every tenth on a software one, with the CPU timed on the
+/// same cells), and in the built site on the page's worker pool.
+fn sweep_column(root: &Path, cores: usize, gpu: bool, page: bool) -> Result<Value, String> {
+    use crate::cli::{run_units, sweep_gpu, SweepGpu};
+    use sparse_playground::core::select::BackendChoice;
+    use sparse_playground::core::sweep::{SweepPreset, Unit};
+    let sweep = SweepPreset::Phase.config();
+    let units = sweep.units();
+    let bar = indicatif::ProgressBar::hidden();
+    let cpu_time = |units: &[Unit]| -> Result<f64, String> {
+        let start = Instant::now();
+        let none = SweepGpu {
+            backend: None,
+            notice: None,
+            software: false,
+        };
+        run_units(&sweep, units, none, cores.min(units.len()).max(1), &bar)?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    println!(
+        "\n== sweep column: the phase preset ({} cells, FISTA at N = 256, 10 trials each)",
+        units.len()
+    );
+    let cpu_secs = cpu_time(&units)?;
+    let cpu_rate = units.len() as f64 / cpu_secs;
+    println!("native CPU, {cores} core(s): {cpu_secs:.2} s, {cpu_rate:.1} cells/s");
+    let mut out = serde_json::json!({
+        "preset": "phase", "cells": units.len(), "cores": cores,
+        "cpu_secs": cpu_secs, "cpu_cells_per_sec": cpu_rate,
+    });
+    if gpu {
+        let device = sweep_gpu(BackendChoice::Gpu, &sweep);
+        match device.backend.clone() {
+            None => {
+                let why = device.notice.clone().unwrap_or_default();
+                println!("GPU: none ({why})");
+                out["gpu"] = serde_json::json!({ "skipped": why });
+            }
+            Some(backend) => {
+                let name = backend.name();
+                let subset: Vec<Unit> = if device.software {
+                    units.iter().copied().step_by(10).collect()
+                } else {
+                    units.clone()
+                };
+                let start = Instant::now();
+                let (_, info) = run_units(&sweep, &subset, device, 1, &bar)?;
+                let gpu_secs = start.elapsed().as_secs_f64();
+                let cpu_same = cpu_time(&subset)?;
+                let (g, c) = (
+                    subset.len() as f64 / gpu_secs,
+                    subset.len() as f64 / cpu_same,
+                );
+                println!(
+                    "GPU ({name}), {} cells: {gpu_secs:.2} s, {g:.2} cells/s; CPU on the same cells {c:.1} cells/s; GPU/CPU {:.3}x{}",
+                    subset.len(),
+                    g / c,
+                    info.notice.as_deref().map_or(String::new(), |n| format!(" (note: {n})"))
+                );
+                out["gpu"] = serde_json::json!({
+                    "adapter": name, "cells": subset.len(), "gpu_secs": gpu_secs,
+                    "gpu_cells_per_sec": g, "cpu_cells_per_sec_same_cells": c, "ratio": g / c,
+                    "notice": info.notice,
+                });
+            }
+        }
+    }
+    if page {
+        eprintln!("  building the site (npm run build)");
+        let status = Command::new("npm")
+            .args(["run", "--silent", "build"])
+            .current_dir(root)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .map_err(|e| format!("running npm: {e}"))?;
+        if !status.success() {
+            return Err(format!("npm run build failed ({status})"));
+        }
+        let run = Command::new("node")
+            .args(["bench/page.mjs", "--sweep", "phase"])
+            .current_dir(root)
+            .output()
+            .map_err(|e| format!("running node bench/page.mjs: {e}"))?;
+        eprint!("{}", String::from_utf8_lossy(&run.stderr));
+        if !run.status.success() {
+            return Err(format!("bench/page.mjs --sweep failed ({})", run.status));
+        }
+        let v: Value = serde_json::from_slice(&run.stdout)
+            .map_err(|e| format!("bench/page.mjs printed no JSON: {e}"))?;
+        let secs = v.get("secs").and_then(Value::as_f64).ok_or("no time")?;
+        println!(
+            "page (headless Chromium, CPU worker pool): {secs:.1} s, {:.1} cells/s; page/CLI time {:.2}x",
+            units.len() as f64 / secs,
+            secs / cpu_secs
+        );
+        out["page"] = v;
+    }
+    Ok(out)
 }

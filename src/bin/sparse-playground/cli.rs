@@ -5,14 +5,18 @@ use crate::{bench, npy};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
+use sparse_playground::compute::Backend;
 use sparse_playground::compute::BackendKind;
 use sparse_playground::core::config::{human_bytes, BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
+use sparse_playground::core::results::BackendInfo;
 use sparse_playground::core::results::{Results, Stat};
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::run::Grouping;
 use sparse_playground::core::select::{self, BackendChoice};
-use sparse_playground::core::sweep::{SweepConfig, SweepPreset, SweepResults, UnitRun};
+use sparse_playground::core::sweep::{
+    SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun,
+};
 use sparse_playground::core::theory;
 use sparse_playground::{CpuBackend, Dataset, Experiment};
 use std::path::{Path, PathBuf};
@@ -102,6 +106,11 @@ struct SweepArgs {
     /// Memory the units running at once may use (default: half of this machine's memory).
     #[arg(long, value_parser = parse_bytes)]
     memory_budget: Option<u64>,
+    /// Where to compute: cpu (units in parallel on every core), gpu (units one after another
+    /// on the device, each advancing its methods and seeds as stacks) or auto (the GPU when a
+    /// real one is there and passes a parity probe, else the CPU).
+    #[arg(long, default_value = "cpu")]
+    backend: String,
 }
 
 /// `i/n` with i < n.
@@ -505,6 +514,14 @@ fn sweep(args: &SweepArgs) -> Result<(), String> {
             .map_or(String::new(), |(i, n)| format!(", shard {i}/{n}")),
         units.len()
     );
+    let choice = BackendChoice::parse(&args.backend)?;
+    let gpu = sweep_gpu(choice, &sweep);
+    if let Some(notice) = &gpu.notice {
+        eprintln!("note: {notice}");
+    }
+    if let Some(g) = &gpu.backend {
+        eprintln!("units on {}", g.name());
+    }
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {
@@ -514,28 +531,17 @@ fn sweep(args: &SweepArgs) -> Result<(), String> {
         ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} units  eta {eta}  {msg}")
             .expect("valid template"),
     );
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .map_err(|e| e.to_string())?;
-    let results: Vec<_> = pool.install(|| {
-        units
-            .par_iter()
-            .map(|&unit| {
-                let mut run =
-                    UnitRun::new(&sweep, unit, Arc::new(CpuBackend::new(1)), default_clock);
-                run.run_to_end();
-                bar.inc(1);
-                run.result()
-            })
-            .collect()
-    });
+    let (results, info) = run_units(&sweep, &units, gpu, threads, &bar)?;
     bar.finish_and_clear();
+    if let Some(notice) = &info.notice {
+        eprintln!("note: {notice}");
+    }
     let invalid = results.iter().filter(|u| u.invalid.is_some()).count();
     if invalid > 0 {
         eprintln!("{invalid} unit(s) are not valid experiments (reported in the file, not run)");
     }
-    let results = SweepResults::new(sweep, results);
+    let mut results = SweepResults::new(sweep, results);
+    results.backend = Some(info);
     use std::io::Write;
     let mut writer = std::io::BufWriter::new(out_file);
     writer
@@ -544,6 +550,111 @@ fn sweep(args: &SweepArgs) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
     eprintln!("wrote {}", args.out.display());
     Ok(())
+}
+
+/// The GPU a sweep's units run on, if any, and why not the one asked for.
+pub(crate) struct SweepGpu {
+    pub backend: Option<Arc<dyn Backend>>,
+    pub notice: Option<String>,
+    /// The adapter is a software rasteriser (lavapipe, SwiftShader).
+    pub software: bool,
+}
+
+/// Choose the device for a sweep: as for one experiment (a real adapter that passes the parity
+/// probe), judged on the unit with the largest tensor.
+pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig) -> SweepGpu {
+    if choice == BackendChoice::Cpu {
+        return SweepGpu {
+            backend: None,
+            notice: None,
+            software: false,
+        };
+    }
+    let largest = (0..sweep.cell_count())
+        .filter_map(|cell| sweep.unit_config(Unit { cell, seed: 0 }).ok())
+        .max_by_key(|c| c.largest_tensor_floats());
+    let Some(largest) = largest else {
+        return SweepGpu {
+            backend: None,
+            notice: Some("no cell of this sweep is a valid experiment".to_string()),
+            software: false,
+        };
+    };
+    let chosen = pollster::block_on(select::choose(choice, 1, &largest));
+    SweepGpu {
+        backend: (chosen.backend.kind() == BackendKind::Gpu).then_some(chosen.backend),
+        notice: chosen.notice,
+        software: chosen.adapter.is_some_and(|a| a.software),
+    }
+}
+
+/// Compute `units` of `sweep`: on the GPU one after another (each unit's methods and seeds
+/// advance as stacks; the device has one queue), else in parallel on `threads` CPU threads.
+/// A unit whose GPU fails is redone on the CPU and the rest follow it there: no unit is lost.
+/// Returns the results and where they were computed.
+pub(crate) fn run_units(
+    sweep: &SweepConfig,
+    units: &[Unit],
+    gpu: SweepGpu,
+    threads: usize,
+    bar: &ProgressBar,
+) -> Result<(Vec<UnitResult>, BackendInfo), String> {
+    let cpu_info = |notice: Option<String>| BackendInfo {
+        kind: "cpu".to_string(),
+        name: format!("{threads} CPU thread(s), one unit each"),
+        notice,
+    };
+    let mut results = Vec::with_capacity(units.len());
+    let mut rest = units;
+    let mut notice = gpu.notice;
+    if let Some(device) = gpu.backend {
+        while let Some((&unit, tail)) = rest.split_first() {
+            let mut run = UnitRun::new(sweep, unit, device.clone(), default_clock);
+            run.run_to_end();
+            if let Some(failure) = run.backend_failure() {
+                notice = Some(format!(
+                    "the GPU failed ({failure}); this unit and the {} after it ran on the CPU",
+                    tail.len()
+                ));
+                break;
+            }
+            results.push(run.result());
+            bar.inc(1);
+            rest = tail;
+        }
+        if rest.is_empty() {
+            return Ok((
+                results,
+                BackendInfo {
+                    kind: "gpu".to_string(),
+                    name: device.name(),
+                    notice,
+                },
+            ));
+        }
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let on_cpu: Vec<_> = pool.install(|| {
+        rest.par_iter()
+            .map(|&unit| {
+                let mut run =
+                    UnitRun::new(sweep, unit, Arc::new(CpuBackend::new(1)), default_clock);
+                run.run_to_end();
+                bar.inc(1);
+                run.result()
+            })
+            .collect()
+    });
+    let mixed = !results.is_empty();
+    results.extend(on_cpu);
+    let mut info = cpu_info(notice);
+    if mixed {
+        info.name = format!("the GPU, then {}", info.name);
+    }
+    Ok((results, info))
 }
 
 fn merge(parts: &[PathBuf], out: &Path) -> Result<(), String> {
