@@ -640,3 +640,32 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
         }
     }
 }
+
+/// The paper's inference with the TopK inside the optimisation (kernel by kernel: TopK,
+/// masked gradient, log-code Adam) on the GPU against the CPU, on a stack of dictionaries.
+#[test]
+fn topk_inside_inference_matches_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let (members, dim, atoms, n) = (2, 8, 16, 64);
+    let mut dict_values = random(members * dim * atoms, 21);
+    for col in dict_values.chunks_mut(dim) {
+        let norm = col.iter().map(|v| v * v).sum::<f32>().sqrt();
+        col.iter_mut().for_each(|v| *v /= norm);
+    }
+    let x_values: Vec<f32> = random(dim * n, 22).iter().map(|v| v.abs()).collect();
+    let run = |b: &dyn Backend, inside: bool| {
+        let dict = b.upload(Shape::new(members, dim, atoms), &dict_values);
+        let x = b.upload(Shape::new(1, dim, n), &x_values);
+        let mut solver =
+            solvers::AdamExp::new(b, dict, &x, 0.01, 200, &[1e-2]).with_topk(b, 3, inside);
+        solver.run(b, &x, 120);
+        solver.run(b, &x, 80);
+        host(b, solver.codes())
+    };
+    for inside in [false, true] {
+        let (want, got) = (run(&cpu, inside), run(g, inside));
+        assert_close(&format!("topk codes, inside={inside}"), &got, &want, 2e-3);
+    }
+}

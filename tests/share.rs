@@ -183,6 +183,10 @@ fn malformed_links_say_what_is_wrong() {
         ("v=1&methods=mlp:h32-x", "methods"),
         ("v=1&methods=sae:fista", "methods"),
         ("v=1&methods=sc:omp:lr0.1", "methods"),
+        ("v=1&methods=sc:adam:inside", "methods"),
+        ("v=1&methods=sc:fista:topk3", "methods"),
+        ("v=1&methods=sc:omp:topk3", "methods"),
+        ("v=1&methods=sc:adam:topk3:inside:inside", "methods"),
         ("v=1&methods=", "methods"),
         ("v=1&seed=%zz", "seed"),
         ("v=1&seed=99999999999999999999999", "seed"),
@@ -209,6 +213,8 @@ fn links_that_parse_but_describe_bad_experiments_fail_validation() {
         "v=1&runs=0",
         "v=1&seed=9007199254740992",
         "v=1&methods=topk:k99",
+        "v=1&methods=sc:adam:topk0",
+        "v=1&methods=sc:adam:topk99:inside",
     ] {
         assert!(
             matches!(error_of(link), ShareError::Invalid(_)),
@@ -244,6 +250,14 @@ fn arb_solver() -> impl Strategy<Value = SolverConfig> {
         (1u64..5_000, any::<bool>())
             .prop_map(|(steps, nonneg)| SolverConfig::Fista { steps, nonneg }),
         proptest::option::of(1usize..4).prop_map(|k| SolverConfig::Omp { k }),
+        (1u64..50_000, 1e-6f64..1.0, 1usize..4, any::<bool>()).prop_map(
+            |(steps, lr, k, inside)| SolverConfig::AdamTopk {
+                steps,
+                lr,
+                k,
+                inside
+            }
+        ),
     ]
 }
 

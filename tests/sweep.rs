@@ -242,6 +242,15 @@ fn method_labels_name_each_method_once_for_the_whole_sweep() {
     );
     // The width sweep changes the MLP's name from cell to cell: it is named by its kind.
     assert_eq!(labels(SweepPreset::QuickWidth), vec!["MLP"]);
+    // The TopK sweep keeps what stays the same: the TopK's place, not its k.
+    assert_eq!(
+        labels(SweepPreset::QuickTopk),
+        vec![
+            "TopK SAE",
+            "Sparse coding (L1 then top-k)",
+            "Sparse coding (top-k inside)"
+        ]
+    );
     let mut phase = SweepPreset::Phase.config();
     phase.recovery.solvers.push(SolverConfig::Fista {
         steps: 100,

@@ -411,7 +411,9 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
   for (const t of xt) {
     const x = sx(t).toFixed(1);
     parts.push(`<line x1="${x}" x2="${x}" y1="${m.top}" y2="${m.top + h}" stroke="#e3e6ea"/>`);
-    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="middle">${formatNumber(t)}</text>`);
+    // Labels at the right edge end there instead of running past the image.
+    const anchor = sx(t) > width - 36 ? 'end' : 'middle';
+    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${formatNumber(t)}</text>`);
   }
   for (const t of yt) {
     const y = sy(t).toFixed(1);

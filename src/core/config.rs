@@ -116,6 +116,20 @@ pub enum SolverConfig {
         #[serde(default)]
         k: Option<usize>,
     },
+    /// The paper's Adam on log-codes with a TopK on the codes (the paper's TopK study of sparse
+    /// coding). `inside` false: "inference TopK", the L1 objective as [`SolverConfig::Adam`],
+    /// then only the k largest codes of each sample kept. `inside` true: "optimise TopK", the
+    /// codes optimised on the squared error of the reconstruction from their k largest entries
+    /// (TopK inside the forward pass, no L1), and those k kept.
+    AdamTopk {
+        #[serde(default = "default_adam_steps")]
+        steps: u64,
+        #[serde(default = "default_adam_lr")]
+        lr: f64,
+        k: usize,
+        #[serde(default)]
+        inside: bool,
+    },
 }
 
 pub(crate) fn default_adam_steps() -> u64 {
@@ -146,13 +160,24 @@ impl SolverConfig {
             SolverConfig::Adam { .. } => "adam",
             SolverConfig::Fista { .. } => "fista",
             SolverConfig::Omp { .. } => "omp",
+            SolverConfig::AdamTopk { .. } => "adam_topk",
         }
     }
 
-    /// The short name, with "signed" for FISTA without the non-negativity constraint.
+    /// The short name, with "signed" for FISTA without the non-negativity constraint and the
+    /// TopK's place and k (comma-separated parts: a sweep names a method by the parts that
+    /// stay the same across its cells).
     pub fn label(&self) -> String {
         match self {
             SolverConfig::Fista { nonneg: false, .. } => "fista, signed".to_string(),
+            SolverConfig::AdamTopk { k, inside, .. } => format!(
+                "{}, k={k}",
+                if *inside {
+                    "top-k inside"
+                } else {
+                    "L1 then top-k"
+                }
+            ),
             other => other.short_name().to_string(),
         }
     }
@@ -939,6 +964,23 @@ impl ExperimentConfig {
                 }
                 Ok(())
             }
+            SolverConfig::AdamTopk { steps, lr, k, .. } => {
+                self.validate_solver(
+                    field,
+                    &SolverConfig::Adam {
+                        steps: *steps,
+                        lr: *lr,
+                    },
+                )?;
+                let n_atoms = self.data.num_atoms;
+                if *k == 0 || *k > n_atoms {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.k"),
+                        format!("the TopK keeps 1 <= k <= N = {n_atoms} codes, got {k}"),
+                    ));
+                }
+                Ok(())
+            }
             SolverConfig::Omp { k } => {
                 let max_k = self.data.num_atoms.min(self.data.data_dim);
                 match k {
@@ -976,6 +1018,7 @@ impl ExperimentConfig {
             SolverConfig::Adam { .. } => 6 * n * n_atoms + n * dim + dim * n_atoms,
             SolverConfig::Fista { .. } => 4 * n * n_atoms + n * dim + 2 * n_atoms,
             SolverConfig::Omp { .. } => 3 * n * n_atoms + n_atoms * n_atoms,
+            SolverConfig::AdamTopk { .. } => 7 * n * n_atoms + n * dim + dim * n_atoms,
         };
         // An encoder: parameters x 4 (value, gradient, two moments), activations and their
         // gradients for a batch, the decoder; an evaluation encodes all n test samples.

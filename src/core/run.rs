@@ -452,13 +452,21 @@ impl StackRun {
         self.backend_failure.as_deref()
     }
 
-    /// Steps and learning rate of the paper's Adam inference, if this method's evaluations run
-    /// it (per-sample inference through a dictionary, with the Adam solver): the one condition
-    /// for both `begin_evaluation` and the work count.
-    fn adam_inference(&self) -> Option<(u64, f64)> {
-        let SolverConfig::Adam { steps, lr } = self.inference_solver().cloned().unwrap_or_default()
-        else {
-            return None;
+    /// Steps, learning rate and TopK of the paper's Adam inference, if this method's
+    /// evaluations run it (per-sample inference through a dictionary, with the Adam solver,
+    /// with or without a TopK): the one condition for both `begin_evaluation` and the work
+    /// count.
+    #[allow(clippy::type_complexity)]
+    fn adam_inference(&self) -> Option<(u64, f64, Option<(usize, bool)>)> {
+        let (steps, lr, topk) = match self.inference_solver().cloned().unwrap_or_default() {
+            SolverConfig::Adam { steps, lr } => (steps, lr, None),
+            SolverConfig::AdamTopk {
+                steps,
+                lr,
+                k,
+                inside,
+            } => (steps, lr, Some((k, inside))),
+            SolverConfig::Fista { .. } | SolverConfig::Omp { .. } => return None,
         };
         let infers = match &self.learner {
             // An encoder infers per sample only as SAE + ITO, and only with a decoder.
@@ -467,7 +475,7 @@ impl StackRun {
             }
             Learner::SparseCoding(_) | Learner::InferenceOnly => true,
         };
-        infers.then_some((steps, lr))
+        infers.then_some((steps, lr, topk))
     }
 
     /// One member's work in units of one step: training steps plus the inference steps of its
@@ -479,7 +487,7 @@ impl StackRun {
             Learner::InferenceOnly => 1,
             _ => 1 + self.config.train.evaluations_after_start(),
         };
-        let per_eval = self.adam_inference().map_or(0, |(steps, _)| steps);
+        let per_eval = self.adam_inference().map_or(0, |(steps, _, _)| steps);
         total.saturating_add(evaluations.saturating_mul(per_eval))
     }
 
@@ -727,7 +735,7 @@ impl StackRun {
                                 infer_flops: flops,
                             }
                         }
-                        SolverConfig::Adam { .. } => {
+                        SolverConfig::Adam { .. } | SolverConfig::AdamTopk { .. } => {
                             unreachable!("the paper's inference runs as Evaluation::Inferring")
                         }
                     }
@@ -837,16 +845,14 @@ impl StackRun {
                 out
             }
         });
-        if let Some((steps, lr)) = self.adam_inference() {
+        if let Some((steps, lr, topk)) = self.adam_inference() {
             let dict = dict.expect("adam_inference checked the decoder");
-            self.evaluation = Some(Evaluation::Inferring(Box::new(solvers::AdamExp::new(
-                b,
-                dict,
-                &self.tensors.test_signals,
-                l1,
-                steps,
-                &[lr],
-            ))));
+            let mut solver =
+                solvers::AdamExp::new(b, dict, &self.tensors.test_signals, l1, steps, &[lr]);
+            if let Some((k, inside)) = topk {
+                solver = solver.with_topk(b, k, inside);
+            }
+            self.evaluation = Some(Evaluation::Inferring(Box::new(solver)));
             return;
         }
         let solver = self.inference_solver().cloned();

@@ -193,6 +193,24 @@ fn solver_token(solver: &SolverConfig, out: &mut String) {
                 let _ = write!(out, ":k{k}");
             }
         }
+        SolverConfig::AdamTopk {
+            steps,
+            lr,
+            k,
+            inside,
+        } => {
+            out.push_str(":adam");
+            if *steps != default_adam_steps() {
+                let _ = write!(out, ":s{steps}");
+            }
+            if *lr != default_adam_lr() {
+                let _ = write!(out, ":lr{lr}");
+            }
+            let _ = write!(out, ":topk{k}");
+            if *inside {
+                out.push_str(":inside");
+            }
+        }
     }
 }
 
@@ -348,6 +366,8 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let mut steps: Option<u64> = None;
     let mut lr: Option<f64> = None;
     let mut signed = false;
+    let mut topk: Option<usize> = None;
+    let mut inside = false;
     // Every option given, by name, so that each kind can refuse what it does not take (an
     // option silently dropped would make the link describe another experiment than it reads).
     let mut given: Vec<&'static str> = Vec::new();
@@ -365,6 +385,12 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
         } else if part == "signed" {
             signed = true;
             "signed"
+        } else if part == "inside" {
+            inside = true;
+            "inside"
+        } else if let Some(r) = num("topk") {
+            topk = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad topk"))?);
+            "topk"
         } else if let Some(r) = num("lr") {
             lr = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad learning rate"))?);
             "lr"
@@ -405,15 +431,35 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
         Ok(match solver.unwrap_or("adam") {
             "adam" => {
                 if signed || k.is_some() {
-                    return Err(bad(key, token, "adam takes only s<steps> and lr<rate>"));
+                    return Err(bad(
+                        key,
+                        token,
+                        "adam takes only s<steps>, lr<rate>, topk<int> and inside",
+                    ));
                 }
-                SolverConfig::Adam {
-                    steps: steps.unwrap_or_else(default_adam_steps),
-                    lr: lr.unwrap_or_else(default_adam_lr),
+                let (steps, lr) = (
+                    steps.unwrap_or_else(default_adam_steps),
+                    lr.unwrap_or_else(default_adam_lr),
+                );
+                match topk {
+                    Some(k) => SolverConfig::AdamTopk {
+                        steps,
+                        lr,
+                        k,
+                        inside,
+                    },
+                    None if inside => {
+                        return Err(bad(
+                            key,
+                            token,
+                            "inside needs topk<int>, e.g. adam:topk3:inside",
+                        ))
+                    }
+                    None => SolverConfig::Adam { steps, lr },
                 }
             }
             "fista" => {
-                if lr.is_some() || k.is_some() {
+                if lr.is_some() || k.is_some() || topk.is_some() || inside {
                     return Err(bad(key, token, "fista takes only s<steps> and signed"));
                 }
                 SolverConfig::Fista {
@@ -422,14 +468,14 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
                 }
             }
             _ => {
-                if steps.is_some() || lr.is_some() || signed {
+                if steps.is_some() || lr.is_some() || signed || topk.is_some() || inside {
                     return Err(bad(key, token, "omp takes only k<int>"));
                 }
                 SolverConfig::Omp { k }
             }
         })
     };
-    const SOLVER_OPTIONS: [&str; 5] = ["solver", "s", "lr", "signed", "k"];
+    const SOLVER_OPTIONS: [&str; 7] = ["solver", "s", "lr", "signed", "k", "topk", "inside"];
     Ok(match kind {
         "sae" => {
             only(&["b"], "sae takes only b (bias)")?;

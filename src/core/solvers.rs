@@ -45,6 +45,11 @@ pub struct AdamExp {
     l1_scale: Vec<f32>,
     done: u64,
     steps: u64,
+    /// A TopK on the codes: keep `k` per sample at the end; `inside`, also in every step's
+    /// forward pass (with the L1 term off).
+    topk: Option<(usize, bool)>,
+    /// The codes with only their k largest kept (TopK inside: the forward pass's codes).
+    kept: Option<Tensor>,
 }
 
 /// Steps a fused kernel runs per dispatch: long enough to amortise a dispatch, short enough
@@ -90,6 +95,31 @@ impl AdamExp {
             l1_scale: vec![l1_penalty / (n * n_atoms) as f32],
             done: 0,
             steps,
+            topk: None,
+            kept: None,
+        }
+    }
+
+    /// The same inference with a TopK on the codes (see [`SolverConfig::AdamTopk`]): `inside`
+    /// false keeps the `k` largest codes of each sample once the L1 optimisation is over;
+    /// `inside` true optimises the squared error of the reconstruction from those k codes (no
+    /// L1; the gradient reaches only the codes kept) and keeps them at the end.
+    pub fn with_topk(mut self, backend: &dyn Backend, k: usize, inside: bool) -> Self {
+        self.topk = Some((k, inside));
+        if inside {
+            self.l1_scale = vec![0.0];
+            self.kept = Some(backend.zeros(self.codes.shape()));
+        }
+        if self.steps == 0 {
+            self.finish(backend);
+        }
+        self
+    }
+
+    /// Once every step has run: the codes keep only their k largest entries per sample.
+    fn finish(&mut self, backend: &dyn Backend) {
+        if let Some((k, _)) = self.topk {
+            backend.topk_columns(&mut self.codes, k);
         }
     }
 
@@ -126,7 +156,8 @@ impl AdamExp {
                 first_step: self.done + todo - left,
                 lrs: &self.lrs,
             };
-            if !backend.adam_exp_fused(&mut job) {
+            let inside = matches!(self.topk, Some((_, true)));
+            if inside || !backend.adam_exp_fused(&mut job) {
                 let members = self.clocks.len();
                 for step in scalars.chunks(members) {
                     self.step(backend, x, step);
@@ -135,16 +166,29 @@ impl AdamExp {
             left -= chunk;
         }
         self.done += todo;
+        if todo > 0 && self.done == self.steps {
+            self.finish(backend);
+        }
         todo
     }
 
-    /// One step kernel by kernel: the reference every fused kernel is tested against.
+    /// One step kernel by kernel: the reference every fused kernel is tested against. With
+    /// the TopK inside, the forward pass reconstructs from the k largest codes and the gradient
+    /// is zero on the others (s = e^u > 0, so the codes kept are exactly the positive entries).
     fn step(&mut self, backend: &dyn Backend, x: &Tensor, scalars: &[AdamScalars]) {
+        let forward = match (self.topk, self.kept.as_mut()) {
+            (Some((k, true)), Some(kept)) => {
+                backend.copy(&self.codes, kept);
+                backend.topk_columns(kept, k);
+                &*kept
+            }
+            _ => &self.codes,
+        };
         backend.copy(x, &mut self.recon);
         backend.gemm(
             1.0,
             Op::n(&self.dict),
-            Op::n(&self.codes),
+            Op::n(forward),
             -1.0,
             &mut self.recon,
         );
@@ -155,6 +199,9 @@ impl AdamExp {
             0.0,
             &mut self.grad,
         );
+        if let Some(kept) = self.kept.as_ref() {
+            backend.relu_backward(&mut self.grad, kept);
+        }
         backend.adam_log_codes(
             &mut self.log_codes,
             &mut self.codes,
@@ -295,6 +342,12 @@ pub fn infer(
         SolverConfig::Adam { steps, lr } => adam_exp(backend, dict, x, l1_penalty, steps, lr),
         SolverConfig::Fista { steps, nonneg } => fista(backend, dict, x, l1_penalty, steps, nonneg),
         SolverConfig::Omp { k } => omp(dict, x, k.unwrap_or(default_k)),
+        SolverConfig::AdamTopk {
+            steps,
+            lr,
+            k,
+            inside,
+        } => adam_exp_topk(backend, dict, x, l1_penalty, steps, lr, Some((k, inside))),
     }
 }
 
@@ -311,9 +364,26 @@ pub fn adam_exp(
     steps: u64,
     lr: f64,
 ) -> Inferred {
+    adam_exp_topk(backend, dict, x, l1_penalty, steps, lr, None)
+}
+
+/// The paper's inference with a TopK `(k, inside)` on the codes (see [`AdamExp::with_topk`])
+/// for one member on host matrices.
+pub fn adam_exp_topk(
+    backend: &dyn Backend,
+    dict: &Matrix,
+    x: &Matrix,
+    l1_penalty: f32,
+    steps: u64,
+    lr: f64,
+    topk: Option<(usize, bool)>,
+) -> Inferred {
     let d = backend.upload(Shape::new(1, dict.nrows(), dict.ncols()), dict.as_slice());
     let xt = backend.upload(Shape::new(1, x.nrows(), x.ncols()), x.as_slice());
     let mut solver = AdamExp::new(backend, d, &xt, l1_penalty, steps, &[lr]);
+    if let Some((k, inside)) = topk {
+        solver = solver.with_topk(backend, k, inside);
+    }
     solver.run(backend, &xt, steps);
     let codes = read_now(backend, solver.codes()).expect("read the codes back");
     Inferred {

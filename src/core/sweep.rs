@@ -354,6 +354,16 @@ impl SweepConfig {
                 let w = v as usize;
                 match (param, &mut *m) {
                     (Param::TopkK, MethodConfig::TopkSae { k, .. }) => *k = w,
+                    (
+                        Param::TopkK,
+                        MethodConfig::SparseCoding {
+                            inference: SolverConfig::AdamTopk { k, .. },
+                        }
+                        | MethodConfig::SaeIto {
+                            inference: SolverConfig::AdamTopk { k, .. },
+                            ..
+                        },
+                    ) => *k = w,
                     (Param::Hidden, MethodConfig::Mlp { hidden, .. }) => {
                         hidden.iter_mut().for_each(|h| *h = w)
                     }
@@ -369,9 +379,9 @@ impl SweepConfig {
                         MethodConfig::SparseCoding { inference }
                         | MethodConfig::SaeIto { inference, .. },
                     ) => match inference {
-                        SolverConfig::Adam { steps, .. } | SolverConfig::Fista { steps, .. } => {
-                            *steps = v as u64
-                        }
+                        SolverConfig::Adam { steps, .. }
+                        | SolverConfig::AdamTopk { steps, .. }
+                        | SolverConfig::Fista { steps, .. } => *steps = v as u64,
                         SolverConfig::Omp { .. } => {}
                     },
                     _ => {}
@@ -490,12 +500,14 @@ impl SweepConfig {
         }
     }
 
-    /// The methods every unit reports, in order, named for the whole sweep: a method whose
-    /// name changes from cell to cell (the MLP of a width sweep, "MLP (h=16)", "MLP (h=32)")
-    /// is named by its kind alone ("MLP").
+    /// The methods every unit reports, in order, named for the whole sweep: the parts of a
+    /// name in parentheses that change from cell to cell are left out ("MLP (h=16)" and
+    /// "MLP (h=32)" of a width sweep are "MLP"; "Sparse coding (L1 then top-k, k=3)" of a
+    /// TopK sweep is "Sparse coding (L1 then top-k)").
     pub fn method_labels(&self) -> Vec<String> {
-        let mut labels: Vec<Option<String>> = Vec::new();
-        let mut varies: Vec<bool> = Vec::new();
+        // Per method: the name before the parentheses and the parts inside that every cell
+        // shares so far.
+        let mut labels: Vec<Option<(String, Vec<String>)>> = Vec::new();
         for cell in 0..self.cell_count() {
             let Ok(cfg) = self.unit_config(Unit { cell, seed: 0 }) else {
                 continue;
@@ -503,26 +515,21 @@ impl SweepConfig {
             let names = super::run::method_names(&cfg.methods);
             if labels.len() < names.len() {
                 labels.resize(names.len(), None);
-                varies.resize(names.len(), false);
             }
             for (i, name) in names.into_iter().enumerate() {
-                match &labels[i] {
-                    Some(l) if *l != name => varies[i] = true,
-                    Some(_) => {}
-                    None => labels[i] = Some(name),
+                let (head, parts) = split_name(&name);
+                match &mut labels[i] {
+                    Some((_, shared)) => shared.retain(|p| parts.contains(p)),
+                    slot @ None => *slot = Some((head, parts)),
                 }
             }
         }
         labels
             .into_iter()
-            .zip(varies)
-            .map(|(l, v)| {
-                let l = l.unwrap_or_default();
-                if v {
-                    l.split(" (").next().unwrap_or(&l).to_string()
-                } else {
-                    l
-                }
+            .map(|l| match l {
+                Some((head, parts)) if parts.is_empty() => head,
+                Some((head, parts)) => format!("{head} ({})", parts.join(", ")),
+                None => String::new(),
             })
             .collect()
     }
@@ -559,6 +566,17 @@ pub struct RecoveryOutcome {
     pub success_rate: f64,
     /// Mean over test signals of |s_hat - s| / |s|.
     pub mean_relative_error: f64,
+}
+
+/// "Name (a, b)" as ("Name", ["a", "b"]).
+fn split_name(name: &str) -> (String, Vec<String>) {
+    match name.strip_suffix(')').and_then(|n| n.split_once(" (")) {
+        Some((head, inner)) => (
+            head.to_string(),
+            inner.split(", ").map(str::to_string).collect(),
+        ),
+        None => (name.to_string(), Vec::new()),
+    }
 }
 
 /// The results of one unit.
@@ -979,9 +997,23 @@ impl SweepPreset {
             }
             SweepPreset::QuickTopk | SweepPreset::Topk => {
                 let full = self == SweepPreset::Topk;
+                // Sparse coding trained with L1, its test codes with the TopK after the L1
+                // inference or inside the code optimisation (the k of both follows the axis).
+                let sc_topk = |steps: u64, lr: f64, inside: bool| MethodConfig::SparseCoding {
+                    inference: SolverConfig::AdamTopk {
+                        steps,
+                        lr,
+                        k: 3,
+                        inside,
+                    },
+                };
                 s.base = base(
                     Setting::Unknown,
-                    vec![MethodConfig::TopkSae { k: 3, bias: false }],
+                    vec![
+                        MethodConfig::TopkSae { k: 3, bias: false },
+                        sc_topk(10_000, 3e-3, false),
+                        sc_topk(10_000, 3e-3, true),
+                    ],
                     20_000,
                     1e-3,
                 );
@@ -990,6 +1022,8 @@ impl SweepPreset {
                     &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 15.0],
                 )];
                 if !full {
+                    s.base.methods[1] = sc_topk(1000, 1e-2, false);
+                    s.base.methods[2] = sc_topk(1000, 1e-2, true);
                     s.base.data.num_samples = 512;
                     s.seeds = 1;
                     s = quick((s, 3000, 3e-3));

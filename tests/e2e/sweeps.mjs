@@ -126,6 +126,23 @@ await test('a reload keeps the cells done, Run computes only the rest, and Pause
   await ctx.close();
 });
 
+await test('the TopK study compares the TopK SAE with sparse coding truncated after L1 and optimised through a TopK', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await page.goto(`${origin}${BASE}#v=2&sweep=quick-topk&axes=k:1_3&steps=100&seed=2&run=1`);
+  await waitSweep(page, 'finished');
+  const legend = await page.$$eval('figure[data-fig="line"] svg text', (t) => t.map((e) => e.textContent));
+  for (const name of ['TopK SAE', 'Sparse coding (L1 then top-k)', 'Sparse coding (top-k inside)']) {
+    assert.ok(legend.includes(name), `${name} in ${legend}`);
+  }
+  assert.equal(await page.$$eval('figure[data-fig="compute"] circle', (c) => c.length), 6, 'every cell of every method');
+  // The same solver is a choice of the one-experiment form.
+  await page.click('#mode-experiment');
+  await page.waitForFunction(() => document.body.dataset.state === 'ready', null, { timeout: TIMEOUT });
+  const options = await page.$$eval('select[data-field="solver"] option', (o) => o.map((e) => e.value));
+  assert.ok(options.includes('adam_topk'), `${options}`);
+  await ctx.close();
+});
+
 await test('a malformed sweep link gives a message and a working page', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#v=2&sweep=phase&axes=delta:0.5_x`);

@@ -96,7 +96,13 @@ export function methodEditor(method, index) {
     const inf = method.inference;
     const solver = document.createElement('select');
     solver.dataset.field = 'solver';
-    for (const [value, text] of [['adam', 'Adam on exp-codes (paper)'], ['fista', 'FISTA (L1)'], ['omp', 'OMP (K-sparse)']]) {
+    const choices = [
+      ['adam', 'Adam on exp-codes (paper)'],
+      ['adam_topk', 'Adam on exp-codes + TopK'],
+      ['fista', 'FISTA (L1)'],
+      ['omp', 'OMP (K-sparse)'],
+    ];
+    for (const [value, text] of choices) {
       const o = document.createElement('option');
       o.value = value;
       o.textContent = text;
@@ -105,18 +111,34 @@ export function methodEditor(method, index) {
     solver.value = inf.solver;
     solver.addEventListener('change', () => {
       const config = readForm();
-      config.methods[index].inference = solverDefaults(solver.value);
+      config.methods[index].inference = solver.value === 'adam_topk'
+        ? { ...solverDefaults('adam'), solver: 'adam_topk', k: 3, inside: false }
+        : solverDefaults(solver.value);
       applyConfig(config, { fromForm: true });
     });
     box.append(field('Inference', solver));
     const parts = {};
-    if (inf.solver === 'adam' || inf.solver === 'fista') {
+    const adam = inf.solver === 'adam' || inf.solver === 'adam_topk';
+    if (adam || inf.solver === 'fista') {
       parts.steps = numberInput(inf.steps, { min: 1, step: 1, 'data-field': 'solver-steps' });
       box.append(field('Solver steps', parts.steps));
     }
-    if (inf.solver === 'adam') {
+    if (adam) {
       parts.lr = numberInput(inf.lr, { min: 0, step: 'any', 'data-field': 'solver-lr' });
       box.append(field('Solver learning rate', parts.lr));
+    }
+    if (inf.solver === 'adam_topk') {
+      parts.k = numberInput(inf.k, { min: 1, step: 1, 'data-field': 'solver-topk' });
+      box.append(field('Codes kept per sample (k)', parts.k));
+      parts.inside = document.createElement('input');
+      parts.inside.type = 'checkbox';
+      parts.inside.checked = !!inf.inside;
+      parts.inside.dataset.field = 'solver-inside';
+      const label = document.createElement('label');
+      label.className = 'check';
+      label.title = 'Off: L1 inference, then the k largest codes kept. On: the codes optimised on the error of the reconstruction from their k largest (no L1).';
+      label.append(parts.inside, ' TopK inside the optimisation');
+      box.append(label);
     }
     if (inf.solver === 'fista') {
       parts.signed = document.createElement('input');
@@ -133,6 +155,15 @@ export function methodEditor(method, index) {
     }
     get.inference = () => {
       if (inf.solver === 'adam') return { solver: 'adam', steps: Number(parts.steps.value), lr: Number(parts.lr.value) };
+      if (inf.solver === 'adam_topk') {
+        return {
+          solver: 'adam_topk',
+          steps: Number(parts.steps.value),
+          lr: Number(parts.lr.value),
+          k: Number(parts.k.value),
+          inside: parts.inside.checked,
+        };
+      }
       if (inf.solver === 'fista') return { solver: 'fista', steps: Number(parts.steps.value), nonneg: !parts.signed.checked };
       const k = parts.k.value.trim();
       return { solver: 'omp', k: k === '' ? null : Number(k) };

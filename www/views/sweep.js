@@ -298,13 +298,16 @@ function computeViews(model) {
       .map((c) => [model.stat(c, m, xMetric), model.stat(c, m, yMetric)])
       .filter(([a, b]) => a && b && Number.isFinite(a.mean) && Number.isFinite(b.mean) && (!METRICS[xMetric].log || a.mean > 0))
       .map(([a, b]) => [a.mean, b.mean]));
-    const xs = Array.from(new Set(pts.flat().map(([x]) => x))).sort((a, b) => a - b);
-    if (!xs.length) return null;
-    const series = pts.map((list, m) => {
-      const mean = xs.map((x) => list.find(([px]) => px === x)?.[1] ?? null);
+    // Every point of every method on one sorted x list (cells of one method often share an
+    // x, e.g. the FLOPs of a TopK sweep); each series has its own points and nulls elsewhere.
+    const all = pts.flatMap((list, m) => list.map(([x, y]) => ({ x, y, m }))).sort((a, b) => a.x - b.x || a.m - b.m);
+    if (!all.length) return null;
+    const xs = all.map((p) => p.x);
+    const series = pts.map((_, m) => {
+      const mean = all.map((p) => (p.m === m ? p.y : null));
       return { name: model.methods[m], color: colorOf(m), mean, lo: mean.map(() => null), hi: mean.map(() => null) };
     });
-    return { xs, series };
+    return { xs, series, distinct: new Set(xs).size };
   };
   const out = [];
   const flops = scatter('total_flops', 'code_mcc');
@@ -322,7 +325,7 @@ function computeViews(model) {
   }
   if (model.params.length === 1) {
     const pareto = scatter('l0', 'test_mse');
-    if (pareto && pareto.xs.length > 1) {
+    if (pareto && pareto.distinct > 1) {
       out.push({
         id: 'pareto',
         kind: 'pareto',

@@ -598,9 +598,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if !args.no_browser && (args.size == "paper" || args.size == "all") {
         let column = browser_column(&root, args.min_secs)?;
         report.insert("browser".to_string(), column);
-        if !args.no_page {
-            report.insert("page".to_string(), page_column(&root, cores)?);
-        }
+    }
+    if !args.no_browser && !args.no_page && args.size != "large" {
+        report.insert("page".to_string(), page_column(&root, cores)?);
     }
     if args.gpu && args.size != "none" {
         report.insert("gpu".to_string(), gpu_column(args.min_secs, cores)?);
