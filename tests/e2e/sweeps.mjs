@@ -143,6 +143,18 @@ await test('the TopK study compares the TopK SAE with sparse coding truncated af
   await ctx.close();
 });
 
+await test('on a phone the sweep fits the screen with its run controls first', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }));
+  await page.goto(`${origin}${BASE}#${SCALING}&run=1`);
+  await waitSweep(page, 'finished');
+  const [scroll, inner] = await page.evaluate(() => [document.documentElement.scrollWidth, window.innerWidth]);
+  assert.ok(scroll <= inner, `no sideways scroll: ${scroll} > ${inner}`);
+  const play = await page.locator('#sweep-play').boundingBox();
+  assert.ok(play.y + play.height <= 844, 'Run sweep is on the first screen');
+  await page.screenshot({ path: join(ARTIFACTS, 'sweep-phone.png'), fullPage: true });
+  await ctx.close();
+});
+
 await test('a malformed sweep link gives a message and a working page', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#v=2&sweep=phase&axes=delta:0.5_x`);
