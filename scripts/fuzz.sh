@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 SECONDS_PER_TARGET="${1:-15}"
-TARGETS="${TARGETS:-share_link config_json results_json npy}"
+TARGETS="${TARGETS:-share_link config_json results_json npy sweep_link sweep_json}"
 # cargo-fuzz is pinned and installed by the set-up script.
 cargo fuzz --version >/dev/null 2>&1 || bash scripts/setup.sh
 

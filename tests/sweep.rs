@@ -264,3 +264,26 @@ fn method_labels_name_each_method_once_for_the_whole_sweep() {
     );
     assert!(l[1].contains("signed"), "{l:?}");
 }
+
+/// The fuzz seeds of the sweep parsers are valid inputs (so fuzzing starts from inside the
+/// language, not from its error paths).
+#[test]
+fn the_sweep_fuzz_seeds_are_valid() {
+    use sparse_playground::core::share::decode_sweep;
+    let dir = |name: &str| {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds")
+            .join(name)
+    };
+    for entry in std::fs::read_dir(dir("sweep_link")).unwrap() {
+        let path = entry.unwrap().path();
+        let link = std::fs::read_to_string(&path).unwrap();
+        decode_sweep(&link).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+    for entry in std::fs::read_dir(dir("sweep_json")).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let ok = SweepConfig::from_json(&text).is_ok() || SweepResults::from_json(&text).is_ok();
+        assert!(ok, "{} is neither a sweep nor its results", path.display());
+    }
+}
