@@ -18,8 +18,9 @@ pub struct Rate {
     pub flops_per_step: f64,
 }
 
-/// Items both sides time: `sae_train` and `ito_step`.
-pub const ITEMS: [&str; 2] = ["sae_train", "ito_step"];
+/// Items both sides time: `sae_train`, `ito_step` and `mlp256_train` (the MLP encoder with
+/// h = 256, the page's slowest method at the paper's size).
+pub const ITEMS: [&str; 3] = ["sae_train", "ito_step", "mlp256_train"];
 
 /// Call `step` until `min_secs` have passed on `clock` (after a warm-up of three calls, or one
 /// call if that alone exceeds the budget); calls per second.
@@ -79,14 +80,26 @@ pub fn encoder(
 
 /// A full-batch SAE training step (no biases, learned dictionary) at the size of `data`.
 pub fn sae_train(backend: &dyn Backend, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
+    encoder_train(backend, data, &[], clock, min_secs)
+}
+
+/// A full-batch training step of an encoder with `hidden` layers (no biases, learned
+/// dictionary) at the size of `data`.
+pub fn encoder_train(
+    backend: &dyn Backend,
+    data: &DataConfig,
+    hidden: &[usize],
+    clock: Clock,
+    min_secs: f64,
+) -> Rate {
     let ds = Dataset::generate(data, 0);
     let x = tensor(backend, &ds.train_signals);
-    let mut model = encoder(backend, 1, 1, data, &[], None);
+    let mut model = encoder(backend, 1, 1, data, hidden, None);
     let steps_per_sec = time_calls(clock, min_secs, || {
         model.train_step(backend, &x, None, false);
         backend.flush();
     });
-    let widths = flops::widths(data.data_dim, &[], data.num_atoms);
+    let widths = flops::widths(data.data_dim, hidden, data.num_atoms);
     Rate {
         steps_per_sec,
         flops_per_step: flops::encoder_train_step(&widths, data.num_samples, false, false, true),
@@ -124,6 +137,7 @@ pub fn time_item(
     match item {
         "sae_train" => Some(sae_train(backend, data, clock, min_secs)),
         "ito_step" => Some(ito_step(backend, data, clock, min_secs)),
+        "mlp256_train" => Some(encoder_train(backend, data, &[256], clock, min_secs)),
         _ => None,
     }
 }
