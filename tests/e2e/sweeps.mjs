@@ -46,6 +46,11 @@ await test('a phase diagram opened from a link fills in with its theory curves a
   // The small-N caveat is on the page.
   assert.match(await page.textContent('#sweep-figures'), /at small\s+N the transition is wide/);
   await page.screenshot({ path: join(ARTIFACTS, 'sweep-phase.png'), fullPage: true });
+  // No select of the sweep form cuts its chosen option short.
+  const cut = await page.$$eval('#sweep-aside select', (sels) =>
+    sels.filter((s) => s.offsetParent && s.scrollWidth > s.clientWidth + 1).map((s) => s.id || s.dataset.role),
+  );
+  assert.deepEqual(cut, []);
   // Exports: the figure as SVG and PNG, the cells as CSV.
   const [svg] = await Promise.all([page.waitForEvent('download'), page.click('figure[data-fig="phase"] button[data-export="svg"]')]);
   const svgText = await readFile(await svg.path(), 'utf8');
