@@ -1176,6 +1176,19 @@ impl Experiment {
             .find(|r| r.method_index == method && r.member.run_index == run)
     }
 
+    /// `(method, run)` of every run not finished (to redo elsewhere when a device fails).
+    pub fn unfinished_runs(&self) -> Vec<(usize, u32)> {
+        self.stacks
+            .iter()
+            .filter(|s| !s.is_done())
+            .flat_map(|s| {
+                s.members()
+                    .iter()
+                    .map(move |m| (s.method_index, m.run_index))
+            })
+            .collect()
+    }
+
     pub fn is_done(&self) -> bool {
         self.stacks
             .iter()

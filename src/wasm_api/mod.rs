@@ -105,17 +105,22 @@ pub fn memory_estimate(config: JsValue) -> Result<JsValue, JsError> {
     Ok(obj.into())
 }
 
+/// The extra `[key, value]` pairs a link is written with (`run=1`, hidden controls); none when
+/// `extra` is undefined or null.
+pub(crate) fn link_extra(extra: JsValue) -> Result<Vec<(String, String)>, JsError> {
+    if extra.is_undefined() || extra.is_null() {
+        return Ok(Vec::new());
+    }
+    serde_wasm_bindgen::from_value(extra)
+        .map_err(|e| JsError::new(&format!("extra link keys: {e}")))
+}
+
 /// The share link (the part after `#`) for a config, plus `extra` `[key, value]` pairs.
 #[wasm_bindgen(js_name = encodeLink)]
 pub fn encode_link(config: JsValue, extra: JsValue) -> Result<String, JsError> {
     let cfg = config_from_js(config)?;
     cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
-    let extra: Vec<(String, String)> = if extra.is_undefined() || extra.is_null() {
-        Vec::new()
-    } else {
-        serde_wasm_bindgen::from_value(extra)
-            .map_err(|e| JsError::new(&format!("extra link keys: {e}")))?
-    };
+    let extra = link_extra(extra)?;
     let pairs: Vec<(&str, &str)> = extra
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
@@ -376,18 +381,7 @@ impl Playground {
     /// `[[method, run], ...]` of the runs not finished.
     #[wasm_bindgen(js_name = unfinishedRuns)]
     pub fn unfinished_runs(&self) -> Result<JsValue, JsError> {
-        let pairs: Vec<(usize, u32)> = self
-            .exp
-            .stacks()
-            .iter()
-            .filter(|s| !s.is_done())
-            .flat_map(|s| {
-                s.members()
-                    .iter()
-                    .map(move |m| (s.method_index, m.run_index))
-            })
-            .collect();
-        to_js(&pairs)
+        to_js(&self.exp.unfinished_runs())
     }
 
     /// The validated config, defaults filled in.

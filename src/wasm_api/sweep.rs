@@ -102,12 +102,7 @@ pub fn sweep_cell_config(config: JsValue, cell: usize) -> Result<JsValue, JsErro
 pub fn encode_sweep_link(config: JsValue, extra: JsValue) -> Result<String, JsError> {
     let sweep = sweep_from_js(config)?;
     sweep.validate().map_err(|e| JsError::new(&e.to_string()))?;
-    let extra: Vec<(String, String)> = if extra.is_undefined() || extra.is_null() {
-        Vec::new()
-    } else {
-        serde_wasm_bindgen::from_value(extra)
-            .map_err(|e| JsError::new(&format!("extra link keys: {e}")))?
-    };
+    let extra = super::link_extra(extra)?;
     let pairs: Vec<(&str, &str)> = extra
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))

@@ -622,30 +622,42 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// The default preset of the page (quick unknown Z&D) in the built site in headless Chromium,
-/// computed by the page's pool of CPU workers, against the CLI on the same cores.
-fn page_column(root: &Path, cores: usize) -> Result<Value, String> {
-    eprintln!("  building the site (npm run build)");
-    let status = Command::new("npm")
-        .args(["run", "--silent", "build"])
-        .current_dir(root)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .map_err(|e| format!("running npm: {e}"))?;
-    if !status.success() {
-        return Err(format!("npm run build failed ({status})"));
-    }
+/// `node bench/page.mjs ARGS` on the built site (built once per bench run), its JSON answer.
+fn page_bench(root: &Path, args: &[&str]) -> Result<Value, String> {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            eprintln!("  building the site (npm run build)");
+            let status = Command::new("npm")
+                .args(["run", "--silent", "build"])
+                .current_dir(root)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("running npm: {e}"))?;
+            if status.success() {
+                Ok(())
+            } else {
+                Err(format!("npm run build failed ({status})"))
+            }
+        })
+        .clone()?;
     let out = Command::new("node")
         .arg("bench/page.mjs")
+        .args(args)
         .current_dir(root)
         .output()
         .map_err(|e| format!("running node bench/page.mjs: {e}"))?;
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     if !out.status.success() {
-        return Err(format!("bench/page.mjs failed ({})", out.status));
+        return Err(format!("bench/page.mjs {args:?} failed ({})", out.status));
     }
-    let page: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("bench/page.mjs printed no JSON: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("bench/page.mjs printed no JSON: {e}"))
+}
+
+/// The default preset of the page (quick unknown Z&D) in the built site in headless Chromium,
+/// computed by the page's pool of CPU workers, against the CLI on the same cores.
+fn page_column(root: &Path, cores: usize) -> Result<Value, String> {
+    let page = page_bench(root, &[])?;
     let page_secs = page
         .get("secs")
         .and_then(Value::as_f64)
@@ -875,28 +887,11 @@ fn sweep_column(root: &Path, cores: usize, gpu: bool, page: bool) -> Result<Valu
         }
     }
     if page {
-        eprintln!("  building the site (npm run build)");
-        let status = Command::new("npm")
-            .args(["run", "--silent", "build"])
-            .current_dir(root)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .map_err(|e| format!("running npm: {e}"))?;
-        if !status.success() {
-            return Err(format!("npm run build failed ({status})"));
-        }
-        let run = Command::new("node")
-            .args(["bench/page.mjs", "--sweep", "phase"])
-            .current_dir(root)
-            .output()
-            .map_err(|e| format!("running node bench/page.mjs: {e}"))?;
-        eprint!("{}", String::from_utf8_lossy(&run.stderr));
-        if !run.status.success() {
-            return Err(format!("bench/page.mjs --sweep failed ({})", run.status));
-        }
-        let v: Value = serde_json::from_slice(&run.stdout)
-            .map_err(|e| format!("bench/page.mjs printed no JSON: {e}"))?;
-        let secs = v.get("secs").and_then(Value::as_f64).ok_or("no time")?;
+        let v = page_bench(root, &["--sweep", "phase"])?;
+        let secs = v
+            .get("secs")
+            .and_then(Value::as_f64)
+            .ok_or("bench/page.mjs reported no time")?;
         println!(
             "page (headless Chromium, CPU worker pool): {secs:.1} s, {:.1} cells/s; page/CLI time {:.2}x",
             units.len() as f64 / secs,

@@ -379,16 +379,7 @@ fn run(args: RunArgs) -> Result<(), String> {
         // The device failed mid-run: keep every finished run and redo the others on the CPU.
         let notice = format!("the GPU failed ({failure}); unfinished runs were redone on the CPU");
         eprintln!("note: {notice}");
-        let unfinished: Vec<(usize, u32)> = experiment
-            .stacks()
-            .iter()
-            .filter(|s| !s.is_done())
-            .flat_map(|s| {
-                s.members()
-                    .iter()
-                    .map(move |m| (s.method_index, m.run_index))
-            })
-            .collect();
+        let unfinished = experiment.unfinished_runs();
         let mut finished = results.clone();
         for m in &mut finished.methods {
             m.runs.retain(|r| {
