@@ -541,45 +541,6 @@ fn gpu_stacks_equal_runs_one_by_one() {
     }
 }
 
-#[test]
-#[ignore = "a timing probe, run by hand"]
-fn zz_kernel_timings() {
-    let Some(g) = gpu() else { return };
-    let g: &GpuBackend = &g;
-    let s = 64;
-    let x = g.upload(Shape::new(1, 8, 1024), &random(8 * 1024, 1));
-    let w = g.upload(Shape::new(s, 16, 8), &random(s * 128, 2));
-    let mut codes = g.zeros(Shape::new(s, 16, 1024));
-    let mut recon = g.zeros(Shape::new(s, 8, 1024));
-    let d = g.upload(Shape::new(s, 8, 16), &random(s * 128, 3));
-    let mut gd = g.zeros(Shape::new(s, 8, 16));
-    let time = |name: &str, f: &mut dyn FnMut()| {
-        f();
-        g.wait();
-        let t = std::time::Instant::now();
-        for _ in 0..10 {
-            f();
-        }
-        g.wait();
-        eprintln!(
-            "{name:<24} {:>10.3} ms per call",
-            t.elapsed().as_secs_f64() * 100.0
-        );
-    };
-    time("gemm W X (16x1024x8)", &mut || {
-        g.gemm(1.0, Op::n(&w), Op::n(&x), 0.0, &mut codes)
-    });
-    time("gemm D S (8x1024x16)", &mut || {
-        g.gemm(1.0, Op::n(&d), Op::n(&codes), 0.0, &mut recon)
-    });
-    time("gemm R S^T (8x16x1024)", &mut || {
-        g.gemm(1.0, Op::n(&recon), Op::t(&codes), 0.0, &mut gd)
-    });
-    time("relu", &mut || g.relu(&mut codes));
-    time("normalize_columns", &mut || g.normalize_columns(&mut gd));
-    time("residual", &mut || g.residual(&mut recon, &x, &[0.1]));
-}
-
 /// Sweep units on the GPU give the CPU's numbers: a small phase grid (FISTA on a known
 /// dictionary) and a small experiment grid (SAE training), unit by unit. Success rates may
 /// differ only where a test signal sits on the tolerance (one signal in ten at most); code MCC
