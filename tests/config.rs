@@ -246,3 +246,39 @@ fn evaluation_schedules_are_checked_and_followed() {
         assert!(err.contains("train.eval_steps"), "{bad:?}: {err}");
     }
 }
+
+#[test]
+fn per_method_rates_are_checked_and_named_by_kind() {
+    use sparse_playground::core::config::{MethodKind, TrainOverride};
+    let set = |kind, lr, l1_penalty| {
+        move |c: &mut ExperimentConfig| {
+            c.train
+                .per_method
+                .insert(kind, TrainOverride { lr, l1_penalty });
+        }
+    };
+    rejects(
+        set(MethodKind::SparseCoding, Some(f64::NAN), None),
+        "train.per_method.sparse_coding.lr",
+    );
+    rejects(
+        set(MethodKind::Mlp, None, Some(-0.1)),
+        "train.per_method.mlp.l1_penalty",
+    );
+    rejects(set(MethodKind::Sae, None, None), "train.per_method.sae");
+    // In JSON: keyed by the methods' kind names; unknown kinds and fields are refused.
+    let mut cfg = Preset::UnknownZD.config();
+    set(MethodKind::SparseCoding, Some(3e-3), Some(0.5))(&mut cfg);
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert!(
+        json.contains(r#""per_method":{"sparse_coding":{"lr":0.003,"l1_penalty":0.5}}"#),
+        "{json}"
+    );
+    assert_eq!(ExperimentConfig::from_json(&json).unwrap(), cfg);
+    for bad in [
+        json.replace("sparse_coding\":{", "sc\":{"),
+        json.replace("\"l1_penalty\":0.5", "\"lambda\":0.5"),
+    ] {
+        assert!(ExperimentConfig::from_json(&bad).is_err(), "{bad}");
+    }
+}

@@ -511,3 +511,59 @@ fn evaluation_schedules_are_followed() {
         assert_eq!(steps, vec![0, 5, 20, 60, 100], "{}", run.name);
     }
 }
+
+/// `train.per_method` trains methods of one kind exactly as if the whole experiment had their
+/// learning rate and lambda, and leaves the other methods as they were.
+#[test]
+fn per_method_rates_apply_to_their_kind_only() {
+    use sparse_playground::core::config::{MethodKind, TrainOverride};
+    let base = || {
+        let mut cfg = Preset::QuickUnknownZD.config();
+        cfg.methods = vec![
+            MethodConfig::Sae { bias: false },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Adam {
+                    steps: 100,
+                    lr: 1e-2,
+                },
+            },
+        ];
+        cfg.data.num_samples = 128;
+        cfg.train.steps = 150;
+        cfg.train.log_every = 50;
+        cfg.train.eval_steps.clear();
+        cfg.train.lr = 3e-3;
+        cfg.train.l1_penalty = 0.01;
+        cfg.runs = 1;
+        cfg
+    };
+    let curves = |r: &Results, name: &str| -> Vec<(u64, f64, Option<f64>, f64)> {
+        let m = r.methods.iter().find(|m| m.name == name).unwrap();
+        m.runs[0]
+            .log
+            .iter()
+            .map(|l| (l.step, l.code_mcc, l.test_mse, l.l0))
+            .collect()
+    };
+    let mut with = base();
+    with.train.per_method.insert(
+        MethodKind::SparseCoding,
+        TrainOverride {
+            lr: Some(1e-2),
+            l1_penalty: Some(0.05),
+        },
+    );
+    let mut everywhere = base();
+    everywhere.train.lr = 1e-2;
+    everywhere.train.l1_penalty = 0.05;
+    let (with, everywhere, plain) = (run(with), run(everywhere), run(base()));
+    assert_eq!(
+        curves(&with, "Sparse coding"),
+        curves(&everywhere, "Sparse coding")
+    );
+    assert_eq!(curves(&with, "SAE"), curves(&plain, "SAE"));
+    assert_ne!(
+        curves(&with, "Sparse coding"),
+        curves(&plain, "Sparse coding")
+    );
+}

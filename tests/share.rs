@@ -4,7 +4,8 @@
 
 use proptest::prelude::*;
 use sparse_playground::core::config::{
-    limits, ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
+    limits, ExperimentConfig, MethodConfig, MethodKind, Preset, Setting, SolverConfig,
+    TrainOverride,
 };
 use sparse_playground::core::share::{decode, encode, ShareError, MAX_LINK_CHARS};
 
@@ -290,6 +291,17 @@ proptest! {
         lr in 1e-6f64..1.0,
         seed in 0u64..(1 << 53),
         runs in 1u32..8,
+        per_method in proptest::collection::btree_map(
+            prop_oneof![
+                Just(MethodKind::Sae),
+                Just(MethodKind::TopkSae),
+                Just(MethodKind::Mlp),
+                Just(MethodKind::SparseCoding),
+                Just(MethodKind::SaeIto),
+            ],
+            (proptest::option::of(1e-6f64..1.0), proptest::option::of(0.0f64..5.0)),
+            0..4,
+        ),
     ) {
         let mut cfg = Preset::UnknownZD.config();
         cfg.setting = setting;
@@ -302,7 +314,39 @@ proptest! {
         cfg.train.lr = lr;
         cfg.seed = seed;
         cfg.runs = runs;
+        cfg.train.per_method = per_method
+            .into_iter()
+            .filter(|(_, (lr, l1))| lr.is_some() || l1.is_some())
+            .map(|(k, (lr, l1_penalty))| (k, TrainOverride { lr, l1_penalty }))
+            .collect();
         prop_assume!(cfg.validate().is_ok());
         prop_assert_eq!(round_trip(&cfg), cfg);
+    }
+}
+
+#[test]
+fn per_method_rates_travel_in_the_link_and_bad_ones_name_their_key() {
+    let cfg = decode("v=2&p=quick&lrs=sc:0.003,mlp:0.0001&l1s=sc:0.5&seed=1")
+        .unwrap()
+        .config;
+    assert_eq!(cfg.train.lr_for(MethodKind::SparseCoding), 0.003);
+    assert_eq!(cfg.train.lr_for(MethodKind::Mlp), 0.0001);
+    assert_eq!(cfg.train.lr_for(MethodKind::Sae), cfg.train.lr);
+    assert_eq!(cfg.train.l1_for(MethodKind::SparseCoding), 0.5);
+    assert_eq!(cfg.train.l1_for(MethodKind::Mlp), cfg.train.l1_penalty);
+    let link = encode(&cfg, &[]);
+    assert!(link.contains("lrs=mlp:0.0001,sc:0.003"), "{link}");
+    assert!(link.contains("l1s=sc:0.5"), "{link}");
+    for (bad, key) in [
+        ("v=2&lrs=sc", "lrs"),
+        ("v=2&lrs=xyz:0.1", "lrs"),
+        ("v=2&lrs=sc:0.1,sc:0.2", "lrs"),
+        ("v=2&l1s=sc:abc", "l1s"),
+        ("v=2&lrs=sc:0", "train.per_method.sparse_coding.lr"),
+        ("v=2&l1s=mlp:-1", "train.per_method.mlp.l1_penalty"),
+        ("v=2&lrs=sc:NaN", "lrs"),
+    ] {
+        let err = decode(bad).expect_err(bad).to_string();
+        assert!(err.contains(key), "{bad}: {err}");
     }
 }

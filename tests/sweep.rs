@@ -287,3 +287,38 @@ fn the_sweep_fuzz_seeds_are_valid() {
         assert!(ok, "{} is neither a sweep nor its results", path.display());
     }
 }
+
+/// A lambda or learning-rate axis sets that value for every method, per-method ones included;
+/// the other per-method value stays.
+#[test]
+fn rate_axes_replace_per_method_rates() {
+    use sparse_playground::core::config::{MethodKind, TrainOverride};
+    let mut s = small_experiment_sweep();
+    s.base.train.per_method.insert(
+        MethodKind::SparseCoding,
+        TrainOverride {
+            lr: Some(3e-3),
+            l1_penalty: Some(0.5),
+        },
+    );
+    s.axes = vec![Axis {
+        param: Param::Lambda,
+        values: vec![0.1, 0.2],
+    }];
+    let c = s.unit_config(Unit { cell: 1, seed: 0 }).unwrap();
+    assert_eq!(c.train.l1_for(MethodKind::SparseCoding), 0.2);
+    assert_eq!(c.train.l1_for(MethodKind::Sae), 0.2);
+    assert_eq!(c.train.lr_for(MethodKind::SparseCoding), 3e-3);
+    s.axes[0].param = Param::Lr;
+    let c = s.unit_config(Unit { cell: 0, seed: 0 }).unwrap();
+    assert_eq!(c.train.lr_for(MethodKind::SparseCoding), 0.1);
+    assert_eq!(c.train.l1_for(MethodKind::SparseCoding), 0.5);
+    // The paper's studies that train kinds differently say so in their paper-size presets.
+    let lr = |p: SweepPreset, k| p.config().base.train.lr_for(k);
+    assert_eq!(lr(SweepPreset::Scaling, MethodKind::SparseCoding), 3e-3);
+    assert_eq!(lr(SweepPreset::Scaling, MethodKind::Sae), 1e-3);
+    assert_eq!(lr(SweepPreset::Bias, MethodKind::Mlp), 1e-4);
+    let topk = SweepPreset::Topk.config().base.train;
+    assert_eq!(topk.l1_for(MethodKind::SparseCoding), 0.5);
+    assert_eq!(topk.l1_for(MethodKind::TopkSae), topk.l1_penalty);
+}

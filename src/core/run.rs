@@ -267,8 +267,8 @@ impl StackRun {
             .collect();
         let members_n = seeds.len();
         let (dim, n_atoms, n) = (data.data_dim(), data.num_atoms(), data.num_samples());
-        let lr = config.train.lr;
-        let l1 = config.train.l1_penalty as f32;
+        let lr = config.train.lr_for(method.kind());
+        let l1 = config.train.l1_for(method.kind()) as f32;
         let batch = config.train.batch_size.unwrap_or(n);
         let setting = config.setting;
         let (spec, arch_key) = match &method {
@@ -701,7 +701,7 @@ impl StackRun {
                     };
                     let hosts = split_members(&values, dict.shape());
                     let cfg = &*self.config;
-                    let l1 = cfg.train.l1_penalty as f32;
+                    let l1 = cfg.train.l1_for(self.method.kind()) as f32;
                     let x = &self.tensors.test_signals;
                     match solver {
                         SolverConfig::Fista { steps, nonneg } => {
@@ -818,7 +818,7 @@ impl StackRun {
         let members = self.members.len();
         let cfg = &*self.config;
         let n = self.data.test_signals.ncols();
-        let l1 = cfg.train.l1_penalty as f32;
+        let l1 = cfg.train.l1_for(self.method.kind()) as f32;
         // The loss of the last training step, read back beside the codes.
         self.loss = match &self.learner {
             _ if self.step == 0 => None,

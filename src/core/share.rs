@@ -29,7 +29,7 @@
 
 use super::config::{
     default_adam_lr, default_adam_steps, default_fista_steps, limits, CheckedConfig, ConfigError,
-    ExperimentConfig, MethodConfig, Preset, Setting, SolverConfig,
+    ExperimentConfig, MethodConfig, MethodKind, Preset, Setting, SolverConfig,
 };
 use super::sweep::{Axis, Param, Success, SweepConfig, SweepKind, SweepPreset, MAX_AXIS_VALUES};
 use std::fmt::Write as _;
@@ -648,12 +648,75 @@ fn apply_key(cfg: &mut ExperimentConfig, key: &str, value: &str) -> Result<bool,
                 }
             }
         }
+        "lrs" | "l1s" => parse_per_method(cfg, key, value)?,
         "l0" => cfg.metrics.l0_threshold = parse_float(key, value)?,
         "seed" => cfg.seed = parse_int(key, value)?,
         "runs" => cfg.runs = parse_int(key, value)?,
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// `lrs` / `l1s`: the learning rate / lambda of every method of a kind, as `kind:value` pairs
+/// separated by commas (`sc:0.003,mlp:0.0001`), or `none`. The value replaces that field of
+/// every per-method setting the defaults had.
+fn parse_per_method(cfg: &mut ExperimentConfig, key: &str, value: &str) -> Result<(), ShareError> {
+    let lr = key == "lrs";
+    let per = &mut cfg.train.per_method;
+    for o in per.values_mut() {
+        if lr {
+            o.lr = None;
+        } else {
+            o.l1_penalty = None;
+        }
+    }
+    if value != "none" {
+        let kinds: Vec<&str> = MethodKind::ALL.iter().map(|k| k.token()).collect();
+        let expected = || {
+            format!(
+                "expected kind:value pairs separated by commas, e.g. sc:0.003, with kinds {}",
+                kinds.join(", ")
+            )
+        };
+        let mut seen = Vec::new();
+        for pair in value.split(',') {
+            let (token, v) = pair
+                .split_once(':')
+                .ok_or_else(|| bad(key, value, expected()))?;
+            let kind = MethodKind::from_token(token).ok_or_else(|| bad(key, value, expected()))?;
+            if seen.contains(&kind) {
+                return Err(bad(key, value, format!("{token} is given twice")));
+            }
+            seen.push(kind);
+            let v = parse_float(key, v)?;
+            let o = per.entry(kind).or_default();
+            if lr {
+                o.lr = Some(v);
+            } else {
+                o.l1_penalty = Some(v);
+            }
+        }
+    }
+    per.retain(|_, o| o.lr.is_some() || o.l1_penalty.is_some());
+    Ok(())
+}
+
+/// The `lrs` or `l1s` value of a config (see `parse_per_method`).
+fn per_method_token(config: &ExperimentConfig, lr: bool) -> String {
+    let pairs: Vec<String> = config
+        .train
+        .per_method
+        .iter()
+        .filter_map(|(kind, o)| {
+            let v = if lr { o.lr } else { o.l1_penalty };
+            v.map(|v| format!("{}:{v}", kind.token()))
+        })
+        .collect();
+    if pairs.is_empty() {
+        "none".to_string()
+    } else {
+        pairs.join(",")
+    }
 }
 
 /// Whether a link describes a sweep (it names one with `sweep=`).
@@ -878,6 +941,16 @@ fn encode_against(config: &ExperimentConfig, base: &ExperimentConfig) -> Vec<Str
     put("steps", t.steps.to_string(), bt.steps.to_string());
     put("lr", t.lr.to_string(), bt.lr.to_string());
     put("l1", t.l1_penalty.to_string(), bt.l1_penalty.to_string());
+    put(
+        "lrs",
+        per_method_token(config, true),
+        per_method_token(base, true),
+    );
+    put(
+        "l1s",
+        per_method_token(config, false),
+        per_method_token(base, false),
+    );
     put(
         "batch",
         t.batch_size.map_or("full".into(), |b| b.to_string()),

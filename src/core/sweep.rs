@@ -16,8 +16,8 @@
 //! workers, shards of a batch job; [`SweepResults::merge`] joins shards.
 
 use super::config::{
-    limits, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, Preset, Setting,
-    SolverConfig, CONFIG_VERSION,
+    limits, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, MethodKind, Preset,
+    Setting, SolverConfig, TrainOverride, CONFIG_VERSION,
 };
 use super::results::{BackendInfo, LogRecord};
 use super::run::{Clock, Experiment, Grouping};
@@ -46,7 +46,7 @@ pub enum Param {
     Samples,
     #[serde(rename = "noise")]
     Noise,
-    /// The L1 penalty lambda.
+    /// The L1 penalty lambda, of every method (it replaces the base's per-method lambdas).
     #[serde(rename = "l1")]
     Lambda,
     /// k of every TopK SAE.
@@ -57,6 +57,7 @@ pub enum Param {
     Hidden,
     #[serde(rename = "steps")]
     Steps,
+    /// The training learning rate, of every method (it replaces the base's per-method ones).
     #[serde(rename = "lr")]
     Lr,
     /// Biases of every encoder on (1) or off (0).
@@ -306,13 +307,25 @@ impl SweepConfig {
                 Param::K => cfg.data.sparsity_k = whole(),
                 Param::Samples => cfg.data.num_samples = whole(),
                 Param::Noise => cfg.data.noise_std = v,
-                Param::Lambda => cfg.train.l1_penalty = v,
+                Param::Lambda => {
+                    cfg.train.l1_penalty = v;
+                    for o in cfg.train.per_method.values_mut() {
+                        o.l1_penalty = None;
+                    }
+                    cfg.train.per_method.retain(|_, o| o.lr.is_some());
+                }
                 Param::Steps => {
                     cfg.train.steps = v as u64;
                     cfg.train.eval_steps.clear();
                     cfg.train.log_every = (v as u64).max(1);
                 }
-                Param::Lr => cfg.train.lr = v,
+                Param::Lr => {
+                    cfg.train.lr = v;
+                    for o in cfg.train.per_method.values_mut() {
+                        o.lr = None;
+                    }
+                    cfg.train.per_method.retain(|_, o| o.l1_penalty.is_some());
+                }
                 Param::TopkK | Param::Hidden | Param::Bias | Param::SolverSteps => {}
                 Param::Delta | Param::Rho => {}
             }
@@ -958,6 +971,14 @@ impl SweepPreset {
                     50_000,
                     1e-3,
                 );
+                // The paper's learning rates: SAE and MLP at 1e-3, sparse coding at 3e-3.
+                s.base.train.per_method.insert(
+                    MethodKind::SparseCoding,
+                    TrainOverride {
+                        lr: Some(3e-3),
+                        l1_penalty: None,
+                    },
+                );
                 s.axes = vec![
                     axis(Param::K, if full { &[3.0, 9.0] } else { &[3.0] }),
                     axis(Param::N, &[16.0, 32.0, 64.0, 128.0]),
@@ -966,6 +987,8 @@ impl SweepPreset {
                 if !full {
                     s.base.methods =
                         vec![MethodConfig::Sae { bias: false }, mlp(32), sc(1000, 1e-2)];
+                    // Short runs train every method at 3e-3.
+                    s.base.train.per_method.clear();
                     s.base.data.num_samples = 256;
                     s.seeds = 1;
                     s = quick((s, 2000, 3e-3));
@@ -1017,6 +1040,15 @@ impl SweepPreset {
                     20_000,
                     1e-3,
                 );
+                // As in the paper, sparse coding trains (and infers) with lambda 0.5; the TopK
+                // SAE keeps the experiment's.
+                s.base.train.per_method.insert(
+                    MethodKind::SparseCoding,
+                    TrainOverride {
+                        lr: None,
+                        l1_penalty: Some(0.5),
+                    },
+                );
                 s.axes = vec![axis(
                     Param::TopkK,
                     &[1.0, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 15.0],
@@ -1054,8 +1086,18 @@ impl SweepPreset {
                     100_000,
                     1e-3,
                 );
+                // The paper trains this study's MLP at 1e-4 (the SAE at 1e-3).
+                s.base.train.per_method.insert(
+                    MethodKind::Mlp,
+                    TrainOverride {
+                        lr: Some(1e-4),
+                        l1_penalty: None,
+                    },
+                );
                 s.axes = vec![axis(Param::Bias, &[0.0, 1.0])];
                 if !full {
+                    // Short runs train every method at 3e-3.
+                    s.base.train.per_method.clear();
                     s.base.data.num_samples = 512;
                     s.seeds = 1;
                     s = quick((s, 2000, 3e-3));

@@ -143,6 +143,43 @@ await test('error messages name the field and what is allowed, in the form\'s wo
   await ctx.close();
 });
 
+await test('per-kind learning rates and lambdas: typed, linked, refused at their field when malformed', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.fill('#lr_per_method', 'mlp:1e-4');
+  await page.press('#lr_per_method', 'Tab');
+  await waitState(page, 'ready');
+  await page.waitForFunction(() => location.hash.includes('lrs=mlp:0.0001'));
+  // Malformed pairs and bad values are shown at the field, in words, and nothing runs.
+  for (const [text, pattern] of [
+    ['mlp=0.1', /^Not applied: Learning rate per kind: write kind:value pairs such as sc:3e-3, mlp:1e-4 \(kinds: sae, topk, mlp, sc, ito\)$/],
+    ['mlp:0', /^Not applied: Learning rate per kind: must be a finite number above 0/],
+  ]) {
+    await page.fill('#lr_per_method', text);
+    await page.press('#lr_per_method', 'Tab');
+    await page.waitForSelector('#config-error:not([hidden])');
+    assert.match(await page.textContent('#config-error'), pattern);
+    assert.equal(await page.getAttribute('#lr_per_method', 'aria-invalid'), 'true');
+    assert.ok(await page.isDisabled('#play'));
+  }
+  await page.fill('#lr_per_method', '');
+  await page.press('#lr_per_method', 'Tab');
+  await waitState(page, 'ready');
+  await page.fill('#l1_per_method', 'sc:0.5');
+  await page.press('#l1_per_method', 'Tab');
+  await waitState(page, 'ready');
+  const hash = await page.evaluate(() => location.hash);
+  assert.match(hash, /l1s=sc:0\.5/);
+  assert.doesNotMatch(hash, /lrs=/);
+  // A link with them fills the fields.
+  await page.goto(`${origin}${BASE}#${SMALL}&lrs=sae:0.01,mlp:0.002&l1s=mlp:0.1`);
+  await waitState(page, 'ready');
+  assert.equal(await page.inputValue('#lr_per_method'), 'sae:0.01, mlp:0.002');
+  assert.equal(await page.inputValue('#l1_per_method'), 'mlp:0.1');
+  await ctx.close();
+});
+
 await test('rapid edits rebuild the engine without a false engine error', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${SMALL}`);

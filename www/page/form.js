@@ -7,6 +7,44 @@ export const DATA_FIELDS = ['num_atoms', 'data_dim', 'sparsity_k', 'num_samples'
 
 export const TRAIN_FIELDS = ['steps', 'lr', 'l1_penalty', 'log_every'];
 
+// The link's short names of method kinds (`lrs=sc:0.003`), and the config's.
+const KIND_TOKENS = { sae: 'sae', topk: 'topk_sae', mlp: 'mlp', sc: 'sparse_coding', ito: 'sae_ito' };
+
+/** A form error found before the engine sees the config (the text of a per-kind field). */
+export const FORM_ERROR = Symbol('form error');
+
+/**
+ * Read the per-kind fields into `train.per_method` (`field` is `lr` or `l1_penalty`). Returns
+ * an error message naming the field when the text is not `kind:value` pairs.
+ */
+function readPerMethod(train, id, field) {
+  const per = train.per_method;
+  for (const entry of Object.values(per)) delete entry[field];
+  const text = $(id).value.trim();
+  const help = `train.per_method.${field}: write kind:value pairs such as ${field === 'lr' ? 'sc:3e-3, mlp:1e-4' : 'sc:0.5'} (kinds: ${Object.keys(KIND_TOKENS).join(', ')})`;
+  if (text !== '') {
+    for (const pair of text.split(/[\s,;]+/).filter(Boolean)) {
+      const m = /^([a-z]+):(.+)$/.exec(pair);
+      const kind = m && KIND_TOKENS[m[1]];
+      if (!kind || (per[kind] && per[kind][field] !== undefined)) return help;
+      const value = m[2].trim() === '' ? NaN : Number(m[2]);
+      (per[kind] ||= {})[field] = value;
+    }
+  }
+  for (const [kind, entry] of Object.entries(per)) {
+    if (entry.lr === undefined && entry.l1_penalty === undefined) delete per[kind];
+  }
+  return null;
+}
+
+function perMethodText(config, field) {
+  const per = (config.train && config.train.per_method) || {};
+  return Object.entries(KIND_TOKENS)
+    .filter(([, kind]) => per[kind] && per[kind][field] != null)
+    .map(([token, kind]) => `${token}:${per[kind][field]}`)
+    .join(', ');
+}
+
 export function numberOf(id) {
   const raw = $(id).value.trim();
   // An empty or unreadable box becomes NaN and is refused by the Rust validation with a message.
@@ -194,7 +232,9 @@ export function readForm() {
   if (Array.isArray(train.eval_steps) && Number.isFinite(train.steps)) {
     train.eval_steps = train.eval_steps.filter((e) => e < train.steps);
   }
-  return {
+  train.per_method = structuredClone(base.train.per_method || {});
+  const perError = readPerMethod(train, 'lr_per_method', 'lr') || readPerMethod(train, 'l1_per_method', 'l1_penalty');
+  const config = {
     version: base.version,
     setting: $('setting').value,
     data,
@@ -204,6 +244,8 @@ export function readForm() {
     seed: numberOf('seed'),
     runs: numberOf('runs'),
   };
+  if (perError) config[FORM_ERROR] = perError;
+  return config;
 }
 
 export function writeForm(config) {
@@ -213,6 +255,8 @@ export function writeForm(config) {
   for (const id of TRAIN_FIELDS) $(id).value = String(config.train[id]);
   $('batch_size').value = config.train.batch_size == null ? '' : String(config.train.batch_size);
   $('eval_steps').value = (config.train.eval_steps || []).join(', ');
+  $('lr_per_method').value = perMethodText(config, 'lr');
+  $('l1_per_method').value = perMethodText(config, 'l1_penalty');
   $('l0_threshold').value = String(config.metrics.l0_threshold);
   $('seed').value = String(config.seed);
   $('runs').value = String(config.runs);
@@ -253,6 +297,8 @@ const METHOD_FIELDS = { k: 'k', hidden: 'hidden', bias: 'bias', 'inference.steps
 export function controlFor(path) {
   const plain = path.replace(/\[\d+\]$/, '');
   if (CONTROLS[plain]) return $(CONTROLS[plain]);
+  const per = /^train\.per_method\.(?:\w+\.)?(lr|l1_penalty)$/.exec(plain);
+  if (per) return $(per[1] === 'lr' ? 'lr_per_method' : 'l1_per_method');
   const m = /^methods\[(\d+)\](?:\.(.*))?$/.exec(path);
   if (!m) return null;
   const box = $('methods').children[Number(m[1])];

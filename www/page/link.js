@@ -22,6 +22,8 @@ export const HIDEABLE = {
   steps: '#steps',
   lr: '#lr',
   l1: '#l1_penalty',
+  lrs: '#lr_per_method',
+  l1s: '#l1_per_method',
   batch: '#batch_size',
   log: '#log_every',
   runs: '#runs',

@@ -3,7 +3,7 @@
 import { EnginePool } from '../engine-pool.js';
 import { memoryEstimate, validateConfig } from '../engine.js';
 import { downloadText, save } from './files.js';
-import { clearFieldErrors, fieldError, showConfigError, writeForm } from './form.js';
+import { FORM_ERROR, clearFieldErrors, fieldError, showConfigError, writeForm } from './form.js';
 import { updateLink } from './link.js';
 import { $, F, FIELDS, banner, errorText, state } from './state.js';
 import { renderCharts } from '../views/curves.js';
@@ -18,6 +18,7 @@ import { addToHistory, renderCompare } from '../views/compare.js';
 export function applyConfig(config, { fromForm = false, keepResults = false } = {}) {
   let checked;
   try {
+    if (config[FORM_ERROR]) throw new Error(config[FORM_ERROR]);
     checked = validateConfig(config);
   } catch (e) {
     if (!fromForm) throw e;

@@ -22,12 +22,21 @@ const FIELDS = [
   ['steps', (c) => c.train.steps],
   ['lr', (c) => c.train.lr],
   ['l1', (c) => c.train.l1_penalty],
+  ['lrs', (c) => perKind(c, 'lr')],
+  ['l1s', (c) => perKind(c, 'l1_penalty')],
   ['batch', (c) => c.train.batch_size ?? 'full'],
   ['log', (c) => c.train.log_every],
   ['evals', (c) => (c.train.eval_steps || []).join('-') || 'every'],
   ['runs', (c) => c.runs],
   ['seed', (c) => c.seed],
 ];
+
+/** A config's per-kind learning rates or lambdas, as the link writes them ("none" if none). */
+function perKind(c, field) {
+  const per = c.train.per_method || {};
+  const pairs = Object.keys(per).sort().filter((k) => per[k][field] != null).map((k) => `${k}:${per[k][field]}`);
+  return pairs.join(',') || 'none';
+}
 
 /** The methods of a config as a short text (the names, in order). */
 function methodNames(results) {
