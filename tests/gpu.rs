@@ -552,23 +552,14 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
     let Some(g) = gpu() else { return };
     let mut phase = SweepPreset::Phase.config();
     phase.axes = vec![
-        Axis {
-            param: Param::Delta,
-            values: vec![0.3, 0.8],
-        },
-        Axis {
-            param: Param::Rho,
-            values: vec![0.1, 0.5],
-        },
+        Axis::new(Param::Delta, vec![0.3, 0.8]),
+        Axis::new(Param::Rho, vec![0.1, 0.5]),
     ];
     let mut scaling = SweepPreset::QuickScaling.config();
     scaling.base.train.steps = 40;
     scaling.base.train.log_every = 40;
     scaling.base.methods = vec![MethodConfig::Sae { bias: false }];
-    scaling.axes = vec![Axis {
-        param: Param::N,
-        values: vec![16.0, 24.0],
-    }];
+    scaling.axes = vec![Axis::new(Param::N, vec![16.0, 24.0])];
     for sweep in [phase, scaling] {
         for unit in sweep.units() {
             let run = |b: Arc<dyn Backend>| {

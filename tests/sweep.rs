@@ -45,14 +45,8 @@ fn small_experiment_sweep() -> SweepConfig {
     s.base.train.steps = 30;
     s.base.train.log_every = 30;
     s.axes = vec![
-        Axis {
-            param: Param::N,
-            values: vec![8.0, 16.0],
-        },
-        Axis {
-            param: Param::K,
-            values: vec![2.0, 12.0],
-        },
+        Axis::new(Param::N, vec![8.0, 16.0]),
+        Axis::new(Param::K, vec![2.0, 12.0]),
     ];
     s.seeds = 2;
     s
@@ -130,10 +124,7 @@ fn sweep_configs_round_trip_and_bad_ones_say_why() {
         .to_string()
         .contains("swept twice"));
     let mut s = small_experiment_sweep();
-    s.axes = vec![Axis {
-        param: Param::Delta,
-        values: vec![0.5],
-    }];
+    s.axes = vec![Axis::new(Param::Delta, vec![0.5])];
     assert!(s.validate().is_err(), "delta belongs to recovery sweeps");
     let mut s = small_experiment_sweep();
     s.axes[1].values = vec![100.0];
@@ -151,14 +142,8 @@ fn recovery_follows_the_phase_transition() {
     s.base.data.num_atoms = 64;
     s.base.data.num_samples = 20;
     s.axes = vec![
-        Axis {
-            param: Param::Delta,
-            values: vec![0.5],
-        },
-        Axis {
-            param: Param::Rho,
-            values: vec![0.1, 0.3, 0.5, 0.7, 0.9],
-        },
+        Axis::new(Param::Delta, vec![0.5]),
+        Axis::new(Param::Rho, vec![0.1, 0.3, 0.5, 0.7, 0.9]),
     ];
     s.recovery.solvers = vec![SolverConfig::Fista {
         steps: 1500,
@@ -301,10 +286,7 @@ fn rate_axes_replace_per_method_rates() {
             l1_penalty: Some(0.5),
         },
     );
-    s.axes = vec![Axis {
-        param: Param::Lambda,
-        values: vec![0.1, 0.2],
-    }];
+    s.axes = vec![Axis::new(Param::Lambda, vec![0.1, 0.2])];
     let c = s.unit_config(Unit { cell: 1, seed: 0 }).unwrap();
     assert_eq!(c.train.l1_for(MethodKind::SparseCoding), 0.2);
     assert_eq!(c.train.l1_for(MethodKind::Sae), 0.2);
@@ -321,4 +303,65 @@ fn rate_axes_replace_per_method_rates() {
     let topk = SweepPreset::Topk.config().base.train;
     assert_eq!(topk.l1_for(MethodKind::SparseCoding), 0.5);
     assert_eq!(topk.l1_for(MethodKind::TopkSae), topk.l1_penalty);
+}
+
+/// Axes taken together: the paper's width study runs three (N, M, K) shapes, not their 12
+/// combinations; cells, links and validation follow.
+#[test]
+fn axes_taken_together_move_as_one() {
+    use sparse_playground::core::share::{decode_sweep, encode_sweep};
+    let s = SweepPreset::Width.config();
+    s.validate().unwrap();
+    assert_eq!(s.cell_count(), 3 * 6);
+    let shapes: Vec<(usize, usize, usize)> = (0..s.cell_count())
+        .map(|cell| {
+            let c = s.unit_config(Unit { cell, seed: 0 }).unwrap();
+            (c.data.num_atoms, c.data.data_dim, c.data.sparsity_k)
+        })
+        .collect();
+    for (i, shape) in [(16, 8, 3), (32, 16, 6), (64, 16, 6)]
+        .into_iter()
+        .enumerate()
+    {
+        assert!(
+            shapes[i * 6..(i + 1) * 6].iter().all(|&s| s == shape),
+            "{shapes:?}"
+        );
+    }
+    let hidden = s.unit_config(Unit { cell: 7, seed: 0 }).unwrap();
+    assert_eq!(
+        hidden.methods,
+        vec![MethodConfig::Mlp {
+            hidden: vec![32],
+            bias: false
+        }]
+    );
+    // In a link: `,` joins an axis to the one before it, `~` multiplies.
+    let mut custom = small_experiment_sweep();
+    custom.axes = vec![
+        Axis::new(Param::N, vec![8.0, 16.0]),
+        Axis {
+            with_previous: true,
+            ..Axis::new(Param::K, vec![2.0, 4.0])
+        },
+    ];
+    custom.validate().unwrap();
+    assert_eq!(custom.cell_count(), 2);
+    let link = encode_sweep(&custom, &[]);
+    assert!(link.contains("axes=N:8_16,K:2_4&"), "{link}");
+    assert_eq!(decode_sweep(&link).unwrap().0, custom);
+    // Refused: a different number of values, or no axis before (in a config file).
+    for (axes, needle) in [
+        ("N:8_16,K:2", "give 2 values, got 1"),
+        ("N:8_16,", "write param:v_v_v"),
+        (",K:2_4", "write param:v_v_v"),
+    ] {
+        let err = decode_sweep(&format!("v=2&sweep=quick-scaling&axes={axes}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "{axes}: {err}");
+    }
+    custom.axes[0].with_previous = true;
+    let err = custom.validate().unwrap_err().to_string();
+    assert!(err.contains("no axis before it"), "{err}");
 }

@@ -729,7 +729,8 @@ pub fn is_sweep_link(link: &str) -> bool {
 
 /// The link of a sweep: `sweep=<preset>` names the preset its defaults come from (whichever
 /// gives the shortest link), then the base experiment's keys that differ, and the sweep's own:
-/// `kind` (experiment | recovery), `axes` (`param:v_v_v~param:v_v`), `seeds`, `solvers` (as in
+/// `kind` (experiment | recovery), `axes` (`param:v_v_v~param:v_v`: `~` multiplies the grid,
+/// `,` takes an axis's values with the axis before it, `N:16_32,K:3_6`), `seeds`, `solvers` (as in
 /// a method's solver options, comma-separated, or `none`), `success` (`rel<tol>` | `support`).
 pub fn encode_sweep(sweep: &SweepConfig, extra: &[(&str, &str)]) -> String {
     SweepPreset::ALL
@@ -740,13 +741,15 @@ pub fn encode_sweep(sweep: &SweepConfig, extra: &[(&str, &str)]) -> String {
 }
 
 fn axes_token(axes: &[Axis]) -> String {
-    axes.iter()
-        .map(|a| {
-            let values: Vec<String> = a.values.iter().map(f64::to_string).collect();
-            format!("{}:{}", a.param.name(), values.join("_"))
-        })
-        .collect::<Vec<_>>()
-        .join("~")
+    let mut out = String::new();
+    for (i, a) in axes.iter().enumerate() {
+        if i > 0 {
+            out.push(if a.with_previous { ',' } else { '~' });
+        }
+        let values: Vec<String> = a.values.iter().map(f64::to_string).collect();
+        let _ = write!(out, "{}:{}", a.param.name(), values.join("_"));
+    }
+    out
 }
 
 fn solvers_token(solvers: &[SolverConfig]) -> String {
@@ -845,7 +848,9 @@ pub fn decode_sweep(link: &str) -> Result<(SweepConfig, Vec<(String, String)>), 
                 } else {
                     value
                         .split('~')
-                        .map(|a| {
+                        .flat_map(|group| group.split(',').enumerate())
+                        .map(|(place, a)| {
+                            let with_previous = place > 0;
                             let (param, values) = a.split_once(':').ok_or_else(|| {
                                 bad(key, value, format!("`{a}`: write param:v_v_v"))
                             })?;
@@ -859,7 +864,11 @@ pub fn decode_sweep(link: &str) -> Result<(SweepConfig, Vec<(String, String)>), 
                             if values.len() > MAX_AXIS_VALUES {
                                 return Err(bad(key, value, "too many values"));
                             }
-                            Ok(Axis { param, values })
+                            Ok(Axis {
+                                param,
+                                values,
+                                with_previous,
+                            })
                         })
                         .collect::<Result<_, _>>()?
                 };

@@ -138,6 +138,21 @@ impl Param {
 pub struct Axis {
     pub param: Param,
     pub values: Vec<f64>,
+    /// Take the values together with the axis before it (as many values, the i-th with the
+    /// i-th) instead of multiplying the grid: the paper's width study runs (N, M, K) in
+    /// {(16, 8, 3), (32, 16, 6), (64, 16, 6)}, three shapes rather than all their combinations.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_previous: bool,
+}
+
+impl Axis {
+    pub fn new(param: Param, values: Vec<f64>) -> Self {
+        Axis {
+            param,
+            values,
+            with_previous: false,
+        }
+    }
 }
 
 /// What a sweep measures per cell.
@@ -252,6 +267,7 @@ impl SweepConfig {
     pub fn cell_count(&self) -> usize {
         self.axes
             .iter()
+            .filter(|a| !a.with_previous)
             .map(|a| a.values.len())
             .try_fold(1usize, usize::checked_mul)
             .unwrap_or(usize::MAX)
@@ -274,14 +290,26 @@ impl SweepConfig {
             .collect()
     }
 
-    /// The values of cell `cell`, one per axis (the first axis varies slowest).
+    /// The values of cell `cell`, one per axis (the first axis varies slowest; an axis taken
+    /// with the one before it moves with it).
     pub fn cell_values(&self, cell: usize) -> Vec<(Param, f64)> {
         let mut rest = cell;
         let mut out = vec![(Param::N, 0.0); self.axes.len()];
-        for (i, axis) in self.axes.iter().enumerate().rev() {
-            let len = axis.values.len().max(1);
-            out[i] = (axis.param, axis.values[rest % len]);
+        let mut end = self.axes.len();
+        while end > 0 {
+            // The group ending at `end`: its first axis and those taken with it.
+            let start = (0..end)
+                .rev()
+                .find(|&i| !self.axes[i].with_previous)
+                .unwrap_or(0);
+            let len = self.axes[start].values.len().max(1);
+            let index = rest % len;
             rest /= len;
+            for i in start..end {
+                let axis = &self.axes[i];
+                out[i] = (axis.param, axis.values[index.min(axis.values.len() - 1)]);
+            }
+            end = start;
         }
         out
     }
@@ -451,6 +479,29 @@ impl SweepConfig {
                     return Err(ConfigError::invalid(
                         &field,
                         format!("{} takes {what}, got {v}", axis.param.name()),
+                    ));
+                }
+            }
+            if axis.with_previous {
+                let Some(lead) = self.axes[..i].iter().rev().find(|a| !a.with_previous) else {
+                    return Err(ConfigError::invalid(
+                        &field,
+                        format!(
+                            "{} is the first axis: there is no axis before it to take values with",
+                            axis.param.name()
+                        ),
+                    ));
+                };
+                if lead.values.len() != axis.values.len() {
+                    return Err(ConfigError::invalid(
+                        &field,
+                        format!(
+                            "{} takes its values with {}: give {} values, got {}",
+                            axis.param.name(),
+                            lead.param.name(),
+                            lead.values.len(),
+                            axis.values.len()
+                        ),
                     ));
                 }
             }
@@ -918,10 +969,7 @@ impl SweepPreset {
             cfg.runs = 1;
             cfg
         };
-        let axis = |param: Param, values: &[f64]| Axis {
-            param,
-            values: values.to_vec(),
-        };
+        let axis = |param: Param, values: &[f64]| Axis::new(param, values.to_vec());
         let grid = |k: usize| (1..=k).map(|i| i as f64 / k as f64).collect::<Vec<_>>();
         let sae = MethodConfig::Sae { bias: false };
         let mlp = |h: usize| MethodConfig::Mlp {
@@ -1072,6 +1120,21 @@ impl SweepPreset {
                         &[16.0, 32.0, 64.0, 128.0]
                     },
                 )];
+                if full {
+                    // The paper's three shapes (N, M, K), each over every width.
+                    let with = |param, values: &[f64]| Axis {
+                        with_previous: true,
+                        ..axis(param, values)
+                    };
+                    s.axes.splice(
+                        0..0,
+                        [
+                            axis(Param::N, &[16.0, 32.0, 64.0]),
+                            with(Param::M, &[8.0, 16.0, 16.0]),
+                            with(Param::K, &[3.0, 6.0, 6.0]),
+                        ],
+                    );
+                }
                 if !full {
                     s.base.data.num_samples = 512;
                     s.seeds = 1;

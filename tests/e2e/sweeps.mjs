@@ -148,6 +148,36 @@ await test('the TopK study compares the TopK SAE with sparse coding truncated af
   await ctx.close();
 });
 
+await test('axes taken together: the paper\'s width study runs its three shapes, and a small one draws them', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true }));
+  // The paper-size preset: (N, M, K) as three shapes over six widths, not run here.
+  await page.goto(`${origin}${BASE}#v=2&sweep=width&seed=0`);
+  await waitSweep(page, 'ready');
+  assert.match(await page.textContent('#sweep-size'), /^18 cell\(s\) × 3 seed\(s\) = 54 units/);
+  const boxes = await page.$$eval('#sweep-axes input[data-role="with"]', (b) => b.map((e) => e.checked));
+  assert.deepEqual(boxes, [true, true, false], 'M and K go with N; the widths multiply');
+  // A small one, paired in the form: unticking multiplies the grid again.
+  await page.goto(`${origin}${BASE}#v=2&sweep=quick-width&axes=N:12_16,K:2_4~h:8_16&steps=40&seed=1`);
+  await waitSweep(page, 'ready');
+  assert.match(await page.textContent('#sweep-size'), /^4 cell\(s\)/);
+  await page.uncheck('#sweep-axes input[data-role="with"][data-axis="1"]');
+  await page.waitForFunction(() => /^8 cell\(s\)/.test(document.querySelector('#sweep-size').textContent));
+  await page.waitForFunction(() => location.hash.includes('axes=N:12_16~K:2_4~h:8_16'));
+  await page.check('#sweep-axes input[data-role="with"][data-axis="1"]');
+  await page.waitForFunction(() => /^4 cell\(s\)/.test(document.querySelector('#sweep-size').textContent));
+  await page.click('#sweep-play');
+  await waitSweep(page, 'finished');
+  const xLabels = await page.$$eval('figure[data-fig="map"] svg text', (t) => t.map((e) => e.textContent));
+  assert.ok(xLabels.some((l) => l.includes('atoms N (with K 2, 4)')), xLabels.join(' | '));
+  assert.equal(await doneRects(page, 'map'), 4);
+  await page.screenshot({ path: join(ARTIFACTS, 'sweep-shapes.png'), fullPage: true });
+  const [csv] = await Promise.all([page.waitForEvent('download'), page.click('#sweep-export-csv')]);
+  const rows = (await readFile(await csv.path(), 'utf8')).trim().split('\n');
+  assert.match(rows[0], /^cell,N,K,h,seed/);
+  assert.ok(rows.slice(1).every((r) => /^\d+,(12,2|16,4),/.test(r)), rows.join('\n'));
+  await ctx.close();
+});
+
 await test('on a phone the sweep fits the screen with its run controls first', async () => {
   const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true }));
   await page.goto(`${origin}${BASE}#${SCALING}&run=1`);

@@ -34,8 +34,20 @@ export class SweepModel {
     this.cells = checked.cells;
     this.seeds = checked.config.seeds;
     this.methods = checked.methods;
-    this.cellValues = checked.cellValues;
-    this.params = checked.config.axes.map((a) => a.param);
+    // Every axis and every cell's value on it (the CSV), and the axes the figures lay out: an
+    // axis taken with the one before it (`with_previous`) moves with that axis, so the figures
+    // show it beside that axis's values rather than as a dimension of its own.
+    const axes = checked.config.axes;
+    this.allParams = axes.map((a) => a.param);
+    this.allCellValues = checked.cellValues;
+    const lead = axes.map((a, i) => i).filter((i) => !axes[i].with_previous);
+    this.axes = lead.map((i) => axes[i]);
+    this.params = this.axes.map((a) => a.param);
+    this.cellValues = checked.cellValues.map((row) => lead.map((i) => row[i]));
+    this.companions = new Map(lead.map((i, k) => {
+      const end = k + 1 < lead.length ? lead[k + 1] : axes.length;
+      return [axes[i].param, axes.slice(i + 1, end)];
+    }));
     this.units = new Map(); // "cell:seed" -> UnitResult
     this.json = new Map(); // "cell:seed" -> its JSON text, as the engine gave it
     this.perCell = new Array(this.cells).fill(0);
@@ -96,15 +108,15 @@ export class SweepModel {
 
   /** The value of `param` in `cell` (undefined when it is not an axis). */
   valueOf(cell, param) {
-    const i = this.params.indexOf(param);
-    return i < 0 ? undefined : this.cellValues[cell][i];
+    const i = this.allParams.indexOf(param);
+    return i < 0 ? undefined : this.allCellValues[cell][i];
   }
 
-  /** The cell with these axis values (one per axis), or -1. */
+  /** The cell with these values of the laid-out axes (one per axis in `params`), or -1. */
   cellAt(values) {
     let cell = 0;
     for (let i = 0; i < this.params.length; i += 1) {
-      const axis = this.config.axes[i].values;
+      const axis = this.axes[i].values;
       const k = axis.indexOf(values[i]);
       if (k < 0) return -1;
       cell = cell * axis.length + k;
@@ -141,7 +153,7 @@ export class SweepModel {
   /** Every unit as CSV rows: axis values, seed, method, then every metric. */
   csv() {
     const metrics = metricsFor(this.kind);
-    const lines = [['cell', ...this.params, 'seed', 'method', 'invalid', 'error', ...metrics].join(',')];
+    const lines = [['cell', ...this.allParams, 'seed', 'method', 'invalid', 'error', ...metrics].join(',')];
     const keys = Array.from(this.units.keys()).sort((a, b) => {
       const [ca, sa] = a.split(':').map(Number);
       const [cb, sb] = b.split(':').map(Number);
@@ -149,7 +161,7 @@ export class SweepModel {
     });
     for (const key of keys) {
       const u = this.units.get(key);
-      const head = [u.cell, ...this.cellValues[u.cell], u.seed];
+      const head = [u.cell, ...this.allCellValues[u.cell], u.seed];
       if (u.invalid) {
         lines.push([...head, '', csvText(u.invalid), '', ...metrics.map(() => '')].join(','));
         continue;

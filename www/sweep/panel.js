@@ -484,7 +484,23 @@ function writeForm() {
       remove.dataset.axis = String(i);
       remove.dataset.role = 'remove';
       remove.setAttribute('aria-label', `Remove the ${axis.param} axis`);
-      row.append(sel, input, remove);
+      row.append(sel, input);
+      if (i > 0) {
+        // Taken with the axis above: as many values, paired one by one (the paper's (N, M, K)
+        // shapes), instead of every combination.
+        const withLabel = document.createElement('label');
+        withLabel.className = 'with';
+        withLabel.title = 'Take these values together with the axis above (as many values, paired one by one) instead of every combination';
+        const box = document.createElement('input');
+        box.type = 'checkbox';
+        box.dataset.axis = String(i);
+        box.dataset.role = 'with';
+        box.checked = !!axis.with_previous;
+        box.setAttribute('aria-label', `Axis ${i + 1}: take its values with axis ${i}`);
+        withLabel.append(box, 'paired with the axis above');
+        row.append(withLabel);
+      }
+      row.append(remove);
       return row;
     }),
   );
@@ -535,7 +551,7 @@ function writeForm() {
   const metric = $('sweep-metric');
   metric.replaceChildren(...metricsFor(c.kind).map((k) => new Option(METRICS[k].label, k)));
   metric.value = sweep.ui.metric;
-  const showDiff = c.axes.length >= 2 && sweep.checked.methods.length >= 2 && !(recovery && c.axes.some((a) => a.param === 'delta'));
+  const showDiff = c.axes.filter((a) => !a.with_previous).length >= 2 && sweep.checked.methods.length >= 2 && !(recovery && c.axes.some((a) => a.param === 'delta'));
   $('sweep-diff').hidden = !showDiff;
   for (const [id, key] of [['sweep-diff-a', 'diffA'], ['sweep-diff-b', 'diffB']]) {
     const sel = $(id);
@@ -569,6 +585,7 @@ function readForm(event) {
   const t = event.target;
   if (t.dataset.role === 'param') c.axes[+t.dataset.axis].param = t.value;
   if (t.dataset.role === 'values') c.axes[+t.dataset.axis].values = parseValues(t.value);
+  if (t.dataset.role === 'with') c.axes[+t.dataset.axis].with_previous = t.checked;
   if (t.id === 'sweep-add-axis' && t.value) {
     const p = t.value;
     const base = c.base;
@@ -611,7 +628,10 @@ function onFormClick(event) {
   const b = event.target.closest('button[data-role="remove"]');
   if (!b) return;
   const c = structuredClone(sweep.checked.config);
-  c.axes.splice(+b.dataset.axis, 1);
+  const i = +b.dataset.axis;
+  // An axis taken with the removed one now leads its group.
+  if (!c.axes[i].with_previous && c.axes[i + 1]) c.axes[i + 1].with_previous = false;
+  c.axes.splice(i, 1);
   setSweep(c, { fromForm: true });
 }
 

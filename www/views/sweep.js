@@ -32,6 +32,13 @@ export function paramLabel(p) {
   return PARAM_LABELS[p] || p;
 }
 
+/** An axis of the figures, with the axes taken with it: "atoms N (with M 8, 16, 16; K 3, 6, 6)". */
+function axisLabel(model, p) {
+  const with_ = model.companions.get(p) || [];
+  if (!with_.length) return paramLabel(p);
+  return `${paramLabel(p)} (with ${with_.map((a) => `${a.param} ${a.values.map(formatValue).join(', ')}`).join('; ')})`;
+}
+
 let theory = null;
 function theoryPoints() {
   if (!theory) theory = theoryCurves(200);
@@ -42,7 +49,7 @@ function theoryPoints() {
 function combinations(model, params) {
   let combos = [[]];
   for (const p of params) {
-    const values = model.config.axes[model.params.indexOf(p)].values;
+    const values = model.axes[model.params.indexOf(p)].values;
     combos = combos.flatMap((c) => values.map((v) => [...c, [p, v]]));
   }
   return combos;
@@ -99,8 +106,8 @@ export function sweepFigures(model, ui) {
   const figures = [];
   const allCells = Array.from({ length: model.cells }, (_, i) => i);
   if (model.kind === 'recovery' && params.includes('delta') && params.includes('rho')) {
-    const xs = model.config.axes[params.indexOf('delta')].values;
-    const ys = model.config.axes[params.indexOf('rho')].values;
+    const xs = model.axes[params.indexOf('delta')].values;
+    const ys = model.axes[params.indexOf('rho')].values;
     const others = params.filter((p) => p !== 'delta' && p !== 'rho');
     const t = theoryPoints();
     const signed = model.config.base.data.signed_codes;
@@ -172,8 +179,8 @@ export function sweepFigures(model, ui) {
   if (params.length >= 2) {
     const px = params[params.length - 2];
     const py = params[params.length - 1];
-    const xs = model.config.axes[params.length - 2].values;
-    const ys = model.config.axes[params.length - 1].values;
+    const xs = model.axes[params.length - 2].values;
+    const ys = model.axes[params.length - 1].values;
     const others = params.slice(0, -2);
     const combos = combinations(model, others);
     const [lo, hi] = range(model, metric, allCells, methods);
@@ -189,8 +196,8 @@ export function sweepFigures(model, ui) {
           title,
           svg: heatmapSvg({
             title: `${title} · ${label}`,
-            xLabel: paramLabel(px),
-            yLabel: paramLabel(py),
+            xLabel: axisLabel(model, px),
+            yLabel: axisLabel(model, py),
             xs,
             ys,
             cell: (ix, iy) => cellEntry(model, cell(ix, iy), m, metric),
@@ -212,8 +219,8 @@ export function sweepFigures(model, ui) {
           title: diffTitle,
           svg: heatmapSvg({
             title: `${diffTitle} · ${label}`,
-            xLabel: paramLabel(px),
-            yLabel: paramLabel(py),
+            xLabel: axisLabel(model, px),
+            yLabel: axisLabel(model, py),
             xs,
             ys,
             cell: (ix, iy) => {
@@ -238,7 +245,7 @@ export function sweepFigures(model, ui) {
   }
   if (params.length === 1) {
     const p = params[0];
-    const xs = model.config.axes[0].values.slice().sort((x, y) => x - y);
+    const xs = model.axes[0].values.slice().sort((x, y) => x - y);
     const xLog = xs[0] > 0 && xs[xs.length - 1] / xs[0] >= 20;
     const series = methods.map((m) => {
       const stats = xs.map((x) => model.stat(model.cellAt([x]), m, metric));
@@ -255,10 +262,10 @@ export function sweepFigures(model, ui) {
       figures.push({
         id: `line-${metric}`,
         kind: 'line',
-        title: `${label} against ${paramLabel(p)}`,
+        title: `${label} against ${axisLabel(model, p)}`,
         svg: renderSVG(
-          { xs, xLog, xLabel: paramLabel(p), series },
-          { title: `${label} against ${paramLabel(p)}`, yLabel: label, yLog: METRICS[metric].log, width: 480, height: 340, markers: true },
+          { xs, xLog, xLabel: axisLabel(model, p), series },
+          { title: `${label} against ${axisLabel(model, p)}`, yLabel: label, yLog: METRICS[metric].log, width: 480, height: 340, markers: true },
         ),
         caption: model.seeds > 1 ? 'Bands: ± one standard deviation over seeds.' : '',
       });
@@ -334,7 +341,7 @@ function computeViews(model) {
           { xs: pareto.xs, xLog: false, xLabel: METRICS.l0.label, series: pareto.series },
           { title: 'Sparsity against reconstruction (L0 vs MSE)', yLabel: 'Test MSE', yLog: true, width: 480, height: 340, markers: true },
         ),
-        caption: `One point per value of ${paramLabel(model.params[0])}: lower and further left is better.`,
+        caption: `One point per value of ${axisLabel(model, model.params[0])}: lower and further left is better.`,
       });
     }
   }
@@ -343,10 +350,10 @@ function computeViews(model) {
 
 /** A table of the per-cell means (for screen readers and for reading exact values). */
 export function sweepTable(model, metric) {
-  const head = [...model.params.map((p) => paramLabel(p)), ...model.methods].map((h) => `<th scope="col">${escapeXML(h)}</th>`).join('');
+  const head = [...model.allParams.map((p) => paramLabel(p)), ...model.methods].map((h) => `<th scope="col">${escapeXML(h)}</th>`).join('');
   const rows = [];
   for (let cell = 0; cell < model.cells && rows.length < 2000; cell += 1) {
-    const values = model.cellValues[cell].map((v) => `<td>${formatValue(v)}</td>`).join('');
+    const values = model.allCellValues[cell].map((v) => `<td>${formatValue(v)}</td>`).join('');
     const why = model.invalid(cell);
     const cols = model.methods.map((_, m) => {
       if (why) return '<td>invalid</td>';
