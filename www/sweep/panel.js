@@ -234,11 +234,17 @@ export function play() {
 export function pause() {
   if (!sweep.playing) return;
   sweep.playing = false;
-  sweep.pool.pause();
-  document.body.dataset.sweepState = 'paused';
-  saveNow();
+  const stopped = sweep.pool.pause();
   updateControls();
-  setStatus();
+  // The workers finish the slice they are in (tens of milliseconds); the state says 'paused'
+  // once they have, so the count shown is the count kept.
+  stopped.then(() => {
+    if (sweep.playing || document.body.dataset.sweepState !== 'running') return;
+    document.body.dataset.sweepState = 'paused';
+    saveNow();
+    updateControls();
+    setStatus();
+  });
 }
 
 /** Stop the workers (their memory is freed); the cells done stay, Run does the rest. */

@@ -6,6 +6,7 @@
 //
 // Events out (to `onEvent`): {type: 'results', results: [UnitResult JSON]}, {type: 'progress',
 // fractions} (how far the units under way are), {type: 'finished'} and {type: 'error', message}.
+// `pause()` answers with a promise that settles when every worker has stopped.
 import { poolSize } from '../engine-pool.js';
 
 // Units sent ahead to each worker, so it never waits for the page between two units.
@@ -83,6 +84,10 @@ export class SweepPool {
         this.refill(entry);
         this.checkFinished();
         break;
+      case 'paused':
+        entry.paused = true;
+        this.checkPaused();
+        break;
       case 'error':
         this.fail(msg.message);
         break;
@@ -105,9 +110,29 @@ export class SweepPool {
     this.onEvent({ type: 'error', message });
   }
 
+  /**
+   * Pause every worker. The promise settles once each has answered, so every unit finished
+   * before the pause has been reported (or at once when the pool stops or has no workers).
+   */
   pause() {
     this.playing = false;
-    for (const w of this.workers) w.worker.postMessage({ type: 'pause' });
+    for (const w of this.workers) {
+      w.paused = false;
+      w.worker.postMessage({ type: 'pause' });
+    }
+    const done = new Promise((resolve) => {
+      this.onPaused = resolve;
+    });
+    this.checkPaused();
+    return done;
+  }
+
+  checkPaused() {
+    if (this.onPaused && this.workers.every((w) => w.paused)) {
+      const resolve = this.onPaused;
+      this.onPaused = null;
+      resolve();
+    }
   }
 
   resume() {
@@ -120,5 +145,6 @@ export class SweepPool {
     this.generation += 1;
     for (const w of this.workers) w.worker.terminate();
     this.workers = [];
+    this.checkPaused();
   }
 }
