@@ -311,6 +311,31 @@ fn experiments_over_the_memory_budget_say_what_they_need() {
         .unwrap_err()
         .to_string();
     assert!(cli.contains("--memory-budget"), "{cli}");
+    // On the page every worker generates its own copy of the data; the CLI's threads share it.
+    let mut heavy = Preset::UnknownZD.config();
+    heavy.data.num_atoms = 32;
+    heavy.data.data_dim = 256;
+    heavy.data.num_samples = 32_768;
+    heavy.methods = vec![MethodConfig::Sae { bias: false }];
+    heavy.runs = 4;
+    let heavy = heavy.validate().unwrap();
+    let (one, four) = (
+        heavy.memory_estimate_spread(4, 1),
+        heavy.memory_estimate_spread(4, 4),
+    );
+    assert_eq!(four.data_bytes, 4 * one.data_bytes);
+    assert_eq!(four.model_bytes, one.model_bytes);
+    heavy
+        .check_memory(limits::PAGE_MEMORY_BUDGET, 1, BudgetScope::Page)
+        .unwrap();
+    heavy
+        .check_memory(limits::PAGE_MEMORY_BUDGET, 4, BudgetScope::CommandLine)
+        .unwrap();
+    let page = heavy
+        .check_memory(limits::PAGE_MEMORY_BUDGET, 4, BudgetScope::Page)
+        .unwrap_err()
+        .to_string();
+    assert!(page.contains("a copy in each of 4 workers"), "{page}");
     // The paper's presets fit the page with room to spare.
     for p in Preset::ALL {
         let c = p.config().validate().unwrap();

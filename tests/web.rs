@@ -155,7 +155,7 @@ fn links_round_trip_through_the_boundary() {
     let decoded = wasm_api::decode_link(&link).unwrap();
     let back: ExperimentConfig = serde_wasm_bindgen::from_value(get(&decoded, "config")).unwrap();
     assert_eq!(back, cfg);
-    let validated = wasm_api::validate_config(js_config(&cfg)).unwrap();
+    let validated = wasm_api::validate_config(js_config(&cfg), None).unwrap();
     let back: ExperimentConfig = serde_wasm_bindgen::from_value(validated).unwrap();
     assert_eq!(back, cfg);
 }
@@ -179,13 +179,14 @@ fn configs_cross_the_boundary_and_bad_shapes_or_sizes_are_refused() {
     // Every preset crosses as a plain object and comes back unchanged (numbers stay integers).
     for p in Preset::ALL {
         let cfg = p.config();
-        let back: ExperimentConfig =
-            serde_wasm_bindgen::from_value(wasm_api::validate_config(js_config(&cfg)).unwrap())
-                .unwrap();
+        let back: ExperimentConfig = serde_wasm_bindgen::from_value(
+            wasm_api::validate_config(js_config(&cfg), None).unwrap(),
+        )
+        .unwrap();
         assert_eq!(back, cfg);
     }
     // An array is not a config (serde would read it as every default).
-    assert!(wasm_api::validate_config(js_sys::Array::new().into()).is_err());
+    assert!(wasm_api::validate_config(js_sys::Array::new().into(), None).is_err());
     // Too large for the page's memory budget: refused with what it needs.
     let mut big = Preset::UnknownZD.config();
     big.data.num_samples = 65_536;
@@ -201,9 +202,26 @@ fn configs_cross_the_boundary_and_bad_shapes_or_sizes_are_refused() {
         big.validate().is_ok(),
         "valid for the engine, too big for the page"
     );
-    assert!(wasm_api::validate_config(js_config(&big)).is_err());
+    assert!(wasm_api::validate_config(js_config(&big), None).is_err());
     assert!(Playground::new(js_config(&big)).is_err());
-    let estimate = wasm_api::memory_estimate(js_config(&big)).unwrap();
+    let estimate = wasm_api::memory_estimate(js_config(&big), None).unwrap();
     assert!(get(&estimate, "bytes").as_f64().unwrap() > (1u64 << 30) as f64);
     assert!(get(&estimate, "text").as_string().unwrap().ends_with("GiB"));
+    // Every worker of the pool generates the data: a data-heavy experiment fits one worker
+    // and not four.
+    let mut heavy = sparse_playground::core::config::Preset::UnknownZD.config();
+    heavy.data.num_atoms = 32;
+    heavy.data.data_dim = 256;
+    heavy.data.num_samples = 32_768;
+    heavy.methods = vec![sparse_playground::core::config::MethodConfig::Sae { bias: false }];
+    heavy.runs = 4;
+    assert!(wasm_api::validate_config(js_config(&heavy), Some(1)).is_ok());
+    let err = format!(
+        "{:?}",
+        JsValue::from(wasm_api::validate_config(js_config(&heavy), Some(4)).unwrap_err())
+    );
+    assert!(err.contains("a copy in each of 4 workers"), "{err}");
+    let one = wasm_api::memory_estimate(js_config(&heavy), Some(1)).unwrap();
+    let four = wasm_api::memory_estimate(js_config(&heavy), Some(4)).unwrap();
+    assert!(get(&four, "bytes").as_f64().unwrap() > 2.0 * get(&one, "bytes").as_f64().unwrap());
 }

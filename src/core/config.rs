@@ -1230,6 +1230,17 @@ impl ExperimentConfig {
     /// a page holds them again for its charts and results file). Computed from the config
     /// alone, before anything is allocated.
     pub fn memory_estimate(&self, parallel_runs: usize) -> MemoryEstimate {
+        self.memory_estimate_spread(parallel_runs, 1)
+    }
+
+    /// [`memory_estimate`](Self::memory_estimate) where `data_copies` processes each hold the
+    /// data: the page's workers each generate their own copy (the command line's threads
+    /// share one).
+    pub fn memory_estimate_spread(
+        &self,
+        parallel_runs: usize,
+        data_copies: usize,
+    ) -> MemoryEstimate {
         let d = &self.data;
         let (n_atoms, dim, n) = (d.num_atoms as u64, d.data_dim as u64, d.num_samples as u64);
         // f32 data (train and test codes and signals, the dictionary) plus the f64 buffers
@@ -1255,8 +1266,10 @@ impl ExperimentConfig {
             .saturating_mul(total_runs)
             .saturating_mul(limits::BYTES_PER_RECORD);
         let (largest_method, largest_run_bytes) = largest.unwrap_or_default();
+        let data_copies = data_copies.max(1) as u64;
         MemoryEstimate {
-            data_bytes: data,
+            data_bytes: data.saturating_mul(data_copies),
+            data_copies,
             model_bytes: persistent.saturating_add(transient.saturating_mul(in_flight)),
             record_bytes: records,
             largest_method,
@@ -1277,7 +1290,10 @@ pub struct RunFloats {
 /// What [`ExperimentConfig::memory_estimate`] found, in bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct MemoryEstimate {
+    /// Every copy of the data together.
     pub data_bytes: u64,
+    /// How many processes hold the data (the page's workers; 1 on the command line).
+    pub data_copies: u64,
     /// Every (method, run), summed.
     pub model_bytes: u64,
     pub record_bytes: u64,
@@ -1329,7 +1345,12 @@ impl CheckedConfig {
         parallel_runs: usize,
         scope: BudgetScope,
     ) -> Result<MemoryEstimate, ConfigError> {
-        let estimate = self.memory_estimate(parallel_runs);
+        // The page's workers each generate the data; the command line's threads share it.
+        let copies = match scope {
+            BudgetScope::Page => parallel_runs,
+            BudgetScope::CommandLine => 1,
+        };
+        let estimate = self.memory_estimate_spread(parallel_runs, copies);
         let total = estimate.total_bytes();
         if total <= budget_bytes {
             return Ok(estimate);
@@ -1345,6 +1366,12 @@ impl CheckedConfig {
             human_bytes(estimate.largest_run_bytes),
             human_bytes(estimate.data_bytes),
         );
+        if estimate.data_copies > 1 {
+            let _ = std::fmt::Write::write_fmt(
+                &mut advice,
+                format_args!(" (a copy in each of {} workers)", estimate.data_copies),
+            );
+        }
         if estimate.record_bytes > total / 4 {
             let _ = std::fmt::Write::write_fmt(
                 &mut advice,

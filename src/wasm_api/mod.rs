@@ -85,20 +85,25 @@ fn check_for_page(cfg: &ExperimentConfig, parallel_runs: usize) -> Result<Checke
 
 /// Check a config; returns it with every default filled in, or throws the first problem
 /// (including an experiment too large for the page's memory budget).
+/// `workers`: the pool the page will compute it in (each worker generates the data and
+/// evaluates one run at a time); 1 when not given.
 #[wasm_bindgen(js_name = validateConfig)]
-pub fn validate_config(config: JsValue) -> Result<JsValue, JsError> {
+pub fn validate_config(config: JsValue, workers: Option<u32>) -> Result<JsValue, JsError> {
     let cfg = config_from_js(config)?;
-    let checked = check_for_page(&cfg, 1)?;
+    let checked = check_for_page(&cfg, workers.unwrap_or(1).max(1) as usize)?;
     to_js(&*checked)
 }
 
-/// The memory a valid config needs on this page, before anything is built:
-/// `{bytes, text}` (`text` is a short size such as "12 MiB").
+/// The memory a valid config needs on this page with `workers` workers (1 when not given),
+/// before anything is built: `{bytes, text}` (`text` is a short size such as "12 MiB").
 #[wasm_bindgen(js_name = memoryEstimate)]
-pub fn memory_estimate(config: JsValue) -> Result<JsValue, JsError> {
+pub fn memory_estimate(config: JsValue, workers: Option<u32>) -> Result<JsValue, JsError> {
     let cfg = config_from_js(config)?;
     let checked = cfg.validate().map_err(|e| JsError::new(&e.to_string()))?;
-    let bytes = checked.memory_estimate(1).total_bytes();
+    let workers = workers.unwrap_or(1).max(1) as usize;
+    let bytes = checked
+        .memory_estimate_spread(workers, workers)
+        .total_bytes();
     let obj = Object::new();
     set(&obj, "bytes", bytes as f64);
     set(&obj, "text", human_bytes(bytes));

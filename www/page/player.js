@@ -1,6 +1,6 @@
 // The player: applying a config, starting the engine (./engine-pool.js), Run / Pause / Step /
 // Cancel, the engine's messages, the status line and the controls' state.
-import { EnginePool } from '../engine-pool.js';
+import { EnginePool, poolSize } from '../engine-pool.js';
 import { memoryEstimate, validateConfig } from '../engine.js';
 import { downloadText, save } from './files.js';
 import { FORM_ERROR, clearFieldErrors, fieldError, showConfigError, writeForm } from './form.js';
@@ -11,6 +11,12 @@ import { fillViewSelectors, renderViews } from '../views/learned.js';
 import { renderTable } from '../views/table.js';
 import { addToHistory, renderCompare } from '../views/compare.js';
 
+/** The workers an experiment is computed in: each holds its own copy of the data. */
+function workersFor(config) {
+  const units = (config.methods ? config.methods.length : 0) * Number(config.runs);
+  return Number.isFinite(units) && units >= 1 ? poolSize(units) : 1;
+}
+
 /**
  * Validate `config` (in Rust); if valid, show it, put it in the URL and start a fresh experiment
  * with it. If not, say why and keep the last valid experiment as it was.
@@ -19,7 +25,7 @@ export function applyConfig(config, { fromForm = false, keepResults = false } = 
   let checked;
   try {
     if (config[FORM_ERROR]) throw new Error(config[FORM_ERROR]);
-    checked = validateConfig(config);
+    checked = validateConfig(config, workersFor(config));
   } catch (e) {
     if (!fromForm) throw e;
     // Keep the user's text in the form so it can be corrected; structural edits are redrawn.
@@ -86,7 +92,7 @@ export function clearRuns(names, runs) {
 export const BUILD_ON_RUN_BYTES = 128 * 1024 * 1024;
 
 export function startExperiment(keepResults = false, { build = false } = {}) {
-  const estimate = memoryEstimate(state.config);
+  const estimate = memoryEstimate(state.config, workersFor(state.config));
   state.deferred = !build && estimate.bytes > BUILD_ON_RUN_BYTES;
   if (state.deferred) {
     engine.terminate();
