@@ -394,6 +394,26 @@ await test('a large link waits for Run before it is built', async () => {
   await ctx.close();
 });
 
+await test('the largest experiment the page accepts runs to the end', async () => {
+  // 8 MLPs with h=256 at the n that brings the estimate to the 1 GiB budget with 2 workers
+  // (each holds its own copy of the data): one more sample is refused.
+  const ctx = await browser.newContext();
+  await ctx.addInitScript(() => Object.defineProperty(navigator, 'hardwareConcurrency', { get: () => 2 }));
+  const { page } = await newPage(ctx);
+  const link = (n) => `${origin}${BASE}#v=2&setting=unknown&n=${n}&methods=mlp:h256&runs=8&steps=2&log=1&seed=1&backend=cpu`;
+  await page.goto(link(49160));
+  await waitState(page, 'refused');
+  assert.match(await page.textContent('#config-error'), /needs about 1\.0 GiB .*a copy in each of 2 workers/);
+  await page.goto(link(49159));
+  await page.reload();
+  await waitState(page, 'deferred');
+  assert.match(await page.textContent('#status'), /needs about 1024 MiB of memory/);
+  await page.click('#play');
+  await waitState(page, 'finished');
+  assert.equal((await summary(page)).length, 1);
+  await ctx.close();
+});
+
 await test('a pool of CPU workers gives the numbers one worker gives', async () => {
   const link = `${origin}${BASE}#v=1&setting=unknown&methods=sae,sc:fista:s50,mlp:h16&steps=60&log=30&runs=3&seed=4&backend=cpu`;
   const tables = [];
