@@ -464,18 +464,7 @@ impl Preset {
     }
 
     pub fn from_name(name: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "preset",
-                    format!(
-                        "unknown preset `{name}`; expected one of {}",
-                        Self::ALL.map(Preset::name).join(", ")
-                    ),
-                )
-            })
+        preset_named(Self::ALL, Preset::name, name, "preset")
     }
 
     /// The paper-exact preset of a setting.
@@ -700,6 +689,27 @@ impl fmt::Display for ExperimentConfig {
         }
         Ok(())
     }
+}
+
+/// The preset among `all` called `name`, or an error listing the names (`what` names the kind
+/// of preset in the message).
+pub(crate) fn preset_named<P: Copy, const N: usize>(
+    all: [P; N],
+    name_of: fn(P) -> &'static str,
+    name: &str,
+    what: &str,
+) -> Result<P, ConfigError> {
+    all.into_iter()
+        .find(|&p| name_of(p) == name)
+        .ok_or_else(|| {
+            ConfigError::invalid(
+                "preset",
+                format!(
+                    "unknown {what} `{name}`; expected one of {}",
+                    all.map(name_of).join(", ")
+                ),
+            )
+        })
 }
 
 fn check_size(field: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {

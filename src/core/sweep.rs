@@ -16,8 +16,8 @@
 //! workers, shards of a batch job; [`SweepResults::merge`] joins shards.
 
 use super::config::{
-    limits, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, MethodKind, Preset,
-    Setting, SolverConfig, TrainOverride, CONFIG_VERSION,
+    limits, preset_named, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, MethodKind,
+    Preset, Setting, SolverConfig, TrainOverride, CONFIG_VERSION,
 };
 use super::results::{BackendInfo, LogRecord};
 use super::run::{Clock, Experiment, Grouping};
@@ -943,18 +943,7 @@ impl SweepPreset {
     }
 
     pub fn from_name(name: &str) -> Result<Self, ConfigError> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.name() == name)
-            .ok_or_else(|| {
-                ConfigError::invalid(
-                    "preset",
-                    format!(
-                        "unknown sweep preset `{name}`; expected one of {}",
-                        Self::ALL.map(SweepPreset::name).join(", ")
-                    ),
-                )
-            })
+        preset_named(Self::ALL, SweepPreset::name, name, "sweep preset")
     }
 
     pub fn config(self) -> SweepConfig {
