@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzz every parser of untrusted input (share links, config JSON, results JSON, .npy) with
-# libFuzzer through cargo-fuzz, each for a bounded time: `bash scripts/fuzz.sh [SECONDS]`
+# Fuzz every parser of untrusted input (share links, config JSON, results JSON, .npy, sweep
+# links, sweep configs and results) with libFuzzer through cargo-fuzz, each for a bounded
+# time: `bash scripts/fuzz.sh [SECONDS]`
 # (default 15 per target; scripts/test.sh runs this). Longer runs: `bash scripts/fuzz.sh 3600`.
 # One target: `TARGETS=npy bash scripts/fuzz.sh 600`. Each target starts from the valid inputs in
 # fuzz/seeds/<target>/ plus what earlier runs found (fuzz/corpus/, not committed). A crash
