@@ -116,6 +116,11 @@ await test('a reload keeps the cells done, Run computes only the rest, and Pause
   assert.ok(Date.now() - t0 < 2000, `Pause took ${Date.now() - t0} ms`);
   const kept = Number(await page.evaluate(() => document.body.dataset.sweepCells));
   assert.ok(kept >= 2 && kept < 8, `${kept} cells done`);
+  // The picture, the count and what is saved agree once paused (a unit reported in the last
+  // slice is drawn at once, not at the next throttled redraw).
+  assert.match(await page.textContent('#sweep-status'), new RegExp(`^${kept} / 8 cells · paused`));
+  const drawn = await page.$$eval('figure[data-fig="map"]', (f) => f.map((e) => e.querySelectorAll('rect[data-state="done"]').length));
+  assert.ok(drawn.length > 0 && drawn.every((n) => n === kept), `cells drawn per map ${drawn}, ${kept} done`);
   await page.reload();
   await waitSweep(page, 'ready');
   assert.equal(Number(await page.evaluate(() => document.body.dataset.sweepCells)), kept);

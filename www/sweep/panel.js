@@ -242,6 +242,9 @@ export function pause() {
     if (sweep.playing || document.body.dataset.sweepState !== 'running') return;
     document.body.dataset.sweepState = 'paused';
     saveNow();
+    // Draw now: a unit reported in the last slice may still wait for the throttled redraw,
+    // and the picture should show exactly the cells kept.
+    render(true);
     updateControls();
     setStatus();
   });
@@ -254,6 +257,7 @@ export function cancel() {
   sweep.fractions = [];
   document.body.dataset.sweepState = 'cancelled';
   saveNow();
+  render(true);
   updateControls();
   setStatus();
 }
