@@ -225,3 +225,40 @@ fn configs_cross_the_boundary_and_bad_shapes_or_sizes_are_refused() {
     let four = wasm_api::memory_estimate(js_config(&heavy), Some(4)).unwrap();
     assert!(get(&four, "bytes").as_f64().unwrap() > 2.0 * get(&one, "bytes").as_f64().unwrap());
 }
+
+#[wasm_bindgen_test]
+fn a_sweep_is_budgeted_for_the_workers_it_will_really_use() {
+    use sparse_playground::core::sweep::SweepConfig;
+    use sparse_playground::wasm_api::sweep::validate_sweep;
+    let js = |s: &SweepConfig| serde_wasm_bindgen::to_value(s).unwrap();
+    // One heavy unit: two SAEs on much data (each within the per-run limit), one cell and one
+    // seed.
+    let mut one = SweepConfig::default();
+    one.axes.clear();
+    one.seeds = 1;
+    one.base.data.num_atoms = 32;
+    one.base.data.data_dim = 256;
+    one.base.data.num_samples = 65_536;
+    one.base.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::Sae { bias: true },
+    ];
+    let checked = validate_sweep(js(&one), 8).expect("one unit uses one worker, whatever the pool");
+    let unit = get(&checked, "unitBytes").as_f64().unwrap();
+    let budget = (1u64 << 30) as f64;
+    assert!(
+        unit > budget / 4.0 && unit < budget,
+        "the case needs a unit between a quarter of the budget and the budget: {unit}"
+    );
+    assert_eq!(get(&checked, "units").as_f64(), Some(1.0));
+    // Four seeds: four units, computed at once by a pool of four or more workers (over the
+    // budget), one after another by one worker (within it).
+    let mut four = one.clone();
+    four.seeds = 4;
+    let err = format!(
+        "{:?}",
+        JsValue::from(validate_sweep(js(&four), 8).unwrap_err())
+    );
+    assert!(err.contains("memory: 4 unit(s) at once"), "{err}");
+    assert!(validate_sweep(js(&four), 1).is_ok());
+}

@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
-mod sweep;
+pub mod sweep;
 
 #[wasm_bindgen]
 extern "C" {

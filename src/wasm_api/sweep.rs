@@ -21,17 +21,19 @@ fn sweep_from_js(config: JsValue) -> Result<SweepConfig, JsError> {
     SweepConfig::from_json(&value.to_string()).map_err(|e| JsError::new(&e.to_string()))
 }
 
-/// Validate for this page: the sweep's rules, then `parallel` units at once (one per worker)
-/// within the page's memory budget.
-fn check_sweep_for_page(sweep: &SweepConfig, parallel: usize) -> Result<u64, JsError> {
+/// Validate for this page: the sweep's rules, then the units computed at once (one per
+/// worker: at most `max_workers`, and never more than the sweep has units) within the page's
+/// memory budget. Returns one unit's estimated bytes.
+fn check_sweep_for_page(sweep: &SweepConfig, max_workers: usize) -> Result<u64, JsError> {
     sweep.validate().map_err(|e| JsError::new(&e.to_string()))?;
+    let workers = max_workers.clamp(1, sweep.units().len().max(1));
     let per_unit = sweep.unit_memory_bytes();
-    let need = per_unit.saturating_mul(parallel.max(1) as u64);
+    let need = per_unit.saturating_mul(workers as u64);
     if need > limits::PAGE_MEMORY_BUDGET {
         return Err(JsError::new(&format!(
             "memory: {} unit(s) at once need about {} ({} each), over this page's budget of {}; \
              make the largest cell smaller (N, M, n or the methods' widths)",
-            parallel.max(1),
+            workers,
             human_bytes(need),
             human_bytes(per_unit),
             human_bytes(limits::PAGE_MEMORY_BUDGET)
@@ -56,14 +58,15 @@ pub fn sweep_preset_config(name: &str) -> Result<JsValue, JsError> {
     to_js(&preset.config())
 }
 
-/// Check a sweep for this page with `parallel` workers; returns `{config, cells, units,
+/// Check a sweep for this page whose pool has at most `max_workers` workers (it uses one per
+/// unit up to that); returns `{config, cells, units,
 /// unitBytes, unitMemory, methods, cellValues}` (the config with every default filled in, the
 /// methods' labels, each cell's value per axis, the first axis slowest), or throws the first
 /// problem (a memory problem starts with `memory:`).
 #[wasm_bindgen(js_name = validateSweep)]
-pub fn validate_sweep(config: JsValue, parallel: usize) -> Result<JsValue, JsError> {
+pub fn validate_sweep(config: JsValue, max_workers: usize) -> Result<JsValue, JsError> {
     let sweep = sweep_from_js(config)?;
-    let per_unit = check_sweep_for_page(&sweep, parallel)?;
+    let per_unit = check_sweep_for_page(&sweep, max_workers)?;
     let obj = Object::new();
     set(&obj, "config", to_js(&sweep)?);
     set(&obj, "cells", sweep.cell_count() as f64);

@@ -55,15 +55,12 @@ export const sweep = {
   autorun: false,
 };
 
-/** Workers this page would use for `units` units. */
-function workersFor(units) {
-  return poolSize(units);
-}
-
-/** Validate for this page: the rules, then the memory of one unit per worker. */
+/**
+ * Validate for this page: the rules, then the memory of the units computed at once (one per
+ * worker of the pool, which never has more workers than the sweep has units).
+ */
 function check(config) {
-  const first = validateSweep(config, 1);
-  return validateSweep(first.config, workersFor(first.units));
+  return validateSweep(config, poolSize(Infinity));
 }
 
 /** The link of the sweep shown (the part after #), with `extra` pairs. */
