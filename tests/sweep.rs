@@ -365,3 +365,63 @@ fn axes_taken_together_move_as_one() {
     let err = custom.validate().unwrap_err().to_string();
     assert!(err.contains("no axis before it"), "{err}");
 }
+
+/// Encoders in a recovery sweep train in each cell on the known dictionary, so they need
+/// training steps; a TopK SAE with k = 0 keeps each cell's K (as OMP takes K atoms), and the
+/// sweep with them survives its link.
+#[test]
+fn recovery_encoders_train_and_a_topk_sae_takes_each_cells_k() {
+    use sparse_playground::core::share::{decode_sweep, encode_sweep};
+    let mut s = SweepPreset::Phase.config();
+    s.base.data.num_atoms = 32;
+    s.base.data.num_samples = 64;
+    s.axes = vec![
+        Axis::new(Param::Delta, vec![0.5]),
+        Axis::new(Param::Rho, vec![0.125, 0.5]),
+    ];
+    s.base.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::TopkSae { k: 0, bias: false },
+    ];
+    assert_eq!(s.base.train.steps, 0, "the phase preset trains nothing");
+    let err = s.validate().unwrap_err().to_string();
+    assert!(err.contains("base.train.steps"), "{err}");
+    // A steps axis gives the steps instead.
+    let mut with_axis = s.clone();
+    with_axis
+        .axes
+        .push(Axis::new(Param::Steps, vec![10.0, 20.0]));
+    with_axis.validate().unwrap();
+
+    s.base.train.steps = 40;
+    s.base.train.log_every = 40;
+    s.validate().unwrap();
+    for (cell, k) in [(0, 2), (1, 8)] {
+        let cfg = s.unit_config(Unit { cell, seed: 0 }).unwrap();
+        assert_eq!(cfg.data.sparsity_k, k);
+        assert!(cfg
+            .methods
+            .contains(&MethodConfig::TopkSae { k, bias: false }));
+        assert!(cfg.train.steps == 40, "the encoders train");
+    }
+    // A k axis still sets k.
+    let mut k_axis = s.clone();
+    k_axis.axes.push(Axis::new(Param::TopkK, vec![3.0]));
+    let cfg = k_axis.unit_config(Unit { cell: 1, seed: 0 }).unwrap();
+    assert!(cfg
+        .methods
+        .contains(&MethodConfig::TopkSae { k: 3, bias: false }));
+
+    let (back, _) = decode_sweep(&encode_sweep(&s, &[])).unwrap();
+    assert_eq!(back, s);
+    let results = run_units(&s, &s.units());
+    for u in &results.units {
+        let names: Vec<&str> = u.methods.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(u.methods.len(), 3, "SAE, TopK SAE and FISTA: {names:?}");
+        for m in &u.methods {
+            let r = m.recovery.unwrap();
+            assert!((0.0..=1.0).contains(&r.success_rate), "{names:?}");
+            assert!(r.mean_relative_error.is_finite());
+        }
+    }
+}

@@ -193,7 +193,8 @@ pub enum MethodConfig {
         #[serde(default)]
         bias: bool,
     },
-    /// Keep the k largest pre-activations per sample, then ReLU.
+    /// Keep the k largest pre-activations per sample, then ReLU. In a recovery sweep's base,
+    /// k = 0 means each cell's K.
     TopkSae {
         k: usize,
         #[serde(default)]

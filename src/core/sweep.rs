@@ -375,6 +375,15 @@ impl SweepConfig {
                         | MethodConfig::Mlp { .. }
                 )
             });
+            // A TopK SAE with k = 0 keeps the cell's K largest (as OMP takes K atoms), so one
+            // config serves every sparsity of a phase diagram; a k axis still sets k.
+            for m in &mut cfg.methods {
+                if let MethodConfig::TopkSae { k, .. } = m {
+                    if *k == 0 {
+                        *k = cfg.data.sparsity_k;
+                    }
+                }
+            }
             for s in &self.recovery.solvers {
                 cfg.methods.push(MethodConfig::SparseCoding {
                     inference: s.clone(),
@@ -542,6 +551,23 @@ impl SweepConfig {
             return Err(ConfigError::invalid(
                 "recovery.solvers",
                 "a recovery sweep needs a solver or an encoder",
+            ));
+        }
+        if self.kind == SweepKind::Recovery
+            && self.base.train.steps == 0
+            && !self.axes.iter().any(|a| a.param == Param::Steps)
+            && self.base.methods.iter().any(|m| {
+                matches!(
+                    m,
+                    MethodConfig::Sae { .. }
+                        | MethodConfig::TopkSae { .. }
+                        | MethodConfig::Mlp { .. }
+                )
+            })
+        {
+            return Err(ConfigError::invalid(
+                "base.train.steps",
+                "the encoders train in each cell: give them at least 1 training step",
             ));
         }
         if let Success::RelativeError { tol } = self.recovery.success {

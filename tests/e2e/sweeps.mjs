@@ -104,6 +104,48 @@ await test('a scaling study draws a map per method, the difference map and M = K
   await fresh.ctx.close();
 });
 
+await test('a phase diagram also scores encoders trained in each cell, ticked in the form and kept in the link', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await page.goto(`${origin}${BASE}#v=2&sweep=phase&axes=delta:0.5~rho:0.125_0.5&seed=3`);
+  await waitSweep(page, 'ready');
+  assert.equal(await page.isDisabled('#sweep-enc-steps'), true, 'no encoder, nothing to train');
+  await page.fill('#sweep-N', '32');
+  await page.press('#sweep-N', 'Tab');
+  await page.waitForFunction(() => document.querySelector('#sweep-N').value === '32');
+  await page.fill('#sweep-trials', '64');
+  await page.press('#sweep-trials', 'Tab');
+  await page.check('[data-encoder="sae"]');
+  await page.waitForFunction(() => !document.querySelector('#sweep-enc-steps').disabled);
+  await page.check('[data-encoder="topk_sae"]');
+  await page.fill('#sweep-enc-steps', '60');
+  await page.press('#sweep-enc-steps', 'Tab');
+  await page.waitForFunction(() => document.querySelector('#sweep-share-link').value.includes('steps=60'));
+  const link = (await page.inputValue('#sweep-share-link')).replace('&run=1', '');
+  assert.match(link, /methods=sae,topk:k0(&|$)/, link);
+  await page.click('#sweep-play');
+  await waitSweep(page, 'finished');
+  const titles = await page.$$eval('figure[data-fig="phase"] h3 > span:first-child', (t) => t.map((e) => e.textContent));
+  assert.equal(titles.length, 3, `${titles}`);
+  assert.ok(titles.some((t) => /^SAE\b/.test(t)) && titles.some((t) => /TopK SAE/.test(t)), `${titles}`);
+  assert.equal(await doneRects(page, 'phase'), 6, 'two cells in each of three panels');
+  await page.screenshot({ path: join(ARTIFACTS, 'sweep-encoders.png'), fullPage: true });
+  // The link reopens the same sweep with the encoders ticked and their steps.
+  const fresh = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await fresh.page.goto(link);
+  await waitSweep(fresh.page, 'ready');
+  assert.equal(await fresh.page.isChecked('[data-encoder="sae"]'), true);
+  assert.equal(await fresh.page.isChecked('[data-encoder="topk_sae"]'), true);
+  assert.equal(await fresh.page.isChecked('[data-encoder="mlp"]'), false);
+  assert.equal(await fresh.page.inputValue('#sweep-enc-steps'), '60');
+  // Unticking every encoder leaves a solvers-only sweep that trains nothing.
+  await fresh.page.uncheck('[data-encoder="sae"]');
+  await fresh.page.uncheck('[data-encoder="topk_sae"]');
+  await fresh.page.waitForFunction(() => document.querySelector('#sweep-enc-steps').disabled);
+  assert.equal(await fresh.page.isVisible('#sweep-error'), false);
+  await fresh.ctx.close();
+  await ctx.close();
+});
+
 await test('a reload keeps the cells done, Run computes only the rest, and Pause answers at once', async () => {
   const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1280, height: 900 } }));
   // 8 cells of 1,500 steps each: long enough to interrupt.

@@ -28,6 +28,15 @@ const STORE_INDEX = 'sparse-playground/v1/sweeps';
 const STORE_KEEP = 4;
 const RENDER_EVERY_MS = 300;
 
+// Amortised encoders a recovery sweep can train in each cell (the base experiment's methods).
+const ENCODERS = [
+  { id: 'sae', text: 'SAE', make: () => ({ kind: 'sae', bias: false }), match: (m) => m.kind === 'sae' },
+  { id: 'topk_sae', text: 'TopK SAE (k = K)', make: () => ({ kind: 'topk_sae', k: 0, bias: false }), match: (m) => m.kind === 'topk_sae' },
+  { id: 'mlp', text: 'MLP encoder, hidden', make: (h) => ({ kind: 'mlp', hidden: [h], bias: false }), match: (m) => m.kind === 'mlp' },
+];
+const ENCODER_STEPS = 2000;
+const MLP_HIDDEN = 64;
+
 const PARAMS = ['N', 'M', 'K', 'n', 'noise', 'l1', 'k', 'h', 'steps', 'lr', 'bias', 'solver_steps', 'delta', 'rho'];
 
 const SOLVERS = [
@@ -549,6 +558,33 @@ function writeForm() {
         return label;
       }),
     );
+    const encoders = $('sweep-encoders');
+    encoders.replaceChildren(
+      ...ENCODERS.map((e) => {
+        const on = c.base.methods.find(e.match);
+        const label = document.createElement('label');
+        label.className = 'check';
+        const cb = document.createElement('input');
+        cb.type = 'checkbox';
+        cb.dataset.encoder = e.id;
+        cb.checked = !!on;
+        label.append(cb, ` ${e.text}`);
+        if (e.id === 'mlp') {
+          const h = document.createElement('input');
+          h.type = 'number';
+          h.min = '1';
+          h.step = '1';
+          h.dataset.encoderHidden = 'mlp';
+          h.value = on ? on.hidden[0] : MLP_HIDDEN;
+          h.setAttribute('aria-label', 'MLP encoder: hidden width');
+          label.append(' ', h);
+        }
+        return label;
+      }),
+    );
+    const training = c.base.methods.some((m) => ENCODERS.some((e) => e.match(m)));
+    $('sweep-enc-steps').value = training && c.base.train.steps > 0 ? c.base.train.steps : ENCODER_STEPS;
+    $('sweep-enc-steps').disabled = !training;
     const success = c.recovery.success;
     $('sweep-success').value = success.criterion === 'support' ? 'support' : 'rel';
     $('sweep-tol').value = success.criterion === 'support' ? 0.01 : success.tol;
@@ -612,6 +648,26 @@ function readForm(event) {
       const steps = document.querySelector(`[data-solver-steps="${s.id}"]`);
       return s.make(steps ? Number(steps.value) : undefined);
     });
+    // Encoders keep their other settings (biases) when they stay ticked.
+    const encoders = ENCODERS.filter((e) => document.querySelector(`[data-encoder="${e.id}"]`)?.checked).map((e) => {
+      if (e.id === 'mlp') {
+        const h = Number(document.querySelector('[data-encoder-hidden="mlp"]').value);
+        if (!Number.isInteger(h) || h < 1) throw new Error('the MLP encoder\'s hidden width must be a whole number of at least 1');
+        const old = c.base.methods.find(e.match);
+        return old ? { ...old, hidden: [h] } : e.make(h);
+      }
+      return c.base.methods.find(e.match) || e.make();
+    });
+    c.base.methods = [...c.base.methods.filter((m) => !ENCODERS.some((e) => e.match(m))), ...encoders];
+    if (encoders.length) {
+      const steps = Number($('sweep-enc-steps').value);
+      if (!Number.isInteger(steps) || steps < 1) throw new Error('encoder training steps must be a whole number of at least 1');
+      c.base.train.steps = steps;
+      c.base.train.log_every = steps;
+      c.base.train.eval_steps = [];
+    } else {
+      c.base.train.steps = 0;
+    }
     c.recovery.success = $('sweep-success').value === 'support'
       ? { criterion: 'support' }
       : { criterion: 'relative_error', tol: Number($('sweep-tol').value) };
