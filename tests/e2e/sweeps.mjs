@@ -128,6 +128,8 @@ await test('a phase diagram also scores encoders trained in each cell, ticked in
   assert.equal(titles.length, 3, `${titles}`);
   assert.ok(titles.some((t) => /^SAE\b/.test(t)) && titles.some((t) => /TopK SAE/.test(t)), `${titles}`);
   assert.equal(await doneRects(page, 'phase'), 6, 'two cells in each of three panels');
+  const captions = await page.$$eval('figure[data-fig="phase"] figcaption', (c) => c.map((e) => e.textContent));
+  assert.equal(captions.filter((c) => c.includes('This encoder trained 60 step(s) per cell on as many other signals')).length, 2, `${captions}`);
   await page.screenshot({ path: join(ARTIFACTS, 'sweep-encoders.png'), fullPage: true });
   // The link reopens the same sweep with the encoders ticked and their steps.
   const fresh = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));

@@ -112,6 +112,9 @@ export function sweepFigures(model, ui) {
     const t = theoryPoints();
     const signed = model.config.base.data.signed_codes;
     const N = model.config.base.data.num_atoms;
+    // The engine runs the base's encoders first, then one sparse coding per solver.
+    const encoders = model.config.base.methods.filter((x) => ['sae', 'topk_sae', 'mlp'].includes(x.kind)).length;
+    const steps = others.includes('steps') ? 'the cell\'s' : model.config.base.train.steps;
     for (const combo of combinations(model, others)) {
       for (const m of methods) {
         const cell = (ix, iy) => cellFor(model, combo, 'delta', xs[ix], 'rho', ys[iy]);
@@ -170,7 +173,7 @@ export function sweepFigures(model, ui) {
           }),
           caption: `Each cell: ${model.config.base.data.num_samples} test signal(s) x ${model.seeds} seed(s) at N = ${
             combo.find(([p]) => p === 'N')?.[1] ?? N
-          }, ${signed ? 'signed' : 'non-negative'} codes. The black curves are the asymptotic l1 weak thresholds (N → ∞); at small N the transition is wide and sits near, not on, the curve.`,
+          }, ${signed ? 'signed' : 'non-negative'} codes.${m < encoders ? ` This encoder trained ${steps} step(s) per cell on as many other signals, the dictionary known.` : ''} The black curves are the asymptotic l1 weak thresholds (N → ∞); at small N the transition is wide and sits near, not on, the curve.`,
         });
       }
     }
