@@ -363,13 +363,23 @@ export function niceTicks(min, max, count) {
   return ticks;
 }
 
+/**
+ * Ticks of a log axis: the powers of ten in [min, max]; where fewer than three fall inside
+ * (a range of a decade or so, e.g. the FLOPs of a sweep's cells), 1-2-5 steps instead, then
+ * every integer multiple of a power of ten.
+ */
 export function logTicks(min, max) {
-  const ticks = [];
-  for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) {
-    const t = 10 ** e;
-    if (t >= min * 0.999 && t <= max * 1.001) ticks.push(t);
+  for (const mantissas of [[1], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
+    const ticks = [];
+    for (let e = Math.floor(Math.log10(min)); e <= Math.ceil(Math.log10(max)); e++) {
+      for (const k of mantissas) {
+        const t = +(k * 10 ** e).toPrecision(12);
+        if (t >= min * 0.999 && t <= max * 1.001) ticks.push(t);
+      }
+    }
+    if (ticks.length >= 3 || (mantissas.length === 9 && ticks.length)) return ticks;
   }
-  return ticks.length ? ticks : [min, max];
+  return [min, max];
 }
 
 export function escapeXML(s) {
@@ -393,11 +403,24 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
   const xsOk = data.xs.filter((x) => Number.isFinite(x) && (!data.xLog || x > 0));
   let ys = [];
   for (const s of data.series) ys = ys.concat(s.lo, s.hi, s.mean).filter(finite);
-  const xmin = Math.min(...xsOk);
-  const xmax = Math.max(...xsOk);
+  let xmin = Math.min(...xsOk);
+  let xmax = Math.max(...xsOk);
   let ymin = Math.min(...ys);
   let ymax = Math.max(...ys);
   if (!yLog && ymin === ymax) { ymin -= 0.5; ymax += 0.5; }
+  if (markers) {
+    // Dots are drawn whole: a margin of 4% of the range (in log space on log axes) on each side.
+    const pad = (lo, hi, log) => {
+      if (log) {
+        const f = 10 ** (0.04 * (Math.log10(hi / lo) || 1));
+        return [lo / f, hi * f];
+      }
+      const d = 0.04 * (hi - lo || 1);
+      return [lo - d, hi + d];
+    };
+    [xmin, xmax] = pad(xmin, xmax, data.xLog);
+    [ymin, ymax] = pad(ymin, ymax, yLog);
+  }
   const tx = data.xLog ? Math.log10 : (v) => v;
   const ty = yLog ? Math.log10 : (v) => v;
   const sx = (v) => m.left + ((tx(v) - tx(xmin)) / (tx(xmax) - tx(xmin) || 1)) * w;

@@ -62,7 +62,8 @@ function inkOn(v, spec) {
 export function heatmapSvg(spec) {
   const width = spec.width || 360;
   const height = spec.height || 320;
-  const legendRows = (spec.overlays || []).filter((o) => o.label).length;
+  // One legend row per labelled overlay, and one for the key of cells without a value.
+  const legendRows = (spec.overlays || []).filter((o) => o.label).length + 1;
   const m = { left: 58, right: 64, top: 30, bottom: 44 + 15 * legendRows };
   const w = width - m.left - m.right;
   const h = height - m.top - m.bottom;
@@ -77,25 +78,43 @@ export function heatmapSvg(spec) {
   out.push(`<title>${escapeXML(spec.title)}</title>`);
   out.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
   out.push(`<text x="${m.left}" y="18" font-size="${titleSize(spec.title, width - m.left - 4, 13)}" font-weight="600">${escapeXML(spec.title)}</text>`);
-  const clip = `clip${Math.random().toString(36).slice(2, 9)}`;
-  out.push(`<defs><clipPath id="${clip}"><rect x="${m.left}" y="${m.top}" width="${w}" height="${h}"/></clipPath></defs>`);
+  const uid = Math.random().toString(36).slice(2, 9);
+  const clip = `clip${uid}`;
+  // Cells without a value are hatched, so that none of them reads as the low end of the
+  // colour scale (a cell where every signal failed is white, not "not yet computed").
+  const hatch = `hatch${uid}`;
+  const fills = {
+    pending: `url(#${hatch})`,
+    invalid: '#9aa4b1',
+    failed: '#f6d5d5',
+  };
+  out.push(
+    `<defs><clipPath id="${clip}"><rect x="${m.left}" y="${m.top}" width="${w}" height="${h}"/></clipPath>`
+      + `<pattern id="${hatch}" patternUnits="userSpaceOnUse" width="6" height="6" patternTransform="rotate(45)">`
+      + `<rect width="6" height="6" fill="#fff"/><line x1="0" y1="0" x2="0" y2="6" stroke="#c3c9d1" stroke-width="2.5"/></pattern></defs>`,
+  );
   const fontCell = Math.min(11, Math.max(7, Math.min(cw / 3.2, ch / 1.6)));
+  const seen = new Set();
   for (let iy = 0; iy < ny; iy += 1) {
     for (let ix = 0; ix < nx; ix += 1) {
       const c = spec.cell(ix, iy);
       const x = px(ix).toFixed(2);
       const y = py(iy + 1).toFixed(2);
       const where = `${spec.xLabel} ${formatValue(spec.xs[ix])}, ${spec.yLabel} ${formatValue(spec.ys[iy])}`;
+      const box = `x="${x}" y="${y}" width="${cw.toFixed(2)}" height="${ch.toFixed(2)}"`;
       if (!c) {
-        out.push(`<rect x="${x}" y="${y}" width="${cw.toFixed(2)}" height="${ch.toFixed(2)}" fill="#eef0f3" data-state="pending"><title>${escapeXML(where)}: not computed yet</title></rect>`);
+        seen.add('pending');
+        out.push(`<rect ${box} fill="${fills.pending}" data-state="pending"><title>${escapeXML(where)}: not computed yet</title></rect>`);
       } else if (c.invalid) {
-        out.push(`<rect x="${x}" y="${y}" width="${cw.toFixed(2)}" height="${ch.toFixed(2)}" fill="#d9dde2" data-state="invalid"><title>${escapeXML(where)}: not a valid experiment (${escapeXML(c.invalid)})</title></rect>`);
+        seen.add('invalid');
+        out.push(`<rect ${box} fill="${fills.invalid}" data-state="invalid"><title>${escapeXML(where)}: not a valid experiment (${escapeXML(c.invalid)})</title></rect>`);
       } else if (!Number.isFinite(c.value)) {
-        out.push(`<rect x="${x}" y="${y}" width="${cw.toFixed(2)}" height="${ch.toFixed(2)}" fill="#f6d5d5" data-state="failed"><title>${escapeXML(where)}: ${escapeXML(c.note || 'no result')}</title></rect>`);
+        seen.add('failed');
+        out.push(`<rect ${box} fill="${fills.failed}" data-state="failed"><title>${escapeXML(where)}: ${escapeXML(c.note || 'no result')}</title></rect>`);
       } else {
         out.push(`<rect x="${x}" y="${y}" width="${(cw + 0.3).toFixed(2)}" height="${(ch + 0.3).toFixed(2)}" fill="${colour(c.value, spec)}" data-state="done" data-value="${c.value}"><title>${escapeXML(where)}: ${formatNumber(c.value)}${c.note ? ` (${escapeXML(c.note)})` : ''}</title></rect>`);
         if (spec.labels && cw > 22 && ch > 12) {
-          out.push(`<text x="${(px(ix) + cw / 2).toFixed(1)}" y="${(py(iy) - ch / 2 + fontCell / 3).toFixed(1)}" text-anchor="middle" font-size="${fontCell.toFixed(1)}" fill="${inkOn(c.value, spec)}" pointer-events="none">${formatNumber(c.value)}</text>`);
+          out.push(`<text x="${(px(ix) + cw / 2).toFixed(1)}" y="${(py(iy) - ch / 2 + fontCell / 3).toFixed(1)}" text-anchor="middle" font-size="${fontCell.toFixed(1)}" fill="${inkOn(c.value, spec)}" pointer-events="none" data-cell-label="">${formatNumber(c.value)}</text>`);
         }
       }
     }
@@ -127,6 +146,14 @@ export function heatmapSvg(spec) {
       out.push(`<text x="${m.left + 28}" y="${legendY}">${escapeXML(o.label)}</text>`);
       legendY += 15;
     }
+  }
+  // What the cells without a colour mean, for the states this map has.
+  const stateText = { pending: 'not computed yet', invalid: 'not a valid experiment', failed: 'failed (no finite result)' };
+  let keyX = m.left;
+  for (const state of ['pending', 'invalid', 'failed'].filter((s) => seen.has(s))) {
+    out.push(`<rect x="${keyX}" y="${legendY - 10}" width="12" height="12" fill="${fills[state]}" stroke="#9aa4b1" data-key="${state}"/>`);
+    out.push(`<text x="${keyX + 16}" y="${legendY}">${stateText[state]}</text>`);
+    keyX += 16 + 6 * stateText[state].length + 12;
   }
   // Colour bar.
   const bx = m.left + w + 14;

@@ -122,8 +122,26 @@ await test('a phase diagram also scores encoders trained in each cell, ticked in
   await page.waitForFunction(() => document.querySelector('#sweep-share-link').value.includes('steps=60'));
   const link = (await page.inputValue('#sweep-share-link')).replace('&run=1', '');
   assert.match(link, /methods=sae,topk:k0(&|$)/, link);
+  // Before the run every cell is hatched (never the scale's white, which means 0%) and the
+  // key under each panel says so.
+  await page.waitForFunction(() => document.querySelectorAll('figure[data-fig="phase"]').length === 3);
+  assert.equal(await page.$$eval('figure[data-fig="phase"] rect[data-state="pending"]', (r) => r.filter((e) => e.getAttribute('fill').startsWith('url(#hatch')).length), 6);
+  assert.equal(await page.$$eval('figure[data-fig="phase"] rect[data-key="pending"]', (r) => r.length), 3);
   await page.click('#sweep-play');
   await waitSweep(page, 'finished');
+  // The trained SAE recovers no signal to 1e-2 here: its cells are done and read "0", not pending.
+  assert.equal(await page.$$eval('figure[data-fig="phase"] rect[data-state="pending"], figure[data-fig="phase"] rect[data-key]', (r) => r.length), 0);
+  const printed = await page.$$eval('figure[data-fig="phase"]', (figs) =>
+    figs.map((f) => [
+      [...f.querySelectorAll('rect[data-state="done"]')].map((r) => Number(r.dataset.value)),
+      [...f.querySelectorAll('text[data-cell-label]')].map((t) => Number(t.textContent)),
+    ]),
+  );
+  for (const [values, labels] of printed) {
+    assert.equal(labels.length, values.length, 'each cell prints its value');
+    // Printed to 3 significant digits.
+    values.forEach((v, i) => assert.ok(Math.abs(labels[i] - v) <= 5e-3, `${labels} against ${values}`));
+  }
   const titles = await page.$$eval('figure[data-fig="phase"] h3 > span:first-child', (t) => t.map((e) => e.textContent));
   assert.equal(titles.length, 3, `${titles}`);
   assert.ok(titles.some((t) => /^SAE\b/.test(t)) && titles.some((t) => /TopK SAE/.test(t)), `${titles}`);

@@ -603,7 +603,7 @@ function writeForm() {
   }
   $('sweep-note').textContent = recovery
     ? 'Phase diagrams of compressed sensing: x = δ = M/N (how many measurements), y = ρ = K/M (how sparse). Below the curves l1 recovery succeeds with high probability as N grows; the empirical 50% contour shows where it does here. At small N the transition is a wide band, not a sharp edge.'
-    : 'Hover a cell for its value, seeds and spread; grey cells are not valid experiments (K above N, say); pale cells are not computed yet.';
+    : 'Hover a cell for its value, seeds and spread; grey cells are not valid experiments (K above N, say); hatched cells are not computed yet.';
 }
 
 /** Parse "1, 2, 3" or a range "a:b:count". */

@@ -167,6 +167,7 @@ export function sweepFigures(model, ui) {
             vmin: 0,
             vmax: metric === 'mean_relative_error' ? range(model, metric, allCells, [m])[1] : 1,
             colorLabel: label,
+            labels: true,
             overlays,
             width: 420,
             height: 420,
