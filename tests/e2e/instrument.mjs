@@ -238,6 +238,16 @@ await test('Reset asks before it throws progress away', async () => {
   await waitState(page, 'ready');
   await page.click('#play');
   await waitState(page, 'finished');
+  // 60 steps are far from converged: each method says so under its name, on screen without
+  // scrolling the table sideways.
+  const trends = await page.$$eval('#summary tbody tr .trend', (notes) =>
+    notes.map((n) => ({ text: n.textContent, changing: n.classList.contains('changing'), right: n.getBoundingClientRect().right, width: innerWidth })),
+  );
+  assert.equal(trends.length, 2);
+  for (const t of trends) {
+    assert.ok(t.changing && /^still changing: .*since step 30$/.test(t.text), JSON.stringify(t));
+    assert.ok(t.right <= t.width, `the trend note ends at ${t.right} px of ${t.width}`);
+  }
   await page.click('#reset');
   const ask = page.locator('[data-id="reset"]');
   await ask.waitFor();

@@ -67,18 +67,19 @@ export function renderTable() {
       swatch.textContent = '■ ';
       swatch.style.color = colorOf(m);
       swatch.setAttribute('aria-hidden', 'true');
-      th.append(swatch, name);
+      // The trend sits under the method's name, where it is read with the numbers (a last
+      // column was off screen on a laptop, behind the table's horizontal scroll).
+      const t = trend(m);
+      const note = document.createElement('span');
+      note.className = t.settled === false ? 'trend changing' : 'trend';
+      note.textContent = t.text;
+      th.append(swatch, name, note);
       tr.append(th);
       for (const text of cells(m)) {
         const td = document.createElement('td');
         td.textContent = text;
         tr.append(td);
       }
-      const t = trend(m);
-      const td = document.createElement('td');
-      td.className = t.settled === false ? 'trend changing' : 'trend';
-      td.textContent = t.text;
-      tr.append(td);
       return tr;
     }),
     ...pinnedRows().map((row) => {
@@ -89,7 +90,10 @@ export function renderTable() {
       swatch.textContent = '┅ ';
       swatch.style.color = colorOf(Math.max(0, state.names.indexOf(row.methodName)));
       swatch.setAttribute('aria-hidden', 'true');
-      td0.append(swatch, row.name);
+      const note = document.createElement('span');
+      note.className = 'trend';
+      note.textContent = 'pinned';
+      td0.append(swatch, row.name, note);
       tr.append(td0);
       const f = row.summary || {};
       const fmt = (s, kind) => {
@@ -107,7 +111,6 @@ export function renderTable() {
         fmt(f.train_flops, 'sci'),
         fmt(f.infer_flops, 'sci'),
         fmt(f.wall_s, 'int'),
-        'pinned',
       ]) {
         const td = document.createElement('td');
         td.textContent = text;
