@@ -353,6 +353,13 @@ export function downloadURL(url, name) {
   a.remove();
 }
 
+/** A tick label: as formatNumber, without trailing zeros (0.001, 1, 5e+7, not 0.00100, 1.00, 5.00e+7). */
+export function formatTick(v) {
+  const text = formatNumber(v);
+  if (!text.includes('.')) return text;
+  return text.replace(/(\.\d*?)0+(?=e|$)/, '$1').replace(/\.(?=e|$)/, '');
+}
+
 export function niceTicks(min, max, count) {
   if (!(max > min)) return [min];
   const raw = (max - min) / count;
@@ -436,12 +443,12 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
     parts.push(`<line x1="${x}" x2="${x}" y1="${m.top}" y2="${m.top + h}" stroke="#e3e6ea"/>`);
     // Labels at the right edge end there instead of running past the image.
     const anchor = sx(t) > width - 36 ? 'end' : 'middle';
-    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${formatNumber(t)}</text>`);
+    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${formatTick(t)}</text>`);
   }
   for (const t of yt) {
     const y = sy(t).toFixed(1);
     parts.push(`<line x1="${m.left}" x2="${m.left + w}" y1="${y}" y2="${y}" stroke="#e3e6ea"/>`);
-    parts.push(`<text x="${m.left - 6}" y="${y}" dy="4" text-anchor="end">${formatNumber(t)}</text>`);
+    parts.push(`<text x="${m.left - 6}" y="${y}" dy="4" text-anchor="end">${formatTick(t)}</text>`);
   }
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9aa4b1"/>`);
   parts.push(`<text x="${m.left + w / 2}" y="${m.top + h + 32}" text-anchor="middle">${escapeXML(data.xLabel)}</text>`);

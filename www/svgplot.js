@@ -3,7 +3,7 @@
 // colour bar, ticks at the grid's values, and overlays (theory curves, contours) placed in the
 // grid's own coordinates. Presentation attributes only, never style attributes: the page's
 // Content-Security-Policy forbids inline styles.
-import { escapeXML, formatNumber, formatValue, titleSize } from './charts.js';
+import { escapeXML, formatNumber, formatTick, formatValue, titleSize } from './charts.js';
 import { diverging, sequential } from './heatmap.js';
 
 /**
@@ -164,8 +164,8 @@ export function heatmapSvg(spec) {
     out.push(`<rect x="${bx}" y="${y.toFixed(2)}" width="12" height="${(h / steps + 0.3).toFixed(2)}" fill="${colour(v, spec)}"/>`);
   }
   out.push(`<rect x="${bx}" y="${m.top}" width="12" height="${h}" fill="none" stroke="#9aa4b1"/>`);
-  out.push(`<text x="${bx + 15}" y="${m.top + 8}">${formatNumber(spec.vmax)}</text>`);
-  out.push(`<text x="${bx + 15}" y="${m.top + h}">${formatNumber(spec.vmin)}</text>`);
+  out.push(`<text x="${bx + 15}" y="${m.top + 8}">${formatTick(spec.vmax)}</text>`);
+  out.push(`<text x="${bx + 15}" y="${m.top + h}">${formatTick(spec.vmin)}</text>`);
   if (spec.colorLabel) {
     out.push(`<text transform="translate(${bx + 30} ${m.top + h / 2}) rotate(90)" text-anchor="middle">${escapeXML(spec.colorLabel)}</text>`);
   }

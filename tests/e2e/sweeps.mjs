@@ -79,6 +79,10 @@ await test('a scaling study draws a map per method, the difference map and M = K
   assert.match(await page.textContent('figure[data-fig="difference"] h3'), /Sparse coding − SAE/);
   assert.equal(await page.$$eval('polyline[data-overlay="scaling-curve"]', (p) => p.length), 4, 'on each map and the difference');
   assert.equal(await page.$$eval('figure[data-fig="compute"]', (f) => f.length), 1, 'MCC against FLOPs');
+  // Axis labels carry no trailing zeros (5e+7, 0.45, 1; not 5.00e+7, 0.450, 1.00).
+  const ticks = await page.$$eval('figure[data-fig="compute"] svg text', (t) => t.map((e) => e.textContent).filter((x) => /^-?[\d.]+(e[+-]\d+)?$/.test(x)));
+  assert.ok(ticks.length >= 4, `${ticks}`);
+  assert.deepEqual(ticks.filter((x) => /\.\d*0(e|$)|\.(e|$)/.test(x)), [], `${ticks}`);
   // Choosing the other pair of the difference redraws it.
   await page.selectOption('#sweep-diff-b', { label: 'MLP (h=32)' });
   await page.waitForFunction(() => /Sparse coding − MLP/.test(document.querySelector('figure[data-fig="difference"] h3').textContent));
