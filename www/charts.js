@@ -436,14 +436,17 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui, sans-serif" font-size="11">`);
   parts.push(`<rect width="${width}" height="${height}" fill="#fff"/>`);
   parts.push(`<text x="${m.left}" y="18" font-size="${titleSize(title, width - m.left - 4, 14)}" font-weight="600">${escapeXML(title)}</text>`);
-  const xt = data.xLog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, 6);
+  // Ticks at given values with their own labels (a sweep axis of a few values, biases
+  // off/on), else nice ones.
+  const xLabels = new Map((data.xTicks || []).map((t) => [t.value, t.label]));
+  const xt = data.xTicks ? data.xTicks.map((t) => t.value) : data.xLog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, 6);
   const yt = yLog ? logTicks(ymin, ymax) : niceTicks(ymin, ymax, 5);
   for (const t of xt) {
     const x = sx(t).toFixed(1);
     parts.push(`<line x1="${x}" x2="${x}" y1="${m.top}" y2="${m.top + h}" stroke="#e3e6ea"/>`);
     // Labels at the right edge end there instead of running past the image.
     const anchor = sx(t) > width - 36 ? 'end' : 'middle';
-    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${formatTick(t)}</text>`);
+    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${escapeXML(xLabels.get(t) ?? formatTick(t))}</text>`);
   }
   for (const t of yt) {
     const y = sy(t).toFixed(1);

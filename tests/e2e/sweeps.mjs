@@ -2,8 +2,9 @@
 // small phase diagram opened from a link fills in with the theory curves and the empirical
 // contour; a small scaling study draws a map per method, the difference map and the curve
 // M = K ln(N/K); figures export as SVG and PNG, cells as CSV and JSON, and the JSON loads back;
-// a reload keeps the cells done and Run computes only the rest; Pause answers at once; a
-// malformed sweep link gives a message, not a blank page. Screenshots go to target/e2e/.
+// a reload keeps the cells done and Run computes only the rest; Pause answers at once; a chart
+// over a few values ticks at them (biases: off, on); a malformed sweep link gives a message,
+// not a blank page. Screenshots go to target/e2e/.
 //
 // Run: `npm run build && node tests/e2e/sweeps.mjs` (scripts/test.sh does both).
 import { readFile, mkdir } from 'node:fs/promises';
@@ -246,6 +247,17 @@ await test('axes taken together: the paper\'s width study runs its three shapes,
   const rows = (await readFile(await csv.path(), 'utf8')).trim().split('\n');
   assert.match(rows[0], /^cell,N,K,h,seed/);
   assert.ok(rows.slice(1).every((r) => /^\d+,(12,2|16,4),/.test(r)), rows.join('\n'));
+  await ctx.close();
+});
+
+await test('a sweep over a few values ticks its chart at them: biases read off and on', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await page.goto(`${origin}${BASE}#v=2&sweep=quick-bias&steps=150&seed=3&run=1`);
+  await waitSweep(page, 'finished');
+  assert.equal(await page.textContent('figure[data-fig="line"] h3 > span:first-child'), 'Code MCC against biases');
+  const ticks = await page.$$eval('figure[data-fig="line"] svg text', (t) => t.map((e) => e.textContent));
+  assert.ok(ticks.includes('off') && ticks.includes('on'), `${ticks}`);
+  assert.ok(!ticks.includes('0.2') && !ticks.includes('0.5'), `no ticks between the values: ${ticks}`);
   await ctx.close();
 });
 

@@ -263,13 +263,15 @@ export function sweepFigures(model, ui) {
       };
     });
     if (series.some((s) => s.mean.some((v) => v != null))) {
+      // The ticks of a bias axis say off and on, so its name needs no key.
+      const xName = axisLabel(model, p).replace(PARAM_LABELS.bias, 'biases');
       figures.push({
         id: `line-${metric}`,
         kind: 'line',
-        title: `${label} against ${axisLabel(model, p)}`,
+        title: `${label} against ${xName}`,
         svg: renderSVG(
-          { xs, xLog, xLabel: axisLabel(model, p), series },
-          { title: `${label} against ${axisLabel(model, p)}`, yLabel: label, yLog: METRICS[metric].log, width: 480, height: 340, markers: true },
+          { xs, xLog, xLabel: xName, series, xTicks: fewTicks(p, xs) },
+          { title: `${label} against ${xName}`, yLabel: label, yLog: METRICS[metric].log, width: 480, height: 340, markers: true },
         ),
         caption: model.seeds > 1 ? 'Bands: ± one standard deviation over seeds.' : '',
       });
@@ -277,6 +279,15 @@ export function sweepFigures(model, ui) {
     return figures.concat(computeViews(model, ui));
   }
   return figures.concat(computeViews(model, ui));
+}
+
+/**
+ * Ticks at an axis's own values when it has few (biases read "off" and "on", widths 8, 16,
+ * 64), rather than nice numbers between them; null (nice ticks) for longer axes.
+ */
+function fewTicks(p, xs) {
+  if (xs.length > 8) return null;
+  return xs.map((v) => ({ value: v, label: p === 'bias' ? (v ? 'on' : 'off') : formatValue(v) }));
 }
 
 /** M = K ln(N/K) (the compressed-sensing measurement bound) on maps over N and M. */
