@@ -371,9 +371,9 @@ export function niceTicks(min, max, count) {
 }
 
 /**
- * Ticks of a log axis: the powers of ten in [min, max]; where fewer than three fall inside
- * (a range of a decade or so, e.g. the FLOPs of a sweep's cells), 1-2-5 steps instead, then
- * every integer multiple of a power of ten.
+ * Ticks of a log axis: the powers of ten in [min, max] where three or more fall inside; else
+ * (a range of a decade or so, e.g. the FLOPs of a sweep's cells) 1-2-5 steps where two do,
+ * else every integer multiple of a power of ten. The chart drops labels that would overlap.
  */
 export function logTicks(min, max) {
   for (const mantissas of [[1], [1, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8, 9]]) {
@@ -384,7 +384,8 @@ export function logTicks(min, max) {
         if (t >= min * 0.999 && t <= max * 1.001) ticks.push(t);
       }
     }
-    if (ticks.length >= 3 || (mantissas.length === 9 && ticks.length)) return ticks;
+    const enough = mantissas.length === 1 ? 3 : mantissas.length === 3 ? 2 : 1;
+    if (ticks.length >= enough) return ticks;
   }
   return [min, max];
 }
@@ -441,12 +442,19 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
   const xLabels = new Map((data.xTicks || []).map((t) => [t.value, t.label]));
   const xt = data.xTicks ? data.xTicks.map((t) => t.value) : data.xLog ? logTicks(xmin, xmax) : niceTicks(xmin, xmax, 6);
   const yt = yLog ? logTicks(ymin, ymax) : niceTicks(ymin, ymax, 5);
+  let labelEnd = -Infinity;
   for (const t of xt) {
     const x = sx(t).toFixed(1);
     parts.push(`<line x1="${x}" x2="${x}" y1="${m.top}" y2="${m.top + h}" stroke="#e3e6ea"/>`);
-    // Labels at the right edge end there instead of running past the image.
+    // Labels at the right edge end there instead of running past the image; a label that
+    // would overlap the one before it is left out (its grid line stays).
+    const text = xLabels.get(t) ?? formatTick(t);
+    const half = 3.3 * text.length;
     const anchor = sx(t) > width - 36 ? 'end' : 'middle';
-    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${escapeXML(xLabels.get(t) ?? formatTick(t))}</text>`);
+    const start = anchor === 'end' ? sx(t) - 2 * half : sx(t) - half;
+    if (start < labelEnd + 6) continue;
+    labelEnd = start + 2 * half;
+    parts.push(`<text x="${x}" y="${m.top + h + 14}" text-anchor="${anchor}">${escapeXML(text)}</text>`);
   }
   for (const t of yt) {
     const y = sy(t).toFixed(1);

@@ -84,6 +84,14 @@ await test('a scaling study draws a map per method, the difference map and M = K
   const ticks = await page.$$eval('figure[data-fig="compute"] svg text', (t) => t.map((e) => e.textContent).filter((x) => /^-?[\d.]+(e[+-]\d+)?$/.test(x)));
   assert.ok(ticks.length >= 4, `${ticks}`);
   assert.deepEqual(ticks.filter((x) => /\.\d*0(e|$)|\.(e|$)/.test(x)), [], `${ticks}`);
+  // and no two labels of the x axis overlap.
+  const boxes = await page.$$eval('figure[data-fig="compute"] svg text[text-anchor]', (t) => {
+    const numeric = t.filter((e) => /^-?[\d.]+(e[+-]\d+)?$/.test(e.textContent));
+    const bottom = Math.max(...numeric.map((e) => Number(e.getAttribute('y'))));
+    return numeric.filter((e) => Number(e.getAttribute('y')) === bottom).map((e) => { const b = e.getBBox(); return [b.x, b.x + b.width]; }).sort((a, b) => a[0] - b[0]);
+  });
+  assert.ok(boxes.length >= 2, JSON.stringify(boxes));
+  boxes.slice(1).forEach((b, i) => assert.ok(b[0] >= boxes[i][1], `x labels overlap: ${JSON.stringify(boxes)}`));
   // Choosing the other pair of the difference redraws it.
   await page.selectOption('#sweep-diff-b', { label: 'MLP (h=32)' });
   await page.waitForFunction(() => /Sparse coding − MLP/.test(document.querySelector('figure[data-fig="difference"] h3').textContent));
