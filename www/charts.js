@@ -399,7 +399,7 @@ export function escapeXML(s) {
  * point as a dot (for sweeps, whose points are few and each a cell), `lines: false` leaves
  * the points unjoined (a scatter).
  */
-export function renderSVG(data, { title, yLabel, yLog, width, height, markers = false, lines = true }) {
+export function renderSVG(data, { title, yLabel, yLog, width, height, markers = false, lines = true, tags = false }) {
   // Legend columns as wide as the longest name, as many as the width holds.
   const longest = Math.max(0, ...data.series.map((s) => s.name.length));
   const colW = Math.min(190, Math.max(80, longest * 6.2 + 28));
@@ -464,6 +464,7 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
   parts.push(`<rect x="${m.left}" y="${m.top}" width="${w}" height="${h}" fill="none" stroke="#9aa4b1"/>`);
   parts.push(`<text x="${m.left + w / 2}" y="${m.top + h + 32}" text-anchor="middle">${escapeXML(data.xLabel)}</text>`);
   parts.push(`<text transform="translate(14 ${m.top + h / 2}) rotate(-90)" text-anchor="middle">${escapeXML(yLabel)}</text>`);
+  const placedTags = [];
   data.series.forEach((s) => {
     const idx = data.xs.map((x, i) => i).filter((i) => xsOk.includes(data.xs[i]));
     const band = idx.filter((i) => finite(s.lo[i]) && finite(s.hi[i]));
@@ -479,6 +480,32 @@ export function renderSVG(data, { title, yLabel, yLog, width, height, markers = 
       for (const p of line) {
         const [x, y] = p.split(',');
         parts.push(`<circle cx="${x}" cy="${y}" r="3" fill="${s.color}"/>`);
+      }
+    }
+    if (tags && s.tags) {
+      // Each point's own label (a series' `tags`) beside it. Points drawn on top of each
+      // other share one label ("0.01, 0.001"); a label that would cover one already placed
+      // is left out (the data table has every value).
+      const groups = [];
+      for (const i of idx.filter((j) => finite(s.mean[j]) && s.tags[j] != null)) {
+        const [x, y] = [sx(data.xs[i]), sy(s.mean[i])];
+        const g = groups.find((o) => Math.abs(o.x - x) < 6 && Math.abs(o.y - y) < 6);
+        if (g) g.text.push(s.tags[i]);
+        else groups.push({ x, y, text: [s.tags[i]] });
+      }
+      for (const g of groups) {
+        const text = g.text.join(', ');
+        const tw = 5.6 * text.length;
+        // Above right of the point, else below right, above left, below left; inside the plot.
+        const spots = [[1, -1], [1, 1], [-1, -1], [-1, 1]].map(([sxn, syn]) => {
+          const x0 = sxn > 0 ? g.x + 5 : g.x - 5 - tw;
+          const base = syn < 0 ? g.y - 5 : g.y + 13;
+          return { x0, x1: x0 + tw, y0: base - 10, y1: base + 2, base };
+        }).filter((b) => b.x0 >= m.left && b.x1 <= m.left + w && b.y0 >= m.top && b.y1 <= m.top + h);
+        const box = spots.find((b) => !placedTags.some((o) => o.x0 < b.x1 && b.x0 < o.x1 && o.y0 < b.y1 && b.y0 < o.y1));
+        if (!box) continue;
+        placedTags.push(box);
+        parts.push(`<text x="${box.x0.toFixed(1)}" y="${box.base.toFixed(1)}" font-size="10" fill="${s.color}" data-point-tag="">${escapeXML(text)}</text>`);
       }
     }
   });

@@ -258,7 +258,7 @@ await test('axes taken together: the paper\'s width study runs its three shapes,
   await ctx.close();
 });
 
-await test('a sweep over a few values ticks its chart at them: biases read off and on', async () => {
+await test('a sweep over a few values ticks its chart at them and labels its Pareto points: biases read off and on', async () => {
   const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
   await page.goto(`${origin}${BASE}#v=2&sweep=quick-bias&steps=150&seed=3&run=1`);
   await waitSweep(page, 'finished');
@@ -266,6 +266,9 @@ await test('a sweep over a few values ticks its chart at them: biases read off a
   const ticks = await page.$$eval('figure[data-fig="line"] svg text', (t) => t.map((e) => e.textContent));
   assert.ok(ticks.includes('off') && ticks.includes('on'), `${ticks}`);
   assert.ok(!ticks.includes('0.2') && !ticks.includes('0.5'), `no ticks between the values: ${ticks}`);
+  // The Pareto view labels each point with its value of the axis.
+  const tags = await page.$$eval('figure[data-fig="pareto"] text[data-point-tag]', (t) => t.map((e) => e.textContent).sort());
+  assert.deepEqual(tags, ['off', 'off', 'on', 'on'], 'two methods, biases off and on');
   await ctx.close();
 });
 

@@ -315,19 +315,24 @@ function scalingCurve(model, combo, px, py, xs, ys) {
 function computeViews(model) {
   if (model.kind !== 'experiment' || model.unitsDone === 0) return [];
   const cells = Array.from({ length: model.cells }, (_, i) => i);
+  // On a one-axis sweep each point is labelled with its value of the axis (which lambda,
+  // which k), so a Pareto front reads without the data table.
+  const axis = model.params.length === 1 ? model.params[0] : null;
+  const tag = (c) => (axis == null ? null : axis === 'bias' ? (model.valueOf(c, axis) ? 'on' : 'off') : formatValue(model.valueOf(c, axis)));
   const scatter = (xMetric, yMetric) => {
     const pts = model.methods.map((_, m) => cells
-      .map((c) => [model.stat(c, m, xMetric), model.stat(c, m, yMetric)])
+      .map((c) => [model.stat(c, m, xMetric), model.stat(c, m, yMetric), c])
       .filter(([a, b]) => a && b && Number.isFinite(a.mean) && Number.isFinite(b.mean) && (!METRICS[xMetric].log || a.mean > 0))
-      .map(([a, b]) => [a.mean, b.mean]));
+      .map(([a, b, c]) => [a.mean, b.mean, tag(c)]));
     // Every point of every method on one sorted x list (cells of one method often share an
     // x, e.g. the FLOPs of a TopK sweep); each series has its own points and nulls elsewhere.
-    const all = pts.flatMap((list, m) => list.map(([x, y]) => ({ x, y, m }))).sort((a, b) => a.x - b.x || a.m - b.m);
+    const all = pts.flatMap((list, m) => list.map(([x, y, t]) => ({ x, y, m, t }))).sort((a, b) => a.x - b.x || a.m - b.m);
     if (!all.length) return null;
     const xs = all.map((p) => p.x);
     const series = pts.map((_, m) => {
       const mean = all.map((p) => (p.m === m ? p.y : null));
-      return { name: model.methods[m], color: colorOf(m), mean, lo: mean.map(() => null), hi: mean.map(() => null) };
+      const tags = all.map((p) => (p.m === m ? p.t : null));
+      return { name: model.methods[m], color: colorOf(m), mean, lo: mean.map(() => null), hi: mean.map(() => null), tags };
     });
     return { xs, series, distinct: new Set(xs).size };
   };
@@ -354,9 +359,9 @@ function computeViews(model) {
         title: 'L0 against test MSE',
         svg: renderSVG(
           { xs: pareto.xs, xLog: false, xLabel: METRICS.l0.label, series: pareto.series },
-          { title: 'Sparsity against reconstruction (L0 vs MSE)', yLabel: 'Test MSE', yLog: true, width: 480, height: 340, markers: true },
+          { title: 'Sparsity against reconstruction (L0 vs MSE)', yLabel: 'Test MSE', yLog: true, width: 480, height: 340, markers: true, tags: pareto.distinct <= 40 },
         ),
-        caption: `One point per value of ${axisLabel(model, model.params[0])}: lower and further left is better.`,
+        caption: `One point per value of ${axisLabel(model, model.params[0])}, labelled with it: lower and further left is better.`,
       });
     }
   }
