@@ -287,7 +287,12 @@ export function sweepFigures(model, ui) {
  */
 function fewTicks(p, xs) {
   if (xs.length > 8) return null;
-  return xs.map((v) => ({ value: v, label: p === 'bias' ? (v ? 'on' : 'off') : formatValue(v) }));
+  return xs.map((v) => ({ value: v, label: valueText(p, v) }));
+}
+
+/** A value of axis `p` in words: biases are off or on, other values as numbers. */
+function valueText(p, v) {
+  return p === 'bias' ? (v ? 'on' : 'off') : formatValue(v);
 }
 
 /** M = K ln(N/K) (the compressed-sensing measurement bound) on maps over N and M. */
@@ -318,7 +323,7 @@ function computeViews(model) {
   // On a one-axis sweep each point is labelled with its value of the axis (which lambda,
   // which k), so a Pareto front reads without the data table.
   const axis = model.params.length === 1 ? model.params[0] : null;
-  const tag = (c) => (axis == null ? null : axis === 'bias' ? (model.valueOf(c, axis) ? 'on' : 'off') : formatValue(model.valueOf(c, axis)));
+  const tag = (c) => (axis == null ? null : valueText(axis, model.valueOf(c, axis)));
   const scatter = (xMetric, yMetric) => {
     const pts = model.methods.map((_, m) => cells
       .map((c) => [model.stat(c, m, xMetric), model.stat(c, m, yMetric), c])

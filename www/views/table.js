@@ -37,6 +37,20 @@ export function lastRows(m) {
   return (state.rows[m] || []).map((run) => run[run.length - 1]).filter(Boolean);
 }
 
+/** The first cell of a row: a colour swatch, the name, and a note under it (the trend). */
+function methodCell(mark, color, name, noteText, changing) {
+  const td = document.createElement('td');
+  const swatch = document.createElement('span');
+  swatch.textContent = mark;
+  swatch.style.color = color;
+  swatch.setAttribute('aria-hidden', 'true');
+  const note = document.createElement('span');
+  note.className = changing ? 'trend changing' : 'trend';
+  note.textContent = noteText;
+  td.append(swatch, name, note);
+  return td;
+}
+
 export function renderTable() {
   const body = $('summary').tBodies[0];
   const cells = (m) => {
@@ -62,19 +76,10 @@ export function renderTable() {
   body.replaceChildren(
     ...state.names.map((name, m) => {
       const tr = document.createElement('tr');
-      const th = document.createElement('td');
-      const swatch = document.createElement('span');
-      swatch.textContent = '■ ';
-      swatch.style.color = colorOf(m);
-      swatch.setAttribute('aria-hidden', 'true');
       // The trend sits under the method's name, where it is read with the numbers (a last
       // column was off screen on a laptop, behind the table's horizontal scroll).
       const t = trend(m);
-      const note = document.createElement('span');
-      note.className = t.settled === false ? 'trend changing' : 'trend';
-      note.textContent = t.text;
-      th.append(swatch, name, note);
-      tr.append(th);
+      tr.append(methodCell('■ ', colorOf(m), name, t.text, t.settled === false));
       for (const text of cells(m)) {
         const td = document.createElement('td');
         td.textContent = text;
@@ -85,16 +90,7 @@ export function renderTable() {
     ...pinnedRows().map((row) => {
       const tr = document.createElement('tr');
       tr.className = 'pinned';
-      const td0 = document.createElement('td');
-      const swatch = document.createElement('span');
-      swatch.textContent = '┅ ';
-      swatch.style.color = colorOf(Math.max(0, state.names.indexOf(row.methodName)));
-      swatch.setAttribute('aria-hidden', 'true');
-      const note = document.createElement('span');
-      note.className = 'trend';
-      note.textContent = 'pinned';
-      td0.append(swatch, row.name, note);
-      tr.append(td0);
+      tr.append(methodCell('┅ ', colorOf(Math.max(0, state.names.indexOf(row.methodName))), row.name, 'pinned', false));
       const f = row.summary || {};
       const fmt = (s, kind) => {
         if (!s) return '–';
