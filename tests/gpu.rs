@@ -220,8 +220,8 @@ fn optimiser_kernels_match_the_cpu() {
         let (mut cs, mut ds) = pair(g, shape, &p0);
         let (cprev, dprev) = pair(g, shape, &grad);
         let (mut cy, mut dy) = pair(g, shape, &vec![0.0; shape.len()]);
-        cpu.fista_update(&mut cs, &cprev, &mut cy, &[0.3, 0.1], 0.7, nonneg);
-        g.fista_update(&mut ds, &dprev, &mut dy, &[0.3, 0.1], 0.7, nonneg);
+        cpu.fista_update(&mut cs, &cprev, &mut cy, &[0.3, 0.1], &[0.7, 0.4], nonneg);
+        g.fista_update(&mut ds, &dprev, &mut dy, &[0.3, 0.1], &[0.7, 0.4], nonneg);
         assert_close("fista s", &host(g, &ds), &host(&cpu, &cs), 1e-6);
         assert_close("fista y", &host(g, &dy), &host(&cpu, &cy), 1e-6);
     }
@@ -386,7 +386,9 @@ fn fused_solvers_match_the_step_by_step_ones() {
             let fista = |b: &dyn Backend| {
                 let dict = b.upload(dshape, &dict_values);
                 let x = b.upload(xshape, &x_values);
-                let (codes, _) = solvers::fista_stack(b, &dict, &hosts, &x, 0.01, iters, nonneg);
+                let (codes, _, _) =
+                    solvers::fista_stack(b, dict, &hosts, &x, &[], 0.01, iters, nonneg, None)
+                        .unwrap();
                 host(b, &codes)
             };
             // Rounding differences grow slowly with the iterations (FISTA's momentum does not
@@ -422,6 +424,7 @@ fn every_method(setting: Setting) -> Vec<MethodConfig> {
             inference: SolverConfig::Fista {
                 steps: 200,
                 nonneg: true,
+                tol: None,
             },
         });
         methods.push(MethodConfig::SparseCoding {
@@ -620,4 +623,123 @@ fn topk_inside_inference_matches_the_cpu() {
         let (want, got) = (run(&cpu, inside), run(g, inside));
         assert_close(&format!("topk codes, inside={inside}"), &got, &want, 2e-3);
     }
+}
+
+/// The fused inference kernel takes each step's Adam scalars from the host, as the kernel-by-
+/// kernel path does: with betas, epsilon and a per-member learning rate that are not Adam's
+/// defaults it agrees with the same steps run kernel by kernel on the CPU (it used to hard-code
+/// 0.9, 0.999 and 1e-8 and compute its own bias corrections).
+#[test]
+fn fused_inference_takes_the_hosts_adam_scalars() {
+    use sparse_playground::compute::AdamExpJob;
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let (members, dim, atoms, n, steps) = (2, 6, 10, 40, 30);
+    let dict_values: Vec<f32> = {
+        let mut d = random(members * dim * atoms, 41);
+        for col in d.chunks_mut(dim) {
+            let norm = col.iter().map(|v| v * v).sum::<f32>().sqrt();
+            col.iter_mut().for_each(|v| *v /= norm);
+        }
+        d
+    };
+    let x_values: Vec<f32> = random(dim * n, 42).iter().map(|v| v.abs()).collect();
+    let (dshape, xshape, cshape) = (
+        Shape::new(members, dim, atoms),
+        Shape::new(1, dim, n),
+        Shape::new(members, atoms, n),
+    );
+    // Step t of member i: beta1 0.5, beta2 0.9, eps 1e-3, its own learning rate.
+    let schedule: Vec<AdamScalars> = (1..=steps)
+        .flat_map(|t| {
+            (0..members).map(move |i| {
+                let lr = 0.05 * (i + 1) as f64;
+                AdamScalars {
+                    beta1: 0.5,
+                    beta2: 0.9,
+                    eps: 1e-3,
+                    step_size: (lr / (1.0 - 0.5f64.powi(t))) as f32,
+                    bias2_sqrt: (1.0 - 0.9f64.powi(t)).sqrt() as f32,
+                }
+            })
+        })
+        .collect();
+    let (mse_scale, l1_scale) = (2.0 / dim as f32, [0.01f32]);
+    let start = |b: &dyn Backend| {
+        let u = b.upload(cshape, &vec![-2.0; cshape.len()]);
+        let s = b.upload(cshape, &vec![(-2.0f32).exp(); cshape.len()]);
+        (u, s, b.zeros(cshape), b.zeros(cshape))
+    };
+    // The reference: each step kernel by kernel on the CPU.
+    let dict = cpu.upload(dshape, &dict_values);
+    let x = cpu.upload(xshape, &x_values);
+    let (mut u, mut s, mut m, mut v) = start(&cpu);
+    let mut recon = cpu.zeros(Shape::new(members, dim, n));
+    let mut grad = cpu.zeros(cshape);
+    for step in schedule.chunks(members) {
+        cpu.copy(&x, &mut recon);
+        cpu.gemm(1.0, Op::n(&dict), Op::n(&s), -1.0, &mut recon);
+        cpu.gemm(mse_scale, Op::t(&dict), Op::n(&recon), 0.0, &mut grad);
+        cpu.adam_log_codes(&mut u, &mut s, &grad, &mut m, &mut v, &l1_scale, step);
+    }
+    let want = host(&cpu, &s);
+    // The fused kernel, in one job.
+    let gdict = g.upload(dshape, &dict_values);
+    let gx = g.upload(xshape, &x_values);
+    let (mut gu, mut gs, mut gm, mut gv) = start(g);
+    let mut job = AdamExpJob {
+        dict: &gdict,
+        x: &gx,
+        log_codes: &mut gu,
+        codes: &mut gs,
+        m: &mut gm,
+        v: &mut gv,
+        mse_scale,
+        l1_scale: &l1_scale,
+        scalars: &schedule,
+        steps: steps as usize,
+    };
+    assert!(
+        g.adam_exp_fused(&mut job),
+        "these shapes have a fused kernel"
+    );
+    assert_close(
+        "fused adam_exp with the host's scalars",
+        &host(g, &gs),
+        &want,
+        2e-4,
+    );
+}
+
+/// Per-member parameters past the arena's 64 KiB window (a stack of 9,000 members, 18,004
+/// parameter words for FISTA's update) get a buffer of their own instead of an assertion.
+#[test]
+fn kernels_take_per_member_values_of_very_large_stacks() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let members = 9000;
+    let shape = Shape::new(members, 2, 1);
+    let p0 = random(shape.len(), 51);
+    let prev = random(shape.len(), 52);
+    let threshold: Vec<f32> = (0..members).map(|i| (i % 7) as f32 * 0.1).collect();
+    let momentum: Vec<f32> = (0..members).map(|i| (i % 5) as f32 * 0.2).collect();
+    let (mut cs, mut ds) = pair(g, shape, &p0);
+    let (cprev, dprev) = pair(g, shape, &prev);
+    let (mut cy, mut dy) = pair(g, shape, &vec![0.0; shape.len()]);
+    cpu.fista_update(&mut cs, &cprev, &mut cy, &threshold, &momentum, false);
+    g.fista_update(&mut ds, &dprev, &mut dy, &threshold, &momentum, false);
+    assert_close(
+        "fista s, 9,000 members",
+        &host(g, &ds),
+        &host(&cpu, &cs),
+        1e-6,
+    );
+    assert_close(
+        "fista y, 9,000 members",
+        &host(g, &dy),
+        &host(&cpu, &cy),
+        1e-6,
+    );
 }

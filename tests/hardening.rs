@@ -239,6 +239,7 @@ fn diverging_training_stops_with_a_message_and_never_scores_well() {
             inference: SolverConfig::Fista {
                 steps: 20,
                 nonneg: true,
+                tol: None,
             },
         },
         MethodConfig::Sae { bias: false },

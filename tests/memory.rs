@@ -75,6 +75,7 @@ fn the_estimate_bounds_what_runs_really_allocate() {
                 inference: SolverConfig::Fista {
                     steps: 3,
                     nonneg: true,
+                    tol: None,
                 },
             }],
             None,

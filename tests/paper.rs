@@ -136,6 +136,7 @@ fn sae_and_sae_ito_share_their_dictionary() {
             inference: SolverConfig::Fista {
                 steps: 100,
                 nonneg: true,
+                tol: None,
             },
         },
     ];
@@ -365,6 +366,7 @@ fn stacks_equal_runs_advanced_one_by_one() {
                 inference: SolverConfig::Fista {
                     steps: 30,
                     nonneg: true,
+                    tol: None,
                 },
             });
             cfg.methods.push(MethodConfig::SparseCoding {

@@ -99,6 +99,7 @@ fn every_solver_and_option_round_trips() {
             inference: SolverConfig::Fista {
                 steps: 123,
                 nonneg: false,
+                tol: None,
             },
         },
         MethodConfig::SparseCoding {
@@ -248,8 +249,12 @@ fn hostile_links_are_refused_quickly() {
 fn arb_solver() -> impl Strategy<Value = SolverConfig> {
     prop_oneof![
         (1u64..50_000, 1e-6f64..1.0).prop_map(|(steps, lr)| SolverConfig::Adam { steps, lr }),
-        (1u64..5_000, any::<bool>())
-            .prop_map(|(steps, nonneg)| SolverConfig::Fista { steps, nonneg }),
+        (
+            1u64..5_000,
+            any::<bool>(),
+            proptest::option::of(1e-9f64..0.5)
+        )
+            .prop_map(|(steps, nonneg, tol)| SolverConfig::Fista { steps, nonneg, tol }),
         proptest::option::of(1usize..4).prop_map(|k| SolverConfig::Omp { k }),
         (1u64..50_000, 1e-6f64..1.0, 1usize..4, any::<bool>()).prop_map(
             |(steps, lr, k, inside)| SolverConfig::AdamTopk {

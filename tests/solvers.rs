@@ -55,7 +55,15 @@ fn fista_recovers_support_and_scores_high_mcc() {
     for signed in [false, true] {
         let d = solvable(12, signed);
         // A small penalty: the L1 solution is then close to the planted codes.
-        let out = fista(&b, &d.dictionary, &d.test_signals, 1e-3, 2000, !signed);
+        let out = fista(
+            &b,
+            &d.dictionary,
+            &d.test_signals,
+            1e-3,
+            2000,
+            !signed,
+            None,
+        );
         let m = code_mcc(&d.test_codes, &out.codes).unwrap().mcc;
         assert!(m > 0.98, "signed={signed}: MCC {m}");
         let err = max_abs_error(&out.codes, &d.test_codes);
@@ -144,4 +152,114 @@ fn topk_after_l1_truncates_and_beats_topk_inside_the_optimisation() {
         m_inside > 0.1,
         "top-k inside still finds something: {m_inside}"
     );
+}
+
+/// The duality gap is a certificate: with an orthonormal dictionary the L1 problem is solved
+/// in closed form (soft thresholding of D^T x), where the gap is 0 to rounding; the zero codes
+/// and a perturbed optimum are refused at a tight tolerance.
+#[test]
+fn lasso_gap_certifies_the_closed_form_optimum_and_refuses_others() {
+    use sparse_playground::core::solvers::lasso_gaps_within;
+    use sparse_playground::core::Matrix;
+    let dim = 6;
+    // A permutation with signs: orthonormal.
+    let mut d = Matrix::zeros(dim, dim);
+    for i in 0..dim {
+        d[(i, (i * 5 + 1) % dim)] = if i % 2 == 0 { 1.0 } else { -1.0 };
+    }
+    let x = Matrix::from_fn(dim, 4, |i, j| ((i * 7 + j * 3) % 5) as f32 - 1.5);
+    let mu = 0.4;
+    for nonneg in [true, false] {
+        let corr = d.tr_mul(&x);
+        let best = corr.map(|c| {
+            if nonneg {
+                (c - mu as f32).max(0.0)
+            } else {
+                c.signum() * (c.abs() - mu as f32).max(0.0)
+            }
+        });
+        assert!(
+            lasso_gaps_within(&d, &x, &best, mu, nonneg, 1e-6),
+            "nonneg={nonneg}"
+        );
+        let zero = Matrix::zeros(dim, 4);
+        assert!(!lasso_gaps_within(&d, &x, &zero, mu, nonneg, 1e-3));
+        let mut off = best.clone();
+        off[(0, 0)] += 0.05;
+        assert!(!lasso_gaps_within(&d, &x, &off, mu, nonneg, 1e-5));
+    }
+}
+
+/// A convergence-tested FISTA stops early once every sample's gap meets the tolerance, and says
+/// so; capped below what it needs, it says it did not converge. Stacked members end exactly as
+/// they do alone (each has its own momentum and continuation stages).
+#[test]
+fn fista_with_a_tolerance_stops_on_the_gap_and_stacks_do_not_change_members() {
+    use sparse_playground::compute::{read_now, Backend, Shape};
+    use sparse_playground::core::solvers::fista_stack;
+    let b = CpuBackend::new(1);
+    let data: Vec<Dataset> = [21, 22].iter().map(|&s| solvable(s, false)).collect();
+    let alone: Vec<_> = data
+        .iter()
+        .map(|d| {
+            fista(
+                &b,
+                &d.dictionary,
+                &d.test_signals,
+                1e-3,
+                20_000,
+                true,
+                Some(1e-6),
+            )
+        })
+        .collect();
+    for (d, out) in data.iter().zip(&alone) {
+        let stats = out.stats.expect("a tolerance reports how it ended");
+        assert!(stats.converged, "{stats:?}");
+        assert!(
+            stats.iterations < 20_000 && stats.iterations % 25 == 0,
+            "{stats:?}"
+        );
+        let mu = 1e-3 * 24.0 / (2.0 * 32.0);
+        assert!(sparse_playground::core::solvers::lasso_gaps_within(
+            &d.dictionary,
+            &d.test_signals,
+            &out.codes,
+            mu,
+            true,
+            1e-6
+        ));
+        assert!(max_abs_error(&d.test_codes, &out.codes) < 0.05);
+    }
+    let capped = fista(
+        &b,
+        &data[0].dictionary,
+        &data[0].test_signals,
+        1e-3,
+        30,
+        true,
+        Some(1e-6),
+    );
+    let stats = capped.stats.unwrap();
+    assert!(!stats.converged && stats.iterations == 30, "{stats:?}");
+    // Both members in one stack, with different signals each.
+    let (dim, atoms, n) = (24, 32, data[0].test_signals.ncols());
+    let cat = |f: &dyn Fn(&Dataset) -> &sparse_playground::core::Matrix| -> Vec<f32> {
+        data.iter().flat_map(|d| f(d).as_slice().to_vec()).collect()
+    };
+    let dict = b.upload(Shape::new(2, dim, atoms), &cat(&|d| &d.dictionary));
+    let x = b.upload(Shape::new(2, dim, n), &cat(&|d| &d.test_signals));
+    let hosts: Vec<_> = data.iter().map(|d| d.dictionary.clone()).collect();
+    let xs: Vec<_> = data.iter().map(|d| d.test_signals.clone()).collect();
+    let (codes, _, stats) =
+        fista_stack(&b, dict, &hosts, &x, &xs, 1e-3, 20_000, true, Some(1e-6)).unwrap();
+    let codes = read_now(&b, &codes).unwrap();
+    for (i, out) in alone.iter().enumerate() {
+        assert_eq!(stats.as_ref().unwrap()[i], out.stats.unwrap());
+        assert_eq!(
+            &codes[i * atoms * n..(i + 1) * atoms * n],
+            out.codes.as_slice(),
+            "member {i} stacked and alone"
+        );
+    }
 }

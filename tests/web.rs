@@ -32,6 +32,7 @@ fn small_unknown() -> ExperimentConfig {
             inference: SolverConfig::Fista {
                 steps: 50,
                 nonneg: true,
+                tol: None,
             },
         },
     ];

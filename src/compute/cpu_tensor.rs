@@ -462,14 +462,15 @@ impl Backend for CpuBackend {
         s_prev: &Tensor,
         y: &mut Tensor,
         threshold: &[f32],
-        momentum: f32,
+        momentum: &[f32],
         nonneg: bool,
     ) {
         let shape = s.shape();
         check_same("fista_update (s_prev)", s_prev.shape(), shape);
         check_same("fista_update (y)", y.shape(), shape);
         let len = shape.matrix_len();
-        for (i, th) in per_member(threshold, shape.stack).enumerate() {
+        let each = per_member(threshold, shape.stack).zip(per_member(momentum, shape.stack));
+        for (i, (th, momentum)) in each.enumerate() {
             let r = i * len..(i + 1) * len;
             for v in &mut s.host_mut()[r.clone()] {
                 *v = if nonneg {

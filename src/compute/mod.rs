@@ -95,7 +95,7 @@ impl<'a> From<&'a Matrix> for Operand<'a> {
 }
 
 /// Scalars of one Adam step, PyTorch's semantics: computed once per step in f64.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamScalars {
     pub beta1: f32,
     pub beta2: f32,

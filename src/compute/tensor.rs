@@ -410,14 +410,15 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
 
     /// One FISTA iteration's proximal and momentum update, given s_new = y - g D^T (D y - x)
     /// already in `s`: s <- prox(s) (soft threshold by `threshold`, clipped at 0 when
-    /// `nonneg`), then y <- s + momentum (s - s_prev).
+    /// `nonneg`), then y <- s + momentum (s - s_prev); `threshold` and `momentum` per member (or
+    /// one for all).
     fn fista_update(
         &self,
         s: &mut Tensor,
         s_prev: &Tensor,
         y: &mut Tensor,
         threshold: &[f32],
-        momentum: f32,
+        momentum: &[f32],
         nonneg: bool,
     );
 
@@ -449,10 +450,6 @@ pub struct AdamExpJob<'a> {
     /// Per step, per member (step-major).
     pub scalars: &'a [AdamScalars],
     pub steps: usize,
-    /// Steps already run (the first of these is step `first_step + 1` of Adam's clock).
-    pub first_step: u64,
-    /// Per member (or one for all): the learning rates the scalars come from.
-    pub lrs: &'a [f64],
 }
 
 /// The state of FISTA iterations that a fused kernel advances.
@@ -466,9 +463,27 @@ pub struct FistaJob<'a> {
     /// Per member: the gradient step g and the soft threshold.
     pub step: &'a [f32],
     pub threshold: &'a [f32],
-    /// Per iteration.
+    /// Per iteration (iteration-major): one momentum for every member, or one per member.
     pub momentum: &'a [f32],
     pub nonneg: bool,
+    /// Iterations to run (`momentum` holds `iterations` or `iterations x members` values).
+    pub iterations: usize,
+}
+
+impl FistaJob<'_> {
+    /// Momenta per iteration: 1 (shared) or `members`.
+    pub fn momentum_stride(&self, members: usize) -> usize {
+        if self.iterations > 0 && self.momentum.len() == self.iterations * members {
+            members
+        } else {
+            assert_eq!(
+                self.momentum.len(),
+                self.iterations,
+                "fista: one momentum per iteration, or one per iteration and member"
+            );
+            1
+        }
+    }
 }
 
 /// Per-member values expanded to `members` entries (a single entry applies to all).

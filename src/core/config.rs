@@ -105,12 +105,17 @@ pub enum SolverConfig {
         #[serde(default = "default_adam_lr")]
         lr: f64,
     },
-    /// FISTA on the same L1 objective (non-negative codes unless `nonneg` is false).
+    /// FISTA on the same L1 objective (non-negative codes unless `nonneg` is false). Without
+    /// `tol` it runs exactly `steps` iterations; with it, `steps` is a cap, the penalty is
+    /// approached by continuation, and it stops once every sample's duality gap is at most
+    /// `tol` times half its squared norm (see [`crate::core::solvers::FistaRun`]).
     Fista {
         #[serde(default = "default_fista_steps")]
         steps: u64,
         #[serde(default = "default_true")]
         nonneg: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tol: Option<f64>,
     },
     /// Orthogonal matching pursuit: greedy K-sparse least squares (k defaults to the data's K).
     Omp {
@@ -1078,7 +1083,7 @@ impl ExperimentConfig {
                 }
                 check_positive_finite(&format!("{field}.lr"), *lr, 10.0)
             }
-            SolverConfig::Fista { steps, .. } => {
+            SolverConfig::Fista { steps, tol, .. } => {
                 if *steps == 0 || *steps > limits::MAX_INFERENCE_STEPS {
                     return Err(ConfigError::invalid(
                         format!("{field}.steps"),
@@ -1088,7 +1093,15 @@ impl ExperimentConfig {
                         ),
                     ));
                 }
-                Ok(())
+                match tol {
+                    Some(t) if !(t.is_finite() && *t > 0.0 && *t < 1.0) => {
+                        Err(ConfigError::invalid(
+                            format!("{field}.tol"),
+                            format!("must be a number between 0 and 1 (exclusive), got {t}"),
+                        ))
+                    }
+                    _ => Ok(()),
+                }
             }
             SolverConfig::AdamTopk { steps, lr, k, .. } => {
                 self.validate_solver(

@@ -29,6 +29,10 @@ pub struct LogRecord {
     pub train_flops: f64,
     /// FLOPs to infer codes for the whole test set at this point.
     pub infer_flops: f64,
+    /// How the per-sample solver ended, where it stops on a convergence test (FISTA with a
+    /// tolerance): its iterations and whether it converged before its cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<crate::core::solvers::SolverStats>,
     /// Seconds spent on this run so far (training and evaluation).
     pub wall_s: f64,
 }

@@ -194,6 +194,8 @@ impl Fetch {
 enum Evaluation {
     /// The paper's inference, advancing in the same bounded increments as training.
     Inferring(Box<solvers::AdamExp>),
+    /// FISTA, advancing the same way (with a tolerance, waiting for its checks' read-backs).
+    Fista(Box<solvers::FistaRun>),
     /// The dictionaries on their way to the host, where a solver needs them (OMP runs there;
     /// FISTA's step sizes come from their top eigenvalues).
     AwaitDict {
@@ -208,6 +210,8 @@ enum Evaluation {
         dict: Option<(Fetch, Shape)>,
         recon: Option<Fetch>,
         infer_flops: f64,
+        /// How a convergence-tested solver ended, per member.
+        stats: Option<Vec<solvers::SolverStats>>,
     },
 }
 
@@ -468,14 +472,19 @@ impl StackRun {
             } => (steps, lr, Some((k, inside))),
             SolverConfig::Fista { .. } | SolverConfig::Omp { .. } => return None,
         };
-        let infers = match &self.learner {
+        self.infers_per_sample().then_some((steps, lr, topk))
+    }
+
+    /// Whether evaluations infer codes per sample through a dictionary (with the method's
+    /// solver) rather than encode them.
+    fn infers_per_sample(&self) -> bool {
+        match &self.learner {
             // An encoder infers per sample only as SAE + ITO, and only with a decoder.
             Learner::Encoder(model) => {
                 self.inference_solver().is_some() && model.dictionary().is_some()
             }
             Learner::SparseCoding(_) | Learner::InferenceOnly => true,
-        };
-        infers.then_some((steps, lr, topk))
+        }
     }
 
     /// One member's work in units of one step: training steps plus the inference steps of its
@@ -487,7 +496,11 @@ impl StackRun {
             Learner::InferenceOnly => 1,
             _ => 1 + self.config.train.evaluations_after_start(),
         };
-        let per_eval = self.adam_inference().map_or(0, |(steps, _, _)| steps);
+        let per_eval = match self.inference_solver() {
+            // FISTA's iterations (a cap, with a tolerance: what converges early counts as done).
+            Some(SolverConfig::Fista { steps, .. }) if self.infers_per_sample() => *steps,
+            _ => self.adam_inference().map_or(0, |(steps, _, _)| steps),
+        };
         total.saturating_add(evaluations.saturating_mul(per_eval))
     }
 
@@ -676,11 +689,45 @@ impl StackRun {
                     let (codes, dict) = solver.into_parts();
                     let recon = reconstruct(b, &dict, &codes);
                     Evaluation::Reading {
+                        stats: None,
                         codes: Fetch::Reading(b.read(&codes)),
                         latents: codes.rows(),
                         dict: Some((Fetch::Reading(b.read(&dict)), dict.shape())),
                         recon: Some(Fetch::Reading(b.read(&recon))),
                         infer_flops,
+                    }
+                }
+                Evaluation::Fista(mut solver) => {
+                    let before = solver.steps_done();
+                    let ran =
+                        solver.run(b, &self.tensors.test_signals, budget.saturating_sub(spent));
+                    let ran = match ran {
+                        Ok(ran) => ran,
+                        Err(e) => {
+                            self.fail_backend(&e);
+                            return spent;
+                        }
+                    };
+                    spent += ran;
+                    self.inference_steps_done += solver.steps_done() - before;
+                    if !solver.is_done() {
+                        self.evaluation = Some(Evaluation::Fista(solver));
+                        return spent;
+                    }
+                    // Iterations a converged run did not need count as done.
+                    self.inference_steps_done += solver.unused_steps();
+                    let infer_flops = solver.flops();
+                    let stats = solver.stats();
+                    let dict_values = solver.host_dictionaries();
+                    let (codes, dict) = solver.into_parts();
+                    let recon = reconstruct(b, &dict, &codes);
+                    Evaluation::Reading {
+                        codes: Fetch::Reading(b.read(&codes)),
+                        latents: codes.rows(),
+                        dict: Some((Fetch::Host(dict_values), dict.shape())),
+                        recon: Some(Fetch::Reading(b.read(&recon))),
+                        infer_flops,
+                        stats,
                     }
                 }
                 Evaluation::AwaitDict {
@@ -704,17 +751,18 @@ impl StackRun {
                     let l1 = cfg.train.l1_for(self.method.kind()) as f32;
                     let x = &self.tensors.test_signals;
                     match solver {
-                        SolverConfig::Fista { steps, nonneg } => {
-                            let (codes, flops) =
-                                solvers::fista_stack(b, &dict, &hosts, x, l1, steps, nonneg);
-                            let recon = reconstruct(b, &dict, &codes);
-                            Evaluation::Reading {
-                                codes: Fetch::Reading(b.read(&codes)),
-                                latents: codes.rows(),
-                                dict: Some((Fetch::Host(values), dict.shape())),
-                                recon: Some(Fetch::Reading(b.read(&recon))),
-                                infer_flops: flops,
-                            }
+                        SolverConfig::Fista { steps, nonneg, tol } => {
+                            Evaluation::Fista(Box::new(solvers::FistaRun::new(
+                                b,
+                                dict,
+                                hosts,
+                                vec![self.data.test_signals.clone()],
+                                x,
+                                l1,
+                                steps,
+                                nonneg,
+                                tol,
+                            )))
                         }
                         SolverConfig::Omp { k } => {
                             let k = k.unwrap_or(cfg.data.sparsity_k);
@@ -733,6 +781,7 @@ impl StackRun {
                                 dict: Some((Fetch::Host(values), dict.shape())),
                                 recon: Some(Fetch::Host(recon)),
                                 infer_flops: flops,
+                                stats: None,
                             }
                         }
                         SolverConfig::Adam { .. } | SolverConfig::AdamTopk { .. } => {
@@ -746,6 +795,7 @@ impl StackRun {
                     mut dict,
                     mut recon,
                     infer_flops,
+                    stats,
                 } => {
                     let mut ready = true;
                     let mut check = |f: &mut Fetch| match f.poll() {
@@ -770,6 +820,7 @@ impl StackRun {
                             dict,
                             recon,
                             infer_flops,
+                            stats,
                         });
                         return spent;
                     }
@@ -787,6 +838,7 @@ impl StackRun {
                         dict,
                         recon,
                         loss,
+                        stats,
                     };
                     self.score(read, infer_flops, start, clock);
                     return spent;
@@ -870,6 +922,7 @@ impl StackRun {
                     dict: dict.map(|d| (Fetch::Reading(b.read(&d)), d.shape())),
                     recon,
                     infer_flops: fl,
+                    stats: None,
                 }
             }
             (_, Some(solver), Some(dict)) => Evaluation::AwaitDict {
@@ -928,6 +981,7 @@ impl StackRun {
                         train_loss,
                         train_flops: self.train_flops_per_step * self.step as f64,
                         infer_flops,
+                        solver: read.stats.as_ref().and_then(|v| v.get(i).copied()),
                         wall_s: wall,
                     };
                     let member = &mut self.members[i];
@@ -993,6 +1047,7 @@ struct Read {
     dict: Option<(Vec<f32>, Shape)>,
     recon: Option<Vec<f32>>,
     loss: Option<Vec<f32>>,
+    stats: Option<Vec<solvers::SolverStats>>,
 }
 
 /// D S per member, on the backend (the reconstruction of the test signals).

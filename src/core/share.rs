@@ -178,10 +178,13 @@ fn solver_token(solver: &SolverConfig, out: &mut String) {
                 let _ = write!(out, ":lr{lr}");
             }
         }
-        SolverConfig::Fista { steps, nonneg } => {
+        SolverConfig::Fista { steps, nonneg, tol } => {
             out.push_str(":fista");
             if *steps != default_fista_steps() {
                 let _ = write!(out, ":s{steps}");
+            }
+            if let Some(tol) = tol {
+                let _ = write!(out, ":tol{tol}");
             }
             if !nonneg {
                 out.push_str(":signed");
@@ -368,6 +371,7 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let mut signed = false;
     let mut topk: Option<usize> = None;
     let mut inside = false;
+    let mut tol: Option<f64> = None;
     // Every option given, by name, so that each kind can refuse what it does not take (an
     // option silently dropped would make the link describe another experiment than it reads).
     let mut given: Vec<&'static str> = Vec::new();
@@ -391,6 +395,9 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
         } else if let Some(r) = num("topk") {
             topk = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad topk"))?);
             "topk"
+        } else if let Some(r) = num("tol") {
+            tol = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad tolerance"))?);
+            "tol"
         } else if let Some(r) = num("lr") {
             lr = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad learning rate"))?);
             "lr"
@@ -430,7 +437,7 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let solver_cfg = || -> Result<SolverConfig, ShareError> {
         Ok(match solver.unwrap_or("adam") {
             "adam" => {
-                if signed || k.is_some() {
+                if signed || k.is_some() || tol.is_some() {
                     return Err(bad(
                         key,
                         token,
@@ -460,22 +467,33 @@ fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
             }
             "fista" => {
                 if lr.is_some() || k.is_some() || topk.is_some() || inside {
-                    return Err(bad(key, token, "fista takes only s<steps> and signed"));
+                    return Err(bad(
+                        key,
+                        token,
+                        "fista takes only s<steps>, tol<tolerance> and signed",
+                    ));
                 }
                 SolverConfig::Fista {
                     steps: steps.unwrap_or_else(default_fista_steps),
                     nonneg: !signed,
+                    tol,
                 }
             }
             _ => {
-                if steps.is_some() || lr.is_some() || signed || topk.is_some() || inside {
+                if steps.is_some()
+                    || lr.is_some()
+                    || signed
+                    || topk.is_some()
+                    || inside
+                    || tol.is_some()
+                {
                     return Err(bad(key, token, "omp takes only k<int>"));
                 }
                 SolverConfig::Omp { k }
             }
         })
     };
-    const SOLVER_OPTIONS: [&str; 7] = ["solver", "s", "lr", "signed", "k", "topk", "inside"];
+    const SOLVER_OPTIONS: [&str; 8] = ["solver", "s", "lr", "signed", "k", "topk", "inside", "tol"];
     Ok(match kind {
         "sae" => {
             only(&["b"], "sae takes only b (bias)")?;
@@ -731,7 +749,8 @@ pub fn is_sweep_link(link: &str) -> bool {
 /// gives the shortest link), then the base experiment's keys that differ, and the sweep's own:
 /// `kind` (experiment | recovery), `axes` (`param:v_v_v~param:v_v`: `~` multiplies the grid,
 /// `,` takes an axis's values with the axis before it, `N:16_32,K:3_6`), `seeds`, `solvers` (as in
-/// a method's solver options, comma-separated, or `none`), `success` (`rel<tol>` | `support`).
+/// a method's solver options, comma-separated, or `none`), `success` (`rel<tol>` | `support` |
+/// `top`: how solvers are scored) and `esuccess` (the same, for encoders).
 pub fn encode_sweep(sweep: &SweepConfig, extra: &[(&str, &str)]) -> String {
     SweepPreset::ALL
         .into_iter()
@@ -776,7 +795,21 @@ fn success_token(s: Success) -> String {
     match s {
         Success::RelativeError { tol } => format!("rel{tol}"),
         Success::Support => "support".to_string(),
+        Success::TopSupport => "top".to_string(),
     }
+}
+
+fn parse_success(key: &str, value: &str) -> Result<Success, ShareError> {
+    Ok(match value {
+        "support" => Success::Support,
+        "top" => Success::TopSupport,
+        v => match v.strip_prefix("rel") {
+            Some(tol) => Success::RelativeError {
+                tol: parse_float(key, tol)?,
+            },
+            None => return Err(bad(key, v, "expected rel<tolerance>, support or top")),
+        },
+    })
 }
 
 fn encode_sweep_from(sweep: &SweepConfig, preset: SweepPreset, extra: &[(&str, &str)]) -> String {
@@ -808,6 +841,11 @@ fn encode_sweep_from(sweep: &SweepConfig, preset: SweepPreset, extra: &[(&str, &
         "success",
         success_token(sweep.recovery.success),
         success_token(base.recovery.success),
+    );
+    put(
+        "esuccess",
+        success_token(sweep.recovery.encoder_success),
+        success_token(base.recovery.encoder_success),
     );
     parts.push(format!("seed={}", sweep.base.seed));
     for (k, v) in extra {
@@ -887,17 +925,8 @@ pub fn decode_sweep(link: &str) -> Result<(SweepConfig, Vec<(String, String)>), 
                         .collect::<Result<_, ShareError>>()?
                 };
             }
-            "success" => {
-                sweep.recovery.success = match value {
-                    "support" => Success::Support,
-                    v => match v.strip_prefix("rel") {
-                        Some(tol) => Success::RelativeError {
-                            tol: parse_float(key, tol)?,
-                        },
-                        None => return Err(bad(key, v, "expected rel<tolerance> or support")),
-                    },
-                }
-            }
+            "success" => sweep.recovery.success = parse_success(key, value)?,
+            "esuccess" => sweep.recovery.encoder_success = parse_success(key, value)?,
             _ => {
                 if !apply_key(&mut sweep.base, key, value)? {
                     extra.push((key.to_string(), value.to_string()));

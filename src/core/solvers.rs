@@ -4,7 +4,8 @@
 //! (1/M) |x - D s|^2 + (lambda/N) |s|_1, batched over the columns of X:
 //! - [`AdamExp`]: the paper's routine, Adam on u with s = exp(u), u starting at -10, resumable
 //!   in bounded increments; a backend with a fused kernel runs many steps per dispatch.
-//! - [`fista_stack`]: accelerated proximal gradient on the L1 problem, non-negative or signed.
+//! - [`FistaRun`]: accelerated proximal gradient on the L1 problem, non-negative or signed,
+//!   for a fixed count or to a duality-gap tolerance (with continuation), resumable.
 //! - [`omp`]: orthogonal matching pursuit, a greedy k-sparse least-squares fit (Gram-based batch
 //!   variant: D^T D and D^T X once, then small Cholesky solves per sample), on the host.
 //!
@@ -16,7 +17,9 @@ use super::config::SolverConfig;
 use super::flops;
 use super::sparse_coding::LOG_CODE_INIT;
 use super::Matrix;
-use crate::compute::{read_now, AdamExpJob, AdamScalars, Backend, FistaJob, Op, Shape, Tensor};
+use crate::compute::{
+    read_now, AdamExpJob, AdamScalars, Backend, BackendError, FistaJob, Op, Readback, Shape, Tensor,
+};
 use nalgebra::{DMatrix, DVector};
 
 /// Codes and the cost of computing them.
@@ -24,6 +27,8 @@ use nalgebra::{DMatrix, DVector};
 pub struct Inferred {
     pub codes: Matrix,
     pub flops: f64,
+    /// How a convergence-tested solver ended (FISTA with a tolerance).
+    pub stats: Option<SolverStats>,
 }
 
 /// The paper's inference as a resumable computation on a stack of dictionaries: `run`
@@ -40,7 +45,6 @@ pub struct AdamExp {
     m: Tensor,
     v: Tensor,
     clocks: Vec<AdamClock>,
-    lrs: Vec<f64>,
     mse_scale: f32,
     l1_scale: Vec<f32>,
     done: u64,
@@ -87,7 +91,6 @@ impl AdamExp {
                     AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
                 })
                 .collect(),
-            lrs: lrs.to_vec(),
             // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the
             // squared error, plus the L1 term the fused step adds. The loss itself is never
             // needed here.
@@ -153,8 +156,6 @@ impl AdamExp {
                 l1_scale: &self.l1_scale,
                 scalars: &scalars,
                 steps: chunk as usize,
-                first_step: self.done + todo - left,
-                lrs: &self.lrs,
             };
             let inside = matches!(self.topk, Some((_, true)));
             if inside || !backend.adam_exp_fused(&mut job) {
@@ -263,71 +264,426 @@ pub fn lipschitz_bound(dict: &Matrix) -> f64 {
     lambda * 1.02
 }
 
-/// FISTA on (1/(nM)) |X - D S|^2 + (lambda/(nN)) |S|_1 for a stack of dictionaries `dict`
-/// (stack x M x N, with `hosts` their host copies for the step sizes) and signals `x`: the
-/// codes (stack x N x n) and the FLOPs per member.
+/// Iterations between two convergence checks of a convergence-tested FISTA (each check reads
+/// the codes back and costs about one iteration on the host).
+pub const FISTA_CHECK_EVERY: u64 = 25;
+/// Continuation of a convergence-tested FISTA: the first stage's penalty is this fraction of
+/// the smallest penalty whose solution is 0 (the largest entry of D^T x), each later stage's is
+/// the previous one's times `CONTINUATION_FACTOR`, down to the target; stages before the last
+/// stop at `CONTINUATION_LOOSE` times the tolerance. Tuned on the phase preset's cells: with the
+/// tiny penalty of a recovery experiment, plain FISTA needs 1,000 to 15,000 iterations below the
+/// l1 curve; this needs 250 to 1,300.
+const CONTINUATION_START: f64 = 0.1;
+const CONTINUATION_FACTOR: f64 = 0.1;
+const CONTINUATION_LOOSE: f64 = 10.0;
+
+/// How a convergence-tested solver ended for one member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SolverStats {
+    /// Iterations run (up to the check that found it converged, or the cap).
+    pub iterations: u64,
+    /// Whether every sample's duality gap met the tolerance before the cap.
+    pub converged: bool,
+}
+
+/// FISTA on (1/(nM)) |X - D S|^2 + (lambda/(nN)) |S|_1 for a stack of dictionaries, as a
+/// resumable computation like [`AdamExp`]: `run` advances it by a bounded number of iterations.
+///
+/// Without a tolerance it runs exactly `steps` iterations. With one (`tol`), `steps` is a cap:
+/// every [`FISTA_CHECK_EVERY`] iterations the codes come back to the host, which computes each
+/// sample's duality gap (the dual point is the residual scaled into the dual feasible set) and
+/// stops a member once every sample's gap is at most `tol` times half its squared norm; the
+/// penalty is approached by continuation (see `CONTINUATION_START`), each stage restarting that
+/// member's momentum. Members are independent: each has its own momentum and stages, and a
+/// member that converges keeps the codes of that check, so stacking does not change results.
+#[derive(Debug)]
+pub struct FistaRun {
+    dict: Tensor,
+    hosts: Vec<Matrix>,
+    /// The signals on the host (one for all members, or one each); only with a tolerance.
+    x_hosts: Vec<Matrix>,
+    s: Tensor,
+    s_prev: Tensor,
+    y: Tensor,
+    /// Per member: the gradient step and the step over the penalty's scale (threshold =
+    /// `step_over_penalty` x the stage's lambda).
+    grad_step: Vec<f32>,
+    step_over_penalty: Vec<f64>,
+    lambda: f64,
+    stage_lambda: Vec<f64>,
+    momentum_t: Vec<f64>,
+    nonneg: bool,
+    steps: u64,
+    tol: Option<f64>,
+    done: u64,
+    since_check: u64,
+    pending: Option<Readback>,
+    /// Per member: the iteration it converged at and its codes then.
+    finished: Vec<Option<(u64, Vec<f32>)>>,
+    complete: bool,
+    checks: u64,
+}
+
+impl FistaRun {
+    /// Set up FISTA for the columns of `x` (stack of 1 or of `dict`'s) through `dict` (stack x
+    /// M x N, with `hosts` its host copies, for the step sizes and the gaps); `x_hosts` are the
+    /// signals on the host (needed with a tolerance only: one, or one per member).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the solver's whole configuration"
+    )]
+    pub fn new(
+        backend: &dyn Backend,
+        dict: Tensor,
+        hosts: Vec<Matrix>,
+        x_hosts: Vec<Matrix>,
+        x: &Tensor,
+        l1_penalty: f32,
+        steps: u64,
+        nonneg: bool,
+        tol: Option<f64>,
+    ) -> Self {
+        let (members, dim, n_atoms, n) = (dict.stack(), dict.rows(), dict.cols(), x.cols());
+        assert_eq!(hosts.len(), members, "one host dictionary per member");
+        if tol.is_some() {
+            assert!(
+                x_hosts.len() == 1 || x_hosts.len() == members,
+                "host signals: one, or one per member"
+            );
+        }
+        // Gradient of the smooth part: (2/(nM)) D^T (D Y - X); Lipschitz constant (2/(nM)) eig.
+        let grad_scale = 2.0 / (n * dim) as f64;
+        let (grad_step, step_over_penalty): (Vec<f32>, Vec<f64>) = hosts
+            .iter()
+            .map(|d| {
+                let step = 1.0 / (grad_scale * lipschitz_bound(d));
+                ((step * grad_scale) as f32, step / (n * n_atoms) as f64)
+            })
+            .unzip();
+        let lambda = f64::from(l1_penalty);
+        let stage_lambda = match tol {
+            None => vec![lambda; members],
+            Some(_) => (0..members)
+                .map(|m| {
+                    let x = &x_hosts[if x_hosts.len() == 1 { 0 } else { m }];
+                    let corr = hosts[m].tr_mul(x);
+                    let top = corr
+                        .iter()
+                        .fold(0f32, |acc, &v| acc.max(if nonneg { v } else { v.abs() }));
+                    // In lambda's units: mu = lambda M / (2N) is the penalty of 1/2 |x - Ds|^2.
+                    let lambda_max = f64::from(top) * 2.0 * n_atoms as f64 / dim as f64;
+                    (CONTINUATION_START * lambda_max).max(lambda)
+                })
+                .collect(),
+        };
+        let code_shape = Shape::new(members, n_atoms, n);
+        Self {
+            s: backend.zeros(code_shape),
+            s_prev: backend.zeros(code_shape),
+            y: backend.zeros(code_shape),
+            dict,
+            hosts,
+            x_hosts,
+            grad_step,
+            step_over_penalty,
+            lambda,
+            stage_lambda,
+            momentum_t: vec![1.0; members],
+            nonneg,
+            steps,
+            tol,
+            done: 0,
+            since_check: 0,
+            pending: None,
+            finished: vec![None; members],
+            complete: steps == 0,
+            checks: 0,
+        }
+    }
+
+    fn thresholds(&self) -> Vec<f32> {
+        self.step_over_penalty
+            .iter()
+            .zip(&self.stage_lambda)
+            .map(|(sp, l)| (sp * l) as f32)
+            .collect()
+    }
+
+    /// Run at most `max_steps` more iterations on the same `x` as `new` (fewer while a check's
+    /// read-back is on its way); returns how many ran.
+    pub fn run(
+        &mut self,
+        backend: &dyn Backend,
+        x: &Tensor,
+        max_steps: u64,
+    ) -> Result<u64, BackendError> {
+        let members = self.dict.stack();
+        let mut ran = 0;
+        while !self.complete {
+            if let Some(read) = self.pending.as_mut() {
+                match read.take() {
+                    None => break,
+                    Some(values) => {
+                        self.pending = None;
+                        self.check(backend, &values?);
+                        continue;
+                    }
+                }
+            }
+            if ran >= max_steps {
+                break;
+            }
+            let mut chunk = (max_steps - ran).min(self.steps - self.done);
+            if self.tol.is_some() {
+                chunk = chunk.min(FISTA_CHECK_EVERY - self.since_check);
+            }
+            let mut momentum = Vec::with_capacity(chunk as usize * members);
+            for _ in 0..chunk {
+                for t in &mut self.momentum_t {
+                    let t_next = (1.0 + (1.0 + 4.0 * *t * *t).sqrt()) / 2.0;
+                    momentum.push(((*t - 1.0) / t_next) as f32);
+                    *t = t_next;
+                }
+            }
+            self.iterate(backend, x, &momentum, chunk as usize);
+            ran += chunk;
+            self.done += chunk;
+            self.since_check += chunk;
+            let at_end = self.done == self.steps;
+            if self.tol.is_some() && (self.since_check == FISTA_CHECK_EVERY || at_end) {
+                self.since_check = 0;
+                self.pending = Some(backend.read(&self.s));
+                backend.flush();
+            } else if at_end {
+                self.complete = true;
+            }
+        }
+        Ok(ran)
+    }
+
+    fn iterate(&mut self, backend: &dyn Backend, x: &Tensor, momentum: &[f32], iterations: usize) {
+        let threshold = self.thresholds();
+        let mut job = FistaJob {
+            dict: &self.dict,
+            x,
+            s: &mut self.s,
+            s_prev: &mut self.s_prev,
+            y: &mut self.y,
+            step: &self.grad_step,
+            threshold: &threshold,
+            momentum,
+            nonneg: self.nonneg,
+            iterations,
+        };
+        if backend.fista_fused(&mut job) {
+            return;
+        }
+        let members = self.dict.stack();
+        let (dim, n) = (self.dict.rows(), x.cols());
+        let mut recon = backend.zeros(Shape::new(members, dim, n));
+        for mom in momentum.chunks(members) {
+            // r = g (D y - x), then s = y - D^T r and the proximal step.
+            backend.gemm(1.0, Op::n(&self.dict), Op::n(&self.y), 0.0, &mut recon);
+            backend.residual(&mut recon, x, &self.grad_step);
+            std::mem::swap(&mut self.s, &mut self.s_prev);
+            backend.copy(&self.y, &mut self.s);
+            backend.gemm(-1.0, Op::t(&self.dict), Op::n(&recon), 1.0, &mut self.s);
+            backend.fista_update(
+                &mut self.s,
+                &self.s_prev,
+                &mut self.y,
+                &threshold,
+                mom,
+                self.nonneg,
+            );
+        }
+    }
+
+    /// A convergence check on the codes read back (`values`, stack x N x n): members whose
+    /// stage converged move to the next stage (restarting their momentum) or finish.
+    fn check(&mut self, backend: &dyn Backend, values: &[f32]) {
+        let tol = self.tol.expect("checks run only with a tolerance");
+        self.checks += 1;
+        let (dim, n_atoms) = (self.dict.rows(), self.dict.cols());
+        let per = values.len() / self.hosts.len();
+        for m in 0..self.hosts.len() {
+            if self.finished[m].is_some() {
+                continue;
+            }
+            let codes = &values[m * per..(m + 1) * per];
+            let s = Matrix::from_column_slice(n_atoms, per / n_atoms, codes);
+            let x = &self.x_hosts[if self.x_hosts.len() == 1 { 0 } else { m }];
+            let mu = self.stage_lambda[m] * dim as f64 / (2.0 * n_atoms as f64);
+            let last = self.stage_lambda[m] <= self.lambda;
+            let stage_tol = if last { tol } else { tol * CONTINUATION_LOOSE };
+            if lasso_gaps_within(&self.hosts[m], x, &s, mu, self.nonneg, stage_tol) {
+                if last {
+                    self.finished[m] = Some((self.done, codes.to_vec()));
+                } else {
+                    self.stage_lambda[m] =
+                        (self.stage_lambda[m] * CONTINUATION_FACTOR).max(self.lambda);
+                    self.momentum_t[m] = 1.0;
+                }
+            }
+        }
+        if self.done == self.steps || self.finished.iter().all(Option::is_some) {
+            // Each member's codes of the check it converged at; the others' last codes.
+            let mut out = Vec::with_capacity(values.len());
+            for (m, done) in self.finished.iter().enumerate() {
+                match done {
+                    Some((_, codes)) => out.extend_from_slice(codes),
+                    None => out.extend_from_slice(&values[m * per..(m + 1) * per]),
+                }
+            }
+            self.s = backend.upload(self.s.shape(), &out);
+            self.complete = true;
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.complete
+    }
+
+    /// Iterations run so far (every member runs them; see [`FistaRun::stats`]).
+    pub fn steps_done(&self) -> u64 {
+        self.done
+    }
+
+    /// The cap less the iterations run: at the end, those a converged run did not need.
+    pub fn unused_steps(&self) -> u64 {
+        self.steps - self.done
+    }
+
+    /// The dictionaries' values on the host (stack x M x N), as read back for the run.
+    pub fn host_dictionaries(&self) -> Vec<f32> {
+        self.hosts
+            .iter()
+            .flat_map(|d| d.as_slice().iter().copied())
+            .collect()
+    }
+
+    /// The codes (stack x N x n): at the end, each member's final codes.
+    pub fn codes(&self) -> &Tensor {
+        &self.s
+    }
+
+    /// FLOPs per member of the iterations and checks so far, and of the step size.
+    pub fn flops(&self) -> f64 {
+        let (dim, n_atoms, n) = (self.dict.rows(), self.dict.cols(), self.s.cols());
+        self.done as f64 * flops::fista_iteration(dim, n_atoms, n)
+            + self.checks as f64 * 4.0 * (dim * n_atoms * n) as f64
+            + 100.0 * 4.0 * (dim * n_atoms) as f64
+    }
+
+    /// Per member, how it ended (with a tolerance only; at the end).
+    pub fn stats(&self) -> Option<Vec<SolverStats>> {
+        self.tol?;
+        Some(
+            self.finished
+                .iter()
+                .map(|f| match f {
+                    Some((at, _)) => SolverStats {
+                        iterations: *at,
+                        converged: true,
+                    },
+                    None => SolverStats {
+                        iterations: self.done,
+                        converged: false,
+                    },
+                })
+                .collect(),
+        )
+    }
+
+    /// Give up the codes and the dictionary.
+    pub fn into_parts(self) -> (Tensor, Tensor) {
+        (self.s, self.dict)
+    }
+}
+
+/// Whether every sample's duality gap of min 1/2 |x - D s|^2 + mu |s|_1 (s >= 0 when `nonneg`)
+/// at the codes `s` is at most `tol` times half its squared norm. The dual point is the
+/// residual scaled into the dual feasible set (|D^T theta| <= mu, or D^T theta <= mu for
+/// non-negative codes), so the gap bounds the distance of the objective from its optimum.
+pub fn lasso_gaps_within(
+    dict: &Matrix,
+    x: &Matrix,
+    s: &Matrix,
+    mu: f64,
+    nonneg: bool,
+    tol: f64,
+) -> bool {
+    let residual = x - dict * s;
+    let corr = dict.tr_mul(&residual);
+    (0..x.ncols()).all(|j| {
+        let (xj, rj) = (x.column(j), residual.column(j));
+        let half_norm: f64 = 0.5 * xj.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>();
+        let half_res: f64 = 0.5 * rj.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>();
+        let l1: f64 = s.column(j).iter().map(|v| f64::from(v.abs())).sum();
+        let primal = half_res + mu * l1;
+        let top = corr.column(j).iter().fold(0f64, |acc, &v| {
+            acc.max(if nonneg {
+                f64::from(v)
+            } else {
+                f64::from(v.abs())
+            })
+        });
+        let scale = if top > mu { mu / top } else { 1.0 };
+        // D(theta) = 1/2 |x|^2 - 1/2 |x - theta|^2 with theta = scale r.
+        let dual: f64 = half_norm
+            - 0.5
+                * xj.iter()
+                    .zip(rj.iter())
+                    .map(|(a, b)| (f64::from(*a) - scale * f64::from(*b)).powi(2))
+                    .sum::<f64>();
+        let gap = primal - dual;
+        gap.is_finite() && gap <= tol * half_norm
+    })
+}
+
+/// FISTA run to its end on this thread (see [`FistaRun`]): the codes (stack x N x n), the
+/// FLOPs per member and, with a tolerance, how each member ended. Blocks on a GPU's reads:
+/// not for the browser.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the solver's whole configuration"
+)]
 pub fn fista_stack(
     backend: &dyn Backend,
-    dict: &Tensor,
+    dict: Tensor,
     hosts: &[Matrix],
     x: &Tensor,
+    x_hosts: &[Matrix],
     l1_penalty: f32,
     steps: u64,
     nonneg: bool,
-) -> (Tensor, f64) {
-    let (members, dim, n_atoms, n) = (dict.stack(), dict.rows(), dict.cols(), x.cols());
-    assert_eq!(hosts.len(), members, "one host dictionary per member");
-    // Gradient of the smooth part: (2/(nM)) D^T (D Y - X); Lipschitz constant (2/(nM)) eig.
-    let grad_scale = 2.0 / (n * dim) as f64;
-    let (step, threshold): (Vec<f32>, Vec<f32>) = hosts
-        .iter()
-        .map(|d| {
-            let step = 1.0 / (grad_scale * lipschitz_bound(d));
-            (
-                (step * grad_scale) as f32,
-                (step * f64::from(l1_penalty) / (n * n_atoms) as f64) as f32,
-            )
-        })
-        .unzip();
-    let code_shape = Shape::new(members, n_atoms, n);
-    let mut s = backend.zeros(code_shape);
-    let mut s_prev = backend.zeros(code_shape);
-    let mut y = backend.zeros(code_shape);
-    let mut momentum = Vec::with_capacity(steps as usize);
-    let mut t = 1.0f64;
-    for _ in 0..steps {
-        let t_next = (1.0 + (1.0 + 4.0 * t * t).sqrt()) / 2.0;
-        momentum.push(((t - 1.0) / t_next) as f32);
-        t = t_next;
-    }
-    let mut job = FistaJob {
+    tol: Option<f64>,
+) -> Result<(Tensor, f64, Option<Vec<SolverStats>>), BackendError> {
+    let mut run = FistaRun::new(
+        backend,
         dict,
+        hosts.to_vec(),
+        x_hosts.to_vec(),
         x,
-        s: &mut s,
-        s_prev: &mut s_prev,
-        y: &mut y,
-        step: &step,
-        threshold: &threshold,
-        momentum: &momentum,
+        l1_penalty,
+        steps,
         nonneg,
-    };
-    if !backend.fista_fused(&mut job) {
-        let mut recon = backend.zeros(Shape::new(members, dim, n));
-        for &mom in &momentum {
-            // r = g (D y - x), then s = y - D^T r and the proximal step.
-            backend.gemm(1.0, Op::n(dict), Op::n(&y), 0.0, &mut recon);
-            backend.residual(&mut recon, x, &step);
-            std::mem::swap(&mut s, &mut s_prev);
-            backend.copy(&y, &mut s);
-            backend.gemm(-1.0, Op::t(dict), Op::n(&recon), 1.0, &mut s);
-            backend.fista_update(&mut s, &s_prev, &mut y, &threshold, mom, nonneg);
+        tol,
+    );
+    while !run.is_done() {
+        let ran = run.run(backend, x, u64::MAX)?;
+        if !run.is_done() {
+            if ran == 0 && cfg!(target_arch = "wasm32") {
+                return Err(BackendError(
+                    "a GPU read cannot be waited for in a browser".to_string(),
+                ));
+            }
+            backend.wait();
         }
     }
-    let flops = steps as f64 * flops::fista_iteration(dim, n_atoms, n)
-        + 100.0 * 4.0 * (dim * n_atoms) as f64;
-    (s, flops)
+    let (flops, stats) = (run.flops(), run.stats());
+    Ok((run.s, flops, stats))
 }
-
 /// Run the configured solver for one member on host matrices. `default_k` is the data's K
 /// (OMP's default sparsity).
 pub fn infer(
@@ -340,7 +696,9 @@ pub fn infer(
 ) -> Inferred {
     match *solver {
         SolverConfig::Adam { steps, lr } => adam_exp(backend, dict, x, l1_penalty, steps, lr),
-        SolverConfig::Fista { steps, nonneg } => fista(backend, dict, x, l1_penalty, steps, nonneg),
+        SolverConfig::Fista { steps, nonneg, tol } => {
+            fista(backend, dict, x, l1_penalty, steps, nonneg, tol)
+        }
         SolverConfig::Omp { k } => omp(dict, x, k.unwrap_or(default_k)),
         SolverConfig::AdamTopk {
             steps,
@@ -389,10 +747,11 @@ pub fn adam_exp_topk(
     Inferred {
         flops: solver.flops(),
         codes: to_matrix(solver.codes(), codes),
+        stats: None,
     }
 }
 
-/// FISTA for one member on host matrices.
+/// FISTA for one member on host matrices (a tolerance makes `steps` a cap; see [`FistaRun`]).
 pub fn fista(
     backend: &dyn Backend,
     dict: &Matrix,
@@ -400,22 +759,27 @@ pub fn fista(
     l1_penalty: f32,
     steps: u64,
     nonneg: bool,
+    tol: Option<f64>,
 ) -> Inferred {
     let d = backend.upload(Shape::new(1, dict.nrows(), dict.ncols()), dict.as_slice());
     let xt = backend.upload(Shape::new(1, x.nrows(), x.ncols()), x.as_slice());
-    let (s, flops) = fista_stack(
+    let (s, flops, stats) = fista_stack(
         backend,
-        &d,
+        d,
         std::slice::from_ref(dict),
         &xt,
+        std::slice::from_ref(x),
         l1_penalty,
         steps,
         nonneg,
-    );
+        tol,
+    )
+    .expect("FISTA on this thread");
     let codes = read_now(backend, &s).expect("read the codes back");
     Inferred {
         codes: to_matrix(&s, codes),
         flops,
+        stats: stats.map(|s| s[0]),
     }
 }
 
@@ -480,5 +844,9 @@ pub fn omp(dict: &Matrix, x: &Matrix, k: usize) -> Inferred {
             codes[(idx, sample)] = coef[t] as f32;
         }
     }
-    Inferred { codes, flops }
+    Inferred {
+        codes,
+        flops,
+        stats: None,
+    }
 }

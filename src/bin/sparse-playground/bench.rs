@@ -186,6 +186,7 @@ fn items(b: &dyn Backend, d: &DataConfig, min_secs: f64, label: &str) -> BTreeMa
             0.01,
             fista_iters,
             true,
+            None,
         );
     });
     put(

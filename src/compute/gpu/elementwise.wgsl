@@ -118,12 +118,14 @@ fn adam_log_codes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
 }
 
 // FISTA's proximal and momentum update: b1 s, b2 s_prev, b3 y.
-// p = [len, member_len, nonneg, momentum, n_thresholds, thresholds...]
+// p = [len, member_len, nonneg, count, thresholds (count)..., momenta (count)...]
 @compute @workgroup_size(256)
 fn fista_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i >= p[0]) { return; }
-    let th = member_value(5u, p[4], i / p[1]);
+    let member = i / p[1];
+    let th = member_value(4u, p[3], member);
+    let mom = member_value(4u + p[3], p[3], member);
     let v = b1[i];
     var s: f32;
     if (p[2] == 1u) {
@@ -134,5 +136,5 @@ fn fista_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
         s = select(-1.0, 1.0, v >= 0.0) * select(0.0, t, t > 0.0);
     }
     b1[i] = s;
-    b3[i] = s + pf(3u) * (s - b2[i]);
+    b3[i] = s + mom * (s - b2[i]);
 }

@@ -17,9 +17,10 @@ fn load_dict(member: u32, lid: u32) {
 }
 
 // The paper's inference: Adam on u with s = e^u through the dictionary b1 for the signals b2;
-// state b3 u, b4 codes, b5 m, b6 v (stack x NN x n). Step t's Adam scalars come from the
-// member's learning rate as PyTorch computes them (in f32 here).
-// p = [n, steps, first_step, x_broadcast, mse_scale, n_l1, n_lr, l1..., lr...]
+// state b3 u, b4 codes, b5 m, b6 v (stack x NN x n). Each step's Adam scalars are the host's
+// (beta1, beta2, eps, step_size, bias2_sqrt), as the kernel-by-kernel path takes them: one set
+// per step for every member (stride 1) or one per step and member (stride = members).
+// p = [n, steps, x_broadcast, mse_scale, n_l1, stride, l1..., scalars (5 per step x stride)...]
 @compute @workgroup_size(64)
 fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let member = wg.y;
@@ -28,10 +29,11 @@ fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
     let sample = gid.x;
     if (sample >= n) { return; }
     let steps = p[1];
-    let mse = pf(4u);
-    let l1 = member_value(7u, p[5], member);
-    let lr = member_value(7u + p[5], p[6], member);
-    let xb = select(member, 0u, p[3] == 1u) * MM * n + sample * MM;
+    let mse = pf(3u);
+    let l1 = member_value(6u, p[4], member);
+    let stride = p[5];
+    let scalars_at = 6u + p[4] + 5u * select(member, 0u, stride == 1u);
+    let xb = select(member, 0u, p[2] == 1u) * MM * n + sample * MM;
     let sb = member * NN * n + sample * NN;
     var x: array<f32, MM>;
     for (var i = 0u; i < MM; i++) { x[i] = b2[xb + i]; }
@@ -47,9 +49,12 @@ fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
     }
     var r: array<f32, MM>;
     for (var step = 0u; step < steps; step++) {
-        let t = f32(p[2] + step + 1u);
-        let step_size = lr / (1.0 - pow(0.9, t));
-        let bias2_sqrt = sqrt(1.0 - pow(0.999, t));
+        let at = scalars_at + 5u * stride * step;
+        let beta1 = pf(at);
+        let beta2 = pf(at + 1u);
+        let eps = pf(at + 2u);
+        let step_size = pf(at + 3u);
+        let bias2_sqrt = pf(at + 4u);
         // r = D s - x
         for (var i = 0u; i < MM; i++) { r[i] = -x[i]; }
         for (var k = 0u; k < NN; k++) {
@@ -65,11 +70,11 @@ fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
             }
             let code = s[k];
             let grad = (mse * g + sign_of(code) * l1) * code;
-            let mk = 0.9 * m[k] + 0.1 * grad;
-            let vk = 0.999 * v[k] + 0.001 * grad * grad;
+            let mk = beta1 * m[k] + (1.0 - beta1) * grad;
+            let vk = beta2 * v[k] + (1.0 - beta2) * grad * grad;
             m[k] = mk;
             v[k] = vk;
-            let uk = u[k] - step_size * mk / (sqrt(vk) / bias2_sqrt + 1e-8);
+            let uk = u[k] - step_size * mk / (sqrt(vk) / bias2_sqrt + eps);
             u[k] = uk;
             s[k] = exp(clamp(uk, -104.0, 88.7));
         }
@@ -83,8 +88,8 @@ fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
 }
 
 // FISTA iterations through the dictionary b1 for the signals b2; state b3 s, b4 s_prev, b5 y.
-// p = [n, iters, x_broadcast, nonneg, n_members_values, steps (g)..., thresholds...,
-// momentum per iteration...]
+// p = [n, iters, x_broadcast, nonneg, n_members_values, momentum stride, steps (g)...,
+// thresholds..., momenta (per iteration: one, or one per member)...]
 @compute @workgroup_size(64)
 fn fista(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let member = wg.y;
@@ -94,9 +99,10 @@ fn fista(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocatio
     if (sample >= n) { return; }
     let iters = p[1];
     let count = p[4];
-    let g = member_value(5u, count, member);
-    let th = member_value(5u + count, count, member);
-    let mom_at = 5u + 2u * count;
+    let g = member_value(6u, count, member);
+    let th = member_value(6u + count, count, member);
+    // Momenta: iteration-major, p[5] per iteration (one for all members, or one each).
+    let mom_at = 6u + 2u * count + select(member, 0u, p[5] == 1u);
     let xb = select(member, 0u, p[2] == 1u) * MM * n + sample * MM;
     let sb = member * NN * n + sample * NN;
     var x: array<f32, MM>;
@@ -111,7 +117,7 @@ fn fista(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocatio
     }
     var r: array<f32, MM>;
     for (var it = 0u; it < iters; it++) {
-        let mom = pf(mom_at + it);
+        let mom = pf(mom_at + it * p[5]);
         // r = g (D y - x)
         for (var i = 0u; i < MM; i++) { r[i] = 0.0; }
         for (var k = 0u; k < NN; k++) {

@@ -485,10 +485,11 @@ impl GpuBackend {
         groups: (u32, u32, u32),
     ) {
         let bytes: Vec<u8> = params.0.iter().flat_map(|w| w.to_le_bytes()).collect();
-        assert!(
-            bytes.len() as u64 <= PARAM_WINDOW,
-            "a kernel's parameters outgrew their window (too many members in one stack)"
-        );
+        if bytes.len() as u64 > PARAM_WINDOW {
+            // Past the arena's window (per-member values of a very large stack): a buffer of
+            // their own for this dispatch, bound in the window's place.
+            return self.dispatch_large_params(pipeline, &bytes, tensors, groups);
+        }
         let group = self.bind_group(tensors);
         let mut rec = self.recording.lock().expect("recording");
         if rec.params.len() as u64 + PARAM_WINDOW > ARENA_BYTES {
@@ -508,6 +509,52 @@ impl GpuBackend {
         });
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[offset as u32]);
+        pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+    }
+
+    /// [`Self::dispatch`] for parameters larger than the arena's window: they get a buffer of
+    /// their own (rare: only stacks of thousands of members with per-member values).
+    fn dispatch_large_params(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        bytes: &[u8],
+        tensors: &[&DeviceBuffer],
+        groups: (u32, u32, u32),
+    ) {
+        use wgpu::util::DeviceExt;
+        let params = self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("large parameters"),
+                contents: bytes,
+                usage: wgpu::BufferUsages::STORAGE,
+            });
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: params.as_entire_binding(),
+        }];
+        for slot in 0..MAX_TENSORS {
+            let buffer = tensors
+                .get(slot)
+                .map_or(&self.placeholders[slot], |t| &t.buffer);
+            entries.push(wgpu::BindGroupEntry {
+                binding: slot as u32 + 1,
+                resource: buffer.as_entire_binding(),
+            });
+        }
+        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &self.layout,
+            entries: &entries,
+        });
+        let mut rec = self.recording.lock().expect("recording");
+        let encoder = self.encoder(&mut rec);
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: None,
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, &group, &[0]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
     }
 
@@ -1053,18 +1100,26 @@ impl Backend for GpuBackend {
         s_prev: &Tensor,
         y: &mut Tensor,
         threshold: &[f32],
-        momentum: f32,
+        momentum: &[f32],
         nonneg: bool,
     ) {
         let shape = s.shape();
         same("fista_update (s_prev)", s_prev.shape(), shape);
         same("fista_update (y)", y.shape(), shape);
+        let (threshold, momentum) = if threshold.len() == 1 && momentum.len() == 1 {
+            (threshold.to_vec(), momentum.to_vec())
+        } else {
+            (
+                per_member(threshold, shape.stack).collect(),
+                per_member(momentum, shape.stack).collect(),
+            )
+        };
         let p = Params::default()
             .u(shape.len())
             .u(shape.matrix_len())
             .b(nonneg)
-            .f(momentum)
-            .list(&scalars_list(threshold, shape.stack));
+            .list(&threshold)
+            .values(&momentum);
         self.elementwise(
             "fista_update",
             shape.len(),
@@ -1078,36 +1133,53 @@ impl Backend for GpuBackend {
         if dim > FUSED_MAX_SIDE || atoms > FUSED_MAX_SIDE || dim * atoms > 4096 {
             return false;
         }
+        assert_eq!(
+            job.scalars.len(),
+            job.steps * members,
+            "adam_exp: one set of Adam scalars per step and member"
+        );
         let n = job.x.cols();
         let bc = job.x.stack() == 1;
-        let lrs: Vec<f32> = scalars_list(job.lrs, members)
-            .into_iter()
-            .map(|lr| lr as f32)
-            .collect();
-        let p = Params::default()
-            .u(n)
-            .u(job.steps)
-            .u(usize::try_from(job.first_step).unwrap_or(usize::MAX))
-            .b(bc)
-            .f(job.mse_scale)
-            .u(job.l1_scale.len())
-            .u(lrs.len())
-            .values(job.l1_scale)
-            .values(&lrs);
+        // The host's scalars, once per step when every member shares them.
+        let shared = job
+            .scalars
+            .chunks(members)
+            .all(|step| step.iter().all(|s| *s == step[0]));
+        let stride = if shared { 1 } else { members };
+        // Steps per dispatch: as many as keep the parameters inside their window.
+        let fixed = 6 + job.l1_scale.len();
+        let per_step = 5 * stride;
+        let steps_per = ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / per_step).max(1);
         let pipeline = self.fused_pipeline("adam_exp", dim, atoms);
-        self.dispatch(
-            &pipeline,
-            p,
-            &[
-                job.dict.device(),
-                job.x.device(),
-                job.log_codes.device(),
-                job.codes.device(),
-                job.m.device(),
-                job.v.device(),
-            ],
-            (n.div_ceil(64) as u32, members as u32, 1),
-        );
+        for chunk in job.scalars.chunks(steps_per * members) {
+            let steps = chunk.len() / members;
+            let mut p = Params::default()
+                .u(n)
+                .u(steps)
+                .b(bc)
+                .f(job.mse_scale)
+                .u(job.l1_scale.len())
+                .u(stride)
+                .values(job.l1_scale);
+            for step in chunk.chunks(members) {
+                for s in &step[..stride] {
+                    p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
+                }
+            }
+            self.dispatch(
+                &pipeline,
+                p,
+                &[
+                    job.dict.device(),
+                    job.x.device(),
+                    job.log_codes.device(),
+                    job.codes.device(),
+                    job.m.device(),
+                    job.v.device(),
+                ],
+                (n.div_ceil(64) as u32, members as u32, 1),
+            );
+        }
         true
     }
 
@@ -1126,14 +1198,18 @@ impl Backend for GpuBackend {
             "fista: one step and threshold per member"
         );
         let pipeline = self.fused_pipeline("fista", dim, atoms);
-        // Iterations in dispatches of at most 250, each a few milliseconds.
-        for chunk in job.momentum.chunks(250) {
+        let stride = job.momentum_stride(members);
+        // Iterations in dispatches of at most 250, each a few milliseconds, whose momenta fit
+        // the parameter window beside the per-member values.
+        let per_dispatch = (250 * stride).min(8192 / stride * stride).max(stride);
+        for chunk in job.momentum.chunks(per_dispatch) {
             let p = Params::default()
                 .u(n)
-                .u(chunk.len())
+                .u(chunk.len() / stride)
                 .b(bc)
                 .b(job.nonneg)
                 .u(steps.len())
+                .u(stride)
                 .values(&steps)
                 .values(&thresholds)
                 .values(chunk);
