@@ -113,6 +113,12 @@ export function heatmapSvg(spec) {
         out.push(`<rect ${box} fill="${fills.failed}" data-state="failed"><title>${escapeXML(where)}: ${escapeXML(c.note || 'no result')}</title></rect>`);
       } else {
         out.push(`<rect x="${x}" y="${y}" width="${(cw + 0.3).toFixed(2)}" height="${(ch + 0.3).toFixed(2)}" fill="${colour(c.value, spec)}" data-state="done" data-value="${c.value}"><title>${escapeXML(where)}: ${formatNumber(c.value)}${c.note ? ` (${escapeXML(c.note)})` : ''}</title></rect>`);
+        if (c.mark) {
+          // A flagged cell (a solver stopped at its cap): a dark corner, keyed below the map.
+          seen.add(c.mark);
+          const k = Math.min(cw, ch) * 0.45;
+          out.push(`<path d="M${x} ${y}h${k.toFixed(2)}L${x} ${(Number(y) + k).toFixed(2)}z" fill="#222" pointer-events="none" data-mark="${escapeXML(c.mark)}"/>`);
+        }
         if (spec.labels && cw > 22 && ch > 12) {
           out.push(`<text x="${(px(ix) + cw / 2).toFixed(1)}" y="${(py(iy) - ch / 2 + fontCell / 3).toFixed(1)}" text-anchor="middle" font-size="${fontCell.toFixed(1)}" fill="${inkOn(c.value, spec)}" pointer-events="none" data-cell-label="">${formatNumber(c.value)}</text>`);
         }
@@ -148,9 +154,15 @@ export function heatmapSvg(spec) {
     }
   }
   // What the cells without a colour mean, for the states this map has.
-  const stateText = { pending: 'not computed yet', invalid: 'not a valid experiment', failed: 'failed (no finite result)' };
+  const stateText = {
+    pending: 'not computed yet',
+    invalid: 'not a valid experiment',
+    failed: 'failed (no finite result)',
+    unconverged: 'solver not converged',
+  };
+  fills.unconverged = '#222';
   let keyX = m.left;
-  for (const state of ['pending', 'invalid', 'failed'].filter((s) => seen.has(s))) {
+  for (const state of ['pending', 'invalid', 'failed', 'unconverged'].filter((s) => seen.has(s))) {
     out.push(`<rect x="${keyX}" y="${legendY - 10}" width="12" height="12" fill="${fills[state]}" stroke="#9aa4b1" data-key="${state}"/>`);
     out.push(`<text x="${keyX + 16}" y="${legendY}">${stateText[state]}</text>`);
     keyX += 16 + 6 * stateText[state].length + 12;

@@ -8,6 +8,7 @@ import { csvText } from '../page/files.js';
 export const METRICS = {
   success_rate: { label: 'Success rate', get: (o) => o.recovery?.success_rate, range: [0, 1] },
   mean_relative_error: { label: 'Mean relative error |ŝ − s| / |s|', get: (o) => o.recovery?.mean_relative_error, log: true },
+  iterations: { label: 'Solver iterations (to its stopping test)', get: (o) => o.recovery?.iterations, log: true },
   code_mcc: { label: 'Code MCC', get: (o) => o.record?.code_mcc, range: [0, 1] },
   dict_mcc: { label: 'Dictionary MCC', get: (o) => o.record?.dict_mcc, range: [0, 1] },
   test_mse: { label: 'Test MSE', get: (o) => o.record?.test_mse, log: true },
@@ -23,7 +24,7 @@ export const METRICS = {
 
 export function metricsFor(kind) {
   return kind === 'recovery'
-    ? ['success_rate', 'code_mcc', 'mean_relative_error']
+    ? ['success_rate', 'code_mcc', 'mean_relative_error', 'iterations']
     : ['code_mcc', 'dict_mcc', 'test_mse', 'nmse', 'l0', 'dead_latents', 'total_flops'];
 }
 
@@ -148,6 +149,22 @@ export class SweepModel {
     const mean = n ? values.reduce((a, b) => a + b, 0) / n : NaN;
     const std = n > 1 ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (n - 1)) : 0;
     return { mean, std, n, failed };
+  }
+
+  /**
+   * How method `m`'s convergence-tested solver ended in `cell`: {tested, unconverged} over the
+   * seeds done (tested 0 when it has no stopping test: an encoder, a fixed iteration count).
+   */
+  convergence(cell, m) {
+    let tested = 0;
+    let unconverged = 0;
+    for (let s = 0; s < this.seeds; s += 1) {
+      const rec = this.units.get(`${cell}:${s}`)?.methods?.[m]?.recovery;
+      if (rec?.converged == null) continue;
+      tested += 1;
+      if (!rec.converged) unconverged += 1;
+    }
+    return { tested, unconverged };
   }
 
   /** Every unit as CSV rows: axis values, seed, method, then every metric. */

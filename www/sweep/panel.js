@@ -39,11 +39,18 @@ const MLP_HIDDEN = 64;
 
 const PARAMS = ['N', 'M', 'K', 'n', 'noise', 'l1', 'k', 'h', 'steps', 'lr', 'bias', 'solver_steps', 'delta', 'rho'];
 
+// FISTA in a recovery sweep stops on a duality gap, at most `steps` iterations: the phase
+// preset's solver is the default (a fixed count would draw a false boundary).
+function recoveryFista(steps, nonneg) {
+  const base = sweepPresetConfig('phase').recovery.solvers[0];
+  return { ...base, steps: steps ?? base.steps, nonneg };
+}
+
 const SOLVERS = [
-  { id: 'fista', text: 'FISTA, non-negative', make: (steps) => ({ ...solverDefaults('fista'), steps, nonneg: true }), match: (s) => s.solver === 'fista' && s.nonneg },
-  { id: 'fista-signed', text: 'FISTA, signed', make: (steps) => ({ ...solverDefaults('fista'), steps, nonneg: false }), match: (s) => s.solver === 'fista' && !s.nonneg },
+  { id: 'fista', text: 'FISTA, non-negative', make: (steps) => recoveryFista(steps, true), match: (s) => s.solver === 'fista' && s.nonneg },
+  { id: 'fista-signed', text: 'FISTA, signed', make: (steps) => recoveryFista(steps, false), match: (s) => s.solver === 'fista' && !s.nonneg },
   { id: 'omp', text: 'OMP (greedy, K atoms)', make: () => solverDefaults('omp'), match: (s) => s.solver === 'omp' },
-  { id: 'adam', text: 'Adam on log-codes (the paper\'s)', make: (steps) => ({ ...solverDefaults('adam'), steps }), match: (s) => s.solver === 'adam' },
+  { id: 'adam', text: 'Adam on log-codes (the paper\'s)', make: (steps) => ({ ...solverDefaults('adam'), ...(steps ? { steps } : {}) }), match: (s) => s.solver === 'adam' },
 ];
 
 export const sweep = {
@@ -551,9 +558,14 @@ function writeForm() {
           steps.min = '1';
           steps.step = '1';
           steps.dataset.solverSteps = s.id;
-          steps.value = on ? on.steps : s.make(undefined).steps;
-          steps.setAttribute('aria-label', `${s.text}: iterations`);
-          label.append(' ', steps, ' it.');
+          const solver = on || s.make(undefined);
+          steps.value = solver.steps;
+          const capped = solver.solver === 'fista' && solver.tol != null;
+          steps.setAttribute('aria-label', `${s.text}: ${capped ? 'most iterations' : 'iterations'}`);
+          label.append(' ', capped ? 'at most ' : '', steps, ' it.');
+          if (capped) {
+            label.title = `Stops once every trial's duality gap is below ${solver.tol} of half its squared norm (converged), or at the cap`;
+          }
         }
         return label;
       }),
@@ -589,6 +601,8 @@ function writeForm() {
     $('sweep-success').value = success.criterion === 'support' ? 'support' : 'rel';
     $('sweep-tol').value = success.criterion === 'support' ? 0.01 : success.tol;
     $('sweep-tol').disabled = success.criterion === 'support';
+    $('sweep-enc-success').value = c.recovery.encoder_success.criterion;
+    $('sweep-enc-success').disabled = !training;
   }
   if (document.activeElement !== $('sweep-base')) $('sweep-base').value = JSON.stringify(c.base, null, 2);
   const metric = $('sweep-metric');
@@ -671,6 +685,10 @@ function readForm(event) {
     c.recovery.success = $('sweep-success').value === 'support'
       ? { criterion: 'support' }
       : { criterion: 'relative_error', tol: Number($('sweep-tol').value) };
+    const enc = $('sweep-enc-success').value;
+    c.recovery.encoder_success = enc === 'relative_error'
+      ? { criterion: enc, tol: c.recovery.success.tol ?? 0.01 }
+      : { criterion: enc };
   }
   if (t.id === 'sweep-base') c.base = JSON.parse(t.value);
   return c;
@@ -706,7 +724,8 @@ export function initSweepPanel() {
   for (const button of document.querySelectorAll('[data-sweep-preset]')) {
     button.addEventListener('click', () => {
       try {
-        openSweepPreset(button.dataset.sweepPreset, { autorun: true });
+        // A preset loads its settings; Run starts it (a link with run=1 starts by itself).
+        openSweepPreset(button.dataset.sweepPreset, { autorun: false });
       } catch (e) {
         banner('error', `The preset could not open here: ${errorText(e)}`, 'sweep-preset');
       }

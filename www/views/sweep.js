@@ -94,7 +94,61 @@ function cellEntry(model, cell, m, metric) {
   if (!s) return null;
   const seeds = model.seeds > 1 ? `${s.n} seed${s.n === 1 ? '' : 's'}, std ${formatNumber(s.std)}` : '';
   const failed = s.failed ? `${s.failed} diverged` : '';
-  return { value: s.mean, note: [seeds, failed].filter(Boolean).join(', ') || (s.n ? '' : 'diverged') };
+  const conv = model.kind === 'recovery' ? model.convergence(cell, m) : { unconverged: 0 };
+  const capped = conv.unconverged
+    ? `the solver stopped at its cap unconverged in ${conv.unconverged} of ${conv.tested} seed${conv.tested === 1 ? '' : 's'}`
+    : '';
+  return {
+    value: s.mean,
+    note: [seeds, failed, capped].filter(Boolean).join(', ') || (s.n ? '' : 'diverged'),
+    mark: conv.unconverged ? 'unconverged' : undefined,
+  };
+}
+
+/** What a success is under `criterion` (a recovery config's `success` or `encoder_success`). */
+export function criterionText(criterion) {
+  switch (criterion?.criterion) {
+    case 'support': return 'its nonzero entries (above 1e-3 of its largest) are exactly the true support';
+    case 'top_support': return 'its K largest entries are exactly the true support';
+    case 'relative_error': return `relative error |ŝ − s| / |s| below ${formatValue(criterion.tol)}`;
+    default: return 'relative error below 0.01';
+  }
+}
+
+/**
+ * What a solver's stopping test did over the cells in `cells` for method `m`: a sentence for a
+ * caption ('' when the method has no stopping test).
+ */
+function convergenceText(model, cells, m, solver) {
+  let tested = 0;
+  let unconverged = 0;
+  let cellsUnconverged = 0;
+  let iterations = 0;
+  let counted = 0;
+  for (const cell of cells) {
+    if (cell < 0) continue;
+    const c = model.convergence(cell, m);
+    tested += c.tested;
+    unconverged += c.unconverged;
+    if (c.unconverged) cellsUnconverged += 1;
+    const it = model.stat(cell, m, 'iterations');
+    if (it && it.n) {
+      iterations += it.mean;
+      counted += 1;
+    }
+  }
+  if (solver?.solver === 'fista' && solver.tol == null) {
+    return ` FISTA ran a fixed ${solver.steps} iterations with no convergence test: cells may fail only because it stopped early.`;
+  }
+  if (!tested) return '';
+  const test = solver?.tol != null
+    ? `stops when every trial's duality gap is below ${formatValue(solver.tol)} of half its squared norm, at most ${solver.steps.toLocaleString('en-US')} iterations`
+    : 'stops on its convergence test';
+  const mean = counted ? `; ${Math.round(iterations / counted).toLocaleString('en-US')} iterations per cell on average` : '';
+  const status = unconverged
+    ? `it reached its cap unconverged in ${cellsUnconverged} of the ${counted} cells done (marked with a dark corner)`
+    : `it converged in all ${counted} cells done`;
+  return ` The solver ${test}: ${status}${mean}.`;
 }
 
 /** The figures of the sweep in `model` for the choices in `ui` ({metric, diffA, diffB}). */
@@ -165,7 +219,7 @@ export function sweepFigures(model, ui) {
             cell: (ix, iy) => cellEntry(model, cell(ix, iy), m, metric),
             scale: 'sequential',
             vmin: 0,
-            vmax: metric === 'mean_relative_error' ? range(model, metric, allCells, [m])[1] : 1,
+            vmax: METRICS[metric].range ? METRICS[metric].range[1] : range(model, metric, allCells, [m])[1],
             colorLabel: label,
             labels: true,
             overlays,
@@ -174,7 +228,12 @@ export function sweepFigures(model, ui) {
           }),
           caption: `Each cell: ${model.config.base.data.num_samples} test signal(s) x ${model.seeds} seed(s) at N = ${
             combo.find(([p]) => p === 'N')?.[1] ?? N
-          }, ${signed ? 'signed' : 'non-negative'} codes.${m < encoders ? ` This encoder trained ${steps} step(s) per cell on as many other signals, the dictionary known.` : ''} The black curves are the asymptotic l1 weak thresholds (N → ∞); at small N the transition is wide and sits near, not on, the curve.`,
+          }, ${signed ? 'signed' : 'non-negative'} codes. A signal counts as recovered when ${
+            criterionText(m < encoders ? model.config.recovery.encoder_success : model.config.recovery.success)
+          }.${m < encoders
+            ? ` This encoder trained ${steps} step(s) per cell on as many other signals, the dictionary known.`
+            : convergenceText(model, xs.flatMap((_, ix) => ys.map((__, iy) => cell(ix, iy))), m, model.config.recovery.solvers[m - encoders])
+          } The black curves are l1's weak thresholds as N → ∞ (below them l1 recovers almost every signal); the orange line is where this map crosses 50%.`,
         });
       }
     }
