@@ -743,3 +743,45 @@ fn kernels_take_per_member_values_of_very_large_stacks() {
         1e-6,
     );
 }
+
+/// `auto` compares speeds on the experiment itself: a timed slice on each backend gives a
+/// positive rate of work (the same units the progress bar counts), and the GPU is chosen only
+/// when it beats the CPU with all the runs the CPU would do at once.
+#[test]
+fn auto_compares_the_backends_on_the_experiments_own_shapes() {
+    use sparse_playground::core::run::default_clock;
+    use sparse_playground::core::select::{faster, work_rate};
+    let Some(g) = gpu() else { return };
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.train.steps = 400;
+    cfg.runs = 2;
+    let checked = cfg.validate().unwrap();
+    let g: Arc<dyn Backend> = g;
+    let on_gpu = pollster::block_on(work_rate(
+        &checked,
+        g,
+        Grouping::PerMethodUpTo(8),
+        default_clock,
+    ))
+    .unwrap();
+    let on_cpu = pollster::block_on(work_rate(
+        &checked,
+        Arc::new(CpuBackend::new(1)),
+        Grouping::PerRun,
+        default_clock,
+    ))
+    .unwrap();
+    for r in [on_gpu, on_cpu] {
+        let r = r.expect("400 steps outlast the warm-up");
+        assert!(r.is_finite() && r > 0.0, "{r}");
+    }
+    // The decision: the CPU's rate counts every run it runs at once.
+    assert!(faster(Some(10.0), Some(6.0), 1, "x").0);
+    let (gpu_wins, why) = faster(Some(10.0), Some(6.0), 2, "x");
+    assert!(!gpu_wins, "two CPU runs at once do 12 steps/s");
+    assert!(
+        why.contains("computing on the CPU") && why.contains("12.000"),
+        "{why}"
+    );
+    assert!(!faster(None, None, 1, "x").0, "too small to tell: the CPU");
+}

@@ -61,7 +61,7 @@ export class EnginePool {
     } else {
       // One worker chooses (and on a GPU computes everything); if it settles on the CPU, the
       // experiment moves to a pool of workers.
-      this.spawn([{ only: null, backend, parallelRuns: 1 }], units);
+      this.spawn([{ only: null, backend, parallelRuns: 1, cpuWorkers: poolSize(units) }], units);
     }
   }
 
@@ -94,6 +94,7 @@ export class EnginePool {
         backend: spec.backend,
         only: spec.only,
         parallelRuns: spec.parallelRuns,
+        cpuWorkers: spec.cpuWorkers,
       });
       return entry;
     });

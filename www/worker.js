@@ -3,7 +3,7 @@
 // and, now and then, a snapshot of what the selected run has learned. On a GPU a slice only
 // enqueues work; the engine yields while the device still has a full queue, so a slice stays
 // short and the browser resolves the device's reads between slices. Messages in:
-//   {type: 'init', config, backend, only, parallelRuns}
+//   {type: 'init', config, backend, only, parallelRuns, cpuWorkers}
 //                                 build the experiment (validated in Rust) on the backend asked
 //                                 for (auto, cpu, gpu), for the runs `only` ([[method, run]])
 //   {type: 'play'} / {type: 'pause'}
@@ -146,6 +146,7 @@ function handle(msg) {
           backend: msg.backend || 'auto',
           only: msg.only || null,
           parallelRuns: msg.parallelRuns || 1,
+          cpuWorkers: msg.cpuWorkers || 1,
         })
           .then((built) => {
             if (mine !== generation) {

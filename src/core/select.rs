@@ -1,13 +1,15 @@
-//! Choosing the backend of an experiment: the CPU, a GPU, or automatically the GPU when an
-//! adapter exists, is a real GPU (software rasterisers are slower than the CPU path) and
-//! passes a short parity probe against the CPU. Every fallback says why, and the reason is
-//! recorded in the results.
+//! Choosing the backend of an experiment: the CPU, a GPU, or automatically the faster of the
+//! two on the experiment's own shapes. Under `auto` the GPU must exist, be a real GPU (software
+//! rasterisers are slower than the CPU path), pass a short parity probe against the CPU, and
+//! then beat the CPU (all the runs it would do in parallel) on a short timed slice of the
+//! experiment itself. Every choice says why, with both speeds, and the reason is recorded in
+//! the results.
 
 use super::config::{CheckedConfig, DataConfig};
 use super::data::Dataset;
 use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use super::rng::Rng;
-use super::run::Grouping;
+use super::run::{Clock, Experiment, Grouping};
 use super::solvers::AdamExp;
 use crate::compute::gpu::{AdapterSummary, GpuBackend};
 use crate::compute::{Backend, BackendError, CpuBackend, Shape, Tensor};
@@ -123,8 +125,94 @@ pub async fn probe(gpu: &dyn Backend) -> Result<(), BackendError> {
     Ok(())
 }
 
-/// Choose the backend for `config` (see the module documentation); `cpu_threads` for the CPU.
-pub async fn choose(choice: BackendChoice, cpu_threads: usize, config: &CheckedConfig) -> Chosen {
+/// Seconds each backend's timed slice runs for (after a warm-up slice) under `auto`.
+const SPEED_PROBE_SECONDS: f64 = 0.25;
+
+/// Wait until everything `b` was given is done (a read completes after the work before it).
+async fn sync(b: &dyn Backend) -> Result<(), BackendError> {
+    let t = b.zeros(Shape::new(1, 1, 1));
+    fetch(b, &t).await.map(|_| ())
+}
+
+/// Work (training and inference steps, as the progress bar counts them) per second of `config`
+/// on `backend`: one warm-up slice (pipelines compiled, buffers made), then slices of doubling
+/// size for about [`SPEED_PROBE_SECONDS`], each timed to the end of the device's work. `None`
+/// when the experiment ends within the warm-up (too small to tell).
+pub async fn work_rate(
+    config: &CheckedConfig,
+    backend: Arc<dyn Backend>,
+    grouping: Grouping,
+    clock: Clock,
+) -> Result<Option<f64>, BackendError> {
+    let mut exp =
+        Experiment::build(config.clone(), Arc::clone(&backend), grouping, None).with_clock(clock);
+    exp.step(1);
+    sync(&*backend).await?;
+    let (start_work, _) = exp.work();
+    let start = clock();
+    let mut chunk = 1u64;
+    while !exp.is_done() && clock() - start < SPEED_PROBE_SECONDS {
+        exp.step(chunk);
+        sync(&*backend).await?;
+        if let Some(e) = exp.backend_failure() {
+            return Err(BackendError(e.to_string()));
+        }
+        chunk = chunk.saturating_mul(2);
+    }
+    let (work, _) = exp.work();
+    let elapsed = clock() - start;
+    Ok((work > start_work && elapsed > 0.0).then(|| (work - start_work) as f64 / elapsed))
+}
+
+/// Under `auto`: whether the GPU, measured at `gpu_rate`, beats the CPU measured at `cpu_rate`
+/// per run with `cpu_parallel` runs at once (work per second, `None` when unmeasured), and the
+/// sentence that says so.
+pub fn faster(
+    gpu_rate: Option<f64>,
+    cpu_rate: Option<f64>,
+    cpu_parallel: usize,
+    gpu: &str,
+) -> (bool, String) {
+    let rate = |r: f64| {
+        if r >= 100.0 {
+            format!("{:.0}", r)
+        } else {
+            format!("{r:.3}")
+        }
+    };
+    match (gpu_rate, cpu_rate) {
+        (Some(g), Some(c)) => {
+            let cpu_total = c * cpu_parallel.max(1) as f64;
+            let use_gpu = g > cpu_total;
+            (
+                use_gpu,
+                format!(
+                    "auto: on this experiment, the GPU ({gpu}) ran {} steps/s and the CPU {}                      steps/s ({} run(s) at once); computing on the {}",
+                    rate(g),
+                    rate(cpu_total),
+                    cpu_parallel.max(1),
+                    if use_gpu { "GPU" } else { "CPU" }
+                ),
+            )
+        }
+        _ => (
+            false,
+            "auto: this experiment ends within a moment on the CPU, too small for the GPU to              pay; computing on the CPU"
+                .to_string(),
+        ),
+    }
+}
+
+/// Choose the backend for `config` (see the module documentation); `cpu_threads` for each run
+/// on the CPU, `cpu_parallel` runs at once there (threads or workers), `clock` to time `auto`'s
+/// comparison.
+pub async fn choose(
+    choice: BackendChoice,
+    cpu_threads: usize,
+    cpu_parallel: usize,
+    config: &CheckedConfig,
+    clock: Clock,
+) -> Chosen {
     if choice == BackendChoice::Cpu {
         return cpu(cpu_threads, None);
     }
@@ -170,10 +258,30 @@ pub async fn choose(choice: BackendChoice, cpu_threads: usize, config: &CheckedC
     let members = usize::try_from(max / per_member.max(1))
         .unwrap_or(usize::MAX)
         .clamp(1, 1024);
+    let grouping = Grouping::PerMethodUpTo(members);
+    let gpu: Arc<dyn Backend> = Arc::new(gpu);
+    let mut notice = None;
+    if choice == BackendChoice::Auto {
+        let gpu_rate = match work_rate(config, Arc::clone(&gpu), grouping, clock).await {
+            Ok(r) => r,
+            Err(e) => return cpu(cpu_threads, Some(format!("{e}; computing on the CPU"))),
+        };
+        let cpu_backend: Arc<dyn Backend> = Arc::new(CpuBackend::new(cpu_threads));
+        let cpu_rate = work_rate(config, cpu_backend, Grouping::PerRun, clock)
+            .await
+            .ok()
+            .flatten();
+        let runs = config.methods.len() * config.runs as usize;
+        let (use_gpu, why) = faster(gpu_rate, cpu_rate, cpu_parallel.min(runs), &adapter.name);
+        if !use_gpu {
+            return cpu(cpu_threads, Some(why));
+        }
+        notice = Some(why);
+    }
     Chosen {
-        backend: Arc::new(gpu),
-        grouping: Grouping::PerMethodUpTo(members),
-        notice: None,
+        backend: gpu,
+        grouping,
+        notice,
         adapter: Some(adapter),
     }
 }

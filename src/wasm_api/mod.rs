@@ -281,6 +281,8 @@ struct CreateOptions {
     only: Option<Vec<(usize, u32)>>,
     /// Runs evaluating at once over the whole pool (for the memory budget).
     parallel_runs: Option<usize>,
+    /// Workers the CPU alternative would have (auto compares the GPU against all of them).
+    cpu_workers: Option<usize>,
 }
 
 impl std::fmt::Debug for Playground {
@@ -312,8 +314,9 @@ impl Playground {
     }
 
     /// As the constructor, choosing the backend (`options.backend`: `auto` (default), `cpu` or
-    /// `gpu`: WebGPU when an adapter exists, is not a software one (for `auto`) and passes a
-    /// parity probe; else the CPU, with a notice saying why), optionally for a share of the
+    /// `gpu`: WebGPU when an adapter exists, is not a software one (for `auto`), passes a
+    /// parity probe and (for `auto`) runs this experiment faster than the CPU would in
+    /// `options.cpuWorkers` workers; else the CPU, with a notice saying why), optionally for a share of the
     /// runs only (`options.only`: `[[method, run], ...]`, a worker of a pool), with the memory
     /// budget counting `options.parallelRuns` evaluations at once.
     pub async fn create(config: JsValue, options: JsValue) -> Result<Playground, JsError> {
@@ -327,7 +330,9 @@ impl Playground {
         let checked = check_for_page(&cfg, options.parallel_runs.unwrap_or(1).max(1))?;
         let requested = options.backend.unwrap_or_else(|| "auto".into());
         let choice = BackendChoice::parse(&requested).map_err(|e| JsError::new(&e))?;
-        let chosen = select::choose(choice, 1, &checked).await;
+        // The CPU alternative is a pool of workers, one run each at once.
+        let pool = options.cpu_workers.unwrap_or(1).max(1);
+        let chosen = select::choose(choice, 1, pool, &checked, clock_seconds).await;
         let report = BackendReport {
             requested,
             kind: chosen.backend.kind(),

@@ -58,12 +58,16 @@ export function showBackend(info) {
     const n = info.workers || 1;
     note.textContent = `CPU: WebAssembly in ${n} worker${n === 1 ? '' : 's'}`;
   }
+  // Auto's comparison of the two on this experiment (both speeds), when it made one.
+  if (/^auto: /.test(info.notice || '')) {
+    note.textContent += ` · ${info.notice.slice('auto: '.length)}`;
+  }
   document.body.dataset.backend = info.kind;
   $('banners').querySelector('[data-id="backend"]')?.remove();
   // A fallback is news when the GPU was asked for, or was there and failed (its probe, its
   // buffers); a browser without WebGPU or with a software adapter computing on the CPU under
   // `auto` is the expected case, shown in the footer only.
-  const tried = /probe|lost|error|binds at most/.test(info.notice || '');
+  const tried = /probe|lost|error|binds at most/.test(info.notice || '') && !/^auto: /.test(info.notice);
   if (info.notice && (state.backend === 'gpu' || tried)) {
     banner('info', `Computing on the CPU: ${info.notice}`, 'backend');
   }

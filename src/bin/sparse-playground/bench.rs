@@ -851,7 +851,7 @@ fn sweep_column(root: &Path, cores: usize, gpu: bool, page: bool) -> Result<Valu
         "cpu_secs": cpu_secs, "cpu_cells_per_sec": cpu_rate,
     });
     if gpu {
-        let device = sweep_gpu(BackendChoice::Gpu, &sweep);
+        let device = sweep_gpu(BackendChoice::Gpu, &sweep, 1);
         match device.backend.clone() {
             None => {
                 let why = device.notice.clone().unwrap_or_default();

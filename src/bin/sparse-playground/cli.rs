@@ -337,7 +337,14 @@ fn run(args: RunArgs) -> Result<(), String> {
     // Seeds and methods run in parallel; leftover cores go to each run's matrix products.
     let per_run_threads = (threads / num_runs).max(1);
     let choice = BackendChoice::parse(&args.backend)?;
-    let chosen = pollster::block_on(select::choose(choice, per_run_threads, &checked));
+    let parallel = threads.min(num_runs).max(1);
+    let chosen = pollster::block_on(select::choose(
+        choice,
+        per_run_threads,
+        parallel,
+        &checked,
+        default_clock,
+    ));
     if let Some(notice) = &chosen.notice {
         eprintln!("note: {notice}");
     }
@@ -506,7 +513,7 @@ fn sweep(args: &SweepArgs) -> Result<(), String> {
         units.len()
     );
     let choice = BackendChoice::parse(&args.backend)?;
-    let gpu = sweep_gpu(choice, &sweep);
+    let gpu = sweep_gpu(choice, &sweep, threads);
     if let Some(notice) = &gpu.notice {
         eprintln!("note: {notice}");
     }
@@ -553,7 +560,8 @@ pub(crate) struct SweepGpu {
 
 /// Choose the device for a sweep: as for one experiment (a real adapter that passes the parity
 /// probe), judged on the unit with the largest tensor.
-pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig) -> SweepGpu {
+/// `threads`: the units the CPU would run at once instead.
+pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig, threads: usize) -> SweepGpu {
     if choice == BackendChoice::Cpu {
         return SweepGpu {
             backend: None,
@@ -571,7 +579,7 @@ pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig) -> SweepGpu 
             software: false,
         };
     };
-    let chosen = pollster::block_on(select::choose(choice, 1, &largest));
+    let chosen = pollster::block_on(select::choose(choice, 1, threads, &largest, default_clock));
     SweepGpu {
         backend: (chosen.backend.kind() == BackendKind::Gpu).then_some(chosen.backend),
         notice: chosen.notice,
