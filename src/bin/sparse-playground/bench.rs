@@ -4,7 +4,7 @@
 
 use clap::Args;
 use serde_json::Value;
-use sparse_playground::compute::gpu::GpuBackend;
+use sparse_playground::compute::gpu::{GpuBackend, GpuCounters};
 use sparse_playground::compute::{Backend, Compute, CpuBackend, Op, Operand, Shape, SmallKernel};
 use sparse_playground::core::config::{DataConfig, MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::flops;
@@ -699,30 +699,38 @@ fn page_column(root: &Path, cores: usize) -> Result<Value, String> {
     Ok(serde_json::json!({ "page_secs": page_secs, "native_secs": native_secs, "page": page }))
 }
 
-/// One timed GPU item: a stack of `stack` problems at `data`'s size.
+/// One timed GPU item: a stack of `stack` problems at `data`'s size: problem-steps per second,
+/// GFLOP/s, and what one call sent to the device (dispatches, passes, submissions, reads) with
+/// the steps that call ran.
 fn gpu_stack_item(
-    gpu: &dyn Backend,
+    g: &GpuBackend,
     data: &DataConfig,
     stack: usize,
     item: &str,
     min_secs: f64,
-) -> (f64, f64) {
+) -> (f64, f64, GpuCounters, usize) {
+    let gpu: &dyn Backend = g;
     let ds = Dataset::generate(data, 0);
     let (dim, n_atoms, n) = (data.data_dim, data.num_atoms, data.num_samples);
     let x = microbench::tensor(gpu, &ds.train_signals);
     let calls;
     let steps_per_call;
     let flops_per_problem_step;
+    let plumbing;
     match item {
         "sae_train" => {
             let mut model = microbench::encoder(gpu, 1, stack, data, &[], None);
             steps_per_call = if n * n_atoms * stack > 1 << 22 { 1 } else { 20 };
-            calls = time_it(min_secs, || {
+            let mut call = || {
                 for _ in 0..steps_per_call {
                     model.train_step(gpu, &x, None, false);
                 }
                 gpu.wait();
-            });
+            };
+            calls = time_it(min_secs, &mut call);
+            let before = g.counters();
+            call();
+            plumbing = g.counters().since(&before);
             flops_per_problem_step =
                 flops::encoder_train_step(&[dim, n_atoms], n, false, false, true);
         }
@@ -736,10 +744,14 @@ fn gpu_stack_item(
             } else {
                 500
             };
-            calls = time_it(min_secs, || {
+            let mut call = || {
                 solver.run(gpu, &x, steps_per_call as u64);
                 gpu.wait();
-            });
+            };
+            calls = time_it(min_secs, &mut call);
+            let before = g.counters();
+            call();
+            plumbing = g.counters().since(&before);
             flops_per_problem_step = flops::adam_inference_step(dim, n_atoms, n);
         }
     }
@@ -747,6 +759,21 @@ fn gpu_stack_item(
     (
         problem_steps_per_sec,
         problem_steps_per_sec * flops_per_problem_step / 1e9,
+        plumbing,
+        steps_per_call,
+    )
+}
+
+/// Per step: dispatches, compute passes, submissions and reads (with their bytes).
+fn per_step(c: &GpuCounters, steps: usize) -> String {
+    let s = steps.max(1) as f64;
+    format!(
+        "{:.1} disp, {:.2} passes, {:.2} submits, {:.2} reads ({:.0} B)",
+        c.dispatches as f64 / s,
+        c.passes as f64 / s,
+        c.submissions as f64 / s,
+        c.reads as f64 / s,
+        c.read_bytes as f64 / s
     )
 }
 
@@ -760,7 +787,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     let cpu = CpuBackend::new(1);
     let paper = DataConfig::default();
     println!(
-        "{:<12} {:>6} {:>16} {:>12} {:>16}",
+        "{:<12} {:>6} {:>16} {:>12} {:>16}  per step on the device",
         "item", "stack", "GPU us/problem", "GPU GFLOP/s", "CPU us/problem"
     );
     let mut rows = Vec::new();
@@ -771,18 +798,21 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
             .steps_per_sec
             * cores as f64;
         for stack in [1usize, 5, 64, 1024] {
-            let (rate, gflops) = gpu_stack_item(&gpu, &paper, stack, item, min_secs);
+            let (rate, gflops, plumbing, steps) =
+                gpu_stack_item(&gpu, &paper, stack, item, min_secs);
             println!(
-                "{:<12} {:>6} {:>16.2} {:>12.1} {:>16.2}",
+                "{:<12} {:>6} {:>16.2} {:>12.1} {:>16.2}  {}",
                 item,
                 stack,
                 1e6 / rate,
                 gflops,
-                1e6 / cpu_rate
+                1e6 / cpu_rate,
+                per_step(&plumbing, steps)
             );
             rows.push(serde_json::json!({
                 "item": item, "stack": stack, "gpu_us_per_problem_step": 1e6 / rate,
                 "gpu_gflops": gflops, "cpu_us_per_problem_step_all_cores": 1e6 / cpu_rate,
+                "device_per_call": plumbing, "steps_per_call": steps,
             }));
         }
     }
@@ -805,7 +835,8 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
             );
             continue;
         }
-        let (rate, gflops) = gpu_stack_item(&gpu, &data, 1, "sae_train", min_secs);
+        let (rate, gflops, plumbing, steps) = gpu_stack_item(&gpu, &data, 1, "sae_train", min_secs);
+        println!("  {label}: {}", per_step(&plumbing, steps));
         if let Err(e) = gpu.health() {
             println!("sae_train {label}: the GPU failed: {e}");
             break;
@@ -814,7 +845,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
             "sae_train {label}: {:.2} ms per step, {gflops:.1} GFLOP/s",
             1e3 / rate
         );
-        rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops }));
+        rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops, "device_per_call": plumbing, "steps_per_call": steps }));
     }
     Ok(serde_json::json!({ "adapter": gpu.adapter(), "rows": rows }))
 }

@@ -85,7 +85,37 @@ impl BindCache {
 /// What is being recorded for the next submission.
 struct Recording {
     encoder: Option<wgpu::CommandEncoder>,
+    /// The compute pass every dispatch of this submission goes into (ended by a copy or the
+    /// submission): wgpu-core makes a command buffer per pass, so one pass per kernel cost
+    /// far more than the kernels of a small problem.
+    pass: Option<wgpu::ComputePass<'static>>,
     params: Vec<u8>,
+}
+
+/// What the backend has sent to the device so far: the plumbing a step costs, read by the
+/// bench (differences over a step).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct GpuCounters {
+    pub dispatches: u64,
+    pub passes: u64,
+    pub submissions: u64,
+    pub reads: u64,
+    pub read_bytes: u64,
+    pub copies: u64,
+}
+
+impl GpuCounters {
+    /// The counts from `before` to `self`.
+    pub fn since(&self, before: &GpuCounters) -> GpuCounters {
+        GpuCounters {
+            dispatches: self.dispatches - before.dispatches,
+            passes: self.passes - before.passes,
+            submissions: self.submissions - before.submissions,
+            reads: self.reads - before.reads,
+            read_bytes: self.read_bytes - before.read_bytes,
+            copies: self.copies - before.copies,
+        }
+    }
 }
 
 /// A kernel's parameter words.
@@ -168,6 +198,7 @@ pub struct GpuBackend {
     align: u64,
     max_binding: u64,
     in_flight: Arc<AtomicUsize>,
+    counters: Mutex<GpuCounters>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -319,8 +350,10 @@ impl GpuBackend {
             placeholders,
             recording: Mutex::new(Recording {
                 encoder: None,
+                pass: None,
                 params: Vec::new(),
             }),
+            counters: Mutex::default(),
             binds: Arc::default(),
             error,
             next_id: AtomicU64::new(1),
@@ -499,17 +532,41 @@ impl GpuBackend {
         rec.params.extend_from_slice(&bytes);
         let padded = (offset + bytes.len().max(4) as u64).next_multiple_of(self.align);
         rec.params.resize(padded as usize, 0);
-        let encoder = rec.encoder.get_or_insert_with(|| {
-            self.device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: None,
-        });
+        let pass = self.pass(&mut rec);
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[offset as u32]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        self.count(|c| c.dispatches += 1);
+    }
+
+    fn count(&self, f: impl FnOnce(&mut GpuCounters)) {
+        if let Ok(mut c) = self.counters.lock() {
+            f(&mut c);
+        }
+    }
+
+    /// What was sent to the device so far (see [`GpuCounters`]).
+    pub fn counters(&self) -> GpuCounters {
+        self.counters.lock().map(|c| *c).unwrap_or_default()
+    }
+
+    /// The open compute pass of this submission, begun if there is none.
+    fn pass<'a>(&self, rec: &'a mut Recording) -> &'a mut wgpu::ComputePass<'static> {
+        if rec.pass.is_none() {
+            let encoder = rec.encoder.get_or_insert_with(|| {
+                self.device
+                    .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
+            });
+            let pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: None,
+                    timestamp_writes: None,
+                })
+                .forget_lifetime();
+            rec.pass = Some(pass);
+            self.count(|c| c.passes += 1);
+        }
+        rec.pass.as_mut().expect("a pass was just begun")
     }
 
     /// [`Self::dispatch`] for parameters larger than the arena's window: they get a buffer of
@@ -548,17 +605,17 @@ impl GpuBackend {
             entries: &entries,
         });
         let mut rec = self.recording.lock().expect("recording");
-        let encoder = self.encoder(&mut rec);
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: None,
-            timestamp_writes: None,
-        });
+        let pass = self.pass(&mut rec);
         pass.set_pipeline(pipeline);
         pass.set_bind_group(0, &group, &[0]);
         pass.dispatch_workgroups(groups.0, groups.1, groups.2);
+        self.count(|c| c.dispatches += 1);
     }
 
+    /// The encoder for a copy: the open compute pass (if any) ends first.
     fn encoder<'a>(&self, rec: &'a mut Recording) -> &'a mut wgpu::CommandEncoder {
+        rec.pass = None;
+        self.count(|c| c.copies += 1);
         rec.encoder.get_or_insert_with(|| {
             self.device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None })
@@ -566,9 +623,11 @@ impl GpuBackend {
     }
 
     fn submit(&self, rec: &mut Recording) {
+        rec.pass = None;
         let Some(encoder) = rec.encoder.take() else {
             return;
         };
+        self.count(|c| c.submissions += 1);
         if !rec.params.is_empty() {
             self.queue.write_buffer(&self.arena, 0, &rec.params);
             rec.params.clear();
@@ -671,6 +730,10 @@ impl Backend for GpuBackend {
 
     fn read(&self, t: &Tensor) -> Readback {
         let size = 4 * t.shape().len() as u64;
+        self.count(|c| {
+            c.reads += 1;
+            c.read_bytes += size;
+        });
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("read"),
             size: size.max(4),
@@ -743,18 +806,8 @@ impl Backend for GpuBackend {
     fn copy(&self, src: &Tensor, dst: &mut Tensor) {
         let (s, d) = (src.shape(), dst.shape());
         assert_eq!((s.rows, s.cols), (d.rows, d.cols), "copy: shapes differ");
+        // A kernel rather than a buffer copy, so that the compute pass stays open.
         let bc = broadcast(s, d, "copy");
-        if !bc {
-            let mut rec = self.recording.lock().expect("recording");
-            self.encoder(&mut rec).copy_buffer_to_buffer(
-                &src.device().buffer,
-                0,
-                &dst.device().buffer,
-                0,
-                4 * d.len() as u64,
-            );
-            return;
-        }
         let p = Params::default().u(d.len()).u(d.matrix_len()).b(bc);
         self.elementwise("copy", d.len(), p, &[src.device(), dst.device()]);
     }
