@@ -355,3 +355,18 @@ fn per_method_rates_travel_in_the_link_and_bad_ones_name_their_key() {
         assert!(err.contains(key), "{bad}: {err}");
     }
 }
+
+/// Links speak: a key no page reads is refused with its name (it used to be ignored), page keys
+/// (`run`, `backend`, `<key>_hide`) pass, and setting `steps` on a quick preset keeps the
+/// preset's evaluations before its last step, as the form does.
+#[test]
+fn unknown_keys_are_refused_and_quick_links_take_their_steps() {
+    let err = decode("v=2&p=quick&setting=unknown&stpes=100").unwrap_err();
+    assert!(err.to_string().contains("stpes"), "{err}");
+    let ok = decode("v=2&p=quick&setting=unknown&run=1&backend=cpu&steps_hide=1").unwrap();
+    assert_eq!(ok.extra.len(), 3);
+    let quick = decode("v=2&p=quick&setting=unknown&steps=2000").unwrap();
+    assert_eq!(quick.config.train.steps, 2000);
+    assert!(quick.config.train.eval_steps.iter().all(|&e| e < 2000));
+    assert!(!quick.config.train.eval_steps.is_empty());
+}

@@ -505,3 +505,15 @@ fn top_support_scores_the_atoms_picked_not_their_values() {
     assert_eq!(rel.success_rate, 0.0);
     assert!(matches!(rel.criterion, Success::RelativeError { .. }));
 }
+
+/// delta and rho are fractions: a link or config outside (0, 1] is refused with the reason.
+#[test]
+fn phase_axes_outside_the_unit_interval_are_refused() {
+    use sparse_playground::core::share::decode_sweep;
+    let err = decode_sweep("v=2&sweep=phase&axes=delta:0.1_2~rho:0.5").unwrap_err();
+    assert!(err.to_string().contains("fraction"), "{err}");
+    let err = decode_sweep("v=2&sweep=phase&axes=delta:0.5~rho:0_0.5").unwrap_err();
+    assert!(err.to_string().contains("got 0"), "{err}");
+    let err = decode_sweep("v=2&sweep=phase&bogus=1").unwrap_err();
+    assert!(err.to_string().contains("bogus"), "{err}");
+}

@@ -51,6 +51,35 @@ $('mode-experiment').addEventListener('click', () => {
 });
 initSweepPanel();
 
+// The intro: shown until dismissed, then only on demand (the header's "What is this?").
+const INTRO_KEY = 'sparse-playground/v1/intro-dismissed';
+function showIntro(show) {
+  $('intro').hidden = !show;
+  $('intro-show').hidden = show;
+}
+function introDismissed() {
+  try {
+    return localStorage.getItem(INTRO_KEY) === '1';
+  } catch {
+    return false; // storage blocked: show it
+  }
+}
+showIntro(!introDismissed());
+$('intro-dismiss').addEventListener('click', () => {
+  try {
+    localStorage.setItem(INTRO_KEY, '1');
+  } catch {
+    // storage blocked: hidden for this visit only
+  }
+  showIntro(false);
+  $('play').focus();
+});
+$('intro-show').addEventListener('click', () => {
+  if (document.body.dataset.mode === 'sweep') $('mode-experiment').click();
+  showIntro(true);
+  $('intro').scrollIntoView({ block: 'nearest' });
+});
+
 function onFormChange(event) {
   if (event.target.id === 'add-method' || event.target.id === 'backend') return;
   applyConfig(readForm(), { fromForm: true });

@@ -558,11 +558,33 @@ pub fn decode(link: &str) -> Result<SharedState, ShareError> {
     let mut extra = Vec::new();
     for (key, value) in &pairs {
         if !matches!(key.as_str(), "v" | "setting" | "p") && !apply_key(&mut cfg, key, value)? {
+            page_key(key, value)?;
             extra.push((key.clone(), value.clone()));
         }
     }
+    // A link that sets the steps but not the evaluations keeps the preset's evaluations before
+    // its last step, as the form does (a quick preset's schedule runs to 5,000).
+    if get("steps").is_some() && get("evals").is_none() {
+        let steps = cfg.train.steps;
+        cfg.train.eval_steps.retain(|&e| e < steps);
+    }
     let config = cfg.validate()?;
     Ok(SharedState { config, extra })
+}
+
+/// Keys a link may carry for the page rather than the engine: `run`, `backend` and
+/// `<key>_hide`. Any other key is an error, so that a mistyped key is not silently ignored.
+fn page_key(key: &str, value: &str) -> Result<(), ShareError> {
+    if matches!(key, "run" | "backend") || key.strip_suffix("_hide").is_some_and(|k| !k.is_empty())
+    {
+        Ok(())
+    } else {
+        Err(bad(
+            key,
+            value,
+            "not a key of this page's links (a typo, or a link from a newer version)",
+        ))
+    }
 }
 
 /// The link's `key=value` pairs, decoded; a repeated key is an error.
@@ -929,6 +951,7 @@ pub fn decode_sweep(link: &str) -> Result<(SweepConfig, Vec<(String, String)>), 
             "esuccess" => sweep.recovery.encoder_success = parse_success(key, value)?,
             _ => {
                 if !apply_key(&mut sweep.base, key, value)? {
+                    page_key(key, value)?;
                     extra.push((key.to_string(), value.to_string()));
                 }
             }

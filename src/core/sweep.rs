@@ -541,6 +541,17 @@ impl SweepConfig {
                     "delta and rho are axes of a recovery sweep",
                 ));
             }
+            if matches!(axis.param, Param::Delta | Param::Rho) {
+                if let Some(v) = axis.values.iter().find(|v| !(**v > 0.0 && **v <= 1.0)) {
+                    return Err(ConfigError::invalid(
+                        &field,
+                        format!(
+                            "{} is a fraction (M/N, K/M): between 0 (exclusive) and 1, got {v}",
+                            axis.param.name()
+                        ),
+                    ));
+                }
+            }
         }
         let cells = self.cell_count();
         if cells > MAX_CELLS {

@@ -151,7 +151,7 @@ await test('a malformed link shows what was wrong and the defaults', async () =>
   const error = await page.textContent('.banner.error');
   assert.match(error, /N=abc/);
   assert.equal(await page.inputValue('#num_atoms'), '16');
-  assert.equal(await page.inputValue('#steps'), '6000', 'the quick main experiment is the default');
+  assert.equal(await page.inputValue('#steps'), '3000', 'the quick known-dictionary experiment is the default');
   // An invalid edit in the form is refused with a message at the field, in the form's words.
   await page.fill('#sparsity_k', '99');
   await page.dispatchEvent('#sparsity_k', 'change');
