@@ -61,10 +61,15 @@ fn paper_data_is_bit_identical_to_native() {
 fn the_engine_step_api_runs() {
     let cfg = small_unknown();
     let mut exp = Experiment::new(cfg.validate().unwrap(), Arc::new(CpuBackend::new(1)));
-    let progress = exp.step(20);
+    // Sparse coding's FISTA evaluations count as work (50 iterations each), so a uniform budget
+    // takes the stacks to different steps: stop both at their evaluation at step 20.
+    let stops = exp.next_evaluation_steps();
+    assert!(stops.iter().all(|&s| s == 20), "{stops:?}");
+    let progress = exp.step_until(1_000, &stops);
     assert!(progress.iter().all(|p| p.step == 20 && p.new_records == 2));
-    exp.step(20);
-    assert!(exp.is_done());
+    while !exp.is_done() {
+        exp.step(20);
+    }
     for m in exp.results().methods {
         let last = m.runs[0].log.last().unwrap();
         assert_eq!(last.step, 40);
@@ -78,7 +83,12 @@ fn the_handle_advances_and_hands_out_records_once() {
     let mut pg = Playground::new(js_config(&cfg)).unwrap();
     let fields = wasm_api::record_fields().length() as usize;
     assert_eq!(pg.steps_total(), 40.0 * 4.0);
-    assert!(!pg.step(20));
+    // The work: training steps of the 4 runs and sparse coding's 3 FISTA evaluations of 50
+    // iterations for each of its 2 runs.
+    assert_eq!(pg.work_total(), 40.0 * 4.0 + 2.0 * 3.0 * 50.0);
+    pg.begin_step();
+    while !pg.step_for(50.0) {}
+    assert!(!pg.is_done());
     let first = pg.take_records().to_vec();
     // 2 methods x 2 seeds, evaluated at steps 1 and 20.
     assert_eq!(first.len(), fields * 4 * 2);
