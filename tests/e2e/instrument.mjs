@@ -75,6 +75,17 @@ await test('a newcomer sees the amortisation gap within a minute, with an intro 
   await ctx.close();
 });
 
+await test('a run paused inside an evaluation says it is paused, not that it is inferring', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=2&setting=known_dictionary&methods=sc:adam:s200000&steps=10&log=10&runs=1&seed=3&backend=cpu`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await page.waitForFunction(() => /· inferring test codes/.test(document.getElementById('status').textContent));
+  await page.click('#play');
+  await page.waitForFunction(() => /· paused while inferring test codes$/.test(document.getElementById('status').textContent));
+  await ctx.close();
+});
+
 await test('the paper-exact preset is one click away and labelled', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}`);

@@ -239,7 +239,7 @@ await test("a pause lands inside an evaluation of the paper's inference", async 
   await page.click('#play'); // Pause
   await waitState(page, 'paused');
   const status = await page.textContent('#status');
-  assert.match(status, /0 \/ 20 training steps · inferring test codes/, status);
+  assert.match(status, /0 \/ 20 training steps · paused while inferring test codes$/, status);
   const pct = parseFloat(status);
   assert.ok(pct > 0 && pct < 33.4, `the bar is part-way through the first of three evaluations: ${status}`);
   assert.equal((await summary(page))[0][1], '–', 'no evaluation has finished');

@@ -1,5 +1,6 @@
 // The player: applying a config, starting the engine (./engine-pool.js), Run / Pause / Step /
 // Cancel, the engine's messages, the status line and the controls' state.
+import { formatDuration } from './format.mjs';
 import { EnginePool, poolSize } from '../engine-pool.js';
 import { memoryEstimate, validateConfig } from '../engine.js';
 import { downloadText, save } from './files.js';
@@ -296,20 +297,19 @@ export function setStatus() {
   // and when test codes are being inferred (training waits for that).
   const pct = state.total ? ((100 * state.done) / state.total).toFixed(1) : '0';
   let text = `${pct}% · ${state.trained.toLocaleString()} / ${state.trainTotal.toLocaleString()} training steps`;
-  if (state.evaluating && !state.finished) text += ' · inferring test codes';
+  // Paused says so, also in the middle of an evaluation (which resumes where it stopped).
+  const paused = !state.playing && !state.finished && state.done > 0;
+  if (state.evaluating && !state.finished) {
+    text += paused ? ' · paused while inferring test codes' : ' · inferring test codes';
+  } else if (paused) {
+    text += ' · paused';
+  }
   if (state.playing && state.rate > 0) {
     const left = (state.total - state.done) / state.rate;
     text += ` · ${Math.round(state.rate).toLocaleString()} steps/s · ${formatDuration(left)} left`;
   }
   if (state.finished) text += state.cancelled ? ' · cancelled' : ' · done';
   $('status').textContent = text;
-}
-
-export function formatDuration(s) {
-  if (!Number.isFinite(s)) return '–';
-  if (s < 60) return `${Math.ceil(s)} s`;
-  if (s < 3600) return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
-  return `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min`;
 }
 
 export function scheduleRender() {

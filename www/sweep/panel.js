@@ -15,7 +15,7 @@ import {
 import { downloadURL } from '../charts.js';
 import { poolSize } from '../engine-pool.js';
 import { downloadText } from '../page/files.js';
-import { formatDuration } from '../page/player.js';
+import { formatDuration, formatRate } from '../page/format.mjs';
 import { $, banner, errorText } from '../page/state.js';
 import { svgToPng } from '../svgplot.js';
 import { paramLabel, sweepFigures, sweepTable } from '../views/sweep.js';
@@ -338,7 +338,7 @@ function setStatus() {
   const unitsText = m.seeds > 1 ? ` (${m.unitsDone} / ${m.unitCount} cell-seeds)` : '';
   let text = `${m.cellsDone} / ${m.cells} cells${unitsText}`;
   if (sweep.playing && sweep.rate > 0) {
-    const perCell = m.seeds > 1 ? `${(sweep.rate / m.seeds).toPrecision(2)} cells/s` : `${sweep.rate.toPrecision(2)} cells/s`;
+    const perCell = `${formatRate(m.seeds > 1 ? sweep.rate / m.seeds : sweep.rate)} cells/s`;
     text += ` · ${perCell} · ${formatDuration((m.unitCount - done) / sweep.rate)} left`;
   }
   const invalid = Array.from({ length: m.cells }, (_, c) => m.invalid(c)).filter(Boolean).length;
