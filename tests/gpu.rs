@@ -147,6 +147,17 @@ fn elementwise_kernels_match_the_cpu() {
     cpu.copy(&cy, &mut cf);
     g.copy(&dy, &mut df);
     assert_close("copy", &host(g, &df), &host(&cpu, &cf), 0.0);
+    // copy_block: 9 values of every member from 4 into a wider stack at 20, and back
+    let wide = Shape::new(3, 40, 1);
+    let (mut cw, mut dw) = pair(g, wide, &random(wide.len(), 4));
+    cpu.copy_block(&cy, 4, &mut cw, 20, 9);
+    g.copy_block(&dy, 4, &mut dw, 20, 9);
+    let got = host(g, &dw);
+    assert_close("copy_block", &got, &host(&cpu, &cw), 0.0);
+    assert_eq!(got[40 + 20..40 + 29], y[231 + 4..231 + 13], "member 1's block");
+    cpu.copy_block(&cw, 0, &mut cf, 7, 30);
+    g.copy_block(&dw, 0, &mut df, 7, 30);
+    assert_close("copy_block back", &host(g, &df), &host(&cpu, &cf), 0.0);
     // add_bias, sum_columns
     let bias_shape = Shape::new(3, 7, 1);
     let (cbias, dbias) = pair(g, bias_shape, &random(bias_shape.len(), 3));
@@ -404,6 +415,76 @@ fn fused_solvers_match_the_step_by_step_ones() {
     }
 }
 
+/// Fused training of one-layer encoders (every variant the kernel takes: bias or not, top-k
+/// or not, learned or frozen dictionary, per-member learning rates, a batch that is not a
+/// whole number of chunks) against the CPU's steps and the GPU's own kernel-by-kernel steps.
+#[test]
+fn fused_encoder_training_matches_the_step_by_step_path() {
+    use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own: the fused switch below would change what other tests running
+    // beside this one compute on the shared device.
+    let g = GpuBackend::request_blocking().expect("a second device on the same adapter");
+    let cpu = CpuBackend::new(1);
+    let (dim, atoms, n) = (8, 16, 200);
+    let x_values: Vec<f32> = random(dim * n, 21).iter().map(|v| v.abs()).collect();
+    let frozen_values = random(dim * atoms, 22);
+    for (bias, topk, learned, lrs) in [
+        (false, None, true, vec![1e-2]),
+        (true, None, true, vec![1e-2, 3e-3, 1e-3]),
+        (false, Some(3), true, vec![1e-2]),
+        (true, Some(4), false, vec![1e-2, 2e-3]),
+    ] {
+        let case = format!("bias={bias} topk={topk:?} learned={learned} lrs={lrs:?}");
+        let run = |b: &dyn Backend, fused: bool| {
+            g.set_fused_training(fused);
+            let x = b.upload(Shape::new(1, dim, n), &x_values);
+            let frozen = b.upload(Shape::new(1, dim, atoms), &frozen_values);
+            let mut rngs: Vec<Rng> = (0..lrs.len() as u64).map(|i| Rng::new(30 + i)).collect();
+            let spec = EncoderSpec {
+                hidden: vec![],
+                topk,
+                bias,
+            };
+            let decoder = if learned {
+                DecoderInit::Learned
+            } else {
+                DecoderInit::Frozen(&frozen)
+            };
+            let objective = Objective::Reconstruction { l1_penalty: 0.05 };
+            let mut model =
+                EncoderModel::new(b, &mut rngs, &spec, dim, atoms, decoder, objective, &lrs);
+            // In uneven pieces, the loss asked for at the end of each; the second takes more
+            // than one dispatch (at most 200 steps each, fewer on lavapipe).
+            model.train_steps(b, &x, None, 3, true);
+            model.train_steps(b, &x, None, 237, true);
+            model.settle(b);
+            let mut out: Vec<Vec<f32>> = model.params().iter().map(|p| host(b, p)).collect();
+            out.push(host(b, model.loss()));
+            out.push(host(b, &model.encode(b, &x)));
+            // Kernel-by-kernel steps after fused ones continue from the same state.
+            model.train_steps(b, &x, None, 2, false);
+            g.set_fused_training(true);
+            model.train_steps(b, &x, None, 5, false);
+            model.settle(b);
+            out.extend(model.params().iter().map(|p| host(b, p)));
+            out
+        };
+        let want = run(&cpu, false);
+        for fused in [true, false] {
+            let got = run(&g, fused);
+            for (i, (a, w)) in got.iter().zip(&want).enumerate() {
+                // Sums in another order for 247 Adam steps (measured on lavapipe: within
+                // 1e-7 of the CPU's).
+                assert_close(&format!("{case}, fused={fused}, output {i}"), a, w, 2e-3);
+            }
+        }
+    }
+    g.set_fused_training(true);
+}
+
 fn every_method(setting: Setting) -> Vec<MethodConfig> {
     let mut methods = vec![
         MethodConfig::Sae { bias: true },
@@ -498,8 +579,12 @@ fn short_runs_of_every_method_agree_with_the_cpu() {
                         close("test MSE", u, v, 0.02 * v.abs() + 1e-6);
                     }
                     close("L0", x.l0, y.l0, 0.1 + 0.02 * y.l0);
+                    // A top-k selection is discontinuous: sums in another order (the fused
+                    // kernel's) flip a near-tie now and then, and a flipped sample moves the loss
+                    // by about 1/n of itself (measured: 1.4e-3 after 300 steps at n = 256).
+                    let loss_tol = if a.name.contains("TopK") { 1e-2 } else { 1e-3 };
                     if let (Some(u), Some(v)) = (x.train_loss, y.train_loss) {
-                        close("train loss", u, v, 1e-3 * v.abs() + 1e-6);
+                        close("train loss", u, v, loss_tol * v.abs() + 1e-6);
                     }
                 }
             }

@@ -21,6 +21,24 @@ fn member_mut(t: &mut Tensor, i: usize) -> &mut [f32] {
     &mut t.host_mut()[i * len..(i + 1) * len]
 }
 
+/// The bounds of a [`Backend::copy_block`], checked the same way by every backend.
+pub(crate) fn check_block(
+    what: &str,
+    src: &Tensor,
+    src_at: usize,
+    dst: &Tensor,
+    dst_at: usize,
+    len: usize,
+) {
+    assert_eq!(src.stack(), dst.stack(), "{what}: stacks differ");
+    assert!(
+        src_at + len <= src.shape().matrix_len() && dst_at + len <= dst.shape().matrix_len(),
+        "{what}: a block of {len} at {src_at} -> {dst_at} outside {:?} -> {:?}",
+        src.shape(),
+        dst.shape()
+    );
+}
+
 /// `input` may broadcast to `out`'s stack: a stack of 1 or the same stack.
 fn check_broadcast(what: &str, input: Shape, out: Shape) {
     assert!(
@@ -162,6 +180,14 @@ impl Backend for CpuBackend {
             for i in 0..d.stack {
                 member_mut(dst, i).copy_from_slice(member(src, 0));
             }
+        }
+    }
+
+    fn copy_block(&self, src: &Tensor, src_at: usize, dst: &mut Tensor, dst_at: usize, len: usize) {
+        check_block("copy_block", src, src_at, dst, dst_at, len);
+        for i in 0..dst.stack() {
+            let from = &member(src, i)[src_at..src_at + len];
+            member_mut(dst, i)[dst_at..dst_at + len].copy_from_slice(from);
         }
     }
 

@@ -314,6 +314,11 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Every value of `t` set to `value`.
     fn fill(&self, t: &mut Tensor, value: f32);
 
+    /// A block of every member: `len` values of `src` from `src_at` within each member's
+    /// matrix to `dst` from `dst_at` within each member's (equal stacks). How training state
+    /// is packed for a fused kernel and unpacked again.
+    fn copy_block(&self, src: &Tensor, src_at: usize, dst: &mut Tensor, dst_at: usize, len: usize);
+
     /// c <- alpha op(a) op(b) + beta c for every matrix of the stack; a or b may have a stack
     /// of 1 (broadcast). `beta = 0` ignores c's old contents (NaN included).
     fn gemm(&self, alpha: f32, a: Op<'_>, b: Op<'_>, beta: f32, c: &mut Tensor);
@@ -434,6 +439,66 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn fista_fused(&self, _job: &mut FistaJob<'_>) -> bool {
         false
     }
+
+    /// Whether [`Backend::encoder_train_fused`] runs training steps of this shape.
+    fn encoder_train_fits(&self, _shape: &EncoderTrainShape) -> bool {
+        false
+    }
+
+    /// Run `job.steps` full-batch training steps of a one-layer encoder with its decoder in
+    /// one go (each step: learned atoms to unit norm, forward, backward, Adam), on state
+    /// packed as [`EncoderTrainJob`] describes; `false` (the default) leaves the caller to run
+    /// the steps kernel by kernel. Only asked when [`Backend::encoder_train_fits`] said yes.
+    fn encoder_train_fused(&self, _job: &mut EncoderTrainJob<'_>) -> bool {
+        false
+    }
+}
+
+/// What decides whether a fused training kernel fits a one-layer encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncoderTrainShape {
+    pub latents: usize,
+    pub dim: usize,
+    pub batch: usize,
+    pub bias: bool,
+    /// A learned dictionary (in the packed state), else a frozen one.
+    pub learned: bool,
+}
+
+impl EncoderTrainShape {
+    /// Values of one block of the packed state: the weight (latents x dim, column-major), the
+    /// bias (latents) if any, the learned dictionary (dim x latents, column-major) if any.
+    pub fn param_len(&self) -> usize {
+        let w = self.latents * self.dim;
+        w + if self.bias { self.latents } else { 0 } + if self.learned { w } else { 0 }
+    }
+}
+
+/// Full-batch training steps of a one-layer encoder (SAE or TopK SAE) that a fused kernel
+/// advances. `state` (stack x 4P x 1, P = [`EncoderTrainShape::param_len`]) holds per member
+/// four blocks of P values in the same order: the parameters, Adam's m, Adam's v, and room
+/// for the gradient. Each step matches the kernel-by-kernel
+/// [`EncoderModel::train_step`](crate::core::models::EncoderModel::train_step).
+#[derive(Debug)]
+pub struct EncoderTrainJob<'a> {
+    pub shape: EncoderTrainShape,
+    pub state: &'a mut Tensor,
+    /// The frozen dictionary (stack of 1 or per member) when the shape's is not learned.
+    pub frozen: Option<&'a Tensor>,
+    /// The signals (stack of 1 or per member), `shape.batch` columns.
+    pub x: &'a Tensor,
+    pub topk: Option<usize>,
+    /// 2 / (batch dim), the reconstruction term's gradient scale.
+    pub mse_scale: f32,
+    /// Per member (or one for all): the L1 penalty and its gradient scale penalty / (batch N).
+    pub l1_penalty: &'a [f32],
+    pub l1_scale: &'a [f32],
+    /// Adam's scalars per step and member (step-major).
+    pub scalars: &'a [AdamScalars],
+    pub steps: usize,
+    /// Where the last step's loss goes (stack x 2 x 1) when `want_loss`.
+    pub loss: &'a mut Tensor,
+    pub want_loss: bool,
 }
 
 /// The state of a run of the paper's inference that a fused kernel advances.

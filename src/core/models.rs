@@ -12,7 +12,7 @@
 use super::adam::{AdamClock, AdamHyper};
 use super::rng::Rng;
 use super::Matrix;
-use crate::compute::{AdamScalars, Backend, Op, Shape, Tensor};
+use crate::compute::{AdamScalars, Backend, EncoderTrainJob, EncoderTrainShape, Op, Shape, Tensor};
 
 /// One member's linear layer, weight (out x in), optional bias, PyTorch's default
 /// initialisation: the host values a stack is built from.
@@ -146,6 +146,23 @@ pub struct EncoderModel {
     scratch: Scratch,
     /// The loss of the last step asked for it (see `compute::loss_value`).
     loss: Tensor,
+    /// The training state packed for the backend's fused kernel, once it has been used.
+    packed: Option<Packed>,
+}
+
+/// A model's parameters and Adam moments packed as [`EncoderTrainJob`] describes, and which
+/// copy holds the latest values: fused training advances the packed state alone, and the
+/// separate tensors catch up when something reads them ([`EncoderModel::settle`]).
+#[derive(Debug)]
+struct Packed {
+    state: Tensor,
+    /// The packed state holds the latest parameters and moments (else the separate tensors
+    /// do, and the next fused step packs them again).
+    current: bool,
+    /// The separate parameter tensors equal the packed ones.
+    params_synced: bool,
+    /// The separate moment tensors equal the packed ones.
+    moments_synced: bool,
 }
 
 impl EncoderModel {
@@ -241,6 +258,7 @@ impl EncoderModel {
             clocks,
             scratch: Scratch::default(),
             loss: backend.zeros(crate::compute::loss_shape(members)),
+            packed: None,
         };
         let shapes: Vec<Shape> = model.params().iter().map(|p| p.shape()).collect();
         model.grads = shapes.iter().map(|&s| backend.zeros(s)).collect();
@@ -319,9 +337,169 @@ impl EncoderModel {
         };
     }
 
+    /// Whether the parameter tensors hold the latest values (false after fused training until
+    /// [`settle`](Self::settle)).
+    pub fn settled(&self) -> bool {
+        self.packed
+            .as_ref()
+            .is_none_or(|p| !p.current || p.params_synced)
+    }
+
+    /// The shape a fused training kernel would see, for one-layer encoders trained on their
+    /// reconstruction (SAE, TopK SAE; learned or frozen dictionary).
+    fn fused_shape(&self, batch: usize, supervised: bool) -> Option<EncoderTrainShape> {
+        if self.layers.len() != 1 || supervised {
+            return None;
+        }
+        let Objective::Reconstruction { .. } = self.objective else {
+            return None;
+        };
+        let learned = match self.decoder {
+            Decoder::Learned(_) => true,
+            Decoder::Frozen(_) => false,
+            Decoder::None => return None,
+        };
+        Some(EncoderTrainShape {
+            latents: self.code_width(),
+            dim: self.data_dim,
+            batch,
+            bias: self.layers[0].bias.is_some(),
+            learned,
+        })
+    }
+
+    /// Pack the parameters and moments (the current values) for the fused kernel.
+    fn pack(&mut self, backend: &dyn Backend, shape: &EncoderTrainShape) {
+        let plen = shape.param_len();
+        let mut state = match self.packed.take() {
+            Some(p) if p.state.rows() == 4 * plen => p.state,
+            _ => backend.zeros(Shape::new(self.members, 4 * plen, 1)),
+        };
+        let mut at = 0;
+        for (param, (m, v)) in self.params().into_iter().zip(&self.moments) {
+            let len = param.shape().matrix_len();
+            backend.copy_block(param, 0, &mut state, at, len);
+            backend.copy_block(m, 0, &mut state, plen + at, len);
+            backend.copy_block(v, 0, &mut state, 2 * plen + at, len);
+            at += len;
+        }
+        assert_eq!(at, plen, "the packed layout covers every parameter");
+        self.packed = Some(Packed {
+            state,
+            current: true,
+            params_synced: true,
+            moments_synced: true,
+        });
+    }
+
+    /// Bring the parameter tensors up to date after fused training: what encoding, the
+    /// dictionary and reads of the parameters need (a few copies, and nothing when they are).
+    pub fn settle(&mut self, backend: &dyn Backend) {
+        self.unpack(backend, false);
+    }
+
+    /// Parameters and moments back into their own tensors, which hold the latest values from
+    /// then on (before kernel-by-kernel steps).
+    fn settle_all(&mut self, backend: &dyn Backend) {
+        self.unpack(backend, true);
+        if let Some(p) = self.packed.as_mut() {
+            p.current = false;
+        }
+    }
+
+    fn unpack(&mut self, backend: &dyn Backend, moments: bool) {
+        let Some(mut packed) = self.packed.take() else {
+            return;
+        };
+        if packed.current {
+            let plen = packed.state.rows() / 4;
+            let copy_params = !packed.params_synced;
+            let copy_moments = moments && !packed.moments_synced;
+            let mut moment_list = std::mem::take(&mut self.moments);
+            let mut at = 0;
+            for (param, (m, v)) in self.params_mut().into_iter().zip(&mut moment_list) {
+                let len = param.shape().matrix_len();
+                if copy_params {
+                    backend.copy_block(&packed.state, at, param, 0, len);
+                }
+                if copy_moments {
+                    backend.copy_block(&packed.state, plen + at, m, 0, len);
+                    backend.copy_block(&packed.state, 2 * plen + at, v, 0, len);
+                }
+                at += len;
+            }
+            self.moments = moment_list;
+            packed.params_synced = true;
+            packed.moments_synced |= moments;
+        }
+        self.packed = Some(packed);
+    }
+
+    /// `steps` full-batch training steps on `x` (the last one leaving its loss in
+    /// [`loss`](Self::loss) when `want_loss`): in one fused kernel per few hundred steps where
+    /// the backend has one for this model (one-layer encoders on their reconstruction), else
+    /// step by step. The numbers are the same either way (up to the order of sums); after
+    /// fused steps, [`settle`](Self::settle) before reading the parameters.
+    pub fn train_steps(
+        &mut self,
+        backend: &dyn Backend,
+        x: &Tensor,
+        target_codes: Option<&Tensor>,
+        steps: usize,
+        want_loss: bool,
+    ) {
+        if steps == 0 {
+            return;
+        }
+        let fused = self
+            .fused_shape(x.cols(), target_codes.is_some())
+            .filter(|shape| backend.encoder_train_fits(shape));
+        if let (Some(shape), Objective::Reconstruction { l1_penalty }) = (fused, self.objective) {
+            if !self.packed.as_ref().is_some_and(|p| p.current) {
+                self.pack(backend, &shape);
+            }
+            let mut clocks = self.clocks.clone();
+            let scalars: Vec<AdamScalars> = (0..steps)
+                .flat_map(|_| clocks.iter_mut().map(AdamClock::tick).collect::<Vec<_>>())
+                .collect();
+            // The same f32 arithmetic as `reconstruction_backward`.
+            let mse_scale = 2.0 / (shape.batch * shape.dim) as f32;
+            let l1_scale = l1_penalty / (shape.batch * shape.latents) as f32;
+            let packed = self.packed.as_mut().expect("packed just now");
+            let frozen = match &self.decoder {
+                Decoder::Frozen(d) => Some(d),
+                _ => None,
+            };
+            let mut job = EncoderTrainJob {
+                shape,
+                state: &mut packed.state,
+                frozen,
+                x,
+                topk: self.topk,
+                mse_scale,
+                l1_penalty: &[l1_penalty],
+                l1_scale: &[l1_scale],
+                scalars: &scalars,
+                steps,
+                loss: &mut self.loss,
+                want_loss,
+            };
+            if backend.encoder_train_fused(&mut job) {
+                packed.params_synced = false;
+                packed.moments_synced = false;
+                self.clocks = clocks;
+                return;
+            }
+        }
+        for i in 0..steps {
+            self.train_step(backend, x, target_codes, want_loss && i + 1 == steps);
+        }
+    }
+
     /// Codes for a batch of signals (stack x N x b; `x` may have a stack of 1): the encoder's
     /// inference.
     pub fn encode(&self, backend: &dyn Backend, x: &Tensor) -> Tensor {
+        assert!(self.settled(), "encode after fused training needs settle()");
         let last = self.layers.len() - 1;
         let mut h: Option<Tensor> = None;
         for (l, layer) in self.layers.iter().enumerate() {
@@ -440,6 +618,7 @@ impl EncoderModel {
         target_codes: Option<&Tensor>,
         want_loss: bool,
     ) {
+        self.settle_all(backend);
         if let Decoder::Learned(d) = &mut self.decoder {
             backend.normalize_columns(d);
         }
@@ -457,6 +636,10 @@ impl EncoderModel {
     /// The dictionaries as they decode (unit-norm atoms for learned ones): stack x M x N, or
     /// 1 x M x N for a frozen one.
     pub fn normalized_dictionary(&self, backend: &dyn Backend) -> Option<Tensor> {
+        assert!(
+            self.settled(),
+            "the dictionary after fused training needs settle()"
+        );
         self.decoder.dictionary().map(|d| {
             let mut out = backend.zeros(d.shape());
             backend.copy(d, &mut out);

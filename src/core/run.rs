@@ -560,9 +560,9 @@ impl StackRun {
             let next_log = self.config.train.next_evaluation_after(self.step);
             let until = next_log.min(limit).min(self.step.saturating_add(budget));
             while self.step < until {
-                self.train_one(self.step + 1 == next_log);
-                self.step += 1;
-                budget -= 1;
+                let ran = self.train_some(until - self.step, next_log);
+                self.step += ran;
+                budget -= ran;
             }
             if self.step == next_log {
                 self.begin_evaluation(start, clock);
@@ -612,6 +612,25 @@ impl StackRun {
         self.is_done()
             || self.backend_failure.is_some()
             || (self.step >= stop_at && self.evaluation.is_none() && self.evaluated())
+    }
+
+    /// Up to `count` training steps (the step before `next_log` leaving its loss): all of
+    /// them at once for full-batch encoders (which a backend may fuse), else one.
+    fn train_some(&mut self, count: u64, next_log: u64) -> u64 {
+        if let (Learner::Encoder(model), None) = (&mut self.learner, &self.batches) {
+            let t = &*self.tensors;
+            let count_usize = usize::try_from(count).unwrap_or(usize::MAX);
+            model.train_steps(
+                &*self.backend,
+                &t.train_signals,
+                t.train_codes.as_ref(),
+                count_usize,
+                self.step + count == next_log,
+            );
+            return count;
+        }
+        self.train_one(self.step + 1 == next_log);
+        1
     }
 
     fn train_one(&mut self, want_loss: bool) {
@@ -867,6 +886,10 @@ impl StackRun {
         }
         let backend = Arc::clone(&self.backend);
         let b = &*backend;
+        if let Learner::Encoder(model) = &mut self.learner {
+            // After fused training the parameters catch up before they are read.
+            model.settle(b);
+        }
         let members = self.members.len();
         let cfg = &*self.config;
         let n = self.data.test_signals.ncols();

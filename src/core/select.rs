@@ -100,9 +100,9 @@ pub async fn probe(gpu: &dyn Backend) -> Result<(), BackendError> {
             Objective::Reconstruction { l1_penalty: 0.01 },
             &[1e-2],
         );
-        for _ in 0..5 {
-            model.train_step(b, &x, None, true);
-        }
+        // Five steps the way runs take them (fused where the backend has a kernel for it).
+        model.train_steps(b, &x, None, 5, true);
+        model.settle(b);
         let dict = model
             .normalized_dictionary(b)
             .expect("a learned dictionary");

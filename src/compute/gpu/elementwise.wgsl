@@ -17,6 +17,17 @@ fn copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     b2[i] = b1[select(i, i % p[1], p[2] == 1u)];
 }
 
+// A block of every member: b2[m * p[4] + p[5] + e] <- b1[m * p[2] + p[3] + e] for e < p[1].
+// p = [stack * len, len, src_member_len, src_at, dst_member_len, dst_at]
+@compute @workgroup_size(256)
+fn copy_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let m = i / p[1];
+    let e = i % p[1];
+    b2[m * p[4] + p[5] + e] = b1[m * p[2] + p[3] + e];
+}
+
 // b1 <- max(b1, 0), NaN to 0
 @compute @workgroup_size(256)
 fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -11,11 +11,12 @@
 //! small placeholders).
 //!
 //! The WGSL sources live beside this file; each is compiled with `common.wgsl` prepended.
-//! `fused.wgsl` (the per-sample solvers) is compiled per dictionary shape.
+//! `fused.wgsl` (the per-sample solvers) and `train.wgsl` (fused training of one-layer
+//! encoders) are compiled per shape.
 
 use super::tensor::{
-    per_member, AdamExpJob, Backend, BackendError, BackendKind, FistaJob, Op, ReadSlot, Readback,
-    Shape, Store, Tensor,
+    per_member, AdamExpJob, Backend, BackendError, BackendKind, EncoderTrainJob, EncoderTrainShape,
+    FistaJob, Op, ReadSlot, Readback, Shape, Store, Tensor,
 };
 use super::AdamScalars;
 use std::collections::HashMap;
@@ -28,6 +29,7 @@ const COLUMNS: &str = include_str!("columns.wgsl");
 const LOSS: &str = include_str!("loss.wgsl");
 const GEMM: &str = include_str!("gemm.wgsl");
 const FUSED: &str = include_str!("fused.wgsl");
+const TRAIN: &str = include_str!("train.wgsl");
 
 /// Bytes of parameters one dispatch may read (its window of the arena).
 const PARAM_WINDOW: u64 = 64 * 1024;
@@ -39,6 +41,14 @@ const MAX_TENSORS: usize = 6;
 const WG: usize = 256;
 /// Largest dictionary side the fused solvers keep in registers.
 pub const FUSED_MAX_SIDE: usize = 64;
+/// Training steps per dispatch of the fused encoder kernel at most: a dispatch stays a few
+/// milliseconds on a GPU, and far below a driver's watchdog on a slow one.
+const TRAIN_STEPS_PER_DISPATCH: usize = 200;
+/// Mesa's llvmpipe (lavapipe) ends any loop of a shader after 65,535 iterations in one
+/// invocation, counted over every entry into the loop (an infinite-loop guard), and silently
+/// gives wrong results past it; software adapters keep each loop of the fused training kernel
+/// under this many iterations per dispatch.
+const SOFTWARE_LOOP_ITERATIONS: usize = 60_000;
 /// Submissions allowed in flight before the backend reports itself busy.
 const MAX_IN_FLIGHT: usize = 2;
 
@@ -199,6 +209,10 @@ pub struct GpuBackend {
     max_binding: u64,
     in_flight: Arc<AtomicUsize>,
     counters: Mutex<GpuCounters>,
+    workgroup_bytes: u64,
+    /// Whether fused training kernels are used where they fit (off: every step kernel by
+    /// kernel, the reference they are tested against).
+    fused_training: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -362,7 +376,82 @@ impl GpuBackend {
                 .max_storage_buffer_binding_size
                 .min(limits.max_buffer_size),
             in_flight: Arc::default(),
+            workgroup_bytes: u64::from(limits.max_compute_workgroup_storage_size),
+            fused_training: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Use fused training kernels where they fit (the default), or run every training step
+    /// kernel by kernel (the reference; for parity tests and the bench's comparison).
+    pub fn set_fused_training(&self, on: bool) {
+        self.fused_training.store(on, Ordering::Relaxed);
+    }
+
+    /// Samples per chunk of the fused training kernel for `shape`, if it fits: registers for
+    /// a sample's signal, code and residual (sides up to [`FUSED_MAX_SIDE`]), and workgroup
+    /// memory for the weight, dictionary, bias and a chunk's codes, gradients, residuals and
+    /// signals.
+    fn train_chunk(&self, shape: &EncoderTrainShape) -> Option<usize> {
+        let (n, m) = (shape.latents, shape.dim);
+        if n == 0 || m == 0 || n > FUSED_MAX_SIDE || m > FUSED_MAX_SIDE {
+            return None;
+        }
+        let fixed = 2 * n * m + n + 128;
+        [64, 32, 16, 8]
+            .into_iter()
+            .find(|ch| 4 * (fixed + ch * 2 * (n + m)) as u64 <= self.workgroup_bytes)
+    }
+
+    /// Training steps per dispatch of the fused kernel for `shape` (chunks of `chunk`
+    /// samples, top-k `k`), or `None` where a software adapter's loop guard would cut even
+    /// one step short (see [`SOFTWARE_LOOP_ITERATIONS`]).
+    fn train_steps_per_dispatch(
+        &self,
+        shape: &EncoderTrainShape,
+        chunk: usize,
+        k: usize,
+    ) -> Option<usize> {
+        if !self.adapter.software {
+            return Some(TRAIN_STEPS_PER_DISPATCH);
+        }
+        // The most iterations any one loop of the kernel runs per step in one invocation:
+        // per chunk, the reductions over the chunk (in fours) of the values it owns, and a
+        // sample's products and top-k passes (where the compiler keeps them as loops).
+        let owned = shape.param_len().div_ceil(64);
+        let per_chunk = [
+            owned * chunk / 4,
+            shape.latents * shape.dim,
+            k * shape.latents,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+        let per_step = shape.batch.div_ceil(chunk) * per_chunk + 1;
+        let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
+        (steps > 0).then_some(steps.min(TRAIN_STEPS_PER_DISPATCH))
+    }
+
+    /// The fused training kernel for `shape` with chunks of `chunk` samples.
+    fn train_pipeline(&self, shape: &EncoderTrainShape, chunk: usize) -> wgpu::ComputePipeline {
+        let (n, m) = (shape.latents, shape.dim);
+        self.pipeline_from(
+            format!("train/{n}x{m}/{chunk}"),
+            || {
+                let body = TRAIN
+                    .replace("{{NM}}", &(n * m).to_string())
+                    .replace("{{NC}}", &(n * chunk).to_string())
+                    .replace("{{MC}}", &(m * chunk).to_string())
+                    .replace("{{NN}}", &n.to_string())
+                    .replace("{{MM}}", &m.to_string())
+                    .replace("{{CH}}", &chunk.to_string());
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("train"),
+                        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
+                    })
+            },
+            "train_encoder",
+        )
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -810,6 +899,22 @@ impl Backend for GpuBackend {
         let bc = broadcast(s, d, "copy");
         let p = Params::default().u(d.len()).u(d.matrix_len()).b(bc);
         self.elementwise("copy", d.len(), p, &[src.device(), dst.device()]);
+    }
+
+    fn copy_block(&self, src: &Tensor, src_at: usize, dst: &mut Tensor, dst_at: usize, len: usize) {
+        super::cpu_tensor::check_block("copy_block", src, src_at, dst, dst_at, len);
+        let total = dst.stack() * len;
+        if total == 0 {
+            return;
+        }
+        let p = Params::default()
+            .u(total)
+            .u(len)
+            .u(src.shape().matrix_len())
+            .u(src_at)
+            .u(dst.shape().matrix_len())
+            .u(dst_at);
+        self.elementwise("copy_block", total, p, &[src.device(), dst.device()]);
     }
 
     fn fill(&self, t: &mut Tensor, value: f32) {
@@ -1278,6 +1383,100 @@ impl Backend for GpuBackend {
                 ],
                 (n.div_ceil(64) as u32, members as u32, 1),
             );
+        }
+        true
+    }
+
+    fn encoder_train_fits(&self, shape: &EncoderTrainShape) -> bool {
+        self.fused_training.load(Ordering::Relaxed)
+            && self.train_chunk(shape).is_some_and(|chunk| {
+                // Top-k up to k = latents: the widest the loop guard must allow.
+                self.train_steps_per_dispatch(shape, chunk, shape.latents)
+                    .is_some()
+            })
+    }
+
+    fn encoder_train_fused(&self, job: &mut EncoderTrainJob<'_>) -> bool {
+        let shape = job.shape;
+        let Some(chunk) = self.train_chunk(&shape) else {
+            return false;
+        };
+        let members = job.state.stack();
+        let plen = shape.param_len();
+        assert_eq!(
+            (job.state.rows(), job.state.cols()),
+            (4 * plen, 1),
+            "train_encoder: the packed state holds four blocks of the parameters"
+        );
+        assert_eq!(
+            job.scalars.len(),
+            job.steps * members,
+            "train_encoder: one set of Adam scalars per step and member"
+        );
+        assert_eq!(job.x.cols(), shape.batch, "train_encoder: the batch");
+        assert_eq!(
+            job.loss.stack(),
+            members,
+            "train_encoder: one loss per member"
+        );
+        let l1_scale = scalars_list(job.l1_scale, members);
+        let penalty = scalars_list(job.l1_penalty, members);
+        let dict_bc = match (shape.learned, job.frozen) {
+            (true, None) => false,
+            (false, Some(d)) => {
+                broadcast(d.shape(), job.state.shape(), "train_encoder (dictionary)")
+            }
+            _ => {
+                panic!("train_encoder: a frozen dictionary exactly when the shape's is not learned")
+            }
+        };
+        let shared = job
+            .scalars
+            .chunks(members)
+            .all(|step| step.iter().all(|s| *s == step[0]));
+        let stride = if shared { 1 } else { members };
+        let fixed = 13 + 2 * l1_scale.len();
+        let window = ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / (5 * stride)).max(1);
+        let Some(most) = self.train_steps_per_dispatch(&shape, chunk, job.topk.unwrap_or(0)) else {
+            return false;
+        };
+        let steps_per = window.min(most);
+        let pipeline = self.train_pipeline(&shape, chunk);
+        let x_bc = broadcast(job.x.shape(), job.state.shape(), "train_encoder (signals)");
+        let dispatches = job.steps.div_ceil(steps_per);
+        let groups = if members <= 65_535 {
+            (members as u32, 1, 1)
+        } else {
+            (65_535, members.div_ceil(65_535) as u32, 1)
+        };
+        for (d, block) in job.scalars.chunks(steps_per * members).enumerate() {
+            let steps = block.len() / members;
+            let mut p = Params::default()
+                .u(shape.batch)
+                .u(steps)
+                .b(x_bc)
+                .u(plen)
+                .b(shape.bias)
+                .b(shape.learned)
+                .u(job.topk.unwrap_or(0))
+                .f(job.mse_scale)
+                .b(job.want_loss && d + 1 == dispatches)
+                .u(members)
+                .b(dict_bc)
+                .u(l1_scale.len())
+                .u(stride)
+                .values(&l1_scale)
+                .values(&penalty);
+            for step in block.chunks(members) {
+                for s in &step[..stride] {
+                    p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
+                }
+            }
+            let mut tensors = vec![job.x.device(), job.state.device(), job.loss.device()];
+            if let Some(d) = job.frozen {
+                tensors.push(d.device());
+            }
+            self.dispatch(&pipeline, p, &tensors, groups);
         }
         true
     }

@@ -1,0 +1,252 @@
+// Fused training of a one-layer encoder (SAE or TopK SAE) with its decoder: many full-batch
+// steps per dispatch, one workgroup per member. Each step matches the kernel-by-kernel path
+// (`EncoderModel::train_step`): learned atoms to unit norm, codes S = relu(topk(W X + b)),
+// the scaled residual R = mse (D S - X), G = (D^T R + l1 sign(S)) where S > 0, then
+// dW = G X^T, db = sum G, dD = R S^T and Adam on every parameter.
+//
+// The member's weight, bias and dictionary are copied into workgroup memory at the start of
+// each step. Samples go in chunks of CH: one invocation per sample keeps its signal, code and
+// residual in registers and leaves S, G, R and X in the chunk's columns of workgroup memory;
+// then each invocation reduces the gradient values it owns over the chunk, adding them to the
+// gradient block of the state (which it alone touches, as it alone updates those values by
+// Adam at the end of the step). NN, MM and CH are substituted by the host.
+//
+// Bindings: b1 the signals X (stack of 1 or per member, MM x n), b2 the packed state (per
+// member [params | m | v | grad], P values each: W (NN x MM, column-major), the bias (NN) if
+// any, the dictionary D (MM x NN) if learned), b3 the loss (stack x 2), b4 a frozen dictionary.
+// p = [n, steps, x_broadcast, P, bias, learned, k (0: no top-k), mse, want_loss, members,
+// dict_broadcast, count, stride, l1 scales (count)..., l1 penalties (count)..., Adam scalars
+// (beta1, beta2, eps, step_size, bias2_sqrt) per step for one member (stride 1) or each]
+
+const NN: u32 = {{NN}}u;
+const MM: u32 = {{MM}}u;
+const CH: u32 = {{CH}}u;
+const TG: u32 = 64u;
+
+var<workgroup> w_sh: array<f32, {{NM}}>;
+var<workgroup> d_sh: array<f32, {{NM}}>;
+var<workgroup> bias_sh: array<f32, {{NN}}>;
+var<workgroup> s_sh: array<f32, {{NC}}>;
+var<workgroup> g_sh: array<f32, {{NC}}>;
+var<workgroup> r_sh: array<f32, {{MC}}>;
+var<workgroup> x_sh: array<f32, {{MC}}>;
+var<workgroup> red_sh: array<f32, 128>;
+
+// The top-k order of the kernel-by-kernel path: larger first, ties to the lower row.
+fn ahead(v: f32, i: u32, w: f32, j: u32) -> bool {
+    return v > w || (v == w && i < j);
+}
+
+@compute @workgroup_size(64)
+fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let lid = lid3.x;
+    let member = wg.x + wg.y * nwg.x;
+    if (member >= p[9]) { return; }
+    let n = p[0];
+    let steps = p[1];
+    let plen = p[3];
+    let has_bias = p[4] == 1u;
+    let learned = p[5] == 1u;
+    let k = p[6];
+    let mse = pf(7u);
+    let count = p[11];
+    let stride = p[12];
+    let l1 = member_value(13u, count, member);
+    let penalty = member_value(13u + count, count, member);
+    let scalars_at = 13u + 2u * count + 5u * select(member, 0u, stride == 1u);
+    let base = member * 4u * plen;
+    let grad_at = base + 3u * plen;
+    let off_d = NN * MM + select(0u, NN, has_bias);
+    let xbase = select(member, 0u, p[2] == 1u) * MM * n;
+    let dbase = select(member, 0u, p[10] == 1u) * MM * NN;
+    // This invocation's share of the last step's loss.
+    var sq = 0.0;
+    var l1_sum = 0.0;
+    for (var step = 0u; step < steps; step++) {
+        for (var o = lid; o < NN * MM; o += TG) {
+            w_sh[o] = b2[base + o];
+            if (learned) {
+                d_sh[o] = b2[base + off_d + o];
+            } else {
+                d_sh[o] = b4[dbase + o];
+            }
+        }
+        if (has_bias) {
+            for (var j = lid; j < NN; j += TG) { bias_sh[j] = b2[base + NN * MM + j]; }
+        }
+        workgroupBarrier();
+        if (learned) {
+            // Atoms to unit norm (norm 0 left alone), kept in the state as the step's own
+            // (written before the barrier that orders them before Adam's reads below).
+            for (var j = lid; j < NN; j += TG) {
+                var ss = 0.0;
+                for (var i = 0u; i < MM; i++) {
+                    let v = d_sh[j * MM + i];
+                    ss += v * v;
+                }
+                let norm = sqrt(ss);
+                if (norm > 0.0) {
+                    let inv = 1.0 / norm;
+                    for (var i = 0u; i < MM; i++) {
+                        let v = d_sh[j * MM + i] * inv;
+                        d_sh[j * MM + i] = v;
+                        b2[base + off_d + j * MM + i] = v;
+                    }
+                }
+            }
+            storageBarrier();
+            workgroupBarrier();
+        }
+        sq = 0.0;
+        l1_sum = 0.0;
+        for (var c0 = 0u; c0 < n; c0 += CH) {
+            if (lid < CH) {
+                // Sample c of the chunk: its signal, code and residual in registers, then its
+                // column of the chunk's buffers (row-major over the chunk: neighbouring
+                // invocations write neighbouring addresses).
+                let c = lid;
+                let sample = c0 + c;
+                var x: array<f32, MM>;
+                var s: array<f32, NN>;
+                var r: array<f32, MM>;
+                if (sample < n) {
+                    for (var i = 0u; i < MM; i++) { x[i] = b1[xbase + sample * MM + i]; }
+                    for (var j = 0u; j < NN; j++) {
+                        var a = 0.0;
+                        if (has_bias) { a = bias_sh[j]; }
+                        for (var i = 0u; i < MM; i++) { a = fma(w_sh[i * NN + j], x[i], a); }
+                        s[j] = a;
+                    }
+                    if (k > 0u) {
+                        // k passes find the k-th entry in the top-k order; keep what is not after it.
+                        var last_v = 0.0;
+                        var last_i = 0u;
+                        var found = 0u;
+                        for (var pass_ = 0u; pass_ < k; pass_++) {
+                            var best_v = 0.0;
+                            var best_i = NN;
+                            for (var j = 0u; j < NN; j++) {
+                                let v = s[j];
+                                if (is_nan(v)) { continue; }
+                                let below = found == 0u || ahead(last_v, last_i, v, j);
+                                if (below && (best_i == NN || ahead(v, j, best_v, best_i))) {
+                                    best_v = v;
+                                    best_i = j;
+                                }
+                            }
+                            if (best_i == NN) { break; }
+                            last_v = best_v;
+                            last_i = best_i;
+                            found++;
+                        }
+                        for (var j = 0u; j < NN; j++) {
+                            let v = s[j];
+                            let keep = found > 0u && !is_nan(v) && !ahead(last_v, last_i, v, j);
+                            s[j] = select(0.0, v, keep);
+                        }
+                    }
+                    for (var j = 0u; j < NN; j++) {
+                        let v = s[j];
+                        s[j] = select(0.0, v, v > 0.0 && !is_nan(v));
+                        l1_sum += s[j];
+                        s_sh[j * CH + c] = s[j];
+                    }
+                    for (var i = 0u; i < MM; i++) { r[i] = -x[i]; }
+                    for (var j = 0u; j < NN; j++) {
+                        let sj = s[j];
+                        for (var i = 0u; i < MM; i++) { r[i] = fma(d_sh[j * MM + i], sj, r[i]); }
+                    }
+                    for (var i = 0u; i < MM; i++) {
+                        let ri = r[i] * mse;
+                        r[i] = ri;
+                        sq += ri * ri;
+                        r_sh[i * CH + c] = ri;
+                        x_sh[i * CH + c] = x[i];
+                    }
+                    for (var j = 0u; j < NN; j++) {
+                        var g = 0.0;
+                        for (var i = 0u; i < MM; i++) { g = fma(d_sh[j * MM + i], r[i], g); }
+                        g_sh[j * CH + c] = select(0.0, g + l1, s[j] > 0.0);
+                    }
+                } else {
+                    for (var i = 0u; i < MM; i++) {
+                        r_sh[i * CH + c] = 0.0;
+                        x_sh[i * CH + c] = 0.0;
+                    }
+                    for (var j = 0u; j < NN; j++) {
+                        s_sh[j * CH + c] = 0.0;
+                        g_sh[j * CH + c] = 0.0;
+                    }
+                }
+            }
+            workgroupBarrier();
+            for (var o = lid; o < plen; o += TG) {
+                // Over the chunk in fours (CH is a multiple of 8): four sums in flight, and a
+                // quarter of the loop's iterations.
+                var acc = vec4<f32>(0.0);
+                if (o < NN * MM) {
+                    let j = o % NN;
+                    let i = o / NN;
+                    for (var c = 0u; c < CH; c += 4u) {
+                        let gv = vec4<f32>(g_sh[j * CH + c], g_sh[j * CH + c + 1u], g_sh[j * CH + c + 2u], g_sh[j * CH + c + 3u]);
+                        let xv = vec4<f32>(x_sh[i * CH + c], x_sh[i * CH + c + 1u], x_sh[i * CH + c + 2u], x_sh[i * CH + c + 3u]);
+                        acc = fma(gv, xv, acc);
+                    }
+                } else if (o < off_d) {
+                    let j = o - NN * MM;
+                    for (var c = 0u; c < CH; c += 4u) {
+                        acc += vec4<f32>(g_sh[j * CH + c], g_sh[j * CH + c + 1u], g_sh[j * CH + c + 2u], g_sh[j * CH + c + 3u]);
+                    }
+                } else {
+                    let q = o - off_d;
+                    let i = q % MM;
+                    let j = q / MM;
+                    for (var c = 0u; c < CH; c += 4u) {
+                        let rv = vec4<f32>(r_sh[i * CH + c], r_sh[i * CH + c + 1u], r_sh[i * CH + c + 2u], r_sh[i * CH + c + 3u]);
+                        let sv = vec4<f32>(s_sh[j * CH + c], s_sh[j * CH + c + 1u], s_sh[j * CH + c + 2u], s_sh[j * CH + c + 3u]);
+                        acc = fma(rv, sv, acc);
+                    }
+                }
+                let total = (acc.x + acc.y) + (acc.z + acc.w);
+                if (c0 == 0u) {
+                    b2[grad_at + o] = total;
+                } else {
+                    b2[grad_at + o] = b2[grad_at + o] + total;
+                }
+            }
+            workgroupBarrier();
+        }
+        // Adam on the values this invocation owns (the host's scalars of this step).
+        let at = scalars_at + 5u * stride * step;
+        let beta1 = pf(at);
+        let beta2 = pf(at + 1u);
+        let eps = pf(at + 2u);
+        let step_size = pf(at + 3u);
+        let bias2_sqrt = pf(at + 4u);
+        for (var o = lid; o < plen; o += TG) {
+            let g = b2[grad_at + o];
+            let m = beta1 * b2[base + plen + o] + (1.0 - beta1) * g;
+            let v = beta2 * b2[base + 2u * plen + o] + (1.0 - beta2) * g * g;
+            b2[base + plen + o] = m;
+            b2[base + 2u * plen + o] = v;
+            b2[base + o] = b2[base + o] - step_size * m / (sqrt(v) / bias2_sqrt + eps);
+        }
+        storageBarrier();
+    }
+    if (p[8] == 1u) {
+        red_sh[lid] = sq;
+        red_sh[64u + lid] = l1_sum;
+        for (var half = 32u; half > 0u; half = half / 2u) {
+            workgroupBarrier();
+            if (lid < half) {
+                red_sh[lid] += red_sh[lid + half];
+                red_sh[64u + lid] += red_sh[64u + lid + half];
+            }
+        }
+        workgroupBarrier();
+        if (lid == 0u) {
+            b3[2u * member] = red_sh[0] / (mse * mse) / f32(n * MM) + penalty * red_sh[64] / f32(n * NN);
+            b3[2u * member + 1u] = 0.0;
+        }
+    }
+}
