@@ -154,7 +154,11 @@ fn elementwise_kernels_match_the_cpu() {
     g.copy_block(&dy, 4, &mut dw, 20, 9);
     let got = host(g, &dw);
     assert_close("copy_block", &got, &host(&cpu, &cw), 0.0);
-    assert_eq!(got[40 + 20..40 + 29], y[231 + 4..231 + 13], "member 1's block");
+    assert_eq!(
+        got[40 + 20..40 + 29],
+        y[231 + 4..231 + 13],
+        "member 1's block"
+    );
     cpu.copy_block(&cw, 0, &mut cf, 7, 30);
     g.copy_block(&dw, 0, &mut df, 7, 30);
     assert_close("copy_block back", &host(g, &df), &host(&cpu, &cf), 0.0);
@@ -869,4 +873,53 @@ fn auto_compares_the_backends_on_the_experiments_own_shapes() {
         "{why}"
     );
     assert!(!faster(None, None, 1, "x").0, "too small to tell: the CPU");
+}
+
+/// What a run sends to the device: an SAE's training is one dispatch per many steps (the
+/// fused kernel), and each evaluation is one read-back (codes, dictionaries, reconstructions
+/// and the last loss together); the numbers agree with the CPU's.
+#[test]
+fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own, so that other tests' work does not enter its counters.
+    let g = Arc::new(GpuBackend::request_blocking().expect("a second device"));
+    let mut cfg = Preset::UnknownZD.config();
+    cfg.methods = vec![MethodConfig::Sae { bias: false }];
+    cfg.data.num_samples = 128;
+    cfg.train.steps = 300;
+    cfg.train.log_every = 150;
+    cfg.runs = 2;
+    let checked = cfg.validate().unwrap();
+    let mut exp = Experiment::new(checked.clone(), g.clone());
+    // The first evaluation (step 0) and pipelines out of the way.
+    exp.step(1);
+    g.wait();
+    let before = g.counters();
+    while !exp.is_done() {
+        exp.step(1000);
+        g.wait();
+    }
+    let sent = g.counters().since(&before);
+    // Two evaluations (steps 150 and 300), each one read-back of everything it scores.
+    assert_eq!(sent.reads, 2, "{sent:?}");
+    // 299 training steps: at most 200 per dispatch on a GPU, at least a few per dispatch on a
+    // software one; plus a handful per evaluation (settle, encode, reconstruct).
+    assert!(sent.dispatches <= 2 * 20 + 299 / 3, "{sent:?}");
+    let cpu = {
+        let mut e = Experiment::new(checked, Arc::new(CpuBackend::new(1)));
+        while !e.is_done() {
+            e.step(1000);
+        }
+        e.results()
+    };
+    let got = exp.results();
+    for (ra, rb) in got.methods[0].runs.iter().zip(&cpu.methods[0].runs) {
+        for (x, y) in ra.log.iter().zip(&rb.log) {
+            assert!((x.code_mcc - y.code_mcc).abs() < 1e-3, "{x:?} vs {y:?}");
+            let (u, v) = (x.train_loss.unwrap_or(0.0), y.train_loss.unwrap_or(0.0));
+            assert!((u - v).abs() <= 1e-3 * v.abs() + 1e-6, "{x:?} vs {y:?}");
+        }
+    }
 }

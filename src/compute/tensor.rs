@@ -287,6 +287,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// Start reading `t` back (see [`Readback`]).
     fn read(&self, t: &Tensor) -> Readback;
 
+    /// Start reading several tensors back together, as they are at this point of the work:
+    /// on a GPU one staging buffer, one submission and one mapping for all of them (an
+    /// evaluation's codes, dictionaries, reconstructions and loss), so they arrive together.
+    fn read_many(&self, ts: &[&Tensor]) -> Vec<Readback> {
+        ts.iter().map(|t| self.read(t)).collect()
+    }
+
     /// Submit everything enqueued so far.
     fn flush(&self) {}
 

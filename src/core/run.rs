@@ -707,12 +707,14 @@ impl StackRun {
                     let infer_flops = solver.flops();
                     let (codes, dict) = solver.into_parts();
                     let recon = reconstruct(b, &dict, &codes);
+                    let [codes_read, dict_read, recon_read] =
+                        self.read_back(b, [&codes, &dict, &recon]);
                     Evaluation::Reading {
                         stats: None,
-                        codes: Fetch::Reading(b.read(&codes)),
+                        codes: codes_read,
                         latents: codes.rows(),
-                        dict: Some((Fetch::Reading(b.read(&dict)), dict.shape())),
-                        recon: Some(Fetch::Reading(b.read(&recon))),
+                        dict: Some((dict_read, dict.shape())),
+                        recon: Some(recon_read),
                         infer_flops,
                     }
                 }
@@ -740,11 +742,12 @@ impl StackRun {
                     let dict_values = solver.host_dictionaries();
                     let (codes, dict) = solver.into_parts();
                     let recon = reconstruct(b, &dict, &codes);
+                    let [codes_read, recon_read] = self.read_back(b, [&codes, &recon]);
                     Evaluation::Reading {
-                        codes: Fetch::Reading(b.read(&codes)),
+                        codes: codes_read,
                         latents: codes.rows(),
                         dict: Some((Fetch::Host(dict_values), dict.shape())),
-                        recon: Some(Fetch::Reading(b.read(&recon))),
+                        recon: Some(recon_read),
                         infer_flops,
                         stats,
                     }
@@ -794,6 +797,8 @@ impl StackRun {
                                 recon.extend_from_slice((d * &inferred.codes).as_slice());
                                 flops = inferred.flops;
                             }
+                            // Everything is on the host but the last training loss.
+                            let [] = self.read_back(b, []);
                             Evaluation::Reading {
                                 codes: Fetch::Host(codes),
                                 latents: dict.cols(),
@@ -894,13 +899,7 @@ impl StackRun {
         let cfg = &*self.config;
         let n = self.data.test_signals.ncols();
         let l1 = cfg.train.l1_for(self.method.kind()) as f32;
-        // The loss of the last training step, read back beside the codes.
-        self.loss = match &self.learner {
-            _ if self.step == 0 => None,
-            Learner::Encoder(model) => Some(Fetch::Reading(b.read(model.loss()))),
-            Learner::SparseCoding(model) => Some(Fetch::Reading(b.read(model.loss()))),
-            Learner::InferenceOnly => None,
-        };
+        self.loss = None;
         // The dictionaries the codes are decoded (and inferred) through, one per member.
         let dict: Option<Tensor> = match &self.learner {
             Learner::Encoder(model) => model.normalized_dictionary(b),
@@ -936,16 +935,31 @@ impl StackRun {
                 let codes = model.encode(b, &self.tensors.test_signals);
                 let spec_bias = model.layers[0].bias.is_some();
                 let fl = flops::encoder_forward(&self.widths, n, spec_bias, model.topk.is_some());
-                let recon = dict
-                    .as_ref()
-                    .map(|d| Fetch::Reading(b.read(&reconstruct(b, d, &codes))));
-                Evaluation::Reading {
-                    codes: Fetch::Reading(b.read(&codes)),
-                    latents: codes.rows(),
-                    dict: dict.map(|d| (Fetch::Reading(b.read(&d)), d.shape())),
-                    recon,
-                    infer_flops: fl,
-                    stats: None,
+                match dict {
+                    Some(d) => {
+                        let recon = reconstruct(b, &d, &codes);
+                        let [codes_read, dict_read, recon_read] =
+                            self.read_back(b, [&codes, &d, &recon]);
+                        Evaluation::Reading {
+                            codes: codes_read,
+                            latents: codes.rows(),
+                            dict: Some((dict_read, d.shape())),
+                            recon: Some(recon_read),
+                            infer_flops: fl,
+                            stats: None,
+                        }
+                    }
+                    None => {
+                        let [codes_read] = self.read_back(b, [&codes]);
+                        Evaluation::Reading {
+                            codes: codes_read,
+                            latents: codes.rows(),
+                            dict: None,
+                            recon: None,
+                            infer_flops: fl,
+                            stats: None,
+                        }
+                    }
                 }
             }
             (_, Some(solver), Some(dict)) => Evaluation::AwaitDict {
@@ -956,6 +970,25 @@ impl StackRun {
             (_, _, None) => unreachable!("per-sample solvers always have a dictionary"),
             (_, None, Some(_)) => unreachable!("only encoders evaluate without a solver"),
         });
+    }
+
+    /// Start reading an evaluation's tensors back, with the loss of the last training step
+    /// (into `self.loss`), in one read-back.
+    fn read_back<const K: usize>(&mut self, b: &dyn Backend, tensors: [&Tensor; K]) -> [Fetch; K] {
+        let loss = match &self.learner {
+            _ if self.step == 0 => None,
+            Learner::Encoder(model) => Some(model.loss()),
+            Learner::SparseCoding(model) => Some(model.loss()),
+            Learner::InferenceOnly => None,
+        };
+        let mut all: Vec<&Tensor> = tensors.to_vec();
+        all.extend(loss);
+        let has_loss = loss.is_some();
+        let mut reads: Vec<Fetch> = b.read_many(&all).into_iter().map(Fetch::Reading).collect();
+        self.loss = if has_loss { reads.pop() } else { None };
+        reads
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one read per tensor"))
     }
 
     /// Score every member's inferred test codes (and dictionary) and log them; a member whose

@@ -818,7 +818,16 @@ impl Backend for GpuBackend {
     }
 
     fn read(&self, t: &Tensor) -> Readback {
-        let size = 4 * t.shape().len() as u64;
+        self.read_many(&[t])
+            .pop()
+            .expect("one read-back per tensor")
+    }
+
+    fn read_many(&self, ts: &[&Tensor]) -> Vec<Readback> {
+        // Each tensor at its own offset of one staging buffer (copy offsets are multiples of 4).
+        let lens: Vec<usize> = ts.iter().map(|t| t.shape().len()).collect();
+        let total: usize = lens.iter().sum();
+        let size = 4 * total as u64;
         self.count(|c| {
             c.reads += 1;
             c.read_bytes += size;
@@ -831,19 +840,25 @@ impl Backend for GpuBackend {
         });
         {
             let mut rec = self.recording.lock().expect("recording");
-            self.encoder(&mut rec)
-                .copy_buffer_to_buffer(&t.device().buffer, 0, &staging, 0, size);
+            let encoder = self.encoder(&mut rec);
+            let mut at = 0u64;
+            for (t, &len) in ts.iter().zip(&lens) {
+                let bytes = 4 * len as u64;
+                if bytes > 0 {
+                    encoder.copy_buffer_to_buffer(&t.device().buffer, 0, &staging, at, bytes);
+                }
+                at += bytes;
+            }
             self.submit(&mut rec);
         }
-        let slot: Arc<Mutex<ReadSlot>> = Arc::default();
-        let target = Arc::clone(&slot);
+        let slots: Vec<Arc<Mutex<ReadSlot>>> = ts.iter().map(|_| Arc::default()).collect();
+        let targets = slots.clone();
         let mapped = staging.clone();
-        let len = t.shape().len();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
             let values = match result {
                 Ok(()) => match mapped.get_mapped_range(..) {
                     Ok(view) => {
-                        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&view[..4 * len]);
+                        let values: Vec<f32> = bytemuck::pod_collect_to_vec(&view[..4 * total]);
                         drop(view);
                         mapped.unmap();
                         Ok(values)
@@ -852,9 +867,17 @@ impl Backend for GpuBackend {
                 },
                 Err(e) => Err(BackendError(format!("a GPU read failed: {e}"))),
             };
-            ReadSlot::deliver(&target, values);
+            let mut at = 0;
+            for (target, len) in targets.iter().zip(lens) {
+                let part = match &values {
+                    Ok(v) => Ok(v[at..at + len].to_vec()),
+                    Err(e) => Err(e.clone()),
+                };
+                at += len;
+                ReadSlot::deliver(target, part);
+            }
         });
-        Readback::pending(slot)
+        slots.into_iter().map(Readback::pending).collect()
     }
 
     fn flush(&self) {
