@@ -269,6 +269,40 @@ await test('the true codes show before the first evaluation', async () => {
   await ctx.close();
 });
 
+await test('after a second run the learned atoms show for the method in view', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.selectOption('#view-method', '1');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const drawn = () => page.$eval('#heat-learned', (c) => c.dataset.drawn || '');
+  await page.waitForFunction(() => document.getElementById('heat-learned').dataset.drawn === '8x16');
+  await page.click('#reset');
+  await page.click('[data-id="reset"] button:has-text("Reset anyway")');
+  await waitState(page, 'ready');
+  assert.equal(await page.inputValue('#view-method'), '1', 'the method in view is kept');
+  assert.equal(await drawn(), '', 'nothing learned yet');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  // The new engine is told which run the page shows, so its snapshots are drawn.
+  await page.waitForFunction(() => document.getElementById('heat-learned').dataset.drawn === '8x16', null, { timeout: 10_000 });
+  assert.match(await page.textContent('#view-status'), /at step 60/);
+  await ctx.close();
+});
+
+await test('a known-codes run says why it has no test MSE', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=2&setting=known_codes&methods=sae&steps=40&log=20&runs=1&seed=3&backend=cpu`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  assert.match(await page.textContent('#chart-test_mse .legend'), /No reconstruction in the known-codes setting/);
+  assert.match(await page.textContent('#chart-dict_mcc .legend'), /No dictionary in the known-codes setting/);
+  assert.doesNotMatch(await page.textContent('#chart-code_mcc .legend'), /No evaluations yet/);
+  await ctx.close();
+});
+
 await test('Reset asks before it throws progress away', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${SMALL}`);

@@ -144,6 +144,9 @@ export function onWorkerMessage(msg) {
       if (state.source !== 'loaded' && !msg.resumed) clearRuns(Array.from(msg.names), msg.config.runs);
       showBackend(msg.backend);
       fillViewSelectors();
+      // A new engine inspects run (0, 0) until told otherwise: tell it which run the page
+      // shows, or its snapshots (of another run) are dropped and the views stay empty.
+      engine.view(state.view.method, state.view.run);
       document.body.dataset.state = 'ready';
       document.body.dataset.checksum = msg.checksum;
       setStatus();

@@ -41,6 +41,16 @@ export function curves(metric, xMode) {
   });
 }
 
+/** Why a chart has nothing to draw: the setting has no such metric, or no evaluation is in. */
+function emptyText(metric) {
+  const knownCodes = state.config && state.config.setting === 'known_codes';
+  if (knownCodes && metric === 'dict_mcc') return 'No dictionary in the known-codes setting.';
+  if (knownCodes && metric === 'test_mse') {
+    return 'No reconstruction in the known-codes setting: the encoders are trained to predict the codes, with no decoder.';
+  }
+  return 'No evaluations yet.';
+}
+
 export function renderCharts() {
   const xMode = $('x-axis').value;
   for (const [metric, chart] of Object.entries(charts)) {
@@ -85,9 +95,7 @@ export function renderCharts() {
         chart.plot = null;
         chart.shape = '';
       }
-      chart.legend.textContent = metric === 'dict_mcc' && state.config && state.config.setting === 'known_codes'
-        ? 'No dictionary in the known-codes setting.'
-        : 'No evaluations yet.';
+      chart.legend.textContent = emptyText(metric);
       continue;
     }
     wrap.dataset.empty = 'false';
