@@ -156,6 +156,54 @@ async fn tick() {
     wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
 }
 
+/// The fused training kernel compiles under the browser's WGSL compiler and gives the CPU's
+/// numbers: an SAE with bias and a TopK SAE, 45 steps in two calls (the second past one
+/// dispatch on a software adapter).
+#[wasm_bindgen_test]
+async fn fused_encoder_training_matches_the_cpu_on_webgpu() {
+    use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+    let Some(g) = gpu().await else { return };
+    let cpu = CpuBackend::new(1);
+    let (dim, atoms, n) = (8, 16, 100);
+    let x_values: Vec<f32> = random(dim * n, 41).iter().map(|v| v.abs()).collect();
+    for (bias, topk) in [(true, None), (false, Some(3))] {
+        let mut outputs = Vec::new();
+        for b in [&g as &dyn Backend, &cpu] {
+            let x = b.upload(Shape::new(1, dim, n), &x_values);
+            let spec = EncoderSpec {
+                hidden: vec![],
+                topk,
+                bias,
+            };
+            let mut model = EncoderModel::new(
+                b,
+                &mut [Rng::new(50), Rng::new(51)],
+                &spec,
+                dim,
+                atoms,
+                DecoderInit::Learned,
+                Objective::Reconstruction { l1_penalty: 0.05 },
+                &[1e-2],
+            );
+            model.train_steps(b, &x, None, 5, false);
+            model.train_steps(b, &x, None, 40, true);
+            model.settle(b);
+            let mut values = Vec::new();
+            for p in model.params() {
+                values.extend(host(b, p).await);
+            }
+            values.extend(host(b, model.loss()).await);
+            outputs.push(values);
+        }
+        assert_close(
+            &format!("fused training, bias={bias} topk={topk:?}"),
+            &outputs[0],
+            &outputs[1],
+            2e-3,
+        );
+    }
+}
+
 #[wasm_bindgen_test]
 async fn an_experiment_runs_on_webgpu_and_agrees_with_the_cpu() {
     if gpu().await.is_none() {
