@@ -98,7 +98,31 @@ $('add-method').addEventListener('change', (e) => {
 for (const button of document.querySelectorAll('[data-preset]')) {
   button.addEventListener('click', () => applyConfig(presetConfig(button.dataset.preset)));
 }
-$('play').addEventListener('click', () => (state.playing ? pause() : play()));
+// On a phone the form stands above the charts: Run shows them (the run bar stays on top).
+const PHONE = window.matchMedia('(max-width: 900px)');
+function showOnPhone(target) {
+  if (!PHONE.matches) return;
+  const smooth = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+  target.scrollIntoView({ block: 'start', behavior: smooth ? 'smooth' : 'auto' });
+}
+$('play').addEventListener('click', () => {
+  if (state.playing) {
+    pause();
+    return;
+  }
+  play();
+  if (state.playing || state.autorun) showOnPhone(document.querySelector('.charts'));
+});
+$('sweep-play').addEventListener('click', () => {
+  if (sweep.playing) showOnPhone($('sweep-figures'));
+});
+// The skip link: straight to the Run button of the mode shown (its toolbar while Run waits).
+$('skip-run').addEventListener('click', (e) => {
+  e.preventDefault();
+  const sweeps = document.body.dataset.mode === 'sweep';
+  const run = $(sweeps ? 'sweep-play' : 'play');
+  (run.disabled ? $(sweeps ? 'sweep-run-controls' : 'run-controls') : run).focus();
+});
 $('step').addEventListener('click', () => {
   if (!state.ready) return;
   if (state.source === 'loaded') {

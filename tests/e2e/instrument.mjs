@@ -260,6 +260,51 @@ await test('on a phone the page fits the screen and Run is at hand', async () =>
   await ctx.close();
 });
 
+await test('by keyboard: a skip link reaches Run first, presets have distinct names and the active one is marked', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1366, height: 900 } }));
+  await page.goto(`${origin}${BASE}`);
+  await waitState(page, 'ready');
+  await page.keyboard.press('Tab');
+  assert.deepEqual(
+    await page.evaluate(() => [document.activeElement.id, document.activeElement.textContent]),
+    ['skip-run', 'Skip to Run'],
+  );
+  await page.keyboard.press('Enter');
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'play');
+  const names = await page.$$eval('[data-preset], [data-sweep-preset]', (bs) =>
+    bs.map((b) => b.getAttribute('aria-label') || b.textContent.trim()),
+  );
+  assert.equal(new Set(names).size, names.length, `names repeat: ${names.join(' | ')}`);
+  assert.ok(names.includes('Known codes, paper-exact'), names.join(' | '));
+  const pressed = () => page.$$eval('[data-preset][aria-pressed="true"]', (bs) => bs.map((b) => b.dataset.preset));
+  assert.deepEqual(await pressed(), ['quick-known-d'], 'the default preset is marked');
+  await page.click('[data-preset="quick-known-z"]');
+  await waitState(page, 'ready');
+  assert.deepEqual(await pressed(), ['quick-known-z']);
+  await page.fill('#steps', '500');
+  await page.press('#steps', 'Tab');
+  await page.waitForFunction(() => !document.querySelector('[data-preset][aria-pressed="true"]'));
+  await ctx.close();
+});
+
+await test('on a phone Run brings the charts into view below the run bar', async () => {
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  const { page } = await newPage(ctx);
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  const top = () => page.$eval('.charts', (c) => c.getBoundingClientRect().top);
+  assert.ok((await top()) > 844, `the charts already start at ${await top()} px`);
+  await page.click('#play');
+  await page.waitForFunction(() => {
+    const t = document.querySelector('.charts').getBoundingClientRect().top;
+    return t >= 40 && t < 200;
+  });
+  const bar = await page.locator('#play').boundingBox();
+  assert.ok(bar.y >= 0 && bar.y < 100, `Run stays at hand: ${JSON.stringify(bar)}`);
+  await page.screenshot({ path: join(ARTIFACTS, 'mobile-after-run.png'), fullPage: false });
+  await ctx.close();
+});
+
 await test('the true codes show before the first evaluation', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${SMALL}`);

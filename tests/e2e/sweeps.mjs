@@ -136,6 +136,33 @@ await test('a sweep preset loads its settings and waits for Run', async () => {
   await ctx.close();
 });
 
+await test('an invalid solver box marks its field, disables Run with the reason, and a fix enables it', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await page.goto(`${origin}${BASE}#${PHASE}`);
+  await waitSweep(page, 'ready');
+  assert.equal(await page.isDisabled('#sweep-play'), false);
+  // Ticking a solver fills its box with its default.
+  await page.check('[data-solver="adam"]');
+  await page.waitForFunction(() => /solvers=fista(:[\w.-]+)*,adam/.test(location.hash));
+  assert.match(await page.inputValue('[data-solver-steps="adam"]'), /^[1-9]\d*$/);
+  const hash = await page.evaluate(() => location.hash);
+  await page.fill('[data-solver-steps="adam"]', '0');
+  await page.press('[data-solver-steps="adam"]', 'Tab');
+  await page.waitForFunction(() => document.querySelector('[data-solver-steps="adam"]').getAttribute('aria-invalid') === 'true');
+  const note = await page.$eval('[data-solver-steps="adam"]', (el) => document.getElementById(el.getAttribute('aria-describedby'))?.textContent || '');
+  assert.match(note, /between 1 and/);
+  assert.equal(await page.isDisabled('#sweep-play'), true, 'Run waits for a valid form');
+  assert.match(await page.textContent('#sweep-play-why'), /^Fix the marked field to run: must be between 1 and/);
+  assert.equal(await page.evaluate(() => location.hash), hash, 'the link keeps the last valid sweep');
+  await page.fill('[data-solver-steps="adam"]', '200');
+  await page.press('[data-solver-steps="adam"]', 'Tab');
+  await page.waitForFunction(() => !document.querySelector('#sweep-form [aria-invalid="true"]'));
+  assert.equal(await page.isDisabled('#sweep-play'), false);
+  assert.equal(await page.isVisible('#sweep-play-why'), false);
+  assert.equal(await page.$$eval('#sweep-form .field-error', (e) => e.length), 0);
+  await ctx.close();
+});
+
 await test('cells whose solver stopped at its cap unconverged are marked, keyed and counted', async () => {
   const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
   await page.goto(`${origin}${BASE}#v=2&sweep=phase&axes=delta:0.2~rho:0.1_0.3&solvers=fista:s50:tol0.00001&seed=3&run=1`);

@@ -2,7 +2,7 @@
 // Cancel, the engine's messages, the status line and the controls' state.
 import { formatDuration } from './format.mjs';
 import { EnginePool, poolSize } from '../engine-pool.js';
-import { memoryEstimate, validateConfig } from '../engine.js';
+import { memoryEstimate, presetConfig, validateConfig } from '../engine.js';
 import { downloadText, save } from './files.js';
 import { FORM_ERROR, clearFieldErrors, fieldError, showConfigError, writeForm } from './form.js';
 import { updateLink } from './link.js';
@@ -44,8 +44,25 @@ export function applyConfig(config, { fromForm = false, keepResults = false } = 
   if (!fromForm || structural) writeForm(checked);
   else $('eval_steps').value = (checked.train.eval_steps || []).join(', ');
   updateLink();
+  markPresets(checked);
   startExperiment(keepResults);
   return true;
+}
+
+// Each preset's validated config as JSON, made once (what an experiment is compared with).
+const presetJson = new Map();
+
+/** Mark the preset button whose experiment the form shows (none after an edit). */
+export function markPresets(checked) {
+  const shown = JSON.stringify(checked);
+  for (const button of document.querySelectorAll('[data-preset]')) {
+    const name = button.dataset.preset;
+    if (!presetJson.has(name)) {
+      const config = presetConfig(name);
+      presetJson.set(name, JSON.stringify(validateConfig(config, workersFor(config))));
+    }
+    button.setAttribute('aria-pressed', String(presetJson.get(name) === shown));
+  }
 }
 
 /** Say in the footer what computes, and show why it is not what was asked for. */

@@ -50,7 +50,7 @@ const SOLVERS = [
   { id: 'fista', text: 'FISTA, non-negative', make: (steps) => recoveryFista(steps, true), match: (s) => s.solver === 'fista' && s.nonneg },
   { id: 'fista-signed', text: 'FISTA, signed', make: (steps) => recoveryFista(steps, false), match: (s) => s.solver === 'fista' && !s.nonneg },
   { id: 'omp', text: 'OMP (greedy, K atoms)', make: () => solverDefaults('omp'), match: (s) => s.solver === 'omp' },
-  { id: 'adam', text: 'Adam on log-codes (the paper\'s)', make: (steps) => ({ ...solverDefaults('adam'), ...(steps ? { steps } : {}) }), match: (s) => s.solver === 'adam' },
+  { id: 'adam', text: 'Adam on log-codes (the paper\'s)', make: (steps) => ({ ...solverDefaults('adam'), ...(steps !== undefined ? { steps } : {}) }), match: (s) => s.solver === 'adam' },
 ];
 
 export const sweep = {
@@ -58,6 +58,7 @@ export const sweep = {
   model: null,
   pool: new SweepPool((e) => onPoolEvent(e)),
   playing: false,
+  formInvalid: '', // why the form shows a value the engine refused (Run waits for a valid form)
   source: 'live', // 'live', 'stored' (restored after a reload) or 'loaded' (a results file)
   ui: { metric: null, diffA: 0, diffB: 1 },
   fractions: [],
@@ -101,15 +102,16 @@ function updateLink() {
  * units this browser kept for it, redraw. `fromForm`: an edit, whose error goes beside the
  * form and keeps the sweep shown; otherwise errors throw.
  */
-export function setSweep(config, { fromForm = false, autorun = false } = {}) {
+export function setSweep(config, { fromForm = false, autorun = false, target = null } = {}) {
   let checked;
   try {
     checked = check(config);
   } catch (e) {
     if (!fromForm) throw e;
-    showError(`Not applied: ${errorText(e)}`);
+    formError(errorText(e), target);
     return false;
   }
+  clearFormErrors();
   showError('');
   sweep.pool.terminate();
   sweep.playing = false;
@@ -355,7 +357,10 @@ function updateControls() {
   const m = sweep.model;
   const complete = !!m && m.unitsDone === m.unitCount;
   const play = $('sweep-play');
-  play.disabled = !m || complete;
+  play.disabled = !m || complete || !!sweep.formInvalid;
+  const why = $('sweep-play-why');
+  why.textContent = sweep.formInvalid ? `Fix the marked field to run: ${sweep.formInvalid}` : '';
+  why.hidden = !sweep.formInvalid;
   play.textContent = sweep.playing ? 'Pause' : m && m.unitsDone > 0 && !complete ? 'Resume sweep' : 'Run sweep';
   play.setAttribute('aria-pressed', String(sweep.playing));
   $('sweep-cancel').disabled = !sweep.playing && sweep.pool.size === 0;
@@ -469,6 +474,72 @@ function showError(text) {
   const box = $('sweep-error');
   box.textContent = text;
   box.hidden = !text;
+}
+
+// Controls of the sweep form by the engine's path for them.
+const SWEEP_FIELDS = {
+  seeds: 'sweep-seeds',
+  'base.data.num_atoms': 'sweep-N',
+  'base.data.num_samples': 'sweep-trials',
+  'base.train.steps': 'sweep-enc-steps',
+  'recovery.success.tol': 'sweep-tol',
+};
+
+/** The control an error about `path` is about (else the one just edited, `target`). */
+function controlFor(path, target) {
+  const solver = /^recovery\.solvers\[(\d+)\]/.exec(path || '');
+  if (solver) {
+    const ticked = SOLVERS.filter((s) => document.querySelector(`[data-solver="${s.id}"]`)?.checked);
+    const on = ticked[Number(solver[1])];
+    const box = on && document.querySelector(`[data-solver-steps="${on.id}"]`);
+    if (box) return box;
+  }
+  const axis = /^axes\[(\d+)\]/.exec(path || '');
+  if (axis) {
+    const values = document.querySelector(`#sweep-axes [data-axis="${axis[1]}"][data-role="values"]`);
+    if (values) return values;
+  }
+  if (path && SWEEP_FIELDS[path]) return $(SWEEP_FIELDS[path]);
+  return target && target.matches?.('#sweep-form input, #sweep-form select, #sweep-form textarea') ? target : null;
+}
+
+function clearFormErrors() {
+  for (const el of document.querySelectorAll('#sweep-form [aria-invalid="true"]')) {
+    el.removeAttribute('aria-invalid');
+    el.removeAttribute('aria-describedby');
+  }
+  for (const el of document.querySelectorAll('#sweep-form .field-error')) el.remove();
+  sweep.formInvalid = '';
+  updateControls();
+}
+
+/**
+ * A refused edit, as the experiment form shows one: the control it is about marked, the
+ * message beside it, and Run disabled with the reason beside it until the form is valid (so
+ * nothing runs that the form does not show).
+ */
+function formError(message, target) {
+  clearFormErrors();
+  const m = /^([\w.[\]]+): ([\s\S]*)$/.exec(message);
+  const control = controlFor(m ? m[1] : null, target);
+  const text = m && control ? m[2] : message;
+  if (control) {
+    const note = document.createElement('span');
+    note.className = 'field-error';
+    note.id = `sweep-error-${control.id || control.dataset.solverSteps || control.dataset.axis || 'field'}`;
+    note.setAttribute('role', 'alert');
+    note.textContent = text;
+    control.setAttribute('aria-invalid', 'true');
+    control.setAttribute('aria-describedby', note.id);
+    (control.closest('label') || control).after(note);
+    const smooth = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+    note.scrollIntoView({ block: 'nearest', behavior: smooth ? 'smooth' : 'auto' });
+  }
+  sweep.formInvalid = text;
+  // The summary names the control in the form's words, not the engine's path.
+  const name = control && (control.getAttribute('aria-label') || control.closest('label')?.textContent.trim());
+  showError(`Not applied: ${name ? `${name}: ${text}` : message}`);
+  updateControls();
 }
 
 function writeForm() {
@@ -699,10 +770,10 @@ function onFormChange(event) {
   try {
     config = readForm(event);
   } catch (e) {
-    showError(`Not applied: ${errorText(e)}`);
+    formError(errorText(e), event.target);
     return;
   }
-  setSweep(config, { fromForm: true });
+  setSweep(config, { fromForm: true, target: event.target });
 }
 
 function onFormClick(event) {
