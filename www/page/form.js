@@ -1,7 +1,7 @@
 // The config form: reading it into a config, writing a config into it, the method editors.
 import { presetConfig, solverDefaults } from '../engine.js';
 import { applyConfig } from './player.js';
-import { DEFAULT_PRESET, $, state } from './state.js';
+import { DEFAULT_PRESET, $, clearFieldMarks, markField, state } from './state.js';
 
 export const DATA_FIELDS = ['num_atoms', 'data_dim', 'sparsity_k', 'num_samples', 'noise_std', 'frequency_skew'];
 
@@ -321,11 +321,7 @@ function labelOf(control) {
 }
 
 export function clearFieldErrors() {
-  for (const el of document.querySelectorAll('#config [aria-invalid="true"]')) {
-    el.removeAttribute('aria-invalid');
-    el.removeAttribute('aria-describedby');
-  }
-  for (const el of document.querySelectorAll('#config .field-error')) el.remove();
+  clearFieldMarks('#config');
   state.formInvalid = false;
 }
 
@@ -344,16 +340,6 @@ export function fieldError(message) {
   if (control.dataset.field === 'hidden') {
     text = `list widths from 1 to 16384 separated by dashes, e.g. 32 or 256-256 (got "${control.value}")`;
   }
-  const shown = `${labelOf(control)}: ${text}`;
-  const note = document.createElement('span');
-  note.className = 'field-error';
-  note.id = `error-${control.id || control.dataset.field || 'field'}`;
-  note.setAttribute('role', 'alert');
-  note.textContent = text;
-  control.setAttribute('aria-invalid', 'true');
-  control.setAttribute('aria-describedby', note.id);
-  (control.closest('label') || control).after(note);
-  const smooth = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
-  note.scrollIntoView({ block: 'nearest', behavior: smooth ? 'smooth' : 'auto' });
-  return shown;
+  markField(control, text, `error-${control.id || control.dataset.field || 'field'}`);
+  return `${labelOf(control)}: ${text}`;
 }

@@ -67,3 +67,28 @@ export function banner(kind, text, id) {
 export function errorText(e) {
   return e && e.message ? e.message : String(e);
 }
+
+/**
+ * Mark `control` invalid with `text` beside it (an alert the control is described by), scrolled
+ * into view: how both forms show a refused field. `clearFieldMarks(scope)` undoes it.
+ */
+export function markField(control, text, id) {
+  const note = document.createElement('span');
+  note.className = 'field-error';
+  note.id = id;
+  note.setAttribute('role', 'alert');
+  note.textContent = text;
+  control.setAttribute('aria-invalid', 'true');
+  control.setAttribute('aria-describedby', note.id);
+  (control.closest('label') || control).after(note);
+  const smooth = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
+  note.scrollIntoView({ block: 'nearest', behavior: smooth ? 'smooth' : 'auto' });
+}
+
+export function clearFieldMarks(scope) {
+  for (const el of document.querySelectorAll(`${scope} [aria-invalid="true"]`)) {
+    el.removeAttribute('aria-invalid');
+    el.removeAttribute('aria-describedby');
+  }
+  for (const el of document.querySelectorAll(`${scope} .field-error`)) el.remove();
+}

@@ -16,7 +16,7 @@ import { downloadURL } from '../charts.js';
 import { poolSize } from '../engine-pool.js';
 import { downloadText } from '../page/files.js';
 import { formatDuration, formatRate } from '../page/format.mjs';
-import { $, banner, errorText } from '../page/state.js';
+import { $, banner, clearFieldMarks, errorText, markField } from '../page/state.js';
 import { svgToPng } from '../svgplot.js';
 import { paramLabel, sweepFigures, sweepTable } from '../views/sweep.js';
 import { METRICS, SweepModel, metricsFor } from './model.js';
@@ -504,11 +504,7 @@ function controlFor(path, target) {
 }
 
 function clearFormErrors() {
-  for (const el of document.querySelectorAll('#sweep-form [aria-invalid="true"]')) {
-    el.removeAttribute('aria-invalid');
-    el.removeAttribute('aria-describedby');
-  }
-  for (const el of document.querySelectorAll('#sweep-form .field-error')) el.remove();
+  clearFieldMarks('#sweep-form');
   sweep.formInvalid = '';
   updateControls();
 }
@@ -524,16 +520,7 @@ function formError(message, target) {
   const control = controlFor(m ? m[1] : null, target);
   const text = m && control ? m[2] : message;
   if (control) {
-    const note = document.createElement('span');
-    note.className = 'field-error';
-    note.id = `sweep-error-${control.id || control.dataset.solverSteps || control.dataset.axis || 'field'}`;
-    note.setAttribute('role', 'alert');
-    note.textContent = text;
-    control.setAttribute('aria-invalid', 'true');
-    control.setAttribute('aria-describedby', note.id);
-    (control.closest('label') || control).after(note);
-    const smooth = !window.matchMedia('(prefers-reduced-motion: reduce)').matches;
-    note.scrollIntoView({ block: 'nearest', behavior: smooth ? 'smooth' : 'auto' });
+    markField(control, text, `sweep-error-${control.id || control.dataset.solverSteps || control.dataset.axis || 'field'}`);
   }
   sweep.formInvalid = text;
   // The summary names the control in the form's words, not the engine's path.
