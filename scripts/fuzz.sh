@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzz every parser of untrusted input (share links, config JSON, results JSON, .npy, sweep
+# Fuzz every parser of untrusted input (share links, config JSON, results JSON, .npy, activation
+# files (.npy and .safetensors) and token texts, sweep
 # links, sweep configs and results) with libFuzzer through cargo-fuzz, each for a bounded
 # time: `bash scripts/fuzz.sh [SECONDS]`
 # (default 15 per target; scripts/test.sh runs this). Longer runs: `bash scripts/fuzz.sh 3600`.
@@ -13,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 SECONDS_PER_TARGET="${1:-15}"
-TARGETS="${TARGETS:-share_link config_json results_json npy sweep_link sweep_json}"
+TARGETS="${TARGETS:-share_link config_json results_json npy activations sweep_link sweep_json}"
 # cargo-fuzz is pinned and installed by the set-up script.
 cargo fuzz --version >/dev/null 2>&1 || bash scripts/setup.sh
 

@@ -718,7 +718,12 @@ pub(crate) fn preset_named<P: Copy, const N: usize>(
         })
 }
 
-fn check_size(field: &str, value: usize, min: usize, max: usize) -> Result<(), ConfigError> {
+pub(crate) fn check_size(
+    field: &str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::invalid(
             field,
@@ -728,7 +733,7 @@ fn check_size(field: &str, value: usize, min: usize, max: usize) -> Result<(), C
     Ok(())
 }
 
-fn check_positive_finite(field: &str, value: f64, max: f64) -> Result<(), ConfigError> {
+pub(crate) fn check_positive_finite(field: &str, value: f64, max: f64) -> Result<(), ConfigError> {
     if !value.is_finite() || value <= 0.0 || value > max {
         return Err(ConfigError::invalid(
             field,
@@ -738,7 +743,11 @@ fn check_positive_finite(field: &str, value: f64, max: f64) -> Result<(), Config
     Ok(())
 }
 
-fn check_non_negative_finite(field: &str, value: f64, max: f64) -> Result<(), ConfigError> {
+pub(crate) fn check_non_negative_finite(
+    field: &str,
+    value: f64,
+    max: f64,
+) -> Result<(), ConfigError> {
     if !value.is_finite() || value < 0.0 || value > max {
         return Err(ConfigError::invalid(
             field,

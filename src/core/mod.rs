@@ -9,6 +9,7 @@ pub(crate) mod lanes;
 pub mod metrics;
 pub mod microbench;
 pub mod models;
+pub mod real;
 pub mod results;
 pub mod rng;
 pub mod run;

@@ -49,7 +49,7 @@ pub fn default_clock() -> f64 {
 }
 
 /// A stream id from a name (FNV-1a), so model streams do not depend on method order.
-fn stream_id(name: &str) -> u64 {
+pub(crate) fn stream_id(name: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in name.bytes() {
         h ^= u64::from(b);
@@ -101,7 +101,7 @@ enum Learner {
 
 /// Samples of each minibatch for one member: shuffled once per epoch; an incomplete tail is
 /// skipped.
-struct Batcher {
+pub(crate) struct Batcher {
     order: Vec<u32>,
     pos: usize,
     size: usize,
@@ -109,7 +109,17 @@ struct Batcher {
 }
 
 impl Batcher {
-    fn next_indices(&mut self) -> &[u32] {
+    /// Batches of `size` of the samples 0..n, the order drawn from `rng`.
+    pub(crate) fn new(n: usize, size: usize, rng: Rng) -> Self {
+        Self {
+            order: (0..n as u32).collect(),
+            pos: n, // shuffle before the first batch
+            size,
+            rng,
+        }
+    }
+
+    pub(crate) fn next_indices(&mut self) -> &[u32] {
         if self.pos + self.size > self.order.len() {
             self.rng.shuffle(&mut self.order);
             self.pos = 0;
@@ -361,11 +371,12 @@ impl StackRun {
             (Some(size), Learner::Encoder(_) | Learner::SparseCoding(_)) if size < n => {
                 let batchers = seeds
                     .iter()
-                    .map(|&seed| Batcher {
-                        order: (0..n as u32).collect(),
-                        pos: n, // shuffle before the first batch
-                        size,
-                        rng: Rng::with_stream(seed, stream_id(&format!("{arch_key}/batches"))),
+                    .map(|&seed| {
+                        Batcher::new(
+                            n,
+                            size,
+                            Rng::with_stream(seed, stream_id(&format!("{arch_key}/batches"))),
+                        )
                     })
                     .collect();
                 let supervised = setting == Setting::KnownCodes;

@@ -357,8 +357,9 @@ fn parse_bool(key: &str, value: &str) -> Result<bool, ShareError> {
     }
 }
 
-/// Parse one method token, e.g. `ito:b:fista:s200:signed`.
-fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
+/// Parse one method token, e.g. `ito:b:fista:s200:signed` (the link's `methods` syntax, which
+/// the command line's `--methods` takes too).
+pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let key = "methods";
     let mut parts = token.split(':');
     let kind = parts.next().unwrap_or_default();

@@ -401,6 +401,20 @@ impl FistaRun {
         }
     }
 
+    /// Start from `codes` (the codes' shape, e.g. an encoder's codes) instead of zero: the
+    /// frontier's "encoder, then k iterations" points.
+    pub fn warm_start(&mut self, backend: &dyn Backend, codes: &Tensor) {
+        assert_eq!(
+            codes.shape(),
+            self.s.shape(),
+            "warm-start codes of the codes' shape"
+        );
+        assert_eq!(self.done, 0, "warm start before the first iteration");
+        backend.copy(codes, &mut self.s);
+        backend.copy(codes, &mut self.s_prev);
+        backend.copy(codes, &mut self.y);
+    }
+
     fn thresholds(&self) -> Vec<f32> {
         self.step_over_penalty
             .iter()

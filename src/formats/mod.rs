@@ -3,4 +3,5 @@
 //! bytes actually present before anything is allocated from them, and every failure is an
 //! error with a message, never a panic.
 
+pub mod activations;
 pub mod npy;

@@ -1,4 +1,5 @@
-//! 2-D `.npy` arrays of float32 or float64 (rows = samples or atoms, C or Fortran order).
+//! 2-D `.npy` arrays of float16, float32 or float64 (rows = samples or atoms, C or Fortran
+//! order); float16 is how language-model activations are usually stored.
 //!
 //! Parsing goes through the `npyz` crate, behind a guard: the preamble's header length, the
 //! nesting of the header's Python literal and the array's shape are checked here first, and
@@ -28,10 +29,10 @@ pub enum NpyError {
     TooLarge(Vec<u64>),
     #[error("the header describes {expected} bytes of data but the file holds {actual}")]
     DataSize { expected: u64, actual: u64 },
-    #[error("expected float32 or float64 values, got dtype {0}")]
+    #[error("expected float16, float32 or float64 values, got dtype {0}")]
     DType(String),
-    #[error("contains NaN or infinite values")]
-    NonFinite,
+    #[error("row {row}, column {col} is {value} (NaN and infinite values cannot be used)")]
+    NonFinite { row: usize, col: usize, value: f32 },
 }
 
 /// A parsed array: `rows` x `cols`, values in row-major (C) order.
@@ -155,6 +156,7 @@ pub fn parse(bytes: &[u8]) -> Result<Array2, NpyError> {
         ));
     }
     let item_bytes: u64 = match npy.dtype() {
+        npyz::DType::Plain(t) if t.to_string().ends_with("f2") => 2,
         npyz::DType::Plain(t) if t.to_string().ends_with("f4") => 4,
         npyz::DType::Plain(t) if t.to_string().ends_with("f8") => 8,
         other => return Err(NpyError::DType(other.descr())),
@@ -167,7 +169,13 @@ pub fn parse(bytes: &[u8]) -> Result<Array2, NpyError> {
         return Err(NpyError::DataSize { expected, actual });
     }
     let fortran = npy.order() == npyz::Order::Fortran;
-    let values: Vec<f32> = if item_bytes == 4 {
+    let values: Vec<f32> = if item_bytes == 2 {
+        npy.into_vec::<half::f16>()
+            .map_err(|e| format_error(e.to_string()))?
+            .into_iter()
+            .map(f32::from)
+            .collect()
+    } else if item_bytes == 4 {
         npy.into_vec::<f32>()
             .map_err(|e| format_error(e.to_string()))?
     } else {
@@ -179,10 +187,20 @@ pub fn parse(bytes: &[u8]) -> Result<Array2, NpyError> {
     };
     // The sizes were checked against the bytes present: the values are all there.
     debug_assert_eq!(values.len() as u64, count);
-    if values.iter().any(|v| !v.is_finite()) {
-        return Err(NpyError::NonFinite);
-    }
     let (rows, cols) = (rows as usize, cols as usize);
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        // Where the file has it: C order walks a row, Fortran order a column.
+        let (row, col) = if fortran {
+            (at % rows, at / rows)
+        } else {
+            (at / cols, at % cols)
+        };
+        return Err(NpyError::NonFinite {
+            row,
+            col,
+            value: values[at],
+        });
+    }
     let values = if fortran {
         // Stored column by column: as a column-major rows x cols matrix, transposed.
         Matrix::from_vec(rows, cols, values)

@@ -21,6 +21,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use wasm_bindgen::prelude::*;
 
+pub mod real;
 pub mod sweep;
 
 #[wasm_bindgen]

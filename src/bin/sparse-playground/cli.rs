@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run an experiment (a paper preset or a JSON config) and print a summary.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print a preset's full JSON config (a starting point for --config).
     Config {
         #[arg(long, default_value = "unknown-zd")]
@@ -73,6 +73,9 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         points: usize,
     },
+    /// Print the default JSON config of an experiment on real activations (a starting point
+    /// for `run --activations FILE --config`).
+    RealConfig,
     /// Print a sweep preset's full JSON config (a starting point for `sweep --config`).
     SweepConfig {
         #[arg(long, default_value = "quick-scaling")]
@@ -133,48 +136,51 @@ fn parse_shard(text: &str) -> Result<(usize, usize), String> {
 }
 
 #[derive(Args, Debug, Clone)]
-struct ConfigSource {
+pub(crate) struct ConfigSource {
     /// One of known-z, known-d, unknown-zd (the paper's three experiments).
     #[arg(long, conflicts_with = "config")]
-    preset: Option<String>,
-    /// A JSON config file (see `sparse-playground config`).
+    pub(crate) preset: Option<String>,
+    /// A JSON config file (see `sparse-playground config`; with --activations, a config of
+    /// real activations: see `real-config`).
     #[arg(long)]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Override the number of training steps.
     #[arg(long)]
-    steps: Option<u64>,
+    pub(crate) steps: Option<u64>,
     /// Override the number of runs (seeds).
     #[arg(long)]
-    runs: Option<u32>,
+    pub(crate) runs: Option<u32>,
     /// Override the seed.
     #[arg(long)]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// Override the evaluation interval (steps).
     #[arg(long)]
-    log_every: Option<u64>,
+    pub(crate) log_every: Option<u64>,
 }
 
 #[derive(Args, Debug)]
-struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    source: ConfigSource,
+    pub(crate) source: ConfigSource,
+    #[command(flatten)]
+    pub(crate) real: crate::real::RealArgs,
     /// Write the results JSON here.
     #[arg(long)]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Worker threads (default: all cores).
     #[arg(long)]
-    threads: Option<usize>,
+    pub(crate) threads: Option<usize>,
     /// No progress bar.
     #[arg(long)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Where to compute: cpu, gpu (Vulkan, Metal or DX12 through wgpu) or auto (the GPU when a
     /// real one is there and passes a parity probe, else the CPU).
     #[arg(long, default_value = "auto")]
-    backend: String,
+    pub(crate) backend: String,
     /// Memory the whole experiment may use, e.g. 8GiB or 500MB (default: half of this
     /// machine's memory). Checked against an estimate before anything is allocated.
     #[arg(long, value_parser = parse_bytes)]
-    memory_budget: Option<u64>,
+    pub(crate) memory_budget: Option<u64>,
 }
 
 /// A size such as `8GiB`, `500MB`, `1.5G` or a plain number of bytes.
@@ -212,7 +218,7 @@ fn parse_bytes(text: &str) -> Result<u64, String> {
 
 /// Half of the machine's physical memory (Linux `/proc/meminfo`), or 8 GiB where that cannot
 /// be read: the default memory budget of a run.
-fn default_memory_budget() -> u64 {
+pub(crate) fn default_memory_budget() -> u64 {
     let total = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|text| {
@@ -255,7 +261,7 @@ struct EvalArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Config { preset } => Preset::from_name(&preset)
             .map(|p| println!("{}", p.config().to_json_pretty()))
             .map_err(|e| e.to_string()),
@@ -269,6 +275,10 @@ pub fn main() -> ExitCode {
             for (d, s, n) in theory::curves(points) {
                 println!("{d},{s},{n}");
             }
+            Ok(())
+        }
+        Command::RealConfig => {
+            println!("{}", crate::real::default_config_json());
             Ok(())
         }
         Command::SweepConfig { preset } => SweepPreset::from_name(&preset)
@@ -314,6 +324,9 @@ fn load_config(source: &ConfigSource) -> Result<ExperimentConfig, String> {
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
+    if args.real.activations.is_some() {
+        return crate::real::run(&args);
+    }
     let config = load_config(&args.source)?;
     let checked = config
         .validate()

@@ -8,6 +8,8 @@ mod bench;
 mod cli;
 #[cfg(not(target_arch = "wasm32"))]
 mod npy;
+#[cfg(not(target_arch = "wasm32"))]
+mod real;
 
 #[cfg(not(target_arch = "wasm32"))]
 fn main() -> std::process::ExitCode {

@@ -1,0 +1,1372 @@
+//! Experiments on real activations (a language model's residual stream, say), where no ground
+//! truth exists: methods train on the activations as they would on synthetic signals, and the
+//! amortisation gap is measured directly, as the distance of each method's codes from the
+//! per-sample optimum under the same dictionary.
+//!
+//! The steps: the activations are split by token into a training and a held-out set (seeded
+//! shuffle), centred and scaled with statistics of the training set only ([`prepare`]); every
+//! method trains on minibatches of the training set, with evaluations of the held-out set on the
+//! way; then an analysis on `gap.tokens` held-out tokens, per method and under its own learned
+//! dictionary D, of one objective for all methods,
+//!
+//! f(S) = (1/(nM)) |X - D S|^2 + (lambda/(nN)) |S|_1,
+//!
+//! (the training loss of the L1 methods; lambda is `gap.l1_penalty`, by default the training
+//! penalty): at the method's own codes, at the optimum (FISTA to a duality-gap tolerance), and at
+//! the points of the compute frontier: FISTA warm-started from the encoder's codes for a few
+//! iterations, and FISTA from zero for as many. The amortisation gap is f(own) / f(optimum) - 1.
+
+use super::config::{
+    check_non_negative_finite, check_positive_finite, check_size, limits, ConfigError,
+    MethodConfig, MetricsConfig, SolverConfig, TrainConfig,
+};
+use super::flops;
+use super::metrics;
+use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+use super::results::BackendInfo;
+use super::rng::Rng;
+use super::run::{stream_id, Batcher};
+use super::solvers::{AdamExp, FistaRun, SolverStats};
+use super::sparse_coding::SparseCodingModel;
+use super::Matrix;
+use crate::compute::{read_now, Backend, BackendError, Shape, Tensor};
+use crate::formats::activations::Activations;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Version of real-activation configs and results files.
+pub const REAL_VERSION: u32 = 1;
+/// Stream of the split's shuffle (model streams are named by method, as in synthetic runs).
+const SPLIT_STREAM: u64 = 7;
+/// The most latents a dictionary may have (the paper's LLM dictionary has 16,896).
+pub const MAX_LATENTS: usize = 65_536;
+
+/// How the activations are scaled after centring.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scaling {
+    /// As they are.
+    None,
+    /// One factor for all so that the mean squared norm of a token is the dimension (entries
+    /// of about unit variance), as the usual SAE libraries normalise.
+    Dim,
+    /// One factor for all so that the mean squared norm is 1.
+    Unit,
+}
+
+/// What is done to the activations before training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Preprocess {
+    /// Subtract the training set's mean activation.
+    pub center: bool,
+    pub scale: Scaling,
+    /// Fraction of tokens held out (drawn by a seeded shuffle of the tokens).
+    pub test_fraction: f64,
+    /// Use only this many tokens (the first ones of the shuffle); none: all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+}
+
+impl Default for Preprocess {
+    fn default() -> Self {
+        Self {
+            center: true,
+            scale: Scaling::Dim,
+            test_fraction: 0.2,
+            max_tokens: None,
+        }
+    }
+}
+
+/// The analysis of the amortisation gap.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GapConfig {
+    /// Held-out tokens analysed (the first ones of the held-out set; fewer if it has fewer).
+    pub tokens: usize,
+    /// The objective's lambda; none: the training penalty (`train.l1_penalty`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub l1_penalty: Option<f64>,
+    /// The optimum's tolerance: every token's duality gap at most this times half its squared
+    /// norm.
+    pub tol: f64,
+    /// The optimum's iteration cap.
+    pub max_iterations: u64,
+    /// FISTA iterations of the frontier's points (warm-started from the encoder's codes, and
+    /// from zero).
+    pub iterations: Vec<u64>,
+}
+
+impl Default for GapConfig {
+    fn default() -> Self {
+        Self {
+            tokens: 256,
+            l1_penalty: None,
+            tol: 1e-4,
+            max_iterations: 5_000,
+            iterations: vec![1, 3, 10, 30, 100],
+        }
+    }
+}
+
+/// Everything one experiment on real activations needs, but the activations themselves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealConfig {
+    pub version: u32,
+    /// What the activations are (a file name, or the shipped sample's name): recorded, not
+    /// read.
+    pub source: String,
+    pub preprocess: Preprocess,
+    /// Latents of every dictionary (N).
+    pub latents: usize,
+    /// SAE, TopK SAE, MLP encoder, sparse coding and SAE + inference.
+    pub methods: Vec<MethodConfig>,
+    pub train: TrainConfig,
+    pub gap: GapConfig,
+    pub metrics: MetricsConfig,
+    /// Seed of the split and of every model's initialisation and minibatches.
+    pub seed: u64,
+}
+
+impl Default for RealConfig {
+    fn default() -> Self {
+        Self {
+            version: REAL_VERSION,
+            source: String::new(),
+            preprocess: Preprocess::default(),
+            latents: 0,
+            methods: vec![
+                MethodConfig::Sae { bias: true },
+                MethodConfig::TopkSae { k: 32, bias: true },
+                MethodConfig::SaeIto {
+                    bias: true,
+                    inference: SolverConfig::Fista {
+                        steps: 5_000,
+                        nonneg: true,
+                        tol: Some(1e-3),
+                    },
+                },
+            ],
+            train: TrainConfig {
+                steps: 1_000,
+                lr: 1e-3,
+                l1_penalty: 10.0,
+                batch_size: Some(256),
+                log_every: 100,
+                eval_steps: Vec::new(),
+                per_method: Default::default(),
+            },
+            gap: GapConfig::default(),
+            metrics: MetricsConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+impl RealConfig {
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| ConfigError::invalid(e.path().to_string(), e.inner().to_string()))
+    }
+
+    /// The gap's lambda.
+    pub fn gap_l1(&self) -> f64 {
+        self.gap.l1_penalty.unwrap_or(self.train.l1_penalty)
+    }
+
+    /// Check the config against activations of `tokens` x `dim`.
+    pub fn validate(&self, tokens: usize, dim: usize) -> Result<(), ConfigError> {
+        if self.version != REAL_VERSION {
+            return Err(ConfigError::invalid(
+                "version",
+                format!(
+                    "this build reads version {REAL_VERSION}, got {}",
+                    self.version
+                ),
+            ));
+        }
+        let p = &self.preprocess;
+        if !(p.test_fraction.is_finite() && p.test_fraction > 0.0 && p.test_fraction <= 0.5) {
+            return Err(ConfigError::invalid(
+                "preprocess.test_fraction",
+                format!("must be above 0 and at most 0.5, got {}", p.test_fraction),
+            ));
+        }
+        if let Some(m) = p.max_tokens {
+            check_size("preprocess.max_tokens", m, 16, usize::MAX)?;
+        }
+        let (train_n, test_n) = split_sizes(tokens, p);
+        if train_n < 2 || test_n < 1 {
+            return Err(ConfigError::invalid(
+                "preprocess.test_fraction",
+                format!("{tokens} tokens leave {train_n} to train on and {test_n} held out"),
+            ));
+        }
+        check_size("latents", self.latents, 1, MAX_LATENTS)?;
+        if self.methods.is_empty() {
+            return Err(ConfigError::invalid(
+                "methods",
+                "choose at least one method",
+            ));
+        }
+        for (i, m) in self.methods.iter().enumerate() {
+            let field = format!("methods[{i}]");
+            match m {
+                MethodConfig::Sae { .. } => {}
+                MethodConfig::TopkSae { k, .. } => {
+                    if *k == 0 || *k > self.latents {
+                        return Err(ConfigError::invalid(
+                            format!("{field}.k"),
+                            format!(
+                                "must be between 1 and the {} latents, got {k}",
+                                self.latents
+                            ),
+                        ));
+                    }
+                }
+                MethodConfig::Mlp { hidden, .. } => {
+                    if hidden.is_empty() {
+                        return Err(ConfigError::invalid(
+                            format!("{field}.hidden"),
+                            "an MLP needs at least one hidden layer",
+                        ));
+                    }
+                    for (j, &h) in hidden.iter().enumerate() {
+                        check_size(&format!("{field}.hidden[{j}]"), h, 1, MAX_LATENTS)?;
+                    }
+                }
+                MethodConfig::SparseCoding { inference }
+                | MethodConfig::SaeIto { inference, .. } => {
+                    validate_solver(&format!("{field}.inference"), inference)?;
+                }
+            }
+        }
+        let t = &self.train;
+        if t.steps == 0 || t.steps > limits::MAX_STEPS {
+            return Err(ConfigError::invalid(
+                "train.steps",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    limits::MAX_STEPS,
+                    t.steps
+                ),
+            ));
+        }
+        check_positive_finite("train.lr", t.lr, 10.0)?;
+        check_non_negative_finite("train.l1_penalty", t.l1_penalty, 1e3)?;
+        for (kind, o) in &t.per_method {
+            let field = format!("train.per_method.{}", kind.config_name());
+            if let Some(lr) = o.lr {
+                check_positive_finite(&format!("{field}.lr"), lr, 10.0)?;
+            }
+            if let Some(l1) = o.l1_penalty {
+                check_non_negative_finite(&format!("{field}.l1_penalty"), l1, 1e3)?;
+            }
+        }
+        if let Some(b) = t.batch_size {
+            check_size("train.batch_size", b, 1, train_n)?;
+        }
+        if t.log_every == 0 {
+            return Err(ConfigError::invalid(
+                "train.log_every",
+                "must be at least 1",
+            ));
+        }
+        if !t.eval_steps.is_empty() {
+            return Err(ConfigError::invalid(
+                "train.eval_steps",
+                "real-activation runs evaluate every train.log_every steps",
+            ));
+        }
+        let g = &self.gap;
+        check_size("gap.tokens", g.tokens, 1, 1 << 20)?;
+        if let Some(l1) = g.l1_penalty {
+            check_positive_finite("gap.l1_penalty", l1, 1e3)?;
+        } else if t.l1_penalty <= 0.0 {
+            return Err(ConfigError::invalid(
+                "gap.l1_penalty",
+                "the gap's objective needs a positive lambda: set gap.l1_penalty or \
+                 train.l1_penalty",
+            ));
+        }
+        if !(g.tol.is_finite() && g.tol > 0.0 && g.tol < 1.0) {
+            return Err(ConfigError::invalid(
+                "gap.tol",
+                format!("must be between 0 and 1 (exclusive), got {}", g.tol),
+            ));
+        }
+        if g.max_iterations == 0 || g.max_iterations > limits::MAX_INFERENCE_STEPS {
+            return Err(ConfigError::invalid(
+                "gap.max_iterations",
+                format!(
+                    "must be between 1 and {}, got {}",
+                    limits::MAX_INFERENCE_STEPS,
+                    g.max_iterations
+                ),
+            ));
+        }
+        if g.iterations.len() > 16
+            || g.iterations
+                .iter()
+                .any(|&k| k == 0 || k > limits::MAX_INFERENCE_STEPS)
+        {
+            return Err(ConfigError::invalid(
+                "gap.iterations",
+                "at most 16 counts, each between 1 and the inference cap",
+            ));
+        }
+        let _ = dim;
+        Ok(())
+    }
+
+    /// Floats the experiment holds at once (data, every method's parameters, moments and
+    /// scratch, the analysis), for the memory budget.
+    pub fn floats(&self, tokens: usize, dim: usize) -> u64 {
+        let used = self.preprocess.max_tokens.map_or(tokens, |m| m.min(tokens)) as u64;
+        let (n, d) = (self.latents as u64, dim as u64);
+        let batch = self.train.batch_size.map_or(used, |b| b as u64);
+        let gap = self.gap.tokens as u64;
+        let mut total = 2 * used * d;
+        for m in &self.methods {
+            let widths = match m {
+                MethodConfig::Mlp { hidden, .. } => flops::widths(dim, hidden, self.latents),
+                _ => vec![dim, self.latents],
+            };
+            let params: u64 = widths.windows(2).map(|w| (w[0] * w[1] + w[1]) as u64).sum();
+            let acts: u64 = widths.iter().skip(1).map(|&w| w as u64).sum::<u64>() * batch;
+            total += 4 * (params + d * n) + 3 * acts + 2 * d * batch;
+            if matches!(m, MethodConfig::SparseCoding { .. }) {
+                total += 3 * n * used;
+            }
+            total += 6 * n * gap + 2 * d * gap;
+        }
+        total
+    }
+}
+
+fn validate_solver(field: &str, solver: &SolverConfig) -> Result<(), ConfigError> {
+    match solver {
+        SolverConfig::Fista { steps, .. } | SolverConfig::Adam { steps, .. }
+            if *steps == 0 || *steps > limits::MAX_INFERENCE_STEPS =>
+        {
+            Err(ConfigError::invalid(
+                format!("{field}.steps"),
+                format!(
+                    "must be between 1 and {}, got {steps}",
+                    limits::MAX_INFERENCE_STEPS
+                ),
+            ))
+        }
+        SolverConfig::Fista { tol: Some(t), .. } if !(t.is_finite() && *t > 0.0 && *t < 1.0) => {
+            Err(ConfigError::invalid(
+                format!("{field}.tol"),
+                format!("must be between 0 and 1 (exclusive), got {t}"),
+            ))
+        }
+        SolverConfig::Fista { .. } => Ok(()),
+        SolverConfig::Adam { lr, .. } => check_positive_finite(&format!("{field}.lr"), *lr, 10.0),
+        other => Err(ConfigError::invalid(
+            field,
+            format!(
+                "{} is not available on real activations: choose fista or adam",
+                other.short_name()
+            ),
+        )),
+    }
+}
+
+/// Tokens used, and of those how many train and how many are held out.
+fn split_sizes(tokens: usize, p: &Preprocess) -> (usize, usize) {
+    let used = p.max_tokens.map_or(tokens, |m| m.min(tokens));
+    let test = ((used as f64 * p.test_fraction).round() as usize).clamp(1, used);
+    (used - test, test)
+}
+
+/// The activations split, centred and scaled; one token per column.
+#[derive(Clone, Debug)]
+pub struct RealData {
+    pub train: Matrix,
+    pub test: Matrix,
+    /// The row of the file each training and held-out column came from.
+    pub train_rows: Vec<usize>,
+    pub test_rows: Vec<usize>,
+    /// The mean subtracted (training set), if centred.
+    pub mean: Option<Vec<f32>>,
+    /// The factor every (centred) value was multiplied by.
+    pub scale: f64,
+    /// FNV-1a of the file's values as read (f32 bits), to tell files apart in results.
+    pub checksum: u64,
+}
+
+/// Split, centre and scale `acts` as `p` says; statistics from the training tokens only.
+pub fn prepare(acts: &Activations, p: &Preprocess, seed: u64) -> RealData {
+    let mut order: Vec<usize> = (0..acts.tokens).collect();
+    Rng::with_stream(seed, SPLIT_STREAM).shuffle(&mut order);
+    let (train_n, test_n) = split_sizes(acts.tokens, p);
+    let test_rows: Vec<usize> = order[..test_n].to_vec();
+    let train_rows: Vec<usize> = order[test_n..test_n + train_n].to_vec();
+    let dim = acts.dim;
+    let mean: Option<Vec<f32>> = p.center.then(|| {
+        let mut sum = vec![0f64; dim];
+        for &r in &train_rows {
+            for (s, &v) in sum.iter_mut().zip(acts.row(r)) {
+                *s += f64::from(v);
+            }
+        }
+        sum.iter().map(|s| (s / train_n as f64) as f32).collect()
+    });
+    let centred = |r: usize| -> Vec<f32> {
+        let row = acts.row(r);
+        match &mean {
+            Some(m) => row.iter().zip(m).map(|(v, m)| v - m).collect(),
+            None => row.to_vec(),
+        }
+    };
+    let mean_sq_norm: f64 = train_rows
+        .iter()
+        .map(|&r| {
+            centred(r)
+                .iter()
+                .map(|v| f64::from(*v).powi(2))
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / train_n as f64;
+    let scale = match p.scale {
+        Scaling::None => 1.0,
+        _ if mean_sq_norm <= 0.0 => 1.0,
+        Scaling::Dim => (dim as f64 / mean_sq_norm).sqrt(),
+        Scaling::Unit => (1.0 / mean_sq_norm).sqrt(),
+    };
+    let columns = |rows: &[usize]| -> Matrix {
+        let mut values = Vec::with_capacity(rows.len() * dim);
+        for &r in rows {
+            values.extend(centred(r).iter().map(|v| (f64::from(*v) * scale) as f32));
+        }
+        Matrix::from_vec(dim, rows.len(), values)
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for v in &acts.values {
+        for b in v.to_bits().to_le_bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    RealData {
+        train: columns(&train_rows),
+        test: columns(&test_rows),
+        train_rows,
+        test_rows,
+        mean,
+        scale,
+        checksum: h,
+    }
+}
+
+/// The objective and the usual SAE figures of codes under a dictionary, on the host.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodeScore {
+    /// (1/(nM)) |X - D S|^2 + (lambda/(nN)) |S|_1.
+    pub objective: f64,
+    /// Mean squared error per entry.
+    pub mse: f64,
+    /// 1 - |X - D S|^2 / |X - mean X|^2.
+    pub explained_variance: f64,
+    /// Mean active latents per token.
+    pub l0: f64,
+    /// Latents active on none of the tokens scored.
+    pub dead_latents: usize,
+}
+
+/// Score codes `s` (N x n) of signals `x` (M x n) under `dict` (M x N).
+pub fn score_codes(
+    dict: &Matrix,
+    x: &Matrix,
+    s: &Matrix,
+    l1: f64,
+    l0_threshold: f64,
+) -> Result<CodeScore, metrics::MetricError> {
+    metrics::check_scorable("the codes", s)?;
+    let x_hat = dict * s;
+    let rec = metrics::reconstruction(&x_hat, x)?;
+    let sp = metrics::sparsity(s, l0_threshold)?;
+    let l1_mean = s.iter().map(|v| f64::from(v.abs())).sum::<f64>() / s.len() as f64;
+    Ok(CodeScore {
+        objective: rec.mse + l1 * l1_mean,
+        mse: rec.mse,
+        explained_variance: 1.0 - rec.nmse,
+        l0: sp.l0,
+        dead_latents: sp.dead_latents,
+    })
+}
+
+/// How close codes `a` are to codes `b` (both N x n): the mean over tokens of the cosine of
+/// the two code vectors (1 where both are zero), and the mean Jaccard index of their supports.
+pub fn code_agreement(a: &Matrix, b: &Matrix, threshold: f64) -> (f64, f64) {
+    let n = a.ncols().max(1);
+    let (mut cos_sum, mut jac_sum) = (0.0, 0.0);
+    for j in 0..a.ncols() {
+        let (ca, cb) = (a.column(j), b.column(j));
+        let (mut dot, mut na, mut nb) = (0f64, 0f64, 0f64);
+        let (mut both, mut either) = (0usize, 0usize);
+        for (&u, &v) in ca.iter().zip(cb.iter()) {
+            let (u, v) = (f64::from(u), f64::from(v));
+            dot += u * v;
+            na += u * u;
+            nb += v * v;
+            let (au, av) = (u.abs() > threshold, v.abs() > threshold);
+            both += usize::from(au && av);
+            either += usize::from(au || av);
+        }
+        cos_sum += match (na > 0.0, nb > 0.0) {
+            (false, false) => 1.0,
+            (true, true) => dot / (na.sqrt() * nb.sqrt()),
+            _ => 0.0,
+        };
+        jac_sum += if either == 0 {
+            1.0
+        } else {
+            both as f64 / either as f64
+        };
+    }
+    (cos_sum / n as f64, jac_sum / n as f64)
+}
+
+/// Which point of the frontier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointKind {
+    /// The encoder's codes.
+    Encoder,
+    /// The method's own inference (sparse coding, SAE + inference).
+    Inference,
+    /// FISTA warm-started from the encoder's codes.
+    Warm,
+    /// FISTA from zero.
+    Cold,
+    /// FISTA to the tolerance.
+    Optimum,
+}
+
+/// One point of the compute frontier: codes of the held-out tokens at a cost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FrontierPoint {
+    pub kind: PointKind,
+    /// FISTA iterations (0 for encoder codes).
+    pub iterations: u64,
+    /// Inference FLOPs per token.
+    pub flops_per_token: f64,
+    #[serde(flatten)]
+    pub score: CodeScore,
+}
+
+/// The analysis of one method under its own dictionary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GapReport {
+    /// Tokens analysed.
+    pub tokens: usize,
+    /// The objective's lambda.
+    pub l1_penalty: f64,
+    /// The method's own codes.
+    pub own: FrontierPoint,
+    pub optimum: FrontierPoint,
+    /// How the optimum's FISTA ended.
+    pub optimum_solver: SolverStats,
+    /// f(own) / f(optimum) - 1.
+    pub amortisation_gap: f64,
+    /// Mean cosine between the method's codes and the optimal codes, per token.
+    pub code_cosine: f64,
+    /// Mean Jaccard index of their supports.
+    pub support_jaccard: f64,
+    /// Every point, cheapest first.
+    pub frontier: Vec<FrontierPoint>,
+}
+
+/// One evaluation of the held-out set during training.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealRecord {
+    pub step: u64,
+    pub train_loss: Option<f64>,
+    /// The encoder's codes on every held-out token (none for sparse coding, which infers its
+    /// codes only in the analysis).
+    pub test: Option<CodeScore>,
+    pub train_flops: f64,
+    pub wall_s: f64,
+}
+
+/// One method's results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealMethodResult {
+    pub method: MethodConfig,
+    pub name: String,
+    pub seed: u64,
+    /// Of the method's own codes on the analysed tokens (copied from the report).
+    pub explained_variance: Option<f64>,
+    pub l0: Option<f64>,
+    pub dead_latents: Option<usize>,
+    pub amortisation_gap: Option<f64>,
+    pub log: Vec<RealRecord>,
+    pub report: Option<GapReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the activations were.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    pub name: String,
+    pub tokens: usize,
+    pub dim: usize,
+    pub dtype: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<String>,
+    /// FNV-1a of the values (hex).
+    pub checksum: String,
+    pub train_tokens: usize,
+    pub test_tokens: usize,
+    pub scale: f64,
+}
+
+/// A results file of an experiment on real activations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RealResults {
+    pub version: u32,
+    pub kind: String,
+    pub config: RealConfig,
+    pub source: SourceInfo,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend: Option<BackendInfo>,
+    pub methods: Vec<RealMethodResult>,
+}
+
+impl RealResults {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("results serialise")
+    }
+}
+
+enum Learner {
+    Encoder(Box<EncoderModel>),
+    SparseCoding(Box<SparseCodingModel>),
+}
+
+/// A solver of the analysis under way.
+enum Solver {
+    Fista(Box<FistaRun>),
+    Adam(Box<AdamExp>),
+}
+
+impl Solver {
+    fn run(&mut self, b: &dyn Backend, x: &Tensor, budget: u64) -> Result<u64, BackendError> {
+        match self {
+            Solver::Fista(f) => f.run(b, x, budget),
+            Solver::Adam(a) => Ok(a.run(b, x, budget)),
+        }
+    }
+
+    fn is_done(&self) -> bool {
+        match self {
+            Solver::Fista(f) => f.is_done(),
+            Solver::Adam(a) => a.is_done(),
+        }
+    }
+
+    fn codes(&self) -> &Tensor {
+        match self {
+            Solver::Fista(f) => f.codes(),
+            Solver::Adam(a) => a.codes(),
+        }
+    }
+
+    fn flops(&self) -> f64 {
+        match self {
+            Solver::Fista(f) => f.flops(),
+            Solver::Adam(a) => a.flops(),
+        }
+    }
+}
+
+/// The analysis of one method, job by job.
+struct Analysis {
+    dict: Tensor,
+    dict_host: Matrix,
+    /// The encoder's codes of the analysed tokens (encoder methods and SAE + inference).
+    encoder: Option<(Tensor, Matrix)>,
+    encoder_flops: f64,
+    jobs: Vec<(PointKind, u64)>,
+    current: Option<(PointKind, u64, Solver)>,
+    points: Vec<(FrontierPoint, Option<Matrix>)>,
+    optimum_stats: Option<SolverStats>,
+}
+
+struct RealRun {
+    method: MethodConfig,
+    name: String,
+    seed: u64,
+    learner: Learner,
+    widths: Vec<usize>,
+    bias: bool,
+    topk: bool,
+    batcher: Option<(Batcher, Tensor, Tensor)>,
+    step: u64,
+    train_flops_per_step: f64,
+    log: Vec<RealRecord>,
+    analysis: Option<Analysis>,
+    report: Option<GapReport>,
+    error: Option<String>,
+    wall_s: f64,
+}
+
+/// An experiment on real activations, advanced in bounded slices (training steps, then the
+/// analysis' solver iterations).
+pub struct RealExperiment {
+    config: RealConfig,
+    data: RealData,
+    source: SourceInfo,
+    backend: Arc<dyn Backend>,
+    train_x: Tensor,
+    test_x: Tensor,
+    gap_x: Tensor,
+    gap_host: Matrix,
+    runs: Vec<RealRun>,
+    clock: fn() -> f64,
+}
+
+impl std::fmt::Debug for RealExperiment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealExperiment")
+            .field("source", &self.source)
+            .field("methods", &self.runs.len())
+            .finish()
+    }
+}
+
+impl RealExperiment {
+    /// Check `config` against the activations, prepare them and set every method up.
+    pub fn new(
+        config: RealConfig,
+        acts: &Activations,
+        backend: Arc<dyn Backend>,
+        clock: fn() -> f64,
+    ) -> Result<Self, ConfigError> {
+        config.validate(acts.tokens, acts.dim)?;
+        let data = prepare(acts, &config.preprocess, config.seed);
+        let dim = acts.dim;
+        let b = &*backend;
+        let up = |m: &Matrix| b.upload(Shape::new(1, m.nrows(), m.ncols()), m.as_slice());
+        let gap_n = config.gap.tokens.min(data.test.ncols());
+        let gap_host = data.test.columns(0, gap_n).into_owned();
+        let runs = config
+            .methods
+            .iter()
+            .enumerate()
+            .map(|(i, m)| new_run(b, &config, &data, m, i, dim))
+            .collect();
+        let source = SourceInfo {
+            name: config.source.clone(),
+            tokens: acts.tokens,
+            dim,
+            dtype: acts.dtype.to_string(),
+            tensor: acts.tensor.clone(),
+            checksum: format!("{:016x}", data.checksum),
+            train_tokens: data.train.ncols(),
+            test_tokens: data.test.ncols(),
+            scale: data.scale,
+        };
+        Ok(Self {
+            train_x: up(&data.train),
+            test_x: up(&data.test),
+            gap_x: up(&gap_host),
+            gap_host,
+            runs,
+            config,
+            data,
+            source,
+            backend,
+            clock,
+        })
+    }
+
+    pub fn data(&self) -> &RealData {
+        &self.data
+    }
+
+    pub fn source(&self) -> &SourceInfo {
+        &self.source
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.runs
+            .iter()
+            .all(|r| r.report.is_some() || r.error.is_some())
+    }
+
+    /// Training steps done and to do, over all methods (the analysis is counted apart).
+    pub fn progress(&self) -> (u64, u64) {
+        let done = self.runs.iter().map(|r| r.step).sum();
+        (done, self.config.train.steps * self.runs.len() as u64)
+    }
+
+    /// What is under way, in words (for a status line).
+    pub fn status(&self) -> String {
+        let steps = self.config.train.steps;
+        let Some(r) = self
+            .runs
+            .iter()
+            .find(|r| r.report.is_none() && r.error.is_none())
+        else {
+            return "done".to_string();
+        };
+        if r.step < steps {
+            return format!("training {}: step {} of {steps}", r.name, r.step);
+        }
+        let what = match r.analysis.as_ref().and_then(|a| a.current.as_ref()) {
+            Some((PointKind::Inference, _, _)) => "its own inference".to_string(),
+            Some((PointKind::Optimum, _, _)) => "the optimum (FISTA to convergence)".to_string(),
+            Some((PointKind::Warm, k, _)) => format!("{k} FISTA iterations from its codes"),
+            Some((PointKind::Cold, k, _)) => format!("{k} FISTA iterations from zero"),
+            _ => "its codes".to_string(),
+        };
+        format!("measuring the gap of {}: {what}", r.name)
+    }
+
+    /// Do at most about `budget` units of work (training steps or solver iterations) on the
+    /// first method that has work left; returns the units done (0 when everything is done).
+    pub fn advance(&mut self, budget: u64) -> Result<u64, BackendError> {
+        let Some(i) = self
+            .runs
+            .iter()
+            .position(|r| r.report.is_none() && r.error.is_none())
+        else {
+            return Ok(0);
+        };
+        let start = (self.clock)();
+        let done = if self.runs[i].step < self.config.train.steps {
+            self.train(i, budget.max(1))?
+        } else {
+            self.analyse(i, budget.max(1))?
+        };
+        self.runs[i].wall_s += (self.clock)() - start;
+        Ok(done)
+    }
+
+    /// Advance everything to the end.
+    pub fn run_to_end(&mut self, mut on_progress: impl FnMut(&Self)) -> Result<(), BackendError> {
+        while !self.is_done() {
+            self.advance(200)?;
+            on_progress(self);
+        }
+        Ok(())
+    }
+
+    fn train(&mut self, i: usize, budget: u64) -> Result<u64, BackendError> {
+        let cfg = &self.config;
+        let b = &*self.backend;
+        let run = &mut self.runs[i];
+        let log_every = cfg.train.log_every;
+        let next_log = ((run.step / log_every + 1) * log_every).min(cfg.train.steps);
+        if run.step == 0 && run.log.is_empty() {
+            evaluate(b, cfg, run, &self.test_x, &self.data.test, None, 0.0)?;
+        }
+        let count = budget.min(next_log - run.step);
+        for k in 0..count {
+            let want_loss = run.step + k + 1 == next_log;
+            match (&mut run.learner, &mut run.batcher) {
+                (Learner::Encoder(model), None) => {
+                    model.train_step(b, &self.train_x, None, want_loss)
+                }
+                (Learner::Encoder(model), Some((batcher, idx, x))) => {
+                    write_indices(b, batcher, idx);
+                    b.gather_columns(&self.train_x, idx, x);
+                    model.train_step(b, x, None, want_loss);
+                }
+                (Learner::SparseCoding(model), None) => {
+                    model.train_step(b, &self.train_x, None, want_loss)
+                }
+                (Learner::SparseCoding(model), Some((batcher, idx, _))) => {
+                    let size = write_indices(b, batcher, idx);
+                    model.train_step(b, &self.train_x, Some((idx, size)), want_loss);
+                }
+            }
+        }
+        run.step += count;
+        if run.step == next_log {
+            let loss = match &run.learner {
+                Learner::Encoder(m) => m.loss(),
+                Learner::SparseCoding(m) => m.loss(),
+            };
+            let loss = crate::compute::loss_value(&read_now(b, loss)?, 0);
+            if !loss.is_finite() {
+                run.error = Some(format!(
+                    "training diverged before step {} (the training loss is {loss}); lower the \
+                     learning rate",
+                    run.step
+                ));
+                return Ok(count);
+            }
+            let wall = run.wall_s;
+            evaluate(b, cfg, run, &self.test_x, &self.data.test, Some(loss), wall)?;
+        }
+        if run.step == cfg.train.steps && run.error.is_none() {
+            run.analysis = Some(start_analysis(b, cfg, run, &self.gap_x, &self.gap_host)?);
+        }
+        Ok(count)
+    }
+
+    fn analyse(&mut self, i: usize, budget: u64) -> Result<u64, BackendError> {
+        let cfg = &self.config;
+        let b = &*self.backend;
+        let l1 = cfg.gap_l1();
+        let threshold = cfg.metrics.l0_threshold;
+        let n = self.gap_host.ncols();
+        let (dim, latents) = (self.gap_host.nrows(), cfg.latents);
+        let fista_per_token = flops::fista_iteration(dim, latents, 1);
+        let run = &mut self.runs[i];
+        let Some(a) = run.analysis.as_mut() else {
+            return Ok(0);
+        };
+        if a.current.is_none() {
+            let Some((kind, iterations)) = a.jobs.first().copied() else {
+                run.report = Some(finish_analysis(a, l1, n));
+                run.analysis = None;
+                return Ok(1);
+            };
+            a.jobs.remove(0);
+            let host = vec![a.dict_host.clone()];
+            let solver = match (kind, &run.method) {
+                (PointKind::Inference, MethodConfig::SparseCoding { inference })
+                | (PointKind::Inference, MethodConfig::SaeIto { inference, .. }) => {
+                    own_solver(b, a, inference, &self.gap_x, &self.gap_host, cfg)
+                }
+                (PointKind::Optimum, _) => Solver::Fista(Box::new(FistaRun::new(
+                    b,
+                    a.dict.clone_on(b),
+                    host,
+                    vec![self.gap_host.clone()],
+                    &self.gap_x,
+                    l1 as f32,
+                    cfg.gap.max_iterations,
+                    true,
+                    Some(cfg.gap.tol),
+                ))),
+                (PointKind::Warm | PointKind::Cold, _) => {
+                    let mut f = FistaRun::new(
+                        b,
+                        a.dict.clone_on(b),
+                        host,
+                        Vec::new(),
+                        &self.gap_x,
+                        l1 as f32,
+                        iterations,
+                        true,
+                        None,
+                    );
+                    if kind == PointKind::Warm {
+                        let (codes, _) = a.encoder.as_ref().expect("warm points need an encoder");
+                        f.warm_start(b, codes);
+                    }
+                    Solver::Fista(Box::new(f))
+                }
+                (PointKind::Encoder | PointKind::Inference, _) => {
+                    unreachable!("encoder points are scored when the analysis starts")
+                }
+            };
+            a.current = Some((kind, iterations, solver));
+        }
+        let (kind, iterations, solver) = a.current.as_mut().expect("set above");
+        let ran = solver.run(b, &self.gap_x, budget)?;
+        if !solver.is_done() {
+            return Ok(ran.max(1));
+        }
+        let values = read_now(b, solver.codes())?;
+        let codes = Matrix::from_vec(latents, n, values);
+        let (kind, iterations) = (*kind, *iterations);
+        let mut stats = None;
+        let flops_per_token = match (kind, &*solver) {
+            (PointKind::Optimum, Solver::Fista(f)) => {
+                stats = f.stats().and_then(|s| s.first().copied());
+                stats.map_or(0, |s| s.iterations) as f64 * fista_per_token
+            }
+            (PointKind::Warm, _) => a.encoder_flops + iterations as f64 * fista_per_token,
+            (PointKind::Cold, _) => iterations as f64 * fista_per_token,
+            _ => solver.flops() / n as f64,
+        };
+        let iterations = match (kind, &*solver) {
+            (PointKind::Inference, Solver::Fista(f)) => f.steps_done(),
+            (PointKind::Inference, Solver::Adam(a)) => a.steps_done(),
+            (PointKind::Optimum, _) => stats.map_or(0, |s| s.iterations),
+            _ => iterations,
+        };
+        a.current = None;
+        if stats.is_some() {
+            a.optimum_stats = stats;
+        }
+        match score_codes(&a.dict_host, &self.gap_host, &codes, l1, threshold) {
+            Ok(score) => {
+                let keep = matches!(kind, PointKind::Inference | PointKind::Optimum);
+                a.points.push((
+                    FrontierPoint {
+                        kind,
+                        iterations,
+                        flops_per_token,
+                        score,
+                    },
+                    keep.then_some(codes),
+                ));
+            }
+            Err(e) => run.error = Some(format!("the analysis failed: {e}")),
+        }
+        Ok(ran.max(1))
+    }
+
+    pub fn results(&self, backend: Option<BackendInfo>) -> RealResults {
+        RealResults {
+            version: REAL_VERSION,
+            kind: "real_activations".to_string(),
+            config: self.config.clone(),
+            source: self.source.clone(),
+            backend,
+            methods: self
+                .runs
+                .iter()
+                .map(|r| {
+                    let own = r.report.as_ref().map(|g| &g.own.score);
+                    RealMethodResult {
+                        method: r.method.clone(),
+                        name: r.name.clone(),
+                        seed: r.seed,
+                        explained_variance: own.map(|s| s.explained_variance),
+                        l0: own.map(|s| s.l0),
+                        dead_latents: own.map(|s| s.dead_latents),
+                        amortisation_gap: r.report.as_ref().map(|g| g.amortisation_gap),
+                        log: r.log.clone(),
+                        report: r.report.clone(),
+                        error: r.error.clone(),
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+trait CloneOn {
+    fn clone_on(&self, b: &dyn Backend) -> Tensor;
+}
+
+impl CloneOn for Tensor {
+    fn clone_on(&self, b: &dyn Backend) -> Tensor {
+        let mut out = b.zeros(self.shape());
+        b.copy(self, &mut out);
+        out
+    }
+}
+
+fn write_indices(b: &dyn Backend, batcher: &mut Batcher, idx: &mut Tensor) -> usize {
+    let bits: Vec<f32> = batcher
+        .next_indices()
+        .iter()
+        .map(|&i| f32::from_bits(i))
+        .collect();
+    b.write(idx, &bits);
+    bits.len()
+}
+
+fn new_run(
+    b: &dyn Backend,
+    cfg: &RealConfig,
+    data: &RealData,
+    method: &MethodConfig,
+    index: usize,
+    dim: usize,
+) -> RealRun {
+    let kind = method.kind();
+    let lr = cfg.train.lr_for(kind);
+    let l1 = cfg.train.l1_for(kind) as f32;
+    let n_train = data.train.ncols();
+    let latents = cfg.latents;
+    let batch = cfg.train.batch_size.filter(|&s| s < n_train);
+    let seed = cfg.seed;
+    let key = format!("real/{index}/{}", kind.config_name());
+    let mut rngs = [Rng::with_stream(seed, stream_id(&key))];
+    let spec = match method {
+        MethodConfig::Sae { bias } | MethodConfig::SaeIto { bias, .. } => Some(EncoderSpec {
+            hidden: vec![],
+            topk: None,
+            bias: *bias,
+        }),
+        MethodConfig::TopkSae { k, bias } => Some(EncoderSpec {
+            hidden: vec![],
+            topk: Some(*k),
+            bias: *bias,
+        }),
+        MethodConfig::Mlp { hidden, bias } => Some(EncoderSpec {
+            hidden: hidden.clone(),
+            topk: None,
+            bias: *bias,
+        }),
+        MethodConfig::SparseCoding { .. } => None,
+    };
+    let used = batch.unwrap_or(n_train);
+    let (learner, widths, bias, topk, per_step) = match &spec {
+        Some(spec) => {
+            let widths = flops::widths(dim, &spec.hidden, latents);
+            let model = EncoderModel::new(
+                b,
+                &mut rngs,
+                spec,
+                dim,
+                latents,
+                DecoderInit::Learned,
+                Objective::Reconstruction { l1_penalty: l1 },
+                &[lr],
+            );
+            let per_step =
+                flops::encoder_train_step(&widths, used, spec.bias, spec.topk.is_some(), true);
+            (
+                Learner::Encoder(Box::new(model)),
+                widths,
+                spec.bias,
+                spec.topk.is_some(),
+                per_step,
+            )
+        }
+        None => (
+            Learner::SparseCoding(Box::new(SparseCodingModel::new(
+                b,
+                &mut rngs,
+                dim,
+                latents,
+                n_train,
+                l1,
+                &[lr],
+            ))),
+            vec![dim, latents],
+            false,
+            false,
+            flops::sparse_coding_train_step(dim, latents, used),
+        ),
+    };
+    let batcher = batch.map(|size| {
+        (
+            Batcher::new(
+                n_train,
+                size,
+                Rng::with_stream(seed, stream_id(&format!("{key}/batches"))),
+            ),
+            b.upload_indices(1, &vec![0; size]),
+            b.zeros(Shape::new(1, dim, size)),
+        )
+    });
+    RealRun {
+        name: method.display_name(),
+        method: method.clone(),
+        seed,
+        learner,
+        widths,
+        bias,
+        topk,
+        batcher,
+        step: 0,
+        train_flops_per_step: per_step,
+        log: Vec::new(),
+        analysis: None,
+        report: None,
+        error: None,
+        wall_s: 0.0,
+    }
+}
+
+/// The learned dictionary with unit-norm atoms (1 x M x N).
+fn dictionary(b: &dyn Backend, learner: &mut Learner) -> Tensor {
+    match learner {
+        Learner::Encoder(m) => {
+            m.settle(b);
+            m.normalized_dictionary(b).expect("learned dictionaries")
+        }
+        Learner::SparseCoding(m) => m.normalized_dictionary(b),
+    }
+}
+
+/// Log an evaluation: the training loss and, for encoders, their codes on the held-out set.
+fn evaluate(
+    b: &dyn Backend,
+    cfg: &RealConfig,
+    run: &mut RealRun,
+    test_x: &Tensor,
+    test_host: &Matrix,
+    loss: Option<f64>,
+    wall_s: f64,
+) -> Result<(), BackendError> {
+    let dict = dictionary(b, &mut run.learner);
+    let test = match &run.learner {
+        Learner::Encoder(m) => {
+            let codes = m.encode(b, test_x);
+            let values = read_now(b, &codes)?;
+            let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
+            let s = Matrix::from_vec(codes.rows(), codes.cols(), values);
+            match score_codes(
+                &dict_host,
+                test_host,
+                &s,
+                cfg.gap_l1(),
+                cfg.metrics.l0_threshold,
+            ) {
+                Ok(score) => Some(score),
+                Err(e) => {
+                    run.error = Some(format!(
+                        "stopped at step {}: {e}; lower the learning rate or the L1 penalty",
+                        run.step
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        Learner::SparseCoding(_) => None,
+    };
+    run.log.push(RealRecord {
+        step: run.step,
+        train_loss: loss,
+        test,
+        train_flops: run.train_flops_per_step * run.step as f64,
+        wall_s,
+    });
+    Ok(())
+}
+
+fn start_analysis(
+    b: &dyn Backend,
+    cfg: &RealConfig,
+    run: &mut RealRun,
+    gap_x: &Tensor,
+    gap_host: &Matrix,
+) -> Result<Analysis, BackendError> {
+    let dict = dictionary(b, &mut run.learner);
+    let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
+    let encoder = match &run.learner {
+        Learner::Encoder(m) => {
+            let codes = m.encode(b, gap_x);
+            let host = Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?);
+            Some((codes, host))
+        }
+        Learner::SparseCoding(_) => None,
+    };
+    let encoder_flops = flops::encoder_forward(&run.widths, 1, run.bias, run.topk);
+    let mut points = Vec::new();
+    if let Some((_, host)) = &encoder {
+        match score_codes(
+            &dict_host,
+            gap_host,
+            host,
+            cfg.gap_l1(),
+            cfg.metrics.l0_threshold,
+        ) {
+            Ok(score) => points.push((
+                FrontierPoint {
+                    kind: PointKind::Encoder,
+                    iterations: 0,
+                    flops_per_token: encoder_flops,
+                    score,
+                },
+                Some(host.clone()),
+            )),
+            Err(e) => run.error = Some(format!("the analysis failed: {e}")),
+        }
+    }
+    let mut jobs = Vec::new();
+    if matches!(
+        run.method,
+        MethodConfig::SparseCoding { .. } | MethodConfig::SaeIto { .. }
+    ) {
+        jobs.push((PointKind::Inference, 0));
+    }
+    jobs.push((PointKind::Optimum, 0));
+    let mut ks = cfg.gap.iterations.clone();
+    ks.sort_unstable();
+    ks.dedup();
+    if encoder.is_some() {
+        jobs.extend(ks.iter().map(|&k| (PointKind::Warm, k)));
+    }
+    jobs.extend(ks.iter().map(|&k| (PointKind::Cold, k)));
+    Ok(Analysis {
+        dict,
+        dict_host,
+        encoder,
+        encoder_flops,
+        jobs,
+        current: None,
+        points,
+        optimum_stats: None,
+    })
+}
+
+fn own_solver(
+    b: &dyn Backend,
+    a: &Analysis,
+    inference: &SolverConfig,
+    x: &Tensor,
+    x_host: &Matrix,
+    cfg: &RealConfig,
+) -> Solver {
+    let l1 = cfg.gap_l1() as f32;
+    match inference {
+        SolverConfig::Fista { steps, nonneg, tol } => Solver::Fista(Box::new(FistaRun::new(
+            b,
+            a.dict.clone_on(b),
+            vec![a.dict_host.clone()],
+            if tol.is_some() {
+                vec![x_host.clone()]
+            } else {
+                Vec::new()
+            },
+            x,
+            l1,
+            *steps,
+            *nonneg,
+            *tol,
+        ))),
+        SolverConfig::Adam { steps, lr } => Solver::Adam(Box::new(AdamExp::new(
+            b,
+            a.dict.clone_on(b),
+            x,
+            l1,
+            *steps,
+            &[*lr],
+        ))),
+        _ => unreachable!("validate() admits FISTA and Adam only"),
+    }
+}
+
+fn finish_analysis(a: &mut Analysis, l1: f64, tokens: usize) -> GapReport {
+    let take = |kind: PointKind, points: &[(FrontierPoint, Option<Matrix>)]| {
+        points.iter().position(|(p, _)| p.kind == kind)
+    };
+    let opt_at = take(PointKind::Optimum, &a.points).expect("the optimum is always computed");
+    let own_at = take(PointKind::Inference, &a.points)
+        .or_else(|| take(PointKind::Encoder, &a.points))
+        .unwrap_or(opt_at);
+    let (optimum, opt_codes) = a.points[opt_at].clone();
+    let (own, own_codes) = a.points[own_at].clone();
+    let (code_cosine, support_jaccard) = match (&own_codes, &opt_codes) {
+        (Some(o), Some(p)) => code_agreement(o, p, 1e-3),
+        _ => (f64::NAN, f64::NAN),
+    };
+    let mut frontier: Vec<FrontierPoint> = a.points.iter().map(|(p, _)| p.clone()).collect();
+    frontier.sort_by(|x, y| x.flops_per_token.total_cmp(&y.flops_per_token));
+    GapReport {
+        tokens,
+        l1_penalty: l1,
+        amortisation_gap: own.score.objective / optimum.score.objective - 1.0,
+        own,
+        optimum,
+        optimum_solver: a.optimum_stats.unwrap_or(SolverStats {
+            iterations: 0,
+            converged: false,
+        }),
+        code_cosine,
+        support_jaccard,
+        frontier,
+    }
+}

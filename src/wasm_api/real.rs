@@ -1,0 +1,115 @@
+//! Experiments on real activations in the browser: the file's bytes go in once, the engine
+//! advances in slices of a time budget (training steps, then the analysis' solver iterations),
+//! and the results come out as the CLI's JSON.
+
+use super::clock_seconds;
+use crate::core::config::{human_bytes, limits};
+use crate::core::real::{RealConfig, RealExperiment};
+use crate::formats::activations;
+use crate::CpuBackend;
+use std::sync::Arc;
+use wasm_bindgen::prelude::*;
+
+/// The default config of an experiment on real activations (JSON text).
+#[wasm_bindgen(js_name = realDefaults)]
+pub fn real_defaults() -> String {
+    serde_json::to_string(&RealConfig::default()).expect("configs serialise")
+}
+
+/// Read activations (and, if given, their token texts) and say what they are:
+/// `{tokens, dim, dtype, tensor, contexts}`; an error names what is wrong with the file.
+#[wasm_bindgen(js_name = inspectActivations)]
+pub fn inspect_activations(
+    bytes: &[u8],
+    tensor: Option<String>,
+    tokens_json: Option<String>,
+) -> Result<JsValue, JsError> {
+    let acts =
+        activations::parse(bytes, tensor.as_deref()).map_err(|e| JsError::new(&e.to_string()))?;
+    budget(&acts, None)?;
+    let contexts = match tokens_json {
+        Some(text) => Some(
+            activations::parse_tokens(&text, acts.tokens)
+                .map_err(|e| JsError::new(&e.to_string()))?
+                .context_starts
+                .len(),
+        ),
+        None => None,
+    };
+    super::to_js(&serde_json::json!({
+        "tokens": acts.tokens,
+        "dim": acts.dim,
+        "dtype": acts.dtype,
+        "tensor": acts.tensor,
+        "contexts": contexts,
+    }))
+}
+
+/// The page's memory budget: the file's values as f32, plus the experiment if one is given.
+fn budget(acts: &activations::Activations, cfg: Option<&RealConfig>) -> Result<(), JsError> {
+    let need = acts.f32_bytes() + cfg.map_or(0, |c| c.floats(acts.tokens, acts.dim) * 4);
+    if need > limits::PAGE_MEMORY_BUDGET {
+        return Err(JsError::new(&format!(
+            "memory: this needs about {} in the page, over its budget of {}; use fewer tokens \
+             (preprocess.max_tokens), latents or methods, or the command line",
+            human_bytes(need),
+            human_bytes(limits::PAGE_MEMORY_BUDGET)
+        )));
+    }
+    Ok(())
+}
+
+/// One experiment on real activations, advanced by the worker in slices.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct RealRunner {
+    exp: RealExperiment,
+}
+
+#[wasm_bindgen]
+impl RealRunner {
+    /// Check `config_json` against the activations in `bytes` and set the experiment up.
+    #[wasm_bindgen(constructor)]
+    pub fn new(
+        bytes: &[u8],
+        tensor: Option<String>,
+        config_json: &str,
+    ) -> Result<RealRunner, JsError> {
+        let acts = activations::parse(bytes, tensor.as_deref())
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
+        cfg.validate(acts.tokens, acts.dim)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        budget(&acts, Some(&cfg))?;
+        let exp = RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), clock_seconds)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        Ok(RealRunner { exp })
+    }
+
+    /// Work for about `ms` milliseconds; true once everything is done.
+    #[wasm_bindgen(js_name = runFor)]
+    pub fn run_for(&mut self, ms: f64) -> Result<bool, JsError> {
+        let end = clock_seconds() + ms / 1000.0;
+        while !self.exp.is_done() && clock_seconds() < end {
+            self.exp
+                .advance(4)
+                .map_err(|e| JsError::new(&e.to_string()))?;
+        }
+        Ok(self.exp.is_done())
+    }
+
+    /// Training steps done and to do over all methods, as `[done, total]`.
+    pub fn progress(&self) -> Vec<f64> {
+        let (done, total) = self.exp.progress();
+        vec![done as f64, total as f64]
+    }
+
+    pub fn status(&self) -> String {
+        self.exp.status()
+    }
+
+    #[wasm_bindgen(js_name = resultsJson)]
+    pub fn results_json(&self) -> String {
+        self.exp.results(None).to_json()
+    }
+}

@@ -1,0 +1,457 @@
+//! Real activations: the loaders on good and bad files, the preprocessing, and the
+//! amortisation gap measured where it is known (zero for the solver itself, positive for an SAE).
+
+use sparse_playground::core::config::{MethodConfig, SolverConfig};
+use sparse_playground::core::real::{
+    code_agreement, prepare, score_codes, PointKind, Preprocess, RealConfig, RealExperiment,
+    Scaling,
+};
+use sparse_playground::core::run::default_clock;
+use sparse_playground::core::Matrix;
+use sparse_playground::formats::activations::{self, Activations, ActivationsError};
+use sparse_playground::{CpuBackend, Dataset};
+use std::sync::Arc;
+
+fn npy_file(descr: &str, shape: (usize, usize), data: &[u8]) -> Vec<u8> {
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}, {}), }}",
+        shape.0, shape.1
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// A .safetensors file of the given tensors (name, dtype, shape, bytes), laid out in order.
+fn safetensors_file(tensors: &[(&str, &str, Vec<usize>, Vec<u8>)]) -> Vec<u8> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    for (name, dtype, shape, bytes) in tensors {
+        entries.push(format!(
+            "\"{name}\":{{\"dtype\":\"{dtype}\",\"shape\":{shape:?},\"data_offsets\":[{offset},{}]}}",
+            offset + bytes.len()
+        ));
+        offset += bytes.len();
+    }
+    let mut header = format!("{{{}}}", entries.join(","));
+    while header.len() % 8 != 0 {
+        header.push(' ');
+    }
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header.as_bytes());
+    for (_, _, _, bytes) in tensors {
+        out.extend_from_slice(bytes);
+    }
+    out
+}
+
+fn values(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (i as f32 - 20.0) * 0.25).collect()
+}
+
+fn f16_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter()
+        .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn npy_activations_in_float16_and_float32_read_alike() {
+    let v = values(32 * 3);
+    let f32_file = npy_file(
+        "<f4",
+        (32, 3),
+        &v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<_>>(),
+    );
+    let f16_file = npy_file("<f2", (32, 3), &f16_bytes(&v));
+    let a = activations::parse(&f32_file, None).unwrap();
+    let b = activations::parse(&f16_file, None).unwrap();
+    assert_eq!((a.tokens, a.dim, a.dtype), (32, 3, "float32"));
+    assert_eq!((b.tokens, b.dim, b.dtype), (32, 3, "float16"));
+    // Quarter steps up to 19 are exact in float16.
+    assert_eq!(a.values, b.values);
+    assert_eq!(b.row(2), &v[6..9]);
+}
+
+#[test]
+fn safetensors_activations_read_in_every_float_type() {
+    let v = values(16 * 4);
+    let bf16: Vec<u8> = v
+        .iter()
+        .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+        .collect();
+    let f32b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let f64b: Vec<u8> = v.iter().flat_map(|x| f64::from(*x).to_le_bytes()).collect();
+    for (dtype, bytes, name) in [
+        ("F16", f16_bytes(&v), "float16"),
+        ("BF16", bf16, "bfloat16"),
+        ("F32", f32b, "float32"),
+        ("F64", f64b, "float64"),
+    ] {
+        let file = safetensors_file(&[("acts", dtype, vec![16, 4], bytes)]);
+        let a = activations::parse(&file, None).unwrap();
+        assert_eq!((a.tokens, a.dim, a.dtype), (16, 4, name), "{dtype}");
+        assert_eq!(a.values, v, "{dtype}");
+        assert_eq!(a.tensor.as_deref(), Some("acts"));
+    }
+}
+
+#[test]
+fn bad_activation_files_say_what_is_wrong() {
+    let v = values(16 * 4);
+    let f32b: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    // Two candidate tensors: ambiguous unless one is named; a missing name lists the others.
+    let two = safetensors_file(&[
+        ("a", "F32", vec![16, 4], f32b.clone()),
+        ("b", "F32", vec![16, 4], f32b.clone()),
+    ]);
+    assert!(matches!(
+        activations::parse(&two, None),
+        Err(ActivationsError::Ambiguous(ref s)) if s == "a, b"
+    ));
+    assert_eq!(
+        activations::parse(&two, Some("b"))
+            .unwrap()
+            .tensor
+            .as_deref(),
+        Some("b")
+    );
+    let missing = activations::parse(&two, Some("c")).unwrap_err().to_string();
+    assert!(
+        missing.contains("`c`") && missing.contains("a, b"),
+        "{missing}"
+    );
+    // A 3-D tensor is refused with its shape.
+    let cube = safetensors_file(&[("x", "F32", vec![4, 4, 4], f32b.clone())]);
+    assert_eq!(
+        activations::parse(&cube, None),
+        Err(ActivationsError::Shape(vec![4, 4, 4]))
+    );
+    // Integers are not activations.
+    let ints = safetensors_file(&[("x", "I32", vec![16, 4], f32b.clone())]);
+    assert!(matches!(
+        activations::parse(&ints, None),
+        Err(ActivationsError::DType(_))
+    ));
+    // NaN at row 5, column 2.
+    let mut bad = v.clone();
+    bad[5 * 4 + 2] = f32::NAN;
+    let nan = safetensors_file(&[(
+        "x",
+        "F32",
+        vec![16, 4],
+        bad.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    )]);
+    let e = activations::parse(&nan, None).unwrap_err();
+    assert!(
+        matches!(e, ActivationsError::NonFinite { row: 5, col: 2, .. }),
+        "{e}"
+    );
+    let nan_npy = npy_file("<f2", (16, 4), &f16_bytes(&bad));
+    assert!(activations::parse(&nan_npy, None)
+        .unwrap_err()
+        .to_string()
+        .contains("row 5, column 2"));
+    // Truncated data (ragged or cut files) in both formats.
+    let whole = safetensors_file(&[("x", "F32", vec![16, 4], f32b.clone())]);
+    assert!(matches!(
+        activations::parse(&whole[..whole.len() - 3], None),
+        Err(ActivationsError::SafeTensors(_))
+    ));
+    let npy = npy_file("<f4", (16, 4), &f32b);
+    assert!(activations::parse(&npy[..npy.len() - 3], None).is_err());
+    // A header claiming a gigabyte is refused before it is parsed.
+    let mut huge = (1u64 << 30).to_le_bytes().to_vec();
+    huge.extend_from_slice(b"{\"x\":1}");
+    assert!(activations::parse(&huge, None)
+        .unwrap_err()
+        .to_string()
+        .contains("header"));
+    // Too few tokens, and neither format.
+    let small = npy_file("<f4", (4, 4), &f32b[..64]);
+    assert!(matches!(
+        activations::parse(&small, None),
+        Err(ActivationsError::TooSmall { tokens: 4, dim: 4 })
+    ));
+    assert_eq!(
+        activations::parse(b"hello world, not a tensor", None),
+        Err(ActivationsError::UnknownFormat)
+    );
+}
+
+#[test]
+fn token_texts_must_match_their_activations() {
+    let good = r#"{"format":"sparse-playground-tokens","version":1,
+        "tokens":["a"," b"," c","d"],"context_starts":[0,2]}"#;
+    let t = activations::parse_tokens(good, 4).unwrap();
+    assert_eq!(t.context_of(3), 1);
+    assert_eq!(t.preceding(3, 10), 2..=3);
+    let count = activations::parse_tokens(good, 5).unwrap_err().to_string();
+    assert!(count.contains("4 token texts for 5 rows"), "{count}");
+    for (bad, says) in [
+        (good.replace("[0,2]", "[1,2]"), "begin with 0"),
+        (good.replace("[0,2]", "[0,2,2]"), "increase strictly"),
+        (good.replace("[0,2]", "[0,9]"), "past the 4 rows"),
+        (good.replace("\"version\":1", "\"version\":2"), "version 1"),
+        (good.replace("\"tokens\"", "\"toks\""), "unknown field"),
+    ] {
+        let e = activations::parse_tokens(&bad, 4).unwrap_err().to_string();
+        assert!(e.contains(says), "{e} should say {says}");
+    }
+}
+
+/// Synthetic signals as if they were activations (tokens x dims, row-major).
+fn synthetic_activations(n_atoms: usize, dim: usize, k: usize, n: usize, seed: u64) -> Activations {
+    let cfg = sparse_playground::core::config::DataConfig {
+        num_atoms: n_atoms,
+        data_dim: dim,
+        sparsity_k: k,
+        num_samples: n,
+        ..Default::default()
+    };
+    let data = Dataset::generate(&cfg, seed);
+    // Columns of the M x n matrix are the samples: as rows of a tokens x dims array, the
+    // same memory.
+    Activations {
+        tokens: n,
+        dim,
+        values: data.train_signals.as_slice().to_vec(),
+        dtype: "float32",
+        tensor: None,
+    }
+}
+
+#[test]
+fn preprocessing_centres_and_scales_on_the_training_tokens_only() {
+    let acts = synthetic_activations(16, 8, 3, 500, 3);
+    let p = Preprocess {
+        center: true,
+        scale: Scaling::Dim,
+        test_fraction: 0.2,
+        max_tokens: None,
+    };
+    let d = prepare(&acts, &p, 11);
+    assert_eq!((d.train.ncols(), d.test.ncols()), (400, 100));
+    // Every token once, in one split or the other.
+    let mut all: Vec<usize> = d.train_rows.iter().chain(&d.test_rows).copied().collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..500).collect::<Vec<_>>());
+    for r in 0..8 {
+        let mean: f64 = d.train.row(r).iter().map(|v| f64::from(*v)).sum::<f64>() / 400.0;
+        assert!(mean.abs() < 1e-5, "train mean {mean}");
+    }
+    let msn: f64 = d
+        .train
+        .column_iter()
+        .map(|c| c.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>())
+        .sum::<f64>()
+        / 400.0;
+    assert!((msn - 8.0).abs() < 1e-3, "mean squared norm {msn}");
+    // Held-out tokens are transformed with the training statistics: their column is the
+    // file's row, centred and scaled by the same numbers.
+    let raw = acts.row(d.test_rows[0]);
+    let mean = d.mean.as_ref().unwrap();
+    for r in 0..8 {
+        let want = (f64::from(raw[r] - mean[r]) * d.scale) as f32;
+        assert!((d.test[(r, 0)] - want).abs() < 1e-6);
+    }
+    // Seeded: the same split again, another with another seed.
+    assert_eq!(prepare(&acts, &p, 11).test_rows, d.test_rows);
+    assert_ne!(prepare(&acts, &p, 12).test_rows, d.test_rows);
+    let unit = prepare(
+        &acts,
+        &Preprocess {
+            scale: Scaling::Unit,
+            ..p.clone()
+        },
+        11,
+    );
+    assert!((unit.scale * 8f64.sqrt() - d.scale).abs() < 1e-9 * d.scale);
+}
+
+#[test]
+fn scores_and_agreement_are_what_they_say() {
+    let dict = Matrix::from_column_slice(2, 2, &[1.0, 0.0, 0.0, 1.0]);
+    let x = Matrix::from_column_slice(2, 2, &[1.0, 0.0, 0.0, 2.0]);
+    let s = Matrix::from_column_slice(2, 2, &[1.0, 0.0, 0.0, 1.0]);
+    let sc = score_codes(&dict, &x, &s, 0.5, 1e-3).unwrap();
+    // Residual only at (1, 1): 1; MSE 1/4; mean |s| 2/4; objective 0.25 + 0.5 * 0.5.
+    assert!((sc.mse - 0.25).abs() < 1e-12);
+    assert!((sc.objective - 0.5).abs() < 1e-12);
+    assert_eq!((sc.l0, sc.dead_latents), (1.0, 0));
+    let (cos, jac) = code_agreement(&s, &s, 1e-3);
+    assert_eq!((cos, jac), (1.0, 1.0));
+    let other = Matrix::from_column_slice(2, 2, &[0.0, 1.0, 0.0, 1.0]);
+    let (cos, jac) = code_agreement(&s, &other, 1e-3);
+    assert!((cos - 0.5).abs() < 1e-12 && (jac - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn the_gap_is_zero_for_the_solver_and_positive_for_an_sae() {
+    let acts = synthetic_activations(16, 8, 3, 1200, 5);
+    let mut cfg = RealConfig {
+        source: "synthetic".into(),
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: false },
+            MethodConfig::SaeIto {
+                bias: false,
+                inference: SolverConfig::Fista {
+                    steps: 20_000,
+                    nonneg: true,
+                    tol: Some(1e-5),
+                },
+            },
+        ],
+        seed: 1,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 600;
+    cfg.train.log_every = 300;
+    cfg.train.l1_penalty = 0.1;
+    cfg.train.batch_size = Some(128);
+    cfg.gap.tokens = 128;
+    cfg.gap.iterations = vec![1, 10, 100];
+    cfg.preprocess.center = false;
+    let mut exp =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    exp.run_to_end(|_| {}).unwrap();
+    let r = exp.results(None);
+    let text = r.to_json();
+    for key in [
+        "\"explained_variance\"",
+        "\"l0\"",
+        "\"dead_latents\"",
+        "\"amortisation_gap\"",
+    ] {
+        assert!(text.contains(key), "results carry {key}");
+    }
+    let sae = r.methods[0].report.as_ref().expect("the SAE was analysed");
+    let ito = r.methods[1]
+        .report
+        .as_ref()
+        .expect("SAE + ITO was analysed");
+    assert!(r.methods.iter().all(|m| m.error.is_none()));
+    // Logged at 0, 300 and 600 with held-out scores for the encoders.
+    assert_eq!(
+        r.methods[0].log.iter().map(|l| l.step).collect::<Vec<_>>(),
+        vec![0, 300, 600]
+    );
+    assert!(r.methods[0].log.iter().all(|l| l.test.is_some()));
+    assert!(sae.optimum_solver.converged && ito.optimum_solver.converged);
+    // The solver's own codes are the optimum up to the tolerance.
+    assert!(
+        ito.amortisation_gap.abs() < 1e-3,
+        "ITO gap {}",
+        ito.amortisation_gap
+    );
+    assert!(ito.code_cosine > 0.999, "{}", ito.code_cosine);
+    // A one-layer encoder cannot reach it (the paper's amortisation gap).
+    assert!(
+        sae.amortisation_gap > 0.02,
+        "SAE gap {}",
+        sae.amortisation_gap
+    );
+    assert_eq!(r.methods[0].amortisation_gap, Some(sae.amortisation_gap));
+    // The frontier: warm starts improve on the encoder and close the gap with iterations, and
+    // nothing beats the optimum by more than its tolerance.
+    let obj = |kind: PointKind, it: u64| {
+        sae.frontier
+            .iter()
+            .find(|p| p.kind == kind && p.iterations == it)
+            .map(|p| p.score.objective)
+            .unwrap()
+    };
+    assert!(obj(PointKind::Warm, 1) <= sae.own.score.objective);
+    assert!(obj(PointKind::Warm, 100) <= obj(PointKind::Warm, 10));
+    assert!(obj(PointKind::Warm, 1) < obj(PointKind::Cold, 1));
+    let opt = sae.optimum.score.objective;
+    assert!(sae
+        .frontier
+        .iter()
+        .all(|p| p.score.objective >= opt * (1.0 - 1e-4)));
+    assert!(sae
+        .frontier
+        .windows(2)
+        .all(|w| w[0].flops_per_token <= w[1].flops_per_token));
+}
+
+#[test]
+fn real_configs_refuse_what_cannot_run() {
+    let acts = synthetic_activations(8, 4, 2, 64, 1);
+    let base = RealConfig {
+        latents: 8,
+        methods: vec![MethodConfig::Sae { bias: true }],
+        ..RealConfig::default()
+    };
+    let mut base = base;
+    base.train.batch_size = Some(16);
+    let mut no_lambda = base.clone();
+    no_lambda.train.l1_penalty = 0.0;
+    let mut omp = base.clone();
+    omp.methods = vec![MethodConfig::SparseCoding {
+        inference: SolverConfig::Omp { k: None },
+    }];
+    let mut big_batch = base.clone();
+    big_batch.train.batch_size = Some(1000);
+    let mut topk = base.clone();
+    topk.methods = vec![MethodConfig::TopkSae { k: 9, bias: false }];
+    for (cfg, field) in [
+        (no_lambda, "gap.l1_penalty"),
+        (omp, "methods[0].inference"),
+        (big_batch, "train.batch_size"),
+        (topk, "methods[0].k"),
+    ] {
+        let e = RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock)
+            .unwrap_err();
+        assert!(e.to_string().contains(field), "{e} should name {field}");
+    }
+}
+
+#[test]
+fn the_shipped_sample_loads_with_its_token_texts() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/sample");
+    let bytes = std::fs::read(dir.join("smollm2-135m-l15.npy")).unwrap();
+    let acts = activations::parse(&bytes, None).unwrap();
+    assert_eq!((acts.tokens, acts.dim, acts.dtype), (4064, 576, "float16"));
+    let text = std::fs::read_to_string(dir.join("smollm2-135m-l15.tokens.json")).unwrap();
+    let tokens = activations::parse_tokens(&text, acts.tokens).unwrap();
+    assert_eq!(tokens.context_starts.len(), 32);
+    assert_eq!(tokens.context_starts[1], 127);
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("smollm2-135m-l15.meta.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(meta.is_object());
+    // No attention sink left: every row's norm within 10x of the median.
+    let mut norms: Vec<f32> = (0..acts.tokens)
+        .map(|t| acts.row(t).iter().map(|v| v * v).sum::<f32>().sqrt())
+        .collect();
+    norms.sort_by(f32::total_cmp);
+    assert!(norms[norms.len() - 1] < 10.0 * norms[norms.len() / 2]);
+}
+
+/// The activation fuzz target's seeds are valid inputs (fuzzing starts from inside the
+/// format): each parses as activations or as token texts.
+#[test]
+fn the_activation_fuzz_seeds_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/activations");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let (pick, rest) = bytes.split_first().unwrap();
+        let tensor = [None, Some("acts"), Some("x")][usize::from(*pick % 3)];
+        let ok = activations::parse(rest, tensor).is_ok()
+            || std::str::from_utf8(rest).is_ok_and(|t| activations::parse_tokens(t, 4).is_ok());
+        assert!(ok, "{} is not a valid input", path.display());
+        seen += 1;
+    }
+    assert!(seen >= 4);
+}
