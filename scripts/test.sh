@@ -43,6 +43,7 @@ fi
 node tests/e2e/playground.mjs 2>&1 | tee -a "$log"
 node tests/e2e/instrument.mjs 2>&1 | tee -a "$log"
 node tests/e2e/sweeps.mjs 2>&1 | tee -a "$log"
+node tests/e2e/real.mjs 2>&1 | tee -a "$log"
 
 # The runners print one line per test binary; sum them into a single closing line.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' "$log"

@@ -455,3 +455,70 @@ fn the_activation_fuzz_seeds_are_valid() {
     }
     assert!(seen >= 4);
 }
+
+#[test]
+fn feature_views_show_where_a_feature_fires_and_its_neighbours() {
+    let acts = synthetic_activations(16, 8, 3, 600, 9);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: false },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Fista {
+                    steps: 5_000,
+                    nonneg: true,
+                    tol: Some(1e-4),
+                },
+            },
+        ],
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 200;
+    cfg.train.l1_penalty = 0.1;
+    cfg.train.batch_size = Some(100);
+    cfg.gap.tokens = 64;
+    cfg.gap.iterations = vec![2];
+    let mut exp =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    assert!(exp
+        .feature_view(0, 0, 5)
+        .unwrap_err()
+        .contains("before its training ends"));
+    exp.run_to_end(|_| {}).unwrap();
+    let ranking = exp.features_by_frequency(0).unwrap();
+    assert_eq!(ranking.len(), 16);
+    assert!(ranking.windows(2).all(|w| w[0].1 >= w[1].1));
+    let j = ranking[0].0;
+    let v = exp.feature_view(0, j, 5).unwrap();
+    // The SAE's codes of the whole held-out set (120 tokens); sparse coding's of the 64
+    // analysed.
+    assert_eq!(v.tokens, 120);
+    assert_eq!(exp.feature_view(1, 0, 5).unwrap().tokens, 64);
+    assert!((v.frequency - ranking[0].1).abs() < 1e-12);
+    assert_eq!(v.top.len(), 5);
+    assert!(v.top.windows(2).all(|w| w[0].value >= w[1].value));
+    assert!((v.top[0].value - v.max).abs() < 1e-12);
+    // The top tokens are held-out rows, and their value is the feature's code there.
+    let test_rows = &exp.data().test_rows;
+    assert!(v.top.iter().all(|t| test_rows.contains(&t.row)));
+    assert_eq!(
+        v.histogram.iter().map(|&c| c as f64).sum::<f64>(),
+        (v.frequency * v.tokens as f64).round()
+    );
+    assert_eq!(v.nearest.len(), 8);
+    assert!(v
+        .nearest
+        .iter()
+        .all(|n| n.latent != j && n.cosine <= 1.0 + 1e-6));
+    assert!(v.nearest.windows(2).all(|w| w[0].cosine >= w[1].cosine));
+    assert_eq!(v.matched.len(), 1);
+    assert_eq!(
+        (v.matched[0].method, v.matched[0].name.as_str()),
+        (1, "Sparse coding (fista)")
+    );
+    assert!(exp
+        .feature_view(0, 16, 5)
+        .unwrap_err()
+        .contains("does not exist"));
+    assert!(exp.feature_view(2, 0, 5).is_err());
+}

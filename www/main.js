@@ -22,34 +22,43 @@ import {
   sweep,
   sweepLink,
 } from './sweep/panel.js';
+import { initRealPanel, isRealLink, leaveReal, openRealLink, realLink } from './real/panel.js';
 
-/** Show one experiment or sweeps: the other's controls hide and its computation pauses. */
+/**
+ * Show one experiment, sweeps or real activations: the others' controls hide and their
+ * computation pauses (a real-activation run is cancelled).
+ */
 function showMode(mode) {
-  const sweeps = mode === 'sweep';
-  $('experiment-aside').hidden = sweeps;
-  $('experiment-view').hidden = sweeps;
-  $('sweep-aside').hidden = !sweeps;
-  $('sweep-view').hidden = !sweeps;
-  $('mode-experiment').setAttribute('aria-pressed', String(!sweeps));
-  $('mode-sweep').setAttribute('aria-pressed', String(sweeps));
+  for (const m of ['experiment', 'sweep', 'real']) {
+    $(`${m}-aside`).hidden = m !== mode;
+    $(`${m}-view`).hidden = m !== mode;
+    $(`mode-${m}`).setAttribute('aria-pressed', String(m === mode));
+  }
+  if (mode !== 'sweep') pauseSweep();
+  if (mode !== 'real') leaveReal();
+  if (mode !== 'experiment' && state.playing) pause();
   document.body.dataset.mode = mode;
 }
 
 $('mode-sweep').addEventListener('click', () => {
   if (document.body.dataset.mode === 'sweep') return;
-  if (state.playing) pause();
   showMode('sweep');
   if (sweep.checked) history.replaceState(null, '', `#${sweepLink()}`);
   else openSweepPreset(DEFAULT_SWEEP);
 });
 $('mode-experiment').addEventListener('click', () => {
-  if (document.body.dataset.mode !== 'sweep') return;
-  pauseSweep();
+  if (document.body.dataset.mode === 'experiment') return;
   showMode('experiment');
   if (state.config) updateLink();
   else applyConfig(presetConfig(DEFAULT_PRESET));
 });
+$('mode-real').addEventListener('click', () => {
+  if (document.body.dataset.mode === 'real') return;
+  showMode('real');
+  history.replaceState(null, '', `#${realLink()}`);
+});
 initSweepPanel();
+initRealPanel();
 
 // The intro: shown until dismissed, then only on demand (the header's "What is this?").
 const INTRO_KEY = 'sparse-playground/v1/intro-dismissed';
@@ -75,7 +84,7 @@ $('intro-dismiss').addEventListener('click', () => {
   $('play').focus();
 });
 $('intro-show').addEventListener('click', () => {
-  if (document.body.dataset.mode === 'sweep') $('mode-experiment').click();
+  if (document.body.dataset.mode !== 'experiment') $('mode-experiment').click();
   showIntro(true);
   $('intro').scrollIntoView({ block: 'nearest' });
 });
@@ -119,9 +128,12 @@ $('sweep-play').addEventListener('click', () => {
 // The skip link: straight to the Run button of the mode shown (its toolbar while Run waits).
 $('skip-run').addEventListener('click', (e) => {
   e.preventDefault();
-  const sweeps = document.body.dataset.mode === 'sweep';
-  const run = $(sweeps ? 'sweep-play' : 'play');
-  (run.disabled ? $(sweeps ? 'sweep-run-controls' : 'run-controls') : run).focus();
+  const [button, bar] = {
+    sweep: ['sweep-play', 'sweep-run-controls'],
+    real: ['real-run', 'real-run-controls'],
+  }[document.body.dataset.mode] || ['play', 'run-controls'];
+  const run = $(button);
+  (run.disabled ? $(bar) : run).focus();
 });
 $('step').addEventListener('click', () => {
   if (!state.ready) return;
@@ -231,7 +243,8 @@ function showDefinition(id) {
 window.addEventListener('hashchange', () => {
   const hash = window.location.hash.slice(1);
   if (document.body.dataset.mode === 'sweep' && isCurrentSweep(hash)) return;
-  if (document.body.dataset.mode !== 'sweep' && state.config && hash === encodeLink(state.config, hiddenExtra())) return;
+  if (document.body.dataset.mode === 'real' && hash === realLink()) return;
+  if (document.body.dataset.mode === 'experiment' && state.config && hash === encodeLink(state.config, hiddenExtra())) return;
   openFromLocation();
 });
 
@@ -248,7 +261,8 @@ document.addEventListener('keydown', (e) => {
   // Space toggles the run when focus is not in a control that uses it.
   if (e.code === 'Space' && e.target === document.body) {
     e.preventDefault();
-    $(document.body.dataset.mode === 'sweep' ? 'sweep-play' : 'play').click();
+    const mode = document.body.dataset.mode;
+    $(mode === 'sweep' ? 'sweep-play' : mode === 'real' ? 'real-run' : 'play').click();
   }
 });
 
@@ -268,8 +282,14 @@ $('backend').addEventListener('change', (e) => {
  */
 function openFromLocation() {
   const hash = window.location.hash.slice(1);
+  if (hash && isRealLink(hash)) {
+    showMode('real');
+    openRealLink(hash).catch((e) => {
+      banner('error', `This link could not be opened: ${errorText(e)}.`, 'link');
+    });
+    return;
+  }
   if (hash && isSweepLink(hash)) {
-    if (state.playing) pause();
     showMode('sweep');
     try {
       openSweepLink(hash);
@@ -279,7 +299,6 @@ function openFromLocation() {
     }
     return;
   }
-  pauseSweep();
   showMode('experiment');
   state.hidden = [];
   state.backend = 'auto';

@@ -152,7 +152,7 @@ impl Default for RealConfig {
             train: TrainConfig {
                 steps: 1_000,
                 lr: 1e-3,
-                l1_penalty: 10.0,
+                l1_penalty: 3.0,
                 batch_size: Some(256),
                 log_every: 100,
                 eval_steps: Vec::new(),
@@ -575,6 +575,9 @@ pub struct GapReport {
     pub optimum: FrontierPoint,
     /// How the optimum's FISTA ended.
     pub optimum_solver: SolverStats,
+    /// How the method's own inference ended, where it is FISTA with a tolerance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_solver: Option<SolverStats>,
     /// f(own) / f(optimum) - 1.
     pub amortisation_gap: f64,
     /// Mean cosine between the method's codes and the optimal codes, per token.
@@ -700,6 +703,8 @@ struct Analysis {
     current: Option<(PointKind, u64, Solver)>,
     points: Vec<(FrontierPoint, Option<Matrix>)>,
     optimum_stats: Option<SolverStats>,
+    /// How the method's own FISTA ended (sparse coding and SAE + inference with a tolerance).
+    own_stats: Option<SolverStats>,
 }
 
 struct RealRun {
@@ -718,7 +723,63 @@ struct RealRun {
     report: Option<GapReport>,
     error: Option<String>,
     wall_s: f64,
+    /// What the feature views read, once training is over.
+    features: Option<FeatureData>,
 }
+
+/// A method's unit-norm dictionary and its codes of held-out tokens (the encoder's on the whole
+/// held-out set; sparse coding's own inference on the analysed tokens), with their file rows.
+struct FeatureData {
+    dict: Matrix,
+    codes: Matrix,
+    rows: Vec<usize>,
+}
+
+/// A held-out token where a feature is active.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopToken {
+    /// The token's row in the activation file (its text is row `row` of the token texts).
+    pub row: usize,
+    pub value: f64,
+}
+
+/// Another feature and the cosine of its decoder atom with this one's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Neighbour {
+    /// The method it belongs to (index in the config) and its name.
+    pub method: usize,
+    pub name: String,
+    pub latent: usize,
+    pub cosine: f64,
+}
+
+/// One learned feature: where it fires, how often and how strongly, and its neighbours.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeatureView {
+    pub method: usize,
+    pub name: String,
+    pub latent: usize,
+    pub latents: usize,
+    /// Held-out tokens scored.
+    pub tokens: usize,
+    /// Fraction of them where the feature is active (above the L0 threshold).
+    pub frequency: f64,
+    /// Mean activation where active, and the largest.
+    pub mean_active: f64,
+    pub max: f64,
+    /// Counts of the active values in equal bins from 0 to `max`.
+    pub histogram: Vec<u32>,
+    /// The most activating tokens, largest first.
+    pub top: Vec<TopToken>,
+    /// The nearest other features of the same dictionary by decoder cosine, nearest first.
+    pub nearest: Vec<Neighbour>,
+    /// The best-matching feature of each other method (largest decoder cosine).
+    pub matched: Vec<Neighbour>,
+}
+
+/// Bins of a feature view's histogram, and neighbours listed.
+pub const FEATURE_BINS: usize = 20;
+pub const FEATURE_NEIGHBOURS: usize = 8;
 
 /// An experiment on real activations, advanced in bounded slices (training steps, then the
 /// analysis' solver iterations).
@@ -911,7 +972,16 @@ impl RealExperiment {
             evaluate(b, cfg, run, &self.test_x, &self.data.test, Some(loss), wall)?;
         }
         if run.step == cfg.train.steps && run.error.is_none() {
-            run.analysis = Some(start_analysis(b, cfg, run, &self.gap_x, &self.gap_host)?);
+            let analysis = start_analysis(b, cfg, run, &self.gap_x, &self.gap_host)?;
+            if let Learner::Encoder(m) = &run.learner {
+                let codes = m.encode(b, &self.test_x);
+                run.features = Some(FeatureData {
+                    dict: analysis.dict_host.clone(),
+                    codes: Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?),
+                    rows: self.data.test_rows.clone(),
+                });
+            }
+            run.analysis = Some(analysis);
         }
         Ok(count)
     }
@@ -931,6 +1001,20 @@ impl RealExperiment {
         if a.current.is_none() {
             let Some((kind, iterations)) = a.jobs.first().copied() else {
                 run.report = Some(finish_analysis(a, l1, n));
+                if run.features.is_none() {
+                    // Sparse coding: its own codes of the analysed tokens.
+                    let own = a
+                        .points
+                        .iter()
+                        .find(|(p, _)| p.kind == PointKind::Inference);
+                    if let Some((_, Some(codes))) = own {
+                        run.features = Some(FeatureData {
+                            dict: a.dict_host.clone(),
+                            codes: codes.clone(),
+                            rows: self.data.test_rows[..n].to_vec(),
+                        });
+                    }
+                }
                 run.analysis = None;
                 return Ok(1);
             };
@@ -985,6 +1069,9 @@ impl RealExperiment {
         let codes = Matrix::from_vec(latents, n, values);
         let (kind, iterations) = (*kind, *iterations);
         let mut stats = None;
+        if let (PointKind::Inference, Solver::Fista(f)) = (kind, &*solver) {
+            a.own_stats = f.stats().and_then(|s| s.first().copied());
+        }
         let flops_per_token = match (kind, &*solver) {
             (PointKind::Optimum, Solver::Fista(f)) => {
                 stats = f.stats().and_then(|s| s.first().copied());
@@ -1020,6 +1107,146 @@ impl RealExperiment {
             Err(e) => run.error = Some(format!("the analysis failed: {e}")),
         }
         Ok(ran.max(1))
+    }
+
+    /// Latents of method `method` ordered by how often they fire on held-out tokens (most
+    /// first; dead ones last), once its training is over.
+    pub fn features_by_frequency(&self, method: usize) -> Option<Vec<(usize, f64)>> {
+        let f = self.runs.get(method)?.features.as_ref()?;
+        let threshold = self.config.metrics.l0_threshold as f32;
+        let n = f.codes.ncols().max(1) as f64;
+        let mut out: Vec<(usize, f64)> = (0..f.codes.nrows())
+            .map(|j| {
+                let active = f
+                    .codes
+                    .row(j)
+                    .iter()
+                    .filter(|v| v.abs() > threshold)
+                    .count();
+                (j, active as f64 / n)
+            })
+            .collect();
+        out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Some(out)
+    }
+
+    /// Feature `latent` of method `method`: its `top` most activating held-out tokens, its
+    /// frequency and histogram, its nearest features and its matches in the other methods.
+    pub fn feature_view(
+        &self,
+        method: usize,
+        latent: usize,
+        top: usize,
+    ) -> Result<FeatureView, String> {
+        let run = self
+            .runs
+            .get(method)
+            .ok_or_else(|| format!("no method {method}: there are {}", self.runs.len()))?;
+        let f = run.features.as_ref().ok_or_else(|| {
+            format!(
+                "{} has no features to show before its training ends",
+                run.name
+            )
+        })?;
+        let latents = f.dict.ncols();
+        if latent >= latents {
+            return Err(format!(
+                "feature {latent} does not exist: {} has {latents}",
+                run.name
+            ));
+        }
+        let threshold = self.config.metrics.l0_threshold;
+        let values: Vec<f64> = f.codes.row(latent).iter().map(|v| f64::from(*v)).collect();
+        let active: Vec<f64> = values
+            .iter()
+            .copied()
+            .filter(|v| v.abs() > threshold)
+            .collect();
+        let max = active.iter().copied().fold(0f64, f64::max);
+        let mut histogram = vec![0u32; FEATURE_BINS];
+        for v in &active {
+            let bin = if max > 0.0 {
+                ((v / max) * FEATURE_BINS as f64) as usize
+            } else {
+                0
+            };
+            histogram[bin.min(FEATURE_BINS - 1)] += 1;
+        }
+        let mut order: Vec<usize> = (0..values.len())
+            .filter(|&i| values[i].abs() > threshold)
+            .collect();
+        order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+        let top = order
+            .iter()
+            .take(top)
+            .map(|&i| TopToken {
+                row: f.rows[i],
+                value: values[i],
+            })
+            .collect();
+        let atom = f.dict.column(latent);
+        let cosines = |dict: &Matrix| -> Vec<f64> {
+            dict.column_iter()
+                .map(|c| {
+                    c.iter()
+                        .zip(atom.iter())
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                        .sum()
+                })
+                .collect()
+        };
+        let own = cosines(&f.dict);
+        let mut near: Vec<usize> = (0..latents).filter(|&j| j != latent).collect();
+        near.sort_by(|&a, &b| own[b].total_cmp(&own[a]).then(a.cmp(&b)));
+        let nearest = near
+            .into_iter()
+            .take(FEATURE_NEIGHBOURS)
+            .map(|j| Neighbour {
+                method,
+                name: run.name.clone(),
+                latent: j,
+                cosine: own[j],
+            })
+            .collect();
+        let matched = self
+            .runs
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| i != method)
+            .filter_map(|(i, other)| {
+                let fo = other.features.as_ref()?;
+                let c = cosines(&fo.dict);
+                let (j, cos) = c
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+                Some(Neighbour {
+                    method: i,
+                    name: other.name.clone(),
+                    latent: j,
+                    cosine: cos,
+                })
+            })
+            .collect();
+        Ok(FeatureView {
+            method,
+            name: run.name.clone(),
+            latent,
+            latents,
+            tokens: values.len(),
+            frequency: active.len() as f64 / values.len().max(1) as f64,
+            mean_active: if active.is_empty() {
+                0.0
+            } else {
+                active.iter().sum::<f64>() / active.len() as f64
+            },
+            max,
+            histogram,
+            top,
+            nearest,
+            matched,
+        })
     }
 
     pub fn results(&self, backend: Option<BackendInfo>) -> RealResults {
@@ -1176,6 +1403,7 @@ fn new_run(
         report: None,
         error: None,
         wall_s: 0.0,
+        features: None,
     }
 }
 
@@ -1299,6 +1527,7 @@ fn start_analysis(
         current: None,
         points,
         optimum_stats: None,
+        own_stats: None,
     })
 }
 
@@ -1365,6 +1594,7 @@ fn finish_analysis(a: &mut Analysis, l1: f64, tokens: usize) -> GapReport {
             iterations: 0,
             converged: false,
         }),
+        own_solver: a.own_stats,
         code_cosine,
         support_jaccard,
         frontier,

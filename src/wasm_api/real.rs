@@ -108,6 +108,32 @@ impl RealRunner {
         self.exp.status()
     }
 
+    /// Feature `latent` of method `method` (JSON of `core::real::FeatureView`, its `top` most
+    /// activating held-out tokens), once that method's training is over.
+    #[wasm_bindgen(js_name = featureView)]
+    pub fn feature_view(
+        &self,
+        method: usize,
+        latent: usize,
+        top: usize,
+    ) -> Result<String, JsError> {
+        let view = self
+            .exp
+            .feature_view(method, latent, top)
+            .map_err(|e| JsError::new(&e))?;
+        Ok(serde_json::to_string(&view).expect("views serialise"))
+    }
+
+    /// Method `method`'s latents, most often active first (flat: latent, frequency, ...), or
+    /// nothing before its training is over.
+    #[wasm_bindgen(js_name = featuresByFrequency)]
+    pub fn features_by_frequency(&self, method: usize) -> Vec<f64> {
+        self.exp
+            .features_by_frequency(method)
+            .map(|v| v.into_iter().flat_map(|(j, f)| [j as f64, f]).collect())
+            .unwrap_or_default()
+    }
+
     #[wasm_bindgen(js_name = resultsJson)]
     pub fn results_json(&self) -> String {
         self.exp.results(None).to_json()

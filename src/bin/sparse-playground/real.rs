@@ -305,6 +305,20 @@ fn print_summary(r: &RealResults, wall: f64) {
          its iteration cap; total {wall:.1} s)"
     );
     for m in &r.methods {
+        if let Some(s) = m.report.as_ref().and_then(|g| g.own_solver) {
+            println!(
+                "{}: its own FISTA {} after {} iterations",
+                m.name,
+                if s.converged {
+                    "converged"
+                } else {
+                    "stopped at its cap"
+                },
+                s.iterations
+            );
+        }
+    }
+    for m in &r.methods {
         if let Some(g) = &m.report {
             let pts: Vec<String> = g
                 .frontier

@@ -1,0 +1,110 @@
+// End-to-end tests of real activations in the page, in the system Chromium: the shipped sample
+// of SmolLM2-135M activations loads from a link, a small SAE and SAE + FISTA train on it, and the
+// table shows the amortisation gap (zero for the solver, positive for the SAE) beside the compute
+// frontier; a bad file is refused with its reason and keeps the sample; a link with an unknown
+// key says so; an empty field disables Run with the reason beside it. Screenshots go to
+// target/e2e/.
+//
+// Run: `npm run build && node tests/e2e/real.mjs` (scripts/test.sh does both).
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import assert from 'node:assert/strict';
+import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, newPage, origin, test } from './harness.mjs';
+
+await mkdir(ARTIFACTS, { recursive: true });
+
+// 128 latents, 60 steps of batches of 128 at lambda 0.5, 32 tokens analysed: a few seconds of work.
+const SMALL = 'real=sample&N=128&steps=60&l1=0.5&batch=128&gap=32&methods=sae,ito';
+const waitReal = (page, value) =>
+  page.waitForFunction((v) => document.body.dataset.realState === v, value, { timeout: TIMEOUT });
+
+await test('the sample trains an SAE and SAE + FISTA and shows the gap and the frontier', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1100 }, acceptDownloads: true }));
+  await page.goto(`${origin}${BASE}#${SMALL}&run=1`);
+  await waitReal(page, 'finished');
+  assert.equal(await page.evaluate(() => document.body.dataset.mode), 'real');
+  assert.equal(await page.getAttribute('#mode-real', 'aria-pressed'), 'true');
+  assert.match(await page.textContent('#real-source'), /4,064 tokens × 576 \(float16\), token texts in 32 contexts/);
+  assert.match(await page.textContent('#real-status'), /^Done/);
+  const rows = await page.$$eval('#real-table tbody tr', (trs) =>
+    trs.map((tr) => ({ name: tr.dataset.method, gap: Number(tr.querySelector('[data-gap]')?.dataset.gap), l0: Number(tr.cells[2].textContent) })),
+  );
+  // Not the trivial optimum (all codes zero, which a too-large lambda gives).
+  assert.ok(rows.every((r) => r.l0 > 1), JSON.stringify(rows));
+  assert.deepEqual(rows.map((r) => r.name), ['SAE', 'SAE + ITO (fista)']);
+  // The solver is the optimum up to its tolerance; the one-step encoder is not.
+  assert.ok(rows[1].gap < 0.01, `SAE + FISTA gap ${rows[1].gap}`);
+  assert.ok(rows[0].gap > 0.01, `SAE gap ${rows[0].gap}`);
+  // The frontier: both methods' encoder-and-warm-start lines and FISTA-from-zero lines.
+  assert.equal(await page.getAttribute('#real-frontier', 'data-series'), '4');
+  assert.ok((await page.$$eval('#real-frontier svg circle', (c) => c.length)) > 10);
+  assert.match(await page.textContent('#real-frontier figcaption'), /held-out tokens/);
+  // The link reproduces the settings; the results download as the CLI's JSON.
+  assert.match(await page.inputValue('#real-share-link'), new RegExp(`#${SMALL}$`));
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#real-export')]);
+  const saved = JSON.parse(await (await download.createReadStream()).toArray().then((b) => Buffer.concat(b).toString()));
+  assert.equal(saved.kind, 'real_activations');
+  assert.equal(saved.source.tokens, 4064);
+  for (const m of saved.methods) {
+    for (const key of ['explained_variance', 'l0', 'dead_latents', 'amortisation_gap']) assert.ok(key in m, key);
+  }
+  // Feature views: the most active feature of the SAE opens with its top tokens in context
+  // (the sample's texts), its histogram, its neighbours and its match in the other method.
+  await page.waitForFunction(() => document.querySelector('#real-feature-view').dataset.shown);
+  assert.equal(await page.isHidden('#real-features'), false);
+  const shown = await page.getAttribute('#real-feature-view', 'data-shown');
+  assert.match(shown, /^0:\d+$/);
+  const top = await page.$$eval('[data-role="top-tokens"] li', (lis) => lis.map((li) => ({ mark: li.querySelector('mark')?.textContent, text: li.textContent })));
+  assert.equal(top.length, 12);
+  assert.ok(top.every((t) => typeof t.mark === 'string'), 'each top token is marked in its context');
+  assert.ok(top.some((t) => t.text.length > t.mark.length + 8), 'with text before it');
+  assert.equal(await page.$$eval('#real-feature-view svg rect', (r) => r.length), 20);
+  assert.equal(await page.$$eval('[data-role="nearest"] button', (b) => b.length), 8);
+  assert.equal(await page.$$eval('[data-role="matched"] button', (b) => b.length), 1);
+  // A neighbour's button opens that feature; the match opens the other method's.
+  const next = await page.textContent('[data-role="nearest"] button');
+  await page.click('[data-role="nearest"] button');
+  await page.waitForFunction((s) => document.querySelector('#real-feature-view').dataset.shown !== s, shown);
+  assert.equal(await page.getAttribute('#real-feature-view', 'data-shown'), `0:${next.split('#')[1]}`);
+  await page.click('[data-role="matched"] button');
+  await page.waitForFunction(() => document.querySelector('#real-feature-view').dataset.shown.startsWith('1:'));
+  assert.equal(await page.inputValue('#real-feature-method'), '1');
+  await page.screenshot({ path: join(ARTIFACTS, 'real-sample.png'), fullPage: true });
+  await ctx.close();
+});
+
+await test('a bad activation file is refused with its reason and the sample stays', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#real=sample`);
+  await waitReal(page, 'ready');
+  await page.setInputFiles('#real-file', { name: 'bad.npy', mimeType: 'application/octet-stream', buffer: Buffer.from('not activations at all') });
+  await page.waitForSelector('.banner.error');
+  assert.match(await page.textContent('.banner.error'), /bad\.npy: neither a \.npy nor a \.safetensors file.*still using smollm2/);
+  assert.match(await page.textContent('#real-source'), /4,064 tokens/);
+  assert.equal(await page.isDisabled('#real-run'), false);
+  // An empty field: Run waits, with the reason beside it.
+  await page.fill('#real-latents', '');
+  assert.equal(await page.isDisabled('#real-run'), true);
+  assert.match(await page.textContent('#real-run-why'), /Latents N: enter a number/);
+  // A value the engine refuses is reported when the run starts, and nothing is lost.
+  await page.fill('#real-latents', '128');
+  await page.fill('#real-k', '1000');
+  await page.check('#real-m-topk');
+  await page.click('#real-run');
+  await page.waitForFunction(() => /Not run: .*k.*between 1 and the 128 latents/.test(document.querySelector('#real-status').textContent));
+  assert.equal(await page.evaluate(() => document.body.dataset.realState), 'ready');
+  await ctx.close();
+});
+
+await test('a real-activation link with an unknown key says so', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#real=sample&latents=5`);
+  await page.waitForSelector('.banner.error');
+  assert.match(await page.textContent('.banner.error'), /unknown key `latents`/);
+  await ctx.close();
+});
+
+if (consoleProblems.length) {
+  await test('no console errors or warnings', async () => assert.deepEqual(consoleProblems, []));
+}
+await finish('real activations');

@@ -1,0 +1,379 @@
+// The real-activations mode: load the shipped sample or a file (checked by the engine before
+// anything runs), choose methods and sizes, run in a worker (../real-worker.js), and show the
+// table and the compute frontier (../views/real.js). Links: `real=sample` and the settings that
+// differ from the defaults (see LINK_KEYS); a file of one's own cannot travel in a link, so its
+// link says `real=file` and asks for the file again.
+import { inspectActivations, realDefaults } from '../engine.js';
+import { $, banner, errorText } from '../page/state.js';
+import { downloadText } from '../page/files.js';
+import { parseTokens, renderFeature, renderFrontier, renderRealTable } from '../views/real.js';
+
+const SAMPLE = {
+  name: 'smollm2-135m-l15 (SmolLM2-135M, block 15, Pride and Prejudice)',
+  npy: new URL('../sample/smollm2-135m-l15.npy', import.meta.url),
+  tokens: new URL('../sample/smollm2-135m-l15.tokens.json', import.meta.url),
+};
+
+/** The page's defaults: the sample in a tab on one core (N = 2 x 576, 400 steps, a few minutes). */
+const DEFAULTS = {
+  latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
+  center: true, scale: 'dim', k: 32, h: 1024, methods: ['sae', 'topk', 'ito'],
+};
+const METHOD_NAMES = ['sae', 'topk', 'ito', 'mlp', 'sc'];
+const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h' };
+const LINK_KEYS = new Set(['real', 'methods', 'center', 'scale', 'run', ...Object.keys(NUMBER_KEYS)]);
+const FIELDS = { latents: 'real-latents', steps: 'real-steps', l1: 'real-l1', lr: 'real-lr', batch: 'real-batch', gap: 'real-gap', seed: 'real-seed', k: 'real-k', h: 'real-h' };
+const SCALES = ['dim', 'unit', 'none'];
+
+const real = {
+  source: null, // {name, bytes: ArrayBuffer, tensor, tokens, dim, kind: 'sample' | 'file'}
+  worker: null,
+  results: null,
+  running: false,
+  rankings: [], // per method: latents by frequency (flat: latent, frequency, ...)
+  tokens: null, // the parsed token texts of the source
+};
+
+/** Tokens listed in a feature view. */
+const TOP_TOKENS = 12;
+
+function fistaToConvergence() {
+  return { solver: 'fista', steps: 5000, nonneg: true, tol: 1e-3 };
+}
+
+/** The form's settings (numbers unparsed where empty or invalid: the engine says why). */
+function readSettings() {
+  const s = {};
+  for (const [key, id] of Object.entries(FIELDS)) s[key] = $(id).value === '' ? NaN : Number($(id).value);
+  s.center = $('real-center').checked;
+  s.scale = $('real-scale').value;
+  s.methods = METHOD_NAMES.filter((m) => $(`real-m-${m}`).checked);
+  return s;
+}
+
+function writeSettings(s) {
+  for (const [key, id] of Object.entries(FIELDS)) $(id).value = String(s[key]);
+  $('real-center').checked = s.center;
+  $('real-scale').value = s.scale;
+  for (const m of METHOD_NAMES) $(`real-m-${m}`).checked = s.methods.includes(m);
+}
+
+/** The engine's config for the settings (the engine validates it when the run starts). */
+function configFor(s) {
+  const cfg = JSON.parse(realDefaults());
+  cfg.source = real.source ? real.source.name : '';
+  cfg.latents = s.latents;
+  cfg.train.steps = s.steps;
+  cfg.train.l1_penalty = s.l1;
+  cfg.train.lr = s.lr;
+  cfg.train.batch_size = s.batch;
+  cfg.train.log_every = Math.max(1, Math.round(s.steps / 6));
+  cfg.gap.tokens = s.gap;
+  cfg.seed = s.seed;
+  cfg.preprocess.center = s.center;
+  cfg.preprocess.scale = s.scale;
+  cfg.methods = s.methods.map((m) => {
+    switch (m) {
+      case 'sae': return { kind: 'sae', bias: true };
+      case 'topk': return { kind: 'topk_sae', k: s.k, bias: true };
+      case 'ito': return { kind: 'sae_ito', bias: true, inference: fistaToConvergence() };
+      case 'mlp': return { kind: 'mlp', hidden: [s.h], bias: true };
+      default: return { kind: 'sparse_coding', inference: fistaToConvergence() };
+    }
+  });
+  return cfg;
+}
+
+/** Why Run cannot start, or '' when it can. */
+function whyNot(s) {
+  if (!real.source) return 'Load the sample or a file first.';
+  if (!s.methods.length) return 'Choose at least one method.';
+  for (const [key, id] of Object.entries(FIELDS)) {
+    if (!Number.isFinite(s[key])) return `${$(id).labels[0].textContent.trim()}: enter a number.`;
+  }
+  return '';
+}
+
+function updateControls() {
+  const why = real.running ? '' : whyNot(readSettings());
+  $('real-run').disabled = real.running || !!why;
+  $('real-run-why').hidden = !why;
+  $('real-run-why').textContent = why;
+  $('real-cancel').disabled = !real.running;
+  $('real-export').disabled = !real.results;
+  $('real-sample').disabled = real.running;
+  $('real-file').disabled = real.running;
+  document.body.dataset.realState = real.running ? 'running' : real.results ? 'finished' : real.source ? 'ready' : 'empty';
+}
+
+/** The link of the current settings: only what differs from the defaults. */
+export function realLink(autorun = false) {
+  const s = readSettings();
+  const parts = [`real=${real.source && real.source.kind === 'file' ? 'file' : 'sample'}`];
+  const shortKey = Object.fromEntries(Object.entries(NUMBER_KEYS).map(([k, v]) => [v, k]));
+  for (const key of Object.keys(FIELDS)) {
+    if (Number.isFinite(s[key]) && s[key] !== DEFAULTS[key]) parts.push(`${shortKey[key]}=${s[key]}`);
+  }
+  if (s.center !== DEFAULTS.center) parts.push(`center=${s.center ? 1 : 0}`);
+  if (s.scale !== DEFAULTS.scale) parts.push(`scale=${s.scale}`);
+  if (s.methods.join(',') !== DEFAULTS.methods.join(',')) parts.push(`methods=${s.methods.join(',')}`);
+  if (autorun) parts.push('run=1');
+  return parts.join('&');
+}
+
+function updateLink() {
+  const link = realLink();
+  $('real-share-link').value = `${window.location.href.split('#')[0]}#${link}`;
+  history.replaceState(null, '', `#${link}`);
+}
+
+export function isRealLink(hash) {
+  return /(^|&)real=/.test(hash);
+}
+
+/** Settings from a link, or an error naming the key that is wrong. */
+export function parseRealLink(hash) {
+  const s = { ...DEFAULTS, methods: [...DEFAULTS.methods] };
+  let source = 'sample';
+  let run = false;
+  const seen = new Set();
+  for (const pair of hash.split('&').filter(Boolean)) {
+    const eq = pair.indexOf('=');
+    const key = eq < 0 ? pair : pair.slice(0, eq);
+    const value = eq < 0 ? '' : decodeURIComponent(pair.slice(eq + 1));
+    if (!LINK_KEYS.has(key)) throw new Error(`unknown key \`${key}\` (this page reads ${[...LINK_KEYS].join(', ')})`);
+    if (seen.has(key)) throw new Error(`\`${key}\` appears twice`);
+    seen.add(key);
+    if (key === 'real') {
+      if (value !== 'sample' && value !== 'file') throw new Error(`real=${value}: expected sample or file`);
+      source = value;
+    } else if (key in NUMBER_KEYS) {
+      const v = Number(value);
+      if (value === '' || !Number.isFinite(v)) throw new Error(`${key}=${value}: expected a number`);
+      s[NUMBER_KEYS[key]] = v;
+    } else if (key === 'methods') {
+      const list = value.split(',').filter(Boolean);
+      const bad = list.find((m) => !METHOD_NAMES.includes(m));
+      if (bad || !list.length) throw new Error(`methods=${value}: expected some of ${METHOD_NAMES.join(', ')}`);
+      s.methods = list;
+    } else if (key === 'center') {
+      if (value !== '0' && value !== '1') throw new Error(`center=${value}: expected 0 or 1`);
+      s.center = value === '1';
+    } else if (key === 'scale') {
+      if (!SCALES.includes(value)) throw new Error(`scale=${value}: expected ${SCALES.join(', ')}`);
+      s.scale = value;
+    } else if (key === 'run') {
+      if (value !== '1') throw new Error(`run=${value}: expected 1`);
+      run = true;
+    }
+  }
+  return { settings: s, source, run };
+}
+
+function setStatus(text) {
+  $('real-status').textContent = text;
+}
+
+/** Check activations with the engine and keep them; an error keeps what was loaded before. */
+function useActivations(name, bytes, kind, tokensText) {
+  let info;
+  try {
+    info = inspectActivations(new Uint8Array(bytes), undefined, tokensText ?? undefined);
+  } catch (e) {
+    const what = `${name}: ${errorText(e)}`;
+    banner('error', `These activations cannot be used. ${what}${real.source ? ` (still using ${real.source.name})` : ''}`, 'real-file');
+    return false;
+  }
+  real.source = { name, bytes, kind, tokens: info.tokens, dim: info.dim, tokensText };
+  real.tokens = parseTokens(tokensText);
+  real.results = null;
+  $('real-source').textContent =
+    `${name}: ${info.tokens.toLocaleString()} tokens × ${info.dim} (${info.dtype}${info.tensor ? `, tensor ${info.tensor}` : ''})` +
+    (info.contexts != null ? `, token texts in ${info.contexts} contexts` : '');
+  setStatus('Ready: press Run.');
+  updateControls();
+  updateLink();
+  return true;
+}
+
+export async function loadSample() {
+  setStatus('Loading the sample…');
+  try {
+    const [npy, tokens] = await Promise.all([fetch(SAMPLE.npy), fetch(SAMPLE.tokens)]);
+    if (!npy.ok || !tokens.ok) throw new Error(`HTTP ${npy.ok ? tokens.status : npy.status}`);
+    return useActivations(SAMPLE.name, await npy.arrayBuffer(), 'sample', await tokens.text());
+  } catch (e) {
+    banner('error', `The sample could not be loaded: ${errorText(e)}`, 'real-file');
+    setStatus('The sample could not be loaded.');
+    return false;
+  }
+}
+
+function start() {
+  const s = readSettings();
+  const why = whyNot(s);
+  if (why || real.running) return;
+  if (real.worker) real.worker.terminate();
+  const worker = new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' });
+  real.worker = worker;
+  real.running = true;
+  real.results = null;
+  $('real-table').replaceChildren();
+  $('real-frontier').replaceChildren();
+  $('real-features').hidden = true;
+  $('real-progress').value = 0;
+  setStatus('Starting…');
+  updateControls();
+  worker.onmessage = (event) => {
+    const msg = event.data;
+    if (worker !== real.worker) return;
+    if (msg.type === 'progress') {
+      $('real-progress').value = msg.total ? msg.done / msg.total : 0;
+      setStatus(msg.status === 'done' ? 'Done.' : `${msg.status[0].toUpperCase()}${msg.status.slice(1)}…`);
+    } else if (msg.type === 'results') {
+      real.running = false;
+      real.results = JSON.parse(msg.json);
+      real.rankings = msg.rankings;
+      $('real-progress').value = 1;
+      setStatus('Done: the table, the frontier and the features below.');
+      render();
+      showFeatures();
+      updateControls();
+    } else if (msg.type === 'feature') {
+      const view = JSON.parse(msg.json);
+      renderFeature($('real-feature-view'), view, real.tokens, pickFeature);
+      $('real-feature-view').dataset.shown = `${view.method}:${view.latent}`;
+    } else if (msg.type === 'error' && !real.running) {
+      // A feature view the worker could not make; the run's results stay.
+      $('real-feature-view').textContent = msg.message;
+    } else if (msg.type === 'error') {
+      real.running = false;
+      worker.terminate();
+      real.worker = null;
+      setStatus(`Not run: ${msg.message}`);
+      banner('error', `The experiment could not run: ${msg.message}`, 'real-run');
+      updateControls();
+    }
+  };
+  // The worker gets its own copy; the page keeps the bytes for the next run.
+  const bytes = real.source.bytes.slice(0);
+  worker.postMessage({ type: 'start', bytes, config: JSON.stringify(configFor(s)) }, [bytes]);
+}
+
+/** The feature section, once results are in: methods that trained, their most active latents. */
+function showFeatures() {
+  const select = $('real-feature-method');
+  select.replaceChildren(
+    ...real.results.methods.map((m, i) => {
+      const o = document.createElement('option');
+      o.value = String(i);
+      o.textContent = m.name;
+      o.disabled = !real.rankings[i] || !real.rankings[i].length;
+      return o;
+    }),
+  );
+  const first = real.rankings.findIndex((r) => r && r.length);
+  $('real-features').hidden = first < 0;
+  if (first >= 0) pickFeature(first, real.rankings[first][0]);
+}
+
+/** Show feature `latent` of method `method` (asked of the worker, which holds the codes). */
+function pickFeature(method, latent) {
+  if (!real.worker || !real.results) return;
+  $('real-feature-method').value = String(method);
+  $('real-feature').value = String(latent);
+  $('real-feature').max = String(real.results.config.latents - 1);
+  const top = $('real-feature-top');
+  const ranking = real.rankings[method] || [];
+  top.replaceChildren();
+  for (let i = 0; i < Math.min(10, ranking.length / 2); i++) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'link';
+    b.textContent = `#${ranking[2 * i]}`;
+    b.title = `active on ${(100 * ranking[2 * i + 1]).toFixed(1)}% of held-out tokens`;
+    b.addEventListener('click', () => pickFeature(method, ranking[2 * i]));
+    top.append(b);
+  }
+  real.worker.postMessage({ type: 'feature', method, latent, top: TOP_TOKENS });
+}
+
+function cancel() {
+  if (real.worker) real.worker.terminate();
+  real.worker = null;
+  real.running = false;
+  setStatus('Cancelled.');
+  updateControls();
+}
+
+function render() {
+  if (!real.results) return;
+  renderRealTable($('real-table'), real.results);
+  renderFrontier($('real-frontier'), real.results);
+}
+
+/** Open a link of this mode: settings into the form, the sample loaded, a run if it says so. */
+export async function openRealLink(hash) {
+  const { settings, source, run } = parseRealLink(hash);
+  writeSettings(settings);
+  updateControls();
+  if (source === 'file') {
+    if (!real.source || real.source.kind !== 'file') {
+      setStatus('This link was made with a file of activations: choose it again above.');
+    }
+    return;
+  }
+  if (!real.source || real.source.kind !== 'sample') {
+    if (!(await loadSample())) return;
+  }
+  if (run) start();
+}
+
+/** Leave the mode: a run under way stops (its worker is ended). */
+export function leaveReal() {
+  if (real.running) cancel();
+}
+
+export function initRealPanel() {
+  $('real-sample').addEventListener('click', () => loadSample());
+  $('real-file').addEventListener('change', async (e) => {
+    const file = e.target.files[0];
+    if (!file) return;
+    const tokensFile = $('real-tokens-file').files[0];
+    const tokensText = tokensFile ? await tokensFile.text() : null;
+    useActivations(file.name, await file.arrayBuffer(), 'file', tokensText);
+  });
+  $('real-tokens-file').addEventListener('change', async (e) => {
+    const file = e.target.files[0];
+    if (!file || !real.source) return;
+    useActivations(real.source.name, real.source.bytes, real.source.kind, await file.text());
+  });
+  for (const el of document.querySelectorAll('#real-aside input, #real-aside select')) {
+    if (el.type === 'file') continue;
+    el.addEventListener('input', () => {
+      updateControls();
+      if (real.source) updateLink();
+    });
+  }
+  $('real-run').addEventListener('click', start);
+  $('real-feature-method').addEventListener('change', (e) => {
+    const m = Number(e.target.value);
+    if (real.rankings[m] && real.rankings[m].length) pickFeature(m, real.rankings[m][0]);
+  });
+  $('real-feature').addEventListener('change', (e) => {
+    const latent = Number(e.target.value);
+    const max = real.results ? real.results.config.latents - 1 : 0;
+    if (Number.isInteger(latent) && latent >= 0 && latent <= max) pickFeature(Number($('real-feature-method').value), latent);
+    else $('real-feature-view').textContent = `Feature numbers go from 0 to ${max}.`;
+  });
+  $('real-cancel').addEventListener('click', cancel);
+  $('real-copy-link').addEventListener('click', () => {
+    updateLink();
+    navigator.clipboard?.writeText($('real-share-link').value).catch(() => {});
+  });
+  $('real-export').addEventListener('click', () => {
+    if (real.results) downloadText(JSON.stringify(real.results, null, 2), 'real-activations-results.json', 'application/json');
+  });
+  writeSettings(DEFAULTS);
+  updateControls();
+}
