@@ -269,3 +269,36 @@ fn training_reduces_the_loss() {
     let last = loss_value(&host(b, model.loss()), 0);
     assert!(last < 0.5 * first, "loss went from {first} to {last}");
 }
+
+/// LISTA's gradients through its unrolled iterations (W, S, b and the dictionary), after a few
+/// steps so that S is no longer zero.
+#[test]
+fn lista_gradients() {
+    use sparse_playground::core::lista::ListaModel;
+    for (iterations, seed) in [(0, 31), (1, 32), (3, 33)] {
+        let data = small_data(seed);
+        let backend = CpuBackend::new(1);
+        let b: &dyn Backend = &backend;
+        let mut model = ListaModel::new(b, &mut [Rng::new(seed)], 4, 6, iterations, 0.05, &[1e-2]);
+        let x = up(b, &data.train_signals);
+        for _ in 0..20 {
+            model.train_step(b, &x, false);
+        }
+        let sizes: Vec<usize> = model.params().iter().map(|p| p.shape().len()).collect();
+        let model = std::cell::RefCell::new(model);
+        check(
+            || {
+                let mut m = model.borrow_mut();
+                m.loss_and_grad(b, &x, true);
+                let loss = loss_value(&host(b, m.loss()), 0);
+                (loss, m.grads().iter().map(|g| host(b, g)).collect())
+            },
+            |p, i, delta| {
+                let mut m = model.borrow_mut();
+                nudge(b, m.params_mut()[p], i, delta);
+            },
+            &sizes,
+            seed,
+        );
+    }
+}

@@ -383,6 +383,48 @@ fn the_gap_is_zero_for_the_solver_and_positive_for_an_sae() {
 }
 
 #[test]
+fn lista_trains_on_activations_and_sits_between_the_sae_and_the_solver() {
+    let acts = synthetic_activations(16, 8, 3, 1200, 5);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::Lista { iterations: 5 },
+        ],
+        seed: 1,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 1500;
+    cfg.train.log_every = 500;
+    cfg.train.l1_penalty = 0.1;
+    cfg.train.batch_size = Some(128);
+    cfg.gap.tokens = 128;
+    cfg.gap.iterations = vec![1];
+    cfg.preprocess.center = false;
+    let mut exp =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    exp.run_to_end(|_| {}).unwrap();
+    let r = exp.results(None);
+    let (sae, lista) = (
+        r.methods[0].report.as_ref().unwrap(),
+        r.methods[1].report.as_ref().unwrap(),
+    );
+    assert_eq!(r.methods[1].name, "LISTA (T=5)");
+    // Its training loss fell, and its own codes cost T more N x N products per token.
+    let log = &r.methods[1].log;
+    assert!(log.last().unwrap().train_loss.unwrap() < log[1].train_loss.unwrap());
+    assert!(lista.own.flops_per_token > sae.own.flops_per_token + 5.0 * 2.0 * 16.0 * 16.0 - 1.0);
+    // Five learned iterations get closer to the optimum of their dictionary than one step.
+    assert!(
+        lista.amortisation_gap < sae.amortisation_gap,
+        "LISTA gap {} against the SAE's {}",
+        lista.amortisation_gap,
+        sae.amortisation_gap
+    );
+    assert!(lista.amortisation_gap > -1e-4);
+}
+
+#[test]
 fn real_configs_refuse_what_cannot_run() {
     let acts = synthetic_activations(8, 4, 2, 64, 1);
     let base = RealConfig {
@@ -521,4 +563,25 @@ fn feature_views_show_where_a_feature_fires_and_its_neighbours() {
         .unwrap_err()
         .contains("does not exist"));
     assert!(exp.feature_view(2, 0, 5).is_err());
+}
+
+/// LISTA is a method of real-activation runs for now: a synthetic link or config naming it is
+/// refused with where to find it, and its link token round-trips through the method parser.
+#[test]
+fn lista_in_a_synthetic_experiment_says_where_it_runs() {
+    use sparse_playground::core::share;
+    let e = share::decode("v=2&setting=unknown&methods=sae,lista:t3&seed=1").unwrap_err();
+    assert!(
+        e.to_string().contains("LISTA runs on real activations"),
+        "{e}"
+    );
+    assert_eq!(
+        share::parse_method("lista:t3").unwrap(),
+        MethodConfig::Lista { iterations: 3 }
+    );
+    assert!(share::parse_method("lista")
+        .unwrap_err()
+        .to_string()
+        .contains("lista needs t<int>"));
+    assert!(share::parse_method("lista:t2:b").is_err());
 }

@@ -224,6 +224,10 @@ pub enum MethodConfig {
         #[serde(default)]
         inference: SolverConfig,
     },
+    /// LISTA: `iterations` unrolled ISTA steps with learned weights after the first (0 is an
+    /// SAE with a bias), trained end to end with the dictionary (see `core::lista`). On real
+    /// activations only, for now.
+    Lista { iterations: usize },
 }
 
 /// The kinds of method, for training settings that apply to every method of a kind.
@@ -235,15 +239,17 @@ pub enum MethodKind {
     Mlp,
     SparseCoding,
     SaeIto,
+    Lista,
 }
 
 impl MethodKind {
-    pub const ALL: [MethodKind; 5] = [
+    pub const ALL: [MethodKind; 6] = [
         MethodKind::Sae,
         MethodKind::TopkSae,
         MethodKind::Mlp,
         MethodKind::SparseCoding,
         MethodKind::SaeIto,
+        MethodKind::Lista,
     ];
 
     /// The kind's token in share links (the first part of its method tokens).
@@ -254,6 +260,7 @@ impl MethodKind {
             MethodKind::Mlp => "mlp",
             MethodKind::SparseCoding => "sc",
             MethodKind::SaeIto => "ito",
+            MethodKind::Lista => "lista",
         }
     }
 
@@ -269,6 +276,7 @@ impl MethodKind {
             MethodKind::Mlp => "mlp",
             MethodKind::SparseCoding => "sparse_coding",
             MethodKind::SaeIto => "sae_ito",
+            MethodKind::Lista => "lista",
         }
     }
 }
@@ -281,6 +289,7 @@ impl MethodConfig {
             MethodConfig::Mlp { .. } => MethodKind::Mlp,
             MethodConfig::SparseCoding { .. } => MethodKind::SparseCoding,
             MethodConfig::SaeIto { .. } => MethodKind::SaeIto,
+            MethodConfig::Lista { .. } => MethodKind::Lista,
         }
     }
 
@@ -300,6 +309,7 @@ impl MethodConfig {
             MethodConfig::SaeIto { inference, .. } => {
                 format!("SAE + ITO ({})", inference.label())
             }
+            MethodConfig::Lista { iterations } => format!("LISTA (T={iterations})"),
         }
     }
 }
@@ -1017,6 +1027,14 @@ impl ExperimentConfig {
         let d = &self.data;
         match method {
             MethodConfig::Sae { .. } => {}
+            MethodConfig::Lista { .. } => {
+                return Err(ConfigError::invalid(
+                    format!("{field}.kind"),
+                    "LISTA runs on real activations (the page's third mode, or run \
+                     --activations) for now; choose sae, topk_sae, mlp, sparse_coding or sae_ito \
+                     here",
+                ));
+            }
             MethodConfig::TopkSae { k, .. } => {
                 if *k == 0 || *k > d.num_atoms {
                     return Err(ConfigError::invalid(
@@ -1219,6 +1237,14 @@ impl ExperimentConfig {
                 RunFloats {
                     persistent: sae.persistent,
                     transient: sae.transient + infer(inference),
+                }
+            }
+            // Refused by `validate` in synthetic experiments; sized as an SAE with N x N more.
+            MethodConfig::Lista { .. } => {
+                let sae = encoder(&[], decoder);
+                RunFloats {
+                    persistent: sae.persistent + 4 * n_atoms * n_atoms,
+                    transient: sae.transient,
                 }
             }
         }

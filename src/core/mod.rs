@@ -6,6 +6,7 @@ pub mod config;
 pub mod data;
 pub mod flops;
 pub(crate) mod lanes;
+pub mod lista;
 pub mod metrics;
 pub mod microbench;
 pub mod models;

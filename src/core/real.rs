@@ -21,6 +21,7 @@ use super::config::{
     MethodConfig, MetricsConfig, SolverConfig, TrainConfig,
 };
 use super::flops;
+use super::lista::{self, ListaModel};
 use super::metrics;
 use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use super::results::BackendInfo;
@@ -40,6 +41,8 @@ pub const REAL_VERSION: u32 = 1;
 const SPLIT_STREAM: u64 = 7;
 /// The most latents a dictionary may have (the paper's LLM dictionary has 16,896).
 pub const MAX_LATENTS: usize = 65_536;
+/// The most unrolled iterations of a LISTA encoder.
+pub const MAX_LISTA_ITERATIONS: usize = 64;
 
 /// How the activations are scaled after centring.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,7 +124,7 @@ pub struct RealConfig {
     pub preprocess: Preprocess,
     /// Latents of every dictionary (N).
     pub latents: usize,
-    /// SAE, TopK SAE, MLP encoder, sparse coding and SAE + inference.
+    /// SAE, TopK SAE, MLP encoder, sparse coding, SAE + inference and LISTA.
     pub methods: Vec<MethodConfig>,
     pub train: TrainConfig,
     pub gap: GapConfig,
@@ -238,6 +241,14 @@ impl RealConfig {
                         check_size(&format!("{field}.hidden[{j}]"), h, 1, MAX_LATENTS)?;
                     }
                 }
+                MethodConfig::Lista { iterations } => {
+                    check_size(
+                        &format!("{field}.iterations"),
+                        *iterations,
+                        0,
+                        MAX_LISTA_ITERATIONS,
+                    )?;
+                }
                 MethodConfig::SparseCoding { inference }
                 | MethodConfig::SaeIto { inference, .. } => {
                     validate_solver(&format!("{field}.inference"), inference)?;
@@ -340,6 +351,9 @@ impl RealConfig {
             total += 4 * (params + d * n) + 3 * acts + 2 * d * batch;
             if matches!(m, MethodConfig::SparseCoding { .. }) {
                 total += 3 * n * used;
+            }
+            if let MethodConfig::Lista { iterations } = m {
+                total += 4 * n * n + (*iterations as u64 + 3) * n * batch;
             }
             total += 6 * n * gap + 2 * d * gap;
         }
@@ -654,6 +668,26 @@ impl RealResults {
 enum Learner {
     Encoder(Box<EncoderModel>),
     SparseCoding(Box<SparseCodingModel>),
+    Lista(Box<ListaModel>),
+}
+
+impl Learner {
+    /// The encoder's codes of `x` (none for sparse coding, which has no encoder).
+    fn encode(&self, b: &dyn Backend, x: &Tensor) -> Option<Tensor> {
+        match self {
+            Learner::Encoder(m) => Some(m.encode(b, x)),
+            Learner::Lista(m) => Some(m.encode(b, x)),
+            Learner::SparseCoding(_) => None,
+        }
+    }
+
+    fn loss(&self) -> &Tensor {
+        match self {
+            Learner::Encoder(m) => m.loss(),
+            Learner::SparseCoding(m) => m.loss(),
+            Learner::Lista(m) => m.loss(),
+        }
+    }
 }
 
 /// A solver of the analysis under way.
@@ -951,15 +985,17 @@ impl RealExperiment {
                     let size = write_indices(b, batcher, idx);
                     model.train_step(b, &self.train_x, Some((idx, size)), want_loss);
                 }
+                (Learner::Lista(model), None) => model.train_step(b, &self.train_x, want_loss),
+                (Learner::Lista(model), Some((batcher, idx, x))) => {
+                    write_indices(b, batcher, idx);
+                    b.gather_columns(&self.train_x, idx, x);
+                    model.train_step(b, x, want_loss);
+                }
             }
         }
         run.step += count;
         if run.step == next_log {
-            let loss = match &run.learner {
-                Learner::Encoder(m) => m.loss(),
-                Learner::SparseCoding(m) => m.loss(),
-            };
-            let loss = crate::compute::loss_value(&read_now(b, loss)?, 0);
+            let loss = crate::compute::loss_value(&read_now(b, run.learner.loss())?, 0);
             if !loss.is_finite() {
                 run.error = Some(format!(
                     "training diverged before step {} (the training loss is {loss}); lower the \
@@ -973,8 +1009,7 @@ impl RealExperiment {
         }
         if run.step == cfg.train.steps && run.error.is_none() {
             let analysis = start_analysis(b, cfg, run, &self.gap_x, &self.gap_host)?;
-            if let Learner::Encoder(m) = &run.learner {
-                let codes = m.encode(b, &self.test_x);
+            if let Some(codes) = run.learner.encode(b, &self.test_x) {
                 run.features = Some(FeatureData {
                     dict: analysis.dict_host.clone(),
                     codes: Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?),
@@ -1334,11 +1369,26 @@ fn new_run(
             topk: None,
             bias: *bias,
         }),
-        MethodConfig::SparseCoding { .. } => None,
+        MethodConfig::SparseCoding { .. } | MethodConfig::Lista { .. } => None,
     };
     let used = batch.unwrap_or(n_train);
-    let (learner, widths, bias, topk, per_step) = match &spec {
-        Some(spec) => {
+    let (learner, widths, bias, topk, per_step) = match (&spec, method) {
+        (None, MethodConfig::Lista { iterations }) => (
+            Learner::Lista(Box::new(ListaModel::new(
+                b,
+                &mut rngs,
+                dim,
+                latents,
+                *iterations,
+                l1,
+                &[lr],
+            ))),
+            vec![dim, latents],
+            true,
+            false,
+            lista::train_step_flops(dim, latents, *iterations, used),
+        ),
+        (Some(spec), _) => {
             let widths = flops::widths(dim, &spec.hidden, latents);
             let model = EncoderModel::new(
                 b,
@@ -1360,7 +1410,7 @@ fn new_run(
                 per_step,
             )
         }
-        None => (
+        (None, _) => (
             Learner::SparseCoding(Box::new(SparseCodingModel::new(
                 b,
                 &mut rngs,
@@ -1415,6 +1465,7 @@ fn dictionary(b: &dyn Backend, learner: &mut Learner) -> Tensor {
             m.normalized_dictionary(b).expect("learned dictionaries")
         }
         Learner::SparseCoding(m) => m.normalized_dictionary(b),
+        Learner::Lista(m) => m.normalized_dictionary(b),
     }
 }
 
@@ -1429,9 +1480,8 @@ fn evaluate(
     wall_s: f64,
 ) -> Result<(), BackendError> {
     let dict = dictionary(b, &mut run.learner);
-    let test = match &run.learner {
-        Learner::Encoder(m) => {
-            let codes = m.encode(b, test_x);
+    let test = match run.learner.encode(b, test_x) {
+        Some(codes) => {
             let values = read_now(b, &codes)?;
             let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
             let s = Matrix::from_vec(codes.rows(), codes.cols(), values);
@@ -1452,7 +1502,7 @@ fn evaluate(
                 }
             }
         }
-        Learner::SparseCoding(_) => None,
+        None => None,
     };
     run.log.push(RealRecord {
         step: run.step,
@@ -1473,15 +1523,19 @@ fn start_analysis(
 ) -> Result<Analysis, BackendError> {
     let dict = dictionary(b, &mut run.learner);
     let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
-    let encoder = match &run.learner {
-        Learner::Encoder(m) => {
-            let codes = m.encode(b, gap_x);
+    let encoder = match run.learner.encode(b, gap_x) {
+        Some(codes) => {
             let host = Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?);
             Some((codes, host))
         }
-        Learner::SparseCoding(_) => None,
+        None => None,
     };
-    let encoder_flops = flops::encoder_forward(&run.widths, 1, run.bias, run.topk);
+    let encoder_flops = match &run.method {
+        MethodConfig::Lista { iterations } => {
+            lista::forward_flops(run.widths[0], run.widths[1], *iterations)
+        }
+        _ => flops::encoder_forward(&run.widths, 1, run.bias, run.topk),
+    };
     let mut points = Vec::new();
     if let Some((_, host)) = &encoder {
         match score_codes(

@@ -311,6 +311,9 @@ impl StackRun {
                 format!("mlp/{hidden:?}/bias={bias}"),
             ),
             MethodConfig::SparseCoding { .. } => (None, "sparse-coding".to_string()),
+            MethodConfig::Lista { .. } => {
+                unreachable!("validate() refuses LISTA in synthetic experiments")
+            }
         };
         let mut rngs: Vec<Rng> = seeds
             .iter()

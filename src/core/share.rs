@@ -247,6 +247,9 @@ fn method_token(m: &MethodConfig) -> String {
             bias(&mut out, *b);
             solver_token(inference, &mut out);
         }
+        MethodConfig::Lista { iterations } => {
+            let _ = write!(out, "lista:t{iterations}");
+        }
     }
     out
 }
@@ -373,6 +376,7 @@ pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let mut topk: Option<usize> = None;
     let mut inside = false;
     let mut tol: Option<f64> = None;
+    let mut iterations: Option<usize> = None;
     // Every option given, by name, so that each kind can refuse what it does not take (an
     // option silently dropped would make the link describe another experiment than it reads).
     let mut given: Vec<&'static str> = Vec::new();
@@ -399,6 +403,10 @@ pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
         } else if let Some(r) = num("tol") {
             tol = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad tolerance"))?);
             "tol"
+        } else if let Some(r) = num("t") {
+            iterations =
+                Some(parse_int(key, r).map_err(|_| bad(key, token, "bad iteration count"))?);
+            "t"
         } else if let Some(r) = num("lr") {
             lr = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad learning rate"))?);
             "lr"
@@ -526,12 +534,18 @@ pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
                 inference: solver_cfg()?,
             }
         }
+        "lista" => {
+            only(&["t"], "lista takes only t<iterations>")?;
+            let iterations =
+                iterations.ok_or_else(|| bad(key, token, "lista needs t<int>, e.g. lista:t3"))?;
+            MethodConfig::Lista { iterations }
+        }
         "" => return Err(bad(key, token, "empty method")),
         other => {
             return Err(bad(
                 key,
                 token,
-                format!("unknown method `{other}`; expected sae, topk, mlp, sc or ito"),
+                format!("unknown method `{other}`; expected sae, topk, mlp, sc, ito or lista"),
             ))
         }
     })

@@ -13,12 +13,13 @@ import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, newPage, or
 
 await mkdir(ARTIFACTS, { recursive: true });
 
-// 128 latents, 60 steps of batches of 128 at lambda 0.5, 32 tokens analysed: a few seconds of work.
-const SMALL = 'real=sample&N=128&steps=60&l1=0.5&batch=128&gap=32&methods=sae,ito';
+// 128 latents, 60 steps of batches of 128 at lambda 0.5, 32 tokens analysed, LISTA with T = 2:
+// a few seconds of work.
+const SMALL = 'real=sample&N=128&steps=60&l1=0.5&batch=128&gap=32&T=2&methods=sae,ito,lista';
 const waitReal = (page, value) =>
   page.waitForFunction((v) => document.body.dataset.realState === v, value, { timeout: TIMEOUT });
 
-await test('the sample trains an SAE and SAE + FISTA and shows the gap and the frontier', async () => {
+await test('the sample trains an SAE, SAE + FISTA and LISTA and shows the gap, the frontier and features', async () => {
   const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1100 }, acceptDownloads: true }));
   await page.goto(`${origin}${BASE}#${SMALL}&run=1`);
   await waitReal(page, 'finished');
@@ -31,12 +32,13 @@ await test('the sample trains an SAE and SAE + FISTA and shows the gap and the f
   );
   // Not the trivial optimum (all codes zero, which a too-large lambda gives).
   assert.ok(rows.every((r) => r.l0 > 1), JSON.stringify(rows));
-  assert.deepEqual(rows.map((r) => r.name), ['SAE', 'SAE + ITO (fista)']);
+  assert.deepEqual(rows.map((r) => r.name), ['SAE', 'SAE + ITO (fista)', 'LISTA (T=2)']);
   // The solver is the optimum up to its tolerance; the one-step encoder is not.
   assert.ok(rows[1].gap < 0.01, `SAE + FISTA gap ${rows[1].gap}`);
   assert.ok(rows[0].gap > 0.01, `SAE gap ${rows[0].gap}`);
+  assert.ok(Number.isFinite(rows[2].gap) && rows[2].gap > -1e-4, `LISTA gap ${rows[2].gap}`);
   // The frontier: both methods' encoder-and-warm-start lines and FISTA-from-zero lines.
-  assert.equal(await page.getAttribute('#real-frontier', 'data-series'), '4');
+  assert.equal(await page.getAttribute('#real-frontier', 'data-series'), '6');
   assert.ok((await page.$$eval('#real-frontier svg circle', (c) => c.length)) > 10);
   assert.match(await page.textContent('#real-frontier figcaption'), /held-out tokens/);
   // The link reproduces the settings; the results download as the CLI's JSON.
@@ -60,7 +62,7 @@ await test('the sample trains an SAE and SAE + FISTA and shows the gap and the f
   assert.ok(top.some((t) => t.text.length > t.mark.length + 8), 'with text before it');
   assert.equal(await page.$$eval('#real-feature-view svg rect', (r) => r.length), 20);
   assert.equal(await page.$$eval('[data-role="nearest"] button', (b) => b.length), 8);
-  assert.equal(await page.$$eval('[data-role="matched"] button', (b) => b.length), 1);
+  assert.equal(await page.$$eval('[data-role="matched"] button', (b) => b.length), 2);
   // A neighbour's button opens that feature; the match opens the other method's.
   const next = await page.textContent('[data-role="nearest"] button');
   await page.click('[data-role="nearest"] button');
