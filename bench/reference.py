@@ -64,6 +64,10 @@ import warnings
 SIZES = {
     "paper": dict(N=16, M=8, K=3, n=1024),
     "large": dict(N=1024, M=256, K=16, n=4096),
+    # SAE steps on real activations (bench --real): the shipped sample's width at 16x
+    # expansion, and the paper's LLM dictionary, both on batches of 4,096 tokens.
+    "sample16x": dict(N=9216, M=576, K=32, n=4096),
+    "llm": dict(N=16896, M=768, K=32, n=4096),
 }
 LAM = 0.01
 TRAIN_LR = 1e-3

@@ -585,3 +585,80 @@ fn lista_in_a_synthetic_experiment_says_where_it_runs() {
         .contains("lista needs t<int>"));
     assert!(share::parse_method("lista:t2:b").is_err());
 }
+
+/// Dead latents are resampled on the schedule (never after three quarters of training), and an
+/// over-complete SAE ends with fewer of them than without resampling.
+#[test]
+fn dead_latents_are_resampled() {
+    let acts = synthetic_activations(8, 8, 2, 1200, 4);
+    let run = |resample_every: u64| {
+        let mut cfg = RealConfig {
+            latents: 64,
+            methods: vec![
+                MethodConfig::Sae { bias: true },
+                MethodConfig::Lista { iterations: 2 },
+            ],
+            seed: 2,
+            ..RealConfig::default()
+        };
+        cfg.train.steps = 400;
+        cfg.train.log_every = 400;
+        cfg.train.l1_penalty = 10.0;
+        cfg.train.batch_size = Some(128);
+        cfg.schedule.resample_every = resample_every;
+        cfg.schedule.probe_tokens = 512;
+        cfg.gap.tokens = 200;
+        cfg.gap.iterations = vec![1];
+        let mut exp =
+            RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+        exp.run_to_end(|_| {}).unwrap();
+        exp.results(None)
+    };
+    let (with, without) = (run(100), run(0));
+    for m in 0..2 {
+        let steps: Vec<u64> = with.methods[m].resampled.iter().map(|r| r.step).collect();
+        assert!(
+            !steps.is_empty(),
+            "{} resampled nothing (without resampling it ends with {:?} dead)",
+            with.methods[m].name,
+            without.methods[m].dead_latents
+        );
+        assert!(steps.iter().all(|s| s % 100 == 0 && *s <= 300), "{steps:?}");
+        assert!(without.methods[m].resampled.is_empty());
+        let dead =
+            |r: &sparse_playground::core::real::RealResults| r.methods[m].dead_latents.unwrap();
+        assert!(
+            dead(&with) < dead(&without),
+            "{}: {} dead with resampling, {} without",
+            with.methods[m].name,
+            dead(&with),
+            dead(&without)
+        );
+    }
+}
+
+/// A learning-rate warm-up scales the rate from 0: the first steps barely move.
+#[test]
+fn warmups_ramp_the_first_steps() {
+    let acts = synthetic_activations(16, 8, 3, 600, 6);
+    let first_loss = |lr_warmup: u64| {
+        let mut cfg = RealConfig {
+            latents: 16,
+            methods: vec![MethodConfig::Sae { bias: false }],
+            ..RealConfig::default()
+        };
+        cfg.train.steps = 20;
+        cfg.train.log_every = 20;
+        cfg.train.lr = 1e-2;
+        cfg.train.batch_size = None;
+        cfg.schedule.lr_warmup = lr_warmup;
+        cfg.gap.tokens = 16;
+        cfg.gap.iterations = vec![1];
+        let mut exp =
+            RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+        exp.run_to_end(|_| {}).unwrap();
+        exp.results(None).methods[0].log[1].train_loss.unwrap()
+    };
+    // After 20 steps at full rate the loss is lower than after 20 steps of a 1,000-step ramp.
+    assert!(first_loss(0) < first_loss(1000));
+}

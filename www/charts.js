@@ -10,6 +10,43 @@ export function colorOf(i) {
   return PALETTE[i % PALETTE.length];
 }
 
+/**
+ * One hue per kind of method, the same in every view (charts, tables, maps, exports): an SAE
+ * is always blue, sparse coding always purple. Keys are the configs' `kind` names.
+ */
+export const KIND_COLORS = {
+  sae: '#0072B2',
+  topk_sae: '#D55E00',
+  mlp: '#009E73',
+  sparse_coding: '#CC79A7',
+  sae_ito: '#E69F00',
+  lista: '#56B4E9',
+};
+
+/** `hex` mixed towards black (f < 0) or white (f > 0) by |f|. */
+function shade(hex, f) {
+  const n = parseInt(hex.slice(1), 16);
+  const mix = (c) => Math.round(f < 0 ? c * (1 + f) : c + (255 - c) * f);
+  const [r, g, b] = [(n >> 16) & 255, (n >> 8) & 255, n & 255].map(mix);
+  return `#${((1 << 24) | (r << 16) | (g << 8) | b).toString(16).slice(1)}`;
+}
+
+/**
+ * Colours of a list of methods given by kind: each kind's hue; a second, third, ... method of
+ * the same kind (MLPs of two widths) gets a darker, then lighter, shade of it. Unknown kinds
+ * fall back to the palette by position.
+ */
+export function kindColors(kinds) {
+  const seen = new Map();
+  return kinds.map((kind, i) => {
+    const base = KIND_COLORS[kind];
+    if (!base) return colorOf(i);
+    const n = seen.get(kind) ?? 0;
+    seen.set(kind, n + 1);
+    return shade(base, [0, -0.4, 0.4, -0.65, 0.6][n % 5]);
+  });
+}
+
 function withAlpha(hex, alpha) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${(n >> 16) & 255}, ${(n >> 8) & 255}, ${n & 255}, ${alpha})`;

@@ -129,6 +129,29 @@ impl ListaModel {
         &self.grads
     }
 
+    /// W, S, b and D, each with Adam's first and second moments, editable.
+    pub fn params_and_moments_mut(&mut self) -> Vec<(&mut Tensor, &mut Tensor, &mut Tensor)> {
+        let params = vec![
+            &mut self.weight,
+            &mut self.lateral,
+            &mut self.bias,
+            &mut self.dictionary,
+        ];
+        params
+            .into_iter()
+            .zip(self.moments.iter_mut())
+            .map(|(p, (m, v))| (p, m, v))
+            .collect()
+    }
+
+    /// Train at learning rate `lr` and L1 penalty `l1` from the next step on (warm-ups).
+    pub fn set_schedule(&mut self, lr: f64, l1: f32) {
+        for c in &mut self.clocks {
+            c.hyper.lr = lr;
+        }
+        self.l1_penalty = l1;
+    }
+
     /// The loss of the last step that asked for it (see `compute::loss_value`).
     pub fn loss(&self) -> &Tensor {
         &self.loss

@@ -307,6 +307,38 @@ impl EncoderModel {
         &self.grads
     }
 
+    /// The parameters (in `params` order) with Adam's first and second moments of each, all up
+    /// to date and editable (after fused training they are unpacked first, and the next fused
+    /// step packs them again): e.g. to resample dead latents and reset their moments.
+    pub fn params_and_moments_mut(
+        &mut self,
+        backend: &dyn Backend,
+    ) -> Vec<(&mut Tensor, &mut Tensor, &mut Tensor)> {
+        self.settle_all(backend);
+        let mut params: Vec<&mut Tensor> = Vec::new();
+        for layer in &mut self.layers {
+            params.push(&mut layer.weight);
+            if let Some(b) = &mut layer.bias {
+                params.push(b);
+            }
+        }
+        if let Decoder::Learned(d) = &mut self.decoder {
+            params.push(d);
+        }
+        params
+            .into_iter()
+            .zip(self.moments.iter_mut())
+            .map(|(p, (m, v))| (p, m, v))
+            .collect()
+    }
+
+    /// Train at learning rate `lr` from the next step on (a warm-up's schedule).
+    pub fn set_lr(&mut self, lr: f64) {
+        for c in &mut self.clocks {
+            c.hyper.lr = lr;
+        }
+    }
+
     /// The loss (see `compute::loss_value`) of the last step that asked for it.
     pub fn loss(&self) -> &Tensor {
         &self.loss

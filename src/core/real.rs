@@ -127,10 +127,47 @@ pub struct RealConfig {
     /// SAE, TopK SAE, MLP encoder, sparse coding, SAE + inference and LISTA.
     pub methods: Vec<MethodConfig>,
     pub train: TrainConfig,
+    pub schedule: Schedule,
     pub gap: GapConfig,
     pub metrics: MetricsConfig,
     /// Seed of the split and of every model's initialisation and minibatches.
     pub seed: u64,
+}
+
+/// Dead latents and warm-ups, as the SAE libraries train on real activations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Schedule {
+    /// Every this many steps (0: never), up to three quarters of training, latents active on
+    /// none of `probe_tokens` training tokens are resampled: each gets the direction of a
+    /// training token drawn with probability proportional to its squared reconstruction error
+    /// (squared), as its atom and (scaled to 0.2 of the live rows' mean norm) its encoder row,
+    /// a zero bias and zero Adam moments. One-layer encoders (SAE, TopK SAE, SAE + inference)
+    /// and LISTA; MLPs and sparse coding are left as they are.
+    pub resample_every: u64,
+    pub probe_tokens: usize,
+    /// The learning rate rises linearly from 0 to its value over this many steps.
+    pub lr_warmup: u64,
+    /// The L1 penalty rises linearly from 0 to its value over this many steps.
+    pub l1_warmup: u64,
+}
+
+impl Default for Schedule {
+    fn default() -> Self {
+        Self {
+            resample_every: 200,
+            probe_tokens: 1024,
+            lr_warmup: 0,
+            l1_warmup: 0,
+        }
+    }
+}
+
+/// Latents resampled at a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resampled {
+    pub step: u64,
+    pub latents: usize,
 }
 
 impl Default for RealConfig {
@@ -161,6 +198,7 @@ impl Default for RealConfig {
                 eval_steps: Vec::new(),
                 per_method: Default::default(),
             },
+            schedule: Schedule::default(),
             gap: GapConfig::default(),
             metrics: MetricsConfig::default(),
             seed: 0,
@@ -291,6 +329,22 @@ impl RealConfig {
                 "train.eval_steps",
                 "real-activation runs evaluate every train.log_every steps",
             ));
+        }
+        let sc = &self.schedule;
+        for (field, v) in [
+            ("schedule.resample_every", sc.resample_every),
+            ("schedule.lr_warmup", sc.lr_warmup),
+            ("schedule.l1_warmup", sc.l1_warmup),
+        ] {
+            if v > limits::MAX_STEPS {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("must be at most {}, got {v}", limits::MAX_STEPS),
+                ));
+            }
+        }
+        if sc.resample_every > 0 {
+            check_size("schedule.probe_tokens", sc.probe_tokens, 1, 1 << 20)?;
         }
         let g = &self.gap;
         check_size("gap.tokens", g.tokens, 1, 1 << 20)?;
@@ -626,6 +680,9 @@ pub struct RealMethodResult {
     pub dead_latents: Option<usize>,
     pub amortisation_gap: Option<f64>,
     pub log: Vec<RealRecord>,
+    /// Dead latents resampled during training.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resampled: Vec<Resampled>,
     pub report: Option<GapReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -686,6 +743,18 @@ impl Learner {
             Learner::Encoder(m) => m.loss(),
             Learner::SparseCoding(m) => m.loss(),
             Learner::Lista(m) => m.loss(),
+        }
+    }
+
+    /// The learning rate and L1 penalty of the next steps.
+    fn set_schedule(&mut self, lr: f64, l1: f32) {
+        match self {
+            Learner::Encoder(m) => {
+                m.set_lr(lr);
+                m.objective = Objective::Reconstruction { l1_penalty: l1 };
+            }
+            Learner::SparseCoding(m) => m.set_schedule(lr, l1),
+            Learner::Lista(m) => m.set_schedule(lr, l1),
         }
     }
 }
@@ -759,6 +828,12 @@ struct RealRun {
     wall_s: f64,
     /// What the feature views read, once training is over.
     features: Option<FeatureData>,
+    /// The learning rate and L1 penalty at full strength (warm-ups scale them).
+    lr: f64,
+    l1: f32,
+    resampled: Vec<Resampled>,
+    /// The draws of resampling.
+    resample_rng: Rng,
 }
 
 /// A method's unit-norm dictionary and its codes of held-out tokens (the encoder's on the whole
@@ -962,13 +1037,32 @@ impl RealExperiment {
         let b = &*self.backend;
         let run = &mut self.runs[i];
         let log_every = cfg.train.log_every;
-        let next_log = ((run.step / log_every + 1) * log_every).min(cfg.train.steps);
+        let steps = cfg.train.steps;
+        let next_log = ((run.step / log_every + 1) * log_every).min(steps);
         if run.step == 0 && run.log.is_empty() {
             evaluate(b, cfg, run, &self.test_x, &self.data.test, None, 0.0)?;
         }
-        let count = budget.min(next_log - run.step);
+        let sched = &cfg.schedule;
+        let next_resample = match sched.resample_every {
+            0 => u64::MAX,
+            every => (run.step / every + 1) * every,
+        };
+        let count = budget
+            .min(next_log - run.step)
+            .min(next_resample - run.step);
         for k in 0..count {
             let want_loss = run.step + k + 1 == next_log;
+            if sched.lr_warmup > 0 || sched.l1_warmup > 0 {
+                let ramp = |over: u64| match over {
+                    0 => 1.0,
+                    _ => ((run.step + k + 1) as f64 / over as f64).min(1.0),
+                };
+                let (lr, l1) = (
+                    run.lr * ramp(sched.lr_warmup),
+                    run.l1 * ramp(sched.l1_warmup) as f32,
+                );
+                run.learner.set_schedule(lr, l1);
+            }
             match (&mut run.learner, &mut run.batcher) {
                 (Learner::Encoder(model), None) => {
                     model.train_step(b, &self.train_x, None, want_loss)
@@ -994,6 +1088,15 @@ impl RealExperiment {
             }
         }
         run.step += count;
+        if run.step == next_resample && run.step * 4 <= steps * 3 && run.step < steps {
+            let latents = resample(b, cfg, run, &self.data.train)?;
+            if latents > 0 {
+                run.resampled.push(Resampled {
+                    step: run.step,
+                    latents,
+                });
+            }
+        }
         if run.step == next_log {
             let loss = crate::compute::loss_value(&read_now(b, run.learner.loss())?, 0);
             if !loss.is_finite() {
@@ -1305,6 +1408,7 @@ impl RealExperiment {
                         dead_latents: own.map(|s| s.dead_latents),
                         amortisation_gap: r.report.as_ref().map(|g| g.amortisation_gap),
                         log: r.log.clone(),
+                        resampled: r.resampled.clone(),
                         report: r.report.clone(),
                         error: r.error.clone(),
                     }
@@ -1454,7 +1558,152 @@ fn new_run(
         error: None,
         wall_s: 0.0,
         features: None,
+        lr,
+        l1,
+        resampled: Vec::new(),
+        resample_rng: Rng::with_stream(seed, stream_id(&format!("{key}/resample"))),
     }
+}
+
+/// Resample the latents of `run` that fire on none of a probe of training tokens (see
+/// [`Schedule`]); returns how many.
+fn resample(
+    b: &dyn Backend,
+    cfg: &RealConfig,
+    run: &mut RealRun,
+    train: &Matrix,
+) -> Result<usize, BackendError> {
+    let one_layer = match &run.learner {
+        Learner::Encoder(m) => m.layers.len() == 1,
+        Learner::Lista(_) => true,
+        Learner::SparseCoding(_) => false,
+    };
+    if !one_layer {
+        return Ok(0);
+    }
+    let (dim, n) = (train.nrows(), train.ncols());
+    let p = cfg.schedule.probe_tokens.min(n);
+    let mut cols: Vec<usize> = (0..n).collect();
+    run.resample_rng.shuffle(&mut cols);
+    cols.truncate(p);
+    let probe = Matrix::from_fn(dim, p, |r, c| train[(r, cols[c])]);
+    let x = b.upload(Shape::new(1, dim, p), probe.as_slice());
+    let codes = run
+        .learner
+        .encode(b, &x)
+        .expect("one-layer learners encode");
+    let latents = codes.rows();
+    let s = Matrix::from_vec(latents, p, read_now(b, &codes)?);
+    let threshold = cfg.metrics.l0_threshold as f32;
+    let dead: Vec<usize> = (0..latents)
+        .filter(|&j| s.row(j).iter().all(|v| v.abs() <= threshold))
+        .collect();
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let d = dictionary(b, &mut run.learner);
+    let d = Matrix::from_vec(d.rows(), d.cols(), read_now(b, &d)?);
+    let residual = &probe - &d * &s;
+    // Tokens drawn with probability proportional to their squared error, squared.
+    let weights: Vec<f64> = residual
+        .column_iter()
+        .map(|c| c.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().powi(2))
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut directions: Vec<(usize, Vec<f32>)> = Vec::with_capacity(dead.len());
+    for &j in &dead {
+        let pick = if total > 0.0 {
+            let mut u = run.resample_rng.uniform() * total;
+            weights
+                .iter()
+                .position(|w| {
+                    u -= w;
+                    u <= 0.0
+                })
+                .unwrap_or(p - 1)
+        } else {
+            run.resample_rng.below(p as u32) as usize
+        };
+        let v = probe.column(pick);
+        let norm = v.norm();
+        if norm > 0.0 {
+            directions.push((j, v.iter().map(|x| x / norm).collect()));
+        }
+    }
+    let edit = |t: &mut Tensor, f: &mut dyn FnMut(&mut [f32])| -> Result<(), BackendError> {
+        let mut values = read_now(b, t)?;
+        f(&mut values);
+        b.write(t, &values);
+        Ok(())
+    };
+    let lista = matches!(run.learner, Learner::Lista(_));
+    let mut tensors = match &mut run.learner {
+        Learner::Encoder(m) => m.params_and_moments_mut(b),
+        Learner::Lista(m) => m.params_and_moments_mut(),
+        Learner::SparseCoding(_) => unreachable!("checked above"),
+    };
+    // W (N x M, column-major: (j, c) at c N + j): the live rows' mean norm.
+    let w_host = read_now(b, tensors[0].0)?;
+    let is_dead: Vec<bool> = (0..latents).map(|j| dead.contains(&j)).collect();
+    let live_norms: Vec<f64> = (0..latents)
+        .filter(|&j| !is_dead[j])
+        .map(|j| {
+            (0..dim)
+                .map(|c| f64::from(w_host[c * latents + j]).powi(2))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect();
+    let scale = if live_norms.is_empty() {
+        1.0
+    } else {
+        0.2 * live_norms.iter().sum::<f64>() / live_norms.len() as f64
+    } as f32;
+    let row = |values: &mut [f32], j: usize, rows: usize, v: Option<&[f32]>| {
+        let cols = values.len() / rows;
+        for c in 0..cols {
+            values[c * rows + j] = v.map_or(0.0, |v| v[c]);
+        }
+    };
+    for (index, (param, m, v)) in tensors.iter_mut().enumerate() {
+        let (rows, cols) = (param.rows(), param.cols());
+        // W, then (LISTA) S, the bias (one column) and the dictionary.
+        let role = if index == 0 {
+            "encoder"
+        } else if lista && index == 1 {
+            "lateral"
+        } else if cols == 1 {
+            "bias"
+        } else {
+            "dictionary"
+        };
+        let apply = |values: &mut [f32], moment: bool| {
+            for (j, dir) in &directions {
+                match role {
+                    "encoder" => {
+                        let scaled: Vec<f32> = dir.iter().map(|x| x * scale).collect();
+                        row(values, *j, rows, (!moment).then_some(&scaled[..]));
+                    }
+                    "dictionary" => {
+                        let col = &mut values[j * rows..(j + 1) * rows];
+                        match moment {
+                            true => col.fill(0.0),
+                            false => col.copy_from_slice(dir),
+                        }
+                    }
+                    "lateral" => {
+                        row(values, *j, rows, None);
+                        values[j * rows..(j + 1) * rows].fill(0.0);
+                    }
+                    _ => values[*j] = 0.0,
+                }
+            }
+        };
+        edit(param, &mut |values| apply(values, false))?;
+        edit(m, &mut |values| apply(values, true))?;
+        edit(v, &mut |values| apply(values, true))?;
+    }
+    Ok(directions.len())
 }
 
 /// The learned dictionary with unit-norm atoms (1 x M x N).

@@ -129,6 +129,14 @@ impl SparseCodingModel {
         (d_log, d_dict)
     }
 
+    /// Train at learning rate `lr` and L1 penalty `l1` from the next step on (warm-ups).
+    pub fn set_schedule(&mut self, lr: f64, l1: f32) {
+        for c in &mut self.clocks {
+            c.hyper.lr = lr;
+        }
+        self.l1_penalty = l1;
+    }
+
     /// The loss (see `compute::loss_value`) of the last step that asked for it.
     pub fn loss(&self) -> &Tensor {
         &self.loss

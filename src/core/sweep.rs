@@ -626,6 +626,15 @@ impl SweepConfig {
     /// name in parentheses that change from cell to cell are left out ("MLP (h=16)" and
     /// "MLP (h=32)" of a width sweep are "MLP"; "Sparse coding (L1 then top-k, k=3)" of a
     /// TopK sweep is "Sparse coding (L1 then top-k)").
+    /// The kind of each method of [`method_labels`](Self::method_labels), in the same order
+    /// (the page colours methods by kind).
+    pub fn method_kinds(&self) -> Vec<super::config::MethodKind> {
+        (0..self.cell_count())
+            .find_map(|cell| self.unit_config(Unit { cell, seed: 0 }).ok())
+            .map(|cfg| cfg.methods.iter().map(MethodConfig::kind).collect())
+            .unwrap_or_default()
+    }
+
     pub fn method_labels(&self) -> Vec<String> {
         // Per method: the name before the parentheses and the parts inside that every cell
         // shares so far.

@@ -60,8 +60,9 @@ pub fn sweep_preset_config(name: &str) -> Result<JsValue, JsError> {
 
 /// Check a sweep for this page whose pool has at most `max_workers` workers (it uses one per
 /// unit up to that); returns `{config, cells, units,
-/// unitBytes, unitMemory, methods, cellValues}` (the config with every default filled in, the
-/// methods' labels, each cell's value per axis, the first axis slowest), or throws the first
+/// unitBytes, unitMemory, methods, methodKinds, cellValues}` (the config with every default
+/// filled in, the methods' labels and kinds, each cell's value per axis, the first axis
+/// slowest), or throws the first
 /// problem (a memory problem starts with `memory:`).
 #[wasm_bindgen(js_name = validateSweep)]
 pub fn validate_sweep(config: JsValue, max_workers: usize) -> Result<JsValue, JsError> {
@@ -74,6 +75,12 @@ pub fn validate_sweep(config: JsValue, max_workers: usize) -> Result<JsValue, Js
     set(&obj, "unitBytes", per_unit as f64);
     set(&obj, "unitMemory", human_bytes(per_unit));
     set(&obj, "methods", to_js(&sweep.method_labels())?);
+    let kinds: Vec<&str> = sweep
+        .method_kinds()
+        .into_iter()
+        .map(|k| k.config_name())
+        .collect();
+    set(&obj, "methodKinds", to_js(&kinds)?);
     set(&obj, "cellValues", {
         let rows: Vec<Vec<f64>> = (0..sweep.cell_count())
             .map(|c| sweep.cell_values(c).into_iter().map(|(_, v)| v).collect())

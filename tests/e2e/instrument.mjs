@@ -348,6 +348,45 @@ await test('a known-codes run says why it has no test MSE', async () => {
   await ctx.close();
 });
 
+await test('each kind of method has one colour in every view, whatever its place in the list', async () => {
+  const { ctx, page } = await newPage();
+  const colours = async () => ({
+    table: Object.fromEntries(
+      await page.$$eval('#summary tbody tr', (trs) => trs.map((tr) => {
+        const cell = tr.cells[0];
+        return [cell.childNodes[1].textContent, getComputedStyle(cell.firstChild).color];
+      })),
+    ),
+    legend: Object.fromEntries(
+      await page.$$eval('#chart-code_mcc .legend-item', (items) =>
+        items.map((i) => [i.textContent, getComputedStyle(i.querySelector('i')).backgroundColor])),
+    ),
+  });
+  const BLUE = 'rgb(0, 114, 178)';
+  const PURPLE = 'rgb(204, 121, 167)';
+  await page.goto(`${origin}${BASE}#v=2&setting=unknown&methods=sae,mlp:h8,mlp:h16,sc&steps=20&log=10&runs=1&seed=3&backend=cpu`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const first = await colours();
+  assert.equal(first.table.SAE, BLUE);
+  assert.equal(first.legend.SAE, BLUE);
+  assert.equal(first.table['Sparse coding'], PURPLE);
+  assert.equal(first.legend['Sparse coding'], PURPLE);
+  // Two MLPs: two shades of the MLP green, table and chart alike.
+  assert.notEqual(first.table['MLP (h=8)'], first.table['MLP (h=16)']);
+  for (const name of ['MLP (h=8)', 'MLP (h=16)']) assert.equal(first.legend[name], first.table[name]);
+  // Another order: the same kinds keep their colours.
+  await page.goto(`${origin}${BASE}#v=2&setting=unknown&methods=sc,sae&steps=20&log=10&runs=1&seed=3&backend=cpu`);
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const second = await colours();
+  assert.equal(second.table.SAE, BLUE);
+  assert.equal(second.legend['Sparse coding'], PURPLE);
+  await ctx.close();
+});
+
 await test('Reset asks before it throws progress away', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${SMALL}`);
@@ -390,6 +429,9 @@ await test('two experiments compare on one chart and one table, and the comparis
   await waitState(page, 'ready');
   await page.click('#play');
   await waitState(page, 'finished');
+  // A finished run joins the list once its results are in from the workers, a moment after
+  // the page says 'finished' (on a loaded machine, measurably later).
+  await page.waitForFunction(() => document.querySelectorAll('#compare-list li').length === 2);
   const items = page.locator('#compare-list li');
   assert.equal(await items.count(), 2);
   const other = items.filter({ hasText: 'K=3' });

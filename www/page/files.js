@@ -56,7 +56,7 @@ export function showResults(json, from = 'file') {
   state.loadedJson = normalized;
   const config = results.config;
   const names = results.methods.map((m) => m.name);
-  clearRuns(names, config.runs);
+  clearRuns(names, config.runs, config.methods.map((m) => m.kind));
   results.methods.forEach((method, m) => {
     method.runs.forEach((run) => {
       const r = run.seed - config.seed;

@@ -10,6 +10,7 @@ import { $, F, FIELDS, banner, errorText, state } from './state.js';
 import { renderCharts } from '../views/curves.js';
 import { fillViewSelectors, renderViews } from '../views/learned.js';
 import { renderTable } from '../views/table.js';
+import { kindColors } from '../charts.js';
 import { addToHistory, renderCompare } from '../views/compare.js';
 
 /** The workers an experiment is computed in: each holds its own copy of the data. */
@@ -101,8 +102,11 @@ export function onWorkerError(message) {
   updateControls();
 }
 
-export function clearRuns(names, runs) {
+/** A new set of runs: `kinds` (the methods' config kinds) give each method its colour. */
+export function clearRuns(names, runs, kinds = state.kinds) {
   state.names = names;
+  state.kinds = kinds;
+  state.colors = kindColors(kinds);
   state.runs = runs;
   state.rows = names.map(() => Array.from({ length: runs }, () => []));
   state.snapshot = null;
@@ -158,7 +162,7 @@ export function onWorkerMessage(msg) {
       state.trueDictionary = msg.trueDictionary;
       state.trueCodes = msg.trueCodes;
       $('checksum').textContent = msg.checksum;
-      if (state.source !== 'loaded' && !msg.resumed) clearRuns(Array.from(msg.names), msg.config.runs);
+      if (state.source !== 'loaded' && !msg.resumed) clearRuns(Array.from(msg.names), msg.config.runs, msg.config.methods.map((m) => m.kind));
       showBackend(msg.backend);
       fillViewSelectors();
       // A new engine inspects run (0, 0) until told otherwise: tell it which run the page

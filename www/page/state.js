@@ -1,6 +1,7 @@
 // The page's state (one object, no other module-level mutable globals), the record fields,
 // and the banners that report errors and notices.
 import { recordFields } from '../engine.js';
+import { colorOf } from '../charts.js';
 
 /** What the page opens with when the address names nothing: the quick main experiment. */
 // The known-dictionary setting shows the amortisation gap plainly within seconds: per-sample
@@ -23,6 +24,8 @@ export const state = {
   finished: false,
   cancelled: false,
   names: [],
+  kinds: [], // the methods' config kinds, parallel to names
+  colors: [], // one per method, by kind (../charts.js kindColors)
   runs: 1,
   rows: [], // rows[method][run] = array of Float64Array records
   done: 0,
@@ -91,4 +94,9 @@ export function clearFieldMarks(scope) {
     el.removeAttribute('aria-describedby');
   }
   for (const el of document.querySelectorAll(`${scope} .field-error`)) el.remove();
+}
+
+/** Method `m`'s colour: its kind's hue, the same in every view. */
+export function methodColor(m) {
+  return state.colors[m] ?? colorOf(m);
 }

@@ -17,12 +17,12 @@ const SAMPLE = {
 /** The page's defaults: the sample in a tab on one core (N = 2 x 576, 400 steps, a few minutes). */
 const DEFAULTS = {
   latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
-  center: true, scale: 'dim', k: 32, h: 1024, t: 3, methods: ['sae', 'topk', 'ito'],
+  center: true, scale: 'dim', k: 32, h: 1024, t: 3, resample: 200, methods: ['sae', 'topk', 'ito'],
 };
 const METHOD_NAMES = ['sae', 'topk', 'ito', 'lista', 'mlp', 'sc'];
-const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h', T: 't' };
+const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h', T: 't', resample: 'resample' };
 const LINK_KEYS = new Set(['real', 'methods', 'center', 'scale', 'run', ...Object.keys(NUMBER_KEYS)]);
-const FIELDS = { latents: 'real-latents', steps: 'real-steps', l1: 'real-l1', lr: 'real-lr', batch: 'real-batch', gap: 'real-gap', seed: 'real-seed', k: 'real-k', h: 'real-h', t: 'real-t' };
+const FIELDS = { latents: 'real-latents', steps: 'real-steps', l1: 'real-l1', lr: 'real-lr', batch: 'real-batch', gap: 'real-gap', seed: 'real-seed', k: 'real-k', h: 'real-h', t: 'real-t', resample: 'real-resample' };
 const SCALES = ['dim', 'unit', 'none'];
 
 const real = {
@@ -69,6 +69,7 @@ function configFor(s) {
   cfg.train.batch_size = s.batch;
   cfg.train.log_every = Math.max(1, Math.round(s.steps / 6));
   cfg.gap.tokens = s.gap;
+  cfg.schedule.resample_every = s.resample;
   cfg.seed = s.seed;
   cfg.preprocess.center = s.center;
   cfg.preprocess.scale = s.scale;

@@ -2,6 +2,7 @@
 // labels and each cell's values), the units done so far (the CLI's UnitResult objects), and
 // the per-cell summaries the views draw (mean and spread over seeds). Views read it and draw;
 // they never change it.
+import { colorOf, kindColors } from '../charts.js';
 import { csvText } from '../page/files.js';
 
 /** Metrics a sweep can show, by kind, with how to read them off a method's outcome. */
@@ -35,6 +36,7 @@ export class SweepModel {
     this.cells = checked.cells;
     this.seeds = checked.config.seeds;
     this.methods = checked.methods;
+    this.colors = kindColors(checked.methodKinds || []);
     // Every axis and every cell's value on it (the CSV), and the axes the figures lay out: an
     // axis taken with the one before it (`with_previous`) moves with that axis, so the figures
     // show it beside that axis's values rather than as a dimension of its own.
@@ -54,6 +56,12 @@ export class SweepModel {
     this.perCell = new Array(this.cells).fill(0);
     this.version = 0;
   }
+
+  /** Method `m`'s colour: its kind's hue, as in every other view. */
+  methodColor(m) {
+    return this.colors[m] ?? colorOf(m);
+  }
+
 
   get kind() {
     return this.config.kind;

@@ -1,7 +1,7 @@
 // The live curves: code MCC, dictionary MCC and test MSE against steps or FLOPs, mean and
 // spread over seeds per method.
-import { LineChart, colorOf } from '../charts.js';
-import { $, F, state } from '../page/state.js';
+import { LineChart, kindColors } from '../charts.js';
+import { $, F, methodColor, state } from '../page/state.js';
 import { diffLabel, pinned, resultCurves } from './compare.js';
 
 export const charts = {
@@ -56,12 +56,13 @@ export function renderCharts() {
   for (const [metric, chart] of Object.entries(charts)) {
     // This experiment's methods, then every pinned experiment's, dashed and named by what
     // differs.
-    const perMethod = curves(metric, xMode).map((c, m) => ({ ...c, color: colorOf(m), dash: false }));
+    const perMethod = curves(metric, xMode).map((c, m) => ({ ...c, color: methodColor(m), dash: false }));
     for (const e of pinned()) {
       const label = diffLabel(e.results.config, e.results);
+      const theirs = kindColors(e.results.methods.map((m) => m.method.kind));
       for (const c of resultCurves(e.results, metric, xMode)) {
         const at = state.names.indexOf(c.name);
-        const color = colorOf(at >= 0 ? at : e.results.methods.findIndex((m) => m.name === c.name));
+        const color = at >= 0 ? methodColor(at) : theirs[e.results.methods.findIndex((m) => m.name === c.name)];
         perMethod.push({ name: `${c.name} · ${label}`, points: c.points, color, dash: true });
       }
     }

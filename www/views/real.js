@@ -2,7 +2,7 @@
 // amortisation gap and how close its codes are to the optimal ones) and the compute frontier
 // (each point's excess objective over the optimum of its dictionary against inference FLOPs
 // per token). Both read the CLI's results JSON (`core::real::RealResults`).
-import { colorOf, formatNumber, renderSVG } from '../charts.js';
+import { formatNumber, kindColors, renderSVG } from '../charts.js';
 
 /** The table, one row per method. */
 export function renderRealTable(table, results) {
@@ -17,6 +17,7 @@ export function renderRealTable(table, results) {
   }
   thead.append(hr);
   const tbody = document.createElement('tbody');
+  const colors = kindColors(results.methods.map((m) => m.method.kind));
   results.methods.forEach((m, i) => {
     const tr = document.createElement('tr');
     tr.dataset.method = m.name;
@@ -24,7 +25,7 @@ export function renderRealTable(table, results) {
     name.scope = 'row';
     const swatch = document.createElement('span');
     swatch.textContent = '■ ';
-    swatch.style.color = colorOf(i);
+    swatch.style.color = colors[i];
     swatch.setAttribute('aria-hidden', 'true');
     name.append(swatch, m.name);
     tr.append(name);
@@ -72,6 +73,7 @@ function excess(point, optimum) {
  * FISTA from zero on its dictionary with its own inference (dashed).
  */
 export function frontierData(results) {
+  const colors = kindColors(results.methods.map((m) => m.method.kind));
   const done = results.methods.map((m, i) => [m, i]).filter(([m]) => m.report);
   const xs = [...new Set(done.flatMap(([m]) => m.report.frontier.map((p) => p.flops_per_token)))].sort((a, b) => a - b);
   const series = [];
@@ -84,7 +86,7 @@ export function frontierData(results) {
         const p = pts.find((q) => q.flops_per_token === x);
         return p ? excess(p, g.optimum.objective) : null;
       });
-      series.push({ name, color: colorOf(i), dash, mean, lo: mean.map(() => null), hi: mean.map(() => null) });
+      series.push({ name, color: colors[i], dash, mean, lo: mean.map(() => null), hi: mean.map(() => null) });
     };
     line(['encoder', 'warm'], m.name, false);
     line(['cold', 'inference'], `${m.name}: FISTA from 0`, true);

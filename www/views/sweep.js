@@ -6,7 +6,7 @@
 //   others), a difference map between two chosen methods, and M = K ln(N/K) on (N, M) maps;
 // - one axis: the metric against it per method, and for experiments the paper's views,
 //   L0 against MSE (the Pareto front of the L1 sweep) and code MCC against total FLOPs.
-import { colorOf, escapeXML, formatNumber, formatValue, renderSVG } from '../charts.js';
+import { escapeXML, formatNumber, formatValue, renderSVG } from '../charts.js';
 import { theoryCurves } from '../engine.js';
 import { heatmapSvg, levelCrossings } from '../svgplot.js';
 import { METRICS } from '../sweep/model.js';
@@ -315,7 +315,7 @@ export function sweepFigures(model, ui) {
       const mean = stats.map((s) => (s && Number.isFinite(s.mean) ? s.mean : null));
       return {
         name: model.methods[m],
-        color: colorOf(m),
+        color: model.methodColor(m),
         mean,
         lo: stats.map((s, i) => (s && s.n > 1 ? mean[i] - s.std : null)),
         hi: stats.map((s, i) => (s && s.n > 1 ? mean[i] + s.std : null)),
@@ -396,7 +396,7 @@ function computeViews(model) {
     const series = pts.map((_, m) => {
       const mean = all.map((p) => (p.m === m ? p.y : null));
       const tags = all.map((p) => (p.m === m ? p.t : null));
-      return { name: model.methods[m], color: colorOf(m), mean, lo: mean.map(() => null), hi: mean.map(() => null), tags };
+      return { name: model.methods[m], color: model.methodColor(m), mean, lo: mean.map(() => null), hi: mean.map(() => null), tags };
     });
     return { xs, series, distinct: new Set(xs).size };
   };

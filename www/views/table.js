@@ -1,6 +1,6 @@
 // The summary table: each method's last evaluation, mean and spread over seeds.
-import { colorOf, formatNumber } from '../charts.js';
-import { $, F, state } from '../page/state.js';
+import { formatNumber } from '../charts.js';
+import { $, F, methodColor, state } from '../page/state.js';
 import { pinnedRows } from './compare.js';
 import { stats } from './curves.js';
 
@@ -79,7 +79,7 @@ export function renderTable() {
       // The trend sits under the method's name, where it is read with the numbers (a last
       // column was off screen on a laptop, behind the table's horizontal scroll).
       const t = trend(m);
-      tr.append(methodCell('■ ', colorOf(m), name, t.text, t.settled === false));
+      tr.append(methodCell('■ ', methodColor(m), name, t.text, t.settled === false));
       for (const text of cells(m)) {
         const td = document.createElement('td');
         td.textContent = text;
@@ -90,7 +90,7 @@ export function renderTable() {
     ...pinnedRows().map((row) => {
       const tr = document.createElement('tr');
       tr.className = 'pinned';
-      tr.append(methodCell('┅ ', colorOf(Math.max(0, state.names.indexOf(row.methodName))), row.name, 'pinned', false));
+      tr.append(methodCell('┅ ', methodColor(Math.max(0, state.names.indexOf(row.methodName))), row.name, 'pinned', false));
       const f = row.summary || {};
       const fmt = (s, kind) => {
         if (!s) return '–';

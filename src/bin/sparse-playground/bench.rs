@@ -58,6 +58,11 @@ pub struct BenchArgs {
     /// the browser microbenchmarks (the page, GPU and sweep columns run as asked).
     #[arg(long)]
     pub sweeps: bool,
+    /// Add the real-activation column: tokens per second of an SAE training step on batches
+    /// of 4,096 tokens at the shipped sample's width with 16x expansion (576 x 9,216) and at
+    /// the paper's LLM dictionary (768 x 16,896), on every CPU core beside PyTorch.
+    #[arg(long)]
+    pub real: bool,
 }
 
 struct Size {
@@ -388,22 +393,86 @@ fn peer(
     min_secs: f64,
     preset_steps: u64,
 ) -> Result<Value, String> {
+    let only = if size != "paper" || preset_steps == 0 {
+        "sae_train,topk_sae_train,mlp32_train,mlp256_train,sc_train,ito_step,sae_infer,sklearn_omp,sklearn_lasso,sklearn_lasso_lars"
+    } else {
+        ""
+    };
+    peer_items(python, root, size, threads, min_secs, preset_steps, only)
+}
+
+/// The real-activation column: an SAE step (full batch of 4,096 tokens, learned dictionary,
+/// no biases) at two real sizes, ours on every core beside PyTorch's, in tokens per second.
+fn real_column(
+    python: Option<&Path>,
+    root: &Path,
+    cores: usize,
+    min_secs: f64,
+) -> Result<Vec<Value>, String> {
+    println!(
+        "\n== real activations: SAE training step, batches of 4,096 tokens, {cores} thread(s)"
+    );
+    println!(
+        "{:<28} {:>14} {:>14} {:>8} {:>9}",
+        "size", "ours tokens/s", "peer tokens/s", "ratio", "GFLOP/s"
+    );
+    let mut rows = Vec::new();
+    for (name, label, n_atoms, dim) in [
+        ("sample16x", "sample 576 x 9,216 (16x)", 9216, 576),
+        ("llm", "LLM 768 x 16,896", 16_896, 768),
+    ] {
+        let d = DataConfig {
+            num_atoms: n_atoms,
+            data_dim: dim,
+            sparsity_k: 32,
+            num_samples: 4096,
+            ..DataConfig::default()
+        };
+        let mine = microbench::sae_train(&CpuBackend::new(cores), &d, default_clock, min_secs);
+        let theirs = match python {
+            Some(py) => {
+                let v = peer_items(py, root, name, cores, min_secs, 0, "sae_train")?;
+                v.get("results")
+                    .and_then(|r| r.get("sae_train"))
+                    .and_then(|r| r.get("steps_per_sec"))
+                    .and_then(Value::as_f64)
+            }
+            None => None,
+        };
+        let tokens = |sps: f64| sps * 4096.0;
+        println!(
+            "{:<28} {:>14.0} {:>14} {:>8} {:>9.1}",
+            label,
+            tokens(mine.steps_per_sec),
+            theirs.map_or("-".into(), |p| format!("{:.0}", tokens(p))),
+            theirs.map_or("-".into(), |p| format!("{:.2}x", mine.steps_per_sec / p)),
+            mine.steps_per_sec * mine.flops_per_step / 1e9
+        );
+        rows.push(serde_json::json!({
+            "size": label, "ours_tokens_per_sec": tokens(mine.steps_per_sec),
+            "peer_tokens_per_sec": theirs.map(tokens), "threads": cores,
+        }));
+    }
+    Ok(rows)
+}
+
+/// The peer at one size, for the items listed (comma-separated; empty: all of them).
+fn peer_items(
+    python: &Path,
+    root: &Path,
+    size: &str,
+    threads: usize,
+    min_secs: f64,
+    preset_steps: u64,
+    only: &str,
+) -> Result<Value, String> {
     let mut c = Command::new(python);
     c.arg(root.join("bench/reference.py"))
-        .args([
-            "--size",
-            size,
-            "--threads",
-            &threads.to_string(),
-            "--min-secs",
-            &min_secs.to_string(),
-        ])
+        .args(["--size", size, "--threads", &threads.to_string()])
+        .args(["--min-secs", &min_secs.to_string()])
         .args(["--preset-steps", &preset_steps.to_string()]);
-    if size != "paper" || preset_steps == 0 {
-        c.args([
-            "--only",
-            "sae_train,topk_sae_train,mlp32_train,mlp256_train,sc_train,ito_step,sae_infer,sklearn_omp,sklearn_lasso,sklearn_lasso_lars",
-        ]);
+    if !only.is_empty() {
+        c.args(["--only", only]);
     }
     let out = c
         .output()
@@ -606,6 +675,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     }
     if args.gpu {
         report.insert("gpu".to_string(), gpu_column(args.min_secs, cores)?);
+    }
+    if args.real {
+        let rows = real_column(python.as_deref(), &root, cores, args.min_secs)?;
+        report.insert("real".into(), Value::Array(rows));
     }
     if args.sweeps {
         report.insert(
