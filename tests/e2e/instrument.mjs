@@ -387,6 +387,25 @@ await test('each kind of method has one colour in every view, whatever its place
   await ctx.close();
 });
 
+await test('headings go in order in every mode (no level skipped)', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  const levels = () =>
+    page.$$eval('h1, h2, h3, h4', (hs) => hs.filter((h) => h.getClientRects().length).map((h) => Number(h.tagName[1])));
+  for (const mode of ['experiment', 'sweep', 'real']) {
+    if (mode !== 'experiment') {
+      await page.click(`#mode-${mode}`);
+      await page.waitForFunction((m) => document.body.dataset.mode === m, mode);
+    }
+    if (mode === 'sweep') await page.waitForSelector('#sweep-figures figure h3');
+    const seen = await levels();
+    assert.equal(seen[0], 1, `${mode}: ${seen}`);
+    seen.forEach((l, i) => assert.ok(i === 0 || l <= seen[i - 1] + 1, `${mode}: a level skipped in ${seen}`));
+  }
+  await ctx.close();
+});
+
 await test('Reset asks before it throws progress away', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${SMALL}`);
