@@ -58,4 +58,26 @@ impl AdamClock {
     pub fn steps(&self) -> u64 {
         self.step
     }
+
+    /// One clock per member of a stack, member i at `lrs[i]` (or `lrs[0]` for all).
+    pub fn per_member(members: usize, lrs: &[f64]) -> Vec<AdamClock> {
+        (0..members)
+            .map(|i| AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }])))
+            .collect()
+    }
+}
+
+/// One Adam step of every parameter of a stack with its gradient and moments, on the clocks'
+/// next scalars (one set per member).
+pub fn step_all(
+    backend: &dyn crate::compute::Backend,
+    clocks: &mut [AdamClock],
+    params: Vec<&mut crate::compute::Tensor>,
+    grads: &[crate::compute::Tensor],
+    moments: &mut [(crate::compute::Tensor, crate::compute::Tensor)],
+) {
+    let scalars: Vec<AdamScalars> = clocks.iter_mut().map(AdamClock::tick).collect();
+    for ((param, grad), (m, v)) in params.into_iter().zip(grads).zip(moments) {
+        backend.adam(param, grad, m, v, &scalars);
+    }
 }

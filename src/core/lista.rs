@@ -11,10 +11,10 @@
 //! by hand (back through the T iterations) from the backend's kernels, so the model runs on
 //! every backend; `tests/gradients.rs` checks them against finite differences.
 
-use super::adam::{AdamClock, AdamHyper};
+use super::adam::{self, AdamClock};
 use super::models::{random_dictionary, reconstruction_backward, Layer};
 use super::rng::Rng;
-use crate::compute::{AdamScalars, Backend, Op, Shape, Tensor};
+use crate::compute::{Backend, Op, Shape, Tensor};
 
 /// The activations of one batch size, reused across steps.
 #[derive(Debug)]
@@ -97,11 +97,7 @@ impl ListaModel {
                 .iter()
                 .map(|&s| (backend.zeros(s), backend.zeros(s)))
                 .collect(),
-            clocks: (0..members)
-                .map(|i| {
-                    AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
-                })
-                .collect(),
+            clocks: AdamClock::per_member(members, lrs),
             scratch: None,
             loss: backend.zeros(crate::compute::loss_shape(members)),
         }
@@ -250,14 +246,19 @@ impl ListaModel {
     pub fn train_step(&mut self, backend: &dyn Backend, x: &Tensor, want_loss: bool) {
         backend.normalize_columns(&mut self.dictionary);
         self.loss_and_grad(backend, x, want_loss);
-        let scalars: Vec<AdamScalars> = self.clocks.iter_mut().map(AdamClock::tick).collect();
-        let grads = std::mem::take(&mut self.grads);
-        let mut moments = std::mem::take(&mut self.moments);
-        for ((param, grad), (m, v)) in self.params_mut().into_iter().zip(&grads).zip(&mut moments) {
-            backend.adam(param, grad, m, v, &scalars);
-        }
-        self.grads = grads;
-        self.moments = moments;
+        let (grads, mut moments) = (
+            std::mem::take(&mut self.grads),
+            std::mem::take(&mut self.moments),
+        );
+        let mut clocks = std::mem::take(&mut self.clocks);
+        adam::step_all(
+            backend,
+            &mut clocks,
+            self.params_mut(),
+            &grads,
+            &mut moments,
+        );
+        (self.grads, self.moments, self.clocks) = (grads, moments, clocks);
     }
 
     /// The dictionaries as they decode: unit-norm atoms.

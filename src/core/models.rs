@@ -9,7 +9,7 @@
 //! - supervised (known codes): L = -(1/N) sum_i cos(S_hat[i, :], S[i, :]), the cosine over samples
 //!   of each latent's predicted and true activations.
 
-use super::adam::{AdamClock, AdamHyper};
+use super::adam::{self, AdamClock};
 use super::rng::Rng;
 use super::Matrix;
 use crate::compute::{AdamScalars, Backend, EncoderTrainJob, EncoderTrainShape, Op, Shape, Tensor};
@@ -243,9 +243,7 @@ impl EncoderModel {
             }
             DecoderInit::None => Decoder::None,
         };
-        let clocks = (0..members)
-            .map(|i| AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }])))
-            .collect();
+        let clocks = AdamClock::per_member(members, lrs);
         let mut model = Self {
             layers,
             topk: spec.topk,
@@ -655,14 +653,19 @@ impl EncoderModel {
             backend.normalize_columns(d);
         }
         self.loss_and_grad(backend, x, target_codes, want_loss);
-        let scalars: Vec<AdamScalars> = self.clocks.iter_mut().map(AdamClock::tick).collect();
-        let grads = std::mem::take(&mut self.grads);
-        let mut moments = std::mem::take(&mut self.moments);
-        for ((param, grad), (m, v)) in self.params_mut().into_iter().zip(&grads).zip(&mut moments) {
-            backend.adam(param, grad, m, v, &scalars);
-        }
-        self.grads = grads;
-        self.moments = moments;
+        let (grads, mut moments) = (
+            std::mem::take(&mut self.grads),
+            std::mem::take(&mut self.moments),
+        );
+        let mut clocks = std::mem::take(&mut self.clocks);
+        adam::step_all(
+            backend,
+            &mut clocks,
+            self.params_mut(),
+            &grads,
+            &mut moments,
+        );
+        (self.grads, self.moments, self.clocks) = (grads, moments, clocks);
     }
 
     /// The dictionaries as they decode (unit-norm atoms for learned ones): stack x M x N, or

@@ -12,7 +12,7 @@
 //! Each reports the FLOPs it executed. The `adam_exp`, `fista` and `infer` functions on host
 //! matrices are conveniences for one member (tests, the CLI, the bench).
 
-use super::adam::{AdamClock, AdamHyper};
+use super::adam::AdamClock;
 use super::config::SolverConfig;
 use super::flops;
 use super::sparse_coding::LOG_CODE_INIT;
@@ -86,11 +86,7 @@ impl AdamExp {
             grad: backend.zeros(code_shape),
             m: backend.zeros(code_shape),
             v: backend.zeros(code_shape),
-            clocks: (0..members)
-                .map(|i| {
-                    AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
-                })
-                .collect(),
+            clocks: AdamClock::per_member(members, lrs),
             // The training loss's gradient w.r.t. the codes: (2 / (n M)) D^T (D S - X) for the
             // squared error, plus the L1 term the fused step adds. The loss itself is never
             // needed here.

@@ -6,7 +6,7 @@
 //! loss. With minibatches only the batch's codes move (their Adam moments too), the dictionary's
 //! moments every step.
 
-use super::adam::{AdamClock, AdamHyper};
+use super::adam::AdamClock;
 use super::models::{random_dictionary, reconstruction_backward};
 use super::rng::Rng;
 use crate::compute::{AdamScalars, Backend, Shape, Tensor};
@@ -74,11 +74,7 @@ impl SparseCodingModel {
             dict_grad: backend.zeros(dict_shape),
             dict_moments: (backend.zeros(dict_shape), backend.zeros(dict_shape)),
             code_moments: (backend.zeros(code_shape), backend.zeros(code_shape)),
-            clocks: (0..members)
-                .map(|i| {
-                    AdamClock::new(AdamHyper::with_lr(lrs[if lrs.len() == 1 { 0 } else { i }]))
-                })
-                .collect(),
+            clocks: AdamClock::per_member(members, lrs),
             scratch: None,
             loss: backend.zeros(crate::compute::loss_shape(members)),
         }

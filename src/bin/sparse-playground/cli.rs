@@ -183,6 +183,17 @@ pub(crate) struct RunArgs {
     pub(crate) memory_budget: Option<u64>,
 }
 
+/// A progress bar over `total` units drawn by `template` (indicatif's), hidden with `--quiet`.
+pub(crate) fn progress_bar(quiet: bool, total: u64, template: &str) -> ProgressBar {
+    let bar = if quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total.max(1))
+    };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    bar
+}
+
 /// A size such as `8GiB`, `500MB`, `1.5G` or a plain number of bytes.
 fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -381,16 +392,10 @@ fn run(args: RunArgs) -> Result<(), String> {
     );
     // Work in steps: training steps plus the evaluations' inference steps.
     let (_, total) = experiment.work();
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total.max(1))
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} steps (training + inference)  {per_sec}  eta {eta}  {msg}",
-        )
-        .expect("valid template"),
+    let bar = progress_bar(
+        args.quiet,
+        total,
+        "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} steps (training + inference)  {per_sec}  eta {eta}  {msg}",
     );
     let started = default_clock();
     drive(&mut experiment, threads.min(num_runs).max(1), &bar)?;
@@ -533,14 +538,10 @@ fn sweep(args: &SweepArgs) -> Result<(), String> {
     if let Some(g) = &gpu.backend {
         eprintln!("units on {}", g.name());
     }
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(units.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40.cyan/blue} {pos}/{len} units  eta {eta}  {msg}")
-            .expect("valid template"),
+    let bar = progress_bar(
+        args.quiet,
+        units.len() as u64,
+        "{bar:40.cyan/blue} {pos}/{len} units  eta {eta}  {msg}",
     );
     let (results, info) = run_units(&sweep, &units, gpu, threads, &bar)?;
     bar.finish_and_clear();

@@ -1,9 +1,8 @@
 //! `run --activations FILE`: an experiment on real activations (see `core::real`), with the
 //! methods, sizes and training named on the command line or in a JSON config.
 
-use crate::cli::{default_memory_budget, RunArgs};
+use crate::cli::{default_memory_budget, progress_bar, RunArgs};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use sparse_playground::compute::{Backend, BackendKind};
 use sparse_playground::core::config::human_bytes;
 use sparse_playground::core::real::{RealConfig, RealExperiment, RealResults};
@@ -212,16 +211,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
         .map_err(|e| format!("invalid config: {e}"))?;
     drop(acts);
     let (_, total) = exp.progress();
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(total.max(1))
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} training steps  eta {eta}  {msg}",
-        )
-        .expect("valid template"),
+    let bar = progress_bar(
+        args.quiet,
+        total,
+        "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} training steps  eta {eta}  {msg}",
     );
     exp.run_to_end(|e| {
         let (done, total) = e.progress();
