@@ -8,7 +8,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use sparse_playground::compute::gpu::GpuBackend;
-use sparse_playground::compute::{read_now, AdamScalars, Backend, CpuBackend, Op, Shape, Tensor};
+use sparse_playground::compute::{
+    read_now, AdamScalars, Backend, CpuBackend, JumpReluScalars, Op, Shape, Tensor,
+};
 use sparse_playground::core::config::{MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::rng::Rng;
 use sparse_playground::core::run::Grouping;
@@ -360,6 +362,94 @@ fn selections_and_losses_match_the_cpu() {
         &host(&cpu, &cgr),
         1e-4,
     );
+}
+
+/// BatchTopK's selection over a whole batch (ties, NaN, fewer positives than asked, nothing
+/// asked) with its running threshold, the threshold gate of JumpReLU and BatchTopK's inference,
+/// and JumpReLU's straight-through threshold gradient.
+#[test]
+fn batch_topk_and_jump_relu_kernels_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let shape = Shape::new(3, 40, 70);
+    let mut values = random(shape.len(), 21);
+    // Ties, NaN and negative zero in the first member; the third has only 5 positives.
+    for (i, v) in values.iter_mut().enumerate().take(2800) {
+        match i % 97 {
+            0 => *v = f32::NAN,
+            1..=4 => *v = 1.25,
+            5 => *v = -0.0,
+            _ => {}
+        }
+    }
+    let third = 2 * shape.matrix_len();
+    for (i, v) in values[third..].iter_mut().enumerate() {
+        *v = if i % 600 == 7 {
+            0.5 + i as f32 * 1e-4
+        } else {
+            -v.abs()
+        };
+    }
+    for (keep, start) in [(0, -1.0), (1, -1.0), (35, 0.4), (140, -1.0), (2799, 0.1)] {
+        let (mut c, mut d) = pair(g, shape, &values);
+        let (mut ct, mut dt) = pair(g, Shape::new(3, 1, 1), &[start, 0.2, start]);
+        cpu.batch_topk(&mut c, keep, &mut ct, 0.9);
+        g.batch_topk(&mut d, keep, &mut dt, 0.9);
+        let kept = host(&cpu, &c);
+        assert_close(&format!("batch_topk keep={keep}"), &host(g, &d), &kept, 0.0);
+        assert_close(
+            &format!("batch_topk threshold keep={keep}"),
+            &host(g, &dt),
+            &host(&cpu, &ct),
+            1e-6,
+        );
+        // The CPU keeps `keep` per member (more only on ties), and never a NaN.
+        for m in 0..3 {
+            let range = m * shape.matrix_len()..(m + 1) * shape.matrix_len();
+            let positives = values[range.clone()].iter().filter(|v| **v > 0.0).count();
+            let n = kept[range.clone()].iter().filter(|v| **v != 0.0).count();
+            assert!(
+                n >= keep.min(positives) && n <= keep.min(positives) + 4,
+                "member {m}, keep={keep}: {n} kept of {positives} positives"
+            );
+            assert!(kept[range].iter().all(|v| !v.is_nan()));
+        }
+    }
+    // The gate, with a threshold per row and one per member.
+    let theta_rows = random(3 * 40, 22);
+    for theta in [
+        (Shape::new(3, 40, 1), theta_rows.clone()),
+        (Shape::new(3, 1, 1), vec![0.3, -0.5, 1.0]),
+    ] {
+        let (mut c, mut d) = pair(g, shape, &values);
+        let (ct, dt) = pair(g, theta.0, &theta.1);
+        cpu.threshold_rows(&mut c, &ct, 1.5);
+        g.threshold_rows(&mut d, &dt, 1.5);
+        assert_close("threshold_rows", &host(g, &d), &host(&cpu, &c), 0.0);
+    }
+    // The straight-through gradient (sums of a few dozen terms).
+    let pre = random(shape.len(), 23);
+    let grad = random(shape.len(), 24);
+    let theta: Vec<f32> = theta_rows.iter().map(|t| 0.3 * t.abs()).collect();
+    let (cz, dz) = pair(g, shape, &pre);
+    let (cg, dg) = pair(g, shape, &grad);
+    let rows = Shape::new(3, 40, 1);
+    let (ctheta, dtheta) = pair(g, rows, &theta);
+    let (mut co, mut dout) = pair(g, rows, &vec![0.0; rows.len()]);
+    let js = JumpReluScalars {
+        bandwidth: 0.3,
+        l0: 0.01,
+        scale: 2.0,
+    };
+    cpu.jump_relu_threshold_grad(&cz, &cg, &ctheta, js, &mut co);
+    g.jump_relu_threshold_grad(&dz, &dg, &dtheta, js, &mut dout);
+    let want = host(&cpu, &co);
+    assert!(
+        want.iter().filter(|v| **v != 0.0).count() > 100,
+        "windows hold values"
+    );
+    assert_close("jump_relu_threshold_grad", &host(g, &dout), &want, 1e-5);
 }
 
 /// The fused per-sample solvers (many iterations per dispatch) against the CPU's step-by-step

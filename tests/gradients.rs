@@ -3,7 +3,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use sparse_playground::compute::{loss_value, read_now, Backend, CpuBackend, Shape, Tensor};
-use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+use sparse_playground::core::models::{
+    DecoderInit, EncoderModel, EncoderSpec, Objective, JUMP_THRESHOLD_SCALE,
+};
 use sparse_playground::core::rng::Rng;
 use sparse_playground::core::sparse_coding::SparseCodingModel;
 use sparse_playground::core::Matrix;
@@ -301,4 +303,150 @@ fn lista_gradients() {
             seed,
         );
     }
+}
+
+/// A JumpReLU SAE (4 x 6, bias) after 20 steps on `x`.
+fn jump_relu_model(b: &dyn Backend, x: &Tensor, lambda: f32, bandwidth: f32) -> EncoderModel {
+    let spec = EncoderSpec {
+        hidden: vec![],
+        topk: None,
+        bias: true,
+    };
+    let mut model = EncoderModel::new(
+        b,
+        &mut [Rng::new(41)],
+        &spec,
+        4,
+        6,
+        DecoderInit::Learned,
+        Objective::Reconstruction { l1_penalty: lambda },
+        &[1e-2],
+    )
+    .with_jump_relu(b, bandwidth, bandwidth);
+    for _ in 0..20 {
+        model.train_step(b, x, None, false);
+    }
+    model
+}
+
+/// JumpReLU: the encoder, bias and dictionary gradients against finite differences of the
+/// reconstruction (its L0 penalty is flat in them away from the thresholds, which sit in the
+/// widest gap between each latent's pre-activations so that no step crosses one).
+#[test]
+fn jump_relu_gradients() {
+    let data = small_data(41);
+    let backend = CpuBackend::new(1);
+    let b: &dyn Backend = &backend;
+    let x = up(b, &data.train_signals);
+    let mut model = jump_relu_model(b, &x, 0.5, 0.1);
+    let (theta_at, _) = model.jump_threshold().expect("a JumpReLU model");
+    assert_eq!(theta_at, 2, "W, b, then the thresholds");
+    // z = W x + b on the host (W is 6 x 4 column-major, x 4 x 24).
+    let (w, bias) = (host(b, model.params()[0]), host(b, model.params()[1]));
+    let xs = data.train_signals.clone();
+    let theta: Vec<f32> = (0..6)
+        .map(|i| {
+            let mut z: Vec<f32> = (0..xs.ncols())
+                .map(|c| bias[i] + (0..4).map(|r| w[r * 6 + i] * xs[(r, c)]).sum::<f32>())
+                .filter(|v| *v > 0.0)
+                .collect();
+            // Between 0 and a value past the largest, so a latent may also end inactive.
+            let top = z.iter().copied().fold(0.0, f32::max);
+            z.extend([0.0, top + 0.5]);
+            z.sort_by(f32::total_cmp);
+            let (lo, hi) = z
+                .windows(2)
+                .map(|p| (p[0], p[1]))
+                .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)))
+                .expect("two values at least");
+            assert!(
+                hi - lo > 0.02,
+                "latent {i}: no room for a threshold in {z:?}"
+            );
+            0.5 * (lo + hi) / JUMP_THRESHOLD_SCALE
+        })
+        .collect();
+    b.write(model.params_mut()[theta_at], &theta);
+    let sizes: Vec<usize> = model.params().iter().map(|p| p.shape().len()).collect();
+    let smooth: Vec<usize> = (0..sizes.len()).filter(|&p| p != theta_at).collect();
+    let model = std::cell::RefCell::new(model);
+    check(
+        || {
+            let mut m = model.borrow_mut();
+            m.loss_and_grad(b, &x, None, true);
+            let loss = loss_value(&host(b, m.loss()), 0);
+            let grads = m.grads();
+            (loss, smooth.iter().map(|&p| host(b, &grads[p])).collect())
+        },
+        |p, i, delta| {
+            let mut m = model.borrow_mut();
+            nudge(b, m.params_mut()[smooth[p]], i, delta);
+        },
+        &smooth.iter().map(|&p| sizes[p]).collect::<Vec<_>>(),
+        41,
+    );
+}
+
+/// JumpReLU's thresholds: their straight-through gradient against what it stands for, the
+/// central difference of the true loss (reconstruction + lambda' x L0, lambda' = lambda / (b N))
+/// over a step of half the kernel's width, which crosses the pre-activations the kernel counts.
+#[test]
+fn jump_relu_threshold_gradient_is_the_true_loss_over_the_kernel() {
+    let cfg = sparse_playground::core::config::DataConfig {
+        num_atoms: 6,
+        data_dim: 4,
+        sparsity_k: 2,
+        num_samples: 600,
+        ..Default::default()
+    };
+    let data = Dataset::generate(&cfg, 41);
+    let backend = CpuBackend::new(1);
+    let b: &dyn Backend = &backend;
+    let (lambda, bandwidth) = (0.5_f32, 0.1_f32);
+    let x = up(b, &data.train_signals);
+    let mut m = jump_relu_model(b, &x, lambda, bandwidth);
+    let (theta_at, _) = m.jump_threshold().expect("a JumpReLU model");
+    let theta: Vec<f32> = (0..6)
+        .map(|i| (0.15 + 0.05 * i as f32) / JUMP_THRESHOLD_SCALE)
+        .collect();
+    b.write(m.params_mut()[theta_at], &theta);
+    let batch = data.train_signals.ncols();
+    let true_loss = |m: &mut EncoderModel| -> f64 {
+        m.loss_and_grad(b, &x, None, true);
+        let active = host(b, &m.encode(b, &x))
+            .iter()
+            .filter(|v| **v != 0.0)
+            .count();
+        loss_value(&host(b, m.loss()), 0) + f64::from(lambda) * active as f64 / (batch * 6) as f64
+    };
+    m.loss_and_grad(b, &x, None, false);
+    let ste = host(b, &m.grads()[theta_at]);
+    // Half the kernel's width in theta, in the stored units.
+    let h = 0.5 * bandwidth / JUMP_THRESHOLD_SCALE;
+    let mut numeric = Vec::new();
+    for i in 0..6 {
+        nudge(b, m.params_mut()[theta_at], i, h);
+        let plus = true_loss(&mut m);
+        nudge(b, m.params_mut()[theta_at], i, -2.0 * h);
+        let minus = true_loss(&mut m);
+        nudge(b, m.params_mut()[theta_at], i, h);
+        numeric.push((plus - minus) / f64::from(2.0 * h));
+    }
+    let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let diff: Vec<f64> = ste
+        .iter()
+        .zip(&numeric)
+        .map(|(s, n)| f64::from(*s) - n)
+        .collect();
+    assert!(
+        norm(&numeric) > 1e-3,
+        "the step crosses pre-activations: {numeric:?}"
+    );
+    assert!(
+        norm(&diff) < 0.1 * norm(&numeric),
+        "straight-through {ste:?} against central differences {numeric:?}"
+    );
+    // At this lambda most thresholds are pushed up: the L0 penalty outweighs what their
+    // latents add to the reconstruction.
+    assert!(ste.iter().filter(|g| **g < 0.0).count() >= 4, "{ste:?}");
 }

@@ -662,3 +662,123 @@ fn warmups_ramp_the_first_steps() {
     // After 20 steps at full rate the loss is lower than after 20 steps of a 1,000-step ramp.
     assert!(first_loss(0) < first_loss(1000));
 }
+
+/// BatchTopK keeps k latents per token on average at inference, through the threshold it
+/// estimated in training (not per batch: a token's codes do not depend on its neighbours), and
+/// JumpReLU learns thresholds that make it sparser than the ReLU SAE at the same lambda.
+#[test]
+fn batch_topk_and_jump_relu_train_on_activations() {
+    let acts = synthetic_activations(16, 8, 3, 1200, 5);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::BatchTopkSae { k: 3, bias: true },
+            MethodConfig::JumpReluSae {
+                bandwidth: 0.05,
+                bias: true,
+            },
+        ],
+        seed: 2,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 800;
+    cfg.train.log_every = 400;
+    cfg.train.l1_penalty = 0.3;
+    cfg.train.batch_size = Some(128);
+    cfg.gap.tokens = 200;
+    cfg.gap.iterations = vec![1];
+    let mut exp =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    exp.run_to_end(|_| {}).unwrap();
+    let r = exp.results(None);
+    assert_eq!(r.methods[1].name, "BatchTopK SAE (k=3)");
+    assert_eq!(r.methods[2].name, "JumpReLU SAE");
+    let l0 = |i: usize| r.methods[i].l0.unwrap();
+    let ev = |i: usize| r.methods[i].explained_variance.unwrap();
+    for (i, m) in r.methods.iter().enumerate() {
+        eprintln!(
+            "{}: L0 {} EV {} gap {:?}",
+            m.name,
+            l0(i),
+            ev(i),
+            m.amortisation_gap
+        );
+    }
+    assert!(
+        (2.0..=4.5).contains(&l0(1)),
+        "BatchTopK at inference: L0 {} for k = 3",
+        l0(1)
+    );
+    assert!(ev(1) > 0.5, "BatchTopK explains {}", ev(1));
+    assert!(
+        l0(2) < l0(0),
+        "JumpReLU L0 {} against the SAE's {}",
+        l0(2),
+        l0(0)
+    );
+    assert!(ev(2) > 0.5, "JumpReLU explains {}", ev(2));
+    for m in &r.methods {
+        let gap = m.amortisation_gap.unwrap();
+        assert!(gap > -1e-4 && gap.is_finite(), "{}: gap {gap}", m.name);
+    }
+    // Both trained: their held-out losses fell.
+    for i in [1, 2] {
+        let log = &r.methods[i].log;
+        assert!(log.last().unwrap().train_loss.unwrap() < log[1].train_loss.unwrap());
+    }
+}
+
+/// The link and config names of the two, and synthetic experiments saying where they run.
+#[test]
+fn batch_topk_and_jump_relu_links() {
+    use sparse_playground::core::share;
+    assert_eq!(
+        share::parse_method("batchtopk:k32:b").unwrap(),
+        MethodConfig::BatchTopkSae { k: 32, bias: true }
+    );
+    assert_eq!(
+        share::parse_method("jumprelu").unwrap(),
+        MethodConfig::JumpReluSae {
+            bandwidth: 0.05,
+            bias: false
+        }
+    );
+    assert_eq!(
+        share::parse_method("jumprelu:e0.02:b").unwrap(),
+        MethodConfig::JumpReluSae {
+            bandwidth: 0.02,
+            bias: true
+        }
+    );
+    for bad in ["batchtopk", "batchtopk:k2:t3", "jumprelu:k3", "jumprelu:e"] {
+        assert!(share::parse_method(bad).is_err(), "{bad}");
+    }
+    let e = share::decode("v=2&setting=unknown&methods=sae,jumprelu&seed=1").unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("JumpReLU SAE runs on real activations"),
+        "{e}"
+    );
+    let acts = synthetic_activations(8, 4, 2, 64, 1);
+    let mut cfg = RealConfig {
+        latents: 8,
+        methods: vec![MethodConfig::JumpReluSae {
+            bandwidth: f64::NAN,
+            bias: true,
+        }],
+        ..RealConfig::default()
+    };
+    let e = RealExperiment::new(
+        cfg.clone(),
+        &acts,
+        Arc::new(CpuBackend::new(1)),
+        default_clock,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("methods[0].bandwidth"), "{e}");
+    cfg.methods = vec![MethodConfig::BatchTopkSae { k: 9, bias: true }];
+    let e =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap_err();
+    assert!(e.to_string().contains("methods[0].k"), "{e}");
+}

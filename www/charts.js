@@ -21,6 +21,8 @@ export const KIND_COLORS = {
   sparse_coding: '#CC79A7',
   sae_ito: '#E69F00',
   lista: '#56B4E9',
+  batch_topk_sae: '#8A6D00',
+  jump_relu_sae: '#4D4D4D',
 };
 
 /** `hex` mixed towards black (f < 0) or white (f > 0) by |f|. */

@@ -2,7 +2,9 @@
 //! through the slice kernels of `cpu.rs`. This is the reference every other backend is tested
 //! against; its arithmetic is the engine's from before tensors existed, operation for operation.
 
-use super::tensor::{per_member, Backend, BackendKind, Op, Readback, Shape, Store, Tensor};
+use super::tensor::{
+    per_member, Backend, BackendKind, JumpReluScalars, Op, Readback, Shape, Store, Tensor,
+};
 use super::{AdamScalars, Compute, CpuBackend, Operand};
 use crate::core::lanes::{relu, sum_map};
 
@@ -271,6 +273,97 @@ impl Backend for CpuBackend {
     fn topk_columns(&self, t: &mut Tensor, k: usize) {
         let s = t.shape();
         Compute::topk_columns(self, t.host_mut(), s.rows, s.cols * s.stack, k);
+    }
+
+    fn batch_topk(&self, t: &mut Tensor, keep: usize, threshold: &mut Tensor, decay: f32) {
+        let s = t.shape();
+        assert_eq!(
+            threshold.shape(),
+            Shape::new(s.stack, 1, 1),
+            "batch_topk: one threshold per member"
+        );
+        for i in 0..s.stack {
+            let values = member_mut(t, i);
+            let mut positive: Vec<f32> = values.iter().copied().filter(|v| *v > 0.0).collect();
+            let cut = if keep == 0 {
+                f32::INFINITY
+            } else if positive.len() > keep {
+                let (_, kth, _) = positive.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
+                *kth
+            } else {
+                0.0
+            };
+            let mut smallest = f32::INFINITY;
+            for v in values.iter_mut() {
+                if *v > 0.0 && *v >= cut {
+                    smallest = smallest.min(*v);
+                } else {
+                    *v = 0.0;
+                }
+            }
+            let seen = if smallest.is_finite() { smallest } else { 0.0 };
+            let old = &mut member_mut(threshold, i)[0];
+            *old = if *old < 0.0 {
+                seen
+            } else {
+                decay * *old + (1.0 - decay) * seen
+            };
+        }
+    }
+
+    fn threshold_rows(&self, t: &mut Tensor, theta: &Tensor, scale: f32) {
+        let (s, ts) = (t.shape(), theta.shape());
+        assert!(
+            ts.stack == s.stack && ts.cols == 1 && (ts.rows == s.rows || ts.rows == 1),
+            "threshold_rows: theta {ts:?} against {s:?}"
+        );
+        for i in 0..s.stack {
+            let th = member(theta, i);
+            for col in member_mut(t, i).chunks_mut(s.rows) {
+                for (r, v) in col.iter_mut().enumerate() {
+                    let cut = (scale * th[if ts.rows == 1 { 0 } else { r }]).max(0.0);
+                    // NaN fails the comparison and becomes 0 too.
+                    *v = if *v > cut { *v } else { 0.0 };
+                }
+            }
+        }
+    }
+
+    fn jump_relu_threshold_grad(
+        &self,
+        pre: &Tensor,
+        grad: &Tensor,
+        theta: &Tensor,
+        js: JumpReluScalars,
+        out: &mut Tensor,
+    ) {
+        let s = pre.shape();
+        check_same("jump_relu_threshold_grad (grad)", grad.shape(), s);
+        let rows_shape = Shape::new(s.stack, s.rows, 1);
+        check_same(
+            "jump_relu_threshold_grad (theta)",
+            theta.shape(),
+            rows_shape,
+        );
+        check_same("jump_relu_threshold_grad (out)", out.shape(), rows_shape);
+        let half = 0.5 * js.bandwidth;
+        for i in 0..s.stack {
+            let th: Vec<f32> = member(theta, i).iter().map(|u| js.scale * u).collect();
+            let mut acc = vec![0f32; s.rows];
+            for (z, g) in member(pre, i)
+                .chunks(s.rows)
+                .zip(member(grad, i).chunks(s.rows))
+            {
+                for r in 0..s.rows {
+                    if (z[r] - th[r]).abs() < half {
+                        acc[r] += -th[r] * g[r] - js.l0;
+                    }
+                }
+            }
+            for (o, a) in member_mut(out, i).iter_mut().zip(acc) {
+                *o = js.scale * a / js.bandwidth;
+            }
+        }
     }
 
     fn exp(&self, x: &Tensor, out: &mut Tensor) {

@@ -346,6 +346,34 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// NaN is never kept).
     fn topk_columns(&self, t: &mut Tensor, k: usize);
 
+    /// BatchTopK's training activation: per member, keep the `keep` largest positive entries of
+    /// the whole matrix (every entry equal to the smallest kept one is kept too), zero the rest;
+    /// then `threshold` (stack x 1 x 1) <- `decay` * threshold + (1 - decay) * the smallest
+    /// kept value (that value itself while `threshold` is negative, i.e. never set; 0 when
+    /// nothing is kept): the running estimate of the threshold BatchTopK encodes with at
+    /// inference.
+    fn batch_topk(&self, t: &mut Tensor, keep: usize, threshold: &mut Tensor, decay: f32);
+
+    /// t <- t where t > max(scale * theta, 0), else 0 (NaN becomes 0): the JumpReLU gate, and
+    /// BatchTopK's inference. `theta` is stack x rows x 1 (a threshold per row) or stack x 1 x 1
+    /// (one per member).
+    fn threshold_rows(&self, t: &mut Tensor, theta: &Tensor, scale: f32);
+
+    /// JumpReLU's straight-through gradient of its thresholds, stored as u with theta = s.scale
+    /// x u (u: stack x rows x 1), into `out` (the gradient with respect to u, same shape), with
+    /// the rectangle kernel of width `s.bandwidth`: out[i] = (s.scale / s.bandwidth) x the sum,
+    /// over the columns j with |pre[i, j] - theta[i]| < s.bandwidth / 2, of
+    /// (-theta[i] x grad[i, j] - s.l0), where `pre` is the pre-activation and `grad` the loss's
+    /// gradient with respect to the gate's output.
+    fn jump_relu_threshold_grad(
+        &self,
+        pre: &Tensor,
+        grad: &Tensor,
+        theta: &Tensor,
+        s: JumpReluScalars,
+        out: &mut Tensor,
+    );
+
     /// out <- e^x.
     fn exp(&self, x: &Tensor, out: &mut Tensor);
 
@@ -459,6 +487,17 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn encoder_train_fused(&self, _job: &mut EncoderTrainJob<'_>) -> bool {
         false
     }
+}
+
+/// The scalars of JumpReLU's threshold gradient (see `Backend::jump_relu_threshold_grad`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct JumpReluScalars {
+    /// Width of the rectangle kernel, in the units of the pre-activations.
+    pub bandwidth: f32,
+    /// The L0 penalty's weight on each active entry.
+    pub l0: f32,
+    /// theta = scale x the stored parameter.
+    pub scale: f32,
 }
 
 /// What decides whether a fused training kernel fits a one-layer encoder.

@@ -228,6 +228,34 @@ pub enum MethodConfig {
     /// SAE with a bias), trained end to end with the dictionary (see `core::lista`). On real
     /// activations only, for now.
     Lista { iterations: usize },
+    /// BatchTopK SAE: in training, the k x b largest pre-activations of a batch of b are kept
+    /// (k per sample on average, spread where the batch needs them); at inference, a
+    /// pre-activation is kept where it exceeds a threshold estimated in training (a running
+    /// average of the smallest value kept per batch). On real activations.
+    BatchTopkSae {
+        k: usize,
+        #[serde(default)]
+        bias: bool,
+    },
+    /// JumpReLU SAE: s = z where z > theta (one threshold per latent, learned), else 0; trained
+    /// on reconstruction plus lambda times L0, with straight-through gradients for the
+    /// thresholds through a rectangle kernel of width `bandwidth` (in the units of the
+    /// activations). On real activations.
+    JumpReluSae {
+        #[serde(default = "default_jump_bandwidth")]
+        bandwidth: f64,
+        #[serde(default)]
+        bias: bool,
+    },
+}
+
+/// JumpReLU's kernel width on activations scaled to a mean squared norm of their dimension,
+/// where pre-activations are of order 1: wide enough that a batch of a few hundred tokens puts
+/// some pre-activations of most latents inside it.
+pub const DEFAULT_JUMP_BANDWIDTH: f64 = 0.05;
+
+fn default_jump_bandwidth() -> f64 {
+    DEFAULT_JUMP_BANDWIDTH
 }
 
 /// The kinds of method, for training settings that apply to every method of a kind.
@@ -240,16 +268,20 @@ pub enum MethodKind {
     SparseCoding,
     SaeIto,
     Lista,
+    BatchTopkSae,
+    JumpReluSae,
 }
 
 impl MethodKind {
-    pub const ALL: [MethodKind; 6] = [
+    pub const ALL: [MethodKind; 8] = [
         MethodKind::Sae,
         MethodKind::TopkSae,
         MethodKind::Mlp,
         MethodKind::SparseCoding,
         MethodKind::SaeIto,
         MethodKind::Lista,
+        MethodKind::BatchTopkSae,
+        MethodKind::JumpReluSae,
     ];
 
     /// The kind's token in share links (the first part of its method tokens).
@@ -261,6 +293,8 @@ impl MethodKind {
             MethodKind::SparseCoding => "sc",
             MethodKind::SaeIto => "ito",
             MethodKind::Lista => "lista",
+            MethodKind::BatchTopkSae => "batchtopk",
+            MethodKind::JumpReluSae => "jumprelu",
         }
     }
 
@@ -277,6 +311,8 @@ impl MethodKind {
             MethodKind::SparseCoding => "sparse_coding",
             MethodKind::SaeIto => "sae_ito",
             MethodKind::Lista => "lista",
+            MethodKind::BatchTopkSae => "batch_topk_sae",
+            MethodKind::JumpReluSae => "jump_relu_sae",
         }
     }
 }
@@ -290,6 +326,8 @@ impl MethodConfig {
             MethodConfig::SparseCoding { .. } => MethodKind::SparseCoding,
             MethodConfig::SaeIto { .. } => MethodKind::SaeIto,
             MethodConfig::Lista { .. } => MethodKind::Lista,
+            MethodConfig::BatchTopkSae { .. } => MethodKind::BatchTopkSae,
+            MethodConfig::JumpReluSae { .. } => MethodKind::JumpReluSae,
         }
     }
 
@@ -310,6 +348,8 @@ impl MethodConfig {
                 format!("SAE + ITO ({})", inference.label())
             }
             MethodConfig::Lista { iterations } => format!("LISTA (T={iterations})"),
+            MethodConfig::BatchTopkSae { k, .. } => format!("BatchTopK SAE (k={k})"),
+            MethodConfig::JumpReluSae { .. } => "JumpReLU SAE".to_string(),
         }
     }
 }
@@ -1027,6 +1067,17 @@ impl ExperimentConfig {
         let d = &self.data;
         match method {
             MethodConfig::Sae { .. } => {}
+            MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
+                return Err(ConfigError::invalid(
+                    format!("{field}.kind"),
+                    format!(
+                        "{} runs on real activations (the page's third mode, or run \
+                         --activations) for now; choose sae, topk_sae, mlp, sparse_coding or \
+                         sae_ito here",
+                        method.display_name()
+                    ),
+                ));
+            }
             MethodConfig::Lista { .. } => {
                 return Err(ConfigError::invalid(
                     format!("{field}.kind"),
@@ -1239,7 +1290,11 @@ impl ExperimentConfig {
                     transient: sae.transient + infer(inference),
                 }
             }
-            // Refused by `validate` in synthetic experiments; sized as an SAE with N x N more.
+            // Refused by `validate` in synthetic experiments: sized as an SAE (with N x N more
+            // for LISTA's lateral weights).
+            MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
+                encoder(&[], decoder)
+            }
             MethodConfig::Lista { .. } => {
                 let sae = encoder(&[], decoder);
                 RunFloats {

@@ -12,7 +12,9 @@
 use super::adam::{self, AdamClock};
 use super::rng::Rng;
 use super::Matrix;
-use crate::compute::{AdamScalars, Backend, EncoderTrainJob, EncoderTrainShape, Op, Shape, Tensor};
+use crate::compute::{
+    AdamScalars, Backend, EncoderTrainJob, EncoderTrainShape, JumpReluScalars, Op, Shape, Tensor,
+};
 
 /// One member's linear layer, weight (out x in), optional bias, PyTorch's default
 /// initialisation: the host values a stack is built from.
@@ -118,6 +120,34 @@ pub struct StackLayer {
     pub bias: Option<Tensor>,
 }
 
+/// A code-layer gate other than ReLU (or TopK per sample), with its state.
+#[derive(Debug)]
+pub enum Gate {
+    /// BatchTopK: in training the `k` x b largest pre-activations of a batch are kept (see
+    /// `Backend::batch_topk`); at inference those above `threshold` (stack x 1 x 1), the running
+    /// average of the smallest value kept per training batch (negative until the first step).
+    BatchTopk { k: usize, threshold: Tensor },
+    /// JumpReLU: s = z where z > theta, else 0, with theta (stack x N x 1, stored over
+    /// [`JUMP_THRESHOLD_SCALE`]) trained as a parameter on reconstruction plus lambda x L0, by
+    /// straight-through gradients with a rectangle kernel of width `bandwidth`.
+    JumpRelu {
+        threshold: Tensor,
+        bandwidth: f32,
+        /// The stored value every threshold starts from.
+        initial: f32,
+    },
+}
+
+/// JumpReLU's thresholds are stored divided by this, so that Adam (whose steps are about the
+/// learning rate in the units of what it trains) moves them this many times faster than the
+/// weights: directly, or through their log as the published recipe does, at a learning rate
+/// of 1e-3 they would rise by at most 0.6 (or a factor e) in the few hundred steps of a
+/// playground run, far too slowly for the L0 penalty to act before the end.
+pub const JUMP_THRESHOLD_SCALE: f32 = 10.0;
+
+/// Weight of the old value in BatchTopK's running threshold.
+pub const BATCH_TOPK_DECAY: f32 = 0.99;
+
 /// Activations and gradient buffers for one batch size, reused across steps.
 #[derive(Debug, Default)]
 struct Scratch {
@@ -128,6 +158,8 @@ struct Scratch {
     deltas: Vec<Tensor>,
     /// D S, then the scaled residual (the gradient w.r.t. D S).
     recon: Option<Tensor>,
+    /// The code layer's pre-activation (JumpReLU's threshold gradient needs it).
+    pre: Option<Tensor>,
 }
 
 /// Amortised encoders plus decoders for a stack of members, their gradients and Adam state.
@@ -135,6 +167,8 @@ struct Scratch {
 pub struct EncoderModel {
     pub layers: Vec<StackLayer>,
     pub topk: Option<usize>,
+    /// The code layer's gate when it is not a ReLU (see [`with_gate`](Self::with_gate)).
+    pub gate: Option<Gate>,
     pub decoder: Decoder,
     pub objective: Objective,
     members: usize,
@@ -247,6 +281,7 @@ impl EncoderModel {
         let mut model = Self {
             layers,
             topk: spec.topk,
+            gate: None,
             decoder,
             objective,
             members,
@@ -258,20 +293,73 @@ impl EncoderModel {
             loss: backend.zeros(crate::compute::loss_shape(members)),
             packed: None,
         };
-        let shapes: Vec<Shape> = model.params().iter().map(|p| p.shape()).collect();
-        model.grads = shapes.iter().map(|&s| backend.zeros(s)).collect();
-        model.moments = shapes
+        model.reset_optimiser(backend);
+        model
+    }
+
+    /// Zero gradients and Adam moments, one of each per parameter.
+    fn reset_optimiser(&mut self, backend: &dyn Backend) {
+        let shapes: Vec<Shape> = self.params().iter().map(|p| p.shape()).collect();
+        self.grads = shapes.iter().map(|&s| backend.zeros(s)).collect();
+        self.moments = shapes
             .iter()
             .map(|&s| (backend.zeros(s), backend.zeros(s)))
             .collect();
-        model
+    }
+
+    /// A BatchTopK code layer keeping `k` latents per sample on average (a new model's: one
+    /// layer, trained on its reconstruction).
+    pub fn with_batch_topk(mut self, backend: &dyn Backend, k: usize) -> Self {
+        assert!(
+            self.layers.len() == 1 && self.topk.is_none(),
+            "a one-layer encoder"
+        );
+        let mut threshold = backend.zeros(Shape::new(self.members, 1, 1));
+        backend.fill(&mut threshold, -1.0);
+        self.gate = Some(Gate::BatchTopk { k, threshold });
+        self
+    }
+
+    /// A JumpReLU code layer: thresholds start at `initial`, the kernel is `bandwidth` wide
+    /// (a new model's: one layer, trained on its reconstruction).
+    pub fn with_jump_relu(mut self, backend: &dyn Backend, bandwidth: f32, initial: f32) -> Self {
+        assert!(
+            self.layers.len() == 1 && self.topk.is_none(),
+            "a one-layer encoder"
+        );
+        let mut threshold = backend.zeros(Shape::new(self.members, self.code_width(), 1));
+        let initial = initial / JUMP_THRESHOLD_SCALE;
+        backend.fill(&mut threshold, initial);
+        self.gate = Some(Gate::JumpRelu {
+            threshold,
+            bandwidth,
+            initial,
+        });
+        self.reset_optimiser(backend);
+        self
+    }
+
+    /// Where JumpReLU's thresholds sit in [`params`](Self::params), and their initial stored
+    /// value (theta / [`JUMP_THRESHOLD_SCALE`]).
+    pub fn jump_threshold(&self) -> Option<(usize, f32)> {
+        match &self.gate {
+            Some(Gate::JumpRelu { initial, .. }) => Some((
+                self.layers
+                    .iter()
+                    .map(|l| 1 + usize::from(l.bias.is_some()))
+                    .sum(),
+                *initial,
+            )),
+            _ => None,
+        }
     }
 
     pub fn members(&self) -> usize {
         self.members
     }
 
-    /// Trainable tensors in a fixed order: per layer weight then bias, then a learned dictionary.
+    /// Trainable tensors in a fixed order: per layer weight then bias, JumpReLU's thresholds,
+    /// then a learned dictionary.
     pub fn params(&self) -> Vec<&Tensor> {
         let mut out: Vec<&Tensor> = Vec::new();
         for layer in &self.layers {
@@ -279,6 +367,9 @@ impl EncoderModel {
             if let Some(b) = &layer.bias {
                 out.push(b);
             }
+        }
+        if let Some(Gate::JumpRelu { threshold, .. }) = &self.gate {
+            out.push(threshold);
         }
         if let Decoder::Learned(d) = &self.decoder {
             out.push(d);
@@ -293,6 +384,9 @@ impl EncoderModel {
             if let Some(b) = &mut layer.bias {
                 out.push(b);
             }
+        }
+        if let Some(Gate::JumpRelu { threshold, .. }) = &mut self.gate {
+            out.push(threshold);
         }
         if let Decoder::Learned(d) = &mut self.decoder {
             out.push(d);
@@ -319,6 +413,9 @@ impl EncoderModel {
             if let Some(b) = &mut layer.bias {
                 params.push(b);
             }
+        }
+        if let Some(Gate::JumpRelu { threshold, .. }) = &mut self.gate {
+            params.push(threshold);
         }
         if let Decoder::Learned(d) = &mut self.decoder {
             params.push(d);
@@ -364,6 +461,8 @@ impl EncoderModel {
                 .decoder
                 .dictionary()
                 .map(|_| backend.zeros(Shape::new(s, self.data_dim, batch))),
+            pre: matches!(self.gate, Some(Gate::JumpRelu { .. }))
+                .then(|| backend.zeros(Shape::new(s, self.code_width(), batch))),
         };
     }
 
@@ -378,7 +477,7 @@ impl EncoderModel {
     /// The shape a fused training kernel would see, for one-layer encoders trained on their
     /// reconstruction (SAE, TopK SAE; learned or frozen dictionary).
     fn fused_shape(&self, batch: usize, supervised: bool) -> Option<EncoderTrainShape> {
-        if self.layers.len() != 1 || supervised {
+        if self.layers.len() != 1 || supervised || self.gate.is_some() {
             return None;
         }
         let Objective::Reconstruction { .. } = self.objective else {
@@ -535,13 +634,26 @@ impl EncoderModel {
         for (l, layer) in self.layers.iter().enumerate() {
             let input = h.as_ref().unwrap_or(x);
             let mut out = backend.zeros(Shape::new(self.members, layer.weight.rows(), x.cols()));
-            forward_layer(
-                backend,
-                layer,
-                input,
-                &mut out,
-                if l == last { self.topk } else { None },
-            );
+            match (&self.gate, l == last) {
+                (Some(gate), true) => {
+                    pre_activation(backend, layer, input, &mut out);
+                    match gate {
+                        Gate::BatchTopk { threshold, .. } => {
+                            backend.threshold_rows(&mut out, threshold, 1.0);
+                        }
+                        Gate::JumpRelu { threshold, .. } => {
+                            backend.threshold_rows(&mut out, threshold, JUMP_THRESHOLD_SCALE);
+                        }
+                    }
+                }
+                _ => forward_layer(
+                    backend,
+                    layer,
+                    input,
+                    &mut out,
+                    if l == last { self.topk } else { None },
+                ),
+            }
             h = Some(out);
         }
         h.expect("an encoder has at least one layer")
@@ -563,15 +675,29 @@ impl EncoderModel {
         for (l, layer) in self.layers.iter().enumerate() {
             let (done, rest) = self.scratch.acts.split_at_mut(l);
             let input = if l == 0 { x } else { &done[l - 1] };
-            forward_layer(
-                backend,
-                layer,
-                input,
-                &mut rest[0],
-                if l == last { self.topk } else { None },
-            );
+            let out = &mut rest[0];
+            match (&mut self.gate, l == last) {
+                (Some(Gate::BatchTopk { k, threshold }), true) => {
+                    pre_activation(backend, layer, input, out);
+                    backend.batch_topk(out, *k * batch, threshold, BATCH_TOPK_DECAY);
+                }
+                (Some(Gate::JumpRelu { threshold, .. }), true) => {
+                    pre_activation(backend, layer, input, out);
+                    let pre = self.scratch.pre.as_mut().expect("JumpReLU scratch");
+                    backend.copy(out, pre);
+                    backend.threshold_rows(out, threshold, JUMP_THRESHOLD_SCALE);
+                }
+                _ => forward_layer(
+                    backend,
+                    layer,
+                    input,
+                    out,
+                    if l == last { self.topk } else { None },
+                ),
+            }
         }
         // Gradient w.r.t. the code S goes into deltas[last].
+        let theta_index = self.jump_threshold().map(|(index, _)| index);
         let codes = &self.scratch.acts[last];
         match self.objective {
             Objective::Reconstruction { l1_penalty } => {
@@ -579,16 +705,29 @@ impl EncoderModel {
                     .decoder
                     .dictionary()
                     .expect("a reconstruction objective needs a decoder");
-                let dict_grad = match &self.decoder {
-                    Decoder::Learned(_) => self.grads.last_mut(),
+                // JumpReLU's penalty is on L0, through its thresholds (below), not L1.
+                let jump = match &self.gate {
+                    Some(Gate::JumpRelu {
+                        threshold,
+                        bandwidth,
+                        ..
+                    }) => Some((threshold, *bandwidth)),
                     _ => None,
+                };
+                let (grads_head, dict_grad) = match &self.decoder {
+                    Decoder::Learned(_) => {
+                        let n = self.grads.len();
+                        let (head, last) = self.grads.split_at_mut(n - 1);
+                        (head, Some(&mut last[0]))
+                    }
+                    _ => (&mut self.grads[..], None),
                 };
                 reconstruction_backward(
                     backend,
                     dict,
                     codes,
                     x,
-                    &[l1_penalty],
+                    &[if jump.is_some() { 0.0 } else { l1_penalty }],
                     self.scratch
                         .recon
                         .as_mut()
@@ -597,6 +736,20 @@ impl EncoderModel {
                     dict_grad,
                     want_loss.then_some(&mut self.loss),
                 );
+                if let (Some((threshold, bandwidth)), Some(index)) = (jump, theta_index) {
+                    let scalars = JumpReluScalars {
+                        bandwidth,
+                        l0: l1_penalty / (batch * codes.rows()) as f32,
+                        scale: JUMP_THRESHOLD_SCALE,
+                    };
+                    backend.jump_relu_threshold_grad(
+                        self.scratch.pre.as_ref().expect("JumpReLU scratch"),
+                        &self.scratch.deltas[last],
+                        threshold,
+                        scalars,
+                        &mut grads_head[index],
+                    );
+                }
             }
             Objective::Supervised => {
                 let target = target_codes.expect("the supervised objective needs true codes");
@@ -691,6 +844,14 @@ impl EncoderModel {
     }
 }
 
+/// out = W input + b.
+fn pre_activation(backend: &dyn Backend, layer: &StackLayer, input: &Tensor, out: &mut Tensor) {
+    backend.gemm(1.0, Op::n(&layer.weight), Op::n(input), 0.0, out);
+    if let Some(b) = &layer.bias {
+        backend.add_bias(out, b);
+    }
+}
+
 /// out = act(W input + b), act = ReLU, or TopK then ReLU on the code layer.
 fn forward_layer(
     backend: &dyn Backend,
@@ -699,10 +860,7 @@ fn forward_layer(
     out: &mut Tensor,
     topk: Option<usize>,
 ) {
-    backend.gemm(1.0, Op::n(&layer.weight), Op::n(input), 0.0, out);
-    if let Some(b) = &layer.bias {
-        backend.add_bias(out, b);
-    }
+    pre_activation(backend, layer, input, out);
     if let Some(k) = topk {
         backend.topk_columns(out, k);
     }

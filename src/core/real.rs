@@ -257,7 +257,7 @@ impl RealConfig {
             let field = format!("methods[{i}]");
             match m {
                 MethodConfig::Sae { .. } => {}
-                MethodConfig::TopkSae { k, .. } => {
+                MethodConfig::TopkSae { k, .. } | MethodConfig::BatchTopkSae { k, .. } => {
                     if *k == 0 || *k > self.latents {
                         return Err(ConfigError::invalid(
                             format!("{field}.k"),
@@ -277,6 +277,14 @@ impl RealConfig {
                     }
                     for (j, &h) in hidden.iter().enumerate() {
                         check_size(&format!("{field}.hidden[{j}]"), h, 1, MAX_LATENTS)?;
+                    }
+                }
+                MethodConfig::JumpReluSae { bandwidth, .. } => {
+                    if !(bandwidth.is_finite() && *bandwidth > 0.0 && *bandwidth <= 10.0) {
+                        return Err(ConfigError::invalid(
+                            format!("{field}.bandwidth"),
+                            format!("must be a number in (0, 10], got {bandwidth}"),
+                        ));
                     }
                 }
                 MethodConfig::Lista { iterations } => {
@@ -1468,6 +1476,13 @@ fn new_run(
             topk: Some(*k),
             bias: *bias,
         }),
+        MethodConfig::BatchTopkSae { bias, .. } | MethodConfig::JumpReluSae { bias, .. } => {
+            Some(EncoderSpec {
+                hidden: vec![],
+                topk: None,
+                bias: *bias,
+            })
+        }
         MethodConfig::Mlp { hidden, bias } => Some(EncoderSpec {
             hidden: hidden.clone(),
             topk: None,
@@ -1494,7 +1509,7 @@ fn new_run(
         ),
         (Some(spec), _) => {
             let widths = flops::widths(dim, &spec.hidden, latents);
-            let model = EncoderModel::new(
+            let mut model = EncoderModel::new(
                 b,
                 &mut rngs,
                 spec,
@@ -1504,8 +1519,19 @@ fn new_run(
                 Objective::Reconstruction { l1_penalty: l1 },
                 &[lr],
             );
-            let per_step =
-                flops::encoder_train_step(&widths, used, spec.bias, spec.topk.is_some(), true);
+            match method {
+                MethodConfig::BatchTopkSae { k, .. } => model = model.with_batch_topk(b, *k),
+                MethodConfig::JumpReluSae { bandwidth, .. } => {
+                    let bandwidth = *bandwidth as f32;
+                    model = model.with_jump_relu(b, bandwidth, bandwidth);
+                }
+                _ => {}
+            }
+            // BatchTopK selects over the batch like TopK per sample (its inference is a
+            // comparison, like a ReLU's).
+            let selects =
+                spec.topk.is_some() || matches!(method, MethodConfig::BatchTopkSae { .. });
+            let per_step = flops::encoder_train_step(&widths, used, spec.bias, selects, true);
             (
                 Learner::Encoder(Box::new(model)),
                 widths,
@@ -1637,6 +1663,11 @@ fn resample(
         Ok(())
     };
     let lista = matches!(run.learner, Learner::Lista(_));
+    // JumpReLU's thresholds: a resampled latent's starts again where they all started.
+    let jump = match &run.learner {
+        Learner::Encoder(m) => m.jump_threshold(),
+        _ => None,
+    };
     let mut tensors = match &mut run.learner {
         Learner::Encoder(m) => m.params_and_moments_mut(b),
         Learner::Lista(m) => m.params_and_moments_mut(),
@@ -1670,6 +1701,8 @@ fn resample(
         // W, then (LISTA) S, the bias (one column) and the dictionary.
         let role = if index == 0 {
             "encoder"
+        } else if jump.is_some_and(|(at, _)| at == index) {
+            "threshold"
         } else if lista && index == 1 {
             "lateral"
         } else if cols == 1 {
@@ -1689,6 +1722,12 @@ fn resample(
                         match moment {
                             true => col.fill(0.0),
                             false => col.copy_from_slice(dir),
+                        }
+                    }
+                    "threshold" => {
+                        values[*j] = match moment {
+                            true => 0.0,
+                            false => jump.map_or(0.0, |(_, initial)| initial),
                         }
                     }
                     "lateral" => {

@@ -311,8 +311,10 @@ impl StackRun {
                 format!("mlp/{hidden:?}/bias={bias}"),
             ),
             MethodConfig::SparseCoding { .. } => (None, "sparse-coding".to_string()),
-            MethodConfig::Lista { .. } => {
-                unreachable!("validate() refuses LISTA in synthetic experiments")
+            MethodConfig::Lista { .. }
+            | MethodConfig::BatchTopkSae { .. }
+            | MethodConfig::JumpReluSae { .. } => {
+                unreachable!("validate() refuses real-activation methods in synthetic experiments")
             }
         };
         let mut rngs: Vec<Rng> = seeds

@@ -30,6 +30,7 @@
 use super::config::{
     default_adam_lr, default_adam_steps, default_fista_steps, limits, CheckedConfig, ConfigError,
     ExperimentConfig, MethodConfig, MethodKind, Preset, Setting, SolverConfig,
+    DEFAULT_JUMP_BANDWIDTH,
 };
 use super::sweep::{Axis, Param, Success, SweepConfig, SweepKind, SweepPreset, MAX_AXIS_VALUES};
 use std::fmt::Write as _;
@@ -250,6 +251,17 @@ fn method_token(m: &MethodConfig) -> String {
         MethodConfig::Lista { iterations } => {
             let _ = write!(out, "lista:t{iterations}");
         }
+        MethodConfig::BatchTopkSae { k, bias: b } => {
+            let _ = write!(out, "batchtopk:k{k}");
+            bias(&mut out, *b);
+        }
+        MethodConfig::JumpReluSae { bandwidth, bias: b } => {
+            out.push_str("jumprelu");
+            if *bandwidth != DEFAULT_JUMP_BANDWIDTH {
+                let _ = write!(out, ":e{bandwidth}");
+            }
+            bias(&mut out, *b);
+        }
     }
     out
 }
@@ -377,6 +389,7 @@ pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
     let mut inside = false;
     let mut tol: Option<f64> = None;
     let mut iterations: Option<usize> = None;
+    let mut bandwidth: Option<f64> = None;
     // Every option given, by name, so that each kind can refuse what it does not take (an
     // option silently dropped would make the link describe another experiment than it reads).
     let mut given: Vec<&'static str> = Vec::new();
@@ -416,6 +429,9 @@ pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
         } else if let Some(r) = num("s") {
             steps = Some(parse_int(key, r).map_err(|_| bad(key, token, "bad step count"))?);
             "s"
+        } else if let Some(r) = num("e") {
+            bandwidth = Some(parse_float(key, r).map_err(|_| bad(key, token, "bad bandwidth"))?);
+            "e"
         } else if let Some(r) = num("h") {
             let widths: Result<Vec<usize>, _> = r.split('-').map(str::parse::<usize>).collect();
             let widths = widths.map_err(|_| bad(key, token, "bad hidden widths"))?;
@@ -540,12 +556,28 @@ pub fn parse_method(token: &str) -> Result<MethodConfig, ShareError> {
                 iterations.ok_or_else(|| bad(key, token, "lista needs t<int>, e.g. lista:t3"))?;
             MethodConfig::Lista { iterations }
         }
+        "batchtopk" => {
+            only(&["k", "b"], "batchtopk takes only k<int> and b")?;
+            let k =
+                k.ok_or_else(|| bad(key, token, "batchtopk needs k<int>, e.g. batchtopk:k32"))?;
+            MethodConfig::BatchTopkSae { k, bias }
+        }
+        "jumprelu" => {
+            only(&["e", "b"], "jumprelu takes only e<bandwidth> and b")?;
+            MethodConfig::JumpReluSae {
+                bandwidth: bandwidth.unwrap_or(DEFAULT_JUMP_BANDWIDTH),
+                bias,
+            }
+        }
         "" => return Err(bad(key, token, "empty method")),
         other => {
             return Err(bad(
                 key,
                 token,
-                format!("unknown method `{other}`; expected sae, topk, mlp, sc, ito or lista"),
+                format!(
+                    "unknown method `{other}`; expected sae, topk, mlp, sc, ito, lista, \
+                     batchtopk or jumprelu"
+                ),
             ))
         }
     })

@@ -75,6 +75,26 @@ await test('the sample trains an SAE, SAE + FISTA and LISTA and shows the gap, t
   await ctx.close();
 });
 
+await test('BatchTopK and JumpReLU SAEs train on the sample from a link and show their gap', async () => {
+  const link = 'real=sample&N=128&steps=60&l1=0.5&batch=128&gap=32&k=8&methods=batchtopk,jumprelu';
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${link}&run=1`);
+  await waitReal(page, 'finished');
+  assert.equal(await page.isChecked('#real-m-batchtopk'), true);
+  assert.equal(await page.isChecked('#real-m-jumprelu'), true);
+  assert.equal(await page.isChecked('#real-m-sae'), false);
+  const rows = await page.$$eval('#real-table tbody tr', (trs) =>
+    trs.map((tr) => ({ name: tr.dataset.method, gap: Number(tr.querySelector('[data-gap]')?.dataset.gap), l0: Number(tr.cells[2].textContent) })),
+  );
+  assert.deepEqual(rows.map((r) => r.name), ['BatchTopK SAE (k=8)', 'JumpReLU SAE']);
+  for (const r of rows) {
+    assert.ok(Number.isFinite(r.gap) && r.gap > -1e-4, JSON.stringify(r));
+    assert.ok(r.l0 > 1, JSON.stringify(r));
+  }
+  assert.match(await page.inputValue('#real-share-link'), new RegExp(`#${link}$`));
+  await ctx.close();
+});
+
 await test('a bad activation file is refused with its reason and the sample stays', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#real=sample`);

@@ -19,7 +19,7 @@ const DEFAULTS = {
   latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
   center: true, scale: 'dim', k: 32, h: 1024, t: 3, resample: 200, methods: ['sae', 'topk', 'ito'],
 };
-const METHOD_NAMES = ['sae', 'topk', 'ito', 'lista', 'mlp', 'sc'];
+const METHOD_NAMES = ['sae', 'topk', 'batchtopk', 'jumprelu', 'ito', 'lista', 'mlp', 'sc'];
 const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h', T: 't', resample: 'resample' };
 const LINK_KEYS = new Set(['real', 'methods', 'center', 'scale', 'run', ...Object.keys(NUMBER_KEYS)]);
 const FIELDS = { latents: 'real-latents', steps: 'real-steps', l1: 'real-l1', lr: 'real-lr', batch: 'real-batch', gap: 'real-gap', seed: 'real-seed', k: 'real-k', h: 'real-h', t: 'real-t', resample: 'real-resample' };
@@ -80,6 +80,8 @@ function configFor(s) {
       case 'ito': return { kind: 'sae_ito', bias: true, inference: fistaToConvergence() };
       case 'mlp': return { kind: 'mlp', hidden: [s.h], bias: true };
       case 'lista': return { kind: 'lista', iterations: s.t };
+      case 'batchtopk': return { kind: 'batch_topk_sae', k: s.k, bias: true };
+      case 'jumprelu': return { kind: 'jump_relu_sae', bias: true };
       default: return { kind: 'sparse_coding', inference: fistaToConvergence() };
     }
   });

@@ -124,3 +124,109 @@ fn adam_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let denom = sqrt(v) / pf(s + 4u) + pf(s + 2u);
     b1[at] = b1[at] - pf(s + 3u) * m / denom;
 }
+
+// JumpReLU's straight-through threshold gradient (see `Backend::jump_relu_threshold_grad`):
+// b1 pre-activations, b2 the gradient at the gate's output, b3 the thresholds over theta_scale
+// (stack x rows x 1), b4 the output (same shape); one invocation per (member, row).
+// p = [stack * rows, rows, cols, bandwidth, l0_scale, theta_scale]
+@compute @workgroup_size(256)
+fn jump_relu_threshold_grad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let rows = p[1];
+    let cols = p[2];
+    let bandwidth = pf(3u);
+    let l0 = pf(4u);
+    let scale = pf(5u);
+    let theta = scale * b3[i];
+    let base = (i / rows) * rows * cols + i % rows;
+    var acc = 0.0;
+    for (var c = 0u; c < cols; c++) {
+        let at = base + c * rows;
+        if (abs(b1[at] - theta) < 0.5 * bandwidth) {
+            acc += -theta * b2[at] - l0;
+        }
+    }
+    b4[i] = scale * acc / bandwidth;
+}
+
+// Working state of `batch_topk` (one workgroup per member).
+var<workgroup> topk_hist: array<atomic<u32>, 256>;
+var<workgroup> topk_prefix: u32;
+var<workgroup> topk_remaining: u32;
+var<workgroup> topk_all: u32;
+var<workgroup> topk_smallest: atomic<u32>;
+
+// BatchTopK (see `Backend::batch_topk`): b1 the member's matrices, b2 the thresholds
+// (stack x 1 x 1). A radix select on the bits of the positive values (which order like the
+// values) finds the keep-th largest in four passes of a 256-bin histogram, byte by byte from the
+// top; a last pass zeroes what lies below it and finds the smallest kept value.
+// p = [member_len, keep, decay]
+@compute @workgroup_size(256)
+fn batch_topk(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let len = p[0];
+    let base = wid.x * len;
+    let t = lid.x;
+    if (t == 0u) {
+        topk_prefix = 0u;
+        topk_remaining = p[1];
+        topk_all = select(0u, 1u, p[1] == 0u);
+        atomicStore(&topk_smallest, 0xffffffffu);
+    }
+    var mask = 0u;
+    for (var pass_ = 0u; pass_ < 4u; pass_++) {
+        let shift = 24u - 8u * pass_;
+        atomicStore(&topk_hist[t], 0u);
+        workgroupBarrier();
+        let prefix = topk_prefix;
+        for (var e = t; e < len; e += WG) {
+            let v = b1[base + e];
+            let bits = bitcast<u32>(v);
+            if (v > 0.0 && !is_nan(v) && (bits & mask) == prefix) {
+                atomicAdd(&topk_hist[(bits >> shift) & 255u], 1u);
+            }
+        }
+        workgroupBarrier();
+        if (t == 0u && topk_all == 0u) {
+            // The bin holding the remaining-th largest of the values matching the prefix.
+            var above = 0u;
+            var found = false;
+            for (var bin = 255i; bin >= 0i; bin--) {
+                let count = atomicLoad(&topk_hist[u32(bin)]);
+                if (above + count >= topk_remaining) {
+                    topk_prefix = topk_prefix | (u32(bin) << shift);
+                    topk_remaining = topk_remaining - above;
+                    found = true;
+                    break;
+                }
+                above += count;
+            }
+            if (!found) {
+                // Fewer positive values than `keep`: keep them all.
+                topk_all = 1u;
+                topk_prefix = 0u;
+            }
+        }
+        mask = mask | (255u << shift);
+        workgroupBarrier();
+    }
+    let cut = topk_prefix;
+    let keep_all = topk_all == 1u;
+    for (var e = t; e < len; e += WG) {
+        let v = b1[base + e];
+        let bits = bitcast<u32>(v);
+        let keep = p[1] > 0u && v > 0.0 && !is_nan(v) && (keep_all || bits >= cut);
+        if (keep) {
+            atomicMin(&topk_smallest, bits);
+        } else {
+            b1[base + e] = 0.0;
+        }
+    }
+    workgroupBarrier();
+    if (t == 0u) {
+        let bits = atomicLoad(&topk_smallest);
+        let seen = select(bitcast<f32>(bits), 0.0, bits == 0xffffffffu);
+        let old = b2[wid.x];
+        b2[wid.x] = select(pf(2u) * old + (1.0 - pf(2u)) * seen, seen, old < 0.0);
+    }
+}

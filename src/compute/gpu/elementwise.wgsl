@@ -37,6 +37,19 @@ fn relu(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     b1[i] = select(0.0, v, v > 0.0 && !is_nan(v));
 }
 
+// b1 <- b1 where b1 > max(scale * theta, 0), else 0 (NaN to 0); theta = b2 per member and row,
+// or per member. p = [len, rows, member_len, theta_rows, scale]
+@compute @workgroup_size(256)
+fn threshold_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if (i >= p[0]) { return; }
+    let member = i / p[2];
+    let row = select((i % p[2]) % p[1], 0u, p[3] == 1u);
+    let cut = max(pf(4u) * b2[member * p[3] + row], 0.0);
+    let v = b1[i];
+    b1[i] = select(0.0, v, v > cut && !is_nan(v));
+}
+
 // b1 (gradient) <- b1 where b2 (the ReLU's output) > 0, else 0
 @compute @workgroup_size(256)
 fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {

@@ -16,7 +16,7 @@
 
 use super::tensor::{
     per_member, AdamExpJob, Backend, BackendError, BackendKind, EncoderTrainJob, EncoderTrainShape,
-    FistaJob, Op, ReadSlot, Readback, Shape, Store, Tensor,
+    FistaJob, JumpReluScalars, Op, ReadSlot, Readback, Shape, Store, Tensor,
 };
 use super::AdamScalars;
 use std::collections::HashMap;
@@ -1043,6 +1043,73 @@ impl Backend for GpuBackend {
         let p = Params::default().u(cols).u(s.rows).u(k);
         let pipeline = self.pipeline("columns", "topk_columns");
         self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+    }
+
+    fn batch_topk(&self, t: &mut Tensor, keep: usize, threshold: &mut Tensor, decay: f32) {
+        let s = t.shape();
+        assert_eq!(
+            threshold.shape(),
+            Shape::new(s.stack, 1, 1),
+            "batch_topk: one threshold per member"
+        );
+        assert!(s.stack <= 65_535, "batch_topk: one workgroup per member");
+        let p = Params::default().u(s.matrix_len()).u(keep).f(decay);
+        let pipeline = self.pipeline("columns", "batch_topk");
+        self.dispatch(
+            &pipeline,
+            p,
+            &[t.device(), threshold.device()],
+            (s.stack as u32, 1, 1),
+        );
+    }
+
+    fn threshold_rows(&self, t: &mut Tensor, theta: &Tensor, scale: f32) {
+        let (s, ts) = (t.shape(), theta.shape());
+        assert!(
+            ts.stack == s.stack && ts.cols == 1 && (ts.rows == s.rows || ts.rows == 1),
+            "threshold_rows: theta {ts:?} against {s:?}"
+        );
+        let p = Params::default()
+            .u(s.len())
+            .u(s.rows)
+            .u(s.matrix_len())
+            .u(ts.rows)
+            .f(scale);
+        self.elementwise("threshold_rows", s.len(), p, &[t.device(), theta.device()]);
+    }
+
+    fn jump_relu_threshold_grad(
+        &self,
+        pre: &Tensor,
+        grad: &Tensor,
+        theta: &Tensor,
+        js: JumpReluScalars,
+        out: &mut Tensor,
+    ) {
+        let s = pre.shape();
+        same("jump_relu_threshold_grad (grad)", grad.shape(), s);
+        let rows_shape = Shape::new(s.stack, s.rows, 1);
+        same(
+            "jump_relu_threshold_grad (theta)",
+            theta.shape(),
+            rows_shape,
+        );
+        same("jump_relu_threshold_grad (out)", out.shape(), rows_shape);
+        let count = s.stack * s.rows;
+        let p = Params::default()
+            .u(count)
+            .u(s.rows)
+            .u(s.cols)
+            .f(js.bandwidth)
+            .f(js.l0)
+            .f(js.scale);
+        let pipeline = self.pipeline("columns", "jump_relu_threshold_grad");
+        self.dispatch(
+            &pipeline,
+            p,
+            &[pre.device(), grad.device(), theta.device(), out.device()],
+            grid(count),
+        );
     }
 
     fn exp(&self, x: &Tensor, out: &mut Tensor) {
