@@ -782,3 +782,69 @@ fn batch_topk_and_jump_relu_links() {
         RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap_err();
     assert!(e.to_string().contains("methods[0].k"), "{e}");
 }
+
+/// The frontier's explained variance at matched L0: codes cut token by token to their k largest
+/// (in magnitude), equal to the plain explained variance when no token has more than k, and
+/// carried by every point of a report with the budget it used.
+#[test]
+fn explained_variance_at_matched_l0() {
+    use sparse_playground::core::real::explained_variance_at_l0;
+    // Two unit atoms in 2-D; token 0 uses both (3 and -1), token 1 one.
+    let d = Matrix::from_vec(2, 2, vec![1.0, 0.0, 0.0, 1.0]);
+    let s = Matrix::from_vec(2, 2, vec![3.0, -1.0, 0.0, 2.0]);
+    let x = Matrix::from_vec(2, 2, vec![3.0, -1.0, 0.0, 2.0]);
+    assert!((explained_variance_at_l0(&d, &x, &s, 2) - 1.0).abs() < 1e-12);
+    // k = 1 drops token 0's -1: a squared residual of 1 against the tokens' squared
+    // distances to their mean token (1.5, 0.5).
+    let mean = [1.5_f64, 0.5];
+    let total: f64 = [[3.0, -1.0], [0.0, 2.0]]
+        .iter()
+        .map(|t| (t[0] - mean[0]).powi(2) + (t[1] - mean[1]).powi(2))
+        .sum();
+    let want = 1.0 - 1.0 / total;
+    let got = explained_variance_at_l0(&d, &x, &s, 1);
+    assert!((got - want).abs() < 1e-9, "{got} against {want}");
+
+    let acts = synthetic_activations(16, 8, 3, 600, 9);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Fista {
+                    steps: 500,
+                    nonneg: true,
+                    tol: Some(1e-3),
+                },
+            },
+        ],
+        seed: 3,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 200;
+    cfg.train.log_every = 100;
+    cfg.train.l1_penalty = 0.1;
+    cfg.train.batch_size = Some(128);
+    cfg.gap.tokens = 64;
+    cfg.gap.iterations = vec![1, 10];
+    let mut exp =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    exp.run_to_end(|_| {}).unwrap();
+    for m in exp.results(None).methods {
+        let g = m.report.unwrap();
+        let k = g.matched_l0.expect("a budget");
+        // The first codes scored: the SAE's encoder, sparse coding's own inference.
+        assert_eq!(k, g.own.score.l0.ceil() as usize, "{}", m.name);
+        for p in &g.frontier {
+            let ev_k = p.explained_variance_at_l0.expect("every point");
+            assert!(
+                ev_k <= p.score.explained_variance + 1e-9,
+                "{}: {p:?}",
+                m.name
+            );
+            if p.score.l0 <= 1.0 {
+                assert!((ev_k - p.score.explained_variance).abs() < 1e-9);
+            }
+        }
+    }
+}

@@ -637,6 +637,35 @@ pub struct FrontierPoint {
     pub flops_per_token: f64,
     #[serde(flatten)]
     pub score: CodeScore,
+    /// Explained variance with each token's codes cut to their `matched_l0` largest (see
+    /// [`GapReport::matched_l0`]): what more inference buys at the same sparsity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained_variance_at_l0: Option<f64>,
+}
+
+/// Explained variance of codes `s` (N x n) through `dict` on `x`, each token's codes cut to
+/// their `k` largest in magnitude.
+pub fn explained_variance_at_l0(dict: &Matrix, x: &Matrix, s: &Matrix, k: usize) -> f64 {
+    let mut cut = s.clone();
+    let mut order: Vec<usize> = Vec::with_capacity(s.nrows());
+    for mut col in cut.column_iter_mut() {
+        if col.iter().filter(|v| **v != 0.0).count() <= k {
+            continue;
+        }
+        order.clear();
+        order.extend(0..col.len());
+        order.select_nth_unstable_by(k, |&a, &b| col[b].abs().total_cmp(&col[a].abs()));
+        for &i in &order[k..] {
+            col[i] = 0.0;
+        }
+    }
+    metrics::reconstruction(&(dict * &cut), x).map_or(f64::NAN, |r| 1.0 - r.nmse)
+}
+
+/// The per-token budget of the frontier's matched explained variance: the mean L0 of the
+/// method's first codes (its encoder's, or its own inference's), rounded up.
+fn matched_budget(l0: f64) -> usize {
+    l0.ceil().max(1.0) as usize
 }
 
 /// The analysis of one method under its own dictionary.
@@ -662,6 +691,10 @@ pub struct GapReport {
     pub support_jaccard: f64,
     /// Every point, cheapest first.
     pub frontier: Vec<FrontierPoint>,
+    /// The active latents per token every frontier point's `explained_variance_at_l0` allows:
+    /// the method's encoder's mean L0 (its own inference's without an encoder), rounded up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_l0: Option<usize>,
 }
 
 /// One evaluation of the held-out set during training.
@@ -813,6 +846,8 @@ struct Analysis {
     jobs: Vec<(PointKind, u64)>,
     current: Option<(PointKind, u64, Solver)>,
     points: Vec<(FrontierPoint, Option<Matrix>)>,
+    /// See [`GapReport::matched_l0`]: set by the first point scored.
+    matched_l0: Option<usize>,
     optimum_stats: Option<SolverStats>,
     /// How the method's own FISTA ended (sparse coding and SAE + inference with a tolerance).
     own_stats: Option<SolverStats>,
@@ -1240,12 +1275,15 @@ impl RealExperiment {
         match score_codes(&a.dict_host, &self.gap_host, &codes, l1, threshold) {
             Ok(score) => {
                 let keep = matches!(kind, PointKind::Inference | PointKind::Optimum);
+                let k = *a.matched_l0.get_or_insert(matched_budget(score.l0));
+                let ev_k = explained_variance_at_l0(&a.dict_host, &self.gap_host, &codes, k);
                 a.points.push((
                     FrontierPoint {
                         kind,
                         iterations,
                         flops_per_token,
                         score,
+                        explained_variance_at_l0: Some(ev_k),
                     },
                     keep.then_some(codes),
                 ));
@@ -1825,6 +1863,7 @@ fn start_analysis(
         _ => flops::encoder_forward(&run.widths, 1, run.bias, run.topk),
     };
     let mut points = Vec::new();
+    let mut matched_l0 = None;
     if let Some((_, host)) = &encoder {
         match score_codes(
             &dict_host,
@@ -1833,15 +1872,21 @@ fn start_analysis(
             cfg.gap_l1(),
             cfg.metrics.l0_threshold,
         ) {
-            Ok(score) => points.push((
-                FrontierPoint {
-                    kind: PointKind::Encoder,
-                    iterations: 0,
-                    flops_per_token: encoder_flops,
-                    score,
-                },
-                Some(host.clone()),
-            )),
+            Ok(score) => {
+                let k = matched_budget(score.l0);
+                matched_l0 = Some(k);
+                let ev_k = explained_variance_at_l0(&dict_host, gap_host, host, k);
+                points.push((
+                    FrontierPoint {
+                        kind: PointKind::Encoder,
+                        iterations: 0,
+                        flops_per_token: encoder_flops,
+                        score,
+                        explained_variance_at_l0: Some(ev_k),
+                    },
+                    Some(host.clone()),
+                ));
+            }
             Err(e) => run.error = Some(format!("the analysis failed: {e}")),
         }
     }
@@ -1868,6 +1913,7 @@ fn start_analysis(
         jobs,
         current: None,
         points,
+        matched_l0,
         optimum_stats: None,
         own_stats: None,
     })
@@ -1940,5 +1986,6 @@ fn finish_analysis(a: &mut Analysis, l1: f64, tokens: usize) -> GapReport {
         code_cosine,
         support_jaccard,
         frontier,
+        matched_l0: a.matched_l0,
     }
 }

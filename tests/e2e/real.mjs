@@ -41,6 +41,14 @@ await test('the sample trains an SAE, SAE + FISTA and LISTA and shows the gap, t
   assert.equal(await page.getAttribute('#real-frontier', 'data-series'), '6');
   assert.ok((await page.$$eval('#real-frontier svg circle', (c) => c.length)) > 10);
   assert.match(await page.textContent('#real-frontier figcaption'), /held-out tokens/);
+  // The same frontier in explained variance at each method's encoder's L0.
+  await page.selectOption('#real-frontier-y', 'ev');
+  await page.waitForFunction(() => document.querySelector('#real-frontier').dataset.y === 'ev');
+  assert.equal(await page.getAttribute('#real-frontier', 'data-series'), '6');
+  assert.match(await page.textContent('#real-frontier'), /explained variance at the encoder's L0/);
+  assert.match(await page.textContent('#real-frontier figcaption'), /SAE \d+/);
+  assert.ok((await page.$$eval('#real-frontier svg circle', (c) => c.length)) > 10);
+  await page.selectOption('#real-frontier-y', 'excess');
   // The link reproduces the settings; the results download as the CLI's JSON.
   assert.match(await page.inputValue('#real-share-link'), new RegExp(`#${SMALL}$`));
   const [download] = await Promise.all([page.waitForEvent('download'), page.click('#real-export')]);

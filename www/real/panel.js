@@ -313,7 +313,7 @@ function cancel() {
 function render() {
   if (!real.results) return;
   renderRealTable($('real-table'), real.results);
-  renderFrontier($('real-frontier'), real.results);
+  renderFrontier($('real-frontier'), real.results, $('real-frontier-y').value);
 }
 
 /** Open a link of this mode: settings into the form, the sample loaded, a run if it says so. */
@@ -360,6 +360,7 @@ export function initRealPanel() {
     });
   }
   $('real-run').addEventListener('click', start);
+  $('real-frontier-y').addEventListener('change', render);
   $('real-feature-method').addEventListener('change', (e) => {
     const m = Number(e.target.value);
     if (real.rankings[m] && real.rankings[m].length) pickFeature(m, real.rankings[m][0]);

@@ -70,9 +70,10 @@ function excess(point, optimum) {
 
 /**
  * The frontier as chart data: per method, its encoder and the warm-started points (solid), and
- * FISTA from zero on its dictionary with its own inference (dashed).
+ * FISTA from zero on its dictionary with its own inference (dashed). `y` is 'excess' (f / f* - 1)
+ * or 'ev' (explained variance with each token's codes cut to the method's matched L0).
  */
-export function frontierData(results) {
+export function frontierData(results, y = 'excess') {
   const colors = kindColors(results.methods.map((m) => m.method.kind));
   const done = results.methods.map((m, i) => [m, i]).filter(([m]) => m.report);
   const xs = [...new Set(done.flatMap(([m]) => m.report.frontier.map((p) => p.flops_per_token)))].sort((a, b) => a - b);
@@ -84,7 +85,8 @@ export function frontierData(results) {
       if (!pts.length) return;
       const mean = xs.map((x) => {
         const p = pts.find((q) => q.flops_per_token === x);
-        return p ? excess(p, g.optimum.objective) : null;
+        if (!p) return null;
+        return y === 'ev' ? p.explained_variance_at_l0 ?? null : excess(p, g.optimum.objective);
       });
       series.push({ name, color: colors[i], dash, mean, lo: mean.map(() => null), hi: mean.map(() => null) });
     };
@@ -99,24 +101,35 @@ function iterations(results) {
   return ks.length > 1 ? `${ks.slice(0, -1).join(', ')} or ${ks[ks.length - 1]}` : String(ks[0]);
 }
 
-export function renderFrontier(figure, results) {
-  const data = frontierData(results);
+export function renderFrontier(figure, results, y = 'excess') {
+  const data = frontierData(results, y);
   if (!data.series.length) {
     figure.replaceChildren();
     return;
   }
   const width = Math.max(360, Math.min(900, figure.clientWidth || 720));
+  const ev = y === 'ev';
   const svg = renderSVG(data, {
-    title: 'Compute frontier: excess objective over the optimum (f / f* − 1) against inference FLOPs',
-    yLabel: 'f / f* − 1 (log)',
-    yLog: true,
+    title: ev
+      ? "Compute frontier: explained variance at the encoder's L0 against inference FLOPs"
+      : 'Compute frontier: excess objective over the optimum (f / f* − 1) against inference FLOPs',
+    yLabel: ev ? 'explained variance, codes cut to the matched L0' : 'f / f* − 1 (log)',
+    yLog: !ev,
     width,
     height: 420,
     markers: true,
   });
   const caption = document.createElement('figcaption');
   caption.className = 'muted small';
-  caption.textContent = `Solid: the encoder's codes (its leftmost point, the amortisation gap), then FISTA started from them for ${iterations(results)} iterations. Dashed: FISTA from zero on the same dictionary, for as many iterations, and the method's own inference where it has one. Each method is scored under its own dictionary on ${results.methods.find((m) => m.report)?.report.tokens ?? 0} held-out tokens; values below ${FLOOR} (about the optimum's tolerance) are drawn at ${FLOOR}.`;
+  const budgets = results.methods
+    .filter((m) => m.report && m.report.matched_l0)
+    .map((m) => `${m.name} ${m.report.matched_l0}`)
+    .join(', ');
+  const what = ev
+    ? `Each point's explained variance with every token's codes cut to its largest k, k the method's encoder's mean L0 rounded up (its own inference's without an encoder: ${budgets}), so more inference cannot buy variance with more active latents.`
+    : `Values below ${FLOOR} (about the optimum's tolerance) are drawn at ${FLOOR}.`;
+  caption.textContent = `Solid: the encoder's codes (its leftmost point, the amortisation gap), then FISTA started from them for ${iterations(results)} iterations. Dashed: FISTA from zero on the same dictionary, for as many iterations, and the method's own inference where it has one. Each method is scored under its own dictionary on ${results.methods.find((m) => m.report)?.report.tokens ?? 0} held-out tokens. ${what}`;
+  figure.dataset.y = y;
   const holder = document.createElement('div');
   holder.innerHTML = svg; // built from escaped text by ../charts.js
   figure.replaceChildren(holder, caption);
