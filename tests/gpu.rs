@@ -940,6 +940,7 @@ fn auto_compares_the_backends_on_the_experiments_own_shapes() {
         &checked,
         g,
         Grouping::PerMethodUpTo(8),
+        None,
         default_clock,
     ))
     .unwrap();
@@ -947,10 +948,20 @@ fn auto_compares_the_backends_on_the_experiments_own_shapes() {
         &checked,
         Arc::new(CpuBackend::new(1)),
         Grouping::PerRun,
+        None,
         default_clock,
     ))
     .unwrap();
-    for r in [on_gpu, on_cpu] {
+    // A worker's share alone (the page's time estimate per worker).
+    let share = pollster::block_on(work_rate(
+        &checked,
+        Arc::new(CpuBackend::new(1)),
+        Grouping::PerRun,
+        Some(&[(0, 1)]),
+        default_clock,
+    ))
+    .unwrap();
+    for r in [on_gpu, on_cpu, share] {
         let r = r.expect("400 steps outlast the warm-up");
         assert!(r.is_finite() && r > 0.0, "{r}");
     }

@@ -46,12 +46,17 @@ export class EnginePool {
     this.notice = null;
   }
 
-  /** Build `config` on `backend` ('auto', 'cpu' or 'gpu'). */
-  start(config, backend) {
+  /**
+   * Build `config` on `backend` ('auto', 'cpu' or 'gpu'); with `estimate`, the workers time a
+   * copy of their share and the pool posts {type: 'estimate', seconds} (the slowest share's
+   * time, or null where none could tell).
+   */
+  start(config, backend, { estimate = false } = {}) {
     this.terminate();
     this.generation += 1;
     this.config = config;
     this.backend = backend;
+    this.estimate = estimate;
     this.frozen = { done: 0, total: 0, trained: 0, trainTotal: 0 };
     this.frozenResults = null;
     this.notice = null;
@@ -80,7 +85,7 @@ export class EnginePool {
     const gen = this.generation;
     this.workers = specs.map((spec, index) => {
       const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-      const entry = { worker, spec, index, ready: null, progress: null, results: null };
+      const entry = { worker, spec, index, ready: null, progress: null, results: null, estimate: undefined };
       worker.onmessage = (event) => {
         if (gen === this.generation) this.receive(entry, event.data);
       };
@@ -95,6 +100,7 @@ export class EnginePool {
         only: spec.only,
         parallelRuns: spec.parallelRuns,
         cpuWorkers: spec.cpuWorkers,
+        estimate: this.estimate,
       });
       return entry;
     });
@@ -121,6 +127,14 @@ export class EnginePool {
           }
         }
         if (this.workers.every((w) => w.ready)) this.emitReady();
+        break;
+      }
+      case 'estimate': {
+        entry.estimate = msg.seconds;
+        if (this.workers.every((w) => w.estimate !== undefined)) {
+          const known = this.workers.map((w) => w.estimate).filter((s) => Number.isFinite(s));
+          this.onMessage({ type: 'estimate', seconds: known.length === this.workers.length ? Math.max(...known) : null });
+        }
         break;
       }
       case 'progress':

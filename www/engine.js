@@ -22,6 +22,7 @@ export {
   realDefaults,
   recordFields,
   solverDefaults,
+  sweepCellConfig,
   sweepPresetConfig,
   sweepResultsJson,
   theoryCurves,

@@ -97,7 +97,25 @@ export function drawHeatmap(canvas, rows, cols, value, opts) {
     ctx.strokeRect(left - 0.5, below - 0.5, w + 1, stripH + 1);
     ctx.fillStyle = '#1b1f24';
     ctx.textAlign = 'left';
+    // The strip's own scale: its label, then a small bar from 0 (white) to 1 (blue).
     ctx.fillText(opts.stripLabel || '', left + w + 4, below + 10);
+    const sx = left + w + 8 + ctx.measureText(opts.stripLabel || '').width;
+    const sw = Math.max(0, Math.min(24, W - sx - 14));
+    if (sw >= 8) {
+      for (let i = 0; i < sw; i++) {
+        const rgb = sequential(i / (sw - 1));
+        ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`;
+        ctx.fillRect(sx + i, below + 2, 1, stripH - 4);
+      }
+      ctx.strokeRect(sx - 0.5, below + 1.5, sw + 1, stripH - 3);
+      ctx.fillStyle = '#1b1f24';
+      ctx.font = '9px system-ui, sans-serif';
+      ctx.fillText('0', sx, below + stripH + 8);
+      ctx.textAlign = 'right';
+      ctx.fillText('1', sx + sw, below + stripH + 8);
+      ctx.font = '10px system-ui, sans-serif';
+      ctx.textAlign = 'left';
+    }
     below += stripH + 2;
   }
   ctx.textAlign = 'center';
@@ -124,6 +142,21 @@ export function drawHeatmap(canvas, rows, cols, value, opts) {
   ctx.fillText(fmt(vmax), bx + 13, top + 8);
   ctx.fillText(fmt(lo * vmax), bx + 13, top + bh);
   canvas.dataset.drawn = `${rows}x${cols}`;
+  // What ../readout.js reads out: the cell under the pointer or the keyboard cursor.
+  const readable = (v) => (Number.isFinite(v) ? fmt(v) : 'no value');
+  canvas.heatGrid = {
+    left,
+    top,
+    cell,
+    rows,
+    cols,
+    text: (r, c) => {
+      const strip = opts.strip ? `; ${opts.stripLabel || 'strip'} ${readable(opts.strip[c])}` : '';
+      return `${opts.title || 'Heat map'}: ${opts.yLabel || 'row'} ${r}, ${opts.xLabel || 'column'} ${c}: ${readable(value(r, c))}${strip}`;
+    },
+  };
+  canvas.setAttribute('role', 'img');
+  canvas.setAttribute('aria-label', `${opts.title || 'Heat map'}, ${rows} × ${cols} (${opts.yLabel || 'rows'} × ${opts.xLabel || 'columns'}), colour scale ${fmt(lo * vmax)} to ${fmt(vmax)}: focus it and use the arrow keys to read values`);
 }
 
 /** Clear a canvas and write a short message in it. */
@@ -135,4 +168,6 @@ export function drawMessage(canvas, text) {
   ctx.textAlign = 'left';
   ctx.fillText(text, 8, 20);
   canvas.dataset.drawn = '';
+  canvas.heatGrid = null;
+  canvas.setAttribute('aria-label', text);
 }

@@ -6,7 +6,19 @@ import { encodeLink, engineVersion, isSweepLink, presetConfig } from './engine.j
 import { downloadText, exportCsv, exportJson, showResults } from './page/files.js';
 import { methodDefaults, readForm, showConfigError, writeForm } from './page/form.js';
 import { applyHidden, copyLink, hiddenExtra, initialConfig, linkFor, updateLink } from './page/link.js';
-import { applyConfig, cancel, clearRuns, engine, pause, play, scheduleRender, startExperiment, updateControls } from './page/player.js';
+import {
+  applyConfig,
+  cancel,
+  clearRuns,
+  confirmLongRun,
+  declineLongRun,
+  engine,
+  pause,
+  play,
+  scheduleRender,
+  startExperiment,
+  updateControls,
+} from './page/player.js';
 import { DEFAULT_PRESET, $, banner, errorText, state } from './page/state.js';
 import { changeView } from './views/learned.js';
 import { comparisonJson, loadHistory, onPinsChange, tryLoadComparison } from './views/compare.js';
@@ -122,6 +134,11 @@ $('play').addEventListener('click', () => {
   play();
   if (state.playing || state.autorun) showOnPhone(document.querySelector('.charts'));
 });
+$('long-run-yes').addEventListener('click', () => {
+  confirmLongRun();
+  if (state.playing || state.autorun) showOnPhone(document.querySelector('.charts'));
+});
+$('long-run-no').addEventListener('click', declineLongRun);
 $('sweep-play').addEventListener('click', () => {
   if (sweep.playing) showOnPhone($('sweep-figures'));
 });

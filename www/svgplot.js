@@ -54,7 +54,8 @@ function inkOn(v, spec) {
 /**
  * A heat map as SVG text.
  * spec: {title, xLabel, yLabel, xs, ys (the axis values; y grows upwards), cell(ix, iy) ->
- * {value, note} | {invalid: reason} | null (not computed yet), scale ('sequential' |
+ * {value, note} | {invalid: reason} | null (not computed yet), cellIndex(ix, iy) (optional: the
+ * cell's number, kept on its rect as data-cell), scale ('sequential' |
  * 'diverging'), vmin, vmax, colorLabel, labels (print values in the cells), overlays:
  * [{points: [[x, y]] in data units or `index: true` for grid units, color, dash, width,
  * label}], width, height}.
@@ -102,17 +103,26 @@ export function heatmapSvg(spec) {
       const y = py(iy + 1).toFixed(2);
       const where = `${spec.xLabel} ${formatValue(spec.xs[ix])}, ${spec.yLabel} ${formatValue(spec.ys[iy])}`;
       const box = `x="${x}" y="${y}" width="${cw.toFixed(2)}" height="${ch.toFixed(2)}"`;
+      // The cell's text, as its tooltip and for ../readout.js (hover, tap and keyboard).
+      const cellRect = (attrs, text) => {
+        const index = spec.cellIndex ? spec.cellIndex(ix, iy) : -1;
+        const at = `data-ix="${ix}" data-iy="${iy}"${index >= 0 ? ` data-cell="${index}"` : ''} data-readout="${escapeXML(text)}"`;
+        return `<rect ${attrs} ${at}><title>${escapeXML(text)}</title></rect>`;
+      };
       if (!c) {
         seen.add('pending');
-        out.push(`<rect ${box} fill="${fills.pending}" data-state="pending"><title>${escapeXML(where)}: not computed yet</title></rect>`);
+        out.push(cellRect(`${box} fill="${fills.pending}" data-state="pending"`, `${where}: not computed yet`));
       } else if (c.invalid) {
         seen.add('invalid');
-        out.push(`<rect ${box} fill="${fills.invalid}" data-state="invalid"><title>${escapeXML(where)}: not a valid experiment (${escapeXML(c.invalid)})</title></rect>`);
+        out.push(cellRect(`${box} fill="${fills.invalid}" data-state="invalid"`, `${where}: not a valid experiment (${c.invalid})`));
       } else if (!Number.isFinite(c.value)) {
         seen.add('failed');
-        out.push(`<rect ${box} fill="${fills.failed}" data-state="failed"><title>${escapeXML(where)}: ${escapeXML(c.note || 'no result')}</title></rect>`);
+        out.push(cellRect(`${box} fill="${fills.failed}" data-state="failed"`, `${where}: ${c.note || 'no result'}`));
       } else {
-        out.push(`<rect x="${x}" y="${y}" width="${(cw + 0.3).toFixed(2)}" height="${(ch + 0.3).toFixed(2)}" fill="${colour(c.value, spec)}" data-state="done" data-value="${c.value}"><title>${escapeXML(where)}: ${formatNumber(c.value)}${c.note ? ` (${escapeXML(c.note)})` : ''}</title></rect>`);
+        out.push(cellRect(
+          `x="${x}" y="${y}" width="${(cw + 0.3).toFixed(2)}" height="${(ch + 0.3).toFixed(2)}" fill="${colour(c.value, spec)}" data-state="done" data-value="${c.value}"`,
+          `${where}: ${formatNumber(c.value)}${c.note ? ` (${c.note})` : ''}`,
+        ));
         if (c.mark) {
           // A flagged cell (a solver stopped at its cap): a dark corner, keyed below the map.
           seen.add(c.mark);

@@ -3,14 +3,16 @@
 // and, now and then, a snapshot of what the selected run has learned. On a GPU a slice only
 // enqueues work; the engine yields while the device still has a full queue, so a slice stays
 // short and the browser resolves the device's reads between slices. Messages in:
-//   {type: 'init', config, backend, only, parallelRuns, cpuWorkers}
+//   {type: 'init', config, backend, only, parallelRuns, cpuWorkers, estimate}
 //                                 build the experiment (validated in Rust) on the backend asked
-//                                 for (auto, cpu, gpu), for the runs `only` ([[method, run]])
+//                                 for (auto, cpu, gpu), for the runs `only` ([[method, run]]);
+//                                 with `estimate`, time a copy of it and post 'estimate'
 //   {type: 'play'} / {type: 'pause'}
 //   {type: 'step'}                every run goes to its next evaluation (in slices; pausable)
 //   {type: 'view', method, run}   choose which run's snapshot to send
 //   {type: 'results'}             ask for the results JSON
-// Messages out: 'ready', 'progress', 'snapshot', 'results', 'error', and 'backend-failed' (the
+// Messages out: 'ready', 'estimate' ({seconds}: this share's time from the start on this
+// machine, or null), 'progress', 'snapshot', 'results', 'error', and 'backend-failed' (the
 // GPU was lost: the runs listed as `unfinished` must be redone elsewhere; the finished ones are
 // in `resultsJson`).
 // The engine is imported dynamically: a static import would delay this module's evaluation
@@ -170,6 +172,14 @@ function handle(msg) {
               backend: pg.backendInfo(),
             });
             for (const queued of afterReady.splice(0)) handle(queued);
+            if (msg.estimate) {
+              // After the messages already queued: a run asked for meanwhile is not delayed.
+              yieldThen(() => {
+                if (mine !== generation) return;
+                const seconds = pg && mode === null && pg.workDone() === 0 ? pg.estimateSeconds() : null;
+                self.postMessage({ type: 'estimate', seconds: seconds ?? null });
+              });
+            }
           })
           .catch((e) => {
             if (mine === generation) fail(e);

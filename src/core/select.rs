@@ -135,17 +135,18 @@ async fn sync(b: &dyn Backend) -> Result<(), BackendError> {
 }
 
 /// Work (training and inference steps, as the progress bar counts them) per second of `config`
-/// on `backend`: one warm-up slice (pipelines compiled, buffers made), then slices of doubling
+/// (or of its runs `only`) on `backend`: one warm-up slice (pipelines compiled, buffers made), then slices of doubling
 /// size for about [`SPEED_PROBE_SECONDS`], each timed to the end of the device's work. `None`
 /// when the experiment ends within the warm-up (too small to tell).
 pub async fn work_rate(
     config: &CheckedConfig,
     backend: Arc<dyn Backend>,
     grouping: Grouping,
+    only: Option<&[(usize, u32)]>,
     clock: Clock,
 ) -> Result<Option<f64>, BackendError> {
     let mut exp =
-        Experiment::build(config.clone(), Arc::clone(&backend), grouping, None).with_clock(clock);
+        Experiment::build(config.clone(), Arc::clone(&backend), grouping, only).with_clock(clock);
     exp.step(1);
     sync(&*backend).await?;
     let (start_work, _) = exp.work();
@@ -262,12 +263,12 @@ pub async fn choose(
     let gpu: Arc<dyn Backend> = Arc::new(gpu);
     let mut notice = None;
     if choice == BackendChoice::Auto {
-        let gpu_rate = match work_rate(config, Arc::clone(&gpu), grouping, clock).await {
+        let gpu_rate = match work_rate(config, Arc::clone(&gpu), grouping, None, clock).await {
             Ok(r) => r,
             Err(e) => return cpu(cpu_threads, Some(format!("{e}; computing on the CPU"))),
         };
         let cpu_backend: Arc<dyn Backend> = Arc::new(CpuBackend::new(cpu_threads));
-        let cpu_rate = work_rate(config, cpu_backend, Grouping::PerRun, clock)
+        let cpu_rate = work_rate(config, cpu_backend, Grouping::PerRun, None, clock)
             .await
             .ok()
             .flatten();

@@ -259,6 +259,8 @@ pub struct Playground {
     stops: Option<Vec<u64>>,
     /// The backend's kind, name, adapter and why it is not the one asked for.
     backend: BackendReport,
+    /// The (method, run) pairs of this worker's share (all when `None`), for the time estimate.
+    share: Option<Vec<(usize, u32)>>,
 }
 
 /// What the page shows about the backend.
@@ -311,7 +313,7 @@ impl Playground {
             adapter: None,
         };
         let exp = Experiment::new(checked, backend).with_clock(clock_seconds);
-        Ok(Self::wrap(exp, report))
+        Ok(Self::wrap(exp, report, None))
     }
 
     /// As the constructor, choosing the backend (`options.backend`: `auto` (default), `cpu` or
@@ -349,10 +351,14 @@ impl Playground {
         )
         .with_clock(clock_seconds);
         exp.set_notice(chosen.notice);
-        Ok(Self::wrap(exp, report))
+        Ok(Self::wrap(exp, report, options.only))
     }
 
-    fn wrap(exp: Experiment, backend: BackendReport) -> Playground {
+    fn wrap(
+        exp: Experiment,
+        backend: BackendReport,
+        share: Option<Vec<(usize, u32)>>,
+    ) -> Playground {
         let emitted = vec![0; exp.runs().count()];
         Playground {
             exp,
@@ -360,6 +366,37 @@ impl Playground {
             chunk: 1,
             stops: None,
             backend,
+            share,
+        }
+    }
+
+    /// Seconds this worker's share of the experiment should take from the start, on this
+    /// machine: a throwaway copy of the same runs timed for about a quarter of a second on the
+    /// CPU (`select::work_rate`, the same measure `auto` uses), then the share's work at that
+    /// rate. `undefined` on the GPU (whose timing needs the device's queue: `auto` measured it
+    /// already) and for experiments too short to tell. Costs about 0.3 s of this worker and a
+    /// second copy of the share's memory while it runs.
+    #[wasm_bindgen(js_name = estimateSeconds)]
+    pub fn estimate_seconds(&self) -> Option<f64> {
+        if self.backend.kind != crate::compute::BackendKind::Cpu {
+            return None;
+        }
+        let probe = crate::core::select::work_rate(
+            self.exp.config(),
+            Arc::new(CpuBackend::new(1)),
+            crate::core::run::Grouping::PerRun,
+            self.share.as_deref(),
+            clock_seconds,
+        );
+        // On the CPU nothing waits for a device: the future is ready at its first poll.
+        use std::future::Future as _;
+        let mut probe = std::pin::pin!(probe);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match probe.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Ok(Some(rate))) if rate > 0.0 => {
+                Some(self.exp.work().1 as f64 / rate)
+            }
+            _ => None,
         }
     }
 

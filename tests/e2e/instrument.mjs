@@ -100,6 +100,48 @@ await test('the paper-exact preset is one click away and labelled', async () => 
   await ctx.close();
 });
 
+await test('an experiment shows its estimated time before it starts, and a short one starts at once', async () => {
+  const { ctx, page } = await newPage();
+  // A short one: its estimate on the status line, and Run starts it at once.
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitState(page, 'ready');
+  await page.waitForFunction(() => document.body.dataset.estimate !== undefined);
+  const short = Number(await page.evaluate(() => document.body.dataset.estimate));
+  assert.ok(short > 0 && short < 120, `estimate ${short} s`);
+  assert.match(await page.textContent('#status'), /· about \d+ s on this machine$/);
+  await page.click('#play');
+  await waitState(page, 'finished');
+  assert.equal(await page.isVisible('#long-run'), false);
+  await ctx.close();
+});
+
+await test('a run estimated over two minutes asks first, naming the estimate', async () => {
+  const { ctx, page } = await newPage();
+  // The paper's unknown-Z&D experiment (5 seeds) at 10 times its length: far over two minutes
+  // on any machine, so Run asks.
+  await page.goto(`${origin}${BASE}#v=2&setting=unknown&seed=20240926&steps=400000`);
+  await waitState(page, 'ready');
+  await page.waitForFunction(() => Number(document.body.dataset.estimate) > 0);
+  const long = Number(await page.evaluate(() => document.body.dataset.estimate));
+  assert.ok(long > 120, `the paper's experiment estimated at ${long} s`);
+  assert.match(await page.textContent('#status'), /· about (\d+ h( \d+ min)?|\d+ min( \d+ s)?) on this machine$/);
+  await page.click('#play');
+  assert.equal(await page.isVisible('#long-run'), true);
+  assert.match(await page.textContent('#long-run-text'), /estimated to take about \d+ (h|min)\b.* on this machine/);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'long-run-yes');
+  await page.click('#long-run-no');
+  assert.equal(await page.isVisible('#long-run'), false);
+  assert.equal(await page.evaluate(() => document.body.dataset.state), 'ready');
+  assert.equal(await page.textContent('#play'), 'Run');
+  // Asked again, and this time run.
+  await page.click('#play');
+  await page.click('#long-run-yes');
+  await waitState(page, 'running');
+  await page.click('#cancel');
+  await waitState(page, 'finished');
+  await ctx.close();
+});
+
 await test('a click on Run right after editing a field starts the run with the new value', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${SMALL}`);

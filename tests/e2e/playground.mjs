@@ -64,6 +64,26 @@ await test('a short experiment runs and the charts, table and views update', asy
   assert.equal(await page.$eval('#heat-true', (c) => c.dataset.drawn), '8x16');
   assert.equal(await page.$eval('#heat-gram', (c) => c.dataset.drawn), '16x16');
   assert.match(await page.textContent('#status'), /^100\.0% · 1,800 \/ 1,800 training steps · done$/);
+  // Every heat map reads out the cell under the pointer, and by keyboard once focused.
+  const readout = (id) => page.$eval(`#${id}`, (c) => c.closest('figure').querySelector('.readout')?.textContent ?? '');
+  const box = await page.$eval('#heat-learned', (c) => {
+    c.scrollIntoView({ block: 'center' });
+    const r = c.getBoundingClientRect();
+    const g = c.heatGrid;
+    const s = r.width / c.width;
+    // The centre of cell (row 2, column 3), in CSS pixels.
+    return { x: r.left + (g.left + 3.5 * g.cell) * s, y: r.top + (g.top + 2.5 * g.cell) * s };
+  });
+  await page.mouse.move(box.x, box.y);
+  assert.match(await readout('heat-learned'), /^Learned atoms, matched: coordinate 2, true atom 3: -?\d[\d.e+-]*; \|corr\| \d/);
+  await page.focus('#heat-gram');
+  assert.match(await readout('heat-gram'), /^Learned Gram matrix: learned atom 0, learned atom 0: 1\.0/);
+  await page.keyboard.press('ArrowRight');
+  await page.keyboard.press('ArrowDown');
+  assert.match(await readout('heat-gram'), /learned atom 1, learned atom 1: 1\.0/);
+  await page.keyboard.press('End');
+  assert.match(await readout('heat-gram'), /learned atom 1, learned atom 15: /);
+  assert.match(await page.getAttribute('#heat-gram', 'aria-label'), /16 × 16.*arrow keys/);
   // The x axis switches to FLOPs (log) without losing points.
   await page.selectOption('#x-axis', 'flops');
   // Methods spend different FLOPs per step, so their points interleave on the shared axis.

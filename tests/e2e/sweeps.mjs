@@ -53,6 +53,16 @@ await test('a phase diagram opened from a link fills in with its theory curves a
   assert.match(caption, /converged in all 25 cells done/);
   assert.match(caption, /relative error \|ŝ − s\| \/ \|s\| below 0\.01\. /);
   assert.match(caption, /duality gap is below 0\.00001 of half/);
+  // Cells read out on hover and by keyboard, with the M, K and N they ran.
+  const readout = () => page.textContent('figure[data-fig="phase"] .readout');
+  await page.hover('figure[data-fig="phase"] rect[data-ix="0"][data-iy="0"]');
+  assert.match(await readout(), /^δ = M \/ N 0\.2, ρ = K \/ M 0\.1: [\d.]+.* · M = 51, K = 5, N = 256$/);
+  await page.focus('figure[data-fig="phase"] [tabindex="0"]');
+  await page.keyboard.press('ArrowRight');
+  assert.match(await readout(), /^δ = M \/ N 0\.4, ρ = K \/ M 0\.1: .* · M = 102, K = 10, N = 256$/);
+  await page.keyboard.press('ArrowUp');
+  assert.match(await readout(), /^δ = M \/ N 0\.4, ρ = K \/ M 0\.3: /);
+  assert.equal(await page.getAttribute('figure[data-fig="phase"] [tabindex="0"]', 'data-cursor'), '1,1');
   await page.screenshot({ path: join(ARTIFACTS, 'sweep-phase.png'), fullPage: true });
   // No select of the sweep form cuts its chosen option short.
   const cut = await page.$$eval('#sweep-aside select', (sels) =>

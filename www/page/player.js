@@ -117,6 +117,12 @@ export function clearRuns(names, runs, kinds = state.kinds) {
 // seen what it describes.
 export const BUILD_ON_RUN_BYTES = 128 * 1024 * 1024;
 
+// Runs estimated above this ask before they start, naming the estimate.
+export const LONG_RUN_SECONDS = 120;
+// The estimate times a copy of the experiment in each worker: only for experiments small
+// enough that a second copy costs little.
+const ESTIMATE_MAX_BYTES = 64 * 1024 * 1024;
+
 export function startExperiment(keepResults = false, { build = false } = {}) {
   const estimate = memoryEstimate(state.config, workersFor(state.config));
   state.deferred = !build && estimate.bytes > BUILD_ON_RUN_BYTES;
@@ -149,8 +155,42 @@ export function startExperiment(keepResults = false, { build = false } = {}) {
     state.loadedJson = null;
   }
   document.body.dataset.state = 'loading';
+  // The time estimate (see 'estimate'): undefined while it is measured, null when unknown.
+  const estimating = estimate.bytes <= ESTIMATE_MAX_BYTES;
+  state.estimate = estimating ? undefined : null;
+  delete document.body.dataset.estimate;
+  state.longConfirmed = false;
+  state.waitEstimate = false;
+  hideLongRun();
   updateControls();
-  engine.start(state.config, state.backend);
+  engine.start(state.config, state.backend, { estimate: estimating });
+}
+
+/** Ask before a long run: its estimate, and a choice to run it or not. */
+function askLongRun() {
+  const box = $('long-run');
+  $('long-run-text').textContent = `This run is estimated to take about ${formatDuration(state.estimate)} on this machine (timed on a short trial of this experiment). Run it now?`;
+  box.hidden = false;
+  $('long-run-yes').focus();
+}
+
+export function hideLongRun() {
+  $('long-run').hidden = true;
+}
+
+/** "Run anyway": start the run the estimate held back. */
+export function confirmLongRun() {
+  state.longConfirmed = true;
+  hideLongRun();
+  play();
+}
+
+/** "Not now": nothing starts. */
+export function declineLongRun() {
+  hideLongRun();
+  state.autorun = false;
+  updateControls();
+  $('play').focus();
 }
 
 export function onWorkerMessage(msg) {
@@ -174,6 +214,21 @@ export function onWorkerMessage(msg) {
       updateControls();
       scheduleRender();
       if (state.autorun) {
+        if (state.estimate === undefined) {
+          state.waitEstimate = true; // run once the estimate is in: a long run asks first
+        } else {
+          state.autorun = false;
+          play();
+        }
+      }
+      break;
+    }
+    case 'estimate': {
+      state.estimate = msg.seconds;
+      document.body.dataset.estimate = String(msg.seconds);
+      setStatus();
+      if (state.waitEstimate) {
+        state.waitEstimate = false;
         state.autorun = false;
         play();
       }
@@ -258,6 +313,20 @@ export function play() {
     updateControls();
     return;
   }
+  if (state.done === 0 && state.source !== 'loaded' && !state.longConfirmed) {
+    if (state.estimate === undefined) {
+      // The estimate comes a moment after the engine is ready: wait for it.
+      state.autorun = true;
+      state.waitEstimate = true;
+      updateControls();
+      return;
+    }
+    if (state.estimate > LONG_RUN_SECONDS) {
+      askLongRun();
+      return;
+    }
+  }
+  hideLongRun();
   if (state.source === 'loaded') {
     state.source = 'live';
     state.loadedJson = null;
@@ -333,6 +402,10 @@ export function setStatus() {
     text += ` · ${Math.round(state.rate).toLocaleString()} steps/s · ${formatDuration(left)} left`;
   }
   if (state.finished) text += state.cancelled ? ' · cancelled' : ' · done';
+  if (state.done === 0 && !state.playing && !state.finished) {
+    if (state.estimate === undefined && state.ready) text += ' · timing a short trial…';
+    else if (Number.isFinite(state.estimate)) text += ` · about ${formatDuration(state.estimate)} on this machine`;
+  }
   $('status').textContent = text;
 }
 

@@ -44,6 +44,11 @@ export const state = {
   snapshot: null,
   view: { method: 0, run: 0 },
   autorun: false,
+  // The run's estimated time from the start in seconds (undefined while measured, null when
+  // unknown), whether a long one was confirmed, and whether a run waits for the estimate.
+  estimate: null,
+  longConfirmed: false,
+  waitEstimate: false,
   backend: 'auto', // what the user asked for: auto, cpu or gpu (the `backend` link key)
   deferred: false, // a large experiment waits for Run before it is built
   formInvalid: false, // the form shows a value the engine refused: nothing runs until it is fixed

@@ -8,6 +8,7 @@ import {
   encodeSweepLink,
   mergeSweepResults,
   solverDefaults,
+  sweepCellConfig,
   sweepPresetConfig,
   sweepResultsJson,
   validateSweep,
@@ -17,6 +18,7 @@ import { poolSize } from '../engine-pool.js';
 import { downloadText } from '../page/files.js';
 import { formatDuration, formatRate } from '../page/format.mjs';
 import { $, banner, clearFieldMarks, errorText, markField } from '../page/state.js';
+import { attachSvgReadout } from '../readout.js';
 import { svgToPng } from '../svgplot.js';
 import { paramLabel, sweepFigures, sweepTable } from '../views/sweep.js';
 import { METRICS, SweepModel, metricsFor } from './model.js';
@@ -70,7 +72,24 @@ export const sweep = {
   saveTimer: null,
   figures: [],
   autorun: false,
+  cursors: new Map(), // figure id -> the keyboard cursor of its readout, across renders
+  shapes: new Map(), // cell -> "M = .., K = .., N = .." of the sweep shown
 };
+
+/** The signal dimension M, sparsity K and latents N cell `cell` ran (what its axes resolve to). */
+function shapeText(cell) {
+  if (!sweep.shapes.has(cell)) {
+    let text = '';
+    try {
+      const d = sweepCellConfig(sweep.model.config, cell).data;
+      text = `M = ${d.data_dim}, K = ${d.sparsity_k}, N = ${d.num_atoms}`;
+    } catch {
+      text = ''; // an invalid cell says why in its own text
+    }
+    sweep.shapes.set(cell, text);
+  }
+  return sweep.shapes.get(cell);
+}
 
 /**
  * Validate for this page: the rules, then the memory of the units computed at once (one per
@@ -390,12 +409,19 @@ function draw() {
   sweep.lastRender = performance.now();
   const m = sweep.model;
   if (!m) return;
+  if (sweep.shapesOf !== m) {
+    sweep.shapesOf = m;
+    sweep.shapes.clear();
+  }
   sweep.figures = sweepFigures(m, sweep.ui);
   const root = $('sweep-figures');
+  // A map read by keyboard keeps its focus and cursor through the re-render.
+  const focused = root.contains(document.activeElement) ? document.activeElement.closest('figure')?.dataset.id : null;
   root.replaceChildren(
     ...sweep.figures.map((f, i) => {
       const fig = document.createElement('figure');
       fig.dataset.fig = f.kind;
+      fig.dataset.id = f.id ?? `${f.kind}-${i}`;
       const h = document.createElement('h3');
       const title = document.createElement('span');
       title.textContent = f.title;
@@ -421,6 +447,14 @@ function draw() {
       return fig;
     }),
   );
+  for (const fig of root.querySelectorAll('figure')) {
+    const holder = fig.querySelector(':scope > div');
+    if (!holder.querySelector('rect[data-readout]')) continue;
+    const id = fig.dataset.id;
+    if (!sweep.cursors.has(id)) sweep.cursors.set(id, {});
+    attachSvgReadout(holder, sweep.cursors.get(id), (rect) => (rect.dataset.cell ? shapeText(Number(rect.dataset.cell)) : ''));
+    if (id === focused) holder.focus();
+  }
   if ($('sweep-table-box').open) $('sweep-table').innerHTML = sweepTable(m, sweep.ui.metric);
   document.body.dataset.sweepCells = String(m.cellsDone);
 }

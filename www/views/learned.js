@@ -1,6 +1,7 @@
 // What was learned: true and matched learned atoms, the Gram matrix, true and inferred codes
 // of the run in view.
 import { drawHeatmap, drawMessage } from '../heatmap.js';
+import { attachCanvasReadout } from '../readout.js';
 import { engine } from '../page/player.js';
 import { $, state } from '../page/state.js';
 
@@ -40,6 +41,7 @@ export function changeView() {
 }
 
 export function renderViews() {
+  for (const id of ['heat-true', 'heat-learned', 'heat-gram', 'heat-codes-true', 'heat-codes']) attachCanvasReadout($(id));
   const cfg = state.config;
   if (!cfg || !state.trueDictionary) return;
   const N = cfg.data.num_atoms;

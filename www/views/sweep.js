@@ -217,6 +217,7 @@ export function sweepFigures(model, ui) {
             xs,
             ys,
             cell: (ix, iy) => cellEntry(model, cell(ix, iy), m, metric),
+            cellIndex: cell,
             scale: 'sequential',
             vmin: 0,
             vmax: METRICS[metric].range ? METRICS[metric].range[1] : range(model, metric, allCells, [m])[1],
@@ -264,6 +265,7 @@ export function sweepFigures(model, ui) {
             xs,
             ys,
             cell: (ix, iy) => cellEntry(model, cell(ix, iy), m, metric),
+            cellIndex: cell,
             scale: 'sequential',
             vmin: lo,
             vmax: hi,
@@ -286,6 +288,7 @@ export function sweepFigures(model, ui) {
             yLabel: axisLabel(model, py),
             xs,
             ys,
+            cellIndex: cell,
             cell: (ix, iy) => {
               const ea = cellEntry(model, cell(ix, iy), a, metric);
               const eb = cellEntry(model, cell(ix, iy), b, metric);
