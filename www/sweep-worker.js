@@ -4,7 +4,8 @@
 //   {type: 'init', config, parallel}   check the sweep (the page's memory budget counts
 //                                      `parallel` units at once) and make a runner
 //   {type: 'units', units: Int32Array} queue units, flat as cell, seed, cell, seed, ...
-//   {type: 'play'} / {type: 'pause'} (answered with {type: 'paused'} once nothing more is coming)
+//   {type: 'play'} / {type: 'pause'} (answered with {type: 'paused', fraction} once nothing more
+//                                      is coming; `fraction`: how far the unit under way is)
 // Messages out: 'ready', 'results' ({results: [json]}), 'progress' ({fraction: how far the
 // unit under way is, pending}), 'idle' (nothing queued: send more) and 'error'.
 // As in ./worker.js, the engine is imported dynamically and messages wait for it.
@@ -80,7 +81,7 @@ function handle(msg) {
         playing = false;
         // Every result of the slices before this one is already posted: the page knows, on
         // this answer, that nothing more comes from this worker until 'play'.
-        self.postMessage({ type: 'paused' });
+        self.postMessage({ type: 'paused', fraction: runner ? runner.currentFraction() : 0 });
         break;
       default:
         fail(new Error(`unknown message ${msg.type}`));

@@ -337,15 +337,8 @@ impl Backend for CpuBackend {
         js: JumpReluScalars,
         out: &mut Tensor,
     ) {
+        super::tensor::check_jump_relu_shapes(pre, grad, theta, out);
         let s = pre.shape();
-        check_same("jump_relu_threshold_grad (grad)", grad.shape(), s);
-        let rows_shape = Shape::new(s.stack, s.rows, 1);
-        check_same(
-            "jump_relu_threshold_grad (theta)",
-            theta.shape(),
-            rows_shape,
-        );
-        check_same("jump_relu_threshold_grad (out)", out.shape(), rows_shape);
         let half = 0.5 * js.bandwidth;
         for i in 0..s.stack {
             let th: Vec<f32> = member(theta, i).iter().map(|u| js.scale * u).collect();

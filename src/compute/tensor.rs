@@ -607,6 +607,23 @@ pub fn per_member<T: Copy>(values: &[T], members: usize) -> impl Iterator<Item =
     (0..members).map(move |i| values[if values.len() == 1 { 0 } else { i }])
 }
 
+/// The shapes `Backend::jump_relu_threshold_grad` takes (panics naming the one that differs):
+/// `grad` as `pre`, `theta` and `out` one value per row of it.
+pub fn check_jump_relu_shapes(pre: &Tensor, grad: &Tensor, theta: &Tensor, out: &Tensor) {
+    let s = pre.shape();
+    let rows = Shape::new(s.stack, s.rows, 1);
+    for (what, got, want) in [
+        ("grad", grad.shape(), s),
+        ("theta", theta.shape(), rows),
+        ("out", out.shape(), rows),
+    ] {
+        assert_eq!(
+            got, want,
+            "jump_relu_threshold_grad ({what}): shapes differ"
+        );
+    }
+}
+
 /// Shape of a loss tensor for `members`: per member a pair (hi, lo) of f32 whose sum is the loss
 /// (a backend computing in f64 keeps its precision; one computing in f32 writes lo = 0).
 pub fn loss_shape(members: usize) -> Shape {

@@ -146,6 +146,29 @@ await test('a sweep preset loads its settings and waits for Run', async () => {
   await ctx.close();
 });
 
+await test('a sweep shows its estimated time before it starts, and a long one asks first', async () => {
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
+  await page.goto(`${origin}${BASE}#${PHASE}`);
+  await waitSweep(page, 'ready');
+  await page.waitForFunction(() => document.body.dataset.sweepEstimate !== undefined);
+  const short = Number(await page.evaluate(() => document.body.dataset.sweepEstimate));
+  assert.ok(short > 0 && short < 120, `the 5 x 5 phase diagram estimated at ${short} s`);
+  assert.match(await page.textContent('#sweep-status'), /^0 \/ 25 cells · about \d+ s on this machine$/);
+  // The probe's cells are not kept: nothing is computed before Run.
+  assert.equal(await page.$$eval('figure rect[data-state="done"]', (r) => r.length), 0);
+  // The paper's scaling study: 72 units of 50,000 steps, far over two minutes.
+  await page.click('[data-sweep-preset="scaling"]');
+  await page.waitForFunction(() => Number(document.body.dataset.sweepEstimate) > 120, null, { timeout: TIMEOUT });
+  assert.match(await page.textContent('#sweep-status'), /· about \d+ (h|min)\b.* on this machine$/);
+  await page.click('#sweep-play');
+  assert.equal(await page.isVisible('#sweep-long-run'), true);
+  assert.match(await page.textContent('#sweep-long-run-text'), /estimated to take about \d+ (h|min)\b.* on this machine/);
+  await page.click('#sweep-long-run-no');
+  assert.equal(await page.isVisible('#sweep-long-run'), false);
+  assert.equal(await page.evaluate(() => document.body.dataset.sweepState), 'ready');
+  await ctx.close();
+});
+
 await test('an invalid solver box marks its field, disables Run with the reason, and a fix enables it', async () => {
   const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1000 } }));
   await page.goto(`${origin}${BASE}#${PHASE}`);

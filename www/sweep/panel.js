@@ -19,6 +19,7 @@ import { downloadText } from '../page/files.js';
 import { formatDuration, formatRate } from '../page/format.mjs';
 import { $, banner, clearFieldMarks, errorText, markField } from '../page/state.js';
 import { attachSvgReadout } from '../readout.js';
+import { estimateSweep } from './estimate.js';
 import { svgToPng } from '../svgplot.js';
 import { paramLabel, sweepFigures, sweepTable } from '../views/sweep.js';
 import { METRICS, SweepModel, metricsFor } from './model.js';
@@ -73,6 +74,11 @@ export const sweep = {
   figures: [],
   autorun: false,
   cursors: new Map(), // figure id -> the keyboard cursor of its readout, across renders
+  // The time of the units still to do, measured before Run (see ./estimate.js): undefined
+  // while measured, null when unknown; whether a long sweep was confirmed; the probe's stop.
+  estimate: null,
+  longConfirmed: false,
+  stopEstimate: null,
   shapes: new Map(), // cell -> "M = .., K = .., N = .." of the sweep shown
 };
 
@@ -156,6 +162,7 @@ export function setSweep(config, { fromForm = false, autorun = false, target = n
   if (sweep.ui.diffB === sweep.ui.diffA) sweep.ui.diffB = sweep.ui.diffA === 0 ? 1 : 0;
   writeForm();
   updateLink();
+  startEstimate();
   document.body.dataset.sweepState = sweep.model.unitsDone === sweep.model.unitCount ? 'finished' : 'ready';
   render(true);
   updateControls();
@@ -165,6 +172,44 @@ export function setSweep(config, { fromForm = false, autorun = false, target = n
   }
   if (autorun && sweep.model.unitsDone < sweep.model.unitCount) play();
   return true;
+}
+
+// Sweeps estimated above this ask before they start, naming the estimate.
+const LONG_SWEEP_SECONDS = 120;
+
+/** Measure the units still to do (see ./estimate.js); a sweep waiting for it starts after. */
+function startEstimate() {
+  if (sweep.stopEstimate) sweep.stopEstimate();
+  sweep.stopEstimate = null;
+  sweep.longConfirmed = false;
+  sweep.autorun = false;
+  $('sweep-long-run').hidden = true;
+  delete document.body.dataset.sweepEstimate;
+  const remaining = sweep.model.remainingUnits();
+  if (!remaining.length) {
+    sweep.estimate = null;
+    return;
+  }
+  sweep.estimate = undefined;
+  const model = sweep.model;
+  sweep.stopEstimate = estimateSweep(sweep.checked.config, remaining, poolSize(remaining.length), (seconds) => {
+    if (sweep.model !== model) return;
+    sweep.stopEstimate = null;
+    sweep.estimate = seconds;
+    document.body.dataset.sweepEstimate = String(seconds);
+    setStatus();
+    if (sweep.autorun) {
+      sweep.autorun = false;
+      play();
+    }
+  });
+}
+
+/** "Run anyway" on a long sweep. */
+function confirmLongSweep() {
+  sweep.longConfirmed = true;
+  $('sweep-long-run').hidden = true;
+  play();
 }
 
 export function openSweepPreset(name, options = {}) {
@@ -249,6 +294,20 @@ export function play() {
   if (sweep.playing) return;
   const remaining = sweep.model.remainingUnits();
   if (!remaining.length) return;
+  if (sweep.pool.size === 0 && !sweep.longConfirmed) {
+    if (sweep.estimate === undefined) {
+      sweep.autorun = true; // the estimate is a moment away: start (or ask) once it is in
+      setStatus();
+      return;
+    }
+    if (sweep.estimate > LONG_SWEEP_SECONDS) {
+      $('sweep-long-run-text').textContent = `This sweep is estimated to take about ${formatDuration(sweep.estimate)} on this machine (timed on a few of its cells). Run it now?`;
+      $('sweep-long-run').hidden = false;
+      $('sweep-long-run-yes').focus();
+      return;
+    }
+  }
+  $('sweep-long-run').hidden = true;
   sweep.playing = true;
   if (sweep.source === 'stored') sweep.source = 'live';
   sweep.rate = 0;
@@ -368,6 +427,10 @@ function setStatus() {
   else if (!sweep.playing && m.unitsDone > 0) {
     const why = { loaded: 'loaded from a file', stored: 'kept from before; Run does the rest' };
     text += ` · ${why[sweep.source] || 'paused'}`;
+  }
+  if (!sweep.playing && sweep.pool.size === 0 && m.unitsDone < m.unitCount) {
+    if (sweep.estimate === undefined) text += ' · timing a few cells…';
+    else if (Number.isFinite(sweep.estimate)) text += ` · about ${formatDuration(sweep.estimate)} on this machine`;
   }
   $('sweep-status').textContent = text;
 }
@@ -824,6 +887,12 @@ export function initSweepPanel() {
     });
   }
   $('sweep-play').addEventListener('click', () => (sweep.playing ? pause() : play()));
+  $('sweep-long-run-yes').addEventListener('click', confirmLongSweep);
+  $('sweep-long-run-no').addEventListener('click', () => {
+    $('sweep-long-run').hidden = true;
+    sweep.autorun = false;
+    $('sweep-play').focus();
+  });
   $('sweep-cancel').addEventListener('click', cancel);
   $('sweep-clear').addEventListener('click', startOver);
   $('sweep-metric').addEventListener('change', (e) => {

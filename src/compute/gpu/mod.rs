@@ -1086,15 +1086,8 @@ impl Backend for GpuBackend {
         js: JumpReluScalars,
         out: &mut Tensor,
     ) {
+        super::tensor::check_jump_relu_shapes(pre, grad, theta, out);
         let s = pre.shape();
-        same("jump_relu_threshold_grad (grad)", grad.shape(), s);
-        let rows_shape = Shape::new(s.stack, s.rows, 1);
-        same(
-            "jump_relu_threshold_grad (theta)",
-            theta.shape(),
-            rows_shape,
-        );
-        same("jump_relu_threshold_grad (out)", out.shape(), rows_shape);
         let count = s.stack * s.rows;
         let p = Params::default()
             .u(count)
