@@ -78,6 +78,37 @@ async fn kernels_match_the_cpu_on_webgpu() {
     }
     assert_eq!(g.health(), Ok(()), "the device reported no error");
     assert_close("gemm + relu + topk", &outs[0], &outs[1], 1e-5);
+    // The tiled products (every side at least 32, edges inside a tile), as the browser's WGSL
+    // compiler builds them: A transposed, then B transposed.
+    for (ta, tb) in [(true, false), (false, true)] {
+        let (m, n, k) = (70, 65, 40);
+        let a_shape = if ta {
+            Shape::new(2, k, m)
+        } else {
+            Shape::new(2, m, k)
+        };
+        let b_shape = if tb {
+            Shape::new(2, n, k)
+        } else {
+            Shape::new(2, k, n)
+        };
+        let (av, bv) = (random(a_shape.len(), 3), random(b_shape.len(), 4));
+        let mut outs = Vec::new();
+        for b in [&g as &dyn Backend, &cpu] {
+            let a = b.upload(a_shape, &av);
+            let x = b.upload(b_shape, &bv);
+            let mut c = b.zeros(Shape::new(2, m, n));
+            let op = |t, tr| if tr { Op::t(t) } else { Op::n(t) };
+            b.gemm(1.0, op(&a, ta), op(&x, tb), 0.0, &mut c);
+            outs.push(host(b, &c).await);
+        }
+        assert_close(
+            &format!("tiled gemm ta={ta} tb={tb}"),
+            &outs[0],
+            &outs[1],
+            1e-4,
+        );
+    }
     // The fused log-code step against the CPU.
     let shape = Shape::new(2, 16, 64);
     let (u0, g0) = (random(shape.len(), 3), random(shape.len(), 4));

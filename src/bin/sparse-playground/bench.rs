@@ -868,6 +868,7 @@ fn per_step(c: &GpuCounters, steps: usize) -> String {
 fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     let gpu = GpuBackend::request_blocking().map_err(|e| format!("--gpu: {e}"))?;
     println!("\n== GPU column: {:?}", gpu.adapter());
+    let gemm_rows = gpu_gemm_rows(&gpu, min_secs, cores);
     let cpu = CpuBackend::new(1);
     let paper = DataConfig::default();
     println!(
@@ -908,6 +909,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         }
     }
     for (label, n_atoms, dim, n) in [
+        ("N=1024 M=256 n=4096", 1024, 256, 4096),
         ("N=4096 M=512 n=8192", 4096, 512, 8192),
         ("N=16896 M=768 n=4096", 16_896, 768, 4096),
     ] {
@@ -938,7 +940,68 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         );
         rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops, "device_per_call": plumbing, "steps_per_call": steps }));
     }
-    Ok(serde_json::json!({ "adapter": gpu.adapter(), "rows": rows }))
+    Ok(serde_json::json!({ "adapter": gpu.adapter(), "rows": rows, "gemm": gemm_rows }))
+}
+
+/// The GPU's matrix product alone, GFLOP/s for every transpose case at a square size and for
+/// the products of one SAE step at the large size (N=1024, M=256, n=4096: codes W X, the
+/// dictionary's gradient R S^T with its long k, and D^T R), beside the CPU backend's product
+/// on all cores. What separates the two on a software adapter is mostly the kernel's code.
+fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
+    let cpu = CpuBackend::new(cores);
+    let shapes: [(&str, usize, usize, usize, bool, bool); 7] = [
+        ("square nn", 1024, 1024, 1024, false, false),
+        ("square tn", 1024, 1024, 1024, true, false),
+        ("square nt", 1024, 1024, 1024, false, true),
+        ("square tt", 1024, 1024, 1024, true, true),
+        ("W X (N x n, k=M)", 1024, 4096, 256, false, false),
+        ("R S^T (M x N, k=n)", 256, 1024, 4096, false, true),
+        ("D^T R (N x n, k=M)", 1024, 4096, 256, true, false),
+    ];
+    println!(
+        "{:<22} {:>16} {:>12} {:>12}",
+        "gemm", "m x n x k", "GPU GFLOP/s", "CPU GFLOP/s"
+    );
+    let mut rows = Vec::new();
+    for (label, m, n, k, ta, tb) in shapes {
+        let rate = |b: &dyn Backend| {
+            let mut rng = Rng::new(7);
+            let mut values =
+                |len: usize| -> Vec<f32> { (0..len).map(|_| rng.normal() as f32).collect() };
+            let a_shape = if ta {
+                Shape::new(1, k, m)
+            } else {
+                Shape::new(1, m, k)
+            };
+            let b_shape = if tb {
+                Shape::new(1, n, k)
+            } else {
+                Shape::new(1, k, n)
+            };
+            let a = b.upload(a_shape, &values(a_shape.len()));
+            let bm = b.upload(b_shape, &values(b_shape.len()));
+            let mut c = b.zeros(Shape::new(1, m, n));
+            let op = |t, tr| if tr { Op::t(t) } else { Op::n(t) };
+            // Compiled and warmed before the clock starts.
+            b.gemm(1.0, op(&a, ta), op(&bm, tb), 0.0, &mut c);
+            b.wait();
+            let calls = time_it(min_secs, || {
+                b.gemm(1.0, op(&a, ta), op(&bm, tb), 0.0, &mut c);
+                b.wait();
+            });
+            calls * 2.0 * (m * n * k) as f64 / 1e9
+        };
+        let (g, c) = (rate(gpu), rate(&cpu));
+        println!(
+            "{label:<22} {:>16} {g:>12.1} {c:>12.1}",
+            format!("{m}x{n}x{k}")
+        );
+        rows.push(
+            serde_json::json!({ "product": label, "m": m, "n": n, "k": k,
+            "a_transposed": ta, "b_transposed": tb, "gpu_gflops": g, "cpu_gflops_all_cores": c }),
+        );
+    }
+    Value::Array(rows)
 }
 
 /// The sweep column: the phase-diagram preset in cells per second natively on every core, on

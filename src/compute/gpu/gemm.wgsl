@@ -1,111 +1,173 @@
-// Batched C = alpha op(A) op(B) + beta C for every matrix of a stack, column-major, in 64 x 64
-// tiles of C: 16 x 16 invocations each own a 4 x 4 block held in registers, and K advances 16
-// at a time through tiles of op(A) and op(B) staged in workgroup memory. Workgroup z is the
-// member; an operand with a stack of 1 is shared by every member.
+// Batched C = alpha op(A) op(B) + beta C for every matrix of a stack, column-major. Workgroup z
+// is the member; an operand with a stack of 1 is shared by every member.
+// One module per transpose case: gpu/mod.rs replaces {{TA}} and {{TB}} by `n` (as stored) or
+// `t` (transposed), so each load reads one layout (no kernel loads both and selects one).
 // b1 = A, b2 = B, b3 = C. p = [M, N, K, a_transposed, b_transposed, a_broadcast, b_broadcast,
-// alpha, beta]
+// alpha, beta, stack (gemm_simple only)]
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
+// A staged tile holds TK rows of TILE values as vectors of 4, each row padded by one vector
+// (17 vectors, 68 words): staging along k (a transposed A, a B as stored) then spreads 16
+// consecutive invocations over 8 banks instead of one.
+const ROW: u32 = 17u;
 
-var<workgroup> a_tile: array<f32, 1024>; // [k][i]: TK x TILE
-var<workgroup> b_tile: array<f32, 1024>; // [k][j]: TK x TILE
+var<workgroup> a_tile: array<vec4<f32>, 272>; // [k][i / 4]: TK x ROW
+var<workgroup> b_tile: array<vec4<f32>, 272>; // [k][j / 4]
 
-@compute @workgroup_size(16, 16)
+// Index of op(A)(i, q): A stored m x k (n) or k x m (t).
+fn a_n(base: u32, i: u32, q: u32, m: u32, k: u32) -> u32 {
+    return base + i + q * m;
+}
+fn a_t(base: u32, i: u32, q: u32, m: u32, k: u32) -> u32 {
+    return base + q + i * k;
+}
+// Index of op(B)(q, j): B stored k x n (n) or n x k (t).
+fn b_n(base: u32, q: u32, j: u32, k: u32, n: u32) -> u32 {
+    return base + q + j * k;
+}
+fn b_t(base: u32, q: u32, j: u32, k: u32, n: u32) -> u32 {
+    return base + j + q * n;
+}
+
+// Where the e-th of a staged tile's 1,024 values belongs, as (k, i) or (k, j): consecutive
+// invocations take consecutive addresses of the operand as stored (along i for A, along k
+// for A transposed and for B, along j for B transposed), so global reads coalesce.
+fn tile_a_n(e: u32) -> vec2<u32> {
+    return vec2(e / TILE, e % TILE);
+}
+fn tile_a_t(e: u32) -> vec2<u32> {
+    return vec2(e % TK, e / TK);
+}
+fn tile_b_n(e: u32) -> vec2<u32> {
+    return vec2(e % TK, e / TK);
+}
+fn tile_b_t(e: u32) -> vec2<u32> {
+    return vec2(e / TILE, e % TILE);
+}
+
+// alpha c + beta C at one element of C.
+fn store_c(at: u32, c: f32, alpha: f32, beta: f32) {
+    var out = alpha * c;
+    if (beta != 0.0) {
+        out += beta * b3[at];
+    }
+    b3[at] = out;
+}
+
+// Rows row..row + 7 of one column of C (lo holds the first four, hi the next), to the edge.
+fn store_column(c_base: u32, row: u32, col: u32, m: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+    if (col >= n) {
+        return;
+    }
+    let alpha = pf(7u);
+    let beta = pf(8u);
+    let at = c_base + row + col * m;
+    if (row < m) { store_c(at, lo.x, alpha, beta); }
+    if (row + 1u < m) { store_c(at + 1u, lo.y, alpha, beta); }
+    if (row + 2u < m) { store_c(at + 2u, lo.z, alpha, beta); }
+    if (row + 3u < m) { store_c(at + 3u, lo.w, alpha, beta); }
+    if (row + 4u < m) { store_c(at + 4u, hi.x, alpha, beta); }
+    if (row + 5u < m) { store_c(at + 5u, hi.y, alpha, beta); }
+    if (row + 6u < m) { store_c(at + 6u, hi.z, alpha, beta); }
+    if (row + 7u < m) { store_c(at + 7u, hi.w, alpha, beta); }
+}
+
+// 64 x 64 tiles of C: 8 x 8 invocations each own an 8 x 8 block (rows 8 lid.x.., columns
+// 8 lid.y..), read from the staged tiles four values at a time: per step of k, four vector
+// loads feed 64 multiply-adds. The block is sixteen named vectors (column j, rows 0-3 and
+// 4-7) rather than an array, which naga would leave in function memory (indexed by loop
+// variables). K advances 16 at a time through tiles of op(A) and op(B) staged in workgroup
+// memory; each invocation stages 16 values of each.
+@compute @workgroup_size(8, 8)
 fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let m = p[0];
     let n = p[1];
     let k = p[2];
-    let ta = p[3] == 1u;
-    let tb = p[4] == 1u;
     let member = wg.z;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     let c_base = member * m * n;
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
-    let tid = lid.y * 16u + lid.x;
-    var acc: array<array<f32, 4>, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        for (var j = 0u; j < 4u; j++) {
-            acc[i][j] = 0.0;
-        }
-    }
+    let tid = lid.y * 8u + lid.x;
+    var c0l = vec4<f32>(0.0);
+    var c0h = vec4<f32>(0.0);
+    var c1l = vec4<f32>(0.0);
+    var c1h = vec4<f32>(0.0);
+    var c2l = vec4<f32>(0.0);
+    var c2h = vec4<f32>(0.0);
+    var c3l = vec4<f32>(0.0);
+    var c3h = vec4<f32>(0.0);
+    var c4l = vec4<f32>(0.0);
+    var c4h = vec4<f32>(0.0);
+    var c5l = vec4<f32>(0.0);
+    var c5h = vec4<f32>(0.0);
+    var c6l = vec4<f32>(0.0);
+    var c6h = vec4<f32>(0.0);
+    var c7l = vec4<f32>(0.0);
+    var c7h = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < k; k0 += TK) {
-        // 1024 values of each tile, 4 per invocation; consecutive invocations read consecutive
-        // memory (along i for A as stored, along k for A transposed; likewise for B).
-        for (var t = 0u; t < 4u; t++) {
-            let e = tid + t * 256u;
-            var kk: u32;
-            var ii: u32;
-            if (ta) {
-                kk = e % TK;
-                ii = e / TK;
-            } else {
-                kk = e / TILE;
-                ii = e % TILE;
-            }
-            let gi = row0 + ii;
-            let gk = k0 + kk;
+        for (var t = 0u; t < 16u; t++) {
+            let e = tid + t * 64u;
+            let ea = tile_a_{{TA}}(e);
+            let gi = row0 + ea.y;
+            let ga = k0 + ea.x;
             var v = 0.0;
-            if (gi < m && gk < k) {
-                v = select(b1[a_base + gi + gk * m], b1[a_base + gk + gi * k], ta);
+            if (gi < m && ga < k) {
+                v = b1[a_{{TA}}(a_base, gi, ga, m, k)];
             }
-            a_tile[kk * TILE + ii] = v;
-            var jj: u32;
-            if (tb) {
-                kk = e / TILE;
-                jj = e % TILE;
-            } else {
-                kk = e % TK;
-                jj = e / TK;
-            }
-            let gj = col0 + jj;
-            let gk2 = k0 + kk;
+            a_tile[ea.x * ROW + ea.y / 4u][ea.y % 4u] = v;
+            let eb = tile_b_{{TB}}(e);
+            let gj = col0 + eb.y;
+            let gb = k0 + eb.x;
             var w = 0.0;
-            if (gj < n && gk2 < k) {
-                w = select(b2[b_base + gk2 + gj * k], b2[b_base + gj + gk2 * n], tb);
+            if (gj < n && gb < k) {
+                w = b2[b_{{TB}}(b_base, gb, gj, k, n)];
             }
-            b_tile[kk * TILE + jj] = w;
+            b_tile[eb.x * ROW + eb.y / 4u][eb.y % 4u] = w;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var av: array<f32, 4>;
-            var bv: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                av[i] = a_tile[kk * TILE + lid.y * 4u + i];
-                bv[i] = b_tile[kk * TILE + lid.x * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-                }
-            }
+            let o = kk * ROW;
+            let al = a_tile[o + 2u * lid.x];
+            let ah = a_tile[o + 2u * lid.x + 1u];
+            let bl = b_tile[o + 2u * lid.y];
+            let bh = b_tile[o + 2u * lid.y + 1u];
+            c0l = fma(al, vec4(bl.x), c0l);
+            c0h = fma(ah, vec4(bl.x), c0h);
+            c1l = fma(al, vec4(bl.y), c1l);
+            c1h = fma(ah, vec4(bl.y), c1h);
+            c2l = fma(al, vec4(bl.z), c2l);
+            c2h = fma(ah, vec4(bl.z), c2h);
+            c3l = fma(al, vec4(bl.w), c3l);
+            c3h = fma(ah, vec4(bl.w), c3h);
+            c4l = fma(al, vec4(bh.x), c4l);
+            c4h = fma(ah, vec4(bh.x), c4h);
+            c5l = fma(al, vec4(bh.y), c5l);
+            c5h = fma(ah, vec4(bh.y), c5h);
+            c6l = fma(al, vec4(bh.z), c6l);
+            c6h = fma(ah, vec4(bh.z), c6h);
+            c7l = fma(al, vec4(bh.w), c7l);
+            c7h = fma(ah, vec4(bh.w), c7h);
         }
         workgroupBarrier();
     }
-    let alpha = pf(7u);
-    let beta = pf(8u);
-    for (var i = 0u; i < 4u; i++) {
-        let gi = row0 + lid.y * 4u + i;
-        if (gi >= m) { continue; }
-        for (var j = 0u; j < 4u; j++) {
-            let gj = col0 + lid.x * 4u + j;
-            if (gj >= n) { continue; }
-            let at = c_base + gi + gj * m;
-            var out = alpha * acc[i][j];
-            if (beta != 0.0) {
-                out += beta * b3[at];
-            }
-            b3[at] = out;
-        }
-    }
+    let row = row0 + 8u * lid.x;
+    let col = col0 + 8u * lid.y;
+    store_column(c_base, row, col, m, n, c0l, c0h);
+    store_column(c_base, row, col + 1u, m, n, c1l, c1h);
+    store_column(c_base, row, col + 2u, m, n, c2l, c2h);
+    store_column(c_base, row, col + 3u, m, n, c3l, c3h);
+    store_column(c_base, row, col + 4u, m, n, c4l, c4h);
+    store_column(c_base, row, col + 5u, m, n, c5l, c5h);
+    store_column(c_base, row, col + 6u, m, n, c6l, c6h);
+    store_column(c_base, row, col + 7u, m, n, c7l, c7h);
 }
 
 // The same product for shapes too thin for tiles (the paper's: one side of 8 or 16, or few
 // outputs per member): one invocation per element of C, straight down K. Consecutive
 // invocations take consecutive rows of C, so C, A (as stored) and B read and write coalesced.
-// p as for `gemm`, plus p[9] = stack.
 @compute @workgroup_size(256)
 fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let m = p[0];
@@ -117,28 +179,11 @@ fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let member = i / per;
     let row = (i % per) % m;
     let col = (i % per) / m;
-    let ta = p[3] == 1u;
-    let tb = p[4] == 1u;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     var acc = 0.0;
-    if (!ta && !tb) {
-        for (var q = 0u; q < k; q++) {
-            acc = fma(b1[a_base + row + q * m], b2[b_base + q + col * k], acc);
-        }
-    } else {
-        for (var q = 0u; q < k; q++) {
-            let a = select(b1[a_base + row + q * m], b1[a_base + q + row * k], ta);
-            let b = select(b2[b_base + q + col * k], b2[b_base + col + q * n], tb);
-            acc = fma(a, b, acc);
-        }
+    for (var q = 0u; q < k; q++) {
+        acc = fma(b1[a_{{TA}}(a_base, row, q, m, k)], b2[b_{{TB}}(b_base, q, col, k, n)], acc);
     }
-    let alpha = pf(7u);
-    let beta = pf(8u);
-    let at = member * per + row + col * m;
-    var out = alpha * acc;
-    if (beta != 0.0) {
-        out += beta * b3[at];
-    }
-    b3[at] = out;
+    store_c(member * per + row + col * m, acc, pf(7u), pf(8u));
 }

@@ -230,6 +230,26 @@ fn grid(values: usize) -> (u32, u32, u32) {
     (x as u32, y as u32, 1)
 }
 
+fn gemm_case(ta: bool, tb: bool) -> &'static str {
+    match (ta, tb) {
+        (false, false) => "nn",
+        (true, false) => "tn",
+        (false, true) => "nt",
+        (true, true) => "tt",
+    }
+}
+
+/// The whole WGSL of the matrix product for one transpose case (A transposed `ta`, B
+/// transposed `tb`): the module the backend compiles, public so that tests can read the
+/// SPIR-V naga makes of it.
+pub fn gemm_source(ta: bool, tb: bool) -> String {
+    let case = gemm_case(ta, tb);
+    let body = GEMM
+        .replace("{{TA}}", &case[..1])
+        .replace("{{TB}}", &case[1..]);
+    format!("{COMMON}\n{body}")
+}
+
 impl GpuBackend {
     /// Find an adapter and make a device with the limits the adapter offers. Fails when there
     /// is no adapter (no WebGPU in this browser, no Vulkan driver) or the device is refused.
@@ -472,7 +492,6 @@ impl GpuBackend {
                     "elementwise" => ELEMENTWISE,
                     "columns" => COLUMNS,
                     "loss" => LOSS,
-                    "gemm" => GEMM,
                     other => unreachable!("no shader module {other}"),
                 };
                 self.device
@@ -511,6 +530,21 @@ impl GpuBackend {
 
     fn pipeline(&self, module: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
         self.pipeline_from(format!("{module}/{entry}"), || self.module(module), entry)
+    }
+
+    /// The matrix product `entry` (`gemm` or `gemm_simple`) for one transpose case.
+    fn gemm_pipeline(&self, entry: &'static str, ta: bool, tb: bool) -> wgpu::ComputePipeline {
+        self.pipeline_from(
+            format!("gemm/{entry}/{}", gemm_case(ta, tb)),
+            || {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("gemm"),
+                        source: wgpu::ShaderSource::Wgsl(gemm_source(ta, tb).into()),
+                    })
+            },
+            entry,
+        )
     }
 
     /// The fused solver `entry` compiled for dictionaries of `dim` x `atoms`.
@@ -976,7 +1010,7 @@ impl Backend for GpuBackend {
         let tiled = m >= 32 && n >= 32 && k >= 32;
         let tensors = [a.tensor.device(), b.tensor.device(), c.device()];
         if tiled {
-            let pipeline = self.pipeline("gemm", "gemm");
+            let pipeline = self.gemm_pipeline("gemm", a.transposed, b.transposed);
             let groups = (
                 n.div_ceil(64) as u32,
                 m.div_ceil(64) as u32,
@@ -984,7 +1018,7 @@ impl Backend for GpuBackend {
             );
             self.dispatch(&pipeline, p, &tensors, groups);
         } else {
-            let pipeline = self.pipeline("gemm", "gemm_simple");
+            let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
             self.dispatch(&pipeline, p.u(cs.stack), &tensors, grid(cs.len()));
         }
     }
