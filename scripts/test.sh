@@ -25,8 +25,9 @@ wasm-pack test --headless --chrome --chromedriver "$(command -v chromedriver)" -
 echo "== fuzz every parser of untrusted input for a bounded time (scripts/fuzz.sh; longer: see README)"
 bash scripts/fuzz.sh "${FUZZ_SECONDS:-15}" 2>&1 | tee -a "$log"
 
-echo "== the page's pure helpers in node (status-line numbers)"
+echo "== the page's pure helpers in node (status-line numbers, quick presets against paper size)"
 node tests/e2e/format.mjs 2>&1 | tee -a "$log"
+node tests/e2e/paper-size.mjs 2>&1 | tee -a "$log"
 
 echo "== the site: release wasm build and webpack into dist/, then the end-to-end test in Chromium"
 if ! npm run build > "$log.build" 2>&1; then

@@ -282,3 +282,30 @@ fn per_method_rates_are_checked_and_named_by_kind() {
         assert!(ExperimentConfig::from_json(&bad).is_err(), "{bad}");
     }
 }
+
+/// The page compares each quick preset's run with its paper-size run as measured with the CLI
+/// (www/reference/paper-size.json, written by scripts/paper-reference.mjs). Each reference keeps
+/// the config it ran: when a paper-size preset changes, this fails until it is measured again.
+#[test]
+fn the_paper_size_reference_ran_todays_presets() {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("www/reference/paper-size.json"),
+    )
+    .expect("www/reference/paper-size.json");
+    let reference: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    for name in ["known-z", "known-d", "unknown-zd"] {
+        let entry = &reference["experiments"][name];
+        let preset = Preset::from_name(name).expect("a preset");
+        let want = serde_json::to_value(preset.config()).expect("a config serialises");
+        // Through the config type, so that 0 and 0.0 (JavaScript writes the first) compare equal.
+        let ran: ExperimentConfig =
+            serde_json::from_value(entry["config"].clone()).expect("the reference's config");
+        assert_eq!(
+            serde_json::to_value(ran).expect("a config serialises"),
+            want,
+            "{name}: the reference ran another config; measure it again (scripts/paper-reference.mjs)"
+        );
+        let methods = entry["methods"].as_array().expect("methods");
+        assert_eq!(methods.len(), preset.config().methods.len(), "{name}");
+    }
+}

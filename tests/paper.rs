@@ -569,3 +569,45 @@ fn per_method_rates_apply_to_their_kind_only() {
         curves(&plain, "Sparse coding")
     );
 }
+
+/// The page's time estimate (`select::estimate_seconds`): every stack is timed on its own and
+/// counted, a worker's share included, and a stack that ends inside its probe counts the time it
+/// took (an estimate, never a missing one, for an experiment that has work to do).
+#[test]
+fn the_time_estimate_counts_every_stack() {
+    use sparse_playground::core::run::default_clock;
+    use sparse_playground::core::select::estimate_seconds;
+    let checked = Preset::from_name("quick-unknown-zd")
+        .unwrap()
+        .config()
+        .validate()
+        .unwrap();
+    let estimate = |only: Option<&[(usize, u32)]>| {
+        pollster::block_on(estimate_seconds(
+            &checked,
+            Arc::new(CpuBackend::new(1)),
+            Grouping::PerRun,
+            only,
+            default_clock,
+        ))
+        .expect("the CPU does not fail")
+    };
+    for only in [None, Some(&[(0usize, 0u32), (3, 1)][..])] {
+        let s = estimate(only).expect("an estimate");
+        assert!(s.is_finite() && s > 0.0, "{s}");
+    }
+    let mut tiny = Preset::from_name("quick-unknown-zd").unwrap().config();
+    tiny.train.steps = 1;
+    tiny.train.eval_steps.clear();
+    let tiny = tiny.validate().unwrap();
+    let s = pollster::block_on(estimate_seconds(
+        &tiny,
+        Arc::new(CpuBackend::new(1)),
+        Grouping::PerRun,
+        Some(&[(0, 0)]),
+        default_clock,
+    ))
+    .unwrap()
+    .expect("a stack that ends inside its probe counts its time");
+    assert!(s.is_finite() && s > 0.0);
+}

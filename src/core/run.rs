@@ -1343,6 +1343,27 @@ impl Experiment {
             .collect()
     }
 
+    /// How many stacks the experiment runs (methods, or methods x runs, by its grouping).
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// Advance stack `i` alone by at most `max_steps` steps of work (nothing once it is done).
+    pub fn step_stack(&mut self, i: usize, max_steps: u64) {
+        let clock = self.clock;
+        self.backend.poll();
+        let stack = &mut self.stacks[i];
+        if !stack.is_done() {
+            stack.advance(max_steps, clock);
+        }
+    }
+
+    /// Work done and in all of stack `i` (see [`Experiment::work`]), and whether it is done.
+    pub fn stack_work(&self, i: usize) -> (u64, u64, bool) {
+        let s = &self.stacks[i];
+        (s.work_done(), s.work_total(), s.is_done())
+    }
+
     /// Per stack, the training step of its next evaluation (see
     /// [`StackRun::next_evaluation_step`]): the stops of a single step in a UI.
     pub fn next_evaluation_steps(&self) -> Vec<u64> {

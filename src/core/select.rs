@@ -165,6 +165,61 @@ pub async fn work_rate(
     Ok((work > start_work && elapsed > 0.0).then(|| (work - start_work) as f64 / elapsed))
 }
 
+/// Seconds `config` (or its runs `only`) should take from the start on `backend`, one stack
+/// after another as a worker runs them: each stack timed on its own for its share of about
+/// [`SPEED_PROBE_SECONDS`] (after a warm-up slice, in slices of doubling size), its whole work
+/// divided by its own rate, and the stacks summed. Stacks differ in cost per step by orders of
+/// magnitude (an MLP with 256 hidden units against an SAE, inference steps against training
+/// steps), so one rate for the mixture would weigh each by its steps instead of its time.
+/// A stack that ends within its probe counts the time it took. `None` when nothing was timed.
+pub async fn estimate_seconds(
+    config: &CheckedConfig,
+    backend: Arc<dyn Backend>,
+    grouping: Grouping,
+    only: Option<&[(usize, u32)]>,
+    clock: Clock,
+) -> Result<Option<f64>, BackendError> {
+    let mut exp =
+        Experiment::build(config.clone(), Arc::clone(&backend), grouping, only).with_clock(clock);
+    let stacks = exp.stack_count();
+    if stacks == 0 {
+        return Ok(None);
+    }
+    let budget = SPEED_PROBE_SECONDS / stacks as f64;
+    let mut seconds = 0.0;
+    for i in 0..stacks {
+        let warm = clock();
+        exp.step_stack(i, 1);
+        sync(&*backend).await?;
+        let (start_work, total, done) = exp.stack_work(i);
+        if done {
+            seconds += clock() - warm;
+            continue;
+        }
+        let start = clock();
+        let mut chunk = 1u64;
+        loop {
+            exp.step_stack(i, chunk);
+            sync(&*backend).await?;
+            if let Some(e) = exp.backend_failure() {
+                return Err(BackendError(e.to_string()));
+            }
+            let (work, _, done) = exp.stack_work(i);
+            let elapsed = clock() - start;
+            if done {
+                seconds += clock() - warm;
+                break;
+            }
+            if elapsed >= budget && work > start_work {
+                seconds += total as f64 * elapsed / (work - start_work) as f64;
+                break;
+            }
+            chunk = chunk.saturating_mul(2);
+        }
+    }
+    Ok((seconds > 0.0).then_some(seconds))
+}
+
 /// Under `auto`: whether the GPU, measured at `gpu_rate`, beats the CPU measured at `cpu_rate`
 /// per run with `cpu_parallel` runs at once (work per second, `None` when unmeasured), and the
 /// sentence that says so.

@@ -371,9 +371,9 @@ impl Playground {
     }
 
     /// Seconds this worker's share of the experiment should take from the start, on this
-    /// machine: a throwaway copy of the same runs timed for about a quarter of a second on the
-    /// CPU (`select::work_rate`, the same measure `auto` uses), then the share's work at that
-    /// rate. `undefined` on the GPU (whose timing needs the device's queue: `auto` measured it
+    /// machine: a throwaway copy of the same runs, each stack timed on the CPU for its part of
+    /// about a quarter of a second and its whole work taken at its own rate
+    /// (`select::estimate_seconds`). `undefined` on the GPU (whose timing needs the device's queue: `auto` measured it
     /// already) and for experiments too short to tell. Costs about 0.3 s of this worker and a
     /// second copy of the share's memory while it runs.
     #[wasm_bindgen(js_name = estimateSeconds)]
@@ -381,23 +381,29 @@ impl Playground {
         if self.backend.kind != crate::compute::BackendKind::Cpu {
             return None;
         }
-        let probe = crate::core::select::work_rate(
-            self.exp.config(),
-            Arc::new(CpuBackend::new(1)),
-            crate::core::run::Grouping::PerRun,
-            self.share.as_deref(),
-            clock_seconds,
-        );
-        // On the CPU nothing waits for a device: the future is ready at its first poll.
-        use std::future::Future as _;
-        let mut probe = std::pin::pin!(probe);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match probe.as_mut().poll(&mut cx) {
-            std::task::Poll::Ready(Ok(Some(rate))) if rate > 0.0 => {
-                Some(self.exp.work().1 as f64 / rate)
+        let probe = || {
+            let probe = crate::core::select::estimate_seconds(
+                self.exp.config(),
+                Arc::new(CpuBackend::new(1)),
+                crate::core::run::Grouping::PerRun,
+                self.share.as_deref(),
+                clock_seconds,
+            );
+            // On the CPU nothing waits for a device: the future is ready at its first poll.
+            use std::future::Future as _;
+            let mut probe = std::pin::pin!(probe);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            match probe.as_mut().poll(&mut cx) {
+                std::task::Poll::Ready(Ok(Some(seconds))) => Some(seconds),
+                _ => None,
             }
-            _ => None,
-        }
+        };
+        // The browser first runs new WebAssembly through its baseline compiler and swaps in
+        // optimised code once the functions are hot: a first probe times that slower code
+        // (measured in Chromium on the quick unknown-Z&D preset: 2 min 8 s estimated for a
+        // 66 s run), so it only warms up, and the second one is the estimate.
+        probe()?;
+        probe()
     }
 
     /// `{requested, kind, name, notice, adapter}`: the backend in use (`kind` `cpu` or `gpu`),

@@ -51,7 +51,9 @@ function serve() {
 }
 
 export const results = [];
+/** Run one test and record it; with E2E_ONLY set (a regular expression), only matching names. */
 export async function test(name, fn) {
+  if (process.env.E2E_ONLY && !new RegExp(process.env.E2E_ONLY).test(name)) return;
   const t0 = Date.now();
   try {
     await fn();

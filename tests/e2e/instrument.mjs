@@ -64,14 +64,46 @@ await test('a newcomer sees the amortisation gap within a minute, with an intro 
   // Per-sample inference with the true dictionary far above the SAE: the gap, on screen.
   assert.ok(mcc('Sparse coding') > mcc('SAE') + 0.2, `${rows.map((r) => r.slice(0, 2)).join(' | ')}`);
   console.log(`    the default experiment ran in ${seconds.toFixed(1)} s`);
+  // Beside the table: the paper-size run's numbers (CLI), and that this quick one agrees.
+  const note = await page.textContent('#paper-size-note');
+  assert.match(note, /At the paper's size \(5 seeds, 20,000 steps; measured with the CLI\)/);
+  assert.match(note, /Sparse coding 0\.972 > MLP \(h=256\) 0\.874 > MLP \(h=32\) 0\.783 > SAE 0\.547/);
+  assert.match(note, /orders them the same way/);
   await page.screenshot({ path: join(ARTIFACTS, 'intro-gap.png'), fullPage: false });
+  // The run, timed from Run to its end, calibrates this machine's later estimates.
+  const ratios = await page.evaluate(() => JSON.parse(localStorage.getItem('sparse-playground/v1/estimate-ratios/experiment') || '[]'));
+  assert.equal(ratios.length, 1, `one ratio of actual to estimated time: ${ratios}`);
   await page.click('#intro-dismiss');
   assert.equal(await page.isVisible('#intro'), false);
   await page.reload();
   await waitState(page, 'ready');
   assert.equal(await page.isVisible('#intro'), false, 'dismissed stays dismissed');
+  await page.waitForFunction(() => document.body.dataset.estimateRaw !== undefined);
+  const [shown, raw] = await page.evaluate(() => [Number(document.body.dataset.estimate), Number(document.body.dataset.estimateRaw)]);
+  assert.ok(Math.abs(shown - raw * ratios[0]) < 1e-6 * shown, `${shown} = ${raw} x ${ratios[0]}`);
   await page.click('#intro-show');
   assert.equal(await page.isVisible('#intro'), true, 'and comes back on demand');
+  await ctx.close();
+});
+
+await test("a quick preset that orders methods unlike its paper-size run says so at the numbers", async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=2&p=quick&setting=unknown&backend=cpu`);
+  await waitState(page, 'ready');
+  assert.equal(await page.isVisible('#paper-size-note'), true, 'the paper-size figures show before the run');
+  await page.click('#play');
+  // About a minute in a tab on two cores; on a slower machine the page asks first.
+  await page.waitForFunction(() => document.body.dataset.state === 'running' || !document.querySelector('#long-run').hidden);
+  if (await page.isVisible('#long-run')) await page.click('#long-run-yes');
+  await waitState(page, 'finished');
+  const note = await page.textContent('#paper-size-note');
+  // The issue's case: SAE + ITO ends below the SAE after 6,000 steps, above it after 40,000.
+  assert.match(note, /too short to settle \d pairs/);
+  assert.match(note, /SAE ends above SAE \+ ITO \(adam\) here \(0\.5\d\d against 0\.5\d\d\), below it at the paper's size \(0\.522 against 0\.533, within the seeds’ spread\)/);
+  // An edit makes it another experiment: no comparison.
+  await page.fill('#steps', '6001');
+  await page.press('#steps', 'Tab');
+  await page.waitForFunction(() => document.querySelector('#paper-size-note').hidden);
   await ctx.close();
 });
 

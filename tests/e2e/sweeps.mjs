@@ -143,6 +143,14 @@ await test('a sweep preset loads its settings and waits for Run', async () => {
   await page.waitForTimeout(1500);
   assert.equal(await page.evaluate(() => document.body.dataset.sweepState), 'ready', 'not started by the click');
   assert.equal(await page.$$eval('figure rect[data-state="done"]', (r) => r.length), 0);
+  // A quick preset says how it compares with its paper-size run (checked with the CLI) ...
+  assert.match(await page.textContent('#sweep-note'), /At the paper’s size \(K = 3 and 9, 3 seeds, 50,000 steps; the CLI\).*too short/);
+  // ... and an edited one no longer claims to be that preset.
+  await page.fill('#sweep-seeds', '2');
+  await page.press('#sweep-seeds', 'Tab');
+  await page.waitForFunction(() => !document.querySelector('#sweep-note').textContent.includes('paper’s size'));
+  await page.click('[data-sweep-preset="quick-bias"]');
+  await page.waitForFunction(() => document.querySelector('#sweep-note').textContent.includes('the order is the same'));
   await ctx.close();
 });
 

@@ -3,6 +3,7 @@
 import { formatDuration } from './format.mjs';
 import { EnginePool, poolSize } from '../engine-pool.js';
 import { memoryEstimate, presetConfig, validateConfig } from '../engine.js';
+import { calibration } from './calibrate.mjs';
 import { downloadText, save } from './files.js';
 import { FORM_ERROR, clearFieldErrors, fieldError, showConfigError, writeForm } from './form.js';
 import { updateLink } from './link.js';
@@ -56,13 +57,16 @@ const presetJson = new Map();
 /** Mark the preset button whose experiment the form shows (none after an edit). */
 export function markPresets(checked) {
   const shown = JSON.stringify(checked);
+  state.preset = null;
   for (const button of document.querySelectorAll('[data-preset]')) {
     const name = button.dataset.preset;
     if (!presetJson.has(name)) {
       const config = presetConfig(name);
       presetJson.set(name, JSON.stringify(validateConfig(config, workersFor(config))));
     }
-    button.setAttribute('aria-pressed', String(presetJson.get(name) === shown));
+    const same = presetJson.get(name) === shown;
+    if (same) state.preset = name;
+    button.setAttribute('aria-pressed', String(same));
   }
 }
 
@@ -158,7 +162,10 @@ export function startExperiment(keepResults = false, { build = false } = {}) {
   // The time estimate (see 'estimate'): undefined while it is measured, null when unknown.
   const estimating = estimate.bytes <= ESTIMATE_MAX_BYTES;
   state.estimate = estimating ? undefined : null;
+  state.rawEstimate = null;
+  state.timing = null;
   delete document.body.dataset.estimate;
+  delete document.body.dataset.estimateRaw;
   state.longConfirmed = false;
   state.waitEstimate = false;
   hideLongRun();
@@ -224,8 +231,11 @@ export function onWorkerMessage(msg) {
       break;
     }
     case 'estimate': {
-      state.estimate = msg.seconds;
-      document.body.dataset.estimate = String(msg.seconds);
+      // The trial's figure, scaled by what this machine's earlier runs took against theirs.
+      state.rawEstimate = msg.seconds;
+      state.estimate = Number.isFinite(msg.seconds) ? msg.seconds * calibration.scale('experiment') : msg.seconds;
+      document.body.dataset.estimate = String(state.estimate);
+      document.body.dataset.estimateRaw = String(msg.seconds);
       setStatus();
       if (state.waitEstimate) {
         state.waitEstimate = false;
@@ -251,6 +261,10 @@ export function onWorkerMessage(msg) {
       if (msg.finished && !state.finished) {
         state.finished = true;
         engine.requestResults('save');
+        if (state.timing && !state.timing.paused && state.rawEstimate > 0) {
+          calibration.record('experiment', state.rawEstimate, (performance.now() - state.timing.start) / 1000);
+        }
+        state.timing = null;
       }
       document.body.dataset.state = state.finished ? 'finished' : state.playing ? 'running' : 'paused';
       setStatus();
@@ -332,6 +346,8 @@ export function play() {
     state.loadedJson = null;
     clearRuns(state.names, state.runs);
   }
+  // A run timed from its start to its end without a pause calibrates later estimates.
+  if (state.done === 0) state.timing = { start: performance.now(), paused: false };
   state.playing = true;
   engine.play();
   document.body.dataset.state = 'running';
@@ -339,6 +355,7 @@ export function play() {
 }
 
 export function pause() {
+  if (state.timing) state.timing.paused = true;
   state.playing = false;
   engine.pause();
   updateControls();

@@ -44,6 +44,9 @@ export const state = {
   snapshot: null,
   view: { method: 0, run: 0 },
   autorun: false,
+  preset: null, // the preset whose experiment the form shows (markPresets), else null
+  rawEstimate: null, // the trial's estimate before calibration (./calibrate.mjs)
+  timing: null, // {start, paused} of a run timed from its start, for the calibration
   // The run's estimated time from the start in seconds (undefined while measured, null when
   // unknown), whether a long one was confirmed, and whether a run waits for the estimate.
   estimate: null,

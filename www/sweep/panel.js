@@ -16,6 +16,7 @@ import {
 import { downloadURL } from '../charts.js';
 import { poolSize } from '../engine-pool.js';
 import { downloadText } from '../page/files.js';
+import { calibration } from '../page/calibrate.mjs';
 import { formatDuration, formatRate } from '../page/format.mjs';
 import { $, banner, clearFieldMarks, errorText, markField } from '../page/state.js';
 import { attachSvgReadout } from '../readout.js';
@@ -191,12 +192,16 @@ function startEstimate() {
     return;
   }
   sweep.estimate = undefined;
+  sweep.rawEstimate = null;
+  sweep.timing = null;
   const model = sweep.model;
   sweep.stopEstimate = estimateSweep(sweep.checked.config, remaining, poolSize(remaining.length), (seconds) => {
     if (sweep.model !== model) return;
     sweep.stopEstimate = null;
-    sweep.estimate = seconds;
-    document.body.dataset.sweepEstimate = String(seconds);
+    // The trial's figure, scaled by what this machine's earlier sweeps took against theirs.
+    sweep.rawEstimate = seconds;
+    sweep.estimate = Number.isFinite(seconds) ? seconds * calibration.scale('sweep') : seconds;
+    document.body.dataset.sweepEstimate = String(sweep.estimate);
     setStatus();
     if (sweep.autorun) {
       sweep.autorun = false;
@@ -317,6 +322,8 @@ export function play() {
   if (sweep.pool.size > 0 && !sweep.pool.playing) {
     sweep.pool.resume();
   } else {
+    // The units estimated, timed from here to the end without a pause, calibrate later ones.
+    sweep.timing = sweep.rawEstimate > 0 ? { start: performance.now(), paused: false, raw: sweep.rawEstimate } : null;
     sweep.pool.start(sweep.checked.config, remaining);
   }
   document.body.dataset.sweepState = 'running';
@@ -326,6 +333,7 @@ export function play() {
 
 export function pause() {
   if (!sweep.playing) return;
+  if (sweep.timing) sweep.timing.paused = true;
   sweep.playing = false;
   const stopped = sweep.pool.pause();
   updateControls();
@@ -382,6 +390,8 @@ function onPoolEvent(e) {
     case 'finished':
       sweep.playing = false;
       sweep.fractions = [];
+      if (sweep.timing && !sweep.timing.paused) calibration.record('sweep', sweep.timing.raw, (performance.now() - sweep.timing.start) / 1000);
+      sweep.timing = null;
       document.body.dataset.sweepState = 'finished';
       saveNow();
       render(true);
@@ -770,10 +780,27 @@ function writeForm() {
     sel.replaceChildren(...sweep.checked.methods.map((name, i) => new Option(name, String(i))));
     sel.value = String(sweep.ui[key]);
   }
+  const quick = Object.keys(QUICK_AGAINST_PAPER).find((name) => JSON.stringify(c) === JSON.stringify(sweepPresetConfig(name)));
   $('sweep-note').textContent = recovery
     ? 'Phase diagrams of compressed sensing: x = δ = M/N (how many measurements), y = ρ = K/M (how sparse). Below the curves l1 recovery succeeds with high probability as N grows; the empirical 50% contour shows where it does here. At small N the transition is a wide band, not a sharp edge.'
-    : 'Hover a cell for its value, seeds and spread; grey cells are not valid experiments (K above N, say); hatched cells are not computed yet.';
+    : `Hover a cell for its value, seeds and spread; grey cells are not valid experiments (K above N, say); hatched cells are not computed yet.${quick ? ` ${QUICK_AGAINST_PAPER[quick]}` : ''}`;
 }
+
+/**
+ * What each quick sweep shows against its paper-size preset, checked once with the CLI on a
+ * 2-core machine (final code MCC, the orderings of methods; BENCHMARKS.md has the numbers).
+ * Shown under the figure while the sweep is exactly the quick preset.
+ */
+const QUICK_AGAINST_PAPER = {
+  'quick-scaling':
+    'At the paper’s size (K = 3 and 9, 3 seeds, 50,000 steps; the CLI) sparse coding ends above the SAE and the MLP in 11 of the 12 cells with K = 3 (the twelfth, N = 16 and M = 32, a tie at 0.999 against 1.000). This quick run, one seed of 2,000 steps, has it first in 7 of them and the SAE first at N = 16: too short to show the paper’s result, which needs the paper-size preset.',
+  'quick-l1':
+    'At the paper’s size (9 values of λ, 3 seeds, 100,000 steps; the CLI) sparse coding leads at every λ, as here; there the MLP also ranks above the SAE at every λ up to 1, which this quick run is too short to show (here the SAE is above the MLP from λ = 0.01).',
+  'quick-topk':
+    'At the paper’s size (3 seeds, 20,000 steps; the CLI) the order is the same: sparse coding with the top-k after its L1 inference leads at every k, and the top-k inside the code optimisation overtakes the TopK SAE at large k, from k = 8 there and k = 10 here.',
+  'quick-bias':
+    'At the paper’s size (3 seeds, 100,000 steps; the CLI) the order is the same: without biases the MLP ends above the SAE, with biases the SAE above the MLP.',
+};
 
 /** Parse "1, 2, 3" or a range "a:b:count". */
 function parseValues(text) {

@@ -3,6 +3,8 @@ import { formatNumber } from '../charts.js';
 import { $, F, methodColor, state } from '../page/state.js';
 import { pinnedRows } from './compare.js';
 import { stats } from './curves.js';
+import reference from '../reference/paper-size.json';
+import { orderDisagreements } from '../page/order.mjs';
 
 /**
  * Whether a method's curves have settled: over the last quarter of its training, the mean
@@ -115,4 +117,51 @@ export function renderTable() {
       return tr;
     }),
   );
+  paperSizeNote();
+}
+
+/**
+ * A quick preset is a short version of a paper-size run: beside its table, say what the
+ * paper-size run measured (with the CLI: www/reference/paper-size.json) and, once the run is
+ * over, whether the two order the methods alike by code MCC, naming each pair they do not.
+ */
+export function paperSizeNote() {
+  const note = $('paper-size-note');
+  const name = state.preset && state.preset.startsWith('quick-') ? state.preset.slice(6) : null;
+  const ref = name && reference.experiments[name];
+  if (!ref) {
+    note.hidden = true;
+    return null;
+  }
+  const seeds = ref.config.runs;
+  const steps = ref.config.train.steps.toLocaleString('en-US');
+  const here = new Map();
+  state.names.forEach((method, m) => {
+    const s = stats(lastRows(m).map((r) => r[F.code_mcc]));
+    if (s) here.set(method, s.mean);
+  });
+  const inRun = ref.methods.filter((r) => state.names.includes(r.name));
+  if (!inRun.length) {
+    note.hidden = true;
+    return null;
+  }
+  const list = [...inRun]
+    .sort((a, b) => b.code_mcc.mean - a.code_mcc.mean)
+    .map((r) => `${r.name} ${r.code_mcc.mean.toFixed(3)}`)
+    .join(' > ');
+  let text = `At the paper's size (${seeds} seeds, ${steps} steps; measured with the CLI) the final code MCC orders these methods ${list}.`;
+  let swapped = [];
+  if (state.finished && here.size > 1) {
+    swapped = orderDisagreements(ref.methods, here);
+    const said = swapped.map(
+      ({ hi, lo, close }) =>
+        `${lo.name} ends above ${hi.name} here (${lo.here.toFixed(3)} against ${hi.here.toFixed(3)}), below it at the paper's size (${lo.code_mcc.mean.toFixed(3)} against ${hi.code_mcc.mean.toFixed(3)}${close ? ', within the seeds\u2019 spread' : ''})`,
+    );
+    text += swapped.length
+      ? ` This quick run is too short to settle ${swapped.length === 1 ? 'one pair' : `${swapped.length} pairs`}: ${said.join('; ')}. Run the paper-exact preset to see it.`
+      : ' This quick run orders them the same way.';
+  }
+  note.textContent = text;
+  note.hidden = false;
+  return swapped;
 }
