@@ -251,9 +251,6 @@ export function onWorkerMessage(msg) {
         const row = rec.subarray(o, o + FIELDS.length);
         state.rows[row[F.method]][row[F.run]].push(row);
       }
-      // A change of phase shows at once; the counts while a run computes at most every
-      // STATUS_EVERY_MS (each redraw of the bar and the line costs the main thread a frame).
-      const changed = msg.playing !== state.playing || msg.evaluating !== state.evaluating || msg.finished;
       state.done = msg.done;
       state.total = msg.total;
       state.trained = msg.trained;
@@ -270,12 +267,8 @@ export function onWorkerMessage(msg) {
         state.timing = null;
       }
       document.body.dataset.state = state.finished ? 'finished' : state.playing ? 'running' : 'paused';
-      const now = performance.now();
-      if (changed || !state.playing || now - lastStatus >= STATUS_EVERY_MS) {
-        lastStatus = now;
-        setStatus();
-        updateControls();
-      }
+      setStatus();
+      updateControls();
       scheduleRender();
       break;
     }
@@ -433,32 +426,13 @@ export function setStatus() {
   $('status').textContent = text;
 }
 
-// While a run computes, the charts and the table are redrawn at most every RENDER_EVERY_MS,
-// or less often when a redraw is costly, so that redraws take at most a tenth of the main
-// thread. Every worker reports after each 40 ms slice, and redrawing at every frame kept the
-// main thread busy 89% of the time (CDP's TaskDuration over a run of the quick unknown-Z&D
-// preset on 2 cores), a core taken from the 2 workers.
-const RENDER_EVERY_MS = 400;
-let lastRender = -Infinity;
-let renderMs = 0;
-const STATUS_EVERY_MS = 250;
-let lastStatus = -Infinity;
-
 export function scheduleRender() {
   if (state.renderQueued) return;
   state.renderQueued = true;
-  const running = state.playing && !state.finished;
-  const every = Math.max(RENDER_EVERY_MS, 9 * renderMs);
-  const wait = running ? Math.max(0, lastRender + every - performance.now()) : 0;
-  const draw = () =>
-    requestAnimationFrame(() => {
-      state.renderQueued = false;
-      lastRender = performance.now();
-      renderCharts();
-      renderTable();
-      renderCompare();
-      renderMs = performance.now() - lastRender;
-    });
-  if (wait > 0) setTimeout(draw, wait);
-  else draw();
+  requestAnimationFrame(() => {
+    state.renderQueued = false;
+    renderCharts();
+    renderTable();
+    renderCompare();
+  });
 }
