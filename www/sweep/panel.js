@@ -31,6 +31,7 @@ const STORE_PREFIX = 'sparse-playground/v1/sweep/';
 const STORE_INDEX = 'sparse-playground/v1/sweeps';
 const STORE_KEEP = 4;
 const RENDER_EVERY_MS = 300;
+const STATUS_EVERY_MS = 250;
 
 // Amortised encoders a recovery sweep can train in each cell (the base experiment's methods).
 const ENCODERS = [
@@ -385,7 +386,8 @@ function onPoolEvent(e) {
       break;
     case 'progress':
       sweep.fractions = e.fractions;
-      setStatus();
+      // The bar between units, at most every STATUS_EVERY_MS (each redraw costs a frame).
+      if (performance.now() - (sweep.lastStatus || 0) >= STATUS_EVERY_MS) setStatus();
       break;
     case 'finished':
       sweep.playing = false;
@@ -412,6 +414,7 @@ function onPoolEvent(e) {
 }
 
 function setStatus() {
+  sweep.lastStatus = performance.now();
   const m = sweep.model;
   if (!m) return;
   const partial = sweep.fractions.reduce((a, b) => a + b, 0);
@@ -471,7 +474,12 @@ function render(now) {
     return;
   }
   if (sweep.renderTimer) return;
-  const wait = Math.max(0, RENDER_EVERY_MS - (performance.now() - sweep.lastRender));
+  // Redraws while units arrive take at most a tenth of the main thread, which the workers
+  // share the cores with: the wait grows with the last draw's cost (a 20 x 20 phase map with
+  // its contours and readouts is tens of milliseconds; every 300 ms it kept the main thread
+  // busy a third of a sweep on 2 cores).
+  const every = Math.max(RENDER_EVERY_MS, 9 * (sweep.drawMs || 0));
+  const wait = Math.max(0, every - (performance.now() - sweep.lastRender));
   sweep.renderTimer = setTimeout(() => {
     sweep.renderTimer = null;
     requestAnimationFrame(draw);
@@ -479,7 +487,16 @@ function render(now) {
 }
 
 function draw() {
-  sweep.lastRender = performance.now();
+  const start = performance.now();
+  sweep.lastRender = start;
+  try {
+    drawFigures();
+  } finally {
+    sweep.drawMs = performance.now() - start;
+  }
+}
+
+function drawFigures() {
   const m = sweep.model;
   if (!m) return;
   if (sweep.shapesOf !== m) {
