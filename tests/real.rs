@@ -3,8 +3,8 @@
 
 use sparse_playground::core::config::{MethodConfig, SolverConfig};
 use sparse_playground::core::real::{
-    code_agreement, prepare, score_codes, PointKind, Preprocess, RealConfig, RealExperiment,
-    Scaling,
+    code_agreement, estimate_seconds, prepare, score_codes, MethodCosts, PointKind, Preprocess,
+    RealConfig, RealCosts, RealExperiment, Scaling, TrialScale, ESTIMATE_TOKENS,
 };
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::Matrix;
@@ -847,4 +847,99 @@ fn explained_variance_at_matched_l0() {
             }
         }
     }
+}
+
+#[test]
+fn estimates_add_up_what_the_trial_measured() {
+    let mut cfg = RealConfig {
+        latents: 32,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::SaeIto {
+                bias: true,
+                inference: SolverConfig::Fista {
+                    steps: 5_000,
+                    nonneg: true,
+                    tol: Some(1e-3),
+                },
+            },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Adam {
+                    steps: 2_000,
+                    lr: 1e-2,
+                },
+            },
+        ],
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 1_000;
+    cfg.train.log_every = 100;
+    cfg.schedule.resample_every = 200;
+    cfg.gap.iterations = vec![10, 1, 3, 3];
+    cfg.gap.max_iterations = 5_000;
+    let each = MethodCosts {
+        step: 1e-3,
+        evaluation: 0.1,
+        resample: 0.05,
+    };
+    let costs = RealCosts {
+        methods: vec![each; 3],
+        fista_iteration: 2e-4,
+    };
+    let scale = TrialScale {
+        step: 2.0,
+        evaluation: 1.0,
+        resample: 1.0,
+        iteration: 0.5,
+    };
+    let e = cfg.estimate_from(&costs, &scale);
+    // Per method: 1,000 steps at 2 ms, 11 evaluations (the first, every 100 steps) and 3
+    // resamplings (steps 200, 400 and 600; not after three quarters of training).
+    let training = 3.0 * (1_000.0 * 2e-3 + 11.0 * 0.1 + 3.0 * 0.05);
+    assert!((e.training - training).abs() < 1e-9, "{e:?}");
+    // Solver iterations at 0.1 ms each (the trial analysed twice the tokens): the frontier's
+    // 1 + 3 + 10 warm (encoders) and cold, the optimum (600 expected, 5,000 at most), the
+    // method's own inference (FISTA with a tolerance: 300 expected; Adam: all its 2,000),
+    // and one pass over the held-out tokens each.
+    let expected = [28 + 600, 28 + 300 + 600, 14 + 2_000 + 600];
+    let most = [28 + 5_000, 28 + 5_000 + 5_000, 14 + 2_000 + 5_000];
+    let sum = |v: [u64; 3]| v.iter().sum::<u64>() as f64 * 1e-4 + 3.0 * 0.1;
+    assert!((e.analysis - sum(expected)).abs() < 1e-9, "{e:?}");
+    assert!((e.analysis_max - sum(most)).abs() < 1e-9, "{e:?}");
+    assert!((e.seconds - e.training - e.analysis).abs() < 1e-12);
+}
+
+#[test]
+fn a_trial_estimates_a_run_on_activations_and_refuses_what_the_run_would() {
+    // More tokens than a trial takes: it runs on the first ones and scales up.
+    let acts = synthetic_activations(16, 8, 3, ESTIMATE_TOKENS + 1_000, 4);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::TopkSae { k: 3, bias: true },
+        ],
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 300;
+    cfg.train.batch_size = Some(128);
+    cfg.gap.tokens = 64;
+    let before = cfg.clone();
+    let e = estimate_seconds(&cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    assert_eq!(cfg, before);
+    assert!(e.training > 0.0 && e.training.is_finite(), "{e:?}");
+    assert!(e.analysis > 0.0 && e.analysis_max >= e.analysis, "{e:?}");
+    assert!((e.seconds - e.training - e.analysis).abs() < 1e-12);
+    // What the run would refuse, the trial refuses with the same words.
+    cfg.methods[1] = MethodConfig::TopkSae { k: 17, bias: true };
+    let err =
+        estimate_seconds(&cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap_err();
+    assert!(
+        err.contains("methods[1].k") && err.contains("between 1 and the 16 latents"),
+        "{err}"
+    );
+    let run_err = RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, run_err);
 }

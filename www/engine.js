@@ -6,6 +6,7 @@ import init from '../pkg/engine.js';
 export {
   Playground,
   RealRunner,
+  RealSource,
   SweepRunner,
   decodeLink,
   decodeSweepLink,

@@ -1,20 +1,30 @@
-// The worker of the real-activations mode (./real/panel.js): it builds a RealRunner from the
-// activations' bytes and a config, and advances it in slices of about SLICE_MS so Cancel is
+// The worker of the real-activations mode (./real/panel.js). It reads the activations once into a
+// RealSource, estimates experiments on them from a short trial, and runs one at a time as a
+// RealRunner, advanced in slices of about SLICE_MS so that messages (Cancel, an estimate) are
 // handled between them. Messages in:
-//   {type: 'start', bytes: ArrayBuffer, tensor, config: JSON text}
-//   {type: 'feature', method, latent, top}  (after the results) a feature view of a method
-// Messages out: 'progress' ({done, total, status}), 'results' ({json, rankings: per method the
+//   {type: 'source', bytes: ArrayBuffer, tensor}  the activations (replace any before)
+//   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
+//   {type: 'start', run, config: JSON text}       run it (`run` numbers it in the replies)
+//   {type: 'cancel'}                               stop the run (its results are dropped)
+//   {type: 'feature', method, latent, top}         (after the results) a feature view
+// Messages out: 'estimate' ({id, estimate: {seconds, training, analysis, analysis_max}} or
+// {id, error}), 'progress' ({run, done, total, status}), 'results' ({run, json, rankings: per method the
 // latents by frequency, flat}), 'feature' ({json}) and 'error'. The runner stays after the
 // results, for the feature views.
 // The engine is imported dynamically and messages wait for it, as in ./worker.js.
-let RealRunner = null;
+let engine = null;
 const pending = [];
 const SLICE_MS = 50;
 const PROGRESS_EVERY_MS = 150;
 
+let source = null;
 let runner = null;
 let finished = false;
 let lastProgress = 0;
+// Each run's slices carry its number, so a slice queued before a cancel does not run the next.
+let generation = 0;
+// The page's number of the run under way, sent back with its progress and results.
+let runId = 0;
 
 function fail(error) {
   const message = error && error.message ? error.message : String(error);
@@ -22,11 +32,13 @@ function fail(error) {
 }
 
 const channel = new MessageChannel();
-channel.port1.onmessage = () => loop();
+channel.port1.onmessage = (event) => {
+  if (event.data === generation) loop();
+};
 
 function progress() {
   const [done, total] = runner.progress();
-  self.postMessage({ type: 'progress', done, total, status: runner.status() });
+  self.postMessage({ type: 'progress', run: runId, done, total, status: runner.status() });
 }
 
 function loop() {
@@ -43,42 +55,73 @@ function loop() {
       const count = JSON.parse(json).methods.length;
       const rankings = [];
       for (let m = 0; m < count; m++) rankings.push(runner.featuresByFrequency(m));
-      self.postMessage({ type: 'results', json, rankings });
+      self.postMessage({ type: 'results', run: runId, json, rankings });
       return;
     }
-    channel.port2.postMessage(0);
+    channel.port2.postMessage(generation);
   } catch (e) {
     fail(e);
   }
 }
 
+function dropRunner() {
+  generation += 1;
+  if (runner) runner.free();
+  runner = null;
+  finished = false;
+}
+
 function handle(msg) {
   try {
-    if (msg.type === 'feature') {
-      if (!runner || !finished) throw new Error('feature views come after the run');
-      self.postMessage({ type: 'feature', json: runner.featureView(msg.method, msg.latent, msg.top) });
-      return;
+    switch (msg.type) {
+      case 'source':
+        dropRunner();
+        if (source) source.free();
+        source = null;
+        source = new engine.RealSource(new Uint8Array(msg.bytes), msg.tensor || undefined);
+        break;
+      case 'estimate': {
+        if (!source) throw new Error('no activations to estimate on');
+        let reply;
+        try {
+          reply = { type: 'estimate', id: msg.id, estimate: source.estimate(msg.config) };
+        } catch (e) {
+          reply = { type: 'estimate', id: msg.id, error: e && e.message ? e.message : String(e) };
+        }
+        self.postMessage(reply);
+        break;
+      }
+      case 'start':
+        if (!source) throw new Error('no activations to run on');
+        dropRunner();
+        runner = new engine.RealRunner(source, msg.config);
+        runId = msg.run;
+        progress();
+        channel.port2.postMessage(generation);
+        break;
+      case 'cancel':
+        dropRunner();
+        break;
+      case 'feature':
+        if (!runner || !finished) throw new Error('feature views come after the run');
+        self.postMessage({ type: 'feature', json: runner.featureView(msg.method, msg.latent, msg.top) });
+        break;
+      default:
+        throw new Error(`unknown message ${msg.type}`);
     }
-    if (msg.type !== 'start') throw new Error(`unknown message ${msg.type}`);
-    if (runner) runner.free();
-    runner = null;
-    finished = false;
-    runner = new RealRunner(new Uint8Array(msg.bytes), msg.tensor || undefined, msg.config);
-    progress();
-    channel.port2.postMessage(0);
   } catch (e) {
     fail(e);
   }
 }
 
 self.onmessage = (event) => {
-  if (RealRunner) handle(event.data);
+  if (engine) handle(event.data);
   else pending.push(event.data);
 };
 
 import('./engine.js')
-  .then((engine) => {
-    RealRunner = engine.RealRunner;
+  .then((loaded) => {
+    engine = loaded;
     for (const msg of pending.splice(0)) handle(msg);
   })
   .catch((e) => fail(new Error(`the engine could not start: ${e && e.message ? e.message : e}`)));

@@ -1464,6 +1464,264 @@ impl RealExperiment {
     }
 }
 
+/// What an experiment on real activations should take on a backend, from a short trial of it
+/// (see [`estimate_seconds`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RealEstimate {
+    /// Seconds from the start to the end, expected: training plus analysis.
+    pub seconds: f64,
+    /// Training, the evaluations on the way and resampling, over all methods.
+    pub training: f64,
+    /// The analysis of the gap, with the solvers that stop on a tolerance taking their typical
+    /// iterations.
+    pub analysis: f64,
+    /// The analysis if every solver that stops on a tolerance runs to its cap instead.
+    pub analysis_max: f64,
+}
+
+/// What the trial measured, per unit of the trial's own sizes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealCosts {
+    /// Per method: seconds of one training step, of one evaluation of the held-out tokens
+    /// (and of the feature codes at the end, which encode the same tokens), and of one
+    /// resampling of dead latents.
+    pub methods: Vec<MethodCosts>,
+    /// Seconds of one FISTA iteration on the analysed tokens.
+    pub fista_iteration: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MethodCosts {
+    pub step: f64,
+    pub evaluation: f64,
+    pub resample: f64,
+}
+
+/// How much larger the experiment is than its trial: per training step (tokens per batch), per
+/// evaluation (held-out tokens), per resampling (tokens probed) and per solver iteration
+/// (analysed tokens). Costs grow linearly in these at every size the page runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TrialScale {
+    pub step: f64,
+    pub evaluation: f64,
+    pub resample: f64,
+    pub iteration: f64,
+}
+
+/// Tokens of the file a trial uses at most (the first ones): its costs are scaled to the rest.
+pub const ESTIMATE_TOKENS: usize = 4096;
+/// Seconds a trial times each method's steps, and the solver, for.
+const ESTIMATE_PART_SECONDS: f64 = 0.08;
+/// Iterations FISTA takes to the optimum's tolerance, and to SAE + FISTA's own (looser) one,
+/// where the cap allows: what the shipped sample took at the page's defaults (475 to 550 for
+/// the optimum at tol 1e-4, 175 for the method's own at 1e-3), rounded up. Other activations
+/// may take more, up to the caps, which the estimate gives as its upper end.
+const TYPICAL_OPTIMUM_ITERATIONS: u64 = 600;
+const TYPICAL_OWN_ITERATIONS: u64 = 300;
+
+impl RealConfig {
+    /// Evaluations of the held-out set in a run (at the start, every `log_every` steps and at
+    /// the end) and resamplings of dead latents (every `resample_every` steps up to three
+    /// quarters of training).
+    fn evaluations_and_resamplings(&self) -> (u64, u64) {
+        let steps = self.train.steps;
+        let evaluations = steps.div_ceil(self.train.log_every.max(1)) + 1;
+        let resamplings = match self.schedule.resample_every {
+            0 => 0,
+            every => (1..)
+                .map(|i| i * every)
+                .take_while(|&s| s < steps && s * 4 <= steps * 3)
+                .count() as u64,
+        };
+        (evaluations, resamplings)
+    }
+
+    /// Solver iterations of one method's analysis, expected and at most: the frontier's
+    /// warm-started and cold points, the optimum, and the method's own inference.
+    fn analysis_iterations(&self, method: &MethodConfig) -> (u64, u64) {
+        let mut ks = self.gap.iterations.clone();
+        ks.sort_unstable();
+        ks.dedup();
+        let points: u64 = ks.iter().sum();
+        let encoder = !matches!(method, MethodConfig::SparseCoding { .. });
+        let fixed = points * if encoder { 2 } else { 1 };
+        let (own, own_max) = match method {
+            MethodConfig::SparseCoding { inference } | MethodConfig::SaeIto { inference, .. } => {
+                match inference {
+                    SolverConfig::Fista {
+                        steps,
+                        tol: Some(_),
+                        ..
+                    } => ((*steps).min(TYPICAL_OWN_ITERATIONS), *steps),
+                    SolverConfig::Fista { steps, .. } | SolverConfig::Adam { steps, .. } => {
+                        (*steps, *steps)
+                    }
+                    _ => (0, 0),
+                }
+            }
+            _ => (0, 0),
+        };
+        let cap = self.gap.max_iterations;
+        (
+            fixed + own + cap.min(TYPICAL_OPTIMUM_ITERATIONS),
+            fixed + own_max + cap,
+        )
+    }
+
+    /// The estimate of this experiment from the costs its trial measured.
+    pub fn estimate_from(&self, costs: &RealCosts, scale: &TrialScale) -> RealEstimate {
+        let (evaluations, resamplings) = self.evaluations_and_resamplings();
+        let steps = self.train.steps as f64;
+        let mut training = 0.0;
+        let mut analysis = 0.0;
+        let mut analysis_max = 0.0;
+        for (m, c) in self.methods.iter().zip(&costs.methods) {
+            training += steps * c.step * scale.step
+                + evaluations as f64 * c.evaluation * scale.evaluation
+                + resamplings as f64 * c.resample * scale.resample;
+            let (expected, most) = self.analysis_iterations(m);
+            let per = costs.fista_iteration * scale.iteration;
+            // Scoring, and the codes the feature views read (one more pass over the held-out set).
+            let fixed = c.evaluation * scale.evaluation;
+            analysis += expected as f64 * per + fixed;
+            analysis_max += most as f64 * per + fixed;
+        }
+        RealEstimate {
+            seconds: training + analysis,
+            training,
+            analysis,
+            analysis_max,
+        }
+    }
+}
+
+/// Seconds `config` should take on `acts` with `backend`, timed on a trial: the same methods
+/// on the first [`ESTIMATE_TOKENS`] tokens, each trained for a few steps (the first with an
+/// evaluation before it) and resampled once, then FISTA on the analysed tokens, each part for
+/// about [`ESTIMATE_PART_SECONDS`]; the costs are then scaled to the experiment's batches,
+/// held-out set and analysed tokens, and multiplied by its steps, evaluations and iterations
+/// ([`RealConfig::estimate_from`]). The trial holds a copy of at most `ESTIMATE_TOKENS` tokens.
+/// An error is the config's (the same as the run would give).
+pub fn estimate_seconds(
+    config: &RealConfig,
+    acts: &Activations,
+    backend: Arc<dyn Backend>,
+    clock: fn() -> f64,
+) -> Result<RealEstimate, String> {
+    config
+        .validate(acts.tokens, acts.dim)
+        .map_err(|e| e.to_string())?;
+    let (train_r, test_r) = split_sizes(acts.tokens, &config.preprocess);
+    let tokens = (train_r + test_r).min(ESTIMATE_TOKENS);
+    let trial_acts = Activations {
+        tokens,
+        dim: acts.dim,
+        values: acts.values[..tokens * acts.dim].to_vec(),
+        dtype: acts.dtype,
+        tensor: acts.tensor.clone(),
+    };
+    let mut trial = config.clone();
+    trial.preprocess.max_tokens = None;
+    let (train_p, test_p) = split_sizes(tokens, &trial.preprocess);
+    trial.train.batch_size = config.train.batch_size.map(|b| b.min(train_p));
+    // No evaluation but the first, no resampling but the one timed, no analysis.
+    trial.train.log_every = trial.train.steps;
+    trial.schedule.resample_every = 0;
+    trial.schedule.lr_warmup = 0;
+    trial.schedule.l1_warmup = 0;
+    let batch = |size: Option<usize>, train: usize| size.filter(|&s| s < train).unwrap_or(train);
+    let gap = |test: usize| config.gap.tokens.min(test).max(1);
+    let probed = |train: usize| config.schedule.probe_tokens.min(train).max(1);
+    let scale = TrialScale {
+        step: batch(config.train.batch_size, train_r) as f64
+            / batch(trial.train.batch_size, train_p) as f64,
+        evaluation: test_r as f64 / test_p as f64,
+        resample: probed(train_r) as f64 / probed(train_p) as f64,
+        iteration: gap(test_r) as f64 / gap(test_p) as f64,
+    };
+    let resampling = config.schedule.resample_every > 0;
+    let mut exp =
+        RealExperiment::new(trial, &trial_acts, backend, clock).map_err(|e| e.to_string())?;
+    let steps = exp.config.train.steps;
+    let fail = |e: BackendError| e.to_string();
+    let mut costs = RealCosts {
+        methods: Vec::new(),
+        fista_iteration: 0.0,
+    };
+    for i in 0..exp.runs.len() {
+        let start = clock();
+        exp.train(i, 1).map_err(fail)?;
+        exp.sync_run(i).map_err(fail)?;
+        let first = clock() - start;
+        let start = clock();
+        let (mut timed, mut chunk) = (0u64, 1u64);
+        while clock() - start < ESTIMATE_PART_SECONDS && exp.runs[i].step + chunk < steps {
+            timed += exp.train(i, chunk).map_err(fail)?;
+            exp.sync_run(i).map_err(fail)?;
+            chunk *= 2;
+        }
+        let step = if timed > 0 {
+            (clock() - start) / timed as f64
+        } else {
+            first
+        };
+        let resample_s = if resampling && exp.runs[i].error.is_none() {
+            let start = clock();
+            let b = &*exp.backend;
+            resample(b, &exp.config, &mut exp.runs[i], &exp.data.train).map_err(fail)?;
+            clock() - start
+        } else {
+            0.0
+        };
+        costs.methods.push(MethodCosts {
+            step,
+            evaluation: (first - step).max(0.0),
+            resample: resample_s,
+        });
+    }
+    costs.fista_iteration = exp.time_fista(ESTIMATE_PART_SECONDS).map_err(fail)?;
+    Ok(config.estimate_from(&costs, &scale))
+}
+
+impl RealExperiment {
+    /// Wait for the device's work on method `i` (a read of its loss).
+    fn sync_run(&self, i: usize) -> Result<(), BackendError> {
+        read_now(&*self.backend, self.runs[i].learner.loss()).map(|_| ())
+    }
+
+    /// Seconds of one FISTA iteration on the analysed tokens under the first method's
+    /// dictionary, timed for about `seconds` after one iteration of warm-up.
+    fn time_fista(&mut self, seconds: f64) -> Result<f64, BackendError> {
+        let b = &*self.backend;
+        let dict = dictionary(b, &mut self.runs[0].learner);
+        let host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
+        let mut fista = FistaRun::new(
+            b,
+            dict,
+            vec![host],
+            Vec::new(),
+            &self.gap_x,
+            self.config.gap_l1() as f32,
+            u64::from(u32::MAX),
+            true,
+            None,
+        );
+        fista.run(b, &self.gap_x, 1)?;
+        read_now(b, fista.codes())?;
+        let start = (self.clock)();
+        let (mut timed, mut chunk) = (0u64, 1u64);
+        loop {
+            timed += fista.run(b, &self.gap_x, chunk)?;
+            read_now(b, fista.codes())?;
+            let elapsed = (self.clock)() - start;
+            if elapsed >= seconds || chunk >= 1 << 16 {
+                return Ok(elapsed / timed.max(1) as f64);
+            }
+            chunk *= 2;
+        }
+    }
+}
+
 trait CloneOn {
     fn clone_on(&self, b: &dyn Backend) -> Tensor;
 }

@@ -4,7 +4,7 @@
 
 use super::clock_seconds;
 use crate::core::config::{human_bytes, limits};
-use crate::core::real::{RealConfig, RealExperiment};
+use crate::core::real::{estimate_seconds, RealConfig, RealExperiment};
 use crate::formats::activations;
 use crate::CpuBackend;
 use std::sync::Arc;
@@ -59,6 +59,52 @@ fn budget(acts: &activations::Activations, cfg: Option<&RealConfig>) -> Result<(
     Ok(())
 }
 
+/// Activations read once in the worker: estimates and runs are made from them without the
+/// file's bytes crossing again.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct RealSource {
+    acts: activations::Activations,
+}
+
+#[wasm_bindgen]
+impl RealSource {
+    /// Read activations from a file's bytes (an error names what is wrong with it).
+    #[wasm_bindgen(constructor)]
+    pub fn new(bytes: &[u8], tensor: Option<String>) -> Result<RealSource, JsError> {
+        let acts = activations::parse(bytes, tensor.as_deref())
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        budget(&acts, None)?;
+        Ok(RealSource { acts })
+    }
+
+    /// Seconds the experiment of `config_json` should take in this worker, from a short trial
+    /// of it (`core::real::estimate_seconds`): `{seconds, training, analysis, analysis_max}`.
+    /// The browser's compiler swaps in optimised code once functions are hot, so a trial in a
+    /// fresh worker first warms up on one method. An error is the config's.
+    pub fn estimate(&self, config_json: &str) -> Result<JsValue, JsError> {
+        let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
+        cfg.validate(self.acts.tokens, self.acts.dim)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        budget(&self.acts, Some(&cfg))?;
+        let trial = |cfg: &RealConfig| {
+            estimate_seconds(cfg, &self.acts, Arc::new(CpuBackend::new(1)), clock_seconds)
+                .map_err(|e| JsError::new(&e))
+        };
+        if !WARM.with(|w| w.replace(true)) {
+            let mut first = cfg.clone();
+            first.methods.truncate(1);
+            trial(&first)?;
+        }
+        super::to_js(&trial(&cfg)?)
+    }
+}
+
+thread_local! {
+    /// Whether this worker has run a trial already (its code is warm).
+    static WARM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// One experiment on real activations, advanced by the worker in slices.
 #[wasm_bindgen]
 #[derive(Debug)]
@@ -68,20 +114,15 @@ pub struct RealRunner {
 
 #[wasm_bindgen]
 impl RealRunner {
-    /// Check `config_json` against the activations in `bytes` and set the experiment up.
+    /// Check `config_json` against the activations of `source` and set the experiment up.
     #[wasm_bindgen(constructor)]
-    pub fn new(
-        bytes: &[u8],
-        tensor: Option<String>,
-        config_json: &str,
-    ) -> Result<RealRunner, JsError> {
-        let acts = activations::parse(bytes, tensor.as_deref())
-            .map_err(|e| JsError::new(&e.to_string()))?;
+    pub fn new(source: &RealSource, config_json: &str) -> Result<RealRunner, JsError> {
+        let acts = &source.acts;
         let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
         cfg.validate(acts.tokens, acts.dim)
             .map_err(|e| JsError::new(&e.to_string()))?;
-        budget(&acts, Some(&cfg))?;
-        let exp = RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), clock_seconds)
+        budget(acts, Some(&cfg))?;
+        let exp = RealExperiment::new(cfg, acts, Arc::new(CpuBackend::new(1)), clock_seconds)
             .map_err(|e| JsError::new(&e.to_string()))?;
         Ok(RealRunner { exp })
     }

@@ -2,8 +2,9 @@
 // of SmolLM2-135M activations loads from a link, a small SAE and SAE + FISTA train on it, and the
 // table shows the amortisation gap (zero for the solver, positive for the SAE) beside the compute
 // frontier; a bad file is refused with its reason and keeps the sample; a link with an unknown
-// key says so; an empty field disables Run with the reason beside it. Screenshots go to
-// target/e2e/.
+// key says so; an empty field, or a value the engine refuses, disables Run with the reason
+// beside it; the time of a run is shown before it starts, a long one asks first, and a run's
+// time calibrates the next estimates. Screenshots go to target/e2e/.
 //
 // Run: `npm run build && node tests/e2e/real.mjs` (scripts/test.sh does both).
 import { mkdir } from 'node:fs/promises';
@@ -116,13 +117,57 @@ await test('a bad activation file is refused with its reason and the sample stay
   await page.fill('#real-latents', '');
   assert.equal(await page.isDisabled('#real-run'), true);
   assert.match(await page.textContent('#real-run-why'), /Latents N: enter a number/);
-  // A value the engine refuses is reported when the run starts, and nothing is lost.
+  // A value the engine refuses disables Run too, with the engine's reason beside it and the
+  // field marked (the estimate's trial checks the config as the run would).
   await page.fill('#real-latents', '128');
   await page.fill('#real-k', '1000');
   await page.check('#real-m-topk');
-  await page.click('#real-run');
-  await page.waitForFunction(() => /Not run: .*k.*between 1 and the 128 latents/.test(document.querySelector('#real-status').textContent));
+  await page.waitForFunction(() => /methods\[1\]\.k.*between 1 and the 128 latents/.test(document.querySelector('#real-run-why').textContent));
+  assert.equal(await page.isDisabled('#real-run'), true);
+  assert.equal(await page.getAttribute('#real-k', 'aria-invalid'), 'true');
   assert.equal(await page.evaluate(() => document.body.dataset.realState), 'ready');
+  await page.fill('#real-k', '8');
+  await page.waitForFunction(() => !document.querySelector('#real-run').disabled);
+  assert.equal(await page.getAttribute('#real-k', 'aria-invalid'), null);
+  await ctx.close();
+});
+
+await test('a run on activations shows its time before it starts, and a long one asks first', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#${SMALL}`);
+  await waitReal(page, 'ready');
+  // Timed on a short trial in the worker, before anything runs.
+  await page.waitForFunction(() => document.body.dataset.realEstimate, null, { timeout: TIMEOUT });
+  const small = Number(await page.evaluate(() => document.body.dataset.realEstimate));
+  assert.ok(small > 0 && small < 120, `estimate ${small}`);
+  assert.match(await page.textContent('#real-estimate'), /^About \d+ s on this machine: training \d+ s, the gap's analysis \d+ s/);
+  // A thousand times the steps: over two minutes, so Run asks, naming the estimate.
+  await page.fill('#real-steps', '60000');
+  await page.waitForFunction((s) => Number(document.body.dataset.realEstimate) > 120, null, { timeout: TIMEOUT });
+  assert.match(await page.textContent('#real-estimate'), /About (\d+ min|\d+ h)/);
+  await page.click('#real-run');
+  assert.equal(await page.isVisible('#real-long-run'), true);
+  assert.match(await page.textContent('#real-long-run-text'), /estimated to take about \d+ (min|h).* Run it now\?/);
+  assert.equal(await page.evaluate(() => document.activeElement.id), 'real-long-run-yes');
+  await page.click('#real-long-run-no');
+  assert.equal(await page.isVisible('#real-long-run'), false);
+  assert.equal(await page.evaluate(() => document.body.dataset.realState), 'ready');
+  // Back to the short run: it starts at once, and its time against the estimate is kept to
+  // calibrate the next ones.
+  await page.fill('#real-steps', '60');
+  await page.waitForFunction(() => Number(document.body.dataset.realEstimate) < 120, null, { timeout: TIMEOUT });
+  const raw = Number(await page.evaluate(() => document.body.dataset.realEstimate));
+  const started = Date.now();
+  await page.click('#real-run');
+  assert.equal(await page.isVisible('#real-long-run'), false);
+  await waitReal(page, 'finished');
+  const took = (Date.now() - started) / 1000;
+  const ratios = await page.evaluate(() => JSON.parse(localStorage.getItem('sparse-playground/v1/estimate-ratios/real') || '[]'));
+  if (took >= 3) {
+    assert.equal(ratios.length, 1, JSON.stringify(ratios));
+    assert.ok(Math.abs(ratios[0] - took / raw) < 0.5 * (took / raw), `ratio ${ratios[0]} for ${took} s against ${raw} s`);
+    console.log(`  real-mode estimate ${raw.toFixed(1)} s, run ${took.toFixed(1)} s`);
+  }
   await ctx.close();
 });
 

@@ -6,6 +6,9 @@
 import { inspectActivations, realDefaults } from '../engine.js';
 import { $, banner, errorText } from '../page/state.js';
 import { downloadText } from '../page/files.js';
+import { calibration } from '../page/calibrate.mjs';
+import { formatDuration } from '../page/format.mjs';
+import { LONG_RUN_SECONDS } from '../page/player.js';
 import { parseTokens, renderFeature, renderFrontier, renderRealTable } from '../views/real.js';
 
 const SAMPLE = {
@@ -14,7 +17,7 @@ const SAMPLE = {
   tokens: new URL('../sample/smollm2-135m-l15.tokens.json', import.meta.url),
 };
 
-/** The page's defaults: the sample in a tab on one core (N = 2 x 576, 400 steps, a few minutes). */
+/** The page's defaults: the sample in one worker (N = 2 x 576, 400 steps; about 9 min in Chromium on a 2-core machine, so Run asks first). */
 const DEFAULTS = {
   latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
   center: true, scale: 'dim', k: 32, h: 1024, t: 3, resample: 200, methods: ['sae', 'topk', 'ito'],
@@ -27,7 +30,23 @@ const SCALES = ['dim', 'unit', 'none'];
 
 const real = {
   source: null, // {name, bytes: ArrayBuffer, tensor, tokens, dim, kind: 'sample' | 'file'}
+  // The worker holds the activations read once (a RealSource) and runs one experiment at a
+  // time; `workerSource` is the source it holds.
   worker: null,
+  workerSource: null,
+  // The time estimate of the form's experiment: {id, raw, seconds, training, analysis,
+  // analysisMax} once measured, {id} while it is, {id, error} when the engine refuses the
+  // config, null with no activations or an incomplete form.
+  estimate: null,
+  estimateTimer: 0,
+  nextEstimateId: 1,
+  // Run pressed (or a link's run=1) while the estimate was measured: decide once it is in.
+  waitEstimate: false,
+  longConfirmed: false,
+  // A run from its start to its end, timed to calibrate later estimates.
+  timing: null,
+  // The number of the last run started (the worker's messages about a run carry it).
+  runId: 0,
   results: null,
   running: false,
   rankings: [], // per method: latents by frequency (flat: latent, frequency, ...)
@@ -95,7 +114,19 @@ function whyNot(s) {
   for (const [key, id] of Object.entries(FIELDS)) {
     if (!Number.isFinite(s[key])) return `${$(id).labels[0].textContent.trim()}: enter a number.`;
   }
+  if (real.estimate && real.estimate.error) return `Not valid: ${real.estimate.error}`;
   return '';
+}
+
+/** The form's field that an engine error names (`methods[1].k`, `train.batch_size`), if any. */
+const ERROR_FIELDS = [
+  [/\.k\b/, 'real-k'], [/\.iterations\b/, 'real-t'], [/\.hidden/, 'real-h'], [/^latents\b/, 'real-latents'],
+  [/train\.steps/, 'real-steps'], [/train\.lr/, 'real-lr'], [/train\.l1_penalty/, 'real-l1'],
+  [/train\.batch_size/, 'real-batch'], [/gap\./, 'real-gap'], [/schedule\.resample_every/, 'real-resample'],
+];
+function fieldOfError(message) {
+  const found = ERROR_FIELDS.find(([re]) => re.test(message || ''));
+  return found ? found[1] : null;
 }
 
 function updateControls() {
@@ -103,6 +134,12 @@ function updateControls() {
   $('real-run').disabled = real.running || !!why;
   $('real-run-why').hidden = !why;
   $('real-run-why').textContent = why;
+  const bad = real.estimate && real.estimate.error ? fieldOfError(real.estimate.error) : null;
+  for (const id of Object.values(FIELDS)) {
+    if (id === bad) $(id).setAttribute('aria-invalid', 'true');
+    else $(id).removeAttribute('aria-invalid');
+  }
+  showEstimate();
   $('real-cancel').disabled = !real.running;
   $('real-export').disabled = !real.results;
   $('real-sample').disabled = real.running;
@@ -195,9 +232,73 @@ function useActivations(name, bytes, kind, tokensText) {
     `${name}: ${info.tokens.toLocaleString()} tokens × ${info.dim} (${info.dtype}${info.tensor ? `, tensor ${info.tensor}` : ''})` +
     (info.contexts != null ? `, token texts in ${info.contexts} contexts` : '');
   setStatus('Ready: press Run.');
+  sendSource();
+  requestEstimate(0);
   updateControls();
   updateLink();
   return true;
+}
+
+/** The worker, made (and given the activations) when first needed or after it failed. */
+function ensureWorker() {
+  if (!real.worker) {
+    real.worker = new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' });
+    real.worker.onmessage = (event) => onWorkerMessage(real.worker, event.data);
+    real.workerSource = null;
+  }
+  return real.worker;
+}
+
+/** Give the worker the current activations (its own copy: the page keeps the bytes). */
+function sendSource() {
+  if (!real.source || real.workerSource === real.source) return;
+  const worker = ensureWorker();
+  const bytes = real.source.bytes.slice(0);
+  worker.postMessage({ type: 'source', bytes, tensor: real.source.tensor }, [bytes]);
+  real.workerSource = real.source;
+}
+
+/** Time the form's experiment on a short trial in the worker, `delay` ms after the last edit. */
+function requestEstimate(delay = 400) {
+  clearTimeout(real.estimateTimer);
+  real.estimate = null;
+  real.longConfirmed = false;
+  if (!real.source || real.running || whyNot(readSettings())) {
+    showEstimate();
+    return;
+  }
+  const id = real.nextEstimateId++;
+  real.estimate = { id };
+  showEstimate();
+  real.estimateTimer = setTimeout(() => {
+    if (!real.estimate || real.estimate.id !== id) return;
+    sendSource();
+    real.worker.postMessage({ type: 'estimate', id, config: JSON.stringify(configFor(readSettings())) });
+  }, delay);
+}
+
+/** The estimate beside Run: what the run should take, or that it is being timed. */
+function showEstimate() {
+  const el = $('real-estimate');
+  const e = real.estimate;
+  delete document.body.dataset.realEstimate;
+  if (!e || e.error || real.running) {
+    el.textContent = '';
+    el.hidden = true;
+    return;
+  }
+  el.hidden = false;
+  if (e.seconds === undefined) {
+    el.textContent = 'Timing a short trial…';
+    return;
+  }
+  document.body.dataset.realEstimate = String(e.seconds);
+  const scale = e.seconds / e.raw;
+  const most = (e.training + e.analysisMax) * scale;
+  el.textContent =
+    `About ${formatDuration(e.seconds)} on this machine: training ${formatDuration(e.training * scale)}, ` +
+    `the gap's analysis ${formatDuration(e.analysis * scale)}` +
+    (most > e.seconds * 1.2 ? ` (up to ${formatDuration(most)} if its solvers need every iteration they may take).` : '.');
 }
 
 export async function loadSample() {
@@ -213,14 +314,42 @@ export async function loadSample() {
   }
 }
 
+/** Run pressed: start now, or once the estimate is in, or ask first when it is long. */
 function start() {
   const s = readSettings();
-  const why = whyNot(s);
-  if (why || real.running) return;
-  if (real.worker) real.worker.terminate();
-  const worker = new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' });
-  real.worker = worker;
+  if (whyNot(s) || real.running) return;
+  if (!real.longConfirmed) {
+    if (!real.estimate) requestEstimate(0);
+    if (real.estimate && real.estimate.seconds === undefined && !real.estimate.error) {
+      real.waitEstimate = true;
+      setStatus('Timing a short trial before the run…');
+      return;
+    }
+    if (real.estimate && real.estimate.seconds > LONG_RUN_SECONDS) {
+      askLongRun();
+      return;
+    }
+  }
+  launch(s);
+}
+
+function askLongRun() {
+  $('real-long-run-text').textContent = `This run is estimated to take about ${formatDuration(real.estimate.seconds)} on this machine (timed on a short trial of it). Run it now?`;
+  $('real-long-run').hidden = false;
+  $('real-long-run-yes').focus();
+}
+
+function hideLongRun() {
+  $('real-long-run').hidden = true;
+}
+
+function launch(s) {
+  hideLongRun();
+  real.longConfirmed = false;
+  sendSource();
+  const worker = real.worker;
   real.running = true;
+  real.waitEstimate = false;
   real.results = null;
   $('real-table').replaceChildren();
   $('real-frontier').replaceChildren();
@@ -228,40 +357,64 @@ function start() {
   $('real-progress').value = 0;
   setStatus('Starting…');
   updateControls();
-  worker.onmessage = (event) => {
-    const msg = event.data;
-    if (worker !== real.worker) return;
-    if (msg.type === 'progress') {
-      $('real-progress').value = msg.total ? msg.done / msg.total : 0;
-      setStatus(msg.status === 'done' ? 'Done.' : `${msg.status[0].toUpperCase()}${msg.status.slice(1)}…`);
-    } else if (msg.type === 'results') {
-      real.running = false;
-      real.results = JSON.parse(msg.json);
-      real.rankings = msg.rankings;
-      $('real-progress').value = 1;
-      setStatus('Done: the table, the frontier and the features below.');
-      render();
-      showFeatures();
-      updateControls();
-    } else if (msg.type === 'feature') {
-      const view = JSON.parse(msg.json);
-      renderFeature($('real-feature-view'), view, real.tokens, pickFeature);
-      $('real-feature-view').dataset.shown = `${view.method}:${view.latent}`;
-    } else if (msg.type === 'error' && !real.running) {
-      // A feature view the worker could not make; the run's results stay.
-      $('real-feature-view').textContent = msg.message;
-    } else if (msg.type === 'error') {
-      real.running = false;
-      worker.terminate();
-      real.worker = null;
-      setStatus(`Not run: ${msg.message}`);
-      banner('error', `The experiment could not run: ${msg.message}`, 'real-run');
-      updateControls();
+  // A run with an estimate, from its start to its end, calibrates later estimates.
+  real.timing = real.estimate && real.estimate.raw > 0 ? { start: performance.now(), raw: real.estimate.raw } : null;
+  real.runId += 1;
+  worker.postMessage({ type: 'start', run: real.runId, config: JSON.stringify(configFor(s)) });
+}
+
+function onWorkerMessage(worker, msg) {
+  if (worker !== real.worker) return;
+  if (msg.type === 'estimate') {
+    if (!real.estimate || real.estimate.id !== msg.id) return;
+    if (msg.error) {
+      real.estimate = { id: msg.id, error: msg.error };
+    } else {
+      const e = msg.estimate;
+      const scale = calibration.scale('real');
+      real.estimate = { id: msg.id, raw: e.seconds, seconds: e.seconds * scale, training: e.training, analysis: e.analysis, analysisMax: e.analysis_max };
     }
-  };
-  // The worker gets its own copy; the page keeps the bytes for the next run.
-  const bytes = real.source.bytes.slice(0);
-  worker.postMessage({ type: 'start', bytes, config: JSON.stringify(configFor(s)) }, [bytes]);
+    updateControls();
+    if (real.waitEstimate) {
+      real.waitEstimate = false;
+      if (real.estimate.error) setStatus(`Not run: ${real.estimate.error}`);
+      else start();
+    }
+  } else if ((msg.type === 'progress' || msg.type === 'results') && msg.run !== real.runId) {
+    // From a run cancelled since.
+  } else if (msg.type === 'progress') {
+    $('real-progress').value = msg.total ? msg.done / msg.total : 0;
+    setStatus(msg.status === 'done' ? 'Done.' : `${msg.status[0].toUpperCase()}${msg.status.slice(1)}…`);
+  } else if (msg.type === 'results') {
+    real.running = false;
+    if (real.timing) calibration.record('real', real.timing.raw, (performance.now() - real.timing.start) / 1000);
+    real.timing = null;
+    real.results = JSON.parse(msg.json);
+    real.rankings = msg.rankings;
+    $('real-progress').value = 1;
+    setStatus('Done: the table, the frontier and the features below.');
+    render();
+    showFeatures();
+    updateControls();
+  } else if (msg.type === 'feature') {
+    const view = JSON.parse(msg.json);
+    renderFeature($('real-feature-view'), view, real.tokens, pickFeature);
+    $('real-feature-view').dataset.shown = `${view.method}:${view.latent}`;
+  } else if (msg.type === 'error' && !real.running) {
+    // A feature view the worker could not make; the run's results stay.
+    $('real-feature-view').textContent = msg.message;
+  } else if (msg.type === 'error') {
+    // The worker is replaced (and given the activations again) at the next estimate or run.
+    real.running = false;
+    real.timing = null;
+    real.waitEstimate = false;
+    worker.terminate();
+    real.worker = null;
+    real.workerSource = null;
+    setStatus(`Not run: ${msg.message}`);
+    banner('error', `The experiment could not run: ${msg.message}`, 'real-run');
+    updateControls();
+  }
 }
 
 /** The feature section, once results are in: methods that trained, their most active latents. */
@@ -303,9 +456,10 @@ function pickFeature(method, latent) {
 }
 
 function cancel() {
-  if (real.worker) real.worker.terminate();
-  real.worker = null;
+  if (real.worker) real.worker.postMessage({ type: 'cancel' });
   real.running = false;
+  real.timing = null;
+  real.waitEstimate = false;
   setStatus('Cancelled.');
   updateControls();
 }
@@ -320,6 +474,7 @@ function render() {
 export async function openRealLink(hash) {
   const { settings, source, run } = parseRealLink(hash);
   writeSettings(settings);
+  requestEstimate(0);
   updateControls();
   if (source === 'file') {
     if (!real.source || real.source.kind !== 'file') {
@@ -336,6 +491,8 @@ export async function openRealLink(hash) {
 /** Leave the mode: a run under way stops (its worker is ended). */
 export function leaveReal() {
   if (real.running) cancel();
+  real.waitEstimate = false;
+  hideLongRun();
 }
 
 export function initRealPanel() {
@@ -355,6 +512,7 @@ export function initRealPanel() {
   for (const el of document.querySelectorAll('#real-aside input, #real-aside select')) {
     if (el.type === 'file') continue;
     el.addEventListener('input', () => {
+      requestEstimate();
       updateControls();
       if (real.source) updateLink();
     });
@@ -372,6 +530,14 @@ export function initRealPanel() {
     else $('real-feature-view').textContent = `Feature numbers go from 0 to ${max}.`;
   });
   $('real-cancel').addEventListener('click', cancel);
+  $('real-long-run-yes').addEventListener('click', () => {
+    real.longConfirmed = true;
+    start();
+  });
+  $('real-long-run-no').addEventListener('click', () => {
+    hideLongRun();
+    $('real-run').focus();
+  });
   $('real-copy-link').addEventListener('click', () => {
     updateLink();
     navigator.clipboard?.writeText($('real-share-link').value).catch(() => {});

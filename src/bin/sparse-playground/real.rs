@@ -5,7 +5,7 @@ use crate::cli::{default_memory_budget, progress_bar, RunArgs};
 use clap::Args;
 use sparse_playground::compute::{Backend, BackendKind};
 use sparse_playground::core::config::human_bytes;
-use sparse_playground::core::real::{RealConfig, RealExperiment, RealResults};
+use sparse_playground::core::real::{estimate_seconds, RealConfig, RealExperiment, RealResults};
 use sparse_playground::core::results::BackendInfo;
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::share;
@@ -206,6 +206,17 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
         cfg.methods.len(),
         cfg.train.steps
     );
+    if !args.quiet {
+        // A short trial first, so a long run says so before it takes the machine.
+        match estimate_seconds(&cfg, &acts, backend.clone(), default_clock) {
+            Ok(e) => eprintln!(
+                "estimated: about {:.0} s (training {:.0} s, the gap's analysis {:.0} s, up to \
+                 {:.0} s if its solvers run to their caps)",
+                e.seconds, e.training, e.analysis, e.analysis_max
+            ),
+            Err(e) => eprintln!("no estimate: {e}"),
+        }
+    }
     let started = default_clock();
     let mut exp = RealExperiment::new(cfg, &acts, backend.clone(), default_clock)
         .map_err(|e| format!("invalid config: {e}"))?;
