@@ -393,3 +393,55 @@ fn sweep_shards_merged_by_the_cli_equal_the_whole_sweep() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn synthetic_activations_run_with_their_truth_scored() {
+    let dir = temp_dir("synthetic");
+    let out = dir.join("syn.json");
+    let o = bin()
+        .args([
+            "run",
+            "--synthetic",
+            "16,8,2,512",
+            "--latents",
+            "16",
+            "--steps",
+            "60",
+            "--gap-tokens",
+            "32",
+            "--methods",
+            "sae:b,lista:t2",
+            "--out",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    // The estimate before the run, then the source named with its data model.
+    assert!(err.contains("estimated: about"), "{err}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        r["source"]["name"],
+        "synthetic: 16 atoms, 8 dims, K = 2, 512 tokens, seed 0"
+    );
+    for m in r["methods"].as_array().unwrap() {
+        for key in ["code_mcc", "dict_mcc"] {
+            let v = m[key].as_f64().unwrap_or(f64::NAN);
+            assert!(v > 0.0 && v <= 1.0, "{key} {v} in {m}");
+        }
+    }
+    for (spec, says) in [
+        ("16,8", "expected ATOMS,DIM,K,TOKENS"),
+        ("16,8,20,512", "K must be between 1 and N = 16"),
+    ] {
+        let o = bin()
+            .args(["run", "--quiet", "--synthetic", spec])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says), "{spec}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

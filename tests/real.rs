@@ -3,8 +3,9 @@
 
 use sparse_playground::core::config::{MethodConfig, SolverConfig};
 use sparse_playground::core::real::{
-    code_agreement, estimate_seconds, prepare, score_codes, MethodCosts, PointKind, Preprocess,
-    RealConfig, RealCosts, RealExperiment, Scaling, TrialScale, ESTIMATE_TOKENS,
+    code_agreement, estimate_seconds, prepare, score_codes, synthetic_activations as with_truth_of,
+    MethodCosts, PointKind, Preprocess, RealConfig, RealCosts, RealExperiment, Scaling, TrialScale,
+    ESTIMATE_TOKENS,
 };
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::Matrix;
@@ -942,4 +943,95 @@ fn a_trial_estimates_a_run_on_activations_and_refuses_what_the_run_would() {
         .unwrap_err()
         .to_string();
     assert_eq!(err, run_err);
+}
+
+#[test]
+fn synthetic_activations_score_code_mcc_along_the_frontier() {
+    let data = sparse_playground::core::config::DataConfig {
+        num_atoms: 16,
+        data_dim: 8,
+        sparsity_k: 2,
+        num_samples: 2048,
+        ..Default::default()
+    };
+    let (acts, truth) = with_truth_of(&data, 3);
+    // Each token (a row) is its true codes through the true dictionary.
+    assert_eq!((acts.tokens, acts.dim), (2048, 8));
+    for t in [0, 1, 2047] {
+        let x = &truth.dictionary * truth.codes.column(t);
+        for (d, v) in acts.row(t).iter().enumerate() {
+            assert!(
+                (v - x[d]).abs() < 1e-5,
+                "token {t}, dim {d}: {v} against {}",
+                x[d]
+            );
+        }
+    }
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![MethodConfig::TopkSae { k: 2, bias: true }],
+        seed: 2,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 1500;
+    cfg.train.lr = 3e-3;
+    cfg.train.l1_penalty = 1.0;
+    cfg.train.batch_size = Some(256);
+    cfg.train.log_every = 500;
+    cfg.gap.tokens = 128;
+    let cpu = || Arc::new(CpuBackend::new(1));
+    // A truth that does not fit the activations is refused.
+    let (_, other) = with_truth_of(
+        &sparse_playground::core::config::DataConfig {
+            num_samples: 100,
+            ..data.clone()
+        },
+        3,
+    );
+    let exp = RealExperiment::new(cfg.clone(), &acts, cpu(), default_clock).unwrap();
+    assert!(exp.with_truth(&other).unwrap_err().contains("does not fit"));
+    let mut exp = RealExperiment::new(cfg.clone(), &acts, cpu(), default_clock)
+        .unwrap()
+        .with_truth(&truth)
+        .unwrap();
+    exp.run_to_end(|_| {}).unwrap();
+    let r = exp.results(None);
+    let m = &r.methods[0];
+    let g = m.report.as_ref().unwrap();
+    eprintln!(
+        "code MCC {:?}, dictionary MCC {:?}, optimum's {:?}, cold 1 {:?}",
+        m.code_mcc,
+        m.dict_mcc,
+        g.optimum.code_mcc,
+        g.frontier
+            .iter()
+            .find(|p| p.kind == PointKind::Cold)
+            .map(|p| p.code_mcc)
+    );
+    assert_eq!(m.code_mcc, g.own.code_mcc);
+    // Every point is scored, and the learned features are the true ones up to what 1,500
+    // steps recover.
+    assert!(g
+        .frontier
+        .iter()
+        .all(|p| p.code_mcc.is_some_and(|v| v > 0.0 && v <= 1.0)));
+    assert!(m.dict_mcc.unwrap() > 0.85, "{:?}", m.dict_mcc);
+    assert!(m.code_mcc.unwrap() > 0.6, "{:?}", m.code_mcc);
+    // One ISTA iteration from zero recovers far less than the optimum of the same dictionary.
+    let cold1 = g
+        .frontier
+        .iter()
+        .find(|p| p.kind == PointKind::Cold && p.iterations == 1)
+        .unwrap();
+    assert!(
+        cold1.code_mcc.unwrap() < g.optimum.code_mcc.unwrap() - 0.05,
+        "{:?} against {:?}",
+        cold1.code_mcc,
+        g.optimum.code_mcc
+    );
+    // Without a truth nothing of it is written.
+    let mut plain = RealExperiment::new(cfg, &acts, cpu(), default_clock).unwrap();
+    plain.run_to_end(|_| {}).unwrap();
+    let json = plain.results(None).to_json();
+    assert!(!json.contains("code_mcc") && !json.contains("dict_mcc"));
 }

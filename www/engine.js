@@ -7,6 +7,7 @@ export {
   Playground,
   RealRunner,
   RealSource,
+  checkSynthetic,
   SweepRunner,
   decodeLink,
   decodeSweepLink,

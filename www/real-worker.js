@@ -3,6 +3,7 @@
 // RealRunner, advanced in slices of about SLICE_MS so that messages (Cancel, an estimate) are
 // handled between them. Messages in:
 //   {type: 'source', bytes: ArrayBuffer, tensor}  the activations (replace any before)
+//   {type: 'synthetic', atoms, dim, k, tokens, seed}  or synthetic ones with a known truth
 //   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
 //   {type: 'start', run, config: JSON text}       run it (`run` numbers it in the replies)
 //   {type: 'cancel'}                               stop the run (its results are dropped)
@@ -79,6 +80,12 @@ function handle(msg) {
         if (source) source.free();
         source = null;
         source = new engine.RealSource(new Uint8Array(msg.bytes), msg.tensor || undefined);
+        break;
+      case 'synthetic':
+        dropRunner();
+        if (source) source.free();
+        source = null;
+        source = engine.RealSource.synthetic(msg.atoms, msg.dim, msg.k, msg.tokens, msg.seed);
         break;
       case 'estimate': {
         if (!source) throw new Error('no activations to estimate on');

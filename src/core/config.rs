@@ -911,6 +911,27 @@ fn check_json_shape(value: &serde_json::Value) -> Result<(), ConfigError> {
     Ok(())
 }
 
+impl DataConfig {
+    /// Sizes within the limits, K at most N, noise and skew finite.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        use limits::*;
+        check_size("data.num_atoms", self.num_atoms, 1, MAX_ATOMS)?;
+        check_size("data.data_dim", self.data_dim, 1, MAX_DATA_DIM)?;
+        check_size("data.num_samples", self.num_samples, 2, MAX_SAMPLES)?;
+        if self.sparsity_k == 0 || self.sparsity_k > self.num_atoms {
+            return Err(ConfigError::invalid(
+                "data.sparsity_k",
+                format!(
+                    "K must be between 1 and N = {} (active sources cannot outnumber sources), got {}",
+                    self.num_atoms, self.sparsity_k
+                ),
+            ));
+        }
+        check_non_negative_finite("data.noise_std", self.noise_std, 1e3)?;
+        check_non_negative_finite("data.frequency_skew", self.frequency_skew, 10.0)
+    }
+}
+
 impl ExperimentConfig {
     /// Parse JSON text; unknown keys and method kinds are errors that say what is accepted.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
@@ -953,20 +974,7 @@ impl ExperimentConfig {
             ));
         }
         let d = &self.data;
-        check_size("data.num_atoms", d.num_atoms, 1, MAX_ATOMS)?;
-        check_size("data.data_dim", d.data_dim, 1, MAX_DATA_DIM)?;
-        check_size("data.num_samples", d.num_samples, 2, MAX_SAMPLES)?;
-        if d.sparsity_k == 0 || d.sparsity_k > d.num_atoms {
-            return Err(ConfigError::invalid(
-                "data.sparsity_k",
-                format!(
-                    "K must be between 1 and N = {} (active sources cannot outnumber sources), got {}",
-                    d.num_atoms, d.sparsity_k
-                ),
-            ));
-        }
-        check_non_negative_finite("data.noise_std", d.noise_std, 1e3)?;
-        check_non_negative_finite("data.frequency_skew", d.frequency_skew, 10.0)?;
+        d.check()?;
 
         let t = &self.train;
         if t.steps > MAX_STEPS {

@@ -641,6 +641,10 @@ pub struct FrontierPoint {
     /// [`GapReport::matched_l0`]): what more inference buys at the same sparsity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explained_variance_at_l0: Option<f64>,
+    /// Code MCC against the true codes of the analysed tokens, where they are known (synthetic
+    /// activations, [`synthetic_activations`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_mcc: Option<f64>,
 }
 
 /// Explained variance of codes `s` (N x n) through `dict` on `x`, each token's codes cut to
@@ -695,6 +699,9 @@ pub struct GapReport {
     /// the method's encoder's mean L0 (its own inference's without an encoder), rounded up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_l0: Option<usize>,
+    /// Dictionary MCC of the method's dictionary against the true one, where it is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dict_mcc: Option<f64>,
 }
 
 /// One evaluation of the held-out set during training.
@@ -720,6 +727,11 @@ pub struct RealMethodResult {
     pub l0: Option<f64>,
     pub dead_latents: Option<usize>,
     pub amortisation_gap: Option<f64>,
+    /// Code MCC of its own codes and dictionary MCC, on synthetic activations (known truth).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_mcc: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dict_mcc: Option<f64>,
     pub log: Vec<RealRecord>,
     /// Dead latents resampled during training.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -946,6 +958,49 @@ pub struct RealExperiment {
     gap_host: Matrix,
     runs: Vec<RealRun>,
     clock: fn() -> f64,
+    /// The true dictionary and the true codes of the analysed tokens, where known.
+    truth: Option<GapTruth>,
+}
+
+/// What synthetic activations were made of: the true dictionary (dims x atoms, unit atoms)
+/// and every token's true codes (atoms x tokens, in the file's row order).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Truth {
+    pub dictionary: Matrix,
+    pub codes: Matrix,
+}
+
+/// The truth of the analysed tokens.
+#[derive(Clone, Debug)]
+struct GapTruth {
+    dictionary: Matrix,
+    codes: Matrix,
+}
+
+/// Code MCC of `codes` (latents x analysed tokens) against the truth, if there is one.
+fn truth_mcc(truth: Option<&GapTruth>, codes: &Matrix) -> Option<f64> {
+    truth.and_then(|t| metrics::code_mcc(&t.codes, codes).ok().map(|m| m.mcc))
+}
+
+/// Activations with a known truth: `data.num_samples` tokens of the paper's data model
+/// (x = D s, K of the N unit atoms active per token, non-negative codes unless `signed_codes`,
+/// noise as configured) from `seed`, and the truth they were made of. Experiments on them
+/// score every frontier point by code MCC and every dictionary by dictionary MCC.
+pub fn synthetic_activations(data: &super::config::DataConfig, seed: u64) -> (Activations, Truth) {
+    let set = super::data::Dataset::generate(data, seed);
+    // The M x n signals, a column per token, are the tokens x M array of a file, row-major.
+    let acts = Activations {
+        tokens: data.num_samples,
+        dim: data.data_dim,
+        values: set.train_signals.as_slice().to_vec(),
+        dtype: "float32",
+        tensor: None,
+    };
+    let truth = Truth {
+        dictionary: set.dictionary,
+        codes: set.train_codes,
+    };
+    (acts, truth)
 }
 
 impl std::fmt::Debug for RealExperiment {
@@ -1000,7 +1055,34 @@ impl RealExperiment {
             source,
             backend,
             clock,
+            truth: None,
         })
+    }
+
+    /// Score against `truth` (of the activations this experiment was made from): code MCC at
+    /// every frontier point and dictionary MCC per method. Before any work is done.
+    pub fn with_truth(mut self, truth: &Truth) -> Result<Self, String> {
+        let (dim, tokens) = (self.source.dim, self.source.tokens);
+        if truth.dictionary.nrows() != dim
+            || truth.codes.ncols() != tokens
+            || truth.codes.nrows() != truth.dictionary.ncols()
+        {
+            return Err(format!(
+                "the truth ({} x {} dictionary, {} x {} codes) does not fit {tokens} tokens of \
+                 {dim} dimensions",
+                truth.dictionary.nrows(),
+                truth.dictionary.ncols(),
+                truth.codes.nrows(),
+                truth.codes.ncols()
+            ));
+        }
+        let n = self.gap_host.ncols();
+        let rows = &self.data.test_rows[..n];
+        self.truth = Some(GapTruth {
+            dictionary: truth.dictionary.clone(),
+            codes: Matrix::from_fn(truth.codes.nrows(), n, |r, c| truth.codes[(r, rows[c])]),
+        });
+        Ok(self)
     }
 
     pub fn data(&self) -> &RealData {
@@ -1154,7 +1236,13 @@ impl RealExperiment {
             evaluate(b, cfg, run, &self.test_x, &self.data.test, Some(loss), wall)?;
         }
         if run.step == cfg.train.steps && run.error.is_none() {
-            let analysis = start_analysis(b, cfg, run, &self.gap_x, &self.gap_host)?;
+            let analysis = start_analysis(
+                b,
+                cfg,
+                run,
+                (&self.gap_x, &self.gap_host),
+                self.truth.as_ref(),
+            )?;
             if let Some(codes) = run.learner.encode(b, &self.test_x) {
                 run.features = Some(FeatureData {
                     dict: analysis.dict_host.clone(),
@@ -1181,7 +1269,7 @@ impl RealExperiment {
         };
         if a.current.is_none() {
             let Some((kind, iterations)) = a.jobs.first().copied() else {
-                run.report = Some(finish_analysis(a, l1, n));
+                run.report = Some(finish_analysis(a, l1, n, self.truth.as_ref()));
                 if run.features.is_none() {
                     // Sparse coding: its own codes of the analysed tokens.
                     let own = a
@@ -1277,6 +1365,7 @@ impl RealExperiment {
                 let keep = matches!(kind, PointKind::Inference | PointKind::Optimum);
                 let k = *a.matched_l0.get_or_insert(matched_budget(score.l0));
                 let ev_k = explained_variance_at_l0(&a.dict_host, &self.gap_host, &codes, k);
+                let code_mcc = truth_mcc(self.truth.as_ref(), &codes);
                 a.points.push((
                     FrontierPoint {
                         kind,
@@ -1284,6 +1373,7 @@ impl RealExperiment {
                         flops_per_token,
                         score,
                         explained_variance_at_l0: Some(ev_k),
+                        code_mcc,
                     },
                     keep.then_some(codes),
                 ));
@@ -1453,6 +1543,8 @@ impl RealExperiment {
                         l0: own.map(|s| s.l0),
                         dead_latents: own.map(|s| s.dead_latents),
                         amortisation_gap: r.report.as_ref().map(|g| g.amortisation_gap),
+                        code_mcc: r.report.as_ref().and_then(|g| g.own.code_mcc),
+                        dict_mcc: r.report.as_ref().and_then(|g| g.dict_mcc),
                         log: r.log.clone(),
                         resampled: r.resampled.clone(),
                         report: r.report.clone(),
@@ -2102,8 +2194,8 @@ fn start_analysis(
     b: &dyn Backend,
     cfg: &RealConfig,
     run: &mut RealRun,
-    gap_x: &Tensor,
-    gap_host: &Matrix,
+    (gap_x, gap_host): (&Tensor, &Matrix),
+    truth: Option<&GapTruth>,
 ) -> Result<Analysis, BackendError> {
     let dict = dictionary(b, &mut run.learner);
     let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
@@ -2141,6 +2233,7 @@ fn start_analysis(
                         flops_per_token: encoder_flops,
                         score,
                         explained_variance_at_l0: Some(ev_k),
+                        code_mcc: truth_mcc(truth, host),
                     },
                     Some(host.clone()),
                 ));
@@ -2214,7 +2307,12 @@ fn own_solver(
     }
 }
 
-fn finish_analysis(a: &mut Analysis, l1: f64, tokens: usize) -> GapReport {
+fn finish_analysis(
+    a: &mut Analysis,
+    l1: f64,
+    tokens: usize,
+    truth: Option<&GapTruth>,
+) -> GapReport {
     let take = |kind: PointKind, points: &[(FrontierPoint, Option<Matrix>)]| {
         points.iter().position(|(p, _)| p.kind == kind)
     };
@@ -2245,5 +2343,10 @@ fn finish_analysis(a: &mut Analysis, l1: f64, tokens: usize) -> GapReport {
         support_jaccard,
         frontier,
         matched_l0: a.matched_l0,
+        dict_mcc: truth.and_then(|t| {
+            metrics::dict_mcc(&t.dictionary, &a.dict_host)
+                .ok()
+                .map(|m| m.mcc)
+        }),
     }
 }

@@ -3,8 +3,11 @@
 //! and the results come out as the CLI's JSON.
 
 use super::clock_seconds;
+use crate::core::config::DataConfig;
 use crate::core::config::{human_bytes, limits};
-use crate::core::real::{estimate_seconds, RealConfig, RealExperiment};
+use crate::core::real::{
+    estimate_seconds, synthetic_activations, RealConfig, RealExperiment, Truth,
+};
 use crate::formats::activations;
 use crate::CpuBackend;
 use std::sync::Arc;
@@ -65,6 +68,38 @@ fn budget(acts: &activations::Activations, cfg: Option<&RealConfig>) -> Result<(
 #[derive(Debug)]
 pub struct RealSource {
     acts: activations::Activations,
+    /// What synthetic activations were made of (none for a file).
+    truth: Option<Truth>,
+}
+
+/// The data model of synthetic activations: `atoms` unit atoms in `dim` dimensions, `k` active
+/// per token (non-negative codes), `tokens` tokens.
+fn synthetic_data(atoms: u32, dim: u32, k: u32, tokens: u32) -> Result<DataConfig, JsError> {
+    let data = DataConfig {
+        num_atoms: atoms as usize,
+        data_dim: dim as usize,
+        sparsity_k: k as usize,
+        num_samples: tokens as usize,
+        ..DataConfig::default()
+    };
+    data.check().map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(data)
+}
+
+/// Check the sizes of synthetic activations for the page (the same checks as the worker's
+/// `RealSource.synthetic`) and say what they would be: `{tokens, dim}`.
+#[wasm_bindgen(js_name = checkSynthetic)]
+pub fn check_synthetic(atoms: u32, dim: u32, k: u32, tokens: u32) -> Result<JsValue, JsError> {
+    let data = synthetic_data(atoms, dim, k, tokens)?;
+    let bytes = (data.num_samples * data.data_dim) as u64 * 4;
+    if bytes > limits::PAGE_MEMORY_BUDGET {
+        return Err(JsError::new(&format!(
+            "memory: {} of activations, over the page's budget of {}",
+            human_bytes(bytes),
+            human_bytes(limits::PAGE_MEMORY_BUDGET)
+        )));
+    }
+    super::to_js(&serde_json::json!({ "tokens": data.num_samples, "dim": data.data_dim }))
 }
 
 #[wasm_bindgen]
@@ -75,7 +110,31 @@ impl RealSource {
         let acts = activations::parse(bytes, tensor.as_deref())
             .map_err(|e| JsError::new(&e.to_string()))?;
         budget(&acts, None)?;
-        Ok(RealSource { acts })
+        Ok(RealSource { acts, truth: None })
+    }
+
+    /// Synthetic activations of the paper's data model drawn from `seed`, with their truth:
+    /// experiments on them also report code and dictionary MCC.
+    pub fn synthetic(
+        atoms: u32,
+        dim: u32,
+        k: u32,
+        tokens: u32,
+        seed: f64,
+    ) -> Result<RealSource, JsError> {
+        if !(seed.is_finite() && seed >= 0.0 && seed.fract() == 0.0 && seed < 2f64.powi(53)) {
+            return Err(JsError::new(&format!(
+                "seed: expected a whole number from 0, got {seed}"
+            )));
+        }
+        let seed = seed as u64;
+        let data = synthetic_data(atoms, dim, k, tokens)?;
+        let (acts, truth) = synthetic_activations(&data, seed);
+        budget(&acts, None)?;
+        Ok(RealSource {
+            acts,
+            truth: Some(truth),
+        })
     }
 
     /// Seconds the experiment of `config_json` should take in this worker, from a short trial
@@ -122,8 +181,11 @@ impl RealRunner {
         cfg.validate(acts.tokens, acts.dim)
             .map_err(|e| JsError::new(&e.to_string()))?;
         budget(acts, Some(&cfg))?;
-        let exp = RealExperiment::new(cfg, acts, Arc::new(CpuBackend::new(1)), clock_seconds)
+        let mut exp = RealExperiment::new(cfg, acts, Arc::new(CpuBackend::new(1)), clock_seconds)
             .map_err(|e| JsError::new(&e.to_string()))?;
+        if let Some(truth) = &source.truth {
+            exp = exp.with_truth(truth).map_err(|e| JsError::new(&e))?;
+        }
         Ok(RealRunner { exp })
     }
 

@@ -171,6 +171,45 @@ await test('a run on activations shows its time before it starts, and a long one
   await ctx.close();
 });
 
+await test('synthetic activations with known features score code MCC, on the table and the frontier', async () => {
+  const link = 'real=synthetic&syn=32,16,3,2048&N=32&steps=1500&l1=1&lr=0.003&gap=64&k=3';
+  const { ctx, page } = await newPage(await browser.newContext({ viewport: { width: 1440, height: 1100 } }));
+  await page.goto(`${origin}${BASE}#${link}&run=1`);
+  await waitReal(page, 'finished');
+  assert.match(await page.textContent('#real-source'), /synthetic: 32 true features in 16 dimensions, K = 3: 2,048 tokens × 16/);
+  const rows = await page.$$eval('#real-table tbody tr', (trs) =>
+    trs.map((tr) => ({ name: tr.dataset.method, mcc: Number(tr.querySelector('[data-code-mcc]')?.dataset.codeMcc), cells: tr.cells.length })),
+  );
+  assert.deepEqual(rows.map((r) => r.name), ['SAE', 'TopK SAE (k=3)', 'SAE + ITO (fista)']);
+  for (const r of rows) assert.ok(r.mcc > 0.3 && r.mcc <= 1, JSON.stringify(r));
+  assert.ok((await page.$$eval('#real-table thead th', (th) => th.map((h) => h.textContent))).includes('Dictionary MCC'));
+  // The frontier in code MCC: every method's encoder-and-warm-start line and its FISTA from zero.
+  assert.equal(await page.isDisabled('#real-frontier-mcc'), false);
+  await page.selectOption('#real-frontier-y', 'mcc');
+  await page.waitForFunction(() => document.querySelector('#real-frontier').dataset.y === 'mcc');
+  assert.equal(await page.getAttribute('#real-frontier', 'data-series'), '6');
+  assert.match(await page.textContent('#real-frontier'), /code MCC/);
+  assert.match(await page.textContent('#real-frontier figcaption'), /true features/);
+  assert.match(await page.inputValue('#real-share-link'), new RegExp(`#${link}$`));
+  // The form's button makes others and suggests settings that show the gap: one latent per
+  // true feature, TopK's k the true K, and the methods to compare.
+  await page.fill('#real-syn-atoms', '48');
+  await page.fill('#real-syn-k', '5');
+  await page.click('#real-synthetic');
+  assert.match(await page.textContent('#real-source'), /48 true features in 16 dimensions, K = 5/);
+  assert.equal(await page.inputValue('#real-latents'), '48');
+  assert.equal(await page.inputValue('#real-k'), '5');
+  assert.equal(await page.isChecked('#real-m-lista'), true);
+  assert.match(await page.inputValue('#real-share-link'), /real=synthetic&syn=48,16,5,2048&/);
+  // Sizes the engine refuses are refused, and the activations stay.
+  await page.fill('#real-syn-k', '100');
+  await page.click('#real-synthetic');
+  await page.waitForSelector('.banner.error');
+  assert.match(await page.textContent('.banner.error'), /K must be between 1 and N = 48.*still using synthetic/);
+  await page.screenshot({ path: join(ARTIFACTS, 'real-synthetic.png'), fullPage: true });
+  await ctx.close();
+});
+
 await test('a real-activation link with an unknown key says so', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#real=sample&latents=5`);

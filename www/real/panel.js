@@ -3,13 +3,13 @@
 // table and the compute frontier (../views/real.js). Links: `real=sample` and the settings that
 // differ from the defaults (see LINK_KEYS); a file of one's own cannot travel in a link, so its
 // link says `real=file` and asks for the file again.
-import { inspectActivations, realDefaults } from '../engine.js';
+import { checkSynthetic, inspectActivations, realDefaults } from '../engine.js';
 import { $, banner, errorText } from '../page/state.js';
 import { downloadText } from '../page/files.js';
 import { calibration } from '../page/calibrate.mjs';
 import { formatDuration } from '../page/format.mjs';
 import { LONG_RUN_SECONDS } from '../page/player.js';
-import { parseTokens, renderFeature, renderFrontier, renderRealTable } from '../views/real.js';
+import { hasTruth, parseTokens, renderFeature, renderFrontier, renderRealTable } from '../views/real.js';
 
 const SAMPLE = {
   name: 'smollm2-135m-l15 (SmolLM2-135M, block 15, Pride and Prejudice)',
@@ -24,12 +24,19 @@ const DEFAULTS = {
 };
 const METHOD_NAMES = ['sae', 'topk', 'batchtopk', 'jumprelu', 'ito', 'lista', 'mlp', 'sc'];
 const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h', T: 't', resample: 'resample' };
-const LINK_KEYS = new Set(['real', 'methods', 'center', 'scale', 'run', ...Object.keys(NUMBER_KEYS)]);
+const LINK_KEYS = new Set(['real', 'syn', 'methods', 'center', 'scale', 'run', ...Object.keys(NUMBER_KEYS)]);
+/** Synthetic activations: true features, dimensions, K and tokens (link `syn=64,32,4,4096`). */
+const SYNTHETIC = { atoms: 64, dim: 32, k: 4, tokens: 4096 };
+const SYN_FIELDS = { atoms: 'real-syn-atoms', dim: 'real-syn-dim', k: 'real-syn-k', tokens: 'real-syn-tokens' };
+/** Settings that show the gap on synthetic activations in seconds (N = the true features): 6.5 s in Chromium on 2 cores at the default sizes. */
+const SYNTHETIC_SETTINGS = { steps: 3000, l1: 1, lr: 0.003, t: 3, methods: ['sae', 'topk', 'ito', 'lista'] };
 const FIELDS = { latents: 'real-latents', steps: 'real-steps', l1: 'real-l1', lr: 'real-lr', batch: 'real-batch', gap: 'real-gap', seed: 'real-seed', k: 'real-k', h: 'real-h', t: 'real-t', resample: 'real-resample' };
 const SCALES = ['dim', 'unit', 'none'];
 
 const real = {
-  source: null, // {name, bytes: ArrayBuffer, tensor, tokens, dim, kind: 'sample' | 'file'}
+  // {name, bytes: ArrayBuffer, tensor, tokens, dim, kind: 'sample' | 'file'}, or for synthetic
+  // activations {name, kind: 'synthetic', spec: {atoms, dim, k, tokens}, tokens, dim}.
+  source: null,
   // The worker holds the activations read once (a RealSource) and runs one experiment at a
   // time; `workerSource` is the source it holds.
   worker: null,
@@ -150,7 +157,9 @@ function updateControls() {
 /** The link of the current settings: only what differs from the defaults. */
 export function realLink(autorun = false) {
   const s = readSettings();
-  const parts = [`real=${real.source && real.source.kind === 'file' ? 'file' : 'sample'}`];
+  const kind = real.source ? real.source.kind : 'sample';
+  const parts = [`real=${kind}`];
+  if (kind === 'synthetic') parts.push(`syn=${synSpecText(real.source.spec)}`);
   const shortKey = Object.fromEntries(Object.entries(NUMBER_KEYS).map(([k, v]) => [v, k]));
   for (const key of Object.keys(FIELDS)) {
     if (Number.isFinite(s[key]) && s[key] !== DEFAULTS[key]) parts.push(`${shortKey[key]}=${s[key]}`);
@@ -176,6 +185,7 @@ export function isRealLink(hash) {
 export function parseRealLink(hash) {
   const s = { ...DEFAULTS, methods: [...DEFAULTS.methods] };
   let source = 'sample';
+  let spec = null;
   let run = false;
   const seen = new Set();
   for (const pair of hash.split('&').filter(Boolean)) {
@@ -186,8 +196,14 @@ export function parseRealLink(hash) {
     if (seen.has(key)) throw new Error(`\`${key}\` appears twice`);
     seen.add(key);
     if (key === 'real') {
-      if (value !== 'sample' && value !== 'file') throw new Error(`real=${value}: expected sample or file`);
+      if (!['sample', 'file', 'synthetic'].includes(value)) throw new Error(`real=${value}: expected sample, file or synthetic`);
       source = value;
+    } else if (key === 'syn') {
+      const v = value.split(',').map(Number);
+      if (v.length !== 4 || !v.every((x) => Number.isInteger(x) && x > 0)) {
+        throw new Error(`syn=${value}: expected four whole numbers, true features,dimensions,K,tokens`);
+      }
+      spec = { atoms: v[0], dim: v[1], k: v[2], tokens: v[3] };
     } else if (key in NUMBER_KEYS) {
       const v = Number(value);
       if (value === '' || !Number.isFinite(v)) throw new Error(`${key}=${value}: expected a number`);
@@ -208,7 +224,35 @@ export function parseRealLink(hash) {
       run = true;
     }
   }
-  return { settings: s, source, run };
+  if (spec && source !== 'synthetic') throw new Error('`syn` goes with real=synthetic');
+  return { settings: s, source, run, spec: source === 'synthetic' ? spec || { ...SYNTHETIC } : null };
+}
+
+function synSpecText(spec) {
+  return [spec.atoms, spec.dim, spec.k, spec.tokens].join(',');
+}
+
+/** Make synthetic activations of `spec` the source (checked by the engine first). */
+function useSynthetic(spec) {
+  let info;
+  try {
+    info = checkSynthetic(spec.atoms, spec.dim, spec.k, spec.tokens);
+  } catch (e) {
+    banner('error', `These synthetic activations cannot be made: ${errorText(e)}${real.source ? ` (still using ${real.source.name})` : ''}`, 'real-synthetic');
+    return false;
+  }
+  for (const [key, id] of Object.entries(SYN_FIELDS)) $(id).value = String(spec[key]);
+  $('real-synthetic-box').open = true;
+  const name = `synthetic: ${spec.atoms} true features in ${spec.dim} dimensions, K = ${spec.k}`;
+  real.source = { name, kind: 'synthetic', spec: { ...spec }, tokens: info.tokens, dim: info.dim };
+  real.tokens = null;
+  clearResults();
+  $('real-source').textContent = `${name}: ${info.tokens.toLocaleString()} tokens × ${info.dim}, drawn from the seed; their true features are known, so code MCC is scored too`;
+  setStatus('Ready: press Run.');
+  requestEstimate(0);
+  updateControls();
+  updateLink();
+  return true;
 }
 
 function setStatus(text) {
@@ -227,7 +271,7 @@ function useActivations(name, bytes, kind, tokensText) {
   }
   real.source = { name, bytes, kind, tokens: info.tokens, dim: info.dim, tokensText };
   real.tokens = parseTokens(tokensText);
-  real.results = null;
+  clearResults();
   $('real-source').textContent =
     `${name}: ${info.tokens.toLocaleString()} tokens × ${info.dim} (${info.dtype}${info.tensor ? `, tensor ${info.tensor}` : ''})` +
     (info.contexts != null ? `, token texts in ${info.contexts} contexts` : '');
@@ -251,11 +295,18 @@ function ensureWorker() {
 
 /** Give the worker the current activations (its own copy: the page keeps the bytes). */
 function sendSource() {
-  if (!real.source || real.workerSource === real.source) return;
+  if (!real.source) return;
+  // Synthetic activations are drawn from the form's seed: a new seed, new activations.
+  const key = real.source.kind === 'synthetic' ? `${synSpecText(real.source.spec)}/${readSettings().seed}` : real.source;
+  if (real.worker && real.workerSource === key) return;
   const worker = ensureWorker();
-  const bytes = real.source.bytes.slice(0);
-  worker.postMessage({ type: 'source', bytes, tensor: real.source.tensor }, [bytes]);
-  real.workerSource = real.source;
+  if (real.source.kind === 'synthetic') {
+    worker.postMessage({ type: 'synthetic', ...real.source.spec, seed: readSettings().seed });
+  } else {
+    const bytes = real.source.bytes.slice(0);
+    worker.postMessage({ type: 'source', bytes, tensor: real.source.tensor }, [bytes]);
+  }
+  real.workerSource = key;
 }
 
 /** Time the form's experiment on a short trial in the worker, `delay` ms after the last edit. */
@@ -314,6 +365,14 @@ export async function loadSample() {
   }
 }
 
+/** New activations or a new run: the last results go (they were of other data or settings). */
+function clearResults() {
+  real.results = null;
+  $('real-table').replaceChildren();
+  $('real-frontier').replaceChildren();
+  $('real-features').hidden = true;
+}
+
 /** Run pressed: start now, or once the estimate is in, or ask first when it is long. */
 function start() {
   const s = readSettings();
@@ -350,10 +409,7 @@ function launch(s) {
   const worker = real.worker;
   real.running = true;
   real.waitEstimate = false;
-  real.results = null;
-  $('real-table').replaceChildren();
-  $('real-frontier').replaceChildren();
-  $('real-features').hidden = true;
+  clearResults();
   $('real-progress').value = 0;
   setStatus('Starting…');
   updateControls();
@@ -466,16 +522,25 @@ function cancel() {
 
 function render() {
   if (!real.results) return;
+  const truth = hasTruth(real.results);
+  $('real-frontier-mcc').disabled = !truth;
+  if (!truth && $('real-frontier-y').value === 'mcc') $('real-frontier-y').value = 'excess';
   renderRealTable($('real-table'), real.results);
   renderFrontier($('real-frontier'), real.results, $('real-frontier-y').value);
 }
 
 /** Open a link of this mode: settings into the form, the sample loaded, a run if it says so. */
 export async function openRealLink(hash) {
-  const { settings, source, run } = parseRealLink(hash);
+  const { settings, source, run, spec } = parseRealLink(hash);
   writeSettings(settings);
   requestEstimate(0);
   updateControls();
+  if (source === 'synthetic') {
+    const same = real.source && real.source.kind === 'synthetic' && synSpecText(real.source.spec) === synSpecText(spec);
+    if (!same && !useSynthetic(spec)) return;
+    if (run) start();
+    return;
+  }
   if (source === 'file') {
     if (!real.source || real.source.kind !== 'file') {
       setStatus('This link was made with a file of activations: choose it again above.');
@@ -497,6 +562,18 @@ export function leaveReal() {
 
 export function initRealPanel() {
   $('real-sample').addEventListener('click', () => loadSample());
+  $('real-synthetic').addEventListener('click', () => {
+    const spec = Object.fromEntries(Object.entries(SYN_FIELDS).map(([key, id]) => [key, Number($(id).value)]));
+    if (!Object.values(spec).every((v) => Number.isInteger(v) && v > 0)) {
+      banner('error', 'Synthetic activations: enter whole numbers above 0 for the true features, dimensions, K and tokens.', 'real-synthetic');
+      return;
+    }
+    // Settings under which the gap shows in code MCC within a minute: one latent per true
+    // feature, TopK's k the true K.
+    const s = { ...readSettings(), ...SYNTHETIC_SETTINGS, latents: spec.atoms, k: spec.k };
+    writeSettings(s);
+    useSynthetic(spec);
+  });
   $('real-file').addEventListener('change', async (e) => {
     const file = e.target.files[0];
     if (!file) return;
@@ -506,7 +583,7 @@ export function initRealPanel() {
   });
   $('real-tokens-file').addEventListener('change', async (e) => {
     const file = e.target.files[0];
-    if (!file || !real.source) return;
+    if (!file || !real.source || !real.source.bytes) return;
     useActivations(real.source.name, real.source.bytes, real.source.kind, await file.text());
   });
   for (const el of document.querySelectorAll('#real-aside input, #real-aside select')) {

@@ -1,12 +1,16 @@
 // The real-activations results: a table per method (explained variance, L0, dead latents, the
 // amortisation gap and how close its codes are to the optimal ones) and the compute frontier
 // (each point's excess objective over the optimum of its dictionary against inference FLOPs
-// per token). Both read the CLI's results JSON (`core::real::RealResults`).
+// per token). On synthetic activations, whose true features are known, the table adds code and
+// dictionary MCC and the frontier can show code MCC. Both read the CLI's results JSON
+// (`core::real::RealResults`).
 import { formatNumber, kindColors, renderSVG } from '../charts.js';
 
 /** The table, one row per method. */
 export function renderRealTable(table, results) {
+  const truth = hasTruth(results);
   const head = ['Method', 'Explained variance', 'L0', 'Dead latents', 'Objective', 'Optimum', 'Gap', 'Cosine to optimal codes', 'Support overlap', 'Inference FLOPs / token', 'Optimum iterations'];
+  if (truth) head.push('Code MCC', 'Code MCC at the optimum', 'Dictionary MCC');
   const thead = document.createElement('thead');
   const hr = document.createElement('tr');
   for (const h of head) {
@@ -42,6 +46,7 @@ export function renderRealTable(table, results) {
           g.support_jaccard,
           g.own.flops_per_token,
           `${g.optimum_solver.iterations}${g.optimum_solver.converged ? '' : ' (cap)'}`,
+          ...(truth ? [g.own.code_mcc ?? '–', g.optimum.code_mcc ?? '–', g.dict_mcc ?? '–'] : []),
         ]
       : [];
     if (!g) {
@@ -55,11 +60,17 @@ export function renderRealTable(table, results) {
       td.className = 'num';
       td.textContent = typeof v === 'number' ? (c === 2 ? String(v) : formatNumber(v)) : v;
       if (c === 5) td.dataset.gap = String(v);
+      if (c === 10) td.dataset.codeMcc = String(v);
       tr.append(td);
     });
     tbody.append(tr);
   });
   table.replaceChildren(thead, tbody);
+}
+
+/** Whether the results were scored against a known truth (synthetic activations). */
+export function hasTruth(results) {
+  return results.methods.some((m) => m.report && typeof m.report.own.code_mcc === 'number');
 }
 
 /** Excess objective f / f* - 1, floored where it is below what the optimum's tolerance resolves. */
@@ -71,7 +82,8 @@ function excess(point, optimum) {
 /**
  * The frontier as chart data: per method, its encoder and the warm-started points (solid), and
  * FISTA from zero on its dictionary with its own inference (dashed). `y` is 'excess' (f / f* - 1)
- * or 'ev' (explained variance with each token's codes cut to the method's matched L0).
+ * 'ev' (explained variance with each token's codes cut to the method's matched L0) or 'mcc' (code
+ * MCC against the true codes, on synthetic activations).
  */
 export function frontierData(results, y = 'excess') {
   const colors = kindColors(results.methods.map((m) => m.method.kind));
@@ -86,7 +98,9 @@ export function frontierData(results, y = 'excess') {
       const mean = xs.map((x) => {
         const p = pts.find((q) => q.flops_per_token === x);
         if (!p) return null;
-        return y === 'ev' ? p.explained_variance_at_l0 ?? null : excess(p, g.optimum.objective);
+        if (y === 'ev') return p.explained_variance_at_l0 ?? null;
+        if (y === 'mcc') return p.code_mcc ?? null;
+        return excess(p, g.optimum.objective);
       });
       series.push({ name, color: colors[i], dash, mean, lo: mean.map(() => null), hi: mean.map(() => null) });
     };
@@ -109,12 +123,15 @@ export function renderFrontier(figure, results, y = 'excess') {
   }
   const width = Math.max(360, Math.min(900, figure.clientWidth || 720));
   const ev = y === 'ev';
+  const mcc = y === 'mcc';
   const svg = renderSVG(data, {
-    title: ev
-      ? "Compute frontier: explained variance at the encoder's L0 against inference FLOPs"
-      : 'Compute frontier: excess objective over the optimum (f / f* − 1) against inference FLOPs',
-    yLabel: ev ? 'explained variance, codes cut to the matched L0' : 'f / f* − 1 (log)',
-    yLog: !ev,
+    title: mcc
+      ? 'Compute frontier: code MCC against the true features, against inference FLOPs'
+      : ev
+        ? "Compute frontier: explained variance at the encoder's L0 against inference FLOPs"
+        : 'Compute frontier: excess objective over the optimum (f / f* − 1) against inference FLOPs',
+    yLabel: mcc ? 'code MCC' : ev ? 'explained variance, codes cut to the matched L0' : 'f / f* − 1 (log)',
+    yLog: !ev && !mcc,
     width,
     height: 420,
     markers: true,
@@ -125,7 +142,9 @@ export function renderFrontier(figure, results, y = 'excess') {
     .filter((m) => m.report && m.report.matched_l0)
     .map((m) => `${m.name} ${m.report.matched_l0}`)
     .join(', ');
-  const what = ev
+  const what = mcc
+    ? 'Each point\'s codes matched one to one to the true features that made these synthetic activations (the Hungarian matching of their correlations over the analysed tokens), and the mean correlation of the pairs: the paper\'s code MCC. Higher is better; the objective\'s optimum need not be the truth.'
+    : ev
     ? `Each point's explained variance with every token's codes cut to its largest k, k the method's encoder's mean L0 rounded up (its own inference's without an encoder: ${budgets}), so more inference cannot buy variance with more active latents.`
     : `Values below ${FLOOR} (about the optimum's tolerance) are drawn at ${FLOOR}.`;
   caption.textContent = `Solid: the encoder's codes (its leftmost point, the amortisation gap), then FISTA started from them for ${iterations(results)} iterations. Dashed: FISTA from zero on the same dictionary, for as many iterations, and the method's own inference where it has one. Each method is scored under its own dictionary on ${results.methods.find((m) => m.report)?.report.tokens ?? 0} held-out tokens. ${what}`;

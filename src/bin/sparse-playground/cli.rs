@@ -335,7 +335,7 @@ fn load_config(source: &ConfigSource) -> Result<ExperimentConfig, String> {
 }
 
 fn run(args: RunArgs) -> Result<(), String> {
-    if args.real.activations.is_some() {
+    if args.real.activations.is_some() || args.real.synthetic.is_some() {
         return crate::real::run(&args);
     }
     let config = load_config(&args.source)?;

@@ -5,7 +5,10 @@ use crate::cli::{default_memory_budget, progress_bar, RunArgs};
 use clap::Args;
 use sparse_playground::compute::{Backend, BackendKind};
 use sparse_playground::core::config::human_bytes;
-use sparse_playground::core::real::{estimate_seconds, RealConfig, RealExperiment, RealResults};
+use sparse_playground::core::config::DataConfig;
+use sparse_playground::core::real::{
+    estimate_seconds, synthetic_activations, RealConfig, RealExperiment, RealResults,
+};
 use sparse_playground::core::results::BackendInfo;
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::share;
@@ -18,38 +21,44 @@ use std::sync::Arc;
 const MAX_FILE_BYTES: u64 = 16 << 30;
 
 #[derive(Args, Debug, Default)]
+#[command(group(clap::ArgGroup::new("real_input").args(["activations", "synthetic"])))]
 pub(crate) struct RealArgs {
     /// Train on real activations instead of synthetic data: a .npy (float16/32/64) or
     /// .safetensors file of tokens x dimensions (e.g. www/sample/smollm2-135m-l15.npy).
     #[arg(long, conflicts_with = "preset")]
     pub(crate) activations: Option<PathBuf>,
+    /// The real-activation experiment on synthetic activations with a known truth, so that
+    /// its frontier also shows code MCC: ATOMS,DIM,K,TOKENS of the paper's data model (x = D s,
+    /// K of ATOMS unit atoms active per token), e.g. 64,32,4,4096; drawn from --seed.
+    #[arg(long, conflicts_with_all = ["preset", "activations"], value_name = "ATOMS,DIM,K,TOKENS")]
+    pub(crate) synthetic: Option<String>,
     /// The tensor to read from a .safetensors file holding several.
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     tensor: Option<String>,
     /// Token texts beside the activations (checked against them; see README).
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     tokens: Option<PathBuf>,
     /// Methods as in share links, comma-separated: sae, sae:b, topk:k32:b, mlp:h1024:b,
     /// sc:fista:s500, ito:b:fista:s5000 (default: sae:b, topk:k32:b, ito:b:fista).
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     methods: Option<String>,
     /// Latents of every dictionary (default: --expansion times the dimension).
-    #[arg(long, requires = "activations", conflicts_with = "expansion")]
+    #[arg(long, requires = "real_input", conflicts_with = "expansion")]
     latents: Option<usize>,
     /// Latents per dimension (default 4).
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     expansion: Option<f64>,
     /// Training L1 penalty lambda (also the gap's objective unless the config says otherwise).
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     l1: Option<f64>,
     /// Learning rate.
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     lr: Option<f64>,
     /// Tokens per minibatch.
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     batch: Option<usize>,
     /// Held-out tokens analysed for the amortisation gap.
-    #[arg(long, requires = "activations")]
+    #[arg(long, requires = "real_input")]
     gap_tokens: Option<usize>,
 }
 
@@ -131,16 +140,53 @@ fn config(args: &RunArgs, path: &Path, dim: usize) -> Result<RealConfig, String>
     Ok(c)
 }
 
+/// The data model of `--synthetic ATOMS,DIM,K,TOKENS`.
+fn synthetic_data(spec: &str) -> Result<DataConfig, String> {
+    let parts: Vec<usize> = spec
+        .split(',')
+        .map(|p| p.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| {
+            format!("--synthetic {spec}: expected ATOMS,DIM,K,TOKENS (four whole numbers)")
+        })?;
+    let [atoms, dim, k, tokens] = parts[..] else {
+        return Err(format!(
+            "--synthetic {spec}: expected ATOMS,DIM,K,TOKENS (four whole numbers)"
+        ));
+    };
+    let data = DataConfig {
+        num_atoms: atoms,
+        data_dim: dim,
+        sparsity_k: k,
+        num_samples: tokens,
+        ..DataConfig::default()
+    };
+    data.check()
+        .map_err(|e| format!("--synthetic {spec}: {e}"))?;
+    Ok(data)
+}
+
 pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
-    let path = args
-        .real
-        .activations
-        .as_ref()
-        .expect("checked by the caller");
-    let bytes = read_file(path)?;
-    let acts = activations::parse(&bytes, args.real.tensor.as_deref())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    drop(bytes);
+    let seed = args.source.seed.unwrap_or(0);
+    let (path, acts, truth) = match (&args.real.activations, &args.real.synthetic) {
+        (Some(path), _) => {
+            let bytes = read_file(path)?;
+            let acts = activations::parse(&bytes, args.real.tensor.as_deref())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            (path.clone(), acts, None)
+        }
+        (None, Some(spec)) => {
+            let data = synthetic_data(spec)?;
+            let (acts, truth) = synthetic_activations(&data, seed);
+            let name = format!(
+                "synthetic: {} atoms, {} dims, K = {}, {} tokens, seed {seed}",
+                data.num_atoms, data.data_dim, data.sparsity_k, data.num_samples
+            );
+            (PathBuf::from(name), acts, Some(truth))
+        }
+        (None, None) => unreachable!("checked by the caller"),
+    };
+    let path = path.as_path();
     if let Some(tpath) = &args.real.tokens {
         let text =
             std::fs::read_to_string(tpath).map_err(|e| format!("{}: {e}", tpath.display()))?;
@@ -220,6 +266,9 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
     let started = default_clock();
     let mut exp = RealExperiment::new(cfg, &acts, backend.clone(), default_clock)
         .map_err(|e| format!("invalid config: {e}"))?;
+    if let Some(truth) = &truth {
+        exp = exp.with_truth(truth)?;
+    }
     drop(acts);
     let (_, total) = exp.progress();
     let bar = progress_bar(
