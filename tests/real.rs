@@ -3,9 +3,9 @@
 
 use sparse_playground::core::config::{MethodConfig, SolverConfig};
 use sparse_playground::core::real::{
-    code_agreement, estimate_seconds, prepare, score_codes, synthetic_activations as with_truth_of,
-    MethodCosts, PointKind, Preprocess, RealConfig, RealCosts, RealExperiment, Scaling, TrialScale,
-    ESTIMATE_TOKENS,
+    code_agreement, estimate_seconds, prepare, score_codes, split,
+    synthetic_activations as with_truth_of, MethodCosts, PointKind, Preprocess, RealConfig,
+    RealCosts, RealExperiment, Scaling, TrialScale, ESTIMATE_TOKENS,
 };
 use sparse_playground::core::run::default_clock;
 use sparse_playground::core::Matrix;
@@ -274,6 +274,24 @@ fn preprocessing_centres_and_scales_on_the_training_tokens_only() {
         11,
     );
     assert!((unit.scale * 8f64.sqrt() - d.scale).abs() < 1e-9 * d.scale);
+    // Minibatches stream from the activations: the tokens read on the way are bit for bit
+    // the prepared columns, centred or not.
+    for p in [p.clone(), Preprocess { center: false, ..p }] {
+        let d = prepare(&acts, &p, 11);
+        let (train, test, _) = split(Arc::new(acts.clone()), &p, 11);
+        assert_eq!(
+            (train.rows(), test.rows()),
+            (&d.train_rows[..], &d.test_rows[..])
+        );
+        let cols = [399, 0, 17, 17];
+        let got = train.gather(cols);
+        for (i, &c) in cols.iter().enumerate() {
+            for r in 0..8 {
+                assert_eq!(got[i * 8 + r].to_bits(), d.train[(r, c)].to_bits());
+            }
+        }
+        assert_eq!(test.matrix(), d.test);
+    }
 }
 
 #[test]
@@ -542,7 +560,7 @@ fn feature_views_show_where_a_feature_fires_and_its_neighbours() {
     assert!(v.top.windows(2).all(|w| w[0].value >= w[1].value));
     assert!((v.top[0].value - v.max).abs() < 1e-12);
     // The top tokens are held-out rows, and their value is the feature's code there.
-    let test_rows = &exp.data().test_rows;
+    let test_rows = exp.test_rows();
     assert!(v.top.iter().all(|t| test_rows.contains(&t.row)));
     assert_eq!(
         v.histogram.iter().map(|&c| c as f64).sum::<f64>(),

@@ -14,7 +14,7 @@ export {
   encodeLink,
   encodeSweepLink,
   engineVersion,
-  inspectActivations,
+  inspectTokens,
   isSweepLink,
   memoryEstimate,
   mergeResults,

@@ -2,13 +2,14 @@
 // RealSource, estimates experiments on them from a short trial, and runs one at a time as a
 // RealRunner, advanced in slices of about SLICE_MS so that messages (Cancel, an estimate) are
 // handled between them. Messages in:
-//   {type: 'source', bytes: ArrayBuffer, tensor}  the activations (replace any before)
+//   {type: 'source', id, bytes: ArrayBuffer, tensor}  activations read from a file's bytes
+//                                                  (they replace those before if they read well)
 //   {type: 'synthetic', atoms, dim, k, tokens, seed}  or synthetic ones with a known truth
 //   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
 //   {type: 'start', run, config: JSON text}       run it (`run` numbers it in the replies)
 //   {type: 'cancel'}                               stop the run (its results are dropped)
 //   {type: 'feature', method, latent, top}         (after the results) a feature view
-// Messages out: 'estimate' ({id, estimate: {seconds, training, analysis, analysis_max}} or
+// Messages out: 'source' ({id, info: {tokens, dim, dtype, tensor}} or {id, error}), 'estimate' ({id, estimate: {seconds, training, analysis, analysis_max}} or
 // {id, error}), 'progress' ({run, done, total, status}), 'results' ({run, json, rankings: per method the
 // latents by frequency, flat}), 'feature' ({json}) and 'error'. The runner stays after the
 // results, for the feature views.
@@ -75,12 +76,21 @@ function dropRunner() {
 function handle(msg) {
   try {
     switch (msg.type) {
-      case 'source':
+      case 'source': {
+        // The new activations replace the old only once they are read well.
+        let next;
+        try {
+          next = new engine.RealSource(new Uint8Array(msg.bytes), msg.tensor || undefined);
+        } catch (e) {
+          self.postMessage({ type: 'source', id: msg.id, error: e && e.message ? e.message : String(e) });
+          break;
+        }
         dropRunner();
         if (source) source.free();
-        source = null;
-        source = new engine.RealSource(new Uint8Array(msg.bytes), msg.tensor || undefined);
+        source = next;
+        self.postMessage({ type: 'source', id: msg.id, info: source.describe() });
         break;
+      }
       case 'synthetic':
         dropRunner();
         if (source) source.free();

@@ -399,10 +399,27 @@ impl RealConfig {
     /// scratch, the analysis), for the memory budget.
     pub fn floats(&self, tokens: usize, dim: usize) -> u64 {
         let used = self.preprocess.max_tokens.map_or(tokens, |m| m.min(tokens)) as u64;
+        let (train_n, test_n) = split_sizes(tokens, &self.preprocess);
         let (n, d) = (self.latents as u64, dim as u64);
-        let batch = self.train.batch_size.map_or(used, |b| b as u64);
+        let full_batch = self.train.batch_size.is_none_or(|b| b >= train_n);
+        let batch = if full_batch {
+            train_n as u64
+        } else {
+            self.train.batch_size.map_or(used, |b| b as u64)
+        };
         let gap = self.gap.tokens as u64;
-        let mut total = 2 * used * d;
+        // The held-out tokens on the host and the device; the training tokens are read from
+        // the activations (counted by the caller) but for full-batch training and sparse
+        // coding, which keep them all on the device.
+        let mut total = 2 * test_n as u64 * d;
+        if full_batch
+            || self
+                .methods
+                .iter()
+                .any(|m| matches!(m, MethodConfig::SparseCoding { .. }))
+        {
+            total += train_n as u64 * d;
+        }
         for m in &self.methods {
             let widths = match m {
                 MethodConfig::Mlp { hidden, .. } => flops::widths(dim, hidden, self.latents),
@@ -477,8 +494,63 @@ pub struct RealData {
     pub checksum: u64,
 }
 
-/// Split, centre and scale `acts` as `p` says; statistics from the training tokens only.
-pub fn prepare(acts: &Activations, p: &Preprocess, seed: u64) -> RealData {
+/// The tokens of one side of the split, read from the activations as they are needed: column
+/// `c` is row `rows[c]` of the file, centred and scaled exactly as [`prepare`] writes it. The
+/// training tokens of an experiment stay in this form, so that minibatches stream from the
+/// activations instead of from a second, preprocessed copy of them.
+#[derive(Clone, Debug)]
+pub struct Tokens {
+    acts: Arc<Activations>,
+    rows: Vec<usize>,
+    mean: Option<Vec<f32>>,
+    scale: f64,
+}
+
+impl Tokens {
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    pub fn dim(&self) -> usize {
+        self.acts.dim
+    }
+
+    /// The row of the file each column comes from.
+    pub fn rows(&self) -> &[usize] {
+        &self.rows
+    }
+
+    /// Columns `cols`, preprocessed, as a dim x cols.len() column-major array.
+    pub fn gather(&self, cols: impl IntoIterator<Item = usize>) -> Vec<f32> {
+        let mut out = Vec::new();
+        for c in cols {
+            let row = self.acts.row(self.rows[c]);
+            match &self.mean {
+                // The same operations as `prepare`: the centred value in f32, then the scale.
+                Some(m) => out.extend(
+                    row.iter()
+                        .zip(m)
+                        .map(|(v, m)| (f64::from(v - m) * self.scale) as f32),
+                ),
+                None => out.extend(row.iter().map(|v| (f64::from(*v) * self.scale) as f32)),
+            }
+        }
+        out
+    }
+
+    /// All of them as a matrix.
+    pub fn matrix(&self) -> Matrix {
+        Matrix::from_vec(self.dim(), self.len(), self.gather(0..self.len()))
+    }
+}
+
+/// The split of `acts` as `p` says, with the statistics of its training tokens: the training
+/// and held-out tokens as [`Tokens`], and the checksum of the file's values.
+pub fn split(acts: Arc<Activations>, p: &Preprocess, seed: u64) -> (Tokens, Tokens, u64) {
     let mut order: Vec<usize> = (0..acts.tokens).collect();
     Rng::with_stream(seed, SPLIT_STREAM).shuffle(&mut order);
     let (train_n, test_n) = split_sizes(acts.tokens, p);
@@ -494,20 +566,18 @@ pub fn prepare(acts: &Activations, p: &Preprocess, seed: u64) -> RealData {
         }
         sum.iter().map(|s| (s / train_n as f64) as f32).collect()
     });
-    let centred = |r: usize| -> Vec<f32> {
-        let row = acts.row(r);
-        match &mean {
-            Some(m) => row.iter().zip(m).map(|(v, m)| v - m).collect(),
-            None => row.to_vec(),
-        }
-    };
     let mean_sq_norm: f64 = train_rows
         .iter()
         .map(|&r| {
-            centred(r)
-                .iter()
-                .map(|v| f64::from(*v).powi(2))
-                .sum::<f64>()
+            let row = acts.row(r);
+            match &mean {
+                Some(m) => row
+                    .iter()
+                    .zip(m)
+                    .map(|(v, m)| f64::from(v - m).powi(2))
+                    .sum::<f64>(),
+                None => row.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>(),
+            }
         })
         .sum::<f64>()
         / train_n as f64;
@@ -517,13 +587,6 @@ pub fn prepare(acts: &Activations, p: &Preprocess, seed: u64) -> RealData {
         Scaling::Dim => (dim as f64 / mean_sq_norm).sqrt(),
         Scaling::Unit => (1.0 / mean_sq_norm).sqrt(),
     };
-    let columns = |rows: &[usize]| -> Matrix {
-        let mut values = Vec::with_capacity(rows.len() * dim);
-        for &r in rows {
-            values.extend(centred(r).iter().map(|v| (f64::from(*v) * scale) as f32));
-        }
-        Matrix::from_vec(dim, rows.len(), values)
-    };
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for v in &acts.values {
         for b in v.to_bits().to_le_bytes() {
@@ -531,14 +594,26 @@ pub fn prepare(acts: &Activations, p: &Preprocess, seed: u64) -> RealData {
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
     }
-    RealData {
-        train: columns(&train_rows),
-        test: columns(&test_rows),
-        train_rows,
-        test_rows,
-        mean,
+    let tokens = |rows: Vec<usize>| Tokens {
+        acts: Arc::clone(&acts),
+        rows,
+        mean: mean.clone(),
         scale,
-        checksum: h,
+    };
+    (tokens(train_rows), tokens(test_rows), h)
+}
+
+/// Split, centre and scale `acts` as `p` says; statistics from the training tokens only.
+pub fn prepare(acts: &Activations, p: &Preprocess, seed: u64) -> RealData {
+    let (train, test, checksum) = split(Arc::new(acts.clone()), p, seed);
+    RealData {
+        train: train.matrix(),
+        test: test.matrix(),
+        train_rows: train.rows.clone(),
+        test_rows: test.rows.clone(),
+        mean: train.mean.clone(),
+        scale: train.scale,
+        checksum,
     }
 }
 
@@ -949,10 +1024,16 @@ pub const FEATURE_NEIGHBOURS: usize = 8;
 /// analysis' solver iterations).
 pub struct RealExperiment {
     config: RealConfig,
-    data: RealData,
+    /// The training tokens (read from the activations as needed) and the held-out ones.
+    train: Tokens,
+    test: Matrix,
+    test_rows: Vec<usize>,
     source: SourceInfo,
     backend: Arc<dyn Backend>,
-    train_x: Tensor,
+    /// The training tokens in the device's memory, only where a method needs all of them at
+    /// once (full-batch training, sparse coding's per-token codes); minibatches are gathered
+    /// from `train` on the host.
+    train_x: Option<Tensor>,
     test_x: Tensor,
     gap_x: Tensor,
     gap_host: Matrix,
@@ -1013,45 +1094,66 @@ impl std::fmt::Debug for RealExperiment {
 }
 
 impl RealExperiment {
-    /// Check `config` against the activations, prepare them and set every method up.
+    /// Check `config` against the activations, prepare them and set every method up (on a
+    /// copy of `acts`; [`RealExperiment::new_shared`] takes them without one).
     pub fn new(
         config: RealConfig,
         acts: &Activations,
         backend: Arc<dyn Backend>,
         clock: fn() -> f64,
     ) -> Result<Self, ConfigError> {
+        Self::new_shared(config, Arc::new(acts.clone()), backend, clock)
+    }
+
+    /// As [`RealExperiment::new`], keeping `acts` (shared, not copied): the training tokens
+    /// are read from them for every minibatch, centred and scaled on the way.
+    pub fn new_shared(
+        config: RealConfig,
+        acts: Arc<Activations>,
+        backend: Arc<dyn Backend>,
+        clock: fn() -> f64,
+    ) -> Result<Self, ConfigError> {
         config.validate(acts.tokens, acts.dim)?;
-        let data = prepare(acts, &config.preprocess, config.seed);
+        let (train, test_tokens, checksum) =
+            split(Arc::clone(&acts), &config.preprocess, config.seed);
+        let test = test_tokens.matrix();
         let dim = acts.dim;
         let b = &*backend;
         let up = |m: &Matrix| b.upload(Shape::new(1, m.nrows(), m.ncols()), m.as_slice());
-        let gap_n = config.gap.tokens.min(data.test.ncols());
-        let gap_host = data.test.columns(0, gap_n).into_owned();
-        let runs = config
+        let gap_n = config.gap.tokens.min(test.ncols());
+        let gap_host = test.columns(0, gap_n).into_owned();
+        let runs: Vec<RealRun> = config
             .methods
             .iter()
             .enumerate()
-            .map(|(i, m)| new_run(b, &config, &data, m, i, dim))
+            .map(|(i, m)| new_run(b, &config, train.len(), m, i, dim))
             .collect();
+        // Only full-batch training and sparse coding read every training token at each step.
+        let all_at_once = runs
+            .iter()
+            .any(|r| r.batcher.is_none() || matches!(r.learner, Learner::SparseCoding(_)));
+        let train_x = all_at_once.then(|| up(&train.matrix()));
         let source = SourceInfo {
             name: config.source.clone(),
             tokens: acts.tokens,
             dim,
             dtype: acts.dtype.to_string(),
             tensor: acts.tensor.clone(),
-            checksum: format!("{:016x}", data.checksum),
-            train_tokens: data.train.ncols(),
-            test_tokens: data.test.ncols(),
-            scale: data.scale,
+            checksum: format!("{checksum:016x}"),
+            train_tokens: train.len(),
+            test_tokens: test.ncols(),
+            scale: train.scale,
         };
         Ok(Self {
-            train_x: up(&data.train),
-            test_x: up(&data.test),
+            train_x,
+            test_x: up(&test),
             gap_x: up(&gap_host),
             gap_host,
             runs,
             config,
-            data,
+            test_rows: test_tokens.rows,
+            train,
+            test,
             source,
             backend,
             clock,
@@ -1077,7 +1179,7 @@ impl RealExperiment {
             ));
         }
         let n = self.gap_host.ncols();
-        let rows = &self.data.test_rows[..n];
+        let rows = &self.test_rows[..n];
         self.truth = Some(GapTruth {
             dictionary: truth.dictionary.clone(),
             codes: Matrix::from_fn(truth.codes.nrows(), n, |r, c| truth.codes[(r, rows[c])]),
@@ -1085,8 +1187,9 @@ impl RealExperiment {
         Ok(self)
     }
 
-    pub fn data(&self) -> &RealData {
-        &self.data
+    /// The row of the file of each held-out token, in the order they are scored.
+    pub fn test_rows(&self) -> &[usize] {
+        &self.test_rows
     }
 
     pub fn source(&self) -> &SourceInfo {
@@ -1165,7 +1268,7 @@ impl RealExperiment {
         let steps = cfg.train.steps;
         let next_log = ((run.step / log_every + 1) * log_every).min(steps);
         if run.step == 0 && run.log.is_empty() {
-            evaluate(b, cfg, run, &self.test_x, &self.data.test, None, 0.0)?;
+            evaluate(b, cfg, run, &self.test_x, &self.test, None, 0.0)?;
         }
         let sched = &cfg.schedule;
         let next_resample = match sched.resample_every {
@@ -1188,33 +1291,38 @@ impl RealExperiment {
                 );
                 run.learner.set_schedule(lr, l1);
             }
+            let all = || {
+                self.train_x
+                    .as_ref()
+                    .expect("made for full-batch training and sparse coding")
+            };
+            // A minibatch streams from the activations: its tokens read, centred and scaled
+            // on the host, then written to the batch's tensor.
+            let stream = |batcher: &mut Batcher, x: &mut Tensor| {
+                let cols = batcher.next_indices().iter().map(|&c| c as usize);
+                b.write(x, &self.train.gather(cols));
+            };
             match (&mut run.learner, &mut run.batcher) {
-                (Learner::Encoder(model), None) => {
-                    model.train_step(b, &self.train_x, None, want_loss)
-                }
-                (Learner::Encoder(model), Some((batcher, idx, x))) => {
-                    write_indices(b, batcher, idx);
-                    b.gather_columns(&self.train_x, idx, x);
+                (Learner::Encoder(model), None) => model.train_step(b, all(), None, want_loss),
+                (Learner::Encoder(model), Some((batcher, _, x))) => {
+                    stream(batcher, x);
                     model.train_step(b, x, None, want_loss);
                 }
-                (Learner::SparseCoding(model), None) => {
-                    model.train_step(b, &self.train_x, None, want_loss)
-                }
+                (Learner::SparseCoding(model), None) => model.train_step(b, all(), None, want_loss),
                 (Learner::SparseCoding(model), Some((batcher, idx, _))) => {
                     let size = write_indices(b, batcher, idx);
-                    model.train_step(b, &self.train_x, Some((idx, size)), want_loss);
+                    model.train_step(b, all(), Some((idx, size)), want_loss);
                 }
-                (Learner::Lista(model), None) => model.train_step(b, &self.train_x, want_loss),
-                (Learner::Lista(model), Some((batcher, idx, x))) => {
-                    write_indices(b, batcher, idx);
-                    b.gather_columns(&self.train_x, idx, x);
+                (Learner::Lista(model), None) => model.train_step(b, all(), want_loss),
+                (Learner::Lista(model), Some((batcher, _, x))) => {
+                    stream(batcher, x);
                     model.train_step(b, x, want_loss);
                 }
             }
         }
         run.step += count;
         if run.step == next_resample && run.step * 4 <= steps * 3 && run.step < steps {
-            let latents = resample(b, cfg, run, &self.data.train)?;
+            let latents = resample(b, cfg, run, &self.train)?;
             if latents > 0 {
                 run.resampled.push(Resampled {
                     step: run.step,
@@ -1233,7 +1341,7 @@ impl RealExperiment {
                 return Ok(count);
             }
             let wall = run.wall_s;
-            evaluate(b, cfg, run, &self.test_x, &self.data.test, Some(loss), wall)?;
+            evaluate(b, cfg, run, &self.test_x, &self.test, Some(loss), wall)?;
         }
         if run.step == cfg.train.steps && run.error.is_none() {
             let analysis = start_analysis(
@@ -1247,7 +1355,7 @@ impl RealExperiment {
                 run.features = Some(FeatureData {
                     dict: analysis.dict_host.clone(),
                     codes: Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?),
-                    rows: self.data.test_rows.clone(),
+                    rows: self.test_rows.clone(),
                 });
             }
             run.analysis = Some(analysis);
@@ -1280,7 +1388,7 @@ impl RealExperiment {
                         run.features = Some(FeatureData {
                             dict: a.dict_host.clone(),
                             codes: codes.clone(),
-                            rows: self.data.test_rows[..n].to_vec(),
+                            rows: self.test_rows[..n].to_vec(),
                         });
                     }
                 }
@@ -1732,8 +1840,8 @@ pub fn estimate_seconds(
         iteration: gap(test_r) as f64 / gap(test_p) as f64,
     };
     let resampling = config.schedule.resample_every > 0;
-    let mut exp =
-        RealExperiment::new(trial, &trial_acts, backend, clock).map_err(|e| e.to_string())?;
+    let mut exp = RealExperiment::new_shared(trial, Arc::new(trial_acts), backend, clock)
+        .map_err(|e| e.to_string())?;
     let steps = exp.config.train.steps;
     let fail = |e: BackendError| e.to_string();
     let mut costs = RealCosts {
@@ -1760,7 +1868,7 @@ pub fn estimate_seconds(
         let resample_s = if resampling && exp.runs[i].error.is_none() {
             let start = clock();
             let b = &*exp.backend;
-            resample(b, &exp.config, &mut exp.runs[i], &exp.data.train).map_err(fail)?;
+            resample(b, &exp.config, &mut exp.runs[i], &exp.train).map_err(fail)?;
             clock() - start
         } else {
             0.0
@@ -1839,7 +1947,7 @@ fn write_indices(b: &dyn Backend, batcher: &mut Batcher, idx: &mut Tensor) -> us
 fn new_run(
     b: &dyn Backend,
     cfg: &RealConfig,
-    data: &RealData,
+    n_train: usize,
     method: &MethodConfig,
     index: usize,
     dim: usize,
@@ -1847,7 +1955,6 @@ fn new_run(
     let kind = method.kind();
     let lr = cfg.train.lr_for(kind);
     let l1 = cfg.train.l1_for(kind) as f32;
-    let n_train = data.train.ncols();
     let latents = cfg.latents;
     let batch = cfg.train.batch_size.filter(|&s| s < n_train);
     let seed = cfg.seed;
@@ -1985,7 +2092,7 @@ fn resample(
     b: &dyn Backend,
     cfg: &RealConfig,
     run: &mut RealRun,
-    train: &Matrix,
+    train: &Tokens,
 ) -> Result<usize, BackendError> {
     let one_layer = match &run.learner {
         Learner::Encoder(m) => m.layers.len() == 1,
@@ -1995,12 +2102,12 @@ fn resample(
     if !one_layer {
         return Ok(0);
     }
-    let (dim, n) = (train.nrows(), train.ncols());
+    let (dim, n) = (train.dim(), train.len());
     let p = cfg.schedule.probe_tokens.min(n);
     let mut cols: Vec<usize> = (0..n).collect();
     run.resample_rng.shuffle(&mut cols);
     cols.truncate(p);
-    let probe = Matrix::from_fn(dim, p, |r, c| train[(r, cols[c])]);
+    let probe = Matrix::from_vec(dim, p, train.gather(cols));
     let x = b.upload(Shape::new(1, dim, p), probe.as_slice());
     let codes = run
         .learner

@@ -19,33 +19,13 @@ pub fn real_defaults() -> String {
     serde_json::to_string(&RealConfig::default()).expect("configs serialise")
 }
 
-/// Read activations (and, if given, their token texts) and say what they are:
-/// `{tokens, dim, dtype, tensor, contexts}`; an error names what is wrong with the file.
-#[wasm_bindgen(js_name = inspectActivations)]
-pub fn inspect_activations(
-    bytes: &[u8],
-    tensor: Option<String>,
-    tokens_json: Option<String>,
-) -> Result<JsValue, JsError> {
-    let acts =
-        activations::parse(bytes, tensor.as_deref()).map_err(|e| JsError::new(&e.to_string()))?;
-    budget(&acts, None)?;
-    let contexts = match tokens_json {
-        Some(text) => Some(
-            activations::parse_tokens(&text, acts.tokens)
-                .map_err(|e| JsError::new(&e.to_string()))?
-                .context_starts
-                .len(),
-        ),
-        None => None,
-    };
-    super::to_js(&serde_json::json!({
-        "tokens": acts.tokens,
-        "dim": acts.dim,
-        "dtype": acts.dtype,
-        "tensor": acts.tensor,
-        "contexts": contexts,
-    }))
+/// Check token texts against activations of `rows` tokens: the number of contexts, or an error
+/// naming what does not match.
+#[wasm_bindgen(js_name = inspectTokens)]
+pub fn inspect_tokens(text: &str, rows: usize) -> Result<usize, JsError> {
+    activations::parse_tokens(text, rows)
+        .map(|t| t.context_starts.len())
+        .map_err(|e| JsError::new(&e.to_string()))
 }
 
 /// The page's memory budget: the file's values as f32, plus the experiment if one is given.
@@ -67,7 +47,8 @@ fn budget(acts: &activations::Activations, cfg: Option<&RealConfig>) -> Result<(
 #[wasm_bindgen]
 #[derive(Debug)]
 pub struct RealSource {
-    acts: activations::Activations,
+    /// Shared with the runs made from it, which read their minibatches from it.
+    acts: Arc<activations::Activations>,
     /// What synthetic activations were made of (none for a file).
     truth: Option<Truth>,
 }
@@ -110,7 +91,10 @@ impl RealSource {
         let acts = activations::parse(bytes, tensor.as_deref())
             .map_err(|e| JsError::new(&e.to_string()))?;
         budget(&acts, None)?;
-        Ok(RealSource { acts, truth: None })
+        Ok(RealSource {
+            acts: Arc::new(acts),
+            truth: None,
+        })
     }
 
     /// Synthetic activations of the paper's data model drawn from `seed`, with their truth:
@@ -132,9 +116,19 @@ impl RealSource {
         let (acts, truth) = synthetic_activations(&data, seed);
         budget(&acts, None)?;
         Ok(RealSource {
-            acts,
+            acts: Arc::new(acts),
             truth: Some(truth),
         })
+    }
+
+    /// What the activations are: `{tokens, dim, dtype, tensor}`.
+    pub fn describe(&self) -> Result<JsValue, JsError> {
+        super::to_js(&serde_json::json!({
+            "tokens": self.acts.tokens,
+            "dim": self.acts.dim,
+            "dtype": self.acts.dtype,
+            "tensor": self.acts.tensor,
+        }))
     }
 
     /// Seconds the experiment of `config_json` should take in this worker, from a short trial
@@ -181,8 +175,13 @@ impl RealRunner {
         cfg.validate(acts.tokens, acts.dim)
             .map_err(|e| JsError::new(&e.to_string()))?;
         budget(acts, Some(&cfg))?;
-        let mut exp = RealExperiment::new(cfg, acts, Arc::new(CpuBackend::new(1)), clock_seconds)
-            .map_err(|e| JsError::new(&e.to_string()))?;
+        let mut exp = RealExperiment::new_shared(
+            cfg,
+            Arc::clone(acts),
+            Arc::new(CpuBackend::new(1)),
+            clock_seconds,
+        )
+        .map_err(|e| JsError::new(&e.to_string()))?;
         if let Some(truth) = &source.truth {
             exp = exp.with_truth(truth).map_err(|e| JsError::new(&e))?;
         }

@@ -3,7 +3,7 @@
 // table and the compute frontier (../views/real.js). Links: `real=sample` and the settings that
 // differ from the defaults (see LINK_KEYS); a file of one's own cannot travel in a link, so its
 // link says `real=file` and asks for the file again.
-import { checkSynthetic, inspectActivations, realDefaults } from '../engine.js';
+import { checkSynthetic, inspectTokens, realDefaults } from '../engine.js';
 import { $, banner, errorText } from '../page/state.js';
 import { downloadText } from '../page/files.js';
 import { calibration } from '../page/calibrate.mjs';
@@ -34,13 +34,19 @@ const FIELDS = { latents: 'real-latents', steps: 'real-steps', l1: 'real-l1', lr
 const SCALES = ['dim', 'unit', 'none'];
 
 const real = {
-  // {name, bytes: ArrayBuffer, tensor, tokens, dim, kind: 'sample' | 'file'}, or for synthetic
+  // {name, blob: the file (or the fetched sample), tokens, dim, tokensText, kind: 'sample' |
+  // 'file'}, or for synthetic
   // activations {name, kind: 'synthetic', spec: {atoms, dim, k, tokens}, tokens, dim}.
   source: null,
   // The worker holds the activations read once (a RealSource) and runs one experiment at a
   // time; `workerSource` is the source it holds.
   worker: null,
   workerSource: null,
+  // Messages to the worker wait here for those posted before them (see `post`).
+  queue: Promise.resolve(),
+  // Activations the worker is reading: {id, name, blob, kind, tokensText, resolve}.
+  reading: null,
+  nextSourceId: 1,
   // The time estimate of the form's experiment: {id, raw, seconds, training, analysis,
   // analysisMax} once measured, {id} while it is, {id, error} when the engine refuses the
   // config, null with no activations or an incomplete form.
@@ -259,28 +265,75 @@ function setStatus(text) {
   $('real-status').textContent = text;
 }
 
-/** Check activations with the engine and keep them; an error keeps what was loaded before. */
-function useActivations(name, bytes, kind, tokensText) {
-  let info;
-  try {
-    info = inspectActivations(new Uint8Array(bytes), undefined, tokensText ?? undefined);
-  } catch (e) {
-    const what = `${name}: ${errorText(e)}`;
-    banner('error', `These activations cannot be used. ${what}${real.source ? ` (still using ${real.source.name})` : ''}`, 'real-file');
-    return false;
+/**
+ * Read activations in the worker (the page keeps only the file's Blob, and never a copy of its
+ * values) and keep them once the engine has checked them; an error keeps what was loaded
+ * before. Resolves to whether they were taken.
+ */
+function useActivations(name, blob, kind, tokensText) {
+  const id = real.nextSourceId++;
+  setStatus(`Reading ${name}…`);
+  return new Promise((resolve) => {
+    real.reading = { id, name, blob, kind, tokensText, resolve };
+    postSource(blob, id);
+  });
+}
+
+/** The worker's answer about activations it read: `{id, info}` or `{id, error}`. */
+function onSourceRead(msg) {
+  const r = real.reading;
+  if (!r || r.id !== msg.id) {
+    // The current activations sent again (to a new worker): only a failure matters.
+    if (msg.error) banner('error', `The activations could not be read again: ${msg.error}`, 'real-file');
+    return;
   }
-  real.source = { name, bytes, kind, tokens: info.tokens, dim: info.dim, tokensText };
-  real.tokens = parseTokens(tokensText);
+  real.reading = null;
+  const refuse = (why) => {
+    banner('error', `These activations cannot be used. ${r.name}: ${why}${real.source ? ` (still using ${real.source.name})` : ''}`, 'real-file');
+    setStatus(real.source ? 'Ready: press Run.' : 'Load the sample or a file of activations.');
+    // The worker keeps the last activations it read well; if those are not the page's, the
+    // page's are sent again before the next estimate or run.
+    if (!msg.error) real.workerSource = null;
+    r.resolve(false);
+  };
+  if (msg.error) return refuse(msg.error);
+  let contexts = null;
+  if (r.tokensText) {
+    try {
+      contexts = inspectTokens(r.tokensText, msg.info.tokens);
+    } catch (e) {
+      return refuse(errorText(e));
+    }
+  }
+  real.source = { name: r.name, blob: r.blob, kind: r.kind, tokens: msg.info.tokens, dim: msg.info.dim, tokensText: r.tokensText };
+  real.workerSource = real.source;
+  real.tokens = parseTokens(r.tokensText);
   clearResults();
+  const info = msg.info;
   $('real-source').textContent =
-    `${name}: ${info.tokens.toLocaleString()} tokens × ${info.dim} (${info.dtype}${info.tensor ? `, tensor ${info.tensor}` : ''})` +
-    (info.contexts != null ? `, token texts in ${info.contexts} contexts` : '');
+    `${r.name}: ${info.tokens.toLocaleString()} tokens × ${info.dim} (${info.dtype}${info.tensor ? `, tensor ${info.tensor}` : ''})` +
+    (contexts != null ? `, token texts in ${contexts} contexts` : '');
   setStatus('Ready: press Run.');
-  sendSource();
   requestEstimate(0);
   updateControls();
   updateLink();
-  return true;
+  r.resolve(true);
+}
+
+/** Token texts for the activations already loaded (checked against their rows). */
+function useTokens(text) {
+  let contexts;
+  try {
+    contexts = inspectTokens(text, real.source.tokens);
+  } catch (e) {
+    banner('error', `These token texts cannot be used: ${errorText(e)}`, 'real-tokens-file');
+    return;
+  }
+  real.source = { ...real.source, tokensText: text };
+  real.workerSource = real.source;
+  real.tokens = parseTokens(text);
+  const shown = $('real-source').textContent.replace(/, token texts in \d+ contexts$/, '');
+  $('real-source').textContent = `${shown}, token texts in ${contexts} contexts`;
 }
 
 /** The worker, made (and given the activations) when first needed or after it failed. */
@@ -289,22 +342,39 @@ function ensureWorker() {
     real.worker = new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' });
     real.worker.onmessage = (event) => onWorkerMessage(real.worker, event.data);
     real.workerSource = null;
+    real.queue = Promise.resolve();
   }
   return real.worker;
 }
 
-/** Give the worker the current activations (its own copy: the page keeps the bytes). */
+/**
+ * Post to the worker after everything posted before (a file's bytes are read asynchronously
+ * from its Blob, and what follows must not overtake them).
+ */
+function post(message) {
+  const worker = ensureWorker();
+  real.queue = real.queue.then(() => worker.postMessage(message));
+}
+
+/** A file's bytes to the worker, read from its Blob and handed over without a copy. */
+function postSource(blob, id) {
+  const worker = ensureWorker();
+  real.queue = real.queue
+    .then(() => blob.arrayBuffer())
+    .then((bytes) => worker.postMessage({ type: 'source', id, bytes }, [bytes]))
+    .catch((e) => onWorkerMessage(worker, { type: 'source', id, error: errorText(e) }));
+}
+
+/** Give the worker the current activations if it does not hold them. */
 function sendSource() {
   if (!real.source) return;
   // Synthetic activations are drawn from the form's seed: a new seed, new activations.
   const key = real.source.kind === 'synthetic' ? `${synSpecText(real.source.spec)}/${readSettings().seed}` : real.source;
   if (real.worker && real.workerSource === key) return;
-  const worker = ensureWorker();
   if (real.source.kind === 'synthetic') {
-    worker.postMessage({ type: 'synthetic', ...real.source.spec, seed: readSettings().seed });
+    post({ type: 'synthetic', ...real.source.spec, seed: readSettings().seed });
   } else {
-    const bytes = real.source.bytes.slice(0);
-    worker.postMessage({ type: 'source', bytes, tensor: real.source.tensor }, [bytes]);
+    postSource(real.source.blob, 0);
   }
   real.workerSource = key;
 }
@@ -324,7 +394,7 @@ function requestEstimate(delay = 400) {
   real.estimateTimer = setTimeout(() => {
     if (!real.estimate || real.estimate.id !== id) return;
     sendSource();
-    real.worker.postMessage({ type: 'estimate', id, config: JSON.stringify(configFor(readSettings())) });
+    post({ type: 'estimate', id, config: JSON.stringify(configFor(readSettings())) });
   }, delay);
 }
 
@@ -357,7 +427,7 @@ export async function loadSample() {
   try {
     const [npy, tokens] = await Promise.all([fetch(SAMPLE.npy), fetch(SAMPLE.tokens)]);
     if (!npy.ok || !tokens.ok) throw new Error(`HTTP ${npy.ok ? tokens.status : npy.status}`);
-    return useActivations(SAMPLE.name, await npy.arrayBuffer(), 'sample', await tokens.text());
+    return await useActivations(SAMPLE.name, await npy.blob(), 'sample', await tokens.text());
   } catch (e) {
     banner('error', `The sample could not be loaded: ${errorText(e)}`, 'real-file');
     setStatus('The sample could not be loaded.');
@@ -406,7 +476,6 @@ function launch(s) {
   hideLongRun();
   real.longConfirmed = false;
   sendSource();
-  const worker = real.worker;
   real.running = true;
   real.waitEstimate = false;
   clearResults();
@@ -416,12 +485,14 @@ function launch(s) {
   // A run with an estimate, from its start to its end, calibrates later estimates.
   real.timing = real.estimate && real.estimate.raw > 0 ? { start: performance.now(), raw: real.estimate.raw } : null;
   real.runId += 1;
-  worker.postMessage({ type: 'start', run: real.runId, config: JSON.stringify(configFor(s)) });
+  post({ type: 'start', run: real.runId, config: JSON.stringify(configFor(s)) });
 }
 
 function onWorkerMessage(worker, msg) {
   if (worker !== real.worker) return;
-  if (msg.type === 'estimate') {
+  if (msg.type === 'source') {
+    onSourceRead(msg);
+  } else if (msg.type === 'estimate') {
     if (!real.estimate || real.estimate.id !== msg.id) return;
     if (msg.error) {
       real.estimate = { id: msg.id, error: msg.error };
@@ -512,7 +583,7 @@ function pickFeature(method, latent) {
 }
 
 function cancel() {
-  if (real.worker) real.worker.postMessage({ type: 'cancel' });
+  if (real.worker) post({ type: 'cancel' });
   real.running = false;
   real.timing = null;
   real.waitEstimate = false;
@@ -579,12 +650,12 @@ export function initRealPanel() {
     if (!file) return;
     const tokensFile = $('real-tokens-file').files[0];
     const tokensText = tokensFile ? await tokensFile.text() : null;
-    useActivations(file.name, await file.arrayBuffer(), 'file', tokensText);
+    useActivations(file.name, file, 'file', tokensText);
   });
   $('real-tokens-file').addEventListener('change', async (e) => {
     const file = e.target.files[0];
-    if (!file || !real.source || !real.source.bytes) return;
-    useActivations(real.source.name, real.source.bytes, real.source.kind, await file.text());
+    if (!file || !real.source || !real.source.blob) return;
+    useTokens(await file.text());
   });
   for (const el of document.querySelectorAll('#real-aside input, #real-aside select')) {
     if (el.type === 'file') continue;

@@ -679,6 +679,18 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if args.real {
         let rows = real_column(python.as_deref(), &root, cores, args.min_secs)?;
         report.insert("real".into(), Value::Array(rows));
+        if !args.no_page {
+            let m = page_bench(&root, &["--real-memory"])?;
+            let get = |k: &str| m.get(k).and_then(Value::as_f64).unwrap_or(f64::NAN);
+            println!(
+                "page, real activations: a {:.0} MB file (float32) loaded, timed and trained \
+                 on: peak {:.0} MiB over the browser's own ({:.1}x the file)",
+                get("file_mb"),
+                get("peak_mib"),
+                get("peak_mib") * 1.048_576 / get("file_mb")
+            );
+            report.insert("real_page_memory".into(), m);
+        }
     }
     if args.sweeps {
         report.insert(

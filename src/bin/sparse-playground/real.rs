@@ -264,12 +264,11 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
         }
     }
     let started = default_clock();
-    let mut exp = RealExperiment::new(cfg, &acts, backend.clone(), default_clock)
+    let mut exp = RealExperiment::new_shared(cfg, Arc::new(acts), backend.clone(), default_clock)
         .map_err(|e| format!("invalid config: {e}"))?;
     if let Some(truth) = &truth {
         exp = exp.with_truth(truth)?;
     }
-    drop(acts);
     let (_, total) = exp.progress();
     let bar = progress_bar(
         args.quiet,
