@@ -273,3 +273,28 @@ fn a_sweep_is_budgeted_for_the_workers_it_will_really_use() {
     assert!(err.contains("memory: 4 unit(s) at once"), "{err}");
     assert!(validate_sweep(js(&four), 1).is_ok());
 }
+
+#[wasm_bindgen_test]
+fn activations_arrive_in_pieces_and_a_short_or_long_file_is_refused() {
+    use sparse_playground::wasm_api::real::RealSourceBuilder;
+    // 20 tokens x 4 dimensions as a float32 .npy.
+    let m = sparse_playground::core::Matrix::from_fn(4, 20, |r, c| (r * 20 + c) as f32 * 0.25);
+    let mut bytes = Vec::new();
+    sparse_playground::formats::npy::write_columns(&mut bytes, &m).unwrap();
+    let mut b = RealSourceBuilder::new(bytes.len() as f64).unwrap();
+    for chunk in bytes.chunks(7) {
+        b.push(chunk).unwrap();
+    }
+    let info = b.finish(None).unwrap().describe().unwrap();
+    assert_eq!(get(&info, "tokens").as_f64(), Some(20.0));
+    assert_eq!(get(&info, "dim").as_f64(), Some(4.0));
+    assert_eq!(get(&info, "dtype").as_string().as_deref(), Some("float32"));
+    // A file that ends early, or goes on past its size, or could never fit, is an error.
+    let mut short = RealSourceBuilder::new(bytes.len() as f64).unwrap();
+    short.push(&bytes[..10]).unwrap();
+    assert!(short.finish(None).is_err());
+    let mut long = RealSourceBuilder::new(5.0).unwrap();
+    assert!(long.push(&bytes[..6]).is_err());
+    assert!(RealSourceBuilder::new(4e9).is_err());
+    assert!(RealSourceBuilder::new(f64::NAN).is_err());
+}

@@ -7,6 +7,7 @@ export {
   Playground,
   RealRunner,
   RealSource,
+  RealSourceBuilder,
   checkSynthetic,
   SweepRunner,
   decodeLink,

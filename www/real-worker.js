@@ -2,8 +2,8 @@
 // RealSource, estimates experiments on them from a short trial, and runs one at a time as a
 // RealRunner, advanced in slices of about SLICE_MS so that messages (Cancel, an estimate) are
 // handled between them. Messages in:
-//   {type: 'source', id, bytes: ArrayBuffer, tensor}  activations read from a file's bytes
-//                                                  (they replace those before if they read well)
+//   {type: 'source', id, blob, tensor}             activations read from a file (a Blob, read in
+//                                                  pieces; they replace those before if they read well)
 //   {type: 'synthetic', atoms, dim, k, tokens, seed}  or synthetic ones with a known truth
 //   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
 //   {type: 'start', run, config: JSON text}       run it (`run` numbers it in the replies)
@@ -73,24 +73,40 @@ function dropRunner() {
   finished = false;
 }
 
+/** Bytes read from a Blob at a time: the file never exists whole in JavaScript's memory. */
+const CHUNK_BYTES = 8 << 20;
+
+/** Read a file's Blob piece by piece into the engine; the new activations replace the old only
+ * once they are read well. */
+async function readSource(msg) {
+  let next;
+  try {
+    const blob = msg.blob;
+    const builder = new engine.RealSourceBuilder(blob.size);
+    try {
+      for (let at = 0; at < blob.size; at += CHUNK_BYTES) {
+        builder.push(new Uint8Array(await blob.slice(at, Math.min(blob.size, at + CHUNK_BYTES)).arrayBuffer()));
+      }
+    } catch (e) {
+      builder.free();
+      throw e;
+    }
+    next = builder.finish(msg.tensor || undefined);
+  } catch (e) {
+    self.postMessage({ type: 'source', id: msg.id, error: e && e.message ? e.message : String(e) });
+    return;
+  }
+  dropRunner();
+  if (source) source.free();
+  source = next;
+  self.postMessage({ type: 'source', id: msg.id, info: source.describe() });
+}
+
 function handle(msg) {
   try {
     switch (msg.type) {
-      case 'source': {
-        // The new activations replace the old only once they are read well.
-        let next;
-        try {
-          next = new engine.RealSource(new Uint8Array(msg.bytes), msg.tensor || undefined);
-        } catch (e) {
-          self.postMessage({ type: 'source', id: msg.id, error: e && e.message ? e.message : String(e) });
-          break;
-        }
-        dropRunner();
-        if (source) source.free();
-        source = next;
-        self.postMessage({ type: 'source', id: msg.id, info: source.describe() });
-        break;
-      }
+      case 'source':
+        return readSource(msg);
       case 'synthetic':
         dropRunner();
         if (source) source.free();
@@ -131,15 +147,22 @@ function handle(msg) {
   }
 }
 
+// Messages are handled in order, each after the one before has finished (reading a file is
+// asynchronous, and what follows it needs it).
+let queue = Promise.resolve();
+function enqueue(msg) {
+  queue = queue.then(() => handle(msg));
+}
+
 self.onmessage = (event) => {
-  if (engine) handle(event.data);
+  if (engine) enqueue(event.data);
   else pending.push(event.data);
 };
 
 import('./engine.js')
   .then((loaded) => {
     engine = loaded;
-    for (const msg of pending.splice(0)) handle(msg);
+    for (const msg of pending.splice(0)) enqueue(msg);
   })
   .catch((e) => fail(new Error(`the engine could not start: ${e && e.message ? e.message : e}`)));
 

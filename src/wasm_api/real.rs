@@ -153,6 +153,61 @@ impl RealSource {
     }
 }
 
+/// A file's bytes gathered in chunks straight into the engine's memory, then read as
+/// activations: the worker reads a Blob piece by piece, so the file never exists whole in
+/// JavaScript's memory beside its copy here.
+#[wasm_bindgen]
+#[derive(Debug)]
+pub struct RealSourceBuilder {
+    bytes: Vec<u8>,
+    size: usize,
+}
+
+#[wasm_bindgen]
+impl RealSourceBuilder {
+    /// Room for a file of `size` bytes, or an error if the page cannot hold it.
+    #[wasm_bindgen(constructor)]
+    pub fn new(size: f64) -> Result<RealSourceBuilder, JsError> {
+        if !(size.is_finite() && size >= 0.0) || size > limits::PAGE_MEMORY_BUDGET as f64 {
+            return Err(JsError::new(&format!(
+                "the file is {}; the page reads files of at most {} (use the command line)",
+                human_bytes(size.max(0.0) as u64),
+                human_bytes(limits::PAGE_MEMORY_BUDGET)
+            )));
+        }
+        let size = size as usize;
+        let mut bytes = Vec::new();
+        bytes.try_reserve_exact(size).map_err(|_| {
+            JsError::new(&format!(
+                "memory: the page could not set aside {} for the file",
+                human_bytes(size as u64)
+            ))
+        })?;
+        Ok(RealSourceBuilder { bytes, size })
+    }
+
+    /// The next piece of the file.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsError> {
+        if self.bytes.len() + chunk.len() > self.size {
+            return Err(JsError::new("the file grew while it was read"));
+        }
+        self.bytes.extend_from_slice(chunk);
+        Ok(())
+    }
+
+    /// The activations in the whole file (the bytes are freed as soon as they are read).
+    pub fn finish(self, tensor: Option<String>) -> Result<RealSource, JsError> {
+        if self.bytes.len() != self.size {
+            return Err(JsError::new(&format!(
+                "the file ended after {} of its {} bytes",
+                self.bytes.len(),
+                self.size
+            )));
+        }
+        RealSource::new(&self.bytes, tensor)
+    }
+}
+
 thread_local! {
     /// Whether this worker has run a trial already (its code is warm).
     static WARM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };

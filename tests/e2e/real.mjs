@@ -210,6 +210,51 @@ await test('synthetic activations with known features score code MCC, on the tab
   await ctx.close();
 });
 
+/** A .npy of `tokens` x `dim` float32 values, as bytes. */
+function npyBytes(tokens, dim) {
+  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${tokens}, ${dim}), }`;
+  while ((10 + header.length + 1) % 64) header += ' ';
+  header += '\n';
+  const head = Buffer.alloc(10);
+  Buffer.from('\x93NUMPY', 'latin1').copy(head);
+  head[6] = 1;
+  head.writeUInt16LE(header.length, 8);
+  const values = Float32Array.from({ length: tokens * dim }, (_, i) => Math.sin(i * 0.7));
+  return Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(values.buffer)]);
+}
+
+await test('activations dropped on the page load, with their token texts', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#real=file`);
+  await page.waitForFunction(() => document.body.dataset.realState === 'empty');
+  const texts = JSON.stringify({
+    format: 'sparse-playground-tokens',
+    version: 1,
+    tokens: Array.from({ length: 32 }, (_, i) => ` t${i}`),
+    context_starts: [0, 16],
+  });
+  const drop = async (files) => {
+    const dt = await page.evaluateHandle((list) => {
+      const d = new DataTransfer();
+      for (const f of list) d.items.add(new File([new Uint8Array(f.bytes)], f.name));
+      return d;
+    }, files);
+    await page.dispatchEvent('#real-view', 'drop', { dataTransfer: dt });
+  };
+  await drop([
+    { name: 'dropped.npy', bytes: [...npyBytes(32, 8)] },
+    { name: 'dropped.tokens.json', bytes: [...Buffer.from(texts)] },
+  ]);
+  await waitReal(page, 'ready');
+  assert.match(await page.textContent('#real-source'), /dropped\.npy: 32 tokens × 8 \(float32\), token texts in 2 contexts/);
+  // Token texts that do not match are refused on their own, and the activations stay.
+  await drop([{ name: 'wrong.json', bytes: [...Buffer.from(texts.replace(' t31', ' t31", " t32'))] }]);
+  await page.waitForSelector('.banner.error');
+  assert.match(await page.textContent('.banner.error'), /These token texts cannot be used/);
+  assert.match(await page.textContent('#real-source'), /dropped\.npy: 32 tokens/);
+  await ctx.close();
+});
+
 await test('a real-activation link with an unknown key says so', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#real=sample&latents=5`);

@@ -42,8 +42,6 @@ const real = {
   // time; `workerSource` is the source it holds.
   worker: null,
   workerSource: null,
-  // Messages to the worker wait here for those posted before them (see `post`).
-  queue: Promise.resolve(),
   // Activations the worker is reading: {id, name, blob, kind, tokensText, resolve}.
   reading: null,
   nextSourceId: 1,
@@ -266,8 +264,8 @@ function setStatus(text) {
 }
 
 /**
- * Read activations in the worker (the page keeps only the file's Blob, and never a copy of its
- * values) and keep them once the engine has checked them; an error keeps what was loaded
+ * Read activations in the worker (the page keeps only the file's Blob, and never reads it)
+ * and keep them once the engine has checked them; an error keeps what was loaded
  * before. Resolves to whether they were taken.
  */
 function useActivations(name, blob, kind, tokensText) {
@@ -320,6 +318,20 @@ function onSourceRead(msg) {
   r.resolve(true);
 }
 
+/**
+ * Files dropped on the mode: a .json is token texts, anything else activations (the engine
+ * says if it is neither .npy nor .safetensors). Both at once: the texts go with the activations.
+ */
+async function dropFiles(files) {
+  if (real.running || !files.length) return;
+  const texts = files.find((f) => /\.json$/i.test(f.name));
+  const acts = files.find((f) => f !== texts);
+  const tokensText = texts ? await texts.text() : null;
+  if (acts) useActivations(acts.name, acts, 'file', tokensText);
+  else if (texts && real.source && real.source.blob) useTokens(tokensText);
+  else if (texts) banner('error', 'Token texts go with activations: drop or choose the activations first.', 'real-file');
+}
+
 /** Token texts for the activations already loaded (checked against their rows). */
 function useTokens(text) {
   let contexts;
@@ -342,27 +354,17 @@ function ensureWorker() {
     real.worker = new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' });
     real.worker.onmessage = (event) => onWorkerMessage(real.worker, event.data);
     real.workerSource = null;
-    real.queue = Promise.resolve();
   }
   return real.worker;
 }
 
-/**
- * Post to the worker after everything posted before (a file's bytes are read asynchronously
- * from its Blob, and what follows must not overtake them).
- */
 function post(message) {
-  const worker = ensureWorker();
-  real.queue = real.queue.then(() => worker.postMessage(message));
+  ensureWorker().postMessage(message);
 }
 
-/** A file's bytes to the worker, read from its Blob and handed over without a copy. */
+/** A file to the worker, which reads it piece by piece (a Blob passes by reference). */
 function postSource(blob, id) {
-  const worker = ensureWorker();
-  real.queue = real.queue
-    .then(() => blob.arrayBuffer())
-    .then((bytes) => worker.postMessage({ type: 'source', id, bytes }, [bytes]))
-    .catch((e) => onWorkerMessage(worker, { type: 'source', id, error: errorText(e) }));
+  post({ type: 'source', id, blob });
 }
 
 /** Give the worker the current activations if it does not hold them. */
@@ -652,6 +654,21 @@ export function initRealPanel() {
     const tokensText = tokensFile ? await tokensFile.text() : null;
     useActivations(file.name, file, 'file', tokensText);
   });
+  // Files dropped on the mode: activations (.npy, .safetensors) and token texts (.json).
+  for (const zone of [$('real-aside'), $('real-view')]) {
+    zone.addEventListener('dragover', (e) => {
+      if (!e.dataTransfer || ![...e.dataTransfer.types].includes('Files')) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = real.running ? 'none' : 'copy';
+      document.body.classList.add('real-drop');
+    });
+    zone.addEventListener('dragleave', () => document.body.classList.remove('real-drop'));
+    zone.addEventListener('drop', (e) => {
+      e.preventDefault();
+      document.body.classList.remove('real-drop');
+      dropFiles([...(e.dataTransfer ? e.dataTransfer.files : [])]);
+    });
+  }
   $('real-tokens-file').addEventListener('change', async (e) => {
     const file = e.target.files[0];
     if (!file || !real.source || !real.source.blob) return;
