@@ -1053,3 +1053,48 @@ fn synthetic_activations_score_code_mcc_along_the_frontier() {
     let json = plain.results(None).to_json();
     assert!(!json.contains("code_mcc") && !json.contains("dict_mcc"));
 }
+
+#[test]
+fn the_work_counts_training_and_the_analysis_and_only_grows() {
+    let acts = synthetic_activations(16, 8, 3, 600, 6);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Fista {
+                    steps: 50,
+                    nonneg: true,
+                    tol: None,
+                },
+            },
+        ],
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 40;
+    cfg.train.log_every = 20;
+    cfg.train.batch_size = Some(64);
+    cfg.gap.tokens = 32;
+    let mut exp =
+        RealExperiment::new(cfg, &acts, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+    let (done, total) = exp.work();
+    assert_eq!(done, 0.0);
+    assert!(total > 0.0);
+    let mut last = 0.0;
+    let mut after_training = None;
+    while !exp.is_done() {
+        exp.advance(7).unwrap();
+        let (done, t) = exp.work();
+        assert_eq!(t, total, "the total stays put");
+        assert!(done >= last && done <= total, "{last} -> {done} of {total}");
+        last = done;
+        let (steps, all_steps) = exp.progress();
+        if steps == all_steps && after_training.is_none() {
+            after_training = Some(done);
+        }
+    }
+    assert_eq!(exp.work().0, total);
+    // Training over, the analysis still to do: the bar is not full.
+    let f = after_training.unwrap() / total;
+    assert!(f > 0.0 && f < 1.0, "{f}");
+}

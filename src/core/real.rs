@@ -964,6 +964,8 @@ struct RealRun {
     resampled: Vec<Resampled>,
     /// The draws of resampling.
     resample_rng: Rng,
+    /// Solver iterations of the analysis done so far.
+    analysed: u64,
 }
 
 /// A method's unit-norm dictionary and its codes of held-out tokens (the encoder's on the whole
@@ -1208,6 +1210,32 @@ impl RealExperiment {
         (done, self.config.train.steps * self.runs.len() as u64)
     }
 
+    /// All the work, done and to do, in FLOPs: every method's training steps and its
+    /// analysis's solver iterations (those of the solvers that stop on a tolerance counted as
+    /// the estimate counts them, and a method's share full once its analysis is over), for a
+    /// progress bar that does not stop at the end of training.
+    pub fn work(&self) -> (f64, f64) {
+        let per_iteration = flops::fista_iteration(
+            self.gap_host.nrows(),
+            self.config.latents,
+            self.gap_host.ncols(),
+        );
+        let steps = self.config.train.steps as f64;
+        let (mut done, mut total) = (0.0, 0.0);
+        for r in &self.runs {
+            let training = steps * r.train_flops_per_step;
+            let analysis = self.config.analysis_iterations(&r.method).0 as f64 * per_iteration;
+            total += training + analysis;
+            done += if r.report.is_some() || r.error.is_some() {
+                training + analysis
+            } else {
+                r.step as f64 * r.train_flops_per_step
+                    + (r.analysed as f64 * per_iteration).min(0.99 * analysis)
+            };
+        }
+        (done, total)
+    }
+
     /// What is under way, in words (for a status line).
     pub fn status(&self) -> String {
         let steps = self.config.train.steps;
@@ -1439,6 +1467,7 @@ impl RealExperiment {
         }
         let (kind, iterations, solver) = a.current.as_mut().expect("set above");
         let ran = solver.run(b, &self.gap_x, budget)?;
+        run.analysed += ran;
         if !solver.is_done() {
             return Ok(ran.max(1));
         }
@@ -2083,6 +2112,7 @@ fn new_run(
         l1,
         resampled: Vec::new(),
         resample_rng: Rng::with_stream(seed, stream_id(&format!("{key}/resample"))),
+        analysed: 0,
     }
 }
 

@@ -255,10 +255,11 @@ impl RealRunner {
         Ok(self.exp.is_done())
     }
 
-    /// Training steps done and to do over all methods, as `[done, total]`.
+    /// All the work done and to do (training and the gap's analysis, in FLOPs), as
+    /// `[done, total]` (`core::real::RealExperiment::work`).
     pub fn progress(&self) -> Vec<f64> {
-        let (done, total) = self.exp.progress();
-        vec![done as f64, total as f64]
+        let (done, total) = self.exp.work();
+        vec![done, total]
     }
 
     pub fn status(&self) -> String {

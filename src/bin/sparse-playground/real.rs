@@ -269,18 +269,17 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
     if let Some(truth) = &truth {
         exp = exp.with_truth(truth)?;
     }
-    let (_, total) = exp.progress();
+    // The bar counts all the work (training and the gap's analysis, by their FLOPs), in
+    // thousandths; the message says what is under way.
     let bar = progress_bar(
         args.quiet,
-        total,
-        "{bar:40.cyan/blue} {percent:>3}% {pos}/{len} training steps  eta {eta}  {msg}",
+        1000,
+        "{bar:40.cyan/blue} {percent:>3}%  eta {eta}  {msg}",
     );
     exp.run_to_end(|e| {
-        let (done, total) = e.progress();
-        bar.set_position(done);
-        if done == total {
-            bar.set_message("analysing the gap");
-        }
+        let (done, total) = e.work();
+        bar.set_position((1000.0 * done / total.max(1.0)).round() as u64);
+        bar.set_message(e.status());
     })
     .map_err(|e| format!("the backend failed: {e}"))?;
     bar.finish_and_clear();
