@@ -17,6 +17,7 @@ import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { execSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import { npyHeader } from './npy.mjs';
 import { extname, join, normalize, resolve } from 'node:path';
 
 const DIST = resolve(new URL('../dist', import.meta.url).pathname);
@@ -69,15 +70,8 @@ async function sweep(page, name) {
 
 /** A .npy file of `tokens` x `dim` float32 values (seeded pseudo-random), written in chunks. */
 async function writeNpy(path, tokens, dim) {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${tokens}, ${dim}), }`;
-  while ((10 + header.length + 1) % 64) header += ' ';
-  header += '\n';
-  const head = Buffer.alloc(10);
-  Buffer.from('\x93NUMPY', 'latin1').copy(head);
-  head[6] = 1;
-  head.writeUInt16LE(header.length, 8);
   const f = await open(path, 'w');
-  await f.write(Buffer.concat([head, Buffer.from(header, 'latin1')]));
+  await f.write(npyHeader(tokens, dim));
   let x = 12345;
   const rows = 1024;
   for (let t = 0; t < tokens; t += rows) {

@@ -11,6 +11,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, newPage, origin, test } from './harness.mjs';
+import { npyHeader } from '../../bench/npy.mjs';
 
 await mkdir(ARTIFACTS, { recursive: true });
 
@@ -212,15 +213,8 @@ await test('synthetic activations with known features score code MCC, on the tab
 
 /** A .npy of `tokens` x `dim` float32 values, as bytes. */
 function npyBytes(tokens, dim) {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${tokens}, ${dim}), }`;
-  while ((10 + header.length + 1) % 64) header += ' ';
-  header += '\n';
-  const head = Buffer.alloc(10);
-  Buffer.from('\x93NUMPY', 'latin1').copy(head);
-  head[6] = 1;
-  head.writeUInt16LE(header.length, 8);
   const values = Float32Array.from({ length: tokens * dim }, (_, i) => Math.sin(i * 0.7));
-  return Buffer.concat([head, Buffer.from(header, 'latin1'), Buffer.from(values.buffer)]);
+  return Buffer.concat([npyHeader(tokens, dim), Buffer.from(values.buffer)]);
 }
 
 await test('activations dropped on the page load, with their token texts', async () => {
