@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 const ROOT = resolve(new URL('..', import.meta.url).pathname);
 const PKG = join(ROOT, 'pkg');
 const minSecs = Number(process.argv[2] || '1');
-const ITEMS = ['sae_train', 'ito_step', 'mlp256_train'];
+const ITEMS = ['sae_train', 'ito_step', 'mlp256_train', 'real_sae_train'];
 
 if (!existsSync(join(PKG, 'engine_bg.wasm'))) {
   console.error('pkg/engine_bg.wasm is missing: run `npm run build:wasm` first');

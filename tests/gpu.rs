@@ -509,9 +509,10 @@ fn fused_solvers_match_the_step_by_step_ones() {
     }
 }
 
-/// Fused training of one-layer encoders (every variant the kernel takes: bias or not, top-k
-/// or not, learned or frozen dictionary, per-member learning rates, a batch that is not a
-/// whole number of chunks) against the CPU's steps and the GPU's own kernel-by-kernel steps.
+/// Fused training of one-layer encoders and of MLPs with one hidden layer (every variant the
+/// kernels take: bias or not, top-k or not, learned or frozen dictionary, per-member learning
+/// rates, a batch that is not a whole number of chunks) against the CPU's steps and the GPU's
+/// own kernel-by-kernel steps.
 #[test]
 fn fused_encoder_training_matches_the_step_by_step_path() {
     use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
@@ -525,20 +526,25 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
     let (dim, atoms, n) = (8, 16, 200);
     let x_values: Vec<f32> = random(dim * n, 21).iter().map(|v| v.abs()).collect();
     let frozen_values = random(dim * atoms, 22);
-    for (bias, topk, learned, lrs) in [
-        (false, None, true, vec![1e-2]),
-        (true, None, true, vec![1e-2, 3e-3, 1e-3]),
-        (false, Some(3), true, vec![1e-2]),
-        (true, Some(4), false, vec![1e-2, 2e-3]),
+    for (hidden, bias, topk, learned, lrs) in [
+        (vec![], false, None, true, vec![1e-2]),
+        (vec![], true, None, true, vec![1e-2, 3e-3, 1e-3]),
+        (vec![], false, Some(3), true, vec![1e-2]),
+        (vec![], true, Some(4), false, vec![1e-2, 2e-3]),
+        (vec![32], true, None, true, vec![1e-2, 3e-3]),
+        (vec![12], false, None, false, vec![1e-2]),
+        (vec![20], true, Some(3), false, vec![3e-3, 1e-2]),
+        (vec![8], false, Some(2), true, vec![1e-2]),
     ] {
-        let case = format!("bias={bias} topk={topk:?} learned={learned} lrs={lrs:?}");
+        let case =
+            format!("hidden={hidden:?} bias={bias} topk={topk:?} learned={learned} lrs={lrs:?}");
         let run = |b: &dyn Backend, fused: bool| {
             g.set_fused_training(fused);
             let x = b.upload(Shape::new(1, dim, n), &x_values);
             let frozen = b.upload(Shape::new(1, dim, atoms), &frozen_values);
             let mut rngs: Vec<Rng> = (0..lrs.len() as u64).map(|i| Rng::new(30 + i)).collect();
             let spec = EncoderSpec {
-                hidden: vec![],
+                hidden: hidden.clone(),
                 topk,
                 bias,
             };
@@ -573,6 +579,63 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
                 // Sums in another order for 247 Adam steps (measured on lavapipe: within
                 // 1e-7 of the CPU's).
                 assert_close(&format!("{case}, fused={fused}, output {i}"), a, w, 2e-3);
+            }
+        }
+    }
+    g.set_fused_training(true);
+}
+
+/// Fused full-batch training of sparse coding (a stack with per-member learning rates, a
+/// batch that is not a whole number of chunks, the L1 penalty changed between calls as a
+/// warm-up does) against the CPU's steps and the GPU's own kernel-by-kernel steps.
+#[test]
+fn fused_sparse_coding_training_matches_the_step_by_step_path() {
+    use sparse_playground::core::sparse_coding::SparseCodingModel;
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own (the fused switch below).
+    let g = GpuBackend::request_blocking().expect("a second device on the same adapter");
+    let cpu = CpuBackend::new(1);
+    for (dim, atoms, n, lrs) in [
+        (8, 16, 200, vec![1e-2]),
+        (6, 10, 77, vec![3e-2, 1e-2, 3e-3]),
+    ] {
+        let x_values: Vec<f32> = random(dim * n, 23).iter().map(|v| v.abs()).collect();
+        let run = |b: &dyn Backend, fused: bool| {
+            g.set_fused_training(fused);
+            let x = b.upload(Shape::new(1, dim, n), &x_values);
+            let mut rngs: Vec<Rng> = (0..lrs.len() as u64).map(|i| Rng::new(40 + i)).collect();
+            let mut model = SparseCodingModel::new(b, &mut rngs, dim, atoms, n, 0.02, &lrs);
+            model.train_steps(b, &x, 3, true);
+            model.set_schedule(lrs[0] * 0.5, 0.05);
+            model.train_steps(b, &x, 230, true);
+            model.settle(b);
+            let mut out = vec![
+                host(b, &model.dictionary),
+                host(b, &model.log_codes),
+                host(b, model.loss()),
+            ];
+            // Kernel-by-kernel steps after fused ones continue from the same state.
+            model.train_step(b, &x, None, false);
+            g.set_fused_training(true);
+            model.train_steps(b, &x, 4, true);
+            model.settle(b);
+            out.push(host(b, &model.dictionary));
+            out.push(host(b, &model.log_codes));
+            out.push(host(b, model.loss()));
+            out
+        };
+        let want = run(&cpu, false);
+        for fused in [true, false] {
+            let got = run(&g, fused);
+            for (i, (a, w)) in got.iter().zip(&want).enumerate() {
+                assert_close(
+                    &format!("sparse coding {dim}x{atoms} n={n}, fused={fused}, output {i}"),
+                    a,
+                    w,
+                    2e-3,
+                );
             }
         }
     }
@@ -976,9 +1039,9 @@ fn auto_compares_the_backends_on_the_experiments_own_shapes() {
     assert!(!faster(None, None, 1, "x").0, "too small to tell: the CPU");
 }
 
-/// What a run sends to the device: an SAE's training is one dispatch per many steps (the
-/// fused kernel), and each evaluation is one read-back (codes, dictionaries, reconstructions
-/// and the last loss together); the numbers agree with the CPU's.
+/// What a run sends to the device: an SAE's, an MLP's or sparse coding's training is one
+/// dispatch per many steps (the fused kernels), and each evaluation is one read-back (codes, dictionaries,
+/// reconstructions and the last loss together); the numbers agree with the CPU's.
 #[test]
 fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
     if gpu().is_none() {
@@ -986,41 +1049,58 @@ fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
     }
     // A device of its own, so that other tests' work does not enter its counters.
     let g = Arc::new(GpuBackend::request_blocking().expect("a second device"));
-    let mut cfg = Preset::UnknownZD.config();
-    cfg.methods = vec![MethodConfig::Sae { bias: false }];
-    cfg.data.num_samples = 128;
-    cfg.train.steps = 300;
-    cfg.train.log_every = 150;
-    cfg.runs = 2;
-    let checked = cfg.validate().unwrap();
-    let mut exp = Experiment::new(checked.clone(), g.clone());
-    // The first evaluation (step 0) and pipelines out of the way.
-    exp.step(1);
-    g.wait();
-    let before = g.counters();
-    while !exp.is_done() {
-        exp.step(1000);
-        g.wait();
-    }
-    let sent = g.counters().since(&before);
-    // Two evaluations (steps 150 and 300), each one read-back of everything it scores.
-    assert_eq!(sent.reads, 2, "{sent:?}");
-    // 299 training steps: at most 200 per dispatch on a GPU, at least a few per dispatch on a
-    // software one; plus a handful per evaluation (settle, encode, reconstruct).
-    assert!(sent.dispatches <= 2 * 20 + 299 / 3, "{sent:?}");
-    let cpu = {
-        let mut e = Experiment::new(checked, Arc::new(CpuBackend::new(1)));
-        while !e.is_done() {
-            e.step(1000);
+    for method in [
+        MethodConfig::Sae { bias: false },
+        MethodConfig::Mlp {
+            hidden: vec![32],
+            bias: true,
+        },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Adam {
+                steps: 300,
+                lr: 3e-3,
+            },
+        },
+    ] {
+        let mut cfg = Preset::UnknownZD.config();
+        cfg.methods = vec![method.clone()];
+        cfg.data.num_samples = 128;
+        cfg.train.steps = 300;
+        cfg.train.log_every = 150;
+        cfg.runs = 2;
+        let checked = cfg.validate().unwrap();
+        let mut exp = Experiment::new(checked.clone(), g.clone());
+        // The first evaluation (step 0, with its inference where there is one) and pipelines
+        // out of the way.
+        while exp.results().methods[0].runs[0].log.is_empty() {
+            exp.step(1);
+            g.wait();
         }
-        e.results()
-    };
-    let got = exp.results();
-    for (ra, rb) in got.methods[0].runs.iter().zip(&cpu.methods[0].runs) {
-        for (x, y) in ra.log.iter().zip(&rb.log) {
-            assert!((x.code_mcc - y.code_mcc).abs() < 1e-3, "{x:?} vs {y:?}");
-            let (u, v) = (x.train_loss.unwrap_or(0.0), y.train_loss.unwrap_or(0.0));
-            assert!((u - v).abs() <= 1e-3 * v.abs() + 1e-6, "{x:?} vs {y:?}");
+        let before = g.counters();
+        while !exp.is_done() {
+            exp.step(1000);
+            g.wait();
+        }
+        let sent = g.counters().since(&before);
+        // Two evaluations (steps 150 and 300), each one read-back of everything it scores.
+        assert_eq!(sent.reads, 2, "{method:?}: {sent:?}");
+        // 299 training steps: at most 200 per dispatch on a GPU, at least a few per dispatch
+        // on a software one; plus a handful per evaluation (settle, encode, reconstruct).
+        assert!(sent.dispatches <= 2 * 20 + 299 / 3, "{method:?}: {sent:?}");
+        let cpu = {
+            let mut e = Experiment::new(checked, Arc::new(CpuBackend::new(1)));
+            while !e.is_done() {
+                e.step(1000);
+            }
+            e.results()
+        };
+        let got = exp.results();
+        for (ra, rb) in got.methods[0].runs.iter().zip(&cpu.methods[0].runs) {
+            for (x, y) in ra.log.iter().zip(&rb.log) {
+                assert!((x.code_mcc - y.code_mcc).abs() < 1e-3, "{x:?} vs {y:?}");
+                let (u, v) = (x.train_loss.unwrap_or(0.0), y.train_loss.unwrap_or(0.0));
+                assert!((u - v).abs() <= 1e-3 * v.abs() + 1e-6, "{x:?} vs {y:?}");
+            }
         }
     }
 }

@@ -5,7 +5,8 @@
 //! operands in named vectors, and this test holds it to that.
 #![cfg(not(target_arch = "wasm32"))]
 
-use sparse_playground::compute::gpu::gemm_source;
+use sparse_playground::compute::gpu::{gemm_source, train_source};
+use sparse_playground::compute::EncoderTrainShape;
 
 const OP_NAME: u32 = 5;
 const OP_TYPE_ARRAY: u32 = 28;
@@ -105,5 +106,30 @@ fn gemm_keeps_no_arrays_in_function_memory() {
                 .any(|l| l.contains(&other))
         };
         assert!(one_way("a_", ta) && one_way("b_", tb), "gemm {ta} {tb}");
+    }
+}
+
+/// The fused MLP training kernel spreads each stage over the workgroup and keeps nothing per
+/// sample in registers: no array may land in function memory, at the paper's sizes and wide.
+#[test]
+fn fused_mlp_training_keeps_no_arrays_in_function_memory() {
+    for (hidden, latents, dim, chunk) in [(32, 16, 8, 32), (256, 16, 8, 4), (64, 64, 32, 8)] {
+        let shape = EncoderTrainShape {
+            latents,
+            dim,
+            batch: 1024,
+            hidden: Some(hidden),
+            bias: true,
+            learned: true,
+        };
+        for shared in [true, false] {
+            let (source, entry) = train_source(&shape, chunk, shared);
+            assert_eq!(entry, "train_mlp");
+            let found = function_arrays(&spirv(&source));
+            assert!(
+                found.is_empty(),
+                "train_mlp h={hidden} {latents}x{dim} shared={shared}: arrays in function memory: {found:?}"
+            );
+        }
     }
 }

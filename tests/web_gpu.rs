@@ -187,9 +187,9 @@ async fn tick() {
     wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
 }
 
-/// The fused training kernel compiles under the browser's WGSL compiler and gives the CPU's
-/// numbers: an SAE with bias and a TopK SAE, 45 steps in two calls (the second past one
-/// dispatch on a software adapter).
+/// The fused training kernels compile under the browser's WGSL compiler and give the CPU's
+/// numbers: an SAE with bias, a TopK SAE and MLPs with one hidden layer (with bias, and with
+/// top-k), 45 steps in two calls (the second past one dispatch on a software adapter).
 #[wasm_bindgen_test]
 async fn fused_encoder_training_matches_the_cpu_on_webgpu() {
     use sparse_playground::core::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
@@ -197,12 +197,17 @@ async fn fused_encoder_training_matches_the_cpu_on_webgpu() {
     let cpu = CpuBackend::new(1);
     let (dim, atoms, n) = (8, 16, 100);
     let x_values: Vec<f32> = random(dim * n, 41).iter().map(|v| v.abs()).collect();
-    for (bias, topk) in [(true, None), (false, Some(3))] {
+    for (hidden, bias, topk) in [
+        (vec![], true, None),
+        (vec![], false, Some(3)),
+        (vec![24], true, None),
+        (vec![32], false, Some(3)),
+    ] {
         let mut outputs = Vec::new();
         for b in [&g as &dyn Backend, &cpu] {
             let x = b.upload(Shape::new(1, dim, n), &x_values);
             let spec = EncoderSpec {
-                hidden: vec![],
+                hidden: hidden.clone(),
                 topk,
                 bias,
             };
@@ -227,7 +232,7 @@ async fn fused_encoder_training_matches_the_cpu_on_webgpu() {
             outputs.push(values);
         }
         assert_close(
-            &format!("fused training, bias={bias} topk={topk:?}"),
+            &format!("fused training, hidden={hidden:?} bias={bias} topk={topk:?}"),
             &outputs[0],
             &outputs[1],
             2e-3,

@@ -16,7 +16,8 @@ pub use cpu::{CpuBackend, SmallKernel};
 pub use cpu_tensor::normalize_columns_slice;
 pub use tensor::{
     loss_shape, loss_value, per_member, AdamExpJob, Backend, BackendError, BackendKind,
-    EncoderTrainJob, EncoderTrainShape, FistaJob, JumpReluScalars, Op, Readback, Shape, Tensor,
+    EncoderTrainJob, EncoderTrainShape, FistaJob, JumpReluScalars, Op, Readback, Shape,
+    SparseCodingTrainJob, Tensor,
 };
 
 /// Read a tensor back and wait for it: at once on the CPU; natively on a GPU by blocking until

@@ -480,13 +480,57 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// Run `job.steps` full-batch training steps of a one-layer encoder with its decoder in
-    /// one go (each step: learned atoms to unit norm, forward, backward, Adam), on state
+    /// Run `job.steps` full-batch training steps of an encoder (one layer, or an MLP with one
+    /// hidden layer) with its decoder in one go (each step: learned atoms to unit norm, forward, backward, Adam), on state
     /// packed as [`EncoderTrainJob`] describes; `false` (the default) leaves the caller to run
     /// the steps kernel by kernel. Only asked when [`Backend::encoder_train_fits`] said yes.
     fn encoder_train_fused(&self, _job: &mut EncoderTrainJob<'_>) -> bool {
         false
     }
+
+    /// Whether [`Backend::sparse_coding_train_fused`] runs full-batch training steps of sparse
+    /// coding with `latents` atoms of `dim` values on `batch` samples.
+    fn sparse_coding_train_fits(&self, _latents: usize, _dim: usize, _batch: usize) -> bool {
+        false
+    }
+
+    /// Run `job.steps` full-batch training steps of sparse coding in one go (each step: atoms
+    /// to unit norm, the reconstruction's gradients, Adam on the dictionary and on every
+    /// sample's log-codes), on state packed as [`SparseCodingTrainJob`] describes; `false`
+    /// (the default) leaves the caller to run the steps kernel by kernel. Only asked when
+    /// [`Backend::sparse_coding_train_fits`] said yes.
+    fn sparse_coding_train_fused(&self, _job: &mut SparseCodingTrainJob<'_>) -> bool {
+        false
+    }
+}
+
+/// Full-batch training steps of sparse coding that a fused kernel advances. Each step matches
+/// the kernel-by-kernel
+/// [`SparseCodingModel::train_step`](crate::core::sparse_coding::SparseCodingModel::train_step).
+#[derive(Debug)]
+pub struct SparseCodingTrainJob<'a> {
+    /// Per member three blocks of dim x latents values (column-major): the dictionary, Adam's
+    /// m and Adam's v (stack x 3 dim latents x 1).
+    pub dict: &'a mut Tensor,
+    /// Per member three blocks of latents x batch values (column-major): the log-codes, Adam's
+    /// m and Adam's v (stack x 3 latents batch x 1).
+    pub codes: &'a mut Tensor,
+    /// The signals (stack of 1 or per member), dim x batch.
+    pub x: &'a Tensor,
+    pub latents: usize,
+    pub dim: usize,
+    /// 2 / (batch dim), the reconstruction term's gradient scale.
+    pub mse_scale: f32,
+    /// Per member (or one for all): the L1 penalty and its gradient scale penalty / (batch N).
+    pub l1_penalty: &'a [f32],
+    pub l1_scale: &'a [f32],
+    /// Adam's scalars per step and member (step-major), the same for the dictionary and the
+    /// codes.
+    pub scalars: &'a [AdamScalars],
+    pub steps: usize,
+    /// Where the last step's loss goes (stack x 2 x 1) when `want_loss`.
+    pub loss: &'a mut Tensor,
+    pub want_loss: bool,
 }
 
 /// The scalars of JumpReLU's threshold gradient (see `Backend::jump_relu_threshold_grad`).
@@ -506,22 +550,36 @@ pub struct EncoderTrainShape {
     pub latents: usize,
     pub dim: usize,
     pub batch: usize,
+    /// The width of the hidden ReLU layer of an MLP encoder (one hidden layer), `None` for a
+    /// one-layer encoder.
+    pub hidden: Option<usize>,
+    /// Biases on every layer (or none).
     pub bias: bool,
     /// A learned dictionary (in the packed state), else a frozen one.
     pub learned: bool,
 }
 
 impl EncoderTrainShape {
-    /// Values of one block of the packed state: the weight (latents x dim, column-major), the
-    /// bias (latents) if any, the learned dictionary (dim x latents, column-major) if any.
+    /// Values of one block of the packed state, in the order of `EncoderModel::params`: per
+    /// layer (input side first) its weight (out x in, column-major) and bias (out) if any, then
+    /// the learned dictionary (dim x latents, column-major) if any.
     pub fn param_len(&self) -> usize {
-        let w = self.latents * self.dim;
-        w + if self.bias { self.latents } else { 0 } + if self.learned { w } else { 0 }
+        let bias = |out: usize| if self.bias { out } else { 0 };
+        let layers = match self.hidden {
+            None => self.latents * self.dim + bias(self.latents),
+            Some(h) => h * self.dim + bias(h) + self.latents * h + bias(self.latents),
+        };
+        layers
+            + if self.learned {
+                self.latents * self.dim
+            } else {
+                0
+            }
     }
 }
 
-/// Full-batch training steps of a one-layer encoder (SAE or TopK SAE) that a fused kernel
-/// advances. `state` (stack x 4P x 1, P = [`EncoderTrainShape::param_len`]) holds per member
+/// Full-batch training steps of a one-layer encoder (SAE or TopK SAE) or an MLP encoder with
+/// one hidden layer that a fused kernel advances. `state` (stack x 4P x 1, P = [`EncoderTrainShape::param_len`]) holds per member
 /// four blocks of P values in the same order: the parameters, Adam's m, Adam's v, and room
 /// for the gradient. Each step matches the kernel-by-kernel
 /// [`EncoderModel::train_step`](crate::core::models::EncoderModel::train_step).

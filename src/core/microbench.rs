@@ -19,8 +19,22 @@ pub struct Rate {
 }
 
 /// Items both sides time: `sae_train`, `ito_step` and `mlp256_train` (the MLP encoder with
-/// h = 256, the page's slowest method at the paper's size).
-pub const ITEMS: [&str; 3] = ["sae_train", "ito_step", "mlp256_train"];
+/// h = 256, the page's slowest method at the paper's size) at the size given, and
+/// `real_sae_train` at its own: an SAE step at the page's default for real activations
+/// ([`REAL_SAE`]).
+pub const ITEMS: [&str; 4] = ["sae_train", "ito_step", "mlp256_train", "real_sae_train"];
+
+/// The shapes of `real_sae_train`: the shipped sample's 576 dimensions, the page's default
+/// 1,152 latents and minibatches of 256 tokens.
+pub const REAL_SAE: DataConfig = DataConfig {
+    num_atoms: 1152,
+    data_dim: 576,
+    sparsity_k: 32,
+    num_samples: 256,
+    noise_std: 0.0,
+    signed_codes: false,
+    frequency_skew: 0.0,
+};
 
 /// Call `step` until `min_secs` have passed on `clock` (after a warm-up of three calls, or one
 /// call if that alone exceeds the budget); calls per second.
@@ -138,6 +152,7 @@ pub fn time_item(
         "sae_train" => Some(sae_train(backend, data, clock, min_secs)),
         "ito_step" => Some(ito_step(backend, data, clock, min_secs)),
         "mlp256_train" => Some(encoder_train(backend, data, &[256], clock, min_secs)),
+        "real_sae_train" => Some(sae_train(backend, &REAL_SAE, clock, min_secs)),
         _ => None,
     }
 }

@@ -477,7 +477,7 @@ impl EncoderModel {
     /// The shape a fused training kernel would see, for one-layer encoders trained on their
     /// reconstruction (SAE, TopK SAE; learned or frozen dictionary).
     fn fused_shape(&self, batch: usize, supervised: bool) -> Option<EncoderTrainShape> {
-        if self.layers.len() != 1 || supervised || self.gate.is_some() {
+        if self.layers.len() > 2 || supervised || self.gate.is_some() {
             return None;
         }
         let Objective::Reconstruction { .. } = self.objective else {
@@ -492,6 +492,7 @@ impl EncoderModel {
             latents: self.code_width(),
             dim: self.data_dim,
             batch,
+            hidden: (self.layers.len() == 2).then(|| self.layers[0].weight.rows()),
             bias: self.layers[0].bias.is_some(),
             learned,
         })
@@ -566,8 +567,8 @@ impl EncoderModel {
 
     /// `steps` full-batch training steps on `x` (the last one leaving its loss in
     /// [`loss`](Self::loss) when `want_loss`): in one fused kernel per few hundred steps where
-    /// the backend has one for this model (one-layer encoders on their reconstruction), else
-    /// step by step. The numbers are the same either way (up to the order of sums); after
+    /// the backend has one for this model (one-layer encoders and MLPs with one hidden layer, on
+    /// their reconstruction), else step by step. The numbers are the same either way (up to the order of sums); after
     /// fused steps, [`settle`](Self::settle) before reading the parameters.
     pub fn train_steps(
         &mut self,

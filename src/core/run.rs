@@ -631,22 +631,32 @@ impl StackRun {
     }
 
     /// Up to `count` training steps (the step before `next_log` leaving its loss): all of
-    /// them at once for full-batch encoders (which a backend may fuse), else one.
+    /// them at once for full-batch encoders and sparse coding (which a backend may fuse), else
+    /// one.
     fn train_some(&mut self, count: u64, next_log: u64) -> u64 {
-        if let (Learner::Encoder(model), None) = (&mut self.learner, &self.batches) {
-            let t = &*self.tensors;
-            let count_usize = usize::try_from(count).unwrap_or(usize::MAX);
-            model.train_steps(
-                &*self.backend,
-                &t.train_signals,
-                t.train_codes.as_ref(),
-                count_usize,
-                self.step + count == next_log,
-            );
-            return count;
+        let t = &*self.tensors;
+        let count_usize = usize::try_from(count).unwrap_or(usize::MAX);
+        let want_loss = self.step + count == next_log;
+        match (&mut self.learner, &self.batches) {
+            (Learner::Encoder(model), None) => {
+                model.train_steps(
+                    &*self.backend,
+                    &t.train_signals,
+                    t.train_codes.as_ref(),
+                    count_usize,
+                    want_loss,
+                );
+                count
+            }
+            (Learner::SparseCoding(model), None) => {
+                model.train_steps(&*self.backend, &t.train_signals, count_usize, want_loss);
+                count
+            }
+            _ => {
+                self.train_one(self.step + 1 == next_log);
+                1
+            }
         }
-        self.train_one(self.step + 1 == next_log);
-        1
     }
 
     fn train_one(&mut self, want_loss: bool) {
@@ -907,9 +917,11 @@ impl StackRun {
         }
         let backend = Arc::clone(&self.backend);
         let b = &*backend;
-        if let Learner::Encoder(model) = &mut self.learner {
-            // After fused training the parameters catch up before they are read.
-            model.settle(b);
+        // After fused training the parameters catch up before they are read.
+        match &mut self.learner {
+            Learner::Encoder(model) => model.settle(b),
+            Learner::SparseCoding(model) => model.settle(b),
+            Learner::InferenceOnly => {}
         }
         let members = self.members.len();
         let cfg = &*self.config;

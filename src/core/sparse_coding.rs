@@ -5,11 +5,14 @@
 //! re-projected to unit-norm atoms before every step; Adam updates both on the reconstruction
 //! loss. With minibatches only the batch's codes move (their Adam moments too), the dictionary's
 //! moments every step.
+//!
+//! Full-batch steps go to a backend's fused kernel where it has one (many steps per dispatch on
+//! state packed per member); the tensors above catch up at [`SparseCodingModel::settle`].
 
 use super::adam::AdamClock;
 use super::models::{random_dictionary, reconstruction_backward};
 use super::rng::Rng;
-use crate::compute::{AdamScalars, Backend, Shape, Tensor};
+use crate::compute::{AdamScalars, Backend, Shape, SparseCodingTrainJob, Tensor};
 
 /// Initial value of every log-code.
 pub const LOG_CODE_INIT: f32 = -10.0;
@@ -40,6 +43,16 @@ pub struct SparseCodingModel {
     clocks: Vec<AdamClock>,
     scratch: Option<Scratch>,
     loss: Tensor,
+    packed: Option<Packed>,
+}
+
+/// The state a fused kernel advances: per member [D | m | v] and [U | m | v].
+#[derive(Debug)]
+struct Packed {
+    dict: Tensor,
+    codes: Tensor,
+    /// The packed values are newer than the tensors of the model.
+    ahead: bool,
 }
 
 impl SparseCodingModel {
@@ -77,7 +90,116 @@ impl SparseCodingModel {
             clocks: AdamClock::per_member(members, lrs),
             scratch: None,
             loss: backend.zeros(crate::compute::loss_shape(members)),
+            packed: None,
         }
+    }
+
+    /// Whether the dictionary, codes and moments are up to date (see [`settle`](Self::settle)).
+    pub fn settled(&self) -> bool {
+        !self.packed.as_ref().is_some_and(|p| p.ahead)
+    }
+
+    /// Bring the dictionary, the codes and their moments up to date after fused steps (six
+    /// copies, and nothing when they are).
+    pub fn settle(&mut self, backend: &dyn Backend) {
+        let Some(p) = self.packed.as_mut() else {
+            return;
+        };
+        if !p.ahead {
+            return;
+        }
+        let (md, cn) = (
+            self.dictionary.shape().matrix_len(),
+            self.log_codes.shape().matrix_len(),
+        );
+        let (dm, dv) = &mut self.dict_moments;
+        for (i, t) in [&mut self.dictionary, dm, dv].into_iter().enumerate() {
+            backend.copy_block(&p.dict, i * md, t, 0, md);
+        }
+        let (cm, cv) = &mut self.code_moments;
+        for (i, t) in [&mut self.log_codes, cm, cv].into_iter().enumerate() {
+            backend.copy_block(&p.codes, i * cn, t, 0, cn);
+        }
+        p.ahead = false;
+    }
+
+    /// `steps` full-batch training steps on `x` (the last one leaving its loss in
+    /// [`loss`](Self::loss) when `want_loss`): in one fused kernel per few hundred steps where
+    /// the backend has one for these shapes, else step by step. The numbers are the same
+    /// either way (up to the order of sums); after fused steps, [`settle`](Self::settle) before
+    /// reading the dictionary or the codes.
+    pub fn train_steps(
+        &mut self,
+        backend: &dyn Backend,
+        x: &Tensor,
+        steps: usize,
+        want_loss: bool,
+    ) {
+        if steps == 0 {
+            return;
+        }
+        let (dim, latents, n) = (self.dictionary.rows(), self.dictionary.cols(), x.cols());
+        if n == self.log_codes.cols() && backend.sparse_coding_train_fits(latents, dim, n) {
+            if !self.packed.as_ref().is_some_and(|p| p.ahead) {
+                self.pack(backend);
+            }
+            let mut clocks = self.clocks.clone();
+            let scalars: Vec<AdamScalars> = (0..steps)
+                .flat_map(|_| clocks.iter_mut().map(AdamClock::tick).collect::<Vec<_>>())
+                .collect();
+            // The same f32 arithmetic as `reconstruction_backward`.
+            let mse_scale = 2.0 / (n * dim) as f32;
+            let l1_scale = self.l1_penalty / (n * latents) as f32;
+            let packed = self.packed.as_mut().expect("packed just now");
+            let mut job = SparseCodingTrainJob {
+                dict: &mut packed.dict,
+                codes: &mut packed.codes,
+                x,
+                latents,
+                dim,
+                mse_scale,
+                l1_penalty: &[self.l1_penalty],
+                l1_scale: &[l1_scale],
+                scalars: &scalars,
+                steps,
+                loss: &mut self.loss,
+                want_loss,
+            };
+            if backend.sparse_coding_train_fused(&mut job) {
+                packed.ahead = true;
+                self.clocks = clocks;
+                return;
+            }
+        }
+        for i in 0..steps {
+            self.train_step(backend, x, None, want_loss && i + 1 == steps);
+        }
+    }
+
+    /// The current values into the packed state of the fused kernel.
+    fn pack(&mut self, backend: &dyn Backend) {
+        let members = self.members;
+        let (md, cn) = (
+            self.dictionary.shape().matrix_len(),
+            self.log_codes.shape().matrix_len(),
+        );
+        let mut p = match self.packed.take() {
+            Some(p) if p.codes.rows() == 3 * cn => p,
+            _ => Packed {
+                dict: backend.zeros(Shape::new(members, 3 * md, 1)),
+                codes: backend.zeros(Shape::new(members, 3 * cn, 1)),
+                ahead: false,
+            },
+        };
+        let (dm, dv) = &self.dict_moments;
+        for (i, t) in [&self.dictionary, dm, dv].into_iter().enumerate() {
+            backend.copy_block(t, 0, &mut p.dict, i * md, md);
+        }
+        let (cm, cv) = &self.code_moments;
+        for (i, t) in [&self.log_codes, cm, cv].into_iter().enumerate() {
+            backend.copy_block(t, 0, &mut p.codes, i * cn, cn);
+        }
+        self.packed = Some(p);
     }
 
     pub fn members(&self) -> usize {
@@ -102,6 +224,7 @@ impl SparseCodingModel {
     /// Loss over all training samples and its gradients, without a step: (dL/du, dL/dD) left
     /// in the returned tensors and the loss in [`loss`](Self::loss). For gradient checks.
     pub fn loss_and_grad_full(&mut self, backend: &dyn Backend, x: &Tensor) -> (Tensor, Tensor) {
+        self.settle(backend);
         let n = x.cols();
         self.ensure_scratch(backend, n, false);
         let sc = self.scratch.as_mut().expect("scratch");
@@ -148,6 +271,7 @@ impl SparseCodingModel {
         batch: Option<(&Tensor, usize)>,
         want_loss: bool,
     ) {
+        self.settle(backend);
         backend.normalize_columns(&mut self.dictionary);
         let b = batch.map_or(x.cols(), |(_, len)| len);
         self.ensure_scratch(backend, b, batch.is_some());
@@ -193,6 +317,10 @@ impl SparseCodingModel {
 
     /// The training codes exp(u), stack x N x n.
     pub fn train_codes(&self, backend: &dyn Backend) -> Tensor {
+        assert!(
+            self.settled(),
+            "the codes after fused training need settle()"
+        );
         let mut s = backend.zeros(self.log_codes.shape());
         backend.exp(&self.log_codes, &mut s);
         s
@@ -200,6 +328,10 @@ impl SparseCodingModel {
 
     /// The dictionaries as used for decoding: unit-norm atoms.
     pub fn normalized_dictionary(&self, backend: &dyn Backend) -> Tensor {
+        assert!(
+            self.settled(),
+            "the dictionary after fused training needs settle()"
+        );
         let mut d = backend.zeros(self.dictionary.shape());
         backend.copy(&self.dictionary, &mut d);
         backend.normalize_columns(&mut d);

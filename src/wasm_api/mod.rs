@@ -175,8 +175,8 @@ pub fn merge_results(parts: Vec<String>) -> Result<String, JsError> {
         .map_err(|e| JsError::new(&e))
 }
 
-/// Steps per second of a bench item (`sae_train` or `ito_step`, see `core::microbench`) at the
-/// paper's size (N=16, M=8, K=3, n=1024) on this thread: the browser column of
+/// Steps per second of a bench item (see `core::microbench::ITEMS`) at the paper's size
+/// (N=16, M=8, K=3, n=1024; `real_sae_train` at its own) on this thread: the browser column of
 /// `sparse-playground bench`. Times for at least `min_secs` seconds.
 #[wasm_bindgen(js_name = benchSteps)]
 pub fn bench_steps(item: &str, min_secs: f64) -> Result<f64, JsError> {

@@ -515,7 +515,10 @@ fn browser_column(root: &Path, min_secs: f64) -> Result<Value, String> {
     let backend = CpuBackend::new(1);
     let data = DataConfig::default();
     println!(
-        "\n== browser column: paper size, WebAssembly in headless Chromium vs native, 1 thread each"
+        "\n== browser column: paper size (real_sae_train: {} x {}, batches of {}), WebAssembly in headless Chromium vs native, 1 thread each",
+        microbench::REAL_SAE.data_dim,
+        microbench::REAL_SAE.num_atoms,
+        microbench::REAL_SAE.num_samples
     );
     println!(
         "{:<16} {:>14} {:>14} {:>14}",
@@ -803,11 +806,17 @@ fn gpu_stack_item(
     let flops_per_problem_step;
     let plumbing;
     match item {
-        "sae_train" | "sae_train_kbk" => {
+        "sae_train" | "sae_train_kbk" | "mlp32_train" | "mlp32_train_kbk" | "mlp256_train"
+        | "mlp256_train_kbk" => {
             // The engine's own path (fused where the kernel fits), or every step kernel by
             // kernel (the reference).
-            g.set_fused_training(item == "sae_train");
-            let mut model = microbench::encoder(gpu, 1, stack, data, &[], None);
+            g.set_fused_training(!item.ends_with("_kbk"));
+            let hidden: &[usize] = match item.trim_end_matches("_kbk") {
+                "mlp32_train" => &[32],
+                "mlp256_train" => &[256],
+                _ => &[],
+            };
+            let mut model = microbench::encoder(gpu, 1, stack, data, hidden, None);
             steps_per_call = if n * n_atoms * stack > 1 << 22 {
                 1
             } else if g.adapter().software {
@@ -827,8 +836,31 @@ fn gpu_stack_item(
             call();
             plumbing = g.counters().since(&before);
             g.set_fused_training(true);
-            flops_per_problem_step =
-                flops::encoder_train_step(&[dim, n_atoms], n, false, false, true);
+            flops_per_problem_step = flops::encoder_train_step(
+                &flops::widths(dim, hidden, n_atoms),
+                n,
+                false,
+                false,
+                true,
+            );
+        }
+        "sc_train" | "sc_train_kbk" => {
+            g.set_fused_training(item == "sc_train");
+            let mut rngs: Vec<Rng> = (0..stack as u64).map(|i| Rng::new(1 + i)).collect();
+            let mut model = SparseCodingModel::new(gpu, &mut rngs, dim, n_atoms, n, 0.01, &[1e-3]);
+            steps_per_call = if g.adapter().software { 10 } else { 200 };
+            model.train_steps(gpu, &x, 1, false);
+            gpu.wait();
+            let mut call = || {
+                model.train_steps(gpu, &x, steps_per_call, false);
+                gpu.wait();
+            };
+            calls = time_it(min_secs, &mut call);
+            let before = g.counters();
+            call();
+            plumbing = g.counters().since(&before);
+            g.set_fused_training(true);
+            flops_per_problem_step = flops::sparse_coding_train_step(dim, n_atoms, n);
         }
         _ => {
             let dict = microbench::tensor(gpu, &ds.dictionary);
@@ -873,8 +905,9 @@ fn per_step(c: &GpuCounters, steps: usize) -> String {
     )
 }
 
-/// The GPU column: stacks of paper-size problems (1, 5, 64, 1024) for an SAE training step
-/// (the engine's path, fused where it fits, and kernel by kernel) and a step of the paper's
+/// The GPU column: stacks of paper-size problems (1, 5, 64, 1024) for an SAE's, an MLP's
+/// (h = 32 and 256) and sparse coding's training step (the engine's path, fused where it fits, and kernel by
+/// kernel) and a step of the paper's
 /// inference, microseconds per problem-step against the CPU's on all cores; then one SAE training step at N=4096 M=512 n=8192 and at the paper's LLM dictionary
 /// (N=16896 M=768 n=4096), in GFLOP/s.
 fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
@@ -894,14 +927,45 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     } else {
         &[1, 5, 64, 1024]
     };
-    for item in ["sae_train", "sae_train_kbk", "ito_step"] {
+    for item in [
+        "sae_train",
+        "sae_train_kbk",
+        "mlp32_train",
+        "mlp32_train_kbk",
+        "mlp256_train",
+        "mlp256_train_kbk",
+        "sc_train",
+        "sc_train_kbk",
+        "ito_step",
+    ] {
         // The CPU reference: one problem on one core, times the cores (problems in parallel).
-        let cpu_item = item.trim_end_matches("_kbk");
-        let cpu_rate = microbench::time_item(cpu_item, &cpu, &paper, default_clock, min_secs)
-            .expect("a known item")
-            .steps_per_sec
+        let cpu_rate = match item.trim_end_matches("_kbk") {
+            "mlp32_train" => {
+                microbench::encoder_train(&cpu, &paper, &[32], default_clock, min_secs)
+            }
+            "sc_train" => {
+                let ds = Dataset::generate(&paper, 0);
+                let x = microbench::tensor(&cpu, &ds.train_signals);
+                let (dim, atoms, n) = (paper.data_dim, paper.num_atoms, paper.num_samples);
+                let mut sc =
+                    SparseCodingModel::new(&cpu, &mut [Rng::new(1)], dim, atoms, n, 0.01, &[1e-3]);
+                microbench::Rate {
+                    steps_per_sec: time_it(min_secs, || sc.train_step(&cpu, &x, None, false)),
+                    flops_per_step: flops::sparse_coding_train_step(dim, atoms, n),
+                }
+            }
+            cpu_item => microbench::time_item(cpu_item, &cpu, &paper, default_clock, min_secs)
+                .expect("a known item"),
+        }
+        .steps_per_sec
             * cores as f64;
-        for &stack in stacks {
+        // A stack of 64 wide MLPs takes minutes per call on a software adapter.
+        let item_stacks = if gpu.adapter().software && item.starts_with("mlp256") {
+            &stacks[..2]
+        } else {
+            stacks
+        };
+        for &stack in item_stacks {
             let (rate, gflops, plumbing, steps) =
                 gpu_stack_item(&gpu, &paper, stack, item, min_secs);
             println!(

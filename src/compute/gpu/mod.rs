@@ -11,12 +11,13 @@
 //! small placeholders).
 //!
 //! The WGSL sources live beside this file; each is compiled with `common.wgsl` prepended.
-//! `fused.wgsl` (the per-sample solvers) and `train.wgsl` (fused training of one-layer
-//! encoders) are compiled per shape.
+//! `fused.wgsl` (the per-sample solvers), `train.wgsl` (fused training of one-layer encoders),
+//! `train_mlp.wgsl` (of MLP encoders with one hidden layer) and `train_sc.wgsl` (of sparse
+//! coding) are compiled per shape.
 
 use super::tensor::{
     per_member, AdamExpJob, Backend, BackendError, BackendKind, EncoderTrainJob, EncoderTrainShape,
-    FistaJob, JumpReluScalars, Op, ReadSlot, Readback, Shape, Store, Tensor,
+    FistaJob, JumpReluScalars, Op, ReadSlot, Readback, Shape, SparseCodingTrainJob, Store, Tensor,
 };
 use super::AdamScalars;
 use std::collections::HashMap;
@@ -30,6 +31,8 @@ const LOSS: &str = include_str!("loss.wgsl");
 const GEMM: &str = include_str!("gemm.wgsl");
 const FUSED: &str = include_str!("fused.wgsl");
 const TRAIN: &str = include_str!("train.wgsl");
+const TRAIN_MLP: &str = include_str!("train_mlp.wgsl");
+const TRAIN_SC: &str = include_str!("train_sc.wgsl");
 
 /// Bytes of parameters one dispatch may read (its window of the arena).
 const PARAM_WINDOW: u64 = 64 * 1024;
@@ -250,6 +253,63 @@ pub fn gemm_source(ta: bool, tb: bool) -> String {
     format!("{COMMON}\n{body}")
 }
 
+/// The whole WGSL of the fused sparse-coding training kernel for `latents` atoms of `dim`
+/// values with chunks of `chunk` samples.
+pub fn train_sc_source(latents: usize, dim: usize, chunk: usize) -> String {
+    let body = TRAIN_SC
+        .replace("{{NM}}", &(latents * dim).to_string())
+        .replace("{{NC}}", &(latents * chunk).to_string())
+        .replace("{{MC}}", &(dim * chunk).to_string())
+        .replace("{{NN}}", &latents.to_string())
+        .replace("{{MM}}", &dim.to_string())
+        .replace("{{CH}}", &chunk.to_string());
+    format!("{COMMON}\n{body}")
+}
+
+/// The whole WGSL of the fused training kernel for `shape` with chunks of `chunk` samples
+/// (`train.wgsl` for one-layer encoders, `train_mlp.wgsl` for MLPs, with the layers' weights in
+/// workgroup memory when `shared_weights`) and its entry point: the module the backend
+/// compiles, public so that tests can read the SPIR-V naga makes of it.
+pub fn train_source(
+    shape: &EncoderTrainShape,
+    chunk: usize,
+    shared_weights: bool,
+) -> (String, &'static str) {
+    let (n, m) = (shape.latents, shape.dim);
+    let h = shape.hidden.unwrap_or(0);
+    let (source, entry) = match shape.hidden {
+        None => (TRAIN, "train_encoder"),
+        Some(_) => (TRAIN_MLP, "train_mlp"),
+    };
+    let layers = shape.param_len() - if shape.learned { n * m } else { 0 };
+    let body = source
+        .replace("{{NM}}", &(n * m).to_string())
+        .replace("{{NC}}", &(n * chunk).to_string())
+        .replace("{{MC}}", &(m * chunk).to_string())
+        .replace("{{MQ}}", &(m * chunk / 4).to_string())
+        .replace("{{HQ}}", &(h * chunk / 4).to_string())
+        .replace("{{NQ}}", &(n * chunk / 4).to_string())
+        .replace("{{NN}}", &n.to_string())
+        .replace("{{MM}}", &m.to_string())
+        .replace("{{HH}}", &h.to_string())
+        .replace("{{CH}}", &chunk.to_string())
+        .replace("{{WSH}}", if shared_weights { "true" } else { "false" })
+        .replace(
+            "{{PWS}}",
+            &(if shared_weights { layers } else { 1 }).to_string(),
+        );
+    (format!("{COMMON}\n{body}"), entry)
+}
+
+/// Workgroup bytes of the fused MLP kernel for `shape` with chunks of `chunk` samples, the
+/// layers' weights in workgroup memory or not.
+fn mlp_workgroup_bytes(shape: &EncoderTrainShape, chunk: usize, shared_weights: bool) -> u64 {
+    let (n, m, h) = (shape.latents, shape.dim, shape.hidden.unwrap_or(0));
+    let layers = shape.param_len() - if shape.learned { n * m } else { 0 };
+    let weights = if shared_weights { layers } else { 1 };
+    4 * (weights + n * m + 128 + chunk * 2 * (n + m + h)) as u64
+}
+
 impl GpuBackend {
     /// Find an adapter and make a device with the limits the adapter offers. Fails when there
     /// is no adapter (no WebGPU in this browser, no Vulkan driver) or the device is refused.
@@ -407,19 +467,40 @@ impl GpuBackend {
         self.fused_training.store(on, Ordering::Relaxed);
     }
 
-    /// Samples per chunk of the fused training kernel for `shape`, if it fits: registers for
-    /// a sample's signal, code and residual (sides up to [`FUSED_MAX_SIDE`]), and workgroup
-    /// memory for the weight, dictionary, bias and a chunk's codes, gradients, residuals and
-    /// signals.
+    /// Samples per chunk of the fused training kernel for `shape`, if it fits. One-layer
+    /// encoders (`train.wgsl`): registers for a sample's signal, code and residual (sides up to
+    /// [`FUSED_MAX_SIDE`]), and workgroup memory for the weight, dictionary, bias and a chunk's
+    /// codes, gradients, residuals and signals. MLPs (`train_mlp.wgsl`): workgroup memory for
+    /// the dictionary and a chunk's signals, residuals, hidden units, codes and both of their
+    /// gradients (the weights stay in the state buffer).
     fn train_chunk(&self, shape: &EncoderTrainShape) -> Option<usize> {
         let (n, m) = (shape.latents, shape.dim);
-        if n == 0 || m == 0 || n > FUSED_MAX_SIDE || m > FUSED_MAX_SIDE {
+        if n == 0 || m == 0 {
             return None;
         }
-        let fixed = 2 * n * m + n + 128;
-        [64, 32, 16, 8]
-            .into_iter()
-            .find(|ch| 4 * (fixed + ch * 2 * (n + m)) as u64 <= self.workgroup_bytes)
+        match shape.hidden {
+            None if n > FUSED_MAX_SIDE || m > FUSED_MAX_SIDE => None,
+            None => [64, 32, 16, 8].into_iter().find(|ch| {
+                4 * (2 * n * m + n + 128 + ch * 2 * (n + m)) as u64 <= self.workgroup_bytes
+            }),
+            Some(0) => None,
+            // The weights in workgroup memory where they fit with chunks of 8 or more, else
+            // in the state buffer (see `train_mlp_shares_weights`).
+            Some(_) => [64, 32, 16, 8]
+                .into_iter()
+                .find(|&ch| mlp_workgroup_bytes(shape, ch, true) <= self.workgroup_bytes)
+                .or_else(|| {
+                    [64, 32, 16, 8, 4]
+                        .into_iter()
+                        .find(|&ch| mlp_workgroup_bytes(shape, ch, false) <= self.workgroup_bytes)
+                }),
+        }
+    }
+
+    /// Whether the fused MLP kernel with chunks of `chunk` keeps the layers' weights in
+    /// workgroup memory.
+    fn train_mlp_shares_weights(&self, shape: &EncoderTrainShape, chunk: usize) -> bool {
+        shape.hidden.is_some() && mlp_workgroup_bytes(shape, chunk, true) <= self.workgroup_bytes
     }
 
     /// Training steps per dispatch of the fused kernel for `shape` (chunks of `chunk`
@@ -435,17 +516,33 @@ impl GpuBackend {
             return Some(TRAIN_STEPS_PER_DISPATCH);
         }
         // The most iterations any one loop of the kernel runs per step in one invocation:
-        // per chunk, the reductions over the chunk (in fours) of the values it owns, and a
-        // sample's products and top-k passes (where the compiler keeps them as loops).
+        // per chunk, the reductions over the chunk (in fours) of the values it owns, the
+        // top-k passes, and (where the compiler keeps them as loops) a sample's products in
+        // `train.wgsl`, an output's products over its share of a stage in `train_mlp.wgsl`.
+        let (n, m) = (shape.latents, shape.dim);
         let owned = shape.param_len().div_ceil(64);
-        let per_chunk = [
-            owned * chunk / 4,
-            shape.latents * shape.dim,
-            k * shape.latents,
-        ]
-        .into_iter()
-        .max()
-        .unwrap_or(1);
+        // A stage of `train_mlp.wgsl` gives each invocation vec4 outputs (four samples).
+        let stage = |rows: usize| (rows * chunk / 4).div_ceil(64);
+        let (products, topk) = match shape.hidden {
+            None => (n * m, k * n),
+            Some(h) => (
+                [
+                    stage(h) * m.max(n),
+                    stage(n) * h.max(m),
+                    stage(m) * n,
+                    stage(n),
+                ]
+                .into_iter()
+                .max()
+                .unwrap_or(1),
+                // One invocation per quad runs the top-k of its four samples.
+                4 * k * n,
+            ),
+        };
+        let per_chunk = [owned * chunk / 4, products, topk]
+            .into_iter()
+            .max()
+            .unwrap_or(1);
         let per_step = shape.batch.div_ceil(chunk) * per_chunk + 1;
         let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
         (steps > 0).then_some(steps.min(TRAIN_STEPS_PER_DISPATCH))
@@ -453,25 +550,57 @@ impl GpuBackend {
 
     /// The fused training kernel for `shape` with chunks of `chunk` samples.
     fn train_pipeline(&self, shape: &EncoderTrainShape, chunk: usize) -> wgpu::ComputePipeline {
-        let (n, m) = (shape.latents, shape.dim);
+        let shared = self.train_mlp_shares_weights(shape, chunk);
+        let (source, entry) = train_source(shape, chunk, shared);
+        let h = shape.hidden.unwrap_or(0);
         self.pipeline_from(
-            format!("train/{n}x{m}/{chunk}"),
+            format!(
+                "{entry}/{}x{}x{h}/{chunk}/bias={}/learned={}/shared={shared}",
+                shape.latents, shape.dim, shape.bias, shape.learned
+            ),
             || {
-                let body = TRAIN
-                    .replace("{{NM}}", &(n * m).to_string())
-                    .replace("{{NC}}", &(n * chunk).to_string())
-                    .replace("{{MC}}", &(m * chunk).to_string())
-                    .replace("{{NN}}", &n.to_string())
-                    .replace("{{MM}}", &m.to_string())
-                    .replace("{{CH}}", &chunk.to_string());
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("train"),
-                        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
+                        label: Some(entry),
+                        source: wgpu::ShaderSource::Wgsl(source.into()),
                     })
             },
-            "train_encoder",
+            entry,
         )
+    }
+
+    /// Samples per chunk of the fused sparse-coding kernel for `latents` atoms of `dim` values,
+    /// if it fits: registers for a sample's signal, code and residual (sides up to
+    /// [`FUSED_MAX_SIDE`]), workgroup memory for the dictionary, its gradient and a chunk's
+    /// codes and residuals.
+    fn sc_train_chunk(&self, latents: usize, dim: usize) -> Option<usize> {
+        if latents == 0 || dim == 0 || latents > FUSED_MAX_SIDE || dim > FUSED_MAX_SIDE {
+            return None;
+        }
+        let fixed = 2 * latents * dim + 128;
+        [64, 32, 16, 8]
+            .into_iter()
+            .find(|ch| 4 * (fixed + ch * (latents + dim)) as u64 <= self.workgroup_bytes)
+    }
+
+    /// Training steps per dispatch of the fused sparse-coding kernel (see
+    /// [`Self::train_steps_per_dispatch`]).
+    fn sc_steps_per_dispatch(
+        &self,
+        latents: usize,
+        dim: usize,
+        batch: usize,
+        chunk: usize,
+    ) -> Option<usize> {
+        if !self.adapter.software {
+            return Some(TRAIN_STEPS_PER_DISPATCH);
+        }
+        // Per chunk: a sample's products, and the reductions (in fours) of the dictionary
+        // gradient values an invocation owns.
+        let per_chunk = (latents * dim).max((latents * dim).div_ceil(64) * chunk / 4);
+        let per_step = batch.div_ceil(chunk) * per_chunk + 1;
+        let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
+        (steps > 0).then_some(steps.min(TRAIN_STEPS_PER_DISPATCH))
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -1594,6 +1723,106 @@ impl Backend for GpuBackend {
                 tensors.push(d.device());
             }
             self.dispatch(&pipeline, p, &tensors, groups);
+        }
+        true
+    }
+
+    fn sparse_coding_train_fits(&self, latents: usize, dim: usize, batch: usize) -> bool {
+        self.fused_training.load(Ordering::Relaxed)
+            && self.sc_train_chunk(latents, dim).is_some_and(|chunk| {
+                self.sc_steps_per_dispatch(latents, dim, batch, chunk)
+                    .is_some()
+            })
+    }
+
+    fn sparse_coding_train_fused(&self, job: &mut SparseCodingTrainJob<'_>) -> bool {
+        let (latents, dim, n) = (job.latents, job.dim, job.x.cols());
+        let Some(chunk) = self.sc_train_chunk(latents, dim) else {
+            return false;
+        };
+        let Some(most) = self.sc_steps_per_dispatch(latents, dim, n, chunk) else {
+            return false;
+        };
+        let members = job.codes.stack();
+        assert_eq!(
+            (job.dict.stack(), job.dict.rows(), job.codes.rows()),
+            (members, 3 * latents * dim, 3 * latents * n),
+            "train_sparse_coding: the packed states hold three blocks each"
+        );
+        assert_eq!(
+            job.scalars.len(),
+            job.steps * members,
+            "train_sparse_coding: one set of Adam scalars per step and member"
+        );
+        assert_eq!(
+            job.loss.stack(),
+            members,
+            "train_sparse_coding: one loss per member"
+        );
+        let l1_scale = scalars_list(job.l1_scale, members);
+        let penalty = scalars_list(job.l1_penalty, members);
+        let shared = job
+            .scalars
+            .chunks(members)
+            .all(|step| step.iter().all(|s| *s == step[0]));
+        let stride = if shared { 1 } else { members };
+        let fixed = 8 + 2 * l1_scale.len();
+        let window = ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / (5 * stride)).max(1);
+        let steps_per = window.min(most);
+        let key = format!("train_sparse_coding/{latents}x{dim}/{chunk}");
+        let pipeline = self.pipeline_from(
+            key,
+            || {
+                self.device
+                    .create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some("train_sparse_coding"),
+                        source: wgpu::ShaderSource::Wgsl(
+                            train_sc_source(latents, dim, chunk).into(),
+                        ),
+                    })
+            },
+            "train_sparse_coding",
+        );
+        let x_bc = broadcast(
+            job.x.shape(),
+            job.codes.shape(),
+            "train_sparse_coding (signals)",
+        );
+        let dispatches = job.steps.div_ceil(steps_per);
+        let groups = if members <= 65_535 {
+            (members as u32, 1, 1)
+        } else {
+            (65_535, members.div_ceil(65_535) as u32, 1)
+        };
+        for (d, block) in job.scalars.chunks(steps_per * members).enumerate() {
+            let steps = block.len() / members;
+            let mut p = Params::default()
+                .u(n)
+                .u(steps)
+                .b(x_bc)
+                .u(members)
+                .f(job.mse_scale)
+                .b(job.want_loss && d + 1 == dispatches)
+                .u(l1_scale.len())
+                .u(stride)
+                .values(&l1_scale)
+                .values(&penalty);
+            for step in block.chunks(members) {
+                for s in &step[..stride] {
+                    p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
+                }
+            }
+            self.dispatch(
+                &pipeline,
+                p,
+                &[
+                    job.x.device(),
+                    job.dict.device(),
+                    job.loss.device(),
+                    job.codes.device(),
+                ],
+                groups,
+            );
         }
         true
     }
