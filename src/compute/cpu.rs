@@ -162,9 +162,13 @@ fn exp_avx2(x: &[f32], out: &mut [f32]) {
 /// per-product table of `sparse-playground bench`): C at most 8 rows high, where the `gemm`
 /// crate's 16-row AVX-512 micro-kernels leave half their lanes empty; taller products go to
 /// the crate. The baseline
-/// builds (SIMD128, NEON) take every product with one side of at most 64: the crate has no
-/// SIMD micro-kernel on wasm32.
+/// builds (SIMD128, NEON) take every product with one side of at most 64. On wasm32 the
+/// crate has no SIMD micro-kernel, so there every product takes this one, which blocks itself
+/// for the caches when op(A) is large (the real-activation sizes: 1,152 x 576 by 576 x 256).
 fn small_shape(build: SmallKernel, m: usize, n: usize, k: usize) -> bool {
+    if cfg!(target_arch = "wasm32") && build == SmallKernel::Plain {
+        return true;
+    }
     let a_cached = m.div_ceil(small::MR_MAX) * small::MR_MAX * k <= 256 * 1024;
     a_cached
         && match build {
@@ -718,7 +722,8 @@ mod tests {
     }
 
     /// Every build of the small kernel and the `gemm` crate against a naive triple loop, for
-    /// every transpose combination, row and column tails, alpha/beta, and NaN in C when beta = 0.
+    /// every transpose combination, row and column tails, alpha/beta, NaN in C when beta = 0,
+    /// and the cache blocking of large products (slices of k, panels of n).
     #[test]
     fn small_kernel_builds_agree_with_naive() {
         let shapes = [
@@ -729,6 +734,10 @@ mod tests {
             (13, 4, 100),
             (16, 8, 1024),
             (64, 6, 24),
+            // Large enough that the kernel blocks itself for the caches: k in two slices (one
+            // short), then k in five slices and n in three panels (one short).
+            (300, 40, 500),
+            (60, 300, 1200),
         ];
         let builds = [
             SmallKernel::Plain,

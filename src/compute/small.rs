@@ -147,15 +147,41 @@ pub fn gemm<const FUSED: bool, const MR: usize, const NR: usize>(
             cs: k,
         }
     };
-    let full = n - n % NR;
-    for i0 in (0..m).step_by(MR) {
-        for j0 in (0..full).step_by(NR) {
-            let acc = block::<FUSED, MR, NR>(a_data, lda, i0, bs, j0, k);
-            store(&acc, c, m, i0, j0, alpha, beta);
-        }
-        for j0 in full..n {
-            let acc = block::<FUSED, MR, 1>(a_data, lda, i0, bs, j0, k);
-            store(&acc, c, m, i0, j0, alpha, beta);
+    // Blocked for the caches when op(A) is past L2: k in slices of KC (C accumulates over
+    // them, beta applied once), n in panels of NC columns. Within a slice and panel, a block
+    // row of op(A) (MR x KC) stays in L1 while it meets every block of the panel, and the
+    // panel of op(B) (KC x NC) stays in L2 while every block row meets it. Smaller products
+    // take k whole (their sums keep the order they always had); panels alone change no sum.
+    let kc = if m_pad * k > A_IN_L2 { KC } else { k };
+    for p0 in (0..k).step_by(kc) {
+        let kb = kc.min(k - p0);
+        let beta_p = if p0 == 0 { beta } else { 1.0 };
+        let a_slice = &a_data[p0 * lda..];
+        let b_slice = Strided {
+            data: &bs.data[p0 * bs.rs..],
+            ..bs
+        };
+        for n0 in (0..n).step_by(NC) {
+            let n1 = (n0 + NC).min(n);
+            let full = n1 - (n1 - n0) % NR;
+            for i0 in (0..m).step_by(MR) {
+                for j0 in (n0..full).step_by(NR) {
+                    let acc = block::<FUSED, MR, NR>(a_slice, lda, i0, b_slice, j0, kb);
+                    store(&acc, c, m, i0, j0, alpha, beta_p);
+                }
+                for j0 in full..n1 {
+                    let acc = block::<FUSED, MR, 1>(a_slice, lda, i0, b_slice, j0, kb);
+                    store(&acc, c, m, i0, j0, alpha, beta_p);
+                }
+            }
         }
     }
 }
+
+/// Inner indices per slice of the cache blocking: a block row of op(A) (MR x KC, 8 KiB at
+/// MR = 8) stays in L1 across a panel.
+const KC: usize = 256;
+/// Columns per panel of op(B): KC x NC values (128 KiB) stay in L2 across the block rows.
+const NC: usize = 128;
+/// Values of op(A) past which k is sliced (256 KiB).
+const A_IN_L2: usize = 64 * 1024;
