@@ -677,6 +677,7 @@ fn every_method(setting: Setting) -> Vec<MethodConfig> {
                 lr: 3e-3,
             },
         });
+        methods.push(MethodConfig::Lista { iterations: 2 });
     }
     methods
 }

@@ -584,15 +584,61 @@ fn feature_views_show_where_a_feature_fires_and_its_neighbours() {
     assert!(exp.feature_view(2, 0, 5).is_err());
 }
 
-/// LISTA is a method of real-activation runs for now: a synthetic link or config naming it is
-/// refused with where to find it, and its link token round-trips through the method parser.
+/// LISTA runs in the synthetic setting with both codes and dictionary unknown (links and configs
+/// take it), is refused where it would need a dictionary it cannot learn, and trains: its loss
+/// falls, its codes and dictionary are scored like the others', and its inference costs T more
+/// N x N products per sample than the SAE's. Its link token round-trips through the parser.
 #[test]
-fn lista_in_a_synthetic_experiment_says_where_it_runs() {
+fn lista_runs_in_the_synthetic_setting_with_both_unknown() {
+    use sparse_playground::core::config::Setting;
+    use sparse_playground::core::run::Experiment;
     use sparse_playground::core::share;
-    let e = share::decode("v=2&setting=unknown&methods=sae,lista:t3&seed=1").unwrap_err();
+    let cfg =
+        share::decode("v=2&setting=unknown&methods=sae,lista:t3&seed=1&steps=600&log=300&runs=2")
+            .unwrap()
+            .config
+            .into_inner();
+    assert_eq!(cfg.methods[1], MethodConfig::Lista { iterations: 3 });
+    let e = share::decode("v=2&setting=known_dictionary&methods=sae,lista:t3").unwrap_err();
     assert!(
-        e.to_string().contains("LISTA runs on real activations"),
+        e.to_string()
+            .contains("setting with both codes and dictionary unknown"),
         "{e}"
+    );
+    let mut too_many = cfg.clone();
+    too_many.methods[1] = MethodConfig::Lista { iterations: 65 };
+    assert!(too_many
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("methods[1].iterations"));
+    assert_eq!(cfg.setting, Setting::Unknown);
+    let mut exp = Experiment::new(cfg.validate().unwrap(), Arc::new(CpuBackend::new(1)));
+    while !exp.is_done() {
+        exp.step(10_000);
+    }
+    let r = exp.results();
+    let (sae, lista) = (&r.methods[0], &r.methods[1]);
+    assert_eq!(lista.name, "LISTA (T=3)");
+    for run in &lista.runs {
+        let (first, last) = (&run.log[1], run.log.last().unwrap());
+        assert_eq!(last.step, 600);
+        assert!(
+            last.train_loss.unwrap() < first.train_loss.unwrap(),
+            "{run:?}"
+        );
+        assert!(last.code_mcc > 0.2 && last.code_mcc <= 1.0, "{last:?}");
+        assert!(
+            last.dict_mcc.is_some_and(|m| m > 0.2 && m <= 1.0),
+            "{last:?}"
+        );
+    }
+    let (a, b) = (&sae.runs[0].log[1], &lista.runs[0].log[1]);
+    assert!(
+        b.infer_flops >= a.infer_flops + 3.0 * 2.0 * 16.0 * 16.0 * 1024.0 - 1.0,
+        "{} against {}",
+        b.infer_flops,
+        a.infer_flops
     );
     assert_eq!(
         share::parse_method("lista:t3").unwrap(),

@@ -1086,13 +1086,23 @@ impl ExperimentConfig {
                     ),
                 ));
             }
-            MethodConfig::Lista { .. } => {
-                return Err(ConfigError::invalid(
-                    format!("{field}.kind"),
-                    "LISTA runs on real activations (the page's third mode, or run \
-                     --activations) for now; choose sae, topk_sae, mlp, sparse_coding or sae_ito \
-                     here",
-                ));
+            MethodConfig::Lista { iterations } => {
+                if self.setting != Setting::Unknown {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.kind"),
+                        "LISTA learns its dictionary with its encoder: it runs in the setting \
+                         with both codes and dictionary unknown (and on real activations)",
+                    ));
+                }
+                if *iterations > crate::core::real::MAX_LISTA_ITERATIONS {
+                    return Err(ConfigError::invalid(
+                        format!("{field}.iterations"),
+                        format!(
+                            "must be between 0 and {}, got {iterations}",
+                            crate::core::real::MAX_LISTA_ITERATIONS
+                        ),
+                    ));
+                }
             }
             MethodConfig::TopkSae { k, .. } => {
                 if *k == 0 || *k > d.num_atoms {
@@ -1298,16 +1308,18 @@ impl ExperimentConfig {
                     transient: sae.transient + infer(inference),
                 }
             }
-            // Refused by `validate` in synthetic experiments: sized as an SAE (with N x N more
-            // for LISTA's lateral weights).
+            // Refused by `validate` in synthetic experiments: sized as an SAE.
             MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
                 encoder(&[], decoder)
             }
-            MethodConfig::Lista { .. } => {
+            // An SAE with N x N lateral weights (with gradient and moments) and T more code
+            // tensors of the batch (h_1 .. h_T) in training, as many again to encode.
+            MethodConfig::Lista { iterations } => {
                 let sae = encoder(&[], decoder);
+                let codes = n_atoms * batch.max(n);
                 RunFloats {
                     persistent: sae.persistent + 4 * n_atoms * n_atoms,
-                    transient: sae.transient,
+                    transient: sae.transient + (*iterations as u64 + 2) * codes,
                 }
             }
         }

@@ -19,6 +19,7 @@
 use super::config::{CheckedConfig, MethodConfig, Setting, SolverConfig};
 use super::data::Dataset;
 use super::flops;
+use super::lista::{self, ListaModel};
 use super::metrics;
 use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
 use super::results::{LogRecord, MethodResults, Results, RunLog};
@@ -95,6 +96,8 @@ impl DataTensors {
 enum Learner {
     Encoder(Box<EncoderModel>),
     SparseCoding(Box<SparseCodingModel>),
+    /// LISTA with its learned dictionary (the setting with both unknown).
+    Lista(Box<ListaModel>),
     /// Known dictionary, per-sample inference: nothing is trained.
     InferenceOnly,
 }
@@ -311,9 +314,8 @@ impl StackRun {
                 format!("mlp/{hidden:?}/bias={bias}"),
             ),
             MethodConfig::SparseCoding { .. } => (None, "sparse-coding".to_string()),
-            MethodConfig::Lista { .. }
-            | MethodConfig::BatchTopkSae { .. }
-            | MethodConfig::JumpReluSae { .. } => {
+            MethodConfig::Lista { iterations } => (None, format!("lista/T={iterations}")),
+            MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
                 unreachable!("validate() refuses real-activation methods in synthetic experiments")
             }
         };
@@ -358,6 +360,23 @@ impl StackRun {
                 };
                 (Learner::Encoder(Box::new(model)), per_step)
             }
+            (None, _) if matches!(method, MethodConfig::Lista { .. }) => {
+                let &MethodConfig::Lista { iterations } = &method else {
+                    unreachable!("matched above")
+                };
+                (
+                    Learner::Lista(Box::new(ListaModel::new(
+                        b,
+                        &mut rngs,
+                        dim,
+                        n_atoms,
+                        iterations,
+                        l1,
+                        &[lr],
+                    ))),
+                    lista::train_step_flops(dim, n_atoms, iterations, batch),
+                )
+            }
             (None, Setting::KnownDictionary) => (Learner::InferenceOnly, 0.0),
             (None, _) => (
                 Learner::SparseCoding(Box::new(SparseCodingModel::new(
@@ -373,7 +392,9 @@ impl StackRun {
             ),
         };
         let batches = match (config.train.batch_size, &learner) {
-            (Some(size), Learner::Encoder(_) | Learner::SparseCoding(_)) if size < n => {
+            (Some(size), Learner::Encoder(_) | Learner::SparseCoding(_) | Learner::Lista(_))
+                if size < n =>
+            {
                 let batchers = seeds
                     .iter()
                     .map(|&seed| {
@@ -500,6 +521,7 @@ impl StackRun {
                 self.inference_solver().is_some() && model.dictionary().is_some()
             }
             Learner::SparseCoding(_) | Learner::InferenceOnly => true,
+            Learner::Lista(_) => false,
         }
     }
 
@@ -689,6 +711,11 @@ impl StackRun {
             }
             (Learner::SparseCoding(model), None) => {
                 model.train_step(backend, &t.train_signals, None, want_loss)
+            }
+            (Learner::Lista(model), None) => model.train_step(backend, &t.train_signals, want_loss),
+            (Learner::Lista(model), Some((mb, _))) => {
+                backend.gather_columns(&t.train_signals, &mb.indices, &mut mb.x);
+                model.train_step(backend, &mb.x, want_loss)
             }
             (Learner::SparseCoding(model), Some((mb, size))) => model.train_step(
                 backend,
@@ -921,7 +948,7 @@ impl StackRun {
         match &mut self.learner {
             Learner::Encoder(model) => model.settle(b),
             Learner::SparseCoding(model) => model.settle(b),
-            Learner::InferenceOnly => {}
+            Learner::Lista(_) | Learner::InferenceOnly => {}
         }
         let members = self.members.len();
         let cfg = &*self.config;
@@ -932,6 +959,7 @@ impl StackRun {
         let dict: Option<Tensor> = match &self.learner {
             Learner::Encoder(model) => model.normalized_dictionary(b),
             Learner::SparseCoding(model) => Some(model.normalized_dictionary(b)),
+            Learner::Lista(model) => Some(model.normalized_dictionary(b)),
             Learner::InferenceOnly => self.tensors.dictionary.as_ref().map(|d| {
                 let mut out = b.zeros(d.shape().with_stack(members));
                 b.copy(d, &mut out);
@@ -959,6 +987,21 @@ impl StackRun {
         }
         let solver = self.inference_solver().cloned();
         self.evaluation = Some(match (&self.learner, solver, dict) {
+            (Learner::Lista(model), None, Some(d)) => {
+                let codes = model.encode(b, &self.tensors.test_signals);
+                let fl = lista::forward_flops(self.data.data_dim(), codes.rows(), model.iterations)
+                    * n as f64;
+                let recon = reconstruct(b, &d, &codes);
+                let [codes_read, dict_read, recon_read] = self.read_back(b, [&codes, &d, &recon]);
+                Evaluation::Reading {
+                    codes: codes_read,
+                    latents: codes.rows(),
+                    dict: Some((dict_read, d.shape())),
+                    recon: Some(recon_read),
+                    infer_flops: fl,
+                    stats: None,
+                }
+            }
             (Learner::Encoder(model), None, dict) => {
                 let codes = model.encode(b, &self.tensors.test_signals);
                 let spec_bias = model.layers[0].bias.is_some();
@@ -1007,6 +1050,7 @@ impl StackRun {
             _ if self.step == 0 => None,
             Learner::Encoder(model) => Some(model.loss()),
             Learner::SparseCoding(model) => Some(model.loss()),
+            Learner::Lista(model) => Some(model.loss()),
             Learner::InferenceOnly => None,
         };
         let mut all: Vec<&Tensor> = tensors.to_vec();

@@ -264,7 +264,7 @@ await test('per-kind learning rates and lambdas: typed, linked, refused at their
   await page.waitForFunction(() => location.hash.includes('lrs=mlp:0.0001'));
   // Malformed pairs and bad values are shown at the field, in words, and nothing runs.
   for (const [text, pattern] of [
-    ['mlp=0.1', /^Not applied: Learning rate per kind: write kind:value pairs such as sc:3e-3, mlp:1e-4 \(kinds: sae, topk, mlp, sc, ito\)$/],
+    ['mlp=0.1', /^Not applied: Learning rate per kind: write kind:value pairs such as sc:3e-3, mlp:1e-4 \(kinds: sae, topk, mlp, sc, ito, lista\)$/],
     ['mlp:0', /^Not applied: Learning rate per kind: must be a finite number above 0/],
   ]) {
     await page.fill('#lr_per_method', text);

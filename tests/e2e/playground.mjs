@@ -223,6 +223,31 @@ await test("an added method gets the engine's solver defaults and the link carri
   await ctx.close();
 });
 
+await test('LISTA trains in the setting with both unknown, from a link or the form, and is refused elsewhere', async () => {
+  const { ctx, page } = await newPage();
+  await page.goto(`${origin}${BASE}#v=2&setting=unknown&methods=sae,lista:t2&steps=200&log=100&runs=1&seed=3`);
+  await waitState(page, 'ready');
+  const lista = page.locator('#methods .method').last();
+  assert.equal(await lista.getAttribute('data-kind'), 'lista');
+  assert.equal(await lista.locator('[data-field="iterations"]').inputValue(), '2');
+  await lista.locator('[data-field="iterations"]').fill('3');
+  await lista.locator('[data-field="iterations"]').dispatchEvent('change');
+  await page.waitForFunction(() => decodeURIComponent(location.hash).includes('lista:t3'));
+  await waitState(page, 'ready');
+  await page.click('#play');
+  await waitState(page, 'finished');
+  const table = await summary(page);
+  assert.equal(table.length, 2);
+  assert.match(table[1][0], /LISTA \(T=3\)/);
+  const mcc = parseFloat(table[1][1]);
+  assert.ok(mcc > 0 && mcc <= 1, `code MCC of LISTA: ${table[1][1]}`);
+  // With the true dictionary given, LISTA (which learns its own) is refused at its editor.
+  await page.selectOption('#setting', 'known_dictionary');
+  await page.waitForFunction(() => document.querySelector('#methods .method:last-child [data-field="iterations"]')?.getAttribute('aria-invalid') === 'true');
+  assert.match(await page.textContent('#config'), /setting with both codes and dictionary unknown/);
+  await ctx.close();
+});
+
 await test('a lesson link hides the controls it names and keeps them hidden in its links', async () => {
   const { ctx, page } = await newPage();
   await page.goto(`${origin}${BASE}#${LINK}&steps_hide=1&methods_hide=1&presets_hide=1&bogus_hide=1`);

@@ -8,7 +8,7 @@ export const DATA_FIELDS = ['num_atoms', 'data_dim', 'sparsity_k', 'num_samples'
 export const TRAIN_FIELDS = ['steps', 'lr', 'l1_penalty', 'log_every'];
 
 // The link's short names of method kinds (`lrs=sc:0.003`), and the config's.
-const KIND_TOKENS = { sae: 'sae', topk: 'topk_sae', mlp: 'mlp', sc: 'sparse_coding', ito: 'sae_ito' };
+const KIND_TOKENS = { sae: 'sae', topk: 'topk_sae', mlp: 'mlp', sc: 'sparse_coding', ito: 'sae_ito', lista: 'lista' };
 
 /** A form error found before the engine sees the config (the text of a per-kind field). */
 export const FORM_ERROR = Symbol('form error');
@@ -57,6 +57,7 @@ export function methodDefaults(kind) {
     case 'mlp': return { kind, hidden: [32], bias: false };
     case 'sparse_coding': return { kind, inference: solverDefaults('adam') };
     case 'sae_ito': return { kind, bias: false, inference: solverDefaults('adam') };
+    case 'lista': return { kind, iterations: 3 };
     default: return { kind: 'sae', bias: false };
   }
 }
@@ -67,6 +68,7 @@ export const KIND_LABELS = {
   mlp: 'MLP encoder',
   sparse_coding: 'Sparse coding',
   sae_ito: 'SAE + ITO',
+  lista: 'LISTA',
 };
 
 export function field(labelText, input) {
@@ -107,6 +109,12 @@ export function methodEditor(method, index) {
     const k = numberInput(method.k, { min: 1, step: 1, 'data-field': 'k' });
     box.append(field('k (kept per sample)', k));
     get.k = () => Number(k.value);
+  }
+  if (method.kind === 'lista') {
+    const t = numberInput(method.iterations, { min: 0, max: 64, step: 1, 'data-field': 'iterations' });
+    t.title = 'Unrolled ISTA iterations after the first: 0 is an SAE with a bias; more sit closer to full per-sample inference';
+    box.append(field('Iterations T', t));
+    get.iterations = () => (t.value.trim() === '' ? NaN : Number(t.value));
   }
   if (method.kind === 'mlp') {
     const hidden = document.createElement('input');
@@ -291,7 +299,7 @@ const CONTROLS = {
 };
 
 // Inside a method: the part of the path after `methods[i].` to the editor's data-field.
-const METHOD_FIELDS = { k: 'k', hidden: 'hidden', bias: 'bias', 'inference.steps': 'solver-steps', 'inference.lr': 'solver-lr', 'inference.k': 'solver-k', 'inference.nonneg': 'solver' };
+const METHOD_FIELDS = { k: 'k', iterations: 'iterations', hidden: 'hidden', bias: 'bias', 'inference.steps': 'solver-steps', 'inference.lr': 'solver-lr', 'inference.k': 'solver-k', 'inference.nonneg': 'solver' };
 
 /** The control a config path names, if the form has one. */
 export function controlFor(path) {
