@@ -30,6 +30,7 @@ const COLUMNS: &str = include_str!("columns.wgsl");
 const LOSS: &str = include_str!("loss.wgsl");
 const GEMM: &str = include_str!("gemm.wgsl");
 const FUSED: &str = include_str!("fused.wgsl");
+const TRAIN_COMMON: &str = include_str!("train_common.wgsl");
 const TRAIN: &str = include_str!("train.wgsl");
 const TRAIN_MLP: &str = include_str!("train_mlp.wgsl");
 const TRAIN_SC: &str = include_str!("train_sc.wgsl");
@@ -256,7 +257,7 @@ pub fn gemm_source(ta: bool, tb: bool) -> String {
 /// The whole WGSL of the fused sparse-coding training kernel for `latents` atoms of `dim`
 /// values with chunks of `chunk` samples.
 pub fn train_sc_source(latents: usize, dim: usize, chunk: usize) -> String {
-    let body = TRAIN_SC
+    let body = format!("{TRAIN_COMMON}\n{TRAIN_SC}")
         .replace("{{NM}}", &(latents * dim).to_string())
         .replace("{{NC}}", &(latents * chunk).to_string())
         .replace("{{MC}}", &(dim * chunk).to_string())
@@ -282,7 +283,7 @@ pub fn train_source(
         Some(_) => (TRAIN_MLP, "train_mlp"),
     };
     let layers = shape.param_len() - if shape.learned { n * m } else { 0 };
-    let body = source
+    let body = format!("{TRAIN_COMMON}\n{source}")
         .replace("{{NM}}", &(n * m).to_string())
         .replace("{{NC}}", &(n * chunk).to_string())
         .replace("{{MC}}", &(m * chunk).to_string())
@@ -919,6 +920,57 @@ fn same(what: &str, a: Shape, b: Shape) {
     assert_eq!(a, b, "{what}: shapes differ");
 }
 
+/// Adam's scalars of a fused job (per step and member, step-major) as its kernel reads them
+/// after the job's fixed parameters: five words per step, for one member when every member's
+/// are the same (stride 1), else for each.
+struct StepScalars<'a> {
+    all: &'a [AdamScalars],
+    members: usize,
+    stride: usize,
+}
+
+impl<'a> StepScalars<'a> {
+    fn new(all: &'a [AdamScalars], members: usize) -> Self {
+        let shared = all
+            .chunks(members)
+            .all(|step| step.iter().all(|s| *s == step[0]));
+        Self {
+            all,
+            members,
+            stride: if shared { 1 } else { members },
+        }
+    }
+
+    /// Steps whose scalars fit the parameter window beside `fixed` words (at least one).
+    fn steps_per_window(&self, fixed: usize) -> usize {
+        ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / (5 * self.stride)).max(1)
+    }
+
+    /// The scalars in blocks of `steps` steps (the last may be shorter), one per dispatch.
+    fn blocks(&self, steps: usize) -> std::slice::Chunks<'a, AdamScalars> {
+        self.all.chunks(steps * self.members)
+    }
+
+    /// `p` followed by the scalars of the steps of `block`.
+    fn push(&self, mut p: Params, block: &[AdamScalars]) -> Params {
+        for step in block.chunks(self.members) {
+            for s in &step[..self.stride] {
+                p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
+            }
+        }
+        p
+    }
+}
+
+/// Workgroups for one per member: x up to 65,535, then rows of them in y.
+fn member_groups(members: usize) -> (u32, u32, u32) {
+    if members <= 65_535 {
+        (members as u32, 1, 1)
+    } else {
+        (65_535, members.div_ceil(65_535) as u32, 1)
+    }
+}
+
 fn scalars_list<T: Copy>(values: &[T], members: usize) -> Vec<T> {
     if values.len() == 1 {
         values.to_vec()
@@ -1545,31 +1597,21 @@ impl Backend for GpuBackend {
         let n = job.x.cols();
         let bc = job.x.stack() == 1;
         // The host's scalars, once per step when every member shares them.
-        let shared = job
-            .scalars
-            .chunks(members)
-            .all(|step| step.iter().all(|s| *s == step[0]));
-        let stride = if shared { 1 } else { members };
+        let scalars = StepScalars::new(job.scalars, members);
         // Steps per dispatch: as many as keep the parameters inside their window.
-        let fixed = 6 + job.l1_scale.len();
-        let per_step = 5 * stride;
-        let steps_per = ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / per_step).max(1);
+        let steps_per = scalars.steps_per_window(6 + job.l1_scale.len());
         let pipeline = self.fused_pipeline("adam_exp", dim, atoms);
-        for chunk in job.scalars.chunks(steps_per * members) {
+        for chunk in scalars.blocks(steps_per) {
             let steps = chunk.len() / members;
-            let mut p = Params::default()
+            let p = Params::default()
                 .u(n)
                 .u(steps)
                 .b(bc)
                 .f(job.mse_scale)
                 .u(job.l1_scale.len())
-                .u(stride)
+                .u(scalars.stride)
                 .values(job.l1_scale);
-            for step in chunk.chunks(members) {
-                for s in &step[..stride] {
-                    p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
-                }
-            }
+            let p = scalars.push(p, chunk);
             self.dispatch(
                 &pipeline,
                 p,
@@ -1676,28 +1718,17 @@ impl Backend for GpuBackend {
                 panic!("train_encoder: a frozen dictionary exactly when the shape's is not learned")
             }
         };
-        let shared = job
-            .scalars
-            .chunks(members)
-            .all(|step| step.iter().all(|s| *s == step[0]));
-        let stride = if shared { 1 } else { members };
-        let fixed = 13 + 2 * l1_scale.len();
-        let window = ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / (5 * stride)).max(1);
+        let scalars = StepScalars::new(job.scalars, members);
         let Some(most) = self.train_steps_per_dispatch(&shape, chunk, job.topk.unwrap_or(0)) else {
             return false;
         };
-        let steps_per = window.min(most);
+        let steps_per = scalars.steps_per_window(13 + 2 * l1_scale.len()).min(most);
         let pipeline = self.train_pipeline(&shape, chunk);
         let x_bc = broadcast(job.x.shape(), job.state.shape(), "train_encoder (signals)");
         let dispatches = job.steps.div_ceil(steps_per);
-        let groups = if members <= 65_535 {
-            (members as u32, 1, 1)
-        } else {
-            (65_535, members.div_ceil(65_535) as u32, 1)
-        };
-        for (d, block) in job.scalars.chunks(steps_per * members).enumerate() {
+        for (d, block) in scalars.blocks(steps_per).enumerate() {
             let steps = block.len() / members;
-            let mut p = Params::default()
+            let p = Params::default()
                 .u(shape.batch)
                 .u(steps)
                 .b(x_bc)
@@ -1710,19 +1741,15 @@ impl Backend for GpuBackend {
                 .u(members)
                 .b(dict_bc)
                 .u(l1_scale.len())
-                .u(stride)
+                .u(scalars.stride)
                 .values(&l1_scale)
                 .values(&penalty);
-            for step in block.chunks(members) {
-                for s in &step[..stride] {
-                    p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
-                }
-            }
+            let p = scalars.push(p, block);
             let mut tensors = vec![job.x.device(), job.state.device(), job.loss.device()];
             if let Some(d) = job.frozen {
                 tensors.push(d.device());
             }
-            self.dispatch(&pipeline, p, &tensors, groups);
+            self.dispatch(&pipeline, p, &tensors, member_groups(members));
         }
         true
     }
@@ -1761,14 +1788,8 @@ impl Backend for GpuBackend {
         );
         let l1_scale = scalars_list(job.l1_scale, members);
         let penalty = scalars_list(job.l1_penalty, members);
-        let shared = job
-            .scalars
-            .chunks(members)
-            .all(|step| step.iter().all(|s| *s == step[0]));
-        let stride = if shared { 1 } else { members };
-        let fixed = 8 + 2 * l1_scale.len();
-        let window = ((PARAM_WINDOW as usize / 4).saturating_sub(fixed) / (5 * stride)).max(1);
-        let steps_per = window.min(most);
+        let scalars = StepScalars::new(job.scalars, members);
+        let steps_per = scalars.steps_per_window(8 + 2 * l1_scale.len()).min(most);
         let key = format!("train_sparse_coding/{latents}x{dim}/{chunk}");
         let pipeline = self.pipeline_from(
             key,
@@ -1789,14 +1810,9 @@ impl Backend for GpuBackend {
             "train_sparse_coding (signals)",
         );
         let dispatches = job.steps.div_ceil(steps_per);
-        let groups = if members <= 65_535 {
-            (members as u32, 1, 1)
-        } else {
-            (65_535, members.div_ceil(65_535) as u32, 1)
-        };
-        for (d, block) in job.scalars.chunks(steps_per * members).enumerate() {
+        for (d, block) in scalars.blocks(steps_per).enumerate() {
             let steps = block.len() / members;
-            let mut p = Params::default()
+            let p = Params::default()
                 .u(n)
                 .u(steps)
                 .b(x_bc)
@@ -1804,14 +1820,10 @@ impl Backend for GpuBackend {
                 .f(job.mse_scale)
                 .b(job.want_loss && d + 1 == dispatches)
                 .u(l1_scale.len())
-                .u(stride)
+                .u(scalars.stride)
                 .values(&l1_scale)
                 .values(&penalty);
-            for step in block.chunks(members) {
-                for s in &step[..stride] {
-                    p = p.values(&[s.beta1, s.beta2, s.eps, s.step_size, s.bias2_sqrt]);
-                }
-            }
+            let p = scalars.push(p, block);
             self.dispatch(
                 &pipeline,
                 p,
@@ -1821,7 +1833,7 @@ impl Backend for GpuBackend {
                     job.loss.device(),
                     job.codes.device(),
                 ],
-                groups,
+                member_groups(members),
             );
         }
         true

@@ -34,14 +34,12 @@ const TG: u32 = 64u;
 const WSH: bool = {{WSH}};
 
 var<workgroup> w_sh: array<f32, {{PWS}}>;
-var<workgroup> d_sh: array<f32, {{NM}}>;
 var<workgroup> x_sh: array<vec4<f32>, {{MQ}}>;
 var<workgroup> r_sh: array<vec4<f32>, {{MQ}}>;
 var<workgroup> h_sh: array<vec4<f32>, {{HQ}}>;
 var<workgroup> gh_sh: array<vec4<f32>, {{HQ}}>;
 var<workgroup> s_sh: array<vec4<f32>, {{NQ}}>;
 var<workgroup> g_sh: array<vec4<f32>, {{NQ}}>;
-var<workgroup> red_sh: array<f32, 128>;
 
 // The top-k order of the kernel-by-kernel path: larger first, ties to the lower row.
 fn ahead(v: f32, i: u32, w: f32, j: u32) -> bool {
@@ -169,25 +167,7 @@ fn train_mlp(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_i
         }
         workgroupBarrier();
         if (learned) {
-            // Atoms to unit norm (norm 0 left alone), kept in the state as the step's own.
-            for (var j = lid; j < NN; j += TG) {
-                var ss = 0.0;
-                for (var i = 0u; i < MM; i++) {
-                    let v = d_sh[j * MM + i];
-                    ss += v * v;
-                }
-                let norm = sqrt(ss);
-                if (norm > 0.0) {
-                    let inv = 1.0 / norm;
-                    for (var i = 0u; i < MM; i++) {
-                        let v = d_sh[j * MM + i] * inv;
-                        d_sh[j * MM + i] = v;
-                        b2[base + off_d + j * MM + i] = v;
-                    }
-                }
-            }
-            storageBarrier();
-            workgroupBarrier();
+            normalize_atoms(lid, base + off_d);
         }
         sq = 0.0;
         l1_sum = 0.0;
@@ -293,36 +273,11 @@ fn train_mlp(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_i
             workgroupBarrier();
         }
         // Adam on the values this invocation owns (the host's scalars of this step).
-        let at = scalars_at + 5u * stride * step;
-        let beta1 = pf(at);
-        let beta2 = pf(at + 1u);
-        let eps = pf(at + 2u);
-        let step_size = pf(at + 3u);
-        let bias2_sqrt = pf(at + 4u);
-        for (var o = lid; o < plen; o += TG) {
-            let g = b2[grad_at + o];
-            let m = beta1 * b2[base + plen + o] + (1.0 - beta1) * g;
-            let v = beta2 * b2[base + 2u * plen + o] + (1.0 - beta2) * g * g;
-            b2[base + plen + o] = m;
-            b2[base + 2u * plen + o] = v;
-            b2[base + o] = b2[base + o] - step_size * m / (sqrt(v) / bias2_sqrt + eps);
-        }
+        let st = adam_step_at(scalars_at + 5u * stride * step);
+        for (var o = lid; o < plen; o += TG) { adam_b2(base + o, plen, b2[grad_at + o], st); }
         storageBarrier();
     }
     if (p[8] == 1u) {
-        red_sh[lid] = sq;
-        red_sh[64u + lid] = l1_sum;
-        for (var half = 32u; half > 0u; half = half / 2u) {
-            workgroupBarrier();
-            if (lid < half) {
-                red_sh[lid] += red_sh[lid + half];
-                red_sh[64u + lid] += red_sh[64u + lid + half];
-            }
-        }
-        workgroupBarrier();
-        if (lid == 0u) {
-            b3[2u * member] = red_sh[0] / (mse * mse) / f32(n * MM) + penalty * red_sh[64] / f32(n * NN);
-            b3[2u * member + 1u] = 0.0;
-        }
+        write_loss(lid, member, sq, l1_sum, mse, n, penalty);
     }
 }

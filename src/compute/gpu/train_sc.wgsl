@@ -23,11 +23,9 @@ const MM: u32 = {{MM}}u;
 const CH: u32 = {{CH}}u;
 const TG: u32 = 64u;
 
-var<workgroup> d_sh: array<f32, {{NM}}>;
 var<workgroup> dg_sh: array<f32, {{NM}}>;
 var<workgroup> s_sh: array<f32, {{NC}}>;
 var<workgroup> r_sh: array<f32, {{MC}}>;
-var<workgroup> red_sh: array<f32, 128>;
 
 @compute @workgroup_size(64)
 fn train_sparse_coding(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -50,36 +48,13 @@ fn train_sparse_coding(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(w
     var sq = 0.0;
     var l1_sum = 0.0;
     for (var step = 0u; step < steps; step++) {
-        let at = scalars_at + 5u * stride * step;
-        let beta1 = pf(at);
-        let beta2 = pf(at + 1u);
-        let eps = pf(at + 2u);
-        let step_size = pf(at + 3u);
-        let bias2_sqrt = pf(at + 4u);
+        let st = adam_step_at(scalars_at + 5u * stride * step);
         for (var o = lid; o < NN * MM; o += TG) {
             d_sh[o] = b2[dbase + o];
             dg_sh[o] = 0.0;
         }
         workgroupBarrier();
-        // Atoms to unit norm (norm 0 left alone), kept in the state as the step's own.
-        for (var j = lid; j < NN; j += TG) {
-            var ss = 0.0;
-            for (var i = 0u; i < MM; i++) {
-                let v = d_sh[j * MM + i];
-                ss += v * v;
-            }
-            let norm = sqrt(ss);
-            if (norm > 0.0) {
-                let inv = 1.0 / norm;
-                for (var i = 0u; i < MM; i++) {
-                    let v = d_sh[j * MM + i] * inv;
-                    d_sh[j * MM + i] = v;
-                    b2[dbase + j * MM + i] = v;
-                }
-            }
-        }
-        storageBarrier();
-        workgroupBarrier();
+        normalize_atoms(lid, dbase);
         sq = 0.0;
         l1_sum = 0.0;
         for (var c0 = 0u; c0 < n; c0 += CH) {
@@ -113,11 +88,11 @@ fn train_sparse_coding(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(w
                         var g = 0.0;
                         for (var i = 0u; i < MM; i++) { g = fma(d_sh[j * MM + i], r[i], g); }
                         let du = (g + l1 * sign_of(s[j])) * s[j];
-                        let m = beta1 * b4[ubase + cblock + j] + (1.0 - beta1) * du;
-                        let v = beta2 * b4[ubase + 2u * cblock + j] + (1.0 - beta2) * du * du;
+                        let m = st.beta1 * b4[ubase + cblock + j] + (1.0 - st.beta1) * du;
+                        let v = st.beta2 * b4[ubase + 2u * cblock + j] + (1.0 - st.beta2) * du * du;
                         b4[ubase + cblock + j] = m;
                         b4[ubase + 2u * cblock + j] = v;
-                        b4[ubase + j] = b4[ubase + j] - step_size * m / (sqrt(v) / bias2_sqrt + eps);
+                        b4[ubase + j] = b4[ubase + j] - st.step_size * m / (sqrt(v) / st.bias2_sqrt + st.eps);
                     }
                 } else {
                     for (var i = 0u; i < MM; i++) { r_sh[i * CH + c] = 0.0; }
@@ -140,30 +115,10 @@ fn train_sparse_coding(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(w
             workgroupBarrier();
         }
         // Adam on the dictionary values this invocation owns.
-        for (var o = lid; o < NN * MM; o += TG) {
-            let g = dg_sh[o];
-            let m = beta1 * b2[dbase + NN * MM + o] + (1.0 - beta1) * g;
-            let v = beta2 * b2[dbase + 2u * NN * MM + o] + (1.0 - beta2) * g * g;
-            b2[dbase + NN * MM + o] = m;
-            b2[dbase + 2u * NN * MM + o] = v;
-            b2[dbase + o] = b2[dbase + o] - step_size * m / (sqrt(v) / bias2_sqrt + eps);
-        }
+        for (var o = lid; o < NN * MM; o += TG) { adam_b2(dbase + o, NN * MM, dg_sh[o], st); }
         storageBarrier();
     }
     if (p[5] == 1u) {
-        red_sh[lid] = sq;
-        red_sh[64u + lid] = l1_sum;
-        for (var half = 32u; half > 0u; half = half / 2u) {
-            workgroupBarrier();
-            if (lid < half) {
-                red_sh[lid] += red_sh[lid + half];
-                red_sh[64u + lid] += red_sh[64u + lid + half];
-            }
-        }
-        workgroupBarrier();
-        if (lid == 0u) {
-            b3[2u * member] = red_sh[0] / (mse * mse) / f32(n * MM) + penalty * red_sh[64] / f32(n * NN);
-            b3[2u * member + 1u] = 0.0;
-        }
+        write_loss(lid, member, sq, l1_sum, mse, n, penalty);
     }
 }
