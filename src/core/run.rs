@@ -991,35 +991,14 @@ impl StackRun {
                 let codes = model.encode(b, &self.tensors.test_signals);
                 let fl = lista::forward_flops(self.data.data_dim(), codes.rows(), model.iterations)
                     * n as f64;
-                let recon = reconstruct(b, &d, &codes);
-                let [codes_read, dict_read, recon_read] = self.read_back(b, [&codes, &d, &recon]);
-                Evaluation::Reading {
-                    codes: codes_read,
-                    latents: codes.rows(),
-                    dict: Some((dict_read, d.shape())),
-                    recon: Some(recon_read),
-                    infer_flops: fl,
-                    stats: None,
-                }
+                self.read_decoded(b, &codes, &d, fl)
             }
             (Learner::Encoder(model), None, dict) => {
                 let codes = model.encode(b, &self.tensors.test_signals);
                 let spec_bias = model.layers[0].bias.is_some();
                 let fl = flops::encoder_forward(&self.widths, n, spec_bias, model.topk.is_some());
                 match dict {
-                    Some(d) => {
-                        let recon = reconstruct(b, &d, &codes);
-                        let [codes_read, dict_read, recon_read] =
-                            self.read_back(b, [&codes, &d, &recon]);
-                        Evaluation::Reading {
-                            codes: codes_read,
-                            latents: codes.rows(),
-                            dict: Some((dict_read, d.shape())),
-                            recon: Some(recon_read),
-                            infer_flops: fl,
-                            stats: None,
-                        }
-                    }
+                    Some(d) => self.read_decoded(b, &codes, &d, fl),
                     None => {
                         let [codes_read] = self.read_back(b, [&codes]);
                         Evaluation::Reading {
@@ -1041,6 +1020,27 @@ impl StackRun {
             (_, _, None) => unreachable!("per-sample solvers always have a dictionary"),
             (_, None, Some(_)) => unreachable!("only encoders evaluate without a solver"),
         });
+    }
+
+    /// An encoder's evaluation: its codes decoded through `d`, codes, dictionary and
+    /// reconstruction read back together (with the last training loss).
+    fn read_decoded(
+        &mut self,
+        b: &dyn Backend,
+        codes: &Tensor,
+        d: &Tensor,
+        infer_flops: f64,
+    ) -> Evaluation {
+        let recon = reconstruct(b, d, codes);
+        let [codes_read, dict_read, recon_read] = self.read_back(b, [codes, d, &recon]);
+        Evaluation::Reading {
+            codes: codes_read,
+            latents: codes.rows(),
+            dict: Some((dict_read, d.shape())),
+            recon: Some(recon_read),
+            infer_flops,
+            stats: None,
+        }
     }
 
     /// Start reading an evaluation's tensors back, with the loss of the last training step
