@@ -584,6 +584,110 @@ fn feature_views_show_where_a_feature_fires_and_its_neighbours() {
     assert!(exp.feature_view(2, 0, 5).is_err());
 }
 
+/// An experiment shared between workers: each part computes only its methods, and every
+/// method's results, rankings and feature views (its matches in the other part's methods
+/// included, through `atom` and `matches`) are those of the whole experiment, bit for bit.
+#[test]
+fn parts_of_an_experiment_compute_what_the_whole_does() {
+    let acts = synthetic_activations(16, 8, 3, 600, 4);
+    let mut cfg = RealConfig {
+        latents: 16,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::TopkSae { k: 3, bias: true },
+            MethodConfig::SaeIto {
+                bias: true,
+                inference: SolverConfig::Fista {
+                    steps: 2_000,
+                    nonneg: true,
+                    tol: Some(1e-3),
+                },
+            },
+        ],
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 120;
+    cfg.train.l1_penalty = 0.1;
+    cfg.train.batch_size = Some(100);
+    cfg.schedule.resample_every = 40;
+    cfg.gap.tokens = 48;
+    cfg.gap.iterations = vec![2];
+    let backend = || Arc::new(CpuBackend::new(1));
+    let shared = Arc::new(acts);
+    let mut whole =
+        RealExperiment::new_shared(cfg.clone(), Arc::clone(&shared), backend(), default_clock)
+            .unwrap();
+    whole.run_to_end(|_| {}).unwrap();
+    let parts: Vec<RealExperiment> = [vec![0, 2], vec![1]]
+        .iter()
+        .map(|only| {
+            let mut part = RealExperiment::new_part(
+                cfg.clone(),
+                Arc::clone(&shared),
+                backend(),
+                default_clock,
+                only,
+            )
+            .unwrap();
+            part.run_to_end(|_| {}).unwrap();
+            part
+        })
+        .collect();
+    // Results without the wall times, which differ from run to run.
+    let strip = |r: &sparse_playground::core::real::RealMethodResult| {
+        let mut v = serde_json::to_value(r).unwrap();
+        for rec in v["log"].as_array_mut().unwrap() {
+            rec.as_object_mut().unwrap().remove("wall_s");
+        }
+        assert!(r.report.is_some() && r.error.is_none(), "{}", r.name);
+        v
+    };
+    let all = whole.results(None).methods;
+    let first = parts[0].results(None).methods;
+    let second = parts[1].results(None).methods;
+    assert_eq!(first.len(), 2);
+    assert_eq!(second.len(), 1);
+    for (whole_m, part_m) in [(0, &first[0]), (2, &first[1]), (1, &second[0])] {
+        assert_eq!(strip(&all[whole_m]), strip(part_m), "method {whole_m}");
+        assert_eq!(
+            whole.features_by_frequency(whole_m),
+            parts[usize::from(whole_m == 1)].features_by_frequency(whole_m)
+        );
+    }
+    // A feature of method 1, viewed in its part: its matches in methods 0 and 2 come from the
+    // other part, and agree with the whole's view.
+    let j = whole.features_by_frequency(1).unwrap()[0].0;
+    let view = whole.feature_view(1, j, 5).unwrap();
+    let mut part_view = parts[1].feature_view(1, j, 5).unwrap();
+    assert!(part_view.matched.is_empty());
+    let atom = parts[1].atom(1, j).unwrap();
+    part_view.matched = parts[0].matches(&atom, 1);
+    assert_eq!(view, part_view);
+    // A part answers only for its own methods, and says so.
+    assert!(parts[0]
+        .feature_view(1, 0, 5)
+        .unwrap_err()
+        .contains("computed elsewhere"));
+    assert!(parts[0]
+        .feature_view(3, 0, 5)
+        .unwrap_err()
+        .contains("no method 3"));
+    assert!(parts[0].features_by_frequency(1).is_none());
+    // Parts must be increasing indices of the config's methods.
+    for only in [vec![], vec![2, 0], vec![0, 0], vec![3]] {
+        let err = RealExperiment::new_part(
+            cfg.clone(),
+            Arc::clone(&shared),
+            backend(),
+            default_clock,
+            &only,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("increasing indices"), "{only:?}: {err}");
+    }
+}
+
 /// LISTA runs in the synthetic setting with both codes and dictionary unknown (links and configs
 /// take it), is refused where it would need a dictionary it cannot learn, and trains: its loss
 /// falls, its codes and dictionary are scored like the others', and its inference costs T more

@@ -6,13 +6,20 @@
 //                                                  pieces; they replace those before if they read well)
 //   {type: 'synthetic', atoms, dim, k, tokens, seed}  or synthetic ones with a known truth
 //   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
-//   {type: 'start', run, config: JSON text}       run it (`run` numbers it in the replies)
+//   {type: 'start', run, config: JSON text, only}  run it (`run` numbers it in the replies): all
+//                                                  its methods, or those of `only` (indices in
+//                                                  the config's list) when workers share them
 //   {type: 'cancel'}                               stop the run (its results are dropped)
-//   {type: 'feature', method, latent, top}         (after the results) a feature view
-// Messages out: 'source' ({id, info: {tokens, dim, dtype, tensor}} or {id, error}), 'estimate' ({id, estimate: {seconds, training, analysis, analysis_max}} or
-// {id, error}), 'progress' ({run, done, total, status}), 'results' ({run, json, rankings: per method the
-// latents by frequency, flat}), 'feature' ({json}) and 'error'. The runner stays after the
-// results, for the feature views.
+//   {type: 'feature', id, method, latent, top, atom}  (after the results) a feature view of a
+//                                                  method computed here; with `atom`, its decoder
+//                                                  atom too, to match in the other workers
+//   {type: 'match', id, atom, except}              the best match of an atom in each method
+//                                                  computed here but `except`
+// Messages out: 'source' ({id, info: {tokens, dim, dtype, tensor}} or {id, error}), 'estimate'
+// ({id, estimate: {seconds, training, analysis, analysis_max, per_method, memory}} or {id, error}),
+// 'progress' ({run, done, total, status}), 'results' ({run, json, rankings: per method computed
+// here the latents by frequency, flat}), 'feature' ({id, json, atom}), 'match' ({id, json}) and
+// 'error'. The runner stays after the results, for the feature views.
 // The engine is imported dynamically and messages wait for it, as in ./worker.js.
 let engine = null;
 const pending = [];
@@ -27,6 +34,8 @@ let lastProgress = 0;
 let generation = 0;
 // The page's number of the run under way, sent back with its progress and results.
 let runId = 0;
+// The methods of the run computed here (indices in its config's list).
+let only = [];
 
 function fail(error) {
   const message = error && error.message ? error.message : String(error);
@@ -54,9 +63,7 @@ function loop() {
     }
     if (finished) {
       const json = runner.resultsJson();
-      const count = JSON.parse(json).methods.length;
-      const rankings = [];
-      for (let m = 0; m < count; m++) rankings.push(runner.featuresByFrequency(m));
+      const rankings = only.map((m) => runner.featuresByFrequency(m));
       self.postMessage({ type: 'results', run: runId, json, rankings });
       return;
     }
@@ -127,7 +134,8 @@ function handle(msg) {
       case 'start':
         if (!source) throw new Error('no activations to run on');
         dropRunner();
-        runner = new engine.RealRunner(source, msg.config);
+        runner = new engine.RealRunner(source, msg.config, msg.only ? Uint32Array.from(msg.only) : undefined);
+        only = msg.only || JSON.parse(msg.config).methods.map((_, i) => i);
         runId = msg.run;
         progress();
         channel.port2.postMessage(generation);
@@ -137,7 +145,16 @@ function handle(msg) {
         break;
       case 'feature':
         if (!runner || !finished) throw new Error('feature views come after the run');
-        self.postMessage({ type: 'feature', json: runner.featureView(msg.method, msg.latent, msg.top) });
+        self.postMessage({
+          type: 'feature',
+          id: msg.id,
+          json: runner.featureView(msg.method, msg.latent, msg.top),
+          atom: msg.atom ? runner.atom(msg.method, msg.latent) : null,
+        });
+        break;
+      case 'match':
+        if (!runner || !finished) throw new Error('matches come after the run');
+        self.postMessage({ type: 'match', id: msg.id, json: runner.matches(msg.atom, msg.except) });
         break;
       default:
         throw new Error(`unknown message ${msg.type}`);

@@ -1040,6 +1040,9 @@ pub struct RealExperiment {
     gap_x: Tensor,
     gap_host: Matrix,
     runs: Vec<RealRun>,
+    /// The index in the config's methods of each run: all of them, or the part this
+    /// experiment computes (see [`RealExperiment::new_part`]).
+    methods: Vec<usize>,
     clock: fn() -> f64,
     /// The true dictionary and the true codes of the analysed tokens, where known.
     truth: Option<GapTruth>,
@@ -1115,7 +1118,36 @@ impl RealExperiment {
         backend: Arc<dyn Backend>,
         clock: fn() -> f64,
     ) -> Result<Self, ConfigError> {
+        let all: Vec<usize> = (0..config.methods.len()).collect();
+        Self::new_part(config, acts, backend, clock, &all)
+    }
+
+    /// As [`RealExperiment::new_shared`], computing only the methods `only` (indices in the
+    /// config's list, increasing), so that workers can share an experiment's methods. Each
+    /// method is computed exactly as in the whole experiment: its initialisation, minibatches
+    /// and resampling come from the seed and its index, and the held-out tokens from the seed.
+    /// Results, feature views and rankings name methods by their index in the config.
+    pub fn new_part(
+        config: RealConfig,
+        acts: Arc<Activations>,
+        backend: Arc<dyn Backend>,
+        clock: fn() -> f64,
+        only: &[usize],
+    ) -> Result<Self, ConfigError> {
         config.validate(acts.tokens, acts.dim)?;
+        let count = config.methods.len();
+        if only.is_empty()
+            || only.windows(2).any(|w| w[0] >= w[1])
+            || only.iter().any(|&i| i >= count)
+        {
+            return Err(ConfigError::invalid(
+                "methods",
+                format!(
+                    "the part to compute, {only:?}, must be increasing indices of the {count} \
+                     methods"
+                ),
+            ));
+        }
         let (train, test_tokens, checksum) =
             split(Arc::clone(&acts), &config.preprocess, config.seed);
         let test = test_tokens.matrix();
@@ -1124,11 +1156,9 @@ impl RealExperiment {
         let up = |m: &Matrix| b.upload(Shape::new(1, m.nrows(), m.ncols()), m.as_slice());
         let gap_n = config.gap.tokens.min(test.ncols());
         let gap_host = test.columns(0, gap_n).into_owned();
-        let runs: Vec<RealRun> = config
-            .methods
+        let runs: Vec<RealRun> = only
             .iter()
-            .enumerate()
-            .map(|(i, m)| new_run(b, &config, train.len(), m, i, dim))
+            .map(|&i| new_run(b, &config, train.len(), &config.methods[i], i, dim))
             .collect();
         // Only full-batch training and sparse coding read every training token at each step.
         let all_at_once = runs
@@ -1152,6 +1182,7 @@ impl RealExperiment {
             gap_x: up(&gap_host),
             gap_host,
             runs,
+            methods: only.to_vec(),
             config,
             test_rows: test_tokens.rows,
             train,
@@ -1520,10 +1551,80 @@ impl RealExperiment {
         Ok(ran.max(1))
     }
 
+    /// The run of method `method` (its index in the config), if this experiment computes it.
+    fn held(&self, method: usize) -> Result<&RealRun, String> {
+        match self.methods.iter().position(|&m| m == method) {
+            Some(i) => Ok(&self.runs[i]),
+            None if method < self.config.methods.len() => {
+                Err(format!("method {method} is computed elsewhere, not here"))
+            }
+            None => Err(format!(
+                "no method {method}: there are {}",
+                self.config.methods.len()
+            )),
+        }
+    }
+
+    /// Method `method`'s run and feature data, with `latent` checked against its latents.
+    fn features_of(
+        &self,
+        method: usize,
+        latent: usize,
+    ) -> Result<(&RealRun, &FeatureData), String> {
+        let run = self.held(method)?;
+        let f = run.features.as_ref().ok_or_else(|| {
+            format!(
+                "{} has no features to show before its training ends",
+                run.name
+            )
+        })?;
+        let latents = f.dict.ncols();
+        if latent >= latents {
+            return Err(format!(
+                "feature {latent} does not exist: {} has {latents}",
+                run.name
+            ));
+        }
+        Ok((run, f))
+    }
+
+    /// The unit decoder atom of feature `latent` of method `method`, to match it against the
+    /// methods computed elsewhere ([`RealExperiment::matches`]).
+    pub fn atom(&self, method: usize, latent: usize) -> Result<Vec<f32>, String> {
+        let (_, f) = self.features_of(method, latent)?;
+        Ok(f.dict.column(latent).iter().copied().collect())
+    }
+
+    /// The best match of `atom` (largest decoder cosine) in each method computed here that has
+    /// finished training, but `except`, in the order of the config.
+    pub fn matches(&self, atom: &[f32], except: usize) -> Vec<Neighbour> {
+        self.runs
+            .iter()
+            .zip(&self.methods)
+            .filter(|&(_, &i)| i != except)
+            .filter_map(|(other, &i)| {
+                let fo = other.features.as_ref()?;
+                if fo.dict.nrows() != atom.len() {
+                    return None;
+                }
+                let (j, cos) = cosines(&fo.dict, atom)
+                    .into_iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
+                Some(Neighbour {
+                    method: i,
+                    name: other.name.clone(),
+                    latent: j,
+                    cosine: cos,
+                })
+            })
+            .collect()
+    }
+
     /// Latents of method `method` ordered by how often they fire on held-out tokens (most
     /// first; dead ones last), once its training is over.
     pub fn features_by_frequency(&self, method: usize) -> Option<Vec<(usize, f64)>> {
-        let f = self.runs.get(method)?.features.as_ref()?;
+        let f = self.held(method).ok()?.features.as_ref()?;
         let threshold = self.config.metrics.l0_threshold as f32;
         let n = f.codes.ncols().max(1) as f64;
         let mut out: Vec<(usize, f64)> = (0..f.codes.nrows())
@@ -1549,23 +1650,8 @@ impl RealExperiment {
         latent: usize,
         top: usize,
     ) -> Result<FeatureView, String> {
-        let run = self
-            .runs
-            .get(method)
-            .ok_or_else(|| format!("no method {method}: there are {}", self.runs.len()))?;
-        let f = run.features.as_ref().ok_or_else(|| {
-            format!(
-                "{} has no features to show before its training ends",
-                run.name
-            )
-        })?;
+        let (run, f) = self.features_of(method, latent)?;
         let latents = f.dict.ncols();
-        if latent >= latents {
-            return Err(format!(
-                "feature {latent} does not exist: {} has {latents}",
-                run.name
-            ));
-        }
         let threshold = self.config.metrics.l0_threshold;
         let values: Vec<f64> = f.codes.row(latent).iter().map(|v| f64::from(*v)).collect();
         let active: Vec<f64> = values
@@ -1596,17 +1682,7 @@ impl RealExperiment {
             })
             .collect();
         let atom = f.dict.column(latent);
-        let cosines = |dict: &Matrix| -> Vec<f64> {
-            dict.column_iter()
-                .map(|c| {
-                    c.iter()
-                        .zip(atom.iter())
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                        .sum()
-                })
-                .collect()
-        };
-        let own = cosines(&f.dict);
+        let own = cosines(&f.dict, atom.as_slice());
         let mut near: Vec<usize> = (0..latents).filter(|&j| j != latent).collect();
         near.sort_by(|&a, &b| own[b].total_cmp(&own[a]).then(a.cmp(&b)));
         let nearest = near
@@ -1619,27 +1695,7 @@ impl RealExperiment {
                 cosine: own[j],
             })
             .collect();
-        let matched = self
-            .runs
-            .iter()
-            .enumerate()
-            .filter(|&(i, _)| i != method)
-            .filter_map(|(i, other)| {
-                let fo = other.features.as_ref()?;
-                let c = cosines(&fo.dict);
-                let (j, cos) = c
-                    .iter()
-                    .copied()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))?;
-                Some(Neighbour {
-                    method: i,
-                    name: other.name.clone(),
-                    latent: j,
-                    cosine: cos,
-                })
-            })
-            .collect();
+        let matched = self.matches(atom.as_slice(), method);
         Ok(FeatureView {
             method,
             name: run.name.clone(),
@@ -1660,6 +1716,8 @@ impl RealExperiment {
         })
     }
 
+    /// The results of the methods computed here (all of them, or the part's, in the config's
+    /// order).
     pub fn results(&self, backend: Option<BackendInfo>) -> RealResults {
         RealResults {
             version: REAL_VERSION,
@@ -1693,9 +1751,21 @@ impl RealExperiment {
     }
 }
 
+/// The cosine of each atom (column) of `dict` with `atom` (both unit vectors), in f64.
+fn cosines(dict: &Matrix, atom: &[f32]) -> Vec<f64> {
+    dict.column_iter()
+        .map(|c| {
+            c.iter()
+                .zip(atom)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum()
+        })
+        .collect()
+}
+
 /// What an experiment on real activations should take on a backend, from a short trial of it
 /// (see [`estimate_seconds`]).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RealEstimate {
     /// Seconds from the start to the end, expected: training plus analysis.
     pub seconds: f64,
@@ -1706,6 +1776,9 @@ pub struct RealEstimate {
     pub analysis: f64,
     /// The analysis if every solver that stops on a tolerance runs to its cap instead.
     pub analysis_max: f64,
+    /// Per method, in the config's order: its training and analysis (the expected ones), so
+    /// that methods can be shared between workers by time.
+    pub per_method: Vec<f64>,
 }
 
 /// What the trial measured, per unit of the trial's own sizes.
@@ -1804,22 +1877,27 @@ impl RealConfig {
         let mut training = 0.0;
         let mut analysis = 0.0;
         let mut analysis_max = 0.0;
+        let mut per_method = Vec::with_capacity(self.methods.len());
         for (m, c) in self.methods.iter().zip(&costs.methods) {
-            training += steps * c.step * scale.step
+            let trained = steps * c.step * scale.step
                 + evaluations as f64 * c.evaluation * scale.evaluation
                 + resamplings as f64 * c.resample * scale.resample;
             let (expected, most) = self.analysis_iterations(m);
             let per = costs.fista_iteration * scale.iteration;
             // Scoring, and the codes the feature views read (one more pass over the held-out set).
             let fixed = c.evaluation * scale.evaluation;
-            analysis += expected as f64 * per + fixed;
+            let analysed = expected as f64 * per + fixed;
+            training += trained;
+            analysis += analysed;
             analysis_max += most as f64 * per + fixed;
+            per_method.push(trained + analysed);
         }
         RealEstimate {
             seconds: training + analysis,
             training,
             analysis,
             analysis_max,
+            per_method,
         }
     }
 }

@@ -132,7 +132,9 @@ impl RealSource {
     }
 
     /// Seconds the experiment of `config_json` should take in this worker, from a short trial
-    /// of it (`core::real::estimate_seconds`): `{seconds, training, analysis, analysis_max}`.
+    /// of it (`core::real::estimate_seconds`): `{seconds, training, analysis, analysis_max,
+    /// per_method, memory}`, `memory` being the bytes a worker computing it needs (the
+    /// activations and every method's state: an upper bound for a part of it).
     /// The browser's compiler swaps in optimised code once functions are hot, so a trial in a
     /// fresh worker first warms up on one method. An error is the config's.
     pub fn estimate(&self, config_json: &str) -> Result<JsValue, JsError> {
@@ -149,7 +151,10 @@ impl RealSource {
             first.methods.truncate(1);
             trial(&first)?;
         }
-        super::to_js(&trial(&cfg)?)
+        let need = self.acts.f32_bytes() + cfg.floats(self.acts.tokens, self.acts.dim) * 4;
+        let mut reply = serde_json::to_value(trial(&cfg)?).expect("estimates serialise");
+        reply["memory"] = need.into();
+        super::to_js(&reply)
     }
 }
 
@@ -222,19 +227,30 @@ pub struct RealRunner {
 
 #[wasm_bindgen]
 impl RealRunner {
-    /// Check `config_json` against the activations of `source` and set the experiment up.
+    /// Check `config_json` against the activations of `source` and set the experiment up:
+    /// all its methods, or only those of `only` (indices in the config's list, increasing)
+    /// when workers share them.
     #[wasm_bindgen(constructor)]
-    pub fn new(source: &RealSource, config_json: &str) -> Result<RealRunner, JsError> {
+    pub fn new(
+        source: &RealSource,
+        config_json: &str,
+        only: Option<Vec<u32>>,
+    ) -> Result<RealRunner, JsError> {
         let acts = &source.acts;
         let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
         cfg.validate(acts.tokens, acts.dim)
             .map_err(|e| JsError::new(&e.to_string()))?;
         budget(acts, Some(&cfg))?;
-        let mut exp = RealExperiment::new_shared(
+        let only: Vec<usize> = match only {
+            Some(list) => list.into_iter().map(|i| i as usize).collect(),
+            None => (0..cfg.methods.len()).collect(),
+        };
+        let mut exp = RealExperiment::new_part(
             cfg,
             Arc::clone(acts),
             Arc::new(CpuBackend::new(1)),
             clock_seconds,
+            &only,
         )
         .map_err(|e| JsError::new(&e.to_string()))?;
         if let Some(truth) = &source.truth {
@@ -280,6 +296,18 @@ impl RealRunner {
             .feature_view(method, latent, top)
             .map_err(|e| JsError::new(&e))?;
         Ok(serde_json::to_string(&view).expect("views serialise"))
+    }
+
+    /// The unit decoder atom of feature `latent` of method `method`, to match in the methods
+    /// other workers compute.
+    pub fn atom(&self, method: usize, latent: usize) -> Result<Vec<f32>, JsError> {
+        self.exp.atom(method, latent).map_err(|e| JsError::new(&e))
+    }
+
+    /// The best match of `atom` in each method computed here but `except` (JSON of a list of
+    /// `core::real::Neighbour`).
+    pub fn matches(&self, atom: &[f32], except: usize) -> String {
+        serde_json::to_string(&self.exp.matches(atom, except)).expect("neighbours serialise")
     }
 
     /// Method `method`'s latents, most often active first (flat: latent, frequency, ...), or

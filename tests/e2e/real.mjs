@@ -85,6 +85,30 @@ await test('the sample trains an SAE, SAE + FISTA and LISTA and shows the gap, t
   await ctx.close();
 });
 
+await test('methods shared between workers give the numbers of one worker, and their features match across workers', async () => {
+  // The same run with one core and with three: one worker, then one per method.
+  const exported = [];
+  for (const cores of [1, 3]) {
+    const { ctx, page } = await newPage(await browser.newContext({ acceptDownloads: true }));
+    await page.addInitScript((n) => Object.defineProperty(navigator, 'hardwareConcurrency', { get: () => n }), cores);
+    await page.goto(`${origin}${BASE}#${SMALL}&run=1`);
+    await waitReal(page, 'finished');
+    assert.equal(await page.evaluate(() => document.body.dataset.realWorkers), String(cores));
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#real-export')]);
+    const saved = JSON.parse(await (await download.createReadStream()).toArray().then((b) => Buffer.concat(b).toString()));
+    for (const m of saved.methods) for (const r of m.log) delete r.wall_s;
+    exported.push(saved);
+    // The first feature of the SAE, matched in the two methods computed by the other workers.
+    await page.waitForFunction(() => document.querySelector('#real-feature-view').dataset.shown);
+    const matched = await page.$$eval('[data-role="matched"] button', (b) => b.map((x) => x.textContent));
+    assert.equal(matched.length, 2, JSON.stringify(matched));
+    exported.push(matched);
+    await ctx.close();
+  }
+  assert.deepEqual(exported[2], exported[0]);
+  assert.deepEqual(exported[3], exported[1]);
+});
+
 await test('BatchTopK and JumpReLU SAEs train on the sample from a link and show their gap', async () => {
   const link = 'real=sample&N=128&steps=60&l1=0.5&batch=128&gap=32&k=8&methods=batchtopk,jumprelu';
   const { ctx, page } = await newPage();
@@ -135,13 +159,15 @@ await test('a bad activation file is refused with its reason and the sample stay
 
 await test('a run on activations shows its time before it starts, and a long one asks first', async () => {
   const { ctx, page } = await newPage();
+  await page.addInitScript(() => Object.defineProperty(navigator, 'hardwareConcurrency', { get: () => 2 }));
   await page.goto(`${origin}${BASE}#${SMALL}`);
   await waitReal(page, 'ready');
   // Timed on a short trial in the worker, before anything runs.
   await page.waitForFunction(() => document.body.dataset.realEstimate, null, { timeout: TIMEOUT });
   const small = Number(await page.evaluate(() => document.body.dataset.realEstimate));
   assert.ok(small > 0 && small < 120, `estimate ${small}`);
-  assert.match(await page.textContent('#real-estimate'), /^About \d+ s on this machine: training \d+ s, the gap's analysis \d+ s/);
+  // Three methods on two cores: shared by two workers, the estimate the longest share's.
+  assert.match(await page.textContent('#real-estimate'), /^About \d+ s on this machine, its 3 methods shared by 2 workers: training \d+ s, the gap's analysis \d+ s of work in all/);
   // A thousand times the steps: over two minutes, so Run asks, naming the estimate.
   await page.fill('#real-steps', '60000');
   await page.waitForFunction((s) => Number(document.body.dataset.realEstimate) > 120, null, { timeout: TIMEOUT });

@@ -1,6 +1,8 @@
 // The real-activations mode: load the shipped sample or a file (checked by the engine before
 // anything runs), choose methods and sizes, run in a worker (../real-worker.js), and show the
-// table and the compute frontier (../views/real.js). Links: `real=sample` and the settings that
+// table and the compute frontier (../views/real.js). A run's methods are shared between workers,
+// one per core as memory allows, by their estimated times; each method is computed exactly as it
+// would be alone, so the numbers do not depend on how many workers there are. Links: `real=sample` and the settings that
 // differ from the defaults (see LINK_KEYS); a file of one's own cannot travel in a link, so its
 // link says `real=file` and asks for the file again.
 import { checkSynthetic, inspectTokens, realDefaults } from '../engine.js';
@@ -9,6 +11,7 @@ import { downloadText } from '../page/files.js';
 import { calibration } from '../page/calibrate.mjs';
 import { formatDuration } from '../page/format.mjs';
 import { LONG_RUN_SECONDS } from '../page/player.js';
+import { poolSize } from '../engine-pool.js';
 import { hasTruth, parseTokens, renderFeature, renderFrontier, renderRealTable } from '../views/real.js';
 
 const SAMPLE = {
@@ -17,7 +20,7 @@ const SAMPLE = {
   tokens: new URL('../sample/smollm2-135m-l15.tokens.json', import.meta.url),
 };
 
-/** The page's defaults: the sample in one worker (N = 2 x 576, 400 steps; about 9 min in Chromium on a 2-core machine, so Run asks first). */
+/** The page's defaults: the sample (N = 2 x 576, 400 steps; about 2 min in Chromium on a 2-core machine, its methods shared by two workers, so Run may ask first). */
 const DEFAULTS = {
   latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
   center: true, scale: 'dim', k: 32, h: 1024, t: 3, resample: 200, methods: ['sae', 'topk', 'ito'],
@@ -38,10 +41,22 @@ const real = {
   // 'file'}, or for synthetic
   // activations {name, kind: 'synthetic', spec: {atoms, dim, k, tokens}, tokens, dim}.
   source: null,
-  // The worker holds the activations read once (a RealSource) and runs one experiment at a
-  // time; `workerSource` is the source it holds.
-  worker: null,
-  workerSource: null,
+  // Workers, each holding the activations read once (a RealSource) and computing one
+  // experiment (or its part) at a time: {worker, source: the key of the activations it holds
+  // (see sourceKey), or null}. The first reads files and times estimates; the others are made
+  // for runs whose methods are shared.
+  workers: [],
+  // The run's parts (per worker, the methods it computes), and per method [its worker, its
+  // place in that worker's results].
+  parts: [],
+  owner: [],
+  // Per worker of the run: {done, total, status}, and its results {results, rankings} once in.
+  partProgress: [],
+  partResults: [],
+  // The feature view asked last: {id, method, view (once in), waiting: the workers whose
+  // matches are awaited, matched: those in}.
+  feature: null,
+  nextFeatureId: 1,
   // Activations the worker is reading: {id, name, blob, kind, tokensText, resolve}.
   reading: null,
   nextSourceId: 1,
@@ -250,6 +265,7 @@ function useSynthetic(spec) {
   const name = `synthetic: ${spec.atoms} true features in ${spec.dim} dimensions, K = ${spec.k}`;
   real.source = { name, kind: 'synthetic', spec: { ...spec }, tokens: info.tokens, dim: info.dim };
   real.tokens = null;
+  dropWorkers(1);
   clearResults();
   $('real-source').textContent = `${name}: ${info.tokens.toLocaleString()} tokens × ${info.dim}, drawn from the seed; their true features are known, so code MCC is scored too`;
   setStatus('Ready: press Run.');
@@ -291,7 +307,7 @@ function onSourceRead(msg) {
     setStatus(real.source ? 'Ready: press Run.' : 'Load the sample or a file of activations.');
     // The worker keeps the last activations it read well; if those are not the page's, the
     // page's are sent again before the next estimate or run.
-    if (!msg.error) real.workerSource = null;
+    if (!msg.error && real.workers[0]) real.workers[0].source = null;
     r.resolve(false);
   };
   if (msg.error) return refuse(msg.error);
@@ -304,7 +320,9 @@ function onSourceRead(msg) {
     }
   }
   real.source = { name: r.name, blob: r.blob, kind: r.kind, tokens: msg.info.tokens, dim: msg.info.dim, tokensText: r.tokensText };
-  real.workerSource = real.source;
+  real.workers[0].source = r.blob;
+  // Workers made for earlier runs hold the old activations: they go (and their memory).
+  dropWorkers(1);
   real.tokens = parseTokens(r.tokensText);
   clearResults();
   const info = msg.info;
@@ -342,43 +360,80 @@ function useTokens(text) {
     return;
   }
   real.source = { ...real.source, tokensText: text };
-  real.workerSource = real.source;
   real.tokens = parseTokens(text);
   const shown = $('real-source').textContent.replace(/, token texts in \d+ contexts$/, '');
   $('real-source').textContent = `${shown}, token texts in ${contexts} contexts`;
 }
 
-/** The worker, made (and given the activations) when first needed or after it failed. */
-function ensureWorker() {
-  if (!real.worker) {
-    real.worker = new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' });
-    real.worker.onmessage = (event) => onWorkerMessage(real.worker, event.data);
-    real.workerSource = null;
+/** Worker `i`, made when first needed or after it failed (and given the activations later). */
+function ensureWorker(i = 0) {
+  while (real.workers.length <= i) real.workers.push(null);
+  if (!real.workers[i]) {
+    const entry = { worker: new Worker(new URL('../real-worker.js', import.meta.url), { type: 'module' }), source: null };
+    entry.worker.onmessage = (event) => onWorkerMessage(entry, event.data);
+    real.workers[i] = entry;
   }
-  return real.worker;
+  return real.workers[i];
 }
 
-function post(message) {
-  ensureWorker().postMessage(message);
+/** End the workers from the `from`-th on. */
+function dropWorkers(from) {
+  for (const entry of real.workers.splice(from)) {
+    if (entry) entry.worker.terminate();
+  }
 }
 
-/** A file to the worker, which reads it piece by piece (a Blob passes by reference). */
+function post(message, i = 0) {
+  ensureWorker(i).worker.postMessage(message);
+}
+
+/** A file to the first worker, which reads it piece by piece (a Blob passes by reference). */
 function postSource(blob, id) {
   post({ type: 'source', id, blob });
 }
 
-/** Give the worker the current activations if it does not hold them. */
-function sendSource() {
+/** What identifies the activations a worker holds: a file's Blob, or synthetic activations'
+ * sizes with the seed they are drawn from (a new seed, new activations). */
+function sourceKey() {
+  return real.source.kind === 'synthetic' ? `${synSpecText(real.source.spec)}/${readSettings().seed}` : real.source.blob;
+}
+
+/** Give worker `i` the current activations if it does not hold them. */
+function sendSource(i = 0) {
   if (!real.source) return;
-  // Synthetic activations are drawn from the form's seed: a new seed, new activations.
-  const key = real.source.kind === 'synthetic' ? `${synSpecText(real.source.spec)}/${readSettings().seed}` : real.source;
-  if (real.worker && real.workerSource === key) return;
+  const key = sourceKey();
+  const entry = ensureWorker(i);
+  if (entry.source === key) return;
   if (real.source.kind === 'synthetic') {
-    post({ type: 'synthetic', ...real.source.spec, seed: readSettings().seed });
+    post({ type: 'synthetic', ...real.source.spec, seed: readSettings().seed }, i);
   } else {
-    postSource(real.source.blob, 0);
+    post({ type: 'source', id: 0, blob: real.source.blob }, i);
   }
-  real.workerSource = key;
+  entry.source = key;
+}
+
+/** Memory the workers of one run may hold together: each holds the activations and the
+ * state of its methods (the engine's estimate of one worker's need). */
+const POOL_MEMORY = 2 * 1024 ** 3;
+
+/**
+ * Share the methods between workers: one per core (at most one per method), fewer where
+ * memory is short; the longest method first, each to the worker with the least work so far.
+ * Returns the parts (per worker, its methods in the config's order) and the seconds of the
+ * longest part.
+ */
+export function planParts(perMethod, memory, cores = poolSize(perMethod.length)) {
+  const byMemory = memory > 0 ? Math.max(1, Math.floor(POOL_MEMORY / memory)) : 1;
+  const size = Math.max(1, Math.min(cores, byMemory, perMethod.length));
+  const parts = Array.from({ length: size }, () => ({ methods: [], seconds: 0 }));
+  const order = perMethod.map((_, i) => i).sort((a, b) => perMethod[b] - perMethod[a] || a - b);
+  for (const m of order) {
+    const least = parts.reduce((best, p) => (p.seconds < best.seconds ? p : best));
+    least.methods.push(m);
+    least.seconds += perMethod[m];
+  }
+  const used = parts.filter((p) => p.methods.length);
+  return { parts: used.map((p) => p.methods.sort((a, b) => a - b)), seconds: Math.max(...used.map((p) => p.seconds)) };
 }
 
 /** Time the form's experiment on a short trial in the worker, `delay` ms after the last edit. */
@@ -416,11 +471,15 @@ function showEstimate() {
     return;
   }
   document.body.dataset.realEstimate = String(e.seconds);
-  const scale = e.seconds / e.raw;
-  const most = (e.training + e.analysisMax) * scale;
+  const scale = e.raw > 0 ? e.seconds / e.raw : 1;
+  const work = e.training + e.analysis;
+  const most = work > 0 ? (e.seconds * (e.training + e.analysisMax)) / work : e.seconds;
+  const shared = e.parts.length > 1;
   el.textContent =
-    `About ${formatDuration(e.seconds)} on this machine: training ${formatDuration(e.training * scale)}, ` +
-    `the gap's analysis ${formatDuration(e.analysis * scale)}` +
+    `About ${formatDuration(e.seconds)} on this machine` +
+    (shared ? `, its ${e.parts.flat().length} methods shared by ${e.parts.length} workers` : '') +
+    `: training ${formatDuration(e.training * scale)}, the gap's analysis ${formatDuration(e.analysis * scale)}` +
+    (shared ? ' of work in all' : '') +
     (most > e.seconds * 1.2 ? ` (up to ${formatDuration(most)} if its solvers need every iteration they may take).` : '.');
 }
 
@@ -477,7 +536,19 @@ function hideLongRun() {
 function launch(s) {
   hideLongRun();
   real.longConfirmed = false;
-  sendSource();
+  const config = configFor(s);
+  const count = config.methods.length;
+  // The estimate's parts, if it is of these methods; else one worker computes them all.
+  const planned = real.estimate && real.estimate.parts;
+  const parts = planned && planned.flat().length === count ? planned : [config.methods.map((_, i) => i)];
+  real.parts = parts;
+  real.owner = [];
+  parts.forEach((part, w) => part.forEach((m, at) => (real.owner[m] = [w, at])));
+  real.partProgress = parts.map(() => ({ done: 0, total: 0, status: '' }));
+  real.partResults = parts.map(() => null);
+  real.feature = null;
+  dropWorkers(parts.length);
+  document.body.dataset.realWorkers = String(parts.length);
   real.running = true;
   real.waitEstimate = false;
   clearResults();
@@ -487,11 +558,42 @@ function launch(s) {
   // A run with an estimate, from its start to its end, calibrates later estimates.
   real.timing = real.estimate && real.estimate.raw > 0 ? { start: performance.now(), raw: real.estimate.raw } : null;
   real.runId += 1;
-  post({ type: 'start', run: real.runId, config: JSON.stringify(configFor(s)) });
+  const json = JSON.stringify(config);
+  parts.forEach((part, w) => {
+    sendSource(w);
+    post({ type: 'start', run: real.runId, config: json, only: parts.length > 1 ? part : null }, w);
+  });
 }
 
-function onWorkerMessage(worker, msg) {
-  if (worker !== real.worker) return;
+/** A worker's results: once every part's are in, merged in the config's order and shown. */
+function onResults(w, msg) {
+  real.partResults[w] = { results: JSON.parse(msg.json), rankings: msg.rankings };
+  if (real.partResults.some((r) => !r)) return;
+  real.running = false;
+  if (real.timing) calibration.record('real', real.timing.raw, (performance.now() - real.timing.start) / 1000);
+  real.timing = null;
+  const part = ([worker]) => real.partResults[worker];
+  real.results = { ...real.partResults[0].results, methods: real.owner.map((o) => part(o).results.methods[o[1]]) };
+  real.rankings = real.owner.map((o) => part(o).rankings[o[1]]);
+  $('real-progress').value = 1;
+  setStatus('Done: the table, the frontier and the features below.');
+  render();
+  showFeatures();
+  updateControls();
+}
+
+/** The feature view asked last, shown once its matches in the other workers' methods are in. */
+function showFeature() {
+  const f = real.feature;
+  if (!f || !f.view || f.waiting.size) return;
+  const view = { ...f.view, matched: [...f.view.matched, ...f.matched].sort((a, b) => a.method - b.method) };
+  renderFeature($('real-feature-view'), view, real.tokens, pickFeature);
+  $('real-feature-view').dataset.shown = `${view.method}:${view.latent}`;
+}
+
+function onWorkerMessage(entry, msg) {
+  const w = real.workers.indexOf(entry);
+  if (w < 0) return;
   if (msg.type === 'source') {
     onSourceRead(msg);
   } else if (msg.type === 'estimate') {
@@ -501,7 +603,12 @@ function onWorkerMessage(worker, msg) {
     } else {
       const e = msg.estimate;
       const scale = calibration.scale('real');
-      real.estimate = { id: msg.id, raw: e.seconds, seconds: e.seconds * scale, training: e.training, analysis: e.analysis, analysisMax: e.analysis_max };
+      // Workers compute their parts at once: the run takes as long as the longest part.
+      const plan = planParts(e.per_method, e.memory);
+      real.estimate = {
+        id: msg.id, raw: plan.seconds, seconds: plan.seconds * scale, parts: plan.parts,
+        training: e.training, analysis: e.analysis, analysisMax: e.analysis_max,
+      };
     }
     updateControls();
     if (real.waitEstimate) {
@@ -512,34 +619,35 @@ function onWorkerMessage(worker, msg) {
   } else if ((msg.type === 'progress' || msg.type === 'results') && msg.run !== real.runId) {
     // From a run cancelled since.
   } else if (msg.type === 'progress') {
-    $('real-progress').value = msg.total ? msg.done / msg.total : 0;
-    setStatus(msg.status === 'done' ? 'Done.' : `${msg.status[0].toUpperCase()}${msg.status.slice(1)}…`);
+    real.partProgress[w] = { done: msg.done, total: msg.total, status: msg.status };
+    const done = real.partProgress.reduce((sum, p) => sum + p.done, 0);
+    const total = real.partProgress.reduce((sum, p) => sum + p.total, 0);
+    $('real-progress').value = total ? done / total : 0;
+    const under = real.partProgress.map((p) => p.status).filter((t) => t && t !== 'done');
+    setStatus(under.length ? `${under.join('; ').replace(/^./, (c) => c.toUpperCase())}…` : 'Done.');
   } else if (msg.type === 'results') {
-    real.running = false;
-    if (real.timing) calibration.record('real', real.timing.raw, (performance.now() - real.timing.start) / 1000);
-    real.timing = null;
-    real.results = JSON.parse(msg.json);
-    real.rankings = msg.rankings;
-    $('real-progress').value = 1;
-    setStatus('Done: the table, the frontier and the features below.');
-    render();
-    showFeatures();
-    updateControls();
+    onResults(w, msg);
   } else if (msg.type === 'feature') {
-    const view = JSON.parse(msg.json);
-    renderFeature($('real-feature-view'), view, real.tokens, pickFeature);
-    $('real-feature-view').dataset.shown = `${view.method}:${view.latent}`;
+    const f = real.feature;
+    if (!f || f.id !== msg.id) return;
+    f.view = JSON.parse(msg.json);
+    for (const other of f.waiting) post({ type: 'match', id: f.id, atom: msg.atom, except: f.method }, other);
+    showFeature();
+  } else if (msg.type === 'match') {
+    const f = real.feature;
+    if (!f || f.id !== msg.id) return;
+    f.matched.push(...JSON.parse(msg.json));
+    f.waiting.delete(w);
+    showFeature();
   } else if (msg.type === 'error' && !real.running) {
     // A feature view the worker could not make; the run's results stay.
     $('real-feature-view').textContent = msg.message;
   } else if (msg.type === 'error') {
-    // The worker is replaced (and given the activations again) at the next estimate or run.
+    // The workers are replaced (and given the activations again) at the next estimate or run.
     real.running = false;
     real.timing = null;
     real.waitEstimate = false;
-    worker.terminate();
-    real.worker = null;
-    real.workerSource = null;
+    dropWorkers(0);
     setStatus(`Not run: ${msg.message}`);
     banner('error', `The experiment could not run: ${msg.message}`, 'real-run');
     updateControls();
@@ -563,9 +671,11 @@ function showFeatures() {
   if (first >= 0) pickFeature(first, real.rankings[first][0]);
 }
 
-/** Show feature `latent` of method `method` (asked of the worker, which holds the codes). */
+/** Show feature `latent` of method `method` (asked of the worker that computed it, which holds
+ * its codes; its matches in the methods of other workers are asked of them). */
 function pickFeature(method, latent) {
-  if (!real.worker || !real.results) return;
+  const owner = real.results && real.owner[method];
+  if (!owner || !real.workers[owner[0]]) return;
   $('real-feature-method').value = String(method);
   $('real-feature').value = String(latent);
   $('real-feature').max = String(real.results.config.latents - 1);
@@ -581,11 +691,16 @@ function pickFeature(method, latent) {
     b.addEventListener('click', () => pickFeature(method, ranking[2 * i]));
     top.append(b);
   }
-  real.worker.postMessage({ type: 'feature', method, latent, top: TOP_TOKENS });
+  const others = real.parts.map((_, w) => w).filter((w) => w !== owner[0] && real.workers[w]);
+  const id = real.nextFeatureId++;
+  real.feature = { id, method, view: null, waiting: new Set(others), matched: [] };
+  post({ type: 'feature', id, method, latent, top: TOP_TOKENS, atom: others.length > 0 }, owner[0]);
 }
 
 function cancel() {
-  if (real.worker) post({ type: 'cancel' });
+  for (const entry of real.workers) {
+    if (entry) entry.worker.postMessage({ type: 'cancel' });
+  }
   real.running = false;
   real.timing = null;
   real.waitEstimate = false;
