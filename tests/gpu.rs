@@ -526,48 +526,94 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
     let (dim, atoms, n) = (8, 16, 200);
     let x_values: Vec<f32> = random(dim * n, 21).iter().map(|v| v.abs()).collect();
     let frozen_values = random(dim * atoms, 22);
-    for (hidden, bias, topk, learned, lrs) in [
-        (vec![], false, None, true, vec![1e-2]),
-        (vec![], true, None, true, vec![1e-2, 3e-3, 1e-3]),
-        (vec![], false, Some(3), true, vec![1e-2]),
-        (vec![], true, Some(4), false, vec![1e-2, 2e-3]),
-        (vec![32], true, None, true, vec![1e-2, 3e-3]),
-        (vec![12], false, None, false, vec![1e-2]),
-        (vec![20], true, Some(3), false, vec![3e-3, 1e-2]),
-        (vec![8], false, Some(2), true, vec![1e-2]),
+    // True codes for the supervised objective: three of the atoms active per sample.
+    let target_values: Vec<f32> = random(atoms * n, 24)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            if (i * 7 + i / atoms) % atoms < 3 {
+                v.abs() + 0.1
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    // (hidden widths, biases, top-k, dictionary learned (else frozen), learning rates per
+    // member, the supervised objective (no dictionary) instead of the reconstruction)
+    for (hidden, bias, topk, learned, lrs, sup) in [
+        (vec![], false, None, true, vec![1e-2], false),
+        (vec![], true, None, true, vec![1e-2, 3e-3, 1e-3], false),
+        (vec![], false, Some(3), true, vec![1e-2], false),
+        (vec![], true, Some(4), false, vec![1e-2, 2e-3], false),
+        (vec![32], true, None, true, vec![1e-2, 3e-3], false),
+        (vec![12], false, None, false, vec![1e-2], false),
+        (vec![20], true, Some(3), false, vec![3e-3, 1e-2], false),
+        (vec![8], false, Some(2), true, vec![1e-2], false),
+        (vec![], true, None, false, vec![1e-2, 3e-3], true),
+        (vec![], false, Some(3), false, vec![1e-2], true),
+        (vec![32], true, None, false, vec![3e-3, 1e-2], true),
+        (vec![12], true, Some(4), false, vec![1e-2], true),
     ] {
-        let case =
-            format!("hidden={hidden:?} bias={bias} topk={topk:?} learned={learned} lrs={lrs:?}");
+        let case = format!(
+            "hidden={hidden:?} bias={bias} topk={topk:?} learned={learned} lrs={lrs:?} \
+             supervised={sup}"
+        );
+        // The supervised objective is scale-free and its gradient cancels exactly where a
+        // latent is active on a single sample, so rounding meets Adam's eps there: it is
+        // compared over fewer steps.
+        let long = if sup { 37 } else { 237 };
         let run = |b: &dyn Backend, fused: bool| {
             g.set_fused_training(fused);
             let x = b.upload(Shape::new(1, dim, n), &x_values);
             let frozen = b.upload(Shape::new(1, dim, atoms), &frozen_values);
-            let mut rngs: Vec<Rng> = (0..lrs.len() as u64).map(|i| Rng::new(30 + i)).collect();
+            let targets = b.upload(Shape::new(1, atoms, n), &target_values);
+            let t = sup.then_some(&targets);
+            // Seeds under which no latent of the supervised cases is active on exactly one
+            // sample: there the cosine's gradient cancels to zero in exact arithmetic, so its
+            // rounding (f64 on the CPU, f32 here, in each path's order) meets Adam's eps and
+            // decides whether that latent moves at all.
+            let seed = if sup { 70 } else { 30 };
+            let mut rngs: Vec<Rng> = (0..lrs.len() as u64).map(|i| Rng::new(seed + i)).collect();
             let spec = EncoderSpec {
                 hidden: hidden.clone(),
                 topk,
                 bias,
             };
-            let decoder = if learned {
-                DecoderInit::Learned
-            } else {
-                DecoderInit::Frozen(&frozen)
+            let (decoder, objective) = match (sup, learned) {
+                (true, _) => (DecoderInit::None, Objective::Supervised),
+                (false, true) => (
+                    DecoderInit::Learned,
+                    Objective::Reconstruction { l1_penalty: 0.05 },
+                ),
+                (false, false) => (
+                    DecoderInit::Frozen(&frozen),
+                    Objective::Reconstruction { l1_penalty: 0.05 },
+                ),
             };
-            let objective = Objective::Reconstruction { l1_penalty: 0.05 };
             let mut model =
                 EncoderModel::new(b, &mut rngs, &spec, dim, atoms, decoder, objective, &lrs);
             // In uneven pieces, the loss asked for at the end of each; the second takes more
             // than one dispatch (at most 200 steps each, fewer on lavapipe).
-            model.train_steps(b, &x, None, 3, true);
-            model.train_steps(b, &x, None, 237, true);
+            model.train_steps(b, &x, t, 3, true);
+            let before = g.counters();
+            model.train_steps(b, &x, t, long, true);
+            if fused {
+                // (Only the GPU runs fused.) The fused kernel ran: a few dispatches for all
+                // those steps, not several per step.
+                let dispatches = g.counters().since(&before).dispatches;
+                assert!(
+                    dispatches < long as u64,
+                    "{case}: {dispatches} dispatches for {long} steps"
+                );
+            }
             model.settle(b);
             let mut out: Vec<Vec<f32>> = model.params().iter().map(|p| host(b, p)).collect();
             out.push(host(b, model.loss()));
             out.push(host(b, &model.encode(b, &x)));
             // Kernel-by-kernel steps after fused ones continue from the same state.
-            model.train_steps(b, &x, None, 2, false);
+            model.train_steps(b, &x, t, 2, false);
             g.set_fused_training(true);
-            model.train_steps(b, &x, None, 5, false);
+            model.train_steps(b, &x, t, 5, false);
             model.settle(b);
             out.extend(model.params().iter().map(|p| host(b, p)));
             out
@@ -1050,20 +1096,27 @@ fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
     }
     // A device of its own, so that other tests' work does not enter its counters.
     let g = Arc::new(GpuBackend::request_blocking().expect("a second device"));
-    for method in [
-        MethodConfig::Sae { bias: false },
-        MethodConfig::Mlp {
-            hidden: vec![32],
-            bias: true,
-        },
-        MethodConfig::SparseCoding {
-            inference: SolverConfig::Adam {
-                steps: 300,
-                lr: 3e-3,
+    let mlp = MethodConfig::Mlp {
+        hidden: vec![32],
+        bias: true,
+    };
+    for (preset, method) in [
+        (Preset::UnknownZD, MethodConfig::Sae { bias: false }),
+        (Preset::UnknownZD, mlp.clone()),
+        (
+            Preset::UnknownZD,
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Adam {
+                    steps: 300,
+                    lr: 3e-3,
+                },
             },
-        },
+        ),
+        // The supervised objective of the known-codes setting.
+        (Preset::KnownZ, MethodConfig::Sae { bias: true }),
+        (Preset::KnownZ, mlp),
     ] {
-        let mut cfg = Preset::UnknownZD.config();
+        let mut cfg = preset.config();
         cfg.methods = vec![method.clone()];
         cfg.data.num_samples = 128;
         cfg.train.steps = 300;
@@ -1096,11 +1149,19 @@ fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
             e.results()
         };
         let got = exp.results();
+        // The supervised objective amplifies rounding where a latent is active on few samples
+        // (see `fused_encoder_training_matches_the_step_by_step_path`): the tolerances of
+        // `short_runs_of_every_method_agree_with_the_cpu` (measured here: 8e-3 in code MCC).
+        let (mcc_tol, loss_tol) = if preset == Preset::KnownZ {
+            (0.02, 1e-2)
+        } else {
+            (1e-3, 1e-3)
+        };
         for (ra, rb) in got.methods[0].runs.iter().zip(&cpu.methods[0].runs) {
             for (x, y) in ra.log.iter().zip(&rb.log) {
-                assert!((x.code_mcc - y.code_mcc).abs() < 1e-3, "{x:?} vs {y:?}");
+                assert!((x.code_mcc - y.code_mcc).abs() < mcc_tol, "{x:?} vs {y:?}");
                 let (u, v) = (x.train_loss.unwrap_or(0.0), y.train_loss.unwrap_or(0.0));
-                assert!((u - v).abs() <= 1e-3 * v.abs() + 1e-6, "{x:?} vs {y:?}");
+                assert!((u - v).abs() <= loss_tol * v.abs() + 1e-6, "{x:?} vs {y:?}");
             }
         }
     }

@@ -110,26 +110,32 @@ fn gemm_keeps_no_arrays_in_function_memory() {
 }
 
 /// The fused MLP training kernel spreads each stage over the workgroup and keeps nothing per
-/// sample in registers: no array may land in function memory, at the paper's sizes and wide.
+/// sample in registers: no array may land in function memory, at the paper's sizes and wide,
+/// on the reconstruction and on the supervised objective.
 #[test]
 fn fused_mlp_training_keeps_no_arrays_in_function_memory() {
     for (hidden, latents, dim, chunk) in [(32, 16, 8, 32), (256, 16, 8, 4), (64, 64, 32, 8)] {
-        let shape = EncoderTrainShape {
-            latents,
-            dim,
-            batch: 1024,
-            hidden: Some(hidden),
-            bias: true,
-            learned: true,
-        };
-        for shared in [true, false] {
-            let (source, entry) = train_source(&shape, chunk, shared);
-            assert_eq!(entry, "train_mlp");
-            let found = function_arrays(&spirv(&source));
-            assert!(
-                found.is_empty(),
-                "train_mlp h={hidden} {latents}x{dim} shared={shared}: arrays in function memory: {found:?}"
-            );
+        for supervised in [false, true] {
+            let shape = EncoderTrainShape {
+                latents,
+                dim,
+                batch: 1024,
+                hidden: Some(hidden),
+                bias: true,
+                learned: !supervised,
+                topk: None,
+                supervised,
+            };
+            for shared in [true, false] {
+                let (source, entry) = train_source(&shape, chunk, shared);
+                assert_eq!(entry, "train_mlp");
+                let found = function_arrays(&spirv(&source));
+                assert!(
+                    found.is_empty(),
+                    "train_mlp h={hidden} {latents}x{dim} shared={shared} \
+                     supervised={supervised}: arrays in function memory: {found:?}"
+                );
+            }
         }
     }
 }

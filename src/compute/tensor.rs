@@ -557,6 +557,13 @@ pub struct EncoderTrainShape {
     pub bias: bool,
     /// A learned dictionary (in the packed state), else a frozen one.
     pub learned: bool,
+    /// The top-k of the codes, if any: with it a backend can bound the work of a step (a
+    /// software adapter's loop guard allows only so many iterations per dispatch).
+    pub topk: Option<usize>,
+    /// The supervised objective of the known-codes setting (the cosine loss against true
+    /// codes, no decoder: `learned` is false and no frozen dictionary is given), else the
+    /// reconstruction.
+    pub supervised: bool,
 }
 
 impl EncoderTrainShape {
@@ -587,11 +594,13 @@ impl EncoderTrainShape {
 pub struct EncoderTrainJob<'a> {
     pub shape: EncoderTrainShape,
     pub state: &'a mut Tensor,
-    /// The frozen dictionary (stack of 1 or per member) when the shape's is not learned.
+    /// The frozen dictionary (stack of 1 or per member) when the shape's is not learned and
+    /// the objective is the reconstruction.
     pub frozen: Option<&'a Tensor>,
+    /// The true codes (stack of 1 or per member, latents x batch) of the supervised objective.
+    pub targets: Option<&'a Tensor>,
     /// The signals (stack of 1 or per member), `shape.batch` columns.
     pub x: &'a Tensor,
-    pub topk: Option<usize>,
     /// 2 / (batch dim), the reconstruction term's gradient scale.
     pub mse_scale: f32,
     /// Per member (or one for all): the L1 penalty and its gradient scale penalty / (batch N).

@@ -474,19 +474,18 @@ impl EncoderModel {
             .is_none_or(|p| !p.current || p.params_synced)
     }
 
-    /// The shape a fused training kernel would see, for one-layer encoders trained on their
-    /// reconstruction (SAE, TopK SAE; learned or frozen dictionary).
+    /// The shape a fused training kernel would see, for encoders with at most one hidden
+    /// layer and no learned gate, trained on their reconstruction (learned or frozen
+    /// dictionary) or, given true codes, on the supervised objective.
     fn fused_shape(&self, batch: usize, supervised: bool) -> Option<EncoderTrainShape> {
-        if self.layers.len() > 2 || supervised || self.gate.is_some() {
+        if self.layers.len() > 2 || self.gate.is_some() {
             return None;
         }
-        let Objective::Reconstruction { .. } = self.objective else {
-            return None;
-        };
-        let learned = match self.decoder {
-            Decoder::Learned(_) => true,
-            Decoder::Frozen(_) => false,
-            Decoder::None => return None,
+        let learned = match (self.objective, &self.decoder) {
+            (Objective::Reconstruction { .. }, Decoder::Learned(_)) if !supervised => true,
+            (Objective::Reconstruction { .. }, Decoder::Frozen(_)) if !supervised => false,
+            (Objective::Supervised, Decoder::None) if supervised => false,
+            _ => return None,
         };
         Some(EncoderTrainShape {
             latents: self.code_width(),
@@ -495,6 +494,8 @@ impl EncoderModel {
             hidden: (self.layers.len() == 2).then(|| self.layers[0].weight.rows()),
             bias: self.layers[0].bias.is_some(),
             learned,
+            topk: self.topk,
+            supervised,
         })
     }
 
@@ -568,7 +569,7 @@ impl EncoderModel {
     /// `steps` full-batch training steps on `x` (the last one leaving its loss in
     /// [`loss`](Self::loss) when `want_loss`): in one fused kernel per few hundred steps where
     /// the backend has one for this model (one-layer encoders and MLPs with one hidden layer, on
-    /// their reconstruction), else step by step. The numbers are the same either way (up to the order of sums); after
+    /// their reconstruction or the supervised objective), else step by step. The numbers are the same either way (up to the order of sums); after
     /// fused steps, [`settle`](Self::settle) before reading the parameters.
     pub fn train_steps(
         &mut self,
@@ -584,7 +585,7 @@ impl EncoderModel {
         let fused = self
             .fused_shape(x.cols(), target_codes.is_some())
             .filter(|shape| backend.encoder_train_fits(shape));
-        if let (Some(shape), Objective::Reconstruction { l1_penalty }) = (fused, self.objective) {
+        if let Some(shape) = fused {
             if !self.packed.as_ref().is_some_and(|p| p.current) {
                 self.pack(backend, &shape);
             }
@@ -592,9 +593,16 @@ impl EncoderModel {
             let scalars: Vec<AdamScalars> = (0..steps)
                 .flat_map(|_| clocks.iter_mut().map(AdamClock::tick).collect::<Vec<_>>())
                 .collect();
-            // The same f32 arithmetic as `reconstruction_backward`.
-            let mse_scale = 2.0 / (shape.batch * shape.dim) as f32;
-            let l1_scale = l1_penalty / (shape.batch * shape.latents) as f32;
+            // The same f32 arithmetic as `reconstruction_backward` (the supervised objective
+            // has neither term).
+            let (mse_scale, l1_penalty, l1_scale) = match self.objective {
+                Objective::Reconstruction { l1_penalty } => (
+                    2.0 / (shape.batch * shape.dim) as f32,
+                    l1_penalty,
+                    l1_penalty / (shape.batch * shape.latents) as f32,
+                ),
+                Objective::Supervised => (0.0, 0.0, 0.0),
+            };
             let packed = self.packed.as_mut().expect("packed just now");
             let frozen = match &self.decoder {
                 Decoder::Frozen(d) => Some(d),
@@ -604,8 +612,8 @@ impl EncoderModel {
                 shape,
                 state: &mut packed.state,
                 frozen,
+                targets: target_codes,
                 x,
-                topk: self.topk,
                 mse_scale,
                 l1_penalty: &[l1_penalty],
                 l1_scale: &[l1_scale],

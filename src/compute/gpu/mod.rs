@@ -263,7 +263,9 @@ pub fn train_sc_source(latents: usize, dim: usize, chunk: usize) -> String {
         .replace("{{MC}}", &(dim * chunk).to_string())
         .replace("{{NN}}", &latents.to_string())
         .replace("{{MM}}", &dim.to_string())
-        .replace("{{CH}}", &chunk.to_string());
+        .replace("{{CH}}", &chunk.to_string())
+        .replace("{{SUP}}", "false")
+        .replace("{{N3}}", "1");
     format!("{COMMON}\n{body}")
 }
 
@@ -294,6 +296,8 @@ pub fn train_source(
         .replace("{{MM}}", &m.to_string())
         .replace("{{HH}}", &h.to_string())
         .replace("{{CH}}", &chunk.to_string())
+        .replace("{{SUP}}", if shape.supervised { "true" } else { "false" })
+        .replace("{{N3}}", &(3 * n).to_string())
         .replace("{{WSH}}", if shared_weights { "true" } else { "false" })
         .replace(
             "{{PWS}}",
@@ -308,7 +312,7 @@ fn mlp_workgroup_bytes(shape: &EncoderTrainShape, chunk: usize, shared_weights: 
     let (n, m, h) = (shape.latents, shape.dim, shape.hidden.unwrap_or(0));
     let layers = shape.param_len() - if shape.learned { n * m } else { 0 };
     let weights = if shared_weights { layers } else { 1 };
-    4 * (weights + n * m + 128 + chunk * 2 * (n + m + h)) as u64
+    4 * (weights + n * m + 3 * n + 128 + chunk * 2 * (n + m + h)) as u64
 }
 
 impl GpuBackend {
@@ -482,7 +486,7 @@ impl GpuBackend {
         match shape.hidden {
             None if n > FUSED_MAX_SIDE || m > FUSED_MAX_SIDE => None,
             None => [64, 32, 16, 8].into_iter().find(|ch| {
-                4 * (2 * n * m + n + 128 + ch * 2 * (n + m)) as u64 <= self.workgroup_bytes
+                4 * (2 * n * m + 4 * n + 128 + ch * 2 * (n + m)) as u64 <= self.workgroup_bytes
             }),
             Some(0) => None,
             // The weights in workgroup memory where they fit with chunks of 8 or more, else
@@ -516,35 +520,45 @@ impl GpuBackend {
         if !self.adapter.software {
             return Some(TRAIN_STEPS_PER_DISPATCH);
         }
-        // The most iterations any one loop of the kernel runs per step in one invocation:
-        // per chunk, the reductions over the chunk (in fours) of the values it owns, the
-        // top-k passes, and (where the compiler keeps them as loops) a sample's products in
-        // `train.wgsl`, an output's products over its share of a stage in `train_mlp.wgsl`.
+        // The most iterations any one loop of the kernel runs per step in one invocation,
+        // counted as the guard counts them: a loop entered E times for I iterations each
+        // counts E (I + 1) (its test runs once more than its body; the estimate that left
+        // that out let a frozen-dictionary MLP run 78 steps per dispatch and come out 4%
+        // off). Per chunk: the reductions over the chunk (in fours) of the values an
+        // invocation owns, the top-k passes, the supervised sums of the latents it owns, and
+        // (where the compiler keeps them as loops) a sample's products in `train.wgsl`, an
+        // output's products over its share of a stage in `train_mlp.wgsl`.
         let (n, m) = (shape.latents, shape.dim);
         let owned = shape.param_len().div_ceil(64);
         // A stage of `train_mlp.wgsl` gives each invocation vec4 outputs (four samples).
         let stage = |rows: usize| (rows * chunk / 4).div_ceil(64);
         let (products, topk) = match shape.hidden {
-            None => (n * m, k * n),
+            None => (n * (m + 1), k * (n + 1)),
             Some(h) => (
                 [
-                    stage(h) * m.max(n),
-                    stage(n) * h.max(m),
-                    stage(m) * n,
-                    stage(n),
+                    stage(h) * (m.max(n) + 1),
+                    stage(n) * (h.max(m) + 1),
+                    stage(m) * (n + 1),
                 ]
                 .into_iter()
                 .max()
                 .unwrap_or(1),
                 // One invocation per quad runs the top-k of its four samples.
-                4 * k * n,
+                4 * (k + 1) * (n + 1),
             ),
         };
-        let per_chunk = [owned * chunk / 4, products, topk]
+        let sums = if shape.supervised {
+            n.div_ceil(64) * (chunk + 1)
+        } else {
+            0
+        };
+        let per_chunk = [owned * (chunk / 4 + 1), products, topk, sums]
             .into_iter()
             .max()
             .unwrap_or(1);
-        let per_step = shape.batch.div_ceil(chunk) * per_chunk + 1;
+        // The supervised objective passes over the chunks twice.
+        let passes = if shape.supervised { 2 } else { 1 };
+        let per_step = passes * (shape.batch.div_ceil(chunk) + 1) * per_chunk + 1;
         let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
         (steps > 0).then_some(steps.min(TRAIN_STEPS_PER_DISPATCH))
     }
@@ -556,8 +570,8 @@ impl GpuBackend {
         let h = shape.hidden.unwrap_or(0);
         self.pipeline_from(
             format!(
-                "{entry}/{}x{}x{h}/{chunk}/bias={}/learned={}/shared={shared}",
-                shape.latents, shape.dim, shape.bias, shape.learned
+                "{entry}/{}x{}x{h}/{chunk}/bias={}/learned={}/shared={shared}/supervised={}",
+                shape.latents, shape.dim, shape.bias, shape.learned, shape.supervised
             ),
             || {
                 self.device
@@ -597,9 +611,9 @@ impl GpuBackend {
             return Some(TRAIN_STEPS_PER_DISPATCH);
         }
         // Per chunk: a sample's products, and the reductions (in fours) of the dictionary
-        // gradient values an invocation owns.
-        let per_chunk = (latents * dim).max((latents * dim).div_ceil(64) * chunk / 4);
-        let per_step = batch.div_ceil(chunk) * per_chunk + 1;
+        // gradient values an invocation owns, counted as `train_steps_per_dispatch` counts.
+        let per_chunk = (latents * (dim + 1)).max((latents * dim).div_ceil(64) * (chunk / 4 + 1));
+        let per_step = (batch.div_ceil(chunk) + 1) * per_chunk + 1;
         let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
         (steps > 0).then_some(steps.min(TRAIN_STEPS_PER_DISPATCH))
     }
@@ -1678,8 +1692,7 @@ impl Backend for GpuBackend {
     fn encoder_train_fits(&self, shape: &EncoderTrainShape) -> bool {
         self.fused_training.load(Ordering::Relaxed)
             && self.train_chunk(shape).is_some_and(|chunk| {
-                // Top-k up to k = latents: the widest the loop guard must allow.
-                self.train_steps_per_dispatch(shape, chunk, shape.latents)
+                self.train_steps_per_dispatch(shape, chunk, shape.topk.unwrap_or(0))
                     .is_some()
             })
     }
@@ -1709,17 +1722,29 @@ impl Backend for GpuBackend {
         );
         let l1_scale = scalars_list(job.l1_scale, members);
         let penalty = scalars_list(job.l1_penalty, members);
-        let dict_bc = match (shape.learned, job.frozen) {
-            (true, None) => false,
-            (false, Some(d)) => {
+        let dict_bc = match (shape.learned, job.frozen, job.targets) {
+            (true, None, None) => false,
+            (false, Some(d), None) if !shape.supervised => {
                 broadcast(d.shape(), job.state.shape(), "train_encoder (dictionary)")
             }
+            (false, None, Some(t)) if shape.supervised => {
+                assert_eq!(
+                    (t.rows(), t.cols()),
+                    (shape.latents, shape.batch),
+                    "train_encoder: one target code per latent and sample"
+                );
+                broadcast(t.shape(), job.state.shape(), "train_encoder (targets)")
+            }
             _ => {
-                panic!("train_encoder: a frozen dictionary exactly when the shape's is not learned")
+                panic!(
+                    "train_encoder: a frozen dictionary exactly when the shape's is not learned, \
+                     targets exactly when it is supervised"
+                )
             }
         };
         let scalars = StepScalars::new(job.scalars, members);
-        let Some(most) = self.train_steps_per_dispatch(&shape, chunk, job.topk.unwrap_or(0)) else {
+        let Some(most) = self.train_steps_per_dispatch(&shape, chunk, shape.topk.unwrap_or(0))
+        else {
             return false;
         };
         let steps_per = scalars.steps_per_window(13 + 2 * l1_scale.len()).min(most);
@@ -1735,7 +1760,7 @@ impl Backend for GpuBackend {
                 .u(plen)
                 .b(shape.bias)
                 .b(shape.learned)
-                .u(job.topk.unwrap_or(0))
+                .u(shape.topk.unwrap_or(0))
                 .f(job.mse_scale)
                 .b(job.want_loss && d + 1 == dispatches)
                 .u(members)
@@ -1746,7 +1771,7 @@ impl Backend for GpuBackend {
                 .values(&penalty);
             let p = scalars.push(p, block);
             let mut tensors = vec![job.x.device(), job.state.device(), job.loss.device()];
-            if let Some(d) = job.frozen {
+            if let Some(d) = job.frozen.or(job.targets) {
                 tensors.push(d.device());
             }
             self.dispatch(&pipeline, p, &tensors, member_groups(members));

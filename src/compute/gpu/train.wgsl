@@ -11,12 +11,17 @@
 // gradient block of the state (which it alone touches, as it alone updates those values by
 // Adam at the end of the step). NN, MM and CH are substituted by the host.
 //
+// With SUP (see `train_common.wgsl`), the supervised objective: no decoder, G the cosine
+// loss's gradient where S > 0, two passes over the chunks per step.
+//
 // Bindings: b1 the signals X (stack of 1 or per member, MM x n), b2 the packed state (per
 // member [params | m | v | grad], P values each: W (NN x MM, column-major), the bias (NN) if
-// any, the dictionary D (MM x NN) if learned), b3 the loss (stack x 2), b4 a frozen dictionary.
+// any, the dictionary D (MM x NN) if learned), b3 the loss (stack x 2), b4 a frozen dictionary
+// (with SUP: the true codes, NN x n, stack of 1 or per member).
 // p = [n, steps, x_broadcast, P, bias, learned, k (0: no top-k), mse, want_loss, members,
-// dict_broadcast, count, stride, l1 scales (count)..., l1 penalties (count)..., Adam scalars
-// (beta1, beta2, eps, step_size, bias2_sqrt) per step for one member (stride 1) or each]
+// dict_broadcast (with SUP: targets_broadcast), count, stride, l1 scales (count)..., l1
+// penalties (count)..., Adam scalars (beta1, beta2, eps, step_size, bias2_sqrt) per step for
+// one member (stride 1) or each]
 
 const NN: u32 = {{NN}}u;
 const MM: u32 = {{MM}}u;
@@ -57,12 +62,17 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
     let off_d = NN * MM + select(0u, NN, has_bias);
     let xbase = select(member, 0u, p[2] == 1u) * MM * n;
     let dbase = select(member, 0u, p[10] == 1u) * MM * NN;
+    let tbase = select(member, 0u, p[10] == 1u) * NN * n;
     // This invocation's share of the last step's loss.
     var sq = 0.0;
     var l1_sum = 0.0;
+    var sup_loss = 0.0;
     for (var step = 0u; step < steps; step++) {
         for (var o = lid; o < NN * MM; o += TG) {
             w_sh[o] = b2[base + o];
+            if (SUP) {
+                continue;
+            }
             if (learned) {
                 d_sh[o] = b2[base + off_d + o];
             } else {
@@ -78,122 +88,148 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
         }
         sq = 0.0;
         l1_sum = 0.0;
-        for (var c0 = 0u; c0 < n; c0 += CH) {
-            if (lid < CH) {
-                // Sample c of the chunk: its signal, code and residual in registers, then its
-                // column of the chunk's buffers (row-major over the chunk: neighbouring
-                // invocations write neighbouring addresses).
-                let c = lid;
-                let sample = c0 + c;
-                var x: array<f32, MM>;
-                var s: array<f32, NN>;
-                var r: array<f32, MM>;
-                if (sample < n) {
-                    for (var i = 0u; i < MM; i++) { x[i] = b1[xbase + sample * MM + i]; }
-                    for (var j = 0u; j < NN; j++) {
-                        var a = 0.0;
-                        if (has_bias) { a = bias_sh[j]; }
-                        for (var i = 0u; i < MM; i++) { a = fma(w_sh[i * NN + j], x[i], a); }
-                        s[j] = a;
-                    }
-                    if (k > 0u) {
-                        // k passes find the k-th entry in the top-k order; keep what is not after it.
-                        var last_v = 0.0;
-                        var last_i = 0u;
-                        var found = 0u;
-                        for (var pass_ = 0u; pass_ < k; pass_++) {
-                            var best_v = 0.0;
-                            var best_i = NN;
+        if (SUP) { clear_cosine(lid); }
+        // Phase 0 (supervised only) sums over the batch; phase 1 computes the gradient.
+        for (var phase = select(1u, 0u, SUP); phase < 2u; phase++) {
+            for (var c0 = 0u; c0 < n; c0 += CH) {
+                if (lid < CH) {
+                    // Sample c of the chunk: its signal, code and residual in registers, then its
+                    // column of the chunk's buffers (row-major over the chunk: neighbouring
+                    // invocations write neighbouring addresses).
+                    let c = lid;
+                    let sample = c0 + c;
+                    var x: array<f32, MM>;
+                    var s: array<f32, NN>;
+                    var r: array<f32, MM>;
+                    if (sample < n) {
+                        for (var i = 0u; i < MM; i++) { x[i] = b1[xbase + sample * MM + i]; }
+                        for (var j = 0u; j < NN; j++) {
+                            var a = 0.0;
+                            if (has_bias) { a = bias_sh[j]; }
+                            for (var i = 0u; i < MM; i++) { a = fma(w_sh[i * NN + j], x[i], a); }
+                            s[j] = a;
+                        }
+                        if (k > 0u) {
+                            // k passes find the k-th entry in the top-k order; keep what is not after it.
+                            var last_v = 0.0;
+                            var last_i = 0u;
+                            var found = 0u;
+                            for (var pass_ = 0u; pass_ < k; pass_++) {
+                                var best_v = 0.0;
+                                var best_i = NN;
+                                for (var j = 0u; j < NN; j++) {
+                                    let v = s[j];
+                                    if (is_nan(v)) { continue; }
+                                    let below = found == 0u || ahead(last_v, last_i, v, j);
+                                    if (below && (best_i == NN || ahead(v, j, best_v, best_i))) {
+                                        best_v = v;
+                                        best_i = j;
+                                    }
+                                }
+                                if (best_i == NN) { break; }
+                                last_v = best_v;
+                                last_i = best_i;
+                                found++;
+                            }
                             for (var j = 0u; j < NN; j++) {
                                 let v = s[j];
-                                if (is_nan(v)) { continue; }
-                                let below = found == 0u || ahead(last_v, last_i, v, j);
-                                if (below && (best_i == NN || ahead(v, j, best_v, best_i))) {
-                                    best_v = v;
-                                    best_i = j;
-                                }
+                                let keep = found > 0u && !is_nan(v) && !ahead(last_v, last_i, v, j);
+                                s[j] = select(0.0, v, keep);
                             }
-                            if (best_i == NN) { break; }
-                            last_v = best_v;
-                            last_i = best_i;
-                            found++;
                         }
                         for (var j = 0u; j < NN; j++) {
                             let v = s[j];
-                            let keep = found > 0u && !is_nan(v) && !ahead(last_v, last_i, v, j);
-                            s[j] = select(0.0, v, keep);
+                            s[j] = select(0.0, v, v > 0.0 && !is_nan(v));
+                            l1_sum += s[j];
+                            s_sh[j * CH + c] = s[j];
+                        }
+                        if (SUP) {
+                            if (phase == 1u) {
+                                for (var i = 0u; i < MM; i++) { x_sh[i * CH + c] = x[i]; }
+                                for (var j = 0u; j < NN; j++) {
+                                    g_sh[j * CH + c] = cosine_grad(j, s[j], b4[tbase + sample * NN + j]);
+                                }
+                            }
+                        } else {
+                            for (var i = 0u; i < MM; i++) { r[i] = -x[i]; }
+                            for (var j = 0u; j < NN; j++) {
+                                let sj = s[j];
+                                for (var i = 0u; i < MM; i++) { r[i] = fma(d_sh[j * MM + i], sj, r[i]); }
+                            }
+                            for (var i = 0u; i < MM; i++) {
+                                let ri = r[i] * mse;
+                                r[i] = ri;
+                                sq += ri * ri;
+                                r_sh[i * CH + c] = ri;
+                                x_sh[i * CH + c] = x[i];
+                            }
+                            for (var j = 0u; j < NN; j++) {
+                                var g = 0.0;
+                                for (var i = 0u; i < MM; i++) { g = fma(d_sh[j * MM + i], r[i], g); }
+                                g_sh[j * CH + c] = select(0.0, g + l1, s[j] > 0.0);
+                            }
+                        }
+                    } else {
+                        for (var i = 0u; i < MM; i++) {
+                            r_sh[i * CH + c] = 0.0;
+                            x_sh[i * CH + c] = 0.0;
+                        }
+                        for (var j = 0u; j < NN; j++) {
+                            s_sh[j * CH + c] = 0.0;
+                            g_sh[j * CH + c] = 0.0;
                         }
                     }
-                    for (var j = 0u; j < NN; j++) {
-                        let v = s[j];
-                        s[j] = select(0.0, v, v > 0.0 && !is_nan(v));
-                        l1_sum += s[j];
-                        s_sh[j * CH + c] = s[j];
+                }
+                workgroupBarrier();
+                if (phase == 0u) {
+                    // The owners of the latents add the chunk's codes and targets to their sums.
+                    for (var j = lid; j < NN; j += TG) {
+                        for (var c = 0u; c < CH && c0 + c < n; c++) {
+                            add_cosine(j, s_sh[j * CH + c], b4[tbase + (c0 + c) * NN + j]);
+                        }
                     }
-                    for (var i = 0u; i < MM; i++) { r[i] = -x[i]; }
-                    for (var j = 0u; j < NN; j++) {
-                        let sj = s[j];
-                        for (var i = 0u; i < MM; i++) { r[i] = fma(d_sh[j * MM + i], sj, r[i]); }
+                    workgroupBarrier();
+                    continue;
+                }
+                for (var o = lid; o < plen; o += TG) {
+                    // Over the chunk in fours (CH is a multiple of 8): four sums in flight, and a
+                    // quarter of the loop's iterations.
+                    var acc = vec4<f32>(0.0);
+                    if (o < NN * MM) {
+                        let j = o % NN;
+                        let i = o / NN;
+                        for (var c = 0u; c < CH; c += 4u) {
+                            let gv = vec4<f32>(g_sh[j * CH + c], g_sh[j * CH + c + 1u], g_sh[j * CH + c + 2u], g_sh[j * CH + c + 3u]);
+                            let xv = vec4<f32>(x_sh[i * CH + c], x_sh[i * CH + c + 1u], x_sh[i * CH + c + 2u], x_sh[i * CH + c + 3u]);
+                            acc = fma(gv, xv, acc);
+                        }
+                    } else if (o < off_d) {
+                        let j = o - NN * MM;
+                        for (var c = 0u; c < CH; c += 4u) {
+                            acc += vec4<f32>(g_sh[j * CH + c], g_sh[j * CH + c + 1u], g_sh[j * CH + c + 2u], g_sh[j * CH + c + 3u]);
+                        }
+                    } else {
+                        let q = o - off_d;
+                        let i = q % MM;
+                        let j = q / MM;
+                        for (var c = 0u; c < CH; c += 4u) {
+                            let rv = vec4<f32>(r_sh[i * CH + c], r_sh[i * CH + c + 1u], r_sh[i * CH + c + 2u], r_sh[i * CH + c + 3u]);
+                            let sv = vec4<f32>(s_sh[j * CH + c], s_sh[j * CH + c + 1u], s_sh[j * CH + c + 2u], s_sh[j * CH + c + 3u]);
+                            acc = fma(rv, sv, acc);
+                        }
                     }
-                    for (var i = 0u; i < MM; i++) {
-                        let ri = r[i] * mse;
-                        r[i] = ri;
-                        sq += ri * ri;
-                        r_sh[i * CH + c] = ri;
-                        x_sh[i * CH + c] = x[i];
-                    }
-                    for (var j = 0u; j < NN; j++) {
-                        var g = 0.0;
-                        for (var i = 0u; i < MM; i++) { g = fma(d_sh[j * MM + i], r[i], g); }
-                        g_sh[j * CH + c] = select(0.0, g + l1, s[j] > 0.0);
-                    }
-                } else {
-                    for (var i = 0u; i < MM; i++) {
-                        r_sh[i * CH + c] = 0.0;
-                        x_sh[i * CH + c] = 0.0;
-                    }
-                    for (var j = 0u; j < NN; j++) {
-                        s_sh[j * CH + c] = 0.0;
-                        g_sh[j * CH + c] = 0.0;
+                    let total = (acc.x + acc.y) + (acc.z + acc.w);
+                    if (c0 == 0u) {
+                        b2[grad_at + o] = total;
+                    } else {
+                        b2[grad_at + o] = b2[grad_at + o] + total;
                     }
                 }
+                workgroupBarrier();
             }
-            workgroupBarrier();
-            for (var o = lid; o < plen; o += TG) {
-                // Over the chunk in fours (CH is a multiple of 8): four sums in flight, and a
-                // quarter of the loop's iterations.
-                var acc = vec4<f32>(0.0);
-                if (o < NN * MM) {
-                    let j = o % NN;
-                    let i = o / NN;
-                    for (var c = 0u; c < CH; c += 4u) {
-                        let gv = vec4<f32>(g_sh[j * CH + c], g_sh[j * CH + c + 1u], g_sh[j * CH + c + 2u], g_sh[j * CH + c + 3u]);
-                        let xv = vec4<f32>(x_sh[i * CH + c], x_sh[i * CH + c + 1u], x_sh[i * CH + c + 2u], x_sh[i * CH + c + 3u]);
-                        acc = fma(gv, xv, acc);
-                    }
-                } else if (o < off_d) {
-                    let j = o - NN * MM;
-                    for (var c = 0u; c < CH; c += 4u) {
-                        acc += vec4<f32>(g_sh[j * CH + c], g_sh[j * CH + c + 1u], g_sh[j * CH + c + 2u], g_sh[j * CH + c + 3u]);
-                    }
-                } else {
-                    let q = o - off_d;
-                    let i = q % MM;
-                    let j = q / MM;
-                    for (var c = 0u; c < CH; c += 4u) {
-                        let rv = vec4<f32>(r_sh[i * CH + c], r_sh[i * CH + c + 1u], r_sh[i * CH + c + 2u], r_sh[i * CH + c + 3u]);
-                        let sv = vec4<f32>(s_sh[j * CH + c], s_sh[j * CH + c + 1u], s_sh[j * CH + c + 2u], s_sh[j * CH + c + 3u]);
-                        acc = fma(rv, sv, acc);
-                    }
-                }
-                let total = (acc.x + acc.y) + (acc.z + acc.w);
-                if (c0 == 0u) {
-                    b2[grad_at + o] = total;
-                } else {
-                    b2[grad_at + o] = b2[grad_at + o] + total;
-                }
+            if (phase == 0u) {
+                sup_loss = cosine_coefficients(lid);
             }
-            workgroupBarrier();
         }
         // Adam on the values this invocation owns (the host's scalars of this step).
         let st = adam_step_at(scalars_at + 5u * stride * step);
@@ -201,6 +237,10 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
         storageBarrier();
     }
     if (p[8] == 1u) {
-        write_loss(lid, member, sq, l1_sum, mse, n, penalty);
+        if (SUP) {
+            write_cosine_loss(lid, member, sup_loss);
+        } else {
+            write_loss(lid, member, sq, l1_sum, mse, n, penalty);
+        }
     }
 }

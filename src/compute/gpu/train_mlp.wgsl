@@ -18,6 +18,9 @@
 // vec4 (a unit for four samples), so each of its multiply-adds does four. NN, MM, HH, CH, WSH
 // and PWS are substituted by the host; CH is a multiple of 4.
 //
+// With SUP (see `train_common.wgsl`), the supervised objective: no decoder, G the cosine loss's
+// gradient where S > 0, two passes over the chunks per step.
+//
 // Bindings and parameters: as `train.wgsl`. The packed state per member is
 // [params | m | v | grad], P values each: W1 (HH x MM, column-major), b1 (HH) if bias,
 // W2 (NN x HH, column-major), b2 (NN) if bias, the dictionary D (MM x NN) if learned.
@@ -150,15 +153,20 @@ fn train_mlp(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_i
     let off_d = off_b2 + select(0u, NN, has_bias);
     let xbase = select(member, 0u, p[2] == 1u) * MM * n;
     let dbase = select(member, 0u, p[10] == 1u) * MM * NN;
+    let tbase = select(member, 0u, p[10] == 1u) * NN * n;
     let zero = vec4<f32>(0.0);
     // This invocation's share of the last step's loss.
     var sq = 0.0;
     var l1_sum = 0.0;
+    var sup_loss = 0.0;
     for (var step = 0u; step < steps; step++) {
         if (WSH) {
             for (var o = lid; o < off_d; o += TG) { w_sh[o] = b2[base + o]; }
         }
         for (var o = lid; o < NN * MM; o += TG) {
+            if (SUP) {
+                break;
+            }
             if (learned) {
                 d_sh[o] = b2[base + off_d + o];
             } else {
@@ -171,106 +179,136 @@ fn train_mlp(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_i
         }
         sq = 0.0;
         l1_sum = 0.0;
-        for (var c0 = 0u; c0 < n; c0 += CH) {
-            // The chunk's signals (zero past the batch).
-            for (var o = lid; o < MM * CQ; o += TG) {
-                let i = o / CQ;
-                let first = c0 + 4u * (o % CQ);
-                let last = n - 1u;
-                let v = vec4<f32>(
-                    b1[xbase + min(first, last) * MM + i],
-                    b1[xbase + min(first + 1u, last) * MM + i],
-                    b1[xbase + min(first + 2u, last) * MM + i],
-                    b1[xbase + min(first + 3u, last) * MM + i],
-                );
-                x_sh[o] = select(zero, v, in_batch(first, n));
-            }
-            workgroupBarrier();
-            // The hidden layer (zero past the batch, so that padding adds nothing below).
-            for (var o = lid; o < HH * CQ; o += TG) {
-                let j = o / CQ;
-                let q = o % CQ;
-                var a = zero;
-                if (has_bias) { a = vec4<f32>(wv(base, off_b1 + j)); }
-                for (var i = 0u; i < MM; i++) { a = fma(vec4<f32>(wv(base, i * HH + j)), x_sh[i * CQ + q], a); }
-                let keep = (a > zero) & !is_nan4(a) & in_batch(c0 + 4u * q, n);
-                h_sh[o] = select(zero, a, keep);
-            }
-            workgroupBarrier();
-            // The codes' pre-activations; ReLU here when there is no top-k.
-            for (var o = lid; o < NN * CQ; o += TG) {
-                let j = o / CQ;
-                let q = o % CQ;
-                var a = zero;
-                if (has_bias) { a = vec4<f32>(wv(base, off_b2 + j)); }
-                for (var h = 0u; h < HH; h++) { a = fma(vec4<f32>(wv(base, off_w2 + h * NN + j)), h_sh[h * CQ + q], a); }
-                var keep = in_batch(c0 + 4u * q, n);
-                if (k == 0u) { keep = keep & (a > zero) & !is_nan4(a); }
-                s_sh[o] = select(zero, a, keep);
-            }
-            workgroupBarrier();
-            if (k > 0u && lid < CQ) {
-                // One invocation per quad, its samples in turn (it alone writes the quad).
-                for (var l = 0u; l < 4u; l++) {
-                    if (c0 + 4u * lid + l < n) { topk_lane(lid, l, k); }
+        if (SUP) { clear_cosine(lid); }
+        // Phase 0 (supervised only) sums over the batch; phase 1 computes the gradient.
+        for (var phase = select(1u, 0u, SUP); phase < 2u; phase++) {
+            for (var c0 = 0u; c0 < n; c0 += CH) {
+                // The chunk's signals (zero past the batch).
+                for (var o = lid; o < MM * CQ; o += TG) {
+                    let i = o / CQ;
+                    let first = c0 + 4u * (o % CQ);
+                    let last = n - 1u;
+                    let v = vec4<f32>(
+                        b1[xbase + min(first, last) * MM + i],
+                        b1[xbase + min(first + 1u, last) * MM + i],
+                        b1[xbase + min(first + 2u, last) * MM + i],
+                        b1[xbase + min(first + 3u, last) * MM + i],
+                    );
+                    x_sh[o] = select(zero, v, in_batch(first, n));
                 }
-            }
-            workgroupBarrier();
-            // The scaled residual, and this invocation's share of the loss.
-            for (var o = lid; o < MM * CQ; o += TG) {
-                let i = o / CQ;
-                let q = o % CQ;
-                var a = -x_sh[o];
-                for (var j = 0u; j < NN; j++) { a = fma(vec4<f32>(d_sh[j * MM + i]), s_sh[j * CQ + q], a); }
-                let r = a * mse;
-                sq += dot(r, r);
-                r_sh[o] = r;
-            }
-            for (var o = lid; o < NN * CQ; o += TG) { l1_sum += dot(s_sh[o], vec4<f32>(1.0)); }
-            workgroupBarrier();
-            // The codes' gradient, where a code is positive.
-            for (var o = lid; o < NN * CQ; o += TG) {
-                let j = o / CQ;
-                let q = o % CQ;
-                var a = zero;
-                for (var i = 0u; i < MM; i++) { a = fma(vec4<f32>(d_sh[j * MM + i]), r_sh[i * CQ + q], a); }
-                g_sh[o] = select(zero, a + vec4<f32>(l1), s_sh[o] > zero);
-            }
-            workgroupBarrier();
-            // Back through the code layer to the hidden layer, where a hidden unit is positive.
-            for (var o = lid; o < HH * CQ; o += TG) {
-                let h = o / CQ;
-                let q = o % CQ;
-                var a = zero;
-                for (var j = 0u; j < NN; j++) { a = fma(vec4<f32>(wv(base, off_w2 + h * NN + j)), g_sh[j * CQ + q], a); }
-                gh_sh[o] = select(zero, a, h_sh[o] > zero);
-            }
-            workgroupBarrier();
-            // Each invocation adds the chunk's share of the gradient values it owns.
-            for (var o = lid; o < plen; o += TG) {
-                var total = 0.0;
-                if (o < off_b1) {
-                    total = dot_gh_x(o % HH, o / HH);
-                } else if (o < off_w2) {
-                    total = sum_gh(o - off_b1);
-                } else if (o < off_b2) {
-                    let q = o - off_w2;
-                    total = dot_g_h(q % NN, q / NN);
-                } else if (o < off_d) {
-                    total = sum_g(o - off_b2);
+                workgroupBarrier();
+                // The hidden layer (zero past the batch, so that padding adds nothing below).
+                for (var o = lid; o < HH * CQ; o += TG) {
+                    let j = o / CQ;
+                    let q = o % CQ;
+                    var a = zero;
+                    if (has_bias) { a = vec4<f32>(wv(base, off_b1 + j)); }
+                    for (var i = 0u; i < MM; i++) { a = fma(vec4<f32>(wv(base, i * HH + j)), x_sh[i * CQ + q], a); }
+                    let keep = (a > zero) & !is_nan4(a) & in_batch(c0 + 4u * q, n);
+                    h_sh[o] = select(zero, a, keep);
+                }
+                workgroupBarrier();
+                // The codes' pre-activations; ReLU here when there is no top-k.
+                for (var o = lid; o < NN * CQ; o += TG) {
+                    let j = o / CQ;
+                    let q = o % CQ;
+                    var a = zero;
+                    if (has_bias) { a = vec4<f32>(wv(base, off_b2 + j)); }
+                    for (var h = 0u; h < HH; h++) { a = fma(vec4<f32>(wv(base, off_w2 + h * NN + j)), h_sh[h * CQ + q], a); }
+                    var keep = in_batch(c0 + 4u * q, n);
+                    if (k == 0u) { keep = keep & (a > zero) & !is_nan4(a); }
+                    s_sh[o] = select(zero, a, keep);
+                }
+                workgroupBarrier();
+                if (k > 0u && lid < CQ) {
+                    // One invocation per quad, its samples in turn (it alone writes the quad).
+                    for (var l = 0u; l < 4u; l++) {
+                        if (c0 + 4u * lid + l < n) { topk_lane(lid, l, k); }
+                    }
+                }
+                workgroupBarrier();
+                if (phase == 0u) {
+                    // The owners of the latents add the chunk's codes and targets to their sums.
+                    for (var j = lid; j < NN; j += TG) {
+                        for (var c = 0u; c < CH && c0 + c < n; c++) {
+                            add_cosine(j, s_sh[j * CQ + c / 4u][c % 4u], b4[tbase + (c0 + c) * NN + j]);
+                        }
+                    }
+                    workgroupBarrier();
+                    continue;
+                }
+                if (SUP) {
+                    // The codes' gradient of the supervised objective, where a code is positive.
+                    for (var o = lid; o < NN * CQ; o += TG) {
+                        let j = o / CQ;
+                        let first = c0 + 4u * (o % CQ);
+                        var gv = zero;
+                        for (var l = 0u; l < 4u; l++) {
+                            if (first + l < n) { gv[l] = cosine_grad(j, s_sh[o][l], b4[tbase + (first + l) * NN + j]); }
+                        }
+                        g_sh[o] = gv;
+                    }
                 } else {
-                    let q = o - off_d;
-                    total = dot_r_s(q % MM, q / MM);
+                    // The scaled residual, and this invocation's share of the loss.
+                    for (var o = lid; o < MM * CQ; o += TG) {
+                        let i = o / CQ;
+                        let q = o % CQ;
+                        var a = -x_sh[o];
+                        for (var j = 0u; j < NN; j++) { a = fma(vec4<f32>(d_sh[j * MM + i]), s_sh[j * CQ + q], a); }
+                        let r = a * mse;
+                        sq += dot(r, r);
+                        r_sh[o] = r;
+                    }
+                    for (var o = lid; o < NN * CQ; o += TG) { l1_sum += dot(s_sh[o], vec4<f32>(1.0)); }
+                    workgroupBarrier();
+                    // The codes' gradient, where a code is positive.
+                    for (var o = lid; o < NN * CQ; o += TG) {
+                        let j = o / CQ;
+                        let q = o % CQ;
+                        var a = zero;
+                        for (var i = 0u; i < MM; i++) { a = fma(vec4<f32>(d_sh[j * MM + i]), r_sh[i * CQ + q], a); }
+                        g_sh[o] = select(zero, a + vec4<f32>(l1), s_sh[o] > zero);
+                    }
                 }
-                if (c0 == 0u) {
-                    b2[grad_at + o] = total;
-                } else {
-                    b2[grad_at + o] = b2[grad_at + o] + total;
+                workgroupBarrier();
+                // Back through the code layer to the hidden layer, where a hidden unit is positive.
+                for (var o = lid; o < HH * CQ; o += TG) {
+                    let h = o / CQ;
+                    let q = o % CQ;
+                    var a = zero;
+                    for (var j = 0u; j < NN; j++) { a = fma(vec4<f32>(wv(base, off_w2 + h * NN + j)), g_sh[j * CQ + q], a); }
+                    gh_sh[o] = select(zero, a, h_sh[o] > zero);
                 }
+                workgroupBarrier();
+                // Each invocation adds the chunk's share of the gradient values it owns.
+                for (var o = lid; o < plen; o += TG) {
+                    var total = 0.0;
+                    if (o < off_b1) {
+                        total = dot_gh_x(o % HH, o / HH);
+                    } else if (o < off_w2) {
+                        total = sum_gh(o - off_b1);
+                    } else if (o < off_b2) {
+                        let q = o - off_w2;
+                        total = dot_g_h(q % NN, q / NN);
+                    } else if (o < off_d) {
+                        total = sum_g(o - off_b2);
+                    } else {
+                        let q = o - off_d;
+                        total = dot_r_s(q % MM, q / MM);
+                    }
+                    if (c0 == 0u) {
+                        b2[grad_at + o] = total;
+                    } else {
+                        b2[grad_at + o] = b2[grad_at + o] + total;
+                    }
+                }
+                // Every read of the weights in this chunk comes before Adam below, and every read of
+                // the chunk's blocks before the next chunk overwrites them.
+                workgroupBarrier();
             }
-            // Every read of the weights in this chunk comes before Adam below, and every read of
-            // the chunk's blocks before the next chunk overwrites them.
-            workgroupBarrier();
+            if (phase == 0u) {
+                sup_loss = cosine_coefficients(lid);
+            }
         }
         // Adam on the values this invocation owns (the host's scalars of this step).
         let st = adam_step_at(scalars_at + 5u * stride * step);
@@ -278,6 +316,10 @@ fn train_mlp(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_i
         storageBarrier();
     }
     if (p[8] == 1u) {
-        write_loss(lid, member, sq, l1_sum, mse, n, penalty);
+        if (SUP) {
+            write_cosine_loss(lid, member, sup_loss);
+        } else {
+            write_loss(lid, member, sq, l1_sum, mse, n, penalty);
+        }
     }
 }
