@@ -92,6 +92,57 @@ pub fn encoder(
     )
 }
 
+/// An encoder of the known-codes setting: trained on the supervised objective against the true
+/// codes, with biases (as the paper's), no dictionary.
+pub fn supervised_encoder(
+    backend: &dyn Backend,
+    seed: u64,
+    members: usize,
+    data: &DataConfig,
+    hidden: &[usize],
+) -> EncoderModel {
+    let mut rngs: Vec<Rng> = (0..members as u64).map(|i| Rng::new(seed + i)).collect();
+    let spec = EncoderSpec {
+        hidden: hidden.to_vec(),
+        topk: None,
+        bias: true,
+    };
+    EncoderModel::new(
+        backend,
+        &mut rngs,
+        &spec,
+        data.data_dim,
+        data.num_atoms,
+        DecoderInit::None,
+        Objective::Supervised,
+        &[1e-3],
+    )
+}
+
+/// A full-batch supervised training step (the known-codes setting) of an encoder with
+/// `hidden` layers at the size of `data`.
+pub fn supervised_train(
+    backend: &dyn Backend,
+    data: &DataConfig,
+    hidden: &[usize],
+    clock: Clock,
+    min_secs: f64,
+) -> Rate {
+    let ds = Dataset::generate(data, 0);
+    let x = tensor(backend, &ds.train_signals);
+    let t = tensor(backend, &ds.train_codes);
+    let mut model = supervised_encoder(backend, 1, 1, data, hidden);
+    let steps_per_sec = time_calls(clock, min_secs, || {
+        model.train_step(backend, &x, Some(&t), false);
+        backend.flush();
+    });
+    let widths = flops::widths(data.data_dim, hidden, data.num_atoms);
+    Rate {
+        steps_per_sec,
+        flops_per_step: flops::supervised_train_step(&widths, data.num_samples, true, false),
+    }
+}
+
 /// A full-batch SAE training step (no biases, learned dictionary) at the size of `data`.
 pub fn sae_train(backend: &dyn Backend, data: &DataConfig, clock: Clock, min_secs: f64) -> Rate {
     encoder_train(backend, data, &[], clock, min_secs)

@@ -806,17 +806,34 @@ fn gpu_stack_item(
     let flops_per_problem_step;
     let plumbing;
     match item {
-        "sae_train" | "sae_train_kbk" | "mlp32_train" | "mlp32_train_kbk" | "mlp256_train"
-        | "mlp256_train_kbk" => {
+        "sae_train"
+        | "sae_train_kbk"
+        | "mlp32_train"
+        | "mlp32_train_kbk"
+        | "mlp256_train"
+        | "mlp256_train_kbk"
+        | "sae_sup_train"
+        | "sae_sup_train_kbk"
+        | "mlp32_sup_train"
+        | "mlp32_sup_train_kbk" => {
             // The engine's own path (fused where the kernel fits), or every step kernel by
-            // kernel (the reference).
+            // kernel (the reference); the reconstruction, or the supervised objective of the
+            // known-codes setting against the true codes.
             g.set_fused_training(!item.ends_with("_kbk"));
-            let hidden: &[usize] = match item.trim_end_matches("_kbk") {
-                "mlp32_train" => &[32],
+            let base = item.trim_end_matches("_kbk");
+            let hidden: &[usize] = match base {
+                "mlp32_train" | "mlp32_sup_train" => &[32],
                 "mlp256_train" => &[256],
                 _ => &[],
             };
-            let mut model = microbench::encoder(gpu, 1, stack, data, hidden, None);
+            let supervised = base.contains("_sup_");
+            let targets = microbench::tensor(gpu, &ds.train_codes);
+            let t = supervised.then_some(&targets);
+            let mut model = if supervised {
+                microbench::supervised_encoder(gpu, 1, stack, data, hidden)
+            } else {
+                microbench::encoder(gpu, 1, stack, data, hidden, None)
+            };
             steps_per_call = if n * n_atoms * stack > 1 << 22 {
                 1
             } else if g.adapter().software {
@@ -825,10 +842,10 @@ fn gpu_stack_item(
                 200
             };
             // Pipelines compiled before the clock starts (seconds on a software adapter).
-            model.train_steps(gpu, &x, None, 1, false);
+            model.train_steps(gpu, &x, t, 1, false);
             gpu.wait();
             let mut call = || {
-                model.train_steps(gpu, &x, None, steps_per_call, false);
+                model.train_steps(gpu, &x, t, steps_per_call, false);
                 gpu.wait();
             };
             calls = time_it(min_secs, &mut call);
@@ -836,13 +853,12 @@ fn gpu_stack_item(
             call();
             plumbing = g.counters().since(&before);
             g.set_fused_training(true);
-            flops_per_problem_step = flops::encoder_train_step(
-                &flops::widths(dim, hidden, n_atoms),
-                n,
-                false,
-                false,
-                true,
-            );
+            let widths = flops::widths(dim, hidden, n_atoms);
+            flops_per_problem_step = if supervised {
+                flops::supervised_train_step(&widths, n, true, false)
+            } else {
+                flops::encoder_train_step(&widths, n, false, false, true)
+            };
         }
         "sc_train" | "sc_train_kbk" => {
             g.set_fused_training(item == "sc_train");
@@ -936,12 +952,22 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         "mlp256_train_kbk",
         "sc_train",
         "sc_train_kbk",
+        "sae_sup_train",
+        "sae_sup_train_kbk",
+        "mlp32_sup_train",
+        "mlp32_sup_train_kbk",
         "ito_step",
     ] {
         // The CPU reference: one problem on one core, times the cores (problems in parallel).
         let cpu_rate = match item.trim_end_matches("_kbk") {
             "mlp32_train" => {
                 microbench::encoder_train(&cpu, &paper, &[32], default_clock, min_secs)
+            }
+            "sae_sup_train" => {
+                microbench::supervised_train(&cpu, &paper, &[], default_clock, min_secs)
+            }
+            "mlp32_sup_train" => {
+                microbench::supervised_train(&cpu, &paper, &[32], default_clock, min_secs)
             }
             "sc_train" => {
                 let ds = Dataset::generate(&paper, 0);
