@@ -128,18 +128,39 @@ pub fn supervised_train(
     clock: Clock,
     min_secs: f64,
 ) -> Rate {
+    let widths = flops::widths(data.data_dim, hidden, data.num_atoms);
+    train_rate(
+        backend,
+        data,
+        supervised_encoder(backend, 1, 1, data, hidden),
+        true,
+        flops::supervised_train_step(&widths, data.num_samples, true, false),
+        clock,
+        min_secs,
+    )
+}
+
+/// Full-batch steps of `model` on the signals of `data`'s dataset (against its true codes
+/// when `supervised`), timed.
+fn train_rate(
+    backend: &dyn Backend,
+    data: &DataConfig,
+    mut model: EncoderModel,
+    supervised: bool,
+    flops_per_step: f64,
+    clock: Clock,
+    min_secs: f64,
+) -> Rate {
     let ds = Dataset::generate(data, 0);
     let x = tensor(backend, &ds.train_signals);
-    let t = tensor(backend, &ds.train_codes);
-    let mut model = supervised_encoder(backend, 1, 1, data, hidden);
+    let t = supervised.then(|| tensor(backend, &ds.train_codes));
     let steps_per_sec = time_calls(clock, min_secs, || {
-        model.train_step(backend, &x, Some(&t), false);
+        model.train_step(backend, &x, t.as_ref(), false);
         backend.flush();
     });
-    let widths = flops::widths(data.data_dim, hidden, data.num_atoms);
     Rate {
         steps_per_sec,
-        flops_per_step: flops::supervised_train_step(&widths, data.num_samples, true, false),
+        flops_per_step,
     }
 }
 
@@ -157,18 +178,16 @@ pub fn encoder_train(
     clock: Clock,
     min_secs: f64,
 ) -> Rate {
-    let ds = Dataset::generate(data, 0);
-    let x = tensor(backend, &ds.train_signals);
-    let mut model = encoder(backend, 1, 1, data, hidden, None);
-    let steps_per_sec = time_calls(clock, min_secs, || {
-        model.train_step(backend, &x, None, false);
-        backend.flush();
-    });
     let widths = flops::widths(data.data_dim, hidden, data.num_atoms);
-    Rate {
-        steps_per_sec,
-        flops_per_step: flops::encoder_train_step(&widths, data.num_samples, false, false, true),
-    }
+    train_rate(
+        backend,
+        data,
+        encoder(backend, 1, 1, data, hidden, None),
+        false,
+        flops::encoder_train_step(&widths, data.num_samples, false, false, true),
+        clock,
+        min_secs,
+    )
 }
 
 /// Steps of the paper's ITO routine on the whole test set, timed in runs of many steps so the
