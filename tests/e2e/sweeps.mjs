@@ -151,6 +151,9 @@ await test('a sweep preset loads its settings and waits for Run', async () => {
   await page.waitForFunction(() => !document.querySelector('#sweep-note').textContent.includes('paper’s size'));
   await page.click('[data-sweep-preset="quick-bias"]');
   await page.waitForFunction(() => document.querySelector('#sweep-note').textContent.includes('the order is the same'));
+  // Every quick sweep has its comparison, the width sweep's included.
+  await page.click('[data-sweep-preset="quick-width"]');
+  await page.waitForFunction(() => /At the paper’s size .*flat in the hidden width/.test(document.querySelector('#sweep-note').textContent));
   await ctx.close();
 });
 
