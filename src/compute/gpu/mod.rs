@@ -598,6 +598,20 @@ impl GpuBackend {
             .find(|ch| 4 * (fixed + ch * (latents + dim)) as u64 <= self.workgroup_bytes)
     }
 
+    /// Iterations of a fused per-sample solver (`adam_exp`, `fista`) per dispatch that a
+    /// software adapter's loop guard allows (see [`SOFTWARE_LOOP_ITERATIONS`]); unbounded on
+    /// hardware. An iteration enters the loop over the rows twice per atom and twice alone,
+    /// and the loop over the atoms twice; each entry counts its iterations plus one. Counted
+    /// over all of them: with the count of the busiest loop alone, FISTA at 51 x 64 ran 18
+    /// iterations per dispatch and gave wrong codes on lavapipe.
+    fn solver_iterations_per_dispatch(&self, dim: usize, atoms: usize) -> usize {
+        if !self.adapter.software {
+            return usize::MAX;
+        }
+        let per_iteration = (2 * atoms + 2) * (dim + 1) + 2 * (atoms + 1) + 1;
+        (SOFTWARE_LOOP_ITERATIONS / per_iteration).max(1)
+    }
+
     /// Training steps per dispatch of the fused sparse-coding kernel (see
     /// [`Self::train_steps_per_dispatch`]).
     fn sc_steps_per_dispatch(
@@ -1612,8 +1626,11 @@ impl Backend for GpuBackend {
         let bc = job.x.stack() == 1;
         // The host's scalars, once per step when every member shares them.
         let scalars = StepScalars::new(job.scalars, members);
-        // Steps per dispatch: as many as keep the parameters inside their window.
-        let steps_per = scalars.steps_per_window(6 + job.l1_scale.len());
+        // Steps per dispatch: as many as keep the parameters inside their window (and, on a
+        // software adapter, its loop guard).
+        let steps_per = scalars
+            .steps_per_window(6 + job.l1_scale.len())
+            .min(self.solver_iterations_per_dispatch(dim, atoms));
         let pipeline = self.fused_pipeline("adam_exp", dim, atoms);
         for chunk in scalars.blocks(steps_per) {
             let steps = chunk.len() / members;
@@ -1660,8 +1677,12 @@ impl Backend for GpuBackend {
         let pipeline = self.fused_pipeline("fista", dim, atoms);
         let stride = job.momentum_stride(members);
         // Iterations in dispatches of at most 250, each a few milliseconds, whose momenta fit
-        // the parameter window beside the per-member values.
-        let per_dispatch = (250 * stride).min(8192 / stride * stride).max(stride);
+        // the parameter window beside the per-member values (and, on a software adapter, its
+        // loop guard).
+        let iterations = self.solver_iterations_per_dispatch(dim, atoms).min(250);
+        let per_dispatch = (iterations * stride)
+            .min(8192 / stride * stride)
+            .max(stride);
         for chunk in job.momentum.chunks(per_dispatch) {
             let p = Params::default()
                 .u(n)
