@@ -834,15 +834,27 @@ fn gpu_stacks_equal_runs_one_by_one() {
 }
 
 /// Sweep units on the GPU give the CPU's numbers: a small phase grid (FISTA on a known
-/// dictionary) and a small experiment grid (SAE training), unit by unit. Success rates may
-/// differ only where a test signal sits on the tolerance (one signal in ten at most); code MCC
-/// agrees within 1e-3.
+/// dictionary) and a small experiment grid (SAE training), unit by unit and stacked (the units
+/// of one delta, or of one N with their seeds, as one stack per method with per-member data:
+/// the CLI's way). Success rates may differ only where a test signal sits on the tolerance (one
+/// signal in ten at most); code MCC agrees within 1e-3. A stack sends fewer dispatches than
+/// its units one by one: half as many for the scaling grid's two units per stack, which do
+/// the same work; in the phase grid a stack runs FISTA until its slowest cell converges, so it
+/// saves the other cells' dispatches only.
 #[test]
 fn sweep_units_on_the_gpu_match_the_cpu() {
     use sparse_playground::core::run::default_clock;
-    use sparse_playground::core::sweep::{Axis, Param, SweepPreset, UnitRun};
-    let Some(g) = gpu() else { return };
+    use sparse_playground::core::sweep::{
+        stack_groups, Axis, Param, SweepPreset, UnitResult, UnitRun, UnitStack,
+    };
+    if gpu().is_none() {
+        return;
+    }
+    // A device of its own, so that other tests' work does not enter its counters.
+    let g = Arc::new(GpuBackend::request_blocking().expect("a second device"));
+    // N = 64: FISTA's fused kernel (dictionaries up to 64 x 64) with a signal per member.
     let mut phase = SweepPreset::Phase.config();
+    phase.base.data.num_atoms = 64;
     phase.axes = vec![
         Axis::new(Param::Delta, vec![0.3, 0.8]),
         Axis::new(Param::Rho, vec![0.1, 0.5]),
@@ -852,36 +864,70 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
     scaling.base.train.log_every = 40;
     scaling.base.methods = vec![MethodConfig::Sae { bias: false }];
     scaling.axes = vec![Axis::new(Param::N, vec![16.0, 24.0])];
-    for sweep in [phase, scaling] {
-        for unit in sweep.units() {
+    scaling.seeds = 2;
+    let agree = |cpu: &UnitResult, on_gpu: &UnitResult, how: &str| {
+        assert_eq!(cpu.methods.len(), on_gpu.methods.len());
+        for (c, q) in cpu.methods.iter().zip(&on_gpu.methods) {
+            let (rc, rq) = (c.record.as_ref().unwrap(), q.record.as_ref().unwrap());
+            assert!(
+                (rc.code_mcc - rq.code_mcc).abs() < 1e-3,
+                "{how}, cell {} seed {} {}: code MCC CPU {} GPU {}",
+                cpu.cell,
+                cpu.seed,
+                c.name,
+                rc.code_mcc,
+                rq.code_mcc
+            );
+            if let (Some(a), Some(b)) = (c.recovery, q.recovery) {
+                assert!(
+                    (a.success_rate - b.success_rate).abs() <= 0.1 + 1e-9,
+                    "{how}, cell {} seed {}: success CPU {} GPU {}",
+                    cpu.cell,
+                    cpu.seed,
+                    a.success_rate,
+                    b.success_rate
+                );
+            }
+        }
+    };
+    for (sweep, saving) in [(phase, 1), (scaling, 2)] {
+        let units = sweep.units();
+        let before = g.counters();
+        let mut cpu = Vec::new();
+        for &unit in &units {
             let run = |b: Arc<dyn Backend>| {
                 let mut r = UnitRun::new(&sweep, unit, b, default_clock);
                 r.run_to_end();
                 assert!(r.backend_failure().is_none());
                 r.result()
             };
-            let cpu = run(Arc::new(CpuBackend::new(1)));
-            let on_gpu = run(g.clone());
-            assert_eq!(cpu.methods.len(), on_gpu.methods.len());
-            for (c, q) in cpu.methods.iter().zip(&on_gpu.methods) {
-                let (rc, rq) = (c.record.as_ref().unwrap(), q.record.as_ref().unwrap());
-                assert!(
-                    (rc.code_mcc - rq.code_mcc).abs() < 1e-3,
-                    "unit {unit:?} {}: code MCC CPU {} GPU {}",
-                    c.name,
-                    rc.code_mcc,
-                    rq.code_mcc
-                );
-                if let (Some(a), Some(b)) = (c.recovery, q.recovery) {
-                    assert!(
-                        (a.success_rate - b.success_rate).abs() <= 0.1 + 1e-9,
-                        "unit {unit:?}: success CPU {} GPU {}",
-                        a.success_rate,
-                        b.success_rate
-                    );
-                }
+            let c = run(Arc::new(CpuBackend::new(1)));
+            agree(&c, &run(g.clone()), "one by one");
+            cpu.push(c);
+        }
+        let alone = g.counters().since(&before);
+        let groups = stack_groups(&sweep, &units, 64);
+        assert_eq!(groups.len(), 2, "one stack per delta, or per N");
+        let before = g.counters();
+        for group in groups {
+            let mut stack = UnitStack::new(&sweep, &group, g.clone(), default_clock).unwrap();
+            stack.run_to_end();
+            assert!(stack.backend_failure().is_none());
+            for (unit, got) in group.iter().zip(stack.results()) {
+                assert_eq!((unit.cell, unit.seed), (got.cell, got.seed));
+                let want = cpu
+                    .iter()
+                    .find(|c| (c.cell, c.seed) == (got.cell, got.seed));
+                agree(want.unwrap(), &got, "stacked");
             }
         }
+        let stacked = g.counters().since(&before);
+        assert!(
+            saving * stacked.dispatches <= alone.dispatches
+                && stacked.dispatches < alone.dispatches,
+            "{} units: stacked {stacked:?}, one by one {alone:?}",
+            units.len()
+        );
     }
 }
 

@@ -517,3 +517,116 @@ fn phase_axes_outside_the_unit_interval_are_refused() {
     let err = decode_sweep("v=2&sweep=phase&bogus=1").unwrap_err();
     assert!(err.to_string().contains("bogus"), "{err}");
 }
+
+/// The units of a sweep that differ only in their data and seed are computed as one stack per
+/// method (`UnitStack`, the GPU's way of running sweeps), one member per unit on its own data:
+/// on the CPU, which computes member by member, that gives each unit's numbers bit for bit.
+/// Every setting, full batches and minibatches, encoders, sparse coding, the paper's inference,
+/// FISTA (to a tolerance) and OMP; and the phase diagram's cells at one delta, K varying.
+#[test]
+fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
+    use sparse_playground::core::config::Setting;
+    use sparse_playground::core::sweep::{stack_groups, UnitStack};
+    let fista = |tol| SolverConfig::Fista {
+        steps: 60,
+        nonneg: true,
+        tol,
+    };
+    let mut sweeps = Vec::new();
+    for (setting, batch) in [
+        (Setting::Unknown, None),
+        (Setting::Unknown, Some(16)),
+        (Setting::KnownDictionary, None),
+        (Setting::KnownCodes, Some(16)),
+    ] {
+        let mut s = small_experiment_sweep();
+        s.base.setting = setting;
+        s.base.train.batch_size = batch;
+        s.base.methods = match setting {
+            Setting::KnownCodes => vec![
+                MethodConfig::Sae { bias: true },
+                MethodConfig::Mlp {
+                    hidden: vec![8],
+                    bias: false,
+                },
+            ],
+            Setting::KnownDictionary => vec![
+                MethodConfig::Sae { bias: false },
+                MethodConfig::TopkSae { k: 3, bias: true },
+                MethodConfig::SparseCoding {
+                    inference: fista(Some(1e-4)),
+                },
+                MethodConfig::SparseCoding {
+                    inference: SolverConfig::Omp { k: None },
+                },
+            ],
+            Setting::Unknown => vec![
+                MethodConfig::Sae { bias: false },
+                MethodConfig::SaeIto {
+                    bias: false,
+                    inference: SolverConfig::Adam {
+                        steps: 20,
+                        lr: 0.01,
+                    },
+                },
+                MethodConfig::SparseCoding {
+                    inference: fista(None),
+                },
+            ],
+        };
+        s.axes[1] = Axis::new(Param::K, vec![2.0, 4.0]);
+        s.axes.push(Axis::new(Param::Noise, vec![0.0, 0.05]));
+        sweeps.push(s);
+    }
+    let mut phase = SweepPreset::Phase.config();
+    phase.base.data.num_atoms = 32;
+    phase.base.data.num_samples = 32;
+    phase.axes = vec![
+        Axis::new(Param::Delta, vec![0.25, 0.5]),
+        Axis::new(Param::Rho, vec![0.125, 0.25, 0.5]),
+    ];
+    phase.seeds = 2;
+    sweeps.push(phase.clone());
+
+    for s in &sweeps {
+        s.validate().unwrap();
+        let units = s.units();
+        let one_by_one = run_units(s, &units);
+        // N is the only axis that changes shapes here (delta in the phase diagram).
+        let groups = stack_groups(s, &units, 64);
+        assert_eq!(groups.len(), 2, "{:?}", s.axes);
+        assert!(stack_groups(s, &units, 3).iter().all(|g| g.len() <= 3));
+        let mut stacked = Vec::new();
+        for group in &groups {
+            let mut stack =
+                UnitStack::new(s, group, Arc::new(CpuBackend::new(1)), default_clock).unwrap();
+            stack.run_to_end();
+            assert!(stack.is_done() && stack.backend_failure().is_none());
+            let mut results = stack.results();
+            for m in results.iter_mut().flat_map(|r| &mut r.methods) {
+                if let Some(rec) = m.record.as_mut() {
+                    rec.wall_s = 0.0;
+                }
+            }
+            stacked.extend(results);
+        }
+        let stacked = SweepResults::new(s.clone(), stacked);
+        assert_eq!(stacked.units.len(), one_by_one.units.len());
+        for (a, b) in stacked.units.iter().zip(&one_by_one.units) {
+            assert!(a
+                .methods
+                .iter()
+                .all(|m| m.record.is_some() && m.error.is_none()));
+            assert_eq!(a, b, "{:?}: unit {} {}", s.base.setting, a.cell, a.seed);
+        }
+    }
+    // Units that differ in more than their data are not one stack.
+    let err = UnitStack::new(
+        &phase,
+        &[Unit { cell: 0, seed: 0 }, Unit { cell: 3, seed: 0 }],
+        Arc::new(CpuBackend::new(1)),
+        default_clock,
+    )
+    .unwrap_err();
+    assert!(err.contains("more than its data and seed"), "{err}");
+}

@@ -70,7 +70,8 @@ pub struct Progress {
     pub done: bool,
 }
 
-/// The data as backend tensors (stacks of 1, shared by every stack of an experiment).
+/// The data as backend tensors: stacks of 1 shared by every stack of an experiment, or one
+/// matrix per member where each member has data of its own (a sweep's stacked units).
 #[derive(Debug)]
 pub struct DataTensors {
     pub train_signals: Tensor,
@@ -91,6 +92,45 @@ impl DataTensors {
             dictionary: (setting == Setting::KnownDictionary).then(|| up(&data.dictionary)),
         }
     }
+
+    /// The data of every member, member `i`'s matrices at member `i` of each tensor (the
+    /// datasets must have the same shapes).
+    pub fn upload_stacked(backend: &dyn Backend, data: &[Arc<Dataset>], setting: Setting) -> Self {
+        assert!(!data.is_empty(), "a stack needs at least one member");
+        let up = |pick: fn(&Dataset) -> &Matrix| {
+            let first = pick(&data[0]);
+            let (rows, cols) = first.shape();
+            let mut values = Vec::with_capacity(rows * cols * data.len());
+            for d in data {
+                let m = pick(d);
+                assert_eq!(
+                    m.shape(),
+                    (rows, cols),
+                    "stacked datasets share their shapes"
+                );
+                values.extend_from_slice(m.as_slice());
+            }
+            backend.upload(Shape::new(data.len(), rows, cols), &values)
+        };
+        Self {
+            train_signals: up(|d| &d.train_signals),
+            test_signals: up(|d| &d.test_signals),
+            train_codes: (setting == Setting::KnownCodes).then(|| up(|d| &d.train_codes)),
+            dictionary: (setting == Setting::KnownDictionary).then(|| up(|d| &d.dictionary)),
+        }
+    }
+}
+
+/// One member of a stack as it is built: a run of the method, its seed, and its data (the
+/// members of an experiment's stack share one dataset; a sweep's stacked units each have
+/// their own).
+#[derive(Clone, Debug)]
+pub struct MemberSpec {
+    pub run_index: u32,
+    pub seed: u64,
+    pub data: Arc<Dataset>,
+    /// K of the member's data (OMP's default number of atoms).
+    pub sparsity_k: usize,
 }
 
 enum Learner {
@@ -222,7 +262,8 @@ enum Evaluation {
         latents: usize,
         dict: Option<(Fetch, Shape)>,
         recon: Option<Fetch>,
-        infer_flops: f64,
+        /// FLOPs of the inference per member (one value: every member's).
+        infer_flops: Vec<f64>,
         /// How a convergence-tested solver ended, per member.
         stats: Option<Vec<solvers::SolverStats>>,
     },
@@ -235,7 +276,10 @@ pub struct StackRun {
     pub method: MethodConfig,
     members: Vec<Member>,
     config: Arc<CheckedConfig>,
-    data: Arc<Dataset>,
+    /// Each member's data (one entry when they share it).
+    data: Vec<Arc<Dataset>>,
+    /// Each member's K (OMP's default).
+    sparsity_k: Vec<usize>,
     tensors: Arc<DataTensors>,
     backend: Arc<dyn Backend>,
     learner: Learner,
@@ -266,7 +310,8 @@ impl std::fmt::Debug for StackRun {
 }
 
 impl StackRun {
-    /// The runs `run_indices` of method `method_index`, as one stack.
+    /// The runs `run_indices` of method `method_index`, as one stack over the experiment's
+    /// data.
     pub fn new(
         config: Arc<CheckedConfig>,
         data: Arc<Dataset>,
@@ -276,14 +321,50 @@ impl StackRun {
         name: String,
         run_indices: &[u32],
     ) -> Self {
-        assert!(!run_indices.is_empty(), "a stack needs at least one run");
-        let method = config.methods[method_index].clone();
-        let seeds: Vec<u64> = run_indices
+        let specs = run_indices
             .iter()
-            .map(|&r| config.seed + u64::from(r))
+            .map(|&run_index| MemberSpec {
+                run_index,
+                seed: config.seed + u64::from(run_index),
+                data: data.clone(),
+                sparsity_k: config.data.sparsity_k,
+            })
             .collect();
+        Self::with_members(config, specs, tensors, backend, method_index, name)
+    }
+
+    /// Method `method_index` of `config` for the members `specs`, as one stack; `tensors`
+    /// hold the members' data (a stack of 1 where they share one dataset, else one matrix per
+    /// member in their order). Members with data of their own must differ from `config` only
+    /// in their seed and the generation of their data (the shapes, model and training are
+    /// `config`'s).
+    pub fn with_members(
+        config: Arc<CheckedConfig>,
+        specs: Vec<MemberSpec>,
+        tensors: Arc<DataTensors>,
+        backend: Arc<dyn Backend>,
+        method_index: usize,
+        name: String,
+    ) -> Self {
+        assert!(!specs.is_empty(), "a stack needs at least one run");
+        let shared = specs.iter().all(|m| Arc::ptr_eq(&m.data, &specs[0].data));
+        assert!(
+            tensors.train_signals.stack() == if shared { 1 } else { specs.len() },
+            "the data tensors hold the members' data"
+        );
+        let data: Vec<Arc<Dataset>> = if shared {
+            vec![specs[0].data.clone()]
+        } else {
+            specs.iter().map(|m| m.data.clone()).collect()
+        };
+        let method = config.methods[method_index].clone();
+        let seeds: Vec<u64> = specs.iter().map(|m| m.seed).collect();
         let members_n = seeds.len();
-        let (dim, n_atoms, n) = (data.data_dim(), data.num_atoms(), data.num_samples());
+        let (dim, n_atoms, n) = (
+            data[0].data_dim(),
+            data[0].num_atoms(),
+            data[0].num_samples(),
+        );
         let lr = config.train.lr_for(method.kind());
         let l1 = config.train.l1_for(method.kind()) as f32;
         let batch = config.train.batch_size.unwrap_or(n);
@@ -415,12 +496,12 @@ impl StackRun {
             }
             _ => None,
         };
-        let members = run_indices
+        let sparsity_k = specs.iter().map(|m| m.sparsity_k).collect();
+        let members = specs
             .iter()
-            .zip(&seeds)
-            .map(|(&run_index, &seed)| Member {
-                run_index,
-                seed,
+            .map(|m| Member {
+                run_index: m.run_index,
+                seed: m.seed,
                 log: Vec::new(),
                 snapshot: None,
                 failure: None,
@@ -433,6 +514,7 @@ impl StackRun {
             members,
             config,
             data,
+            sparsity_k,
             tensors,
             backend,
             learner,
@@ -451,6 +533,11 @@ impl StackRun {
 
     pub fn members(&self) -> &[Member] {
         &self.members
+    }
+
+    /// Member `i`'s data.
+    pub fn member_data(&self, i: usize) -> &Dataset {
+        &self.data[if self.data.len() == 1 { 0 } else { i }]
     }
 
     pub fn total_steps(&self) -> u64 {
@@ -768,7 +855,7 @@ impl StackRun {
                         latents: codes.rows(),
                         dict: Some((dict_read, dict.shape())),
                         recon: Some(recon_read),
-                        infer_flops,
+                        infer_flops: vec![infer_flops],
                     }
                 }
                 Evaluation::Fista(mut solver) => {
@@ -790,7 +877,7 @@ impl StackRun {
                     }
                     // Iterations a converged run did not need count as done.
                     self.inference_steps_done += solver.unused_steps();
-                    let infer_flops = solver.flops();
+                    let infer_flops = solver.member_flops();
                     let stats = solver.stats();
                     let dict_values = solver.host_dictionaries();
                     let (codes, dict) = solver.into_parts();
@@ -831,7 +918,7 @@ impl StackRun {
                                 b,
                                 dict,
                                 hosts,
-                                vec![self.data.test_signals.clone()],
+                                self.data.iter().map(|d| d.test_signals.clone()).collect(),
                                 x,
                                 l1,
                                 steps,
@@ -840,15 +927,16 @@ impl StackRun {
                             )))
                         }
                         SolverConfig::Omp { k } => {
-                            let k = k.unwrap_or(cfg.data.sparsity_k);
                             let mut codes = Vec::new();
                             let mut recon = Vec::new();
-                            let mut flops = 0.0;
-                            for d in &hosts {
-                                let inferred = solvers::omp(d, &self.data.test_signals, k);
+                            let mut flops = Vec::with_capacity(hosts.len());
+                            for (i, d) in hosts.iter().enumerate() {
+                                let k = k.unwrap_or(self.sparsity_k[i]);
+                                let x = &self.member_data(i).test_signals;
+                                let inferred = solvers::omp(d, x, k);
                                 codes.extend_from_slice(inferred.codes.as_slice());
                                 recon.extend_from_slice((d * &inferred.codes).as_slice());
-                                flops = inferred.flops;
+                                flops.push(inferred.flops);
                             }
                             // Everything is on the host but the last training loss.
                             let [] = self.read_back(b, []);
@@ -952,7 +1040,7 @@ impl StackRun {
         }
         let members = self.members.len();
         let cfg = &*self.config;
-        let n = self.data.test_signals.ncols();
+        let n = self.data[0].test_signals.ncols();
         let l1 = cfg.train.l1_for(self.method.kind()) as f32;
         self.loss = None;
         // The dictionaries the codes are decoded (and inferred) through, one per member.
@@ -989,8 +1077,9 @@ impl StackRun {
         self.evaluation = Some(match (&self.learner, solver, dict) {
             (Learner::Lista(model), None, Some(d)) => {
                 let codes = model.encode(b, &self.tensors.test_signals);
-                let fl = lista::forward_flops(self.data.data_dim(), codes.rows(), model.iterations)
-                    * n as f64;
+                let fl =
+                    lista::forward_flops(self.data[0].data_dim(), codes.rows(), model.iterations)
+                        * n as f64;
                 self.read_decoded(b, &codes, &d, fl)
             }
             (Learner::Encoder(model), None, dict) => {
@@ -1006,7 +1095,7 @@ impl StackRun {
                             latents: codes.rows(),
                             dict: None,
                             recon: None,
-                            infer_flops: fl,
+                            infer_flops: vec![fl],
                             stats: None,
                         }
                     }
@@ -1038,7 +1127,7 @@ impl StackRun {
             latents: codes.rows(),
             dict: Some((dict_read, d.shape())),
             recon: Some(recon_read),
-            infer_flops,
+            infer_flops: vec![infer_flops],
             stats: None,
         }
     }
@@ -1065,9 +1154,9 @@ impl StackRun {
 
     /// Score every member's inferred test codes (and dictionary) and log them; a member whose
     /// loss, codes or dictionary are not finite stops with a message.
-    fn score(&mut self, read: Read, infer_flops: f64, start: f64, clock: Clock) {
-        let n = self.data.test_signals.ncols();
-        let dim = self.data.data_dim();
+    fn score(&mut self, read: Read, infer_flops: Vec<f64>, start: f64, clock: Clock) {
+        let n = self.data[0].test_signals.ncols();
+        let dim = self.data[0].data_dim();
         let per_codes = read.latents * n;
         let wall = self.wall_s + (clock() - start);
         for i in 0..self.members.len() {
@@ -1096,7 +1185,12 @@ impl StackRun {
                 ));
                 continue;
             }
-            match self.metrics(&member_codes, member_dict.as_ref(), member_recon.as_ref()) {
+            match self.metrics(
+                i,
+                &member_codes,
+                member_dict.as_ref(),
+                member_recon.as_ref(),
+            ) {
                 Ok(scored) => {
                     let record = LogRecord {
                         step: self.step,
@@ -1108,7 +1202,7 @@ impl StackRun {
                         dead_latents: scored.sparsity.dead_latents,
                         train_loss,
                         train_flops: self.train_flops_per_step * self.step as f64,
-                        infer_flops,
+                        infer_flops: infer_flops[if infer_flops.len() == 1 { 0 } else { i }],
                         solver: read.stats.as_ref().and_then(|v| v.get(i).copied()),
                         wall_s: wall,
                     };
@@ -1135,11 +1229,12 @@ impl StackRun {
     /// Every metric of one evaluation of one member, or why it cannot be scored.
     fn metrics(
         &self,
+        member: usize,
         codes: &Matrix,
         dictionary: Option<&Matrix>,
         x_hat: Option<&Matrix>,
     ) -> Result<Scored, metrics::MetricError> {
-        let data = &*self.data;
+        let data = self.member_data(member);
         let cfg = &*self.config;
         let x_test = &data.test_signals;
         let sparsity = metrics::sparsity(codes, cfg.metrics.l0_threshold)?;

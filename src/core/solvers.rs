@@ -579,10 +579,28 @@ impl FistaRun {
 
     /// FLOPs per member of the iterations and checks so far, and of the step size.
     pub fn flops(&self) -> f64 {
+        self.flops_of(self.done, self.checks)
+    }
+
+    fn flops_of(&self, iterations: u64, checks: u64) -> f64 {
         let (dim, n_atoms, n) = (self.dict.rows(), self.dict.cols(), self.s.cols());
-        self.done as f64 * flops::fista_iteration(dim, n_atoms, n)
-            + self.checks as f64 * 4.0 * (dim * n_atoms * n) as f64
+        iterations as f64 * flops::fista_iteration(dim, n_atoms, n)
+            + checks as f64 * 4.0 * (dim * n_atoms * n) as f64
             + 100.0 * 4.0 * (dim * n_atoms) as f64
+    }
+
+    /// FLOPs of each member: a member that converged counts the iterations and checks up to
+    /// the check it converged at (the stack runs on for the others), the rest as [`flops`].
+    ///
+    /// [`flops`]: Self::flops
+    pub fn member_flops(&self) -> Vec<f64> {
+        self.finished
+            .iter()
+            .map(|f| match f {
+                Some((at, _)) => self.flops_of(*at, at.div_ceil(FISTA_CHECK_EVERY)),
+                None => self.flops(),
+            })
+            .collect()
     }
 
     /// Per member, how it ended (with a tolerance only; at the end).

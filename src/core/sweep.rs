@@ -19,8 +19,11 @@ use super::config::{
     limits, preset_named, CheckedConfig, ConfigError, ExperimentConfig, MethodConfig, MethodKind,
     Preset, Setting, SolverConfig, TrainOverride, CONFIG_VERSION,
 };
+use super::data::Dataset;
 use super::results::{BackendInfo, LogRecord};
-use super::run::{Clock, Experiment, Grouping};
+use super::run::{
+    method_names, Clock, DataTensors, Experiment, Grouping, Member, MemberSpec, StackRun,
+};
 use super::Matrix;
 use crate::compute::Backend;
 use serde::{Deserialize, Serialize};
@@ -815,9 +818,7 @@ impl SweepResults {
 /// One unit being computed, in bounded increments.
 pub struct UnitRun {
     pub unit: Unit,
-    kind: SweepKind,
-    success: Success,
-    encoder_success: Success,
+    scoring: Scoring,
     experiment: Option<Experiment>,
     invalid: Option<String>,
 }
@@ -835,9 +836,7 @@ impl UnitRun {
         match sweep.unit_config(unit) {
             Ok(cfg) => Self {
                 unit,
-                kind: sweep.kind,
-                success: sweep.recovery.success,
-                encoder_success: sweep.recovery.encoder_success,
+                scoring: Scoring::of(sweep),
                 experiment: Some(
                     Experiment::build(cfg, backend, Grouping::PerRun, None).with_clock(clock),
                 ),
@@ -845,9 +844,7 @@ impl UnitRun {
             },
             Err(e) => Self {
                 unit,
-                kind: sweep.kind,
-                success: sweep.recovery.success,
-                encoder_success: sweep.recovery.encoder_success,
+                scoring: Scoring::of(sweep),
                 experiment: None,
                 invalid: Some(e.to_string()),
             },
@@ -902,34 +899,12 @@ impl UnitRun {
                 methods: Vec::new(),
             };
         };
-        let data = exp.data();
         let methods = exp
             .runs()
             .map(|run| {
-                let record = run.member.log().last().cloned();
                 let method = exp.config().methods.get(run.method_index);
-                let criterion = if matches!(method, Some(MethodConfig::SparseCoding { .. })) {
-                    self.success
-                } else {
-                    self.encoder_success
-                };
-                let recovery = (self.kind == SweepKind::Recovery)
-                    .then(|| run.member.snapshot())
-                    .flatten()
-                    .map(|snap| {
-                        let mut out = recovery(&data.test_codes, &snap.codes, criterion);
-                        if let Some(stats) = record.as_ref().and_then(|r| r.solver) {
-                            out.iterations = Some(stats.iterations);
-                            out.converged = Some(stats.converged);
-                        }
-                        out
-                    });
-                MethodOutcome {
-                    name: run.name.to_string(),
-                    record,
-                    recovery,
-                    error: run.member.failure().map(str::to_string),
-                }
+                self.scoring
+                    .outcome(run.name, method, run.member, exp.data())
             })
             .collect();
         UnitResult {
@@ -938,6 +913,258 @@ impl UnitRun {
             invalid: None,
             methods,
         }
+    }
+}
+
+/// How a sweep scores its units' methods.
+#[derive(Clone, Copy, Debug)]
+struct Scoring {
+    kind: SweepKind,
+    success: Success,
+    encoder_success: Success,
+}
+
+impl Scoring {
+    fn of(sweep: &SweepConfig) -> Self {
+        Self {
+            kind: sweep.kind,
+            success: sweep.recovery.success,
+            encoder_success: sweep.recovery.encoder_success,
+        }
+    }
+
+    /// One method's outcome in one unit: its last evaluation and, for recovery, the success
+    /// rate of its last codes against the unit's data.
+    fn outcome(
+        &self,
+        name: &str,
+        method: Option<&MethodConfig>,
+        member: &Member,
+        data: &Dataset,
+    ) -> MethodOutcome {
+        let record = member.log().last().cloned();
+        let criterion = if matches!(method, Some(MethodConfig::SparseCoding { .. })) {
+            self.success
+        } else {
+            self.encoder_success
+        };
+        let recovery = (self.kind == SweepKind::Recovery)
+            .then(|| member.snapshot())
+            .flatten()
+            .map(|snap| {
+                let mut out = recovery(&data.test_codes, &snap.codes, criterion);
+                if let Some(stats) = record.as_ref().and_then(|r| r.solver) {
+                    out.iterations = Some(stats.iterations);
+                    out.converged = Some(stats.converged);
+                }
+                out
+            });
+        MethodOutcome {
+            name: name.to_string(),
+            record,
+            recovery,
+            error: member.failure().map(str::to_string),
+        }
+    }
+}
+
+/// What two units' experiments must share to be computed as members of one stack: everything
+/// but the seed and how their data are drawn (K, noise, skew), so their shapes, models and
+/// training are the same; `None` for an invalid unit.
+pub fn stack_key(sweep: &SweepConfig, unit: Unit) -> Option<String> {
+    let mut cfg = sweep.unit_config(unit).ok()?.into_inner();
+    cfg.seed = 0;
+    cfg.data.sparsity_k = 0;
+    cfg.data.noise_std = 0.0;
+    cfg.data.frequency_skew = 0.0;
+    serde_json::to_string(&cfg).ok()
+}
+
+/// `units` in groups that can each be one [`UnitStack`] of at most `max_members` units (those
+/// with the same [`stack_key`], in the order of their first unit); an invalid unit is a group
+/// of its own.
+pub fn stack_groups(sweep: &SweepConfig, units: &[Unit], max_members: usize) -> Vec<Vec<Unit>> {
+    let mut groups: Vec<Vec<Unit>> = Vec::new();
+    let mut open: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for &unit in units {
+        let Some(key) = stack_key(sweep, unit) else {
+            groups.push(vec![unit]);
+            continue;
+        };
+        match open.get(&key) {
+            Some(&g) if groups[g].len() < max_members.max(1) => groups[g].push(unit),
+            _ => {
+                open.insert(key, groups.len());
+                groups.push(vec![unit]);
+            }
+        }
+    }
+    groups
+}
+
+/// Units of a sweep whose experiments differ only in their seed and data (see [`stack_key`]:
+/// the seeds of a cell, cells along K or noise, the cells of a phase diagram at one M),
+/// computed together: one stack per method with one member per unit, each member on its own
+/// data and scored against it. On a GPU a phase diagram or a scaling grid is then a few
+/// stacks, not one dispatch per kernel per unit; the numbers are those of the units run one by
+/// one (tested).
+pub struct UnitStack {
+    units: Vec<Unit>,
+    scoring: Scoring,
+    config: Arc<CheckedConfig>,
+    data: Vec<Arc<Dataset>>,
+    stacks: Vec<StackRun>,
+    backend: Arc<dyn Backend>,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for UnitStack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnitStack")
+            .field("units", &self.units)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UnitStack {
+    /// `units` as one stack per method, or why they cannot be one (an invalid unit, or units
+    /// with different [`stack_key`]s).
+    pub fn new(
+        sweep: &SweepConfig,
+        units: &[Unit],
+        backend: Arc<dyn Backend>,
+        clock: Clock,
+    ) -> Result<Self, String> {
+        let Some(&first) = units.first() else {
+            return Err("a stack needs at least one unit".to_string());
+        };
+        let configs = units
+            .iter()
+            .map(|&u| {
+                sweep
+                    .unit_config(u)
+                    .map_err(|e| format!("unit {u:?} is not a valid experiment: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let key = stack_key(sweep, first);
+        if let Some(u) = units.iter().find(|&&u| stack_key(sweep, u) != key) {
+            return Err(format!(
+                "unit {u:?} differs from unit {first:?} in more than its data and seed"
+            ));
+        }
+        let data: Vec<Arc<Dataset>> = configs
+            .iter()
+            .map(|c| Arc::new(Dataset::generate(&c.data, c.seed)))
+            .collect();
+        let config = Arc::new(configs[0].clone());
+        let tensors = Arc::new(if data.len() == 1 {
+            DataTensors::upload(&*backend, &data[0], config.setting)
+        } else {
+            DataTensors::upload_stacked(&*backend, &data, config.setting)
+        });
+        let specs: Vec<MemberSpec> = configs
+            .iter()
+            .zip(&data)
+            .map(|(c, d)| MemberSpec {
+                run_index: 0,
+                seed: c.seed,
+                data: d.clone(),
+                sparsity_k: c.data.sparsity_k,
+            })
+            .collect();
+        let stacks = method_names(&config.methods)
+            .into_iter()
+            .enumerate()
+            .map(|(m, name)| {
+                StackRun::with_members(
+                    config.clone(),
+                    specs.clone(),
+                    tensors.clone(),
+                    backend.clone(),
+                    m,
+                    name,
+                )
+            })
+            .collect();
+        Ok(Self {
+            units: units.to_vec(),
+            scoring: Scoring::of(sweep),
+            config,
+            data,
+            stacks,
+            backend,
+            clock,
+        })
+    }
+
+    pub fn units(&self) -> &[Unit] {
+        &self.units
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.stacks
+            .iter()
+            .all(|s| s.is_done() || s.backend_failure().is_some())
+    }
+
+    /// Work done and to do over every unit, in steps (as [`UnitRun::work`] sums).
+    pub fn work(&self) -> (u64, u64) {
+        let done = self.stacks.iter().map(StackRun::work_done).sum();
+        let total = self.stacks.iter().map(StackRun::work_total).sum();
+        (done, total)
+    }
+
+    /// Advance every method by at most `max_steps` steps of work; returns whether it is done.
+    pub fn advance(&mut self, max_steps: u64) -> bool {
+        let clock = self.clock;
+        self.backend.poll();
+        for s in self.stacks.iter_mut().filter(|s| !s.is_done()) {
+            s.advance(max_steps, clock);
+        }
+        self.is_done()
+    }
+
+    /// Run to the end on this thread (see [`UnitRun::run_to_end`]).
+    pub fn run_to_end(&mut self) {
+        while !self.advance(10_000) {
+            if self.backend_failure().is_some() {
+                break;
+            }
+            if self.backend.busy() {
+                self.backend.wait();
+            }
+        }
+    }
+
+    /// Why the backend stopped these units (a lost device, an allocation that failed).
+    pub fn backend_failure(&self) -> Option<&str> {
+        self.stacks.iter().find_map(StackRun::backend_failure)
+    }
+
+    /// Each unit's results, in the order of `units`.
+    pub fn results(&self) -> Vec<UnitResult> {
+        self.units
+            .iter()
+            .enumerate()
+            .map(|(i, unit)| UnitResult {
+                cell: unit.cell,
+                seed: unit.seed,
+                invalid: None,
+                methods: self
+                    .stacks
+                    .iter()
+                    .map(|s| {
+                        let data = &self.data[if self.data.len() == 1 { 0 } else { i }];
+                        self.scoring.outcome(
+                            &s.name,
+                            self.config.methods.get(s.method_index),
+                            &s.members()[i],
+                            data,
+                        )
+                    })
+                    .collect(),
+            })
+            .collect()
     }
 }
 

@@ -1107,8 +1107,9 @@ fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
 }
 
 /// The sweep column: the phase-diagram preset in cells per second natively on every core, on
-/// the GPU (every cell on a real GPU; every tenth on a software one, with the CPU timed on the
-/// same cells), and in the built site on the page's worker pool.
+/// the GPU (every cell on a real GPU; every tenth delta's row on a software one, with the CPU
+/// timed on the same cells), its cells in stacks (one per delta) and one by one, and in the
+/// built site on the page's worker pool.
 fn sweep_column(root: &Path, cores: usize, gpu: bool, page: bool) -> Result<Value, String> {
     use crate::cli::{run_units, sweep_gpu, SweepGpu};
     use sparse_playground::core::select::BackendChoice;
@@ -1122,6 +1123,7 @@ fn sweep_column(root: &Path, cores: usize, gpu: bool, page: bool) -> Result<Valu
             backend: None,
             notice: None,
             software: false,
+            max_members: 1,
         };
         run_units(&sweep, units, none, cores.min(units.len()).max(1), &bar)?;
         Ok(start.elapsed().as_secs_f64())
@@ -1147,29 +1149,47 @@ fn sweep_column(root: &Path, cores: usize, gpu: bool, page: bool) -> Result<Valu
             }
             Some(backend) => {
                 let name = backend.name();
+                // Whole rows of the grid (one delta, every rho), so the stacks are whole.
+                let row = sweep.axes.get(1).map_or(1, |a| a.values.len()).max(1);
                 let subset: Vec<Unit> = if device.software {
-                    units.iter().copied().step_by(10).collect()
+                    units
+                        .iter()
+                        .copied()
+                        .filter(|u| (u.cell / row) % 10 == 0)
+                        .collect()
                 } else {
                     units.clone()
                 };
-                let start = Instant::now();
-                let (_, info) = run_units(&sweep, &subset, device, 1, &bar)?;
-                let gpu_secs = start.elapsed().as_secs_f64();
+                let max_members = device.max_members;
+                let timed = |members: usize| -> Result<(f64, Option<String>, String), String> {
+                    let device = SweepGpu {
+                        backend: Some(backend.clone()),
+                        notice: None,
+                        software: device.software,
+                        max_members: members,
+                    };
+                    let start = Instant::now();
+                    let (_, info) = run_units(&sweep, &subset, device, 1, &bar)?;
+                    Ok((start.elapsed().as_secs_f64(), info.notice, info.name))
+                };
+                let (stacked_secs, notice, how) = timed(max_members)?;
+                let (alone_secs, _, _) = timed(1)?;
                 let cpu_same = cpu_time(&subset)?;
-                let (g, c) = (
-                    subset.len() as f64 / gpu_secs,
-                    subset.len() as f64 / cpu_same,
-                );
+                let rate = |secs: f64| subset.len() as f64 / secs;
+                let (g, a, c) = (rate(stacked_secs), rate(alone_secs), rate(cpu_same));
                 println!(
-                    "GPU ({name}), {} cells: {gpu_secs:.2} s, {g:.2} cells/s; CPU on the same cells {c:.1} cells/s; GPU/CPU {:.3}x{}",
+                    "GPU ({how}), {} cells: stacked {stacked_secs:.2} s, {g:.2} cells/s; one by one {alone_secs:.2} s, {a:.2} cells/s (stacked/alone {:.2}x); CPU on the same cells {c:.1} cells/s; GPU/CPU {:.3}x{}",
                     subset.len(),
+                    g / a,
                     g / c,
-                    info.notice.as_deref().map_or(String::new(), |n| format!(" (note: {n})"))
+                    notice.as_deref().map_or(String::new(), |n| format!(" (note: {n})"))
                 );
                 out["gpu"] = serde_json::json!({
-                    "adapter": name, "cells": subset.len(), "gpu_secs": gpu_secs,
-                    "gpu_cells_per_sec": g, "cpu_cells_per_sec_same_cells": c, "ratio": g / c,
-                    "notice": info.notice,
+                    "adapter": name, "cells": subset.len(), "max_members": max_members,
+                    "gpu_secs": stacked_secs, "gpu_cells_per_sec": g,
+                    "gpu_alone_secs": alone_secs, "gpu_alone_cells_per_sec": a,
+                    "cpu_cells_per_sec_same_cells": c, "ratio": g / c, "stacked_over_alone": g / a,
+                    "notice": notice,
                 });
             }
         }

@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use sparse_playground::compute::Backend;
 use sparse_playground::compute::BackendKind;
-use sparse_playground::core::config::{human_bytes, BudgetScope, ExperimentConfig, Preset};
+use sparse_playground::core::config::{human_bytes, limits, BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
 use sparse_playground::core::results::BackendInfo;
 use sparse_playground::core::results::{Results, Stat};
@@ -15,7 +15,7 @@ use sparse_playground::core::run::default_clock;
 use sparse_playground::core::run::Grouping;
 use sparse_playground::core::select::{self, BackendChoice};
 use sparse_playground::core::sweep::{
-    SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun,
+    stack_groups, SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun, UnitStack,
 };
 use sparse_playground::core::theory;
 use sparse_playground::{CpuBackend, Dataset, Experiment};
@@ -531,12 +531,20 @@ fn sweep(args: &SweepArgs) -> Result<(), String> {
         units.len()
     );
     let choice = BackendChoice::parse(&args.backend)?;
-    let gpu = sweep_gpu(choice, &sweep, threads);
+    let mut gpu = sweep_gpu(choice, &sweep, threads);
+    // Stacked units hold their data and tensors at once: as many as the budget allows.
+    let budget_members = usize::try_from(budget / per_unit.max(1)).unwrap_or(usize::MAX);
+    gpu.max_members = gpu.max_members.min(budget_members).max(1);
     if let Some(notice) = &gpu.notice {
         eprintln!("note: {notice}");
     }
     if let Some(g) = &gpu.backend {
-        eprintln!("units on {}", g.name());
+        let stacks = stack_groups(&sweep, &units, gpu.max_members).len();
+        eprintln!(
+            "units on {}, in {stacks} stack(s) of up to {} units",
+            g.name(),
+            gpu.max_members
+        );
     }
     let bar = progress_bar(
         args.quiet,
@@ -570,6 +578,8 @@ pub(crate) struct SweepGpu {
     pub notice: Option<String>,
     /// The adapter is a software rasteriser (lavapipe, SwiftShader).
     pub software: bool,
+    /// Most units computed as one stack (what the device binds of the largest unit).
+    pub max_members: usize,
 }
 
 /// Choose the device for a sweep: as for one experiment (a real adapter that passes the parity
@@ -581,6 +591,7 @@ pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig, threads: usi
             backend: None,
             notice: None,
             software: false,
+            max_members: 1,
         };
     }
     let largest = (0..sweep.cell_count())
@@ -591,20 +602,38 @@ pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig, threads: usi
             backend: None,
             notice: Some("no cell of this sweep is a valid experiment".to_string()),
             software: false,
+            max_members: 1,
         };
     };
-    let chosen = pollster::block_on(select::choose(choice, 1, threads, &largest, default_clock));
+    // Judged on a stack as large as the sweep's stacks will be: units of one stack differ
+    // only in their data and seed, which costs what runs of one experiment cost.
+    let typical = stack_groups(sweep, &sweep.units(), limits::MAX_RUNS as usize)
+        .iter()
+        .map(Vec::len)
+        .max()
+        .unwrap_or(1);
+    let mut probe = largest.clone().into_inner();
+    probe.runs = typical as u32;
+    let probe = probe.validate().unwrap_or(largest);
+    let chosen = pollster::block_on(select::choose(choice, 1, threads, &probe, default_clock));
+    let max_members = match chosen.grouping {
+        Grouping::PerMethodUpTo(n) => n,
+        Grouping::PerMethod => limits::MAX_RUNS as usize,
+        Grouping::PerRun => 1,
+    };
     SweepGpu {
         backend: (chosen.backend.kind() == BackendKind::Gpu).then_some(chosen.backend),
         notice: chosen.notice,
         software: chosen.adapter.is_some_and(|a| a.software),
+        max_members,
     }
 }
 
-/// Compute `units` of `sweep`: on the GPU one after another (each unit's methods and seeds
-/// advance as stacks; the device has one queue), else in parallel on `threads` CPU threads.
-/// A unit whose GPU fails is redone on the CPU and the rest follow it there: no unit is lost.
-/// Returns the results and where they were computed.
+/// Compute `units` of `sweep`: on the GPU in stacks (units that differ only in their data
+/// and seed advance together, one stack per method, [`UnitStack`]; the device has one queue,
+/// so the stacks go one after another), else in parallel on `threads` CPU threads, one unit
+/// each. Units whose GPU fails are redone on the CPU and the rest follow them there: no unit
+/// is lost. Returns the results and where they were computed.
 pub(crate) fn run_units(
     sweep: &SweepConfig,
     units: &[Unit],
@@ -618,29 +647,50 @@ pub(crate) fn run_units(
         notice,
     };
     let mut results = Vec::with_capacity(units.len());
-    let mut rest = units;
+    let mut rest: Vec<Unit> = units.to_vec();
     let mut notice = gpu.notice;
     if let Some(device) = gpu.backend {
-        while let Some((&unit, tail)) = rest.split_first() {
-            let mut run = UnitRun::new(sweep, unit, device.clone(), default_clock);
-            run.run_to_end();
-            if let Some(failure) = run.backend_failure() {
+        let groups = stack_groups(sweep, units, gpu.max_members);
+        let mut stacks = 0;
+        rest.clear();
+        for (g, group) in groups.iter().enumerate() {
+            let failure = match UnitStack::new(sweep, group, device.clone(), default_clock) {
+                Ok(mut stack) => {
+                    stack.run_to_end();
+                    match stack.backend_failure() {
+                        Some(f) => Some(f.to_string()),
+                        None => {
+                            results.extend(stack.results());
+                            None
+                        }
+                    }
+                }
+                // An invalid unit: reported, not run.
+                Err(_) => {
+                    let run = UnitRun::new(sweep, group[0], device.clone(), default_clock);
+                    results.push(run.result());
+                    None
+                }
+            };
+            if let Some(failure) = failure {
+                rest = groups[g..].concat();
                 notice = Some(format!(
-                    "the GPU failed ({failure}); this unit and the {} after it ran on the CPU",
-                    tail.len()
+                    "the GPU failed ({failure}); these {} unit(s) and the {} after them ran \
+                     on the CPU",
+                    group.len(),
+                    rest.len() - group.len()
                 ));
                 break;
             }
-            results.push(run.result());
-            bar.inc(1);
-            rest = tail;
+            stacks += 1;
+            bar.inc(group.len() as u64);
         }
         if rest.is_empty() {
             return Ok((
                 results,
                 BackendInfo {
                     kind: "gpu".to_string(),
-                    name: device.name(),
+                    name: format!("{} ({stacks} stack(s) of units)", device.name()),
                     notice,
                 },
             ));
