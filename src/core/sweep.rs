@@ -1002,6 +1002,36 @@ pub fn stack_groups(sweep: &SweepConfig, units: &[Unit], max_members: usize) -> 
     groups
 }
 
+/// Most units one stack may hold under `grouping`, a backend's choice for the sweep's largest
+/// unit (see [`SweepConfig::probe_config`]): 1 on the CPU, which runs units one per thread.
+pub fn stack_cap(grouping: Grouping) -> usize {
+    match grouping {
+        Grouping::PerMethodUpTo(n) => n.max(1),
+        Grouping::PerMethod => limits::MAX_RUNS as usize,
+        Grouping::PerRun => 1,
+    }
+}
+
+impl SweepConfig {
+    /// The experiment a backend is judged on for this sweep: the unit with the largest
+    /// tensor, with as many runs as the sweep's largest stack has units (units of one stack
+    /// differ only in their data and seed, which costs what runs of one experiment cost; at
+    /// most the runs one experiment may have). `None` when no cell is a valid experiment.
+    pub fn probe_config(&self) -> Option<CheckedConfig> {
+        let largest = (0..self.cell_count())
+            .filter_map(|cell| self.unit_config(Unit { cell, seed: 0 }).ok())
+            .max_by_key(|c| c.largest_tensor_floats())?;
+        let typical = stack_groups(self, &self.units(), limits::MAX_RUNS as usize)
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(1);
+        let mut probe = largest.clone().into_inner();
+        probe.runs = typical as u32;
+        Some(probe.validate().unwrap_or(largest))
+    }
+}
+
 /// Units of a sweep whose experiments differ only in their seed and data (see [`stack_key`]:
 /// the seeds of a cell, cells along K or noise, the cells of a phase diagram at one M),
 /// computed together: one stack per method with one member per unit, each member on its own
@@ -1099,6 +1129,11 @@ impl UnitStack {
 
     pub fn units(&self) -> &[Unit] {
         &self.units
+    }
+
+    /// Whether some method's evaluation is under way (on a GPU: often waiting for reads).
+    pub fn is_evaluating(&self) -> bool {
+        self.stacks.iter().any(StackRun::is_evaluating)
     }
 
     pub fn is_done(&self) -> bool {

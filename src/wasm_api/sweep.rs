@@ -5,9 +5,15 @@
 //! results file is the CLI's.
 
 use super::{clock_seconds, set, to_js};
+use crate::compute::{Backend, BackendKind};
 use crate::core::config::{human_bytes, limits};
+use crate::core::results::BackendInfo;
+use crate::core::select::{self, BackendChoice};
 use crate::core::share;
-use crate::core::sweep::{SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun};
+use crate::core::sweep::{
+    stack_cap, stack_key, SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun,
+    UnitStack,
+};
 use crate::core::theory;
 use crate::CpuBackend;
 use js_sys::{Array, Int32Array, Object};
@@ -163,16 +169,27 @@ pub fn theory_curves(points: usize) -> Result<JsValue, JsError> {
 }
 
 /// A sweep's results file (the CLI's schema) from its config and the units done so far (each
-/// a `UnitResult` JSON text, as [`SweepRunner::take_results`] gives them).
+/// a `UnitResult` JSON text, as [`SweepRunner::take_results`] gives them), with where they
+/// were computed (`{kind, name, notice}`, or undefined).
 #[wasm_bindgen(js_name = sweepResultsJson)]
-pub fn sweep_results_json(config: JsValue, units: Vec<String>) -> Result<String, JsError> {
+pub fn sweep_results_json(
+    config: JsValue,
+    units: Vec<String>,
+    backend: JsValue,
+) -> Result<String, JsError> {
     let sweep = sweep_from_js(config)?;
     let units = units
         .iter()
         .map(|u| serde_json::from_str::<UnitResult>(u))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| JsError::new(&format!("a unit's results: {e}")))?;
-    let results = SweepResults::new(sweep, units);
+    let mut results = SweepResults::new(sweep, units);
+    if !backend.is_undefined() && !backend.is_null() {
+        results.backend = Some(
+            serde_wasm_bindgen::from_value::<BackendInfo>(backend)
+                .map_err(|e| JsError::new(&format!("the backend: {e}")))?,
+        );
+    }
     // Round-trip through the reader so the page never writes a file it would refuse.
     SweepResults::from_json(&results.to_json()).map_err(|e| JsError::new(&e))?;
     Ok(results.to_json())
@@ -192,15 +209,52 @@ pub fn merge_sweep_results(parts: Vec<String>) -> Result<String, JsError> {
         .map_err(|e| JsError::new(&e))
 }
 
-/// A queue of a sweep's units computed in bounded slices on this thread (a worker's share).
+/// A queue of a sweep's units computed in bounded slices on this thread (a worker's share):
+/// on the CPU one unit at a time; on a GPU in stacks of the queued units that differ only in
+/// their data and seed ([`UnitStack`], as the CLI computes them), so a phase diagram's row or a
+/// cell's seeds is one stack per method.
 #[wasm_bindgen]
 pub struct SweepRunner {
     sweep: SweepConfig,
     queue: VecDeque<Unit>,
-    current: Option<UnitRun>,
+    current: Option<Current>,
     finished: Vec<String>,
     units_done: u32,
     chunk: u64,
+    /// The GPU the units compute on, and most units per stack; `None`: the CPU.
+    gpu: Option<(Arc<dyn Backend>, usize)>,
+    report: SweepBackend,
+}
+
+/// What a runner computes now.
+enum Current {
+    Unit(UnitRun),
+    Stack(UnitStack),
+}
+
+/// The backend a runner computes on, for the page: `kind` (cpu or gpu), `name`, the adapter,
+/// why it is not the one asked for (or why the GPU stopped), and the units per stack at most.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SweepBackend {
+    requested: String,
+    kind: BackendKind,
+    name: String,
+    notice: Option<String>,
+    adapter: Option<crate::compute::gpu::AdapterSummary>,
+    max_members: usize,
+}
+
+/// Options of [`SweepRunner::create`].
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase", deny_unknown_fields)]
+struct SweepOptions {
+    /// auto, cpu or gpu.
+    backend: Option<String>,
+    /// Units computed at once over the whole pool (for the memory budget).
+    parallel: Option<usize>,
+    /// Workers the CPU alternative would have (auto compares the GPU against all of them).
+    cpu_workers: Option<usize>,
 }
 
 impl std::fmt::Debug for SweepRunner {
@@ -211,21 +265,94 @@ impl std::fmt::Debug for SweepRunner {
     }
 }
 
+fn cpu_report(requested: String, notice: Option<String>) -> SweepBackend {
+    SweepBackend {
+        requested,
+        kind: BackendKind::Cpu,
+        name: "CPU (one unit per worker)".to_string(),
+        notice,
+        adapter: None,
+        max_members: 1,
+    }
+}
+
 #[wasm_bindgen]
 impl SweepRunner {
     /// Check the sweep for `parallel` workers at once (the page's memory budget); no unit yet.
+    /// Computes on the CPU.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue, parallel: usize) -> Result<SweepRunner, JsError> {
         let sweep = sweep_from_js(config)?;
         check_sweep_for_page(&sweep, parallel)?;
-        Ok(SweepRunner {
+        Ok(Self::on(sweep, None, cpu_report("cpu".to_string(), None)))
+    }
+
+    /// As the constructor, choosing the backend (`options.backend`: `auto` (default), `cpu`
+    /// or `gpu`, chosen as for one experiment (`Playground.create`), judged on the sweep's
+    /// largest unit stacked as its units will be; `auto` against the CPU in
+    /// `options.cpuWorkers` workers), with the memory budget counting `options.parallel` units
+    /// at once (on a GPU: the units of one stack).
+    pub async fn create(config: JsValue, options: JsValue) -> Result<SweepRunner, JsError> {
+        let sweep = sweep_from_js(config)?;
+        let options: SweepOptions = if options.is_undefined() || options.is_null() {
+            SweepOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("SweepRunner.create options: {e}")))?
+        };
+        let parallel = options.parallel.unwrap_or(1).max(1);
+        let per_unit = check_sweep_for_page(&sweep, parallel)?;
+        let requested = options.backend.unwrap_or_else(|| "auto".into());
+        let choice = BackendChoice::parse(&requested).map_err(|e| JsError::new(&e))?;
+        if choice == BackendChoice::Cpu {
+            return Ok(Self::on(sweep, None, cpu_report(requested, None)));
+        }
+        let Some(probe) = sweep.probe_config() else {
+            return Ok(Self::on(sweep, None, cpu_report(requested, None)));
+        };
+        let pool = options.cpu_workers.unwrap_or(1).max(1);
+        let chosen = select::choose(choice, 1, pool, &probe, clock_seconds).await;
+        if chosen.backend.kind() != BackendKind::Gpu {
+            return Ok(Self::on(sweep, None, cpu_report(requested, chosen.notice)));
+        }
+        // A stack holds its units' data and tensors at once: as many as the budget allows.
+        let budget = usize::try_from(limits::PAGE_MEMORY_BUDGET / per_unit.max(1))
+            .unwrap_or(usize::MAX)
+            .max(1);
+        let max_members = stack_cap(chosen.grouping).min(budget);
+        let report = SweepBackend {
+            requested,
+            kind: BackendKind::Gpu,
+            name: chosen.backend.name(),
+            notice: chosen.notice,
+            adapter: chosen.adapter,
+            max_members,
+        };
+        Ok(Self::on(sweep, Some((chosen.backend, max_members)), report))
+    }
+
+    fn on(
+        sweep: SweepConfig,
+        gpu: Option<(Arc<dyn Backend>, usize)>,
+        report: SweepBackend,
+    ) -> Self {
+        SweepRunner {
             sweep,
             queue: VecDeque::new(),
             current: None,
             finished: Vec::new(),
             units_done: 0,
             chunk: 16,
-        })
+            gpu,
+            report,
+        }
+    }
+
+    /// `{requested, kind, name, notice, adapter, maxMembers}`: the backend the units compute
+    /// on (see [`SweepRunner::create`]); after a GPU failure, the CPU and why.
+    #[wasm_bindgen(js_name = backendInfo)]
+    pub fn backend_info(&self) -> Result<JsValue, JsError> {
+        to_js(&self.report)
     }
 
     /// Queue units, given flat as `[cell, seed, cell, seed, ...]`. Throws on a unit outside
@@ -254,7 +381,7 @@ impl SweepRunner {
 
     /// Units queued or under way.
     pub fn pending(&self) -> usize {
-        self.queue.len() + usize::from(self.current.is_some())
+        self.queue.len() + self.current_units()
     }
 
     /// Units finished by this runner.
@@ -263,17 +390,82 @@ impl SweepRunner {
         self.units_done
     }
 
-    /// How far the unit under way is, from 0 to 1 (0 when none is).
+    /// How far the unit (or stack of units) under way is, from 0 to 1 (0 when none is).
     #[wasm_bindgen(js_name = currentFraction)]
     pub fn current_fraction(&self) -> f64 {
-        self.current.as_ref().map_or(0.0, |run| {
-            let (done, total) = run.work();
-            if total == 0 {
-                0.0
+        let (done, total) = match &self.current {
+            None => return 0.0,
+            Some(Current::Unit(run)) => run.work(),
+            Some(Current::Stack(stack)) => stack.work(),
+        };
+        if total == 0 {
+            0.0
+        } else {
+            done as f64 / total as f64
+        }
+    }
+
+    /// Units under way at once (the units of the stack under way on a GPU).
+    #[wasm_bindgen(js_name = currentUnits)]
+    pub fn current_units(&self) -> usize {
+        match &self.current {
+            None => 0,
+            Some(Current::Unit(_)) => 1,
+            Some(Current::Stack(stack)) => stack.units().len(),
+        }
+    }
+
+    /// The next thing to compute: on a GPU the front unit with the queued units that stack
+    /// with it (in queue order, up to the most per stack), else the front unit alone.
+    fn next(&mut self) -> Option<Current> {
+        let front = self.queue.pop_front()?;
+        let Some((device, most)) = self.gpu.clone() else {
+            return Some(Current::Unit(UnitRun::new(
+                &self.sweep,
+                front,
+                Arc::new(CpuBackend::new(1)),
+                clock_seconds,
+            )));
+        };
+        let Some(key) = stack_key(&self.sweep, front) else {
+            // Not a valid experiment: reported, not run.
+            return Some(Current::Unit(UnitRun::new(
+                &self.sweep,
+                front,
+                device,
+                clock_seconds,
+            )));
+        };
+        let mut units = vec![front];
+        let mut rest = VecDeque::with_capacity(self.queue.len());
+        while let Some(u) = self.queue.pop_front() {
+            if units.len() < most && stack_key(&self.sweep, u).as_ref() == Some(&key) {
+                units.push(u);
             } else {
-                done as f64 / total as f64
+                rest.push_back(u);
             }
-        })
+        }
+        self.queue = rest;
+        match UnitStack::new(&self.sweep, &units, device, clock_seconds) {
+            Ok(stack) => Some(Current::Stack(stack)),
+            Err(e) => unreachable!("units of one key stack: {e}"),
+        }
+    }
+
+    /// The GPU stopped: its stack's units go back to the front of the queue, and they and
+    /// the rest compute on the CPU, the notice saying why.
+    fn fall_back_to_cpu(&mut self, units: &[Unit], failure: &str) {
+        for &u in units.iter().rev() {
+            self.queue.push_front(u);
+        }
+        self.gpu = None;
+        let requested = std::mem::take(&mut self.report.requested);
+        self.report = cpu_report(
+            requested,
+            Some(format!(
+                "the GPU stopped ({failure}); the units not finished compute on the CPU"
+            )),
+        );
     }
 
     /// Compute for about `budget_ms` milliseconds; returns whether the queue is empty.
@@ -286,34 +478,58 @@ impl SweepRunner {
         };
         let start = clock_seconds();
         while clock_seconds() - start < budget {
-            if self.current.is_none() {
-                let Some(unit) = self.queue.pop_front() else {
+            if let (Some((device, _)), Some(Current::Stack(stack))) = (&self.gpu, &self.current) {
+                // The device has a full queue, or the stack waits for its reads: yield, so
+                // the worker's event loop delivers them and Pause lands at once; smaller
+                // chunks next time keep a submission to a few milliseconds.
+                if device.busy() {
+                    self.chunk = (self.chunk * 3 / 4).max(1);
                     break;
-                };
-                // Each unit on its own single-threaded CPU backend: the worker is the thread.
-                self.current = Some(UnitRun::new(
-                    &self.sweep,
-                    unit,
-                    Arc::new(CpuBackend::new(1)),
-                    clock_seconds,
-                ));
+                }
+                if stack.is_evaluating() && clock_seconds() - start > budget / 4.0 {
+                    break;
+                }
             }
-            let run = self.current.as_mut().expect("a unit is under way");
+            if self.current.is_none() {
+                // Each unit on its own single-threaded CPU backend (the worker is the
+                // thread), or a stack of units on the GPU.
+                let Some(next) = self.next() else { break };
+                self.current = Some(next);
+            }
             let t0 = clock_seconds();
-            let done = run.advance(self.chunk);
+            let chunk = self.chunk;
+            let (done, failure) = match self.current.as_mut().expect("something is under way") {
+                Current::Unit(run) => (run.advance(chunk), None),
+                Current::Stack(stack) => {
+                    let done = stack.advance(chunk);
+                    (done, stack.backend_failure().map(str::to_string))
+                }
+            };
             let took = clock_seconds() - t0;
             if took < budget / 8.0 {
-                self.chunk = (self.chunk * 2).min(1 << 20);
+                // A GPU's steps are enqueued, not run, within `took`: cap its chunk.
+                let cap = if self.gpu.is_some() { 2048 } else { 1 << 20 };
+                self.chunk = (self.chunk * 2).min(cap);
             } else if took > budget / 2.0 && self.chunk > 1 {
                 self.chunk /= 2;
             }
+            if let Some(failure) = failure {
+                if let Some(Current::Stack(stack)) = self.current.take() {
+                    self.fall_back_to_cpu(stack.units(), &failure);
+                }
+                continue;
+            }
             if done {
-                let result = run.result();
-                self.finished.push(
-                    serde_json::to_string(&result).expect("a unit's results always serialise"),
-                );
-                self.current = None;
-                self.units_done += 1;
+                let results = match self.current.take().expect("something is under way") {
+                    Current::Unit(run) => vec![run.result()],
+                    Current::Stack(stack) => stack.results(),
+                };
+                for result in results {
+                    self.finished.push(
+                        serde_json::to_string(&result).expect("a unit's results always serialise"),
+                    );
+                    self.units_done += 1;
+                }
             }
         }
         self.pending() == 0

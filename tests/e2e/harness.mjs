@@ -80,6 +80,29 @@ export const browser = await chromium.launch({
   ],
 });
 
+/**
+ * A second Chromium with WebGPU on SwiftShader (Vulkan in software), for the GPU paths; the
+ * caller closes it. Tests skip what needs an adapter when this Chromium offers none, unless
+ * SPARSE_PLAYGROUND_REQUIRE_GPU=1.
+ */
+export function launchGpuBrowser() {
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--no-sandbox',
+      '--disable-dev-shm-usage',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--no-first-run',
+      '--enable-unsafe-webgpu',
+      '--use-angle=vulkan',
+      '--enable-features=Vulkan',
+      '--use-vulkan=swiftshader',
+    ],
+  });
+}
+
 export const consoleProblems = [];
 export async function newPage(context) {
   const ctx = context || (await browser.newContext({ acceptDownloads: true }));

@@ -9,15 +9,14 @@
 import { readFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
 import {
   ARTIFACTS,
   BASE,
-  CHROMIUM,
   DIST,
   browser,
   consoleProblems,
   finish,
+  launchGpuBrowser,
   newPage,
   origin,
   server,
@@ -499,21 +498,7 @@ await test('asking for the GPU where there is none says so and computes on the C
 });
 
 await test('the GPU path runs in Chromium on WebGPU (SwiftShader) and agrees with the CPU', async () => {
-  const gpuBrowser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-dev-shm-usage',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-      '--enable-unsafe-webgpu',
-      '--use-angle=vulkan',
-      '--enable-features=Vulkan',
-      '--use-vulkan=swiftshader',
-    ],
-  });
+  const gpuBrowser = await launchGpuBrowser();
   try {
     const ctx = await gpuBrowser.newContext({ acceptDownloads: true });
     const { page } = await newPage(ctx);

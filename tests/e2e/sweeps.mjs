@@ -10,7 +10,7 @@
 import { readFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, newPage, origin, test } from './harness.mjs';
+import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, launchGpuBrowser, newPage, origin, test } from './harness.mjs';
 
 await mkdir(ARTIFACTS, { recursive: true });
 
@@ -403,6 +403,48 @@ await test('a malformed sweep link gives a message and a working page', async ()
   await page.goto(`${origin}${BASE}#v=2&sweep=phase&N=100000000`);
   await page.waitForFunction(() => /sweep link could not be opened/.test(document.querySelector('.banner.error')?.textContent || ''));
   await ctx.close();
+});
+
+await test('on WebGPU (SwiftShader) a sweep computes its cells in stacks and agrees with the CPU pool', async () => {
+  const gpuBrowser = await launchGpuBrowser();
+  try {
+    const ctx = await gpuBrowser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
+    const { page } = await newPage(ctx);
+    // 2 x 2 cells at N = 64 (FISTA's fused kernel), 2 seeds: a stack per delta of 4 units.
+    const small = 'v=2&sweep=phase&axes=delta:0.3_0.8~rho:0.1_0.5&N=64&seeds=2&seed=5';
+    const cells = async (backend) => {
+      await page.goto(`${origin}${BASE}#${small}&backend=${backend}&run=1`);
+      await waitSweep(page, 'finished');
+      assert.equal(await page.inputValue('#sweep-backend'), backend);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#sweep-export-json')]);
+      const json = JSON.parse(await readFile(await download.path(), 'utf8'));
+      await page.evaluate(() => localStorage.clear());
+      return json;
+    };
+    const onGpu = await cells('gpu');
+    if (onGpu.backend.kind !== 'gpu' && process.env.SPARSE_PLAYGROUND_REQUIRE_GPU !== '1') {
+      console.log(`  skipped: no WebGPU adapter in this Chromium (${onGpu.backend.notice})`);
+      return;
+    }
+    assert.equal(onGpu.backend.kind, 'gpu', onGpu.backend.notice);
+    assert.equal(await page.evaluate(() => document.body.dataset.sweepBackend), 'gpu');
+    await page.screenshot({ path: join(ARTIFACTS, 'sweep-gpu.png'), fullPage: true });
+    const onCpu = await cells('cpu');
+    assert.equal(onCpu.backend.kind, 'cpu');
+    assert.equal(onGpu.units.length, 8);
+    assert.equal(onCpu.units.length, 8);
+    for (const [i, u] of onGpu.units.entries()) {
+      const c = onCpu.units[i];
+      assert.deepEqual([u.cell, u.seed], [c.cell, c.seed]);
+      const [g, p] = [u.methods[0].recovery.success_rate, c.methods[0].recovery.success_rate];
+      // A test signal on the tolerance may tip either way: one in ten at most.
+      assert.ok(Math.abs(g - p) <= 0.1 + 1e-9, `cell ${u.cell} seed ${u.seed}: success GPU ${g} vs CPU ${p}`);
+    }
+    // The link keeps the backend asked for.
+    assert.match(await page.inputValue('#sweep-share-link'), /backend=cpu/);
+  } finally {
+    await gpuBrowser.close();
+  }
 });
 
 if (consoleProblems.length) {

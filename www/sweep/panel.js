@@ -82,7 +82,11 @@ export const sweep = {
   longConfirmed: false,
   stopEstimate: null,
   shapes: new Map(), // cell -> "M = .., K = .., N = .." of the sweep shown
+  backend: 'auto', // asked for: auto, cpu or gpu (the link's `backend`)
+  backendInfo: null, // where the units compute (the engine's answer), while a pool runs
 };
+
+const BACKENDS = ['auto', 'cpu', 'gpu'];
 
 /** The signal dimension M, sparsity K and latents N cell `cell` ran (what its axes resolve to). */
 function shapeText(cell) {
@@ -114,6 +118,7 @@ export function sweepLink(extra = []) {
 
 function shareUrl() {
   const extra = $('sweep-link-autorun').checked ? [['run', '1']] : [];
+  if (sweep.backend !== 'auto') extra.push(['backend', sweep.backend]);
   const url = new URL(window.location.href);
   url.hash = sweepLink(extra);
   return url.toString();
@@ -226,6 +231,11 @@ export function openSweepPreset(name, options = {}) {
 export function openSweepLink(hash) {
   const { config, extra } = decodeSweepLink(hash);
   const autorun = extra.some(([k, v]) => k === 'run' && v === '1');
+  const asked = extra.find(([k]) => k === 'backend');
+  if (asked && !BACKENDS.includes(asked[1])) {
+    banner('error', `backend=${asked[1]} is not a backend this page knows (auto, cpu or gpu); using auto.`, 'sweep-backend');
+  }
+  setBackend(asked && BACKENDS.includes(asked[1]) ? asked[1] : 'auto');
   setSweep(config, { autorun });
 }
 
@@ -325,7 +335,8 @@ export function play() {
   } else {
     // The units estimated, timed from here to the end without a pause, calibrate later ones.
     sweep.timing = sweep.rawEstimate > 0 ? { start: performance.now(), paused: false, raw: sweep.rawEstimate } : null;
-    sweep.pool.start(sweep.checked.config, remaining);
+    sweep.backendInfo = null;
+    sweep.pool.start(sweep.checked.config, remaining, sweep.backend);
   }
   document.body.dataset.sweepState = 'running';
   updateControls();
@@ -376,8 +387,30 @@ function startOver() {
   setStatus();
 }
 
+/** The backend asked for (a link, the select): shown in the select, used by the next Run. */
+function setBackend(value) {
+  sweep.backend = value;
+  $('sweep-backend').value = value;
+}
+
+/** Where the units compute, as the engine says: the status line and, if not as asked, why. */
+function showBackend(info) {
+  const wasGpu = sweep.backendInfo?.kind === 'gpu';
+  sweep.backendInfo = info;
+  document.body.dataset.sweepBackend = info.kind;
+  $('banners').querySelector('[data-id="sweep-backend"]')?.remove();
+  // Why not the GPU asked for, why auto took it (both speeds), or why it stopped.
+  if (info.notice && (sweep.backend === 'gpu' || info.kind === 'gpu' || wasGpu)) {
+    banner('info', `Sweep: ${info.notice}`, 'sweep-backend');
+  }
+}
+
 function onPoolEvent(e) {
   switch (e.type) {
+    case 'backend':
+      showBackend(e.backend);
+      setStatus();
+      break;
     case 'results':
       sweep.model.addJson(e.results);
       saveSoon();
@@ -436,6 +469,10 @@ function setStatus() {
   }
   const invalid = Array.from({ length: m.cells }, (_, c) => m.invalid(c)).filter(Boolean).length;
   if (invalid) text += ` · ${invalid} invalid cell${invalid === 1 ? '' : 's'} (grey)`;
+  const info = sweep.backendInfo;
+  if (sweep.playing && info) {
+    text += info.kind === 'gpu' ? ` · on the GPU (${info.name}), up to ${info.maxMembers} cells per stack` : ' · on the CPU';
+  }
   if (m.unitsDone === m.unitCount) text += ' · done';
   else if (!sweep.playing && m.unitsDone > 0) {
     const why = { loaded: 'loaded from a file', stored: 'kept from before; Run does the rest' };
@@ -575,7 +612,9 @@ async function exportFigure(index, fmt) {
 
 /** The sweep's results file, in the CLI's schema. */
 export function sweepJson() {
-  return sweepResultsJson(sweep.checked.config, Array.from(sweep.model.json.values()));
+  const info = sweep.backendInfo;
+  const backend = info ? { kind: info.kind, name: info.name, ...(info.notice ? { notice: info.notice } : {}) } : undefined;
+  return sweepResultsJson(sweep.checked.config, Array.from(sweep.model.json.values()), backend);
 }
 
 /** Show results files of one sweep (the CLI's, the page's, shards of one sweep). */
@@ -933,6 +972,10 @@ export function initSweepPanel() {
     });
   }
   $('sweep-play').addEventListener('click', () => (sweep.playing ? pause() : play()));
+  $('sweep-backend').addEventListener('change', (e) => {
+    setBackend(e.target.value);
+    $('sweep-share-link').value = shareUrl();
+  });
   $('sweep-long-run-yes').addEventListener('click', confirmLongSweep);
   $('sweep-long-run-no').addEventListener('click', () => {
     $('sweep-long-run').hidden = true;

@@ -4,9 +4,15 @@
 // independent (each regenerates its data and initialisation from the seed), so the numbers
 // do not depend on the pool's size or on the order.
 //
+// With a GPU asked for (auto or gpu), one worker chooses first: if it settles on a GPU it
+// takes every unit and computes them in stacks (units that differ only in their data and seed
+// as one stack per method); if it settles on the CPU, the rest of the pool joins it.
+//
 // Events out (to `onEvent`): {type: 'results', results: [UnitResult JSON]}, {type: 'progress',
-// fractions} (how far the units under way are), {type: 'finished'} and {type: 'error', message}.
-// `pause()` answers with a promise that settles when every worker has stopped.
+// fractions} (how far the units under way are, in units), {type: 'backend', backend} (where the
+// units compute, as the engine's backendInfo, once chosen or when a GPU stops), {type:
+// 'finished'} and {type: 'error', message}. `pause()` answers with a promise that settles when
+// every worker has stopped.
 import { poolSize } from '../engine-pool.js';
 
 // Units sent ahead to each worker, so it never waits for the page between two units.
@@ -25,22 +31,26 @@ export class SweepPool {
     return this.workers.length;
   }
 
-  /** Start computing `units` ([[cell, seed]], in the order wanted) of the checked `config`. */
-  start(config, units) {
+  /**
+   * Start computing `units` ([[cell, seed]], in the order wanted) of the checked `config` on
+   * `backend` ('auto', 'cpu' or 'gpu').
+   */
+  start(config, units, backend = 'cpu') {
     this.terminate();
     this.generation += 1;
     const gen = this.generation;
     this.remaining = units.slice();
     this.playing = true;
+    this.backend = null;
     if (!units.length) {
       this.playing = false;
       queueMicrotask(() => this.onEvent({ type: 'finished' }));
       return;
     }
     const size = poolSize(units.length);
-    this.workers = Array.from({ length: size }, (_, index) => {
+    const spawn = (index, asked) => {
       const worker = new Worker(new URL('../sweep-worker.js', import.meta.url), { type: 'module' });
-      const entry = { worker, index, inFlight: 0, fraction: 0 };
+      const entry = { worker, index, inFlight: 0, fraction: 0, room: IN_FLIGHT, ready: asked === 'cpu' };
       worker.onmessage = (event) => {
         if (gen === this.generation) this.receive(entry, event.data);
       };
@@ -48,16 +58,38 @@ export class SweepPool {
         event.preventDefault();
         if (gen === this.generation) this.fail(event.message || 'a sweep worker failed');
       };
-      worker.postMessage({ type: 'init', config, parallel: size });
-      worker.postMessage({ type: 'play' });
-      this.refill(entry);
+      worker.postMessage({ type: 'init', config, parallel: size, backend: asked, cpuWorkers: size });
+      if (this.playing) worker.postMessage({ type: 'play' });
       return entry;
-    });
+    };
+    // Once a worker knows its backend: a GPU takes everything, else the CPU pool fills up.
+    this.chosen = (entry, info) => {
+      this.backend = info;
+      this.onEvent({ type: 'backend', backend: info });
+      entry.ready = true;
+      if (info.kind === 'gpu') {
+        entry.room = Infinity;
+      } else {
+        for (let i = this.workers.length; i < size; i++) {
+          const extra = spawn(i, 'cpu');
+          this.workers.push(extra);
+          this.refill(extra);
+        }
+      }
+      this.refill(entry);
+    };
+    if (backend === 'cpu') {
+      this.workers = Array.from({ length: size }, (_, index) => spawn(index, 'cpu'));
+      for (const entry of this.workers) this.refill(entry);
+    } else {
+      this.workers = [spawn(0, backend)];
+    }
   }
 
-  /** Give `entry` units until it holds IN_FLIGHT. */
+  /** Give `entry` units until it holds its room (IN_FLIGHT; every unit for a GPU). */
   refill(entry) {
-    const take = Math.max(0, IN_FLIGHT - entry.inFlight);
+    if (!entry.ready) return;
+    const take = Math.max(0, entry.room - entry.inFlight);
     const batch = this.remaining.splice(0, take);
     if (!batch.length) return;
     entry.inFlight += batch.length;
@@ -67,6 +99,15 @@ export class SweepPool {
   receive(entry, msg) {
     switch (msg.type) {
       case 'ready':
+        if (!entry.ready) this.chosen(entry, msg.backend);
+        else if (!this.backend) {
+          this.backend = msg.backend;
+          this.onEvent({ type: 'backend', backend: msg.backend });
+        }
+        break;
+      case 'backend':
+        this.backend = msg.backend;
+        this.onEvent({ type: 'backend', backend: msg.backend });
         break;
       case 'results':
         entry.inFlight -= msg.results.length;
@@ -76,7 +117,7 @@ export class SweepPool {
         this.checkFinished();
         break;
       case 'progress':
-        entry.fraction = msg.pending > 0 ? msg.fraction : 0;
+        entry.fraction = msg.pending > 0 ? msg.fraction * (msg.units || 1) : 0;
         this.onEvent({ type: 'progress', fractions: this.workers.map((w) => w.fraction) });
         break;
       case 'idle':

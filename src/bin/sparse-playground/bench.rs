@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// the browser microbenchmarks (the page, GPU and sweep columns run as asked).
     #[arg(long)]
     pub sweeps: bool,
+    /// With --gpu and --sweeps: the GPU only in the sweep column (its stacked and one-by-one
+    /// rows), not the GPU column of stacks and large sizes.
+    #[arg(long)]
+    pub gpu_sweeps_only: bool,
     /// Add the real-activation column: tokens per second of an SAE training step on batches
     /// of 4,096 tokens at the shipped sample's width with 16x expansion (576 x 9,216) and at
     /// the paper's LLM dictionary (768 x 16,896), on every CPU core beside PyTorch.
@@ -676,7 +680,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if !args.no_browser && !args.no_page && args.size != "large" {
         report.insert("page".to_string(), page_column(&root, cores)?);
     }
-    if args.gpu {
+    if args.gpu && !(args.sweeps && args.gpu_sweeps_only) {
         report.insert("gpu".to_string(), gpu_column(args.min_secs, cores)?);
     }
     if args.real {

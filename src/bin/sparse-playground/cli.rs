@@ -7,7 +7,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use sparse_playground::compute::Backend;
 use sparse_playground::compute::BackendKind;
-use sparse_playground::core::config::{human_bytes, limits, BudgetScope, ExperimentConfig, Preset};
+use sparse_playground::core::config::{human_bytes, BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
 use sparse_playground::core::results::BackendInfo;
 use sparse_playground::core::results::{Results, Stat};
@@ -15,7 +15,8 @@ use sparse_playground::core::run::default_clock;
 use sparse_playground::core::run::Grouping;
 use sparse_playground::core::select::{self, BackendChoice};
 use sparse_playground::core::sweep::{
-    stack_groups, SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun, UnitStack,
+    stack_cap, stack_groups, SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun,
+    UnitStack,
 };
 use sparse_playground::core::theory;
 use sparse_playground::{CpuBackend, Dataset, Experiment};
@@ -109,9 +110,11 @@ struct SweepArgs {
     /// Memory the units running at once may use (default: half of this machine's memory).
     #[arg(long, value_parser = parse_bytes)]
     memory_budget: Option<u64>,
-    /// Where to compute: cpu (units in parallel on every core), gpu (units one after another
-    /// on the device, each advancing its methods and seeds as stacks) or auto (the GPU when a
-    /// real one is there and passes a parity probe, else the CPU).
+    /// Where to compute: cpu (units in parallel on every core), gpu (on the device, the units
+    /// that differ only in their data and seed as one stack per method, as many per stack as
+    /// the device binds and --memory-budget allows) or auto (the GPU when a real one is there,
+    /// passes a parity probe and is faster on a stack of the sweep's largest unit, else the
+    /// CPU).
     #[arg(long, default_value = "cpu")]
     backend: String,
 }
@@ -594,10 +597,7 @@ pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig, threads: usi
             max_members: 1,
         };
     }
-    let largest = (0..sweep.cell_count())
-        .filter_map(|cell| sweep.unit_config(Unit { cell, seed: 0 }).ok())
-        .max_by_key(|c| c.largest_tensor_floats());
-    let Some(largest) = largest else {
+    let Some(probe) = sweep.probe_config() else {
         return SweepGpu {
             backend: None,
             notice: Some("no cell of this sweep is a valid experiment".to_string()),
@@ -605,22 +605,8 @@ pub(crate) fn sweep_gpu(choice: BackendChoice, sweep: &SweepConfig, threads: usi
             max_members: 1,
         };
     };
-    // Judged on a stack as large as the sweep's stacks will be: units of one stack differ
-    // only in their data and seed, which costs what runs of one experiment cost.
-    let typical = stack_groups(sweep, &sweep.units(), limits::MAX_RUNS as usize)
-        .iter()
-        .map(Vec::len)
-        .max()
-        .unwrap_or(1);
-    let mut probe = largest.clone().into_inner();
-    probe.runs = typical as u32;
-    let probe = probe.validate().unwrap_or(largest);
     let chosen = pollster::block_on(select::choose(choice, 1, threads, &probe, default_clock));
-    let max_members = match chosen.grouping {
-        Grouping::PerMethodUpTo(n) => n,
-        Grouping::PerMethod => limits::MAX_RUNS as usize,
-        Grouping::PerRun => 1,
-    };
+    let max_members = stack_cap(chosen.grouping);
     SweepGpu {
         backend: (chosen.backend.kind() == BackendKind::Gpu).then_some(chosen.backend),
         notice: chosen.notice,
