@@ -509,6 +509,58 @@ fn fused_solvers_match_the_step_by_step_ones() {
     }
 }
 
+/// The fused FISTA kernel leaves the members it is told to skip (converged ones, whose codes
+/// were kept at a check) as they are, and runs the others as without the skip.
+#[test]
+fn fused_fista_leaves_skipped_members_alone() {
+    use sparse_playground::compute::FistaJob;
+    let Some(g) = gpu() else { return };
+    let (members, dim, atoms, n) = (3, 8, 16, 40);
+    let shape = Shape::new(members, atoms, n);
+    let dict = g.upload(
+        Shape::new(members, dim, atoms),
+        &random(members * dim * atoms, 21),
+    );
+    let x = g.upload(Shape::new(1, dim, n), &random(dim * n, 22));
+    let start = random(members * atoms * n, 23);
+    let run = |skip: &[bool]| {
+        let (mut s, mut s_prev, mut y) = (
+            g.upload(shape, &start),
+            g.upload(shape, &start),
+            g.upload(shape, &start),
+        );
+        let mut job = FistaJob {
+            dict: &dict,
+            x: &x,
+            s: &mut s,
+            s_prev: &mut s_prev,
+            y: &mut y,
+            step: &[0.05; 3],
+            threshold: &[0.001],
+            momentum: &[0.3; 5],
+            nonneg: true,
+            iterations: 5,
+            skip,
+        };
+        assert!(g.fista_fused(&mut job), "the fused kernel takes 8 x 16");
+        host(&*g, &s)
+    };
+    let (all, skipped) = (run(&[]), run(&[false, true, false]));
+    let per = atoms * n;
+    assert_eq!(
+        &skipped[per..2 * per],
+        &start[per..2 * per],
+        "member 1 left alone"
+    );
+    assert_ne!(
+        &all[per..2 * per],
+        &start[per..2 * per],
+        "member 1 runs without the skip"
+    );
+    assert_eq!(&skipped[..per], &all[..per]);
+    assert_eq!(&skipped[2 * per..], &all[2 * per..]);
+}
+
 /// Fused training of one-layer encoders and of MLPs with one hidden layer (every variant the
 /// kernels take: bias or not, top-k or not, learned or frozen dictionary, per-member learning
 /// rates, a batch that is not a whole number of chunks) against the CPU's steps and the GPU's

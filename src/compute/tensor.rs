@@ -646,6 +646,9 @@ pub struct FistaJob<'a> {
     pub nonneg: bool,
     /// Iterations to run (`momentum` holds `iterations` or `iterations x members` values).
     pub iterations: usize,
+    /// Members whose codes no longer matter (converged: their codes were kept at a check);
+    /// a backend may leave them as they are. Empty: every member runs.
+    pub skip: &'a [bool],
 }
 
 impl FistaJob<'_> {

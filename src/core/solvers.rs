@@ -473,6 +473,15 @@ impl FistaRun {
 
     fn iterate(&mut self, backend: &dyn Backend, x: &Tensor, momentum: &[f32], iterations: usize) {
         let threshold = self.thresholds();
+        // Converged members keep the codes of their check: a stack runs on for the others only
+        // (a fused kernel leaves them alone; a stack on a GPU pays for its slowest member's
+        // iterations, not for every member's).
+        let skip: Vec<bool> = self.finished.iter().map(Option::is_some).collect();
+        let skip = if skip.iter().any(|&s| s) {
+            &skip[..]
+        } else {
+            &[]
+        };
         let mut job = FistaJob {
             dict: &self.dict,
             x,
@@ -484,6 +493,7 @@ impl FistaRun {
             momentum,
             nonneg: self.nonneg,
             iterations,
+            skip,
         };
         if backend.fista_fused(&mut job) {
             return;

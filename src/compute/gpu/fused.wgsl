@@ -100,6 +100,8 @@ fn fista(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocatio
     let iters = p[1];
     let count = p[4];
     let g = member_value(6u, count, member);
+    // A member that converged (the host keeps its codes) takes the step 0: left alone.
+    if (g == 0.0) { return; }
     let th = member_value(6u + count, count, member);
     // Momenta: iteration-major, p[5] per iteration (one for all members, or one each).
     let mom_at = 6u + 2u * count + select(member, 0u, p[5] == 1u);

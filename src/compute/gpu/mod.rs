@@ -1667,8 +1667,22 @@ impl Backend for GpuBackend {
         }
         let n = job.x.cols();
         let bc = job.x.stack() == 1;
-        let steps = scalars_list(job.step, members);
-        let thresholds = scalars_list(job.threshold, members);
+        // A member to skip takes the step 0, which the kernel reads as "leave it".
+        let mut steps = scalars_list(job.step, members);
+        if !job.skip.is_empty() {
+            if steps.len() == 1 {
+                steps = vec![steps[0]; members];
+            }
+            for (g, &skip) in steps.iter_mut().zip(job.skip) {
+                if skip {
+                    *g = 0.0;
+                }
+            }
+        }
+        let mut thresholds = scalars_list(job.threshold, members);
+        if steps.len() == members && thresholds.len() == 1 {
+            thresholds = vec![thresholds[0]; members];
+        }
         assert_eq!(
             steps.len(),
             thresholds.len(),
