@@ -972,7 +972,12 @@ impl Scoring {
 /// but the seed and how their data are drawn (K, noise, skew), so their shapes, models and
 /// training are the same; `None` for an invalid unit.
 pub fn stack_key(sweep: &SweepConfig, unit: Unit) -> Option<String> {
-    let mut cfg = sweep.unit_config(unit).ok()?.into_inner();
+    sweep.unit_config(unit).ok().and_then(key_of)
+}
+
+/// [`stack_key`] of a unit's config.
+fn key_of(cfg: CheckedConfig) -> Option<String> {
+    let mut cfg = cfg.into_inner();
     cfg.seed = 0;
     cfg.data.sparsity_k = 0;
     cfg.data.noise_std = 0.0;
@@ -1076,8 +1081,12 @@ impl UnitStack {
                     .map_err(|e| format!("unit {u:?} is not a valid experiment: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let key = stack_key(sweep, first);
-        if let Some(u) = units.iter().find(|&&u| stack_key(sweep, u) != key) {
+        let key = key_of(configs[0].clone());
+        if let Some((u, _)) = units
+            .iter()
+            .zip(&configs)
+            .find(|(_, c)| key_of((*c).clone()) != key)
+        {
             return Err(format!(
                 "unit {u:?} differs from unit {first:?} in more than its data and seed"
             ));

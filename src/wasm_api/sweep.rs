@@ -11,7 +11,7 @@ use crate::core::results::BackendInfo;
 use crate::core::select::{self, BackendChoice};
 use crate::core::share;
 use crate::core::sweep::{
-    stack_cap, stack_key, SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun,
+    stack_cap, stack_groups, SweepConfig, SweepPreset, SweepResults, Unit, UnitResult, UnitRun,
     UnitStack,
 };
 use crate::core::theory;
@@ -223,6 +223,8 @@ pub struct SweepRunner {
     chunk: u64,
     /// The GPU the units compute on, and most units per stack; `None`: the CPU.
     gpu: Option<(Arc<dyn Backend>, usize)>,
+    /// On a GPU: the queued units grouped into stacks, to compute in turn.
+    stacks: VecDeque<Vec<Unit>>,
     report: SweepBackend,
 }
 
@@ -344,6 +346,7 @@ impl SweepRunner {
             units_done: 0,
             chunk: 16,
             gpu,
+            stacks: VecDeque::new(),
             report,
         }
     }
@@ -381,7 +384,7 @@ impl SweepRunner {
 
     /// Units queued or under way.
     pub fn pending(&self) -> usize {
-        self.queue.len() + self.current_units()
+        self.queue.len() + self.stacks.iter().map(Vec::len).sum::<usize>() + self.current_units()
     }
 
     /// Units finished by this runner.
@@ -415,11 +418,11 @@ impl SweepRunner {
         }
     }
 
-    /// The next thing to compute: on a GPU the front unit with the queued units that stack
-    /// with it (in queue order, up to the most per stack), else the front unit alone.
+    /// The next thing to compute: on a GPU the next stack of queued units (the queue is
+    /// grouped by [`stack_groups`] once per batch of units added), else the front unit alone.
     fn next(&mut self) -> Option<Current> {
-        let front = self.queue.pop_front()?;
         let Some((device, most)) = self.gpu.clone() else {
+            let front = self.queue.pop_front()?;
             return Some(Current::Unit(UnitRun::new(
                 &self.sweep,
                 front,
@@ -427,35 +430,25 @@ impl SweepRunner {
                 clock_seconds,
             )));
         };
-        let Some(key) = stack_key(&self.sweep, front) else {
-            // Not a valid experiment: reported, not run.
-            return Some(Current::Unit(UnitRun::new(
-                &self.sweep,
-                front,
-                device,
-                clock_seconds,
-            )));
-        };
-        let mut units = vec![front];
-        let mut rest = VecDeque::with_capacity(self.queue.len());
-        while let Some(u) = self.queue.pop_front() {
-            if units.len() < most && stack_key(&self.sweep, u).as_ref() == Some(&key) {
-                units.push(u);
-            } else {
-                rest.push_back(u);
-            }
+        if self.stacks.is_empty() {
+            let queued: Vec<Unit> = self.queue.drain(..).collect();
+            self.stacks = stack_groups(&self.sweep, &queued, most).into();
         }
-        self.queue = rest;
-        match UnitStack::new(&self.sweep, &units, device, clock_seconds) {
-            Ok(stack) => Some(Current::Stack(stack)),
-            Err(e) => unreachable!("units of one key stack: {e}"),
-        }
+        let group = self.stacks.pop_front()?;
+        Some(
+            match UnitStack::new(&self.sweep, &group, device.clone(), clock_seconds) {
+                Ok(stack) => Current::Stack(stack),
+                // Not a valid experiment (a group of its own): reported, not run.
+                Err(_) => Current::Unit(UnitRun::new(&self.sweep, group[0], device, clock_seconds)),
+            },
+        )
     }
 
-    /// The GPU stopped: its stack's units go back to the front of the queue, and they and
-    /// the rest compute on the CPU, the notice saying why.
+    /// The GPU stopped: its stack's units and every unit not started go back to the queue, and
+    /// compute on the CPU, the notice saying why.
     fn fall_back_to_cpu(&mut self, units: &[Unit], failure: &str) {
-        for &u in units.iter().rev() {
+        let waiting: Vec<Unit> = self.stacks.drain(..).flatten().collect();
+        for &u in units.iter().chain(&waiting).rev() {
             self.queue.push_front(u);
         }
         self.gpu = None;
