@@ -319,6 +319,34 @@ fn selections_and_losses_match_the_cpu() {
         g.topk_columns(&mut d, k);
         assert_close(&format!("topk k={k}"), &host(g, &d), &host(&cpu, &c), 0.0);
     }
+    // Real-activation widths: 4,608 latents, signed values with many ties (an eighth of them on
+    // a grid of five values, another eighth -0), and NaN. One invocation walking the column k
+    // times ran past llvmpipe's 65,535-iteration loop guard here. k = 2,300 cuts through the
+    // zeros (about 690 per column, +0 and -0 tied, kept from the lowest rows), and 4,600 is
+    // more than a column's non-NaN values (all of them kept).
+    let wide = Shape::new(2, 4_608, 5);
+    let mut rng = Rng::new(21);
+    let values: Vec<f32> = (0..wide.len())
+        .map(|i| match (i % 97, i % 8) {
+            (3, _) => f32::NAN,
+            (_, 0) => (rng.below(5) as f32 - 2.0) * 0.5,
+            (_, 1) => -0.0,
+            _ => rng.normal() as f32,
+        })
+        .collect();
+    for k in [0, 1, 32, 64, 2_300, 4_000, 4_600] {
+        let (mut c, mut d) = pair(g, wide, &values);
+        cpu.topk_columns(&mut c, k);
+        g.topk_columns(&mut d, k);
+        let (got, want) = (host(g, &d), host(&cpu, &c));
+        let kept = |v: &[f32]| v.iter().filter(|x| **x != 0.0).count();
+        assert_eq!(
+            kept(&got),
+            kept(&want),
+            "topk k={k} at 4,608 rows: entries kept"
+        );
+        assert_close(&format!("topk k={k} at 4,608 rows"), &got, &want, 0.0);
+    }
     // The reconstruction loss (f32 on the GPU, f64 on the CPU).
     let r_shape = Shape::new(3, 8, 100);
     let c_shape = Shape::new(3, 16, 100);

@@ -46,9 +46,11 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
 
 // Keep the k largest entries of every column of b1, zero the rest; one invocation per column.
 // k passes find the k-th entry in the order above, then one pass keeps what is not after it.
+// For short columns (k (rows + 1) small; gpu/mod.rs chooses): one invocation walks its column
+// k + 1 times, which past about 65,000 iterations would also run into llvmpipe's loop guard.
 // p = [stack * cols, rows, k]
 @compute @workgroup_size(256)
-fn topk_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+fn topk_columns_short(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let col = flat(gid, nwg);
     if (col >= p[0]) { return; }
     let rows = p[1];
@@ -228,5 +230,107 @@ fn batch_topk(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         let seen = select(bitcast<f32>(bits), 0.0, bits == 0xffffffffu);
         let old = b2[wid.x];
         b2[wid.x] = select(pf(2u) * old + (1.0 - pf(2u)) * seen, seen, old < 0.0);
+    }
+}
+
+var<workgroup> topk_ties: array<u32, 256>;
+
+// A key that orders like the values (larger value, larger key), with -0 as +0; NaN is kept out
+// by the callers.
+fn order_key(v: f32) -> u32 {
+    let bits = bitcast<u32>(select(v, 0.0, v == 0.0));
+    return select(bits | 0x80000000u, ~bits, (bits & 0x80000000u) != 0u);
+}
+
+// The same selection as topk_columns_short, one workgroup per column (columns of real
+// activations' widths: thousands of rows). A radix select on the order keys of the column's
+// non-NaN values finds the key of the k-th largest in four passes of a 256-bin histogram, byte
+// by byte from the top; then every invocation takes a run of consecutive rows, counts the
+// entries equal to that key in its run, and an exclusive scan of the counts gives each run how
+// many equal entries earlier rows hold, so ties keep the lowest rows as on the CPU. Columns
+// with at most k non-NaN values keep them all.
+// p = [stack * cols, rows, k]
+@compute @workgroup_size(256)
+fn topk_columns(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let col = wid.x + wid.y * nwg.x;
+    if (col >= p[0]) { return; }
+    let rows = p[1];
+    let base = col * rows;
+    let t = lid.x;
+    if (t == 0u) {
+        topk_prefix = 0u;
+        topk_remaining = p[2];
+        topk_all = 0u;
+    }
+    var mask = 0u;
+    for (var pass_ = 0u; pass_ < 4u; pass_++) {
+        let shift = 24u - 8u * pass_;
+        atomicStore(&topk_hist[t], 0u);
+        workgroupBarrier();
+        let prefix = topk_prefix;
+        for (var e = t; e < rows; e += WG) {
+            let v = b1[base + e];
+            let key = order_key(v);
+            if (!is_nan(v) && (key & mask) == prefix) {
+                atomicAdd(&topk_hist[(key >> shift) & 255u], 1u);
+            }
+        }
+        workgroupBarrier();
+        if (t == 0u && topk_all == 0u) {
+            // The bin holding the remaining-th largest of the keys matching the prefix.
+            var above = 0u;
+            var found = false;
+            for (var bin = 255i; bin >= 0i; bin--) {
+                let count = atomicLoad(&topk_hist[u32(bin)]);
+                if (above + count >= topk_remaining) {
+                    topk_prefix = topk_prefix | (u32(bin) << shift);
+                    topk_remaining = topk_remaining - above;
+                    found = true;
+                    break;
+                }
+                above += count;
+            }
+            // Only in the first pass, which counts every value: fewer than k of them.
+            topk_all = select(0u, 1u, !found);
+        }
+        mask = mask | (255u << shift);
+        workgroupBarrier();
+    }
+    let cut = topk_prefix;
+    let need = topk_remaining;
+    let keep_all = topk_all == 1u;
+    let run = (rows + WG - 1u) / WG;
+    let lo = min(t * run, rows);
+    let hi = min(lo + run, rows);
+    var ties = 0u;
+    for (var r = lo; r < hi; r++) {
+        let v = b1[base + r];
+        if (!is_nan(v) && order_key(v) == cut) { ties++; }
+    }
+    topk_ties[t] = ties;
+    workgroupBarrier();
+    if (t == 0u) {
+        var total = 0u;
+        for (var i = 0u; i < WG; i++) {
+            let count = topk_ties[i];
+            topk_ties[i] = total;
+            total += count;
+        }
+    }
+    workgroupBarrier();
+    var earlier = topk_ties[t];
+    for (var r = lo; r < hi; r++) {
+        let v = b1[base + r];
+        let key = order_key(v);
+        var keep = !is_nan(v) && (keep_all || key > cut);
+        if (!is_nan(v) && !keep_all && key == cut) {
+            keep = earlier < need;
+            earlier++;
+        }
+        if (!keep) { b1[base + r] = 0.0; }
     }
 }

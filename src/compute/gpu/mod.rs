@@ -234,6 +234,16 @@ fn grid(values: usize) -> (u32, u32, u32) {
     (x as u32, y as u32, 1)
 }
 
+/// A grid of `count` workgroups, spread over y past 65,535 (kernels with one workgroup per
+/// item take their index as x + y * the grid's width and return past `count`).
+fn workgroups(count: usize) -> (u32, u32, u32) {
+    let x = count.clamp(1, 65_535);
+    (x as u32, count.div_ceil(x).max(1) as u32, 1)
+}
+
+/// The longest walk of a column (rows times passes) that top-k leaves to one invocation.
+const TOPK_SHORT_WALK: usize = 4_096;
+
 fn gemm_case(ta: bool, tb: bool) -> &'static str {
     match (ta, tb) {
         (false, false) => "nn",
@@ -1284,8 +1294,16 @@ impl Backend for GpuBackend {
         }
         let cols = s.stack * s.cols;
         let p = Params::default().u(cols).u(s.rows).u(k);
-        let pipeline = self.pipeline("columns", "topk_columns");
-        self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+        // One invocation per column walks it k + 1 times: fine for the paper's short columns,
+        // too long a walk (and past llvmpipe's loop guard) for real activations' widths, which
+        // take a workgroup per column.
+        if (k + 1) * s.rows <= TOPK_SHORT_WALK {
+            let pipeline = self.pipeline("columns", "topk_columns_short");
+            self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+        } else {
+            let pipeline = self.pipeline("columns", "topk_columns");
+            self.dispatch(&pipeline, p, &[t.device()], workgroups(cols));
+        }
     }
 
     fn batch_topk(&self, t: &mut Tensor, keep: usize, threshold: &mut Tensor, decay: f32) {
