@@ -178,6 +178,32 @@ fn elementwise_kernels_match_the_cpu() {
     cpu.normalize_columns(&mut cf);
     g.normalize_columns(&mut df);
     assert_close("normalize_columns", &host(g, &df), &host(&cpu, &cf), 1e-6);
+    // Long columns, each reduced by a workgroup: sums over 5,000 columns of 70 rows (three
+    // blocks of rows, the last partly filled), and unit norms of 600-row columns, one all zero.
+    let long = Shape::new(2, 70, 5_000);
+    let (cl, dl) = pair(g, long, &random(long.len(), 5));
+    let sums = Shape::new(2, 70, 1);
+    let (mut cs, mut ds) = pair(g, sums, &vec![0.0; sums.len()]);
+    cpu.sum_columns(&cl, &mut cs);
+    g.sum_columns(&dl, &mut ds);
+    assert_rel_l2(
+        "sum_columns over 5,000 columns",
+        &host(g, &ds),
+        &host(&cpu, &cs),
+        1e-5,
+    );
+    let tall = Shape::new(2, 600, 9);
+    let mut values = random(tall.len(), 6);
+    values[600 * 4..600 * 5].fill(0.0);
+    let (mut ct, mut dt) = pair(g, tall, &values);
+    cpu.normalize_columns(&mut ct);
+    g.normalize_columns(&mut dt);
+    assert_close(
+        "normalize_columns, 600 rows",
+        &host(g, &dt),
+        &host(&cpu, &ct),
+        1e-6,
+    );
 }
 
 #[test]

@@ -1,22 +1,46 @@
 // Kernels over the columns and rows of every matrix of a stack.
 
-// b2 (stack x rows x 1) <- the sum of b1's columns; one invocation per (member, row).
-// p = [stack * rows, rows, cols]
+var<workgroup> col_sums: array<f32, 256>;
+
+// b2 (stack x rows x 1) <- the sum of b1's columns. A workgroup takes 32 rows of one member:
+// eight lanes of 32 consecutive rows each (reads coalesce along the rows) sum every eighth
+// column, then the eight partial sums of a row add up in workgroup memory. Each invocation
+// walks cols / 8 columns (one walking all of them left a real GPU a thread per row, and ran
+// past llvmpipe's loop guard beyond 65,535 columns).
+// p = [stack * row_blocks, rows, cols, row_blocks]
 @compute @workgroup_size(256)
-fn sum_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = flat(gid, nwg);
-    if (i >= p[0]) { return; }
+fn sum_columns(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let g = wid.x + wid.y * nwg.x;
+    if (g >= p[0]) { return; }
     let rows = p[1];
     let cols = p[2];
-    let base = (i / rows) * rows * cols + i % rows;
+    let member = g / p[3];
+    let row = (g % p[3]) * 32u + lid.x % 32u;
+    let lane = lid.x / 32u;
     var acc = 0.0;
-    for (var c = 0u; c < cols; c++) {
-        acc += b1[base + c * rows];
+    if (row < rows) {
+        let base = member * rows * cols + row;
+        for (var c = lane; c < cols; c += 8u) {
+            acc += b1[base + c * rows];
+        }
     }
-    b2[i] = acc;
+    col_sums[lid.x] = acc;
+    workgroupBarrier();
+    if (lane == 0u && row < rows) {
+        var total = 0.0;
+        for (var l = 0u; l < 8u; l++) {
+            total += col_sums[l * 32u + lid.x];
+        }
+        b2[member * rows + row] = total;
+    }
 }
 
-// Every column of b1 to unit L2 norm (norm 0 left alone); one invocation per column.
+// Every column of b1 to unit L2 norm (norm 0 left alone); one invocation per column, for
+// short columns (the paper's 8 to 64 rows).
 // p = [stack * cols, rows]
 @compute @workgroup_size(256)
 fn normalize_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -33,6 +57,44 @@ fn normalize_columns(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num
     if (norm > 0.0) {
         let inv = 1.0 / norm;
         for (var r = 0u; r < rows; r++) {
+            b1[base + r] = b1[base + r] * inv;
+        }
+    }
+}
+
+var<workgroup> norm_sums: array<f32, 64>;
+
+// The same for long columns (real activations' 576 rows and more): 64 invocations per column,
+// each taking every 64th row (reads coalesce), their squares reduced in workgroup memory.
+// p = [stack * cols, rows]
+@compute @workgroup_size(64)
+fn normalize_long_columns(
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+) {
+    let col = wid.x + wid.y * nwg.x;
+    if (col >= p[0]) { return; }
+    let rows = p[1];
+    let base = col * rows;
+    let t = lid.x;
+    var ss = 0.0;
+    for (var r = t; r < rows; r += 64u) {
+        let v = b1[base + r];
+        ss += v * v;
+    }
+    norm_sums[t] = ss;
+    workgroupBarrier();
+    for (var half = 32u; half > 0u; half = half / 2u) {
+        if (t < half) {
+            norm_sums[t] += norm_sums[t + half];
+        }
+        workgroupBarrier();
+    }
+    let norm = sqrt(norm_sums[0]);
+    if (norm > 0.0) {
+        let inv = 1.0 / norm;
+        for (var r = t; r < rows; r += 64u) {
             b1[base + r] = b1[base + r] * inv;
         }
     }

@@ -1265,10 +1265,12 @@ impl Backend for GpuBackend {
             Shape::new(ss.stack, ss.rows, 1),
             "sum_columns: out must be rows x 1"
         );
-        let count = ss.stack * ss.rows;
-        let p = Params::default().u(count).u(ss.rows).u(ss.cols);
+        let blocks = ss.rows.div_ceil(32);
+        let count = ss.stack * blocks;
+        let p = Params::default().u(count).u(ss.rows).u(ss.cols).u(blocks);
         let pipeline = self.pipeline("columns", "sum_columns");
-        self.dispatch(&pipeline, p, &[src.device(), out.device()], grid(count));
+        let tensors = [src.device(), out.device()];
+        self.dispatch(&pipeline, p, &tensors, workgroups(count));
     }
 
     fn relu(&self, t: &mut Tensor) {
@@ -1449,8 +1451,13 @@ impl Backend for GpuBackend {
         let s = t.shape();
         let cols = s.stack * s.cols;
         let p = Params::default().u(cols).u(s.rows);
-        let pipeline = self.pipeline("columns", "normalize_columns");
-        self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+        if s.rows <= 64 {
+            let pipeline = self.pipeline("columns", "normalize_columns");
+            self.dispatch(&pipeline, p, &[t.device()], grid(cols));
+        } else {
+            let pipeline = self.pipeline("columns", "normalize_long_columns");
+            self.dispatch(&pipeline, p, &[t.device()], workgroups(cols));
+        }
     }
 
     fn residual(&self, recon: &mut Tensor, x: &Tensor, scale: &[f32]) {
