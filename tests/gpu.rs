@@ -9,7 +9,7 @@
 
 use sparse_playground::compute::gpu::GpuBackend;
 use sparse_playground::compute::{
-    read_now, AdamScalars, Backend, CpuBackend, JumpReluScalars, Op, Shape, Tensor,
+    read_now, AdamScalars, Backend, CpuBackend, Epilogue, JumpReluScalars, Op, Shape, Tensor,
 };
 use sparse_playground::core::config::{MethodConfig, Preset, Setting, SolverConfig};
 use sparse_playground::core::rng::Rng;
@@ -268,6 +268,134 @@ fn optimiser_kernels_match_the_cpu() {
         assert_close("fista s", &host(g, &ds), &host(&cpu, &cs), 1e-6);
         assert_close("fista y", &host(g, &dy), &host(&cpu, &cy), 1e-6);
     }
+}
+
+/// A product's epilogue (bias and ReLU, the scaled residual, the L1 sign and the mask back
+/// through a ReLU) gives what the product followed by the operations it stands for gives, on
+/// the CPU (the reference) and on the GPU run as separate dispatches, in one dispatch; tiled
+/// and thin shapes, operands per member and broadcast, one scale and one per member.
+#[test]
+fn product_epilogues_match_the_operations_they_fuse() {
+    let Some(g) = gpu() else { return };
+    let cpu = CpuBackend::new(1);
+    let g: &GpuBackend = &g;
+    let cpu_ref: &dyn Backend = &cpu;
+    for (m, n, k) in [(70, 65, 130), (16, 300, 8)] {
+        let a_shape = Shape::new(3, m, k);
+        let b_shape = Shape::new(3, n, k);
+        let c_shape = Shape::new(3, m, n);
+        let (ca, da) = pair(g, a_shape, &random(a_shape.len(), 30));
+        let (cb, db) = pair(g, b_shape, &random(b_shape.len(), 31));
+        let mut out = random(c_shape.len(), 32);
+        for v in out.iter_mut().step_by(3) {
+            *v = v.max(0.0);
+        }
+        let (cout, dout) = pair(g, c_shape, &out);
+        for operand_stack in [3, 1] {
+            let bias_shape = Shape::new(operand_stack, m, 1);
+            let (cbias, dbias) = pair(g, bias_shape, &random(bias_shape.len(), 33));
+            let x_shape = c_shape.with_stack(operand_stack);
+            let (cx, dx) = pair(g, x_shape, &random(x_shape.len(), 34));
+            let scales = [0.5f32, -2.0, 3.0];
+            let on_cpu = epilogue_cases(&cbias, &cx, &cout, &scales);
+            let on_gpu = epilogue_cases(&dbias, &dx, &dout, &scales);
+            for ((what, cpu_epilogue), (_, epilogue)) in on_cpu.into_iter().zip(on_gpu) {
+                let what = format!("{what} at {m}x{n}x{k}, operands of stack {operand_stack}");
+                let zero = vec![0.0; c_shape.len()];
+                let (mut cc, mut fused) = pair(g, c_shape, &zero);
+                let mut apart = g.upload(c_shape, &zero);
+                cpu_ref.gemm_epilogue(0.7, Op::n(&ca), Op::t(&cb), &mut cc, cpu_epilogue);
+                let before = g.counters();
+                g.gemm_epilogue(0.7, Op::n(&da), Op::t(&db), &mut fused, epilogue);
+                let dispatches = g.counters().since(&before).dispatches;
+                assert_eq!(dispatches, 1, "{what}: one dispatch");
+                // The trait's own composition, on the GPU: its default body, run by hand.
+                let gpu_ref: &dyn Backend = g;
+                gpu_ref.gemm(0.7, Op::n(&da), Op::t(&db), 0.0, &mut apart);
+                match epilogue {
+                    Epilogue::Activation { bias, relu } => {
+                        if let Some(bias) = bias {
+                            gpu_ref.add_bias(&mut apart, bias);
+                        }
+                        if relu {
+                            gpu_ref.relu(&mut apart);
+                        }
+                    }
+                    Epilogue::Residual { x, scale } => gpu_ref.residual(&mut apart, x, scale),
+                    Epilogue::Gradient {
+                        out,
+                        l1,
+                        through_relu,
+                    } => {
+                        if let Some(l1) = l1 {
+                            gpu_ref.l1_subgradient(&mut apart, out, l1);
+                        }
+                        if through_relu {
+                            gpu_ref.relu_backward(&mut apart, out);
+                        }
+                    }
+                }
+                let got = host(g, &fused);
+                let tol = 2e-6 * (k as f32).sqrt() * 4.0;
+                assert_close(
+                    &format!("{what}, against the CPU"),
+                    &got,
+                    &host(&cpu, &cc),
+                    tol,
+                );
+                assert_close(
+                    &format!("{what}, against separate dispatches"),
+                    &got,
+                    &host(g, &apart),
+                    1e-6,
+                );
+                if what.starts_with("mask") || what.starts_with("bias + relu") {
+                    assert!(got.iter().any(|v| *v == 0.0), "{what}: something masked");
+                }
+            }
+        }
+    }
+}
+
+/// Every epilogue, on these operands, named.
+fn epilogue_cases<'a>(
+    bias: &'a Tensor,
+    x: &'a Tensor,
+    out: &'a Tensor,
+    scales: &'a [f32],
+) -> Vec<(&'static str, Epilogue<'a>)> {
+    let gradient = |l1, through_relu| Epilogue::Gradient {
+        out,
+        l1,
+        through_relu,
+    };
+    vec![
+        (
+            "bias + relu",
+            Epilogue::Activation {
+                bias: Some(bias),
+                relu: true,
+            },
+        ),
+        (
+            "bias",
+            Epilogue::Activation {
+                bias: Some(bias),
+                relu: false,
+            },
+        ),
+        (
+            "relu",
+            Epilogue::Activation {
+                bias: None,
+                relu: true,
+            },
+        ),
+        ("residual", Epilogue::Residual { x, scale: scales }),
+        ("l1 + mask", gradient(Some(&[0.25][..]), true)),
+        ("l1 per member", gradient(Some(scales), false)),
+        ("mask", gradient(None, true)),
+    ]
 }
 
 #[test]

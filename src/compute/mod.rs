@@ -16,7 +16,7 @@ pub use cpu::{CpuBackend, SmallKernel};
 pub use cpu_tensor::normalize_columns_slice;
 pub use tensor::{
     loss_shape, loss_value, per_member, AdamExpJob, Backend, BackendError, BackendKind,
-    EncoderTrainJob, EncoderTrainShape, FistaJob, JumpReluScalars, Op, Readback, Shape,
+    EncoderTrainJob, EncoderTrainShape, Epilogue, FistaJob, JumpReluScalars, Op, Readback, Shape,
     SparseCodingTrainJob, Tensor,
 };
 

@@ -120,6 +120,31 @@ impl Tensor {
     }
 }
 
+/// What [`Backend::gemm_epilogue`] does to each value c of a product before storing it: the
+/// elementwise step that follows the product in a layer or a gradient, in the same f32
+/// arithmetic as the separate operations it stands for.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a> {
+    /// c + bias (stack x rows x 1, or 1 x rows x 1 for every member) when there is one, then
+    /// max(., 0) with NaN to 0 when `relu`: a layer's pre-activation and ReLU
+    /// ([`Backend::add_bias`], [`Backend::relu`]).
+    Activation {
+        bias: Option<&'a Tensor>,
+        relu: bool,
+    },
+    /// (c - x) * scale[member] (x per member or broadcast; one scale, or one per member): a
+    /// scaled residual ([`Backend::residual`]).
+    Residual { x: &'a Tensor, scale: &'a [f32] },
+    /// c + l1[member] * sign(out) when `l1` is given, then 0 wherever `through_relu` and
+    /// out <= 0: the gradient at a ReLU's output carried to its input
+    /// ([`Backend::l1_subgradient`], [`Backend::relu_backward`]; `out` has c's shape).
+    Gradient {
+        out: &'a Tensor,
+        l1: Option<&'a [f32]>,
+        through_relu: bool,
+    },
+}
+
 /// A tensor operand of a product, used as stored or transposed (every matrix of the stack).
 #[derive(Clone, Copy, Debug)]
 pub struct Op<'a> {
@@ -329,6 +354,43 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     /// c <- alpha op(a) op(b) + beta c for every matrix of the stack; a or b may have a stack
     /// of 1 (broadcast). `beta = 0` ignores c's old contents (NaN included).
     fn gemm(&self, alpha: f32, a: Op<'_>, b: Op<'_>, beta: f32, c: &mut Tensor);
+
+    /// c <- epilogue(alpha op(a) op(b)) (see [`Epilogue`]). The default runs the product and
+    /// then the operations the epilogue stands for; a GPU applies it as it stores the product,
+    /// saving a dispatch and a pass over c for each of them.
+    fn gemm_epilogue(
+        &self,
+        alpha: f32,
+        a: Op<'_>,
+        b: Op<'_>,
+        c: &mut Tensor,
+        epilogue: Epilogue<'_>,
+    ) {
+        self.gemm(alpha, a, b, 0.0, c);
+        match epilogue {
+            Epilogue::Activation { bias, relu } => {
+                if let Some(bias) = bias {
+                    self.add_bias(c, bias);
+                }
+                if relu {
+                    self.relu(c);
+                }
+            }
+            Epilogue::Residual { x, scale } => self.residual(c, x, scale),
+            Epilogue::Gradient {
+                out,
+                l1,
+                through_relu,
+            } => {
+                if let Some(l1) = l1 {
+                    self.l1_subgradient(c, out, l1);
+                }
+                if through_relu {
+                    self.relu_backward(c, out);
+                }
+            }
+        }
+    }
 
     /// out[:, j] += bias for every column j (bias: stack x rows x 1).
     fn add_bias(&self, out: &mut Tensor, bias: &Tensor);

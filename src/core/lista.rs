@@ -14,7 +14,7 @@
 use super::adam::{self, AdamClock};
 use super::models::{random_dictionary, reconstruction_backward, Layer};
 use super::rng::Rng;
-use crate::compute::{Backend, Op, Shape, Tensor};
+use crate::compute::{Backend, Epilogue, Op, Shape, Tensor};
 
 /// The activations of one batch size, reused across steps.
 #[derive(Debug)]
@@ -220,20 +220,28 @@ impl ListaModel {
             &[self.l1_penalty],
             &mut sc.recon,
             &mut sc.g,
+            true,
             Some(g_d),
             want_loss.then_some(&mut self.loss),
         );
         // Back through h_T .. h_0: at each, the gradient w.r.t. the pre-activation (c + S h)
         // goes to W and b (through c, which every iteration adds) and, past h_0, to S and on
         // down through S^T.
+        // The gradient at h_t arrives carried back through h_t's ReLU: the products that make
+        // it mask it as they store it.
         for t in (0..=self.iterations).rev() {
-            backend.relu_backward(&mut sc.g, &sc.h[t]);
             let beta = if t == self.iterations { 0.0 } else { 1.0 };
             backend.gemm(1.0, Op::n(&sc.g), Op::t(x), beta, g_w);
             backend.gemm(1.0, Op::n(&sc.g), Op::n(&sc.ones), beta, g_b);
             if t > 0 {
                 backend.gemm(1.0, Op::n(&sc.g), Op::t(&sc.h[t - 1]), beta, g_s);
-                backend.gemm(1.0, Op::t(&self.lateral), Op::n(&sc.g), 0.0, &mut sc.g_next);
+                let gradient = Epilogue::Gradient {
+                    out: &sc.h[t - 1],
+                    l1: None,
+                    through_relu: true,
+                };
+                let (lateral, g) = (Op::t(&self.lateral), Op::n(&sc.g));
+                backend.gemm_epilogue(1.0, lateral, g, &mut sc.g_next, gradient);
                 std::mem::swap(&mut sc.g, &mut sc.g_next);
             } else if self.iterations == 0 {
                 backend.fill(g_s, 0.0);

@@ -13,7 +13,8 @@ use super::adam::{self, AdamClock};
 use super::rng::Rng;
 use super::Matrix;
 use crate::compute::{
-    AdamScalars, Backend, EncoderTrainJob, EncoderTrainShape, JumpReluScalars, Op, Shape, Tensor,
+    AdamScalars, Backend, EncoderTrainJob, EncoderTrainShape, Epilogue, JumpReluScalars, Op, Shape,
+    Tensor,
 };
 
 /// One member's linear layer, weight (out x in), optional bias, PyTorch's default
@@ -645,7 +646,7 @@ impl EncoderModel {
             let mut out = backend.zeros(Shape::new(self.members, layer.weight.rows(), x.cols()));
             match (&self.gate, l == last) {
                 (Some(gate), true) => {
-                    pre_activation(backend, layer, input, &mut out);
+                    pre_activation(backend, layer, input, &mut out, false);
                     match gate {
                         Gate::BatchTopk { threshold, .. } => {
                             backend.threshold_rows(&mut out, threshold, 1.0);
@@ -687,11 +688,11 @@ impl EncoderModel {
             let out = &mut rest[0];
             match (&mut self.gate, l == last) {
                 (Some(Gate::BatchTopk { k, threshold }), true) => {
-                    pre_activation(backend, layer, input, out);
+                    pre_activation(backend, layer, input, out, false);
                     backend.batch_topk(out, *k * batch, threshold, BATCH_TOPK_DECAY);
                 }
                 (Some(Gate::JumpRelu { threshold, .. }), true) => {
-                    pre_activation(backend, layer, input, out);
+                    pre_activation(backend, layer, input, out, false);
                     let pre = self.scratch.pre.as_mut().expect("JumpReLU scratch");
                     backend.copy(out, pre);
                     backend.threshold_rows(out, threshold, JUMP_THRESHOLD_SCALE);
@@ -742,6 +743,7 @@ impl EncoderModel {
                         .as_mut()
                         .expect("scratch has a reconstruction"),
                     &mut self.scratch.deltas[last],
+                    jump.is_none(),
                     dict_grad,
                     want_loss.then_some(&mut self.loss),
                 );
@@ -777,9 +779,16 @@ impl EncoderModel {
             layer_grad_start.push(grad_idx);
             grad_idx += 1 + usize::from(layer.bias.is_some());
         }
+        // Whether deltas[l] is already carried back through layer l's ReLU: the products
+        // that make it do so as they store it, except JumpReLU's (its threshold gradient
+        // needs the gradient at the gate's output) and the supervised objective's.
+        let mut through =
+            matches!(self.objective, Objective::Reconstruction { .. }) && theta_index.is_none();
         for l in (0..=last).rev() {
             // ReLU (and TopK) pass gradient only where the output is positive.
-            backend.relu_backward(&mut self.scratch.deltas[l], &self.scratch.acts[l]);
+            if !through {
+                backend.relu_backward(&mut self.scratch.deltas[l], &self.scratch.acts[l]);
+            }
             let delta = &self.scratch.deltas[l];
             let input = if l == 0 { x } else { &self.scratch.acts[l - 1] };
             let gi = layer_grad_start[l];
@@ -790,13 +799,19 @@ impl EncoderModel {
             }
             if l > 0 {
                 let (lower, upper) = self.scratch.deltas.split_at_mut(l);
-                backend.gemm(
+                let gradient = Epilogue::Gradient {
+                    out: &self.scratch.acts[l - 1],
+                    l1: None,
+                    through_relu: true,
+                };
+                backend.gemm_epilogue(
                     1.0,
                     Op::t(&layer.weight),
                     Op::n(&upper[0]),
-                    0.0,
                     &mut lower[l - 1],
+                    gradient,
                 );
+                through = true;
             }
         }
     }
@@ -853,12 +868,19 @@ impl EncoderModel {
     }
 }
 
-/// out = W input + b.
-fn pre_activation(backend: &dyn Backend, layer: &StackLayer, input: &Tensor, out: &mut Tensor) {
-    backend.gemm(1.0, Op::n(&layer.weight), Op::n(input), 0.0, out);
-    if let Some(b) = &layer.bias {
-        backend.add_bias(out, b);
-    }
+/// out = W input + b, then ReLU when `relu` (one product with its epilogue).
+fn pre_activation(
+    backend: &dyn Backend,
+    layer: &StackLayer,
+    input: &Tensor,
+    out: &mut Tensor,
+    relu: bool,
+) {
+    let epilogue = Epilogue::Activation {
+        bias: layer.bias.as_ref(),
+        relu,
+    };
+    backend.gemm_epilogue(1.0, Op::n(&layer.weight), Op::n(input), out, epilogue);
 }
 
 /// out = act(W input + b), act = ReLU, or TopK then ReLU on the code layer.
@@ -869,16 +891,17 @@ fn forward_layer(
     out: &mut Tensor,
     topk: Option<usize>,
 ) {
-    pre_activation(backend, layer, input, out);
+    pre_activation(backend, layer, input, out, topk.is_none());
     if let Some(k) = topk {
         backend.topk_columns(out, k);
+        backend.relu(out);
     }
-    backend.relu(out);
 }
 
 /// Reconstruction loss of codes through `dict` (the stacks may broadcast): writes dL/dS into
-/// `d_codes`, dL/dD into `dict_grad` if asked, and the loss into `loss` if asked. `recon` is
-/// scratch (stack x M x b) and ends as the scaled residual.
+/// `d_codes` (carried back through the ReLU whose output the codes are, when `through_relu`:
+/// zero where a code is not positive), dL/dD into `dict_grad` if asked, and the loss into
+/// `loss` if asked. `recon` is scratch (stack x M x b) and ends as the scaled residual.
 #[allow(
     clippy::too_many_arguments,
     reason = "the loss's inputs and its three outputs"
@@ -891,21 +914,29 @@ pub fn reconstruction_backward(
     l1_penalty: &[f32],
     recon: &mut Tensor,
     d_codes: &mut Tensor,
+    through_relu: bool,
     dict_grad: Option<&mut Tensor>,
     loss: Option<&mut Tensor>,
 ) {
     let (dim, batch) = (x.rows(), x.cols());
     let num_atoms = codes.rows();
-    backend.gemm(1.0, Op::n(dict), Op::n(codes), 0.0, recon);
     let mse_scale = 2.0 / (batch * dim) as f32;
     // dL/d(DS) = mse_scale * (DS - X), stored over DS.
-    backend.residual(recon, x, &[mse_scale]);
-    backend.gemm(1.0, Op::t(dict), Op::n(recon), 0.0, d_codes);
+    let residual = Epilogue::Residual {
+        x,
+        scale: &[mse_scale],
+    };
+    backend.gemm_epilogue(1.0, Op::n(dict), Op::n(codes), recon, residual);
     let l1_scale: Vec<f32> = l1_penalty
         .iter()
         .map(|l| l / (batch * num_atoms) as f32)
         .collect();
-    backend.l1_subgradient(d_codes, codes, &l1_scale);
+    let gradient = Epilogue::Gradient {
+        out: codes,
+        l1: Some(&l1_scale),
+        through_relu,
+    };
+    backend.gemm_epilogue(1.0, Op::t(dict), Op::n(recon), d_codes, gradient);
     if let Some(loss) = loss {
         backend.reconstruction_loss(recon, codes, &[mse_scale], l1_penalty, loss);
     }

@@ -18,7 +18,8 @@ use super::flops;
 use super::sparse_coding::LOG_CODE_INIT;
 use super::Matrix;
 use crate::compute::{
-    read_now, AdamExpJob, AdamScalars, Backend, BackendError, FistaJob, Op, Readback, Shape, Tensor,
+    read_now, AdamExpJob, AdamScalars, Backend, BackendError, Epilogue, FistaJob, Op, Readback,
+    Shape, Tensor,
 };
 use nalgebra::{DMatrix, DVector};
 
@@ -503,8 +504,11 @@ impl FistaRun {
         let mut recon = backend.zeros(Shape::new(members, dim, n));
         for mom in momentum.chunks(members) {
             // r = g (D y - x), then s = y - D^T r and the proximal step.
-            backend.gemm(1.0, Op::n(&self.dict), Op::n(&self.y), 0.0, &mut recon);
-            backend.residual(&mut recon, x, &self.grad_step);
+            let residual = Epilogue::Residual {
+                x,
+                scale: &self.grad_step,
+            };
+            backend.gemm_epilogue(1.0, Op::n(&self.dict), Op::n(&self.y), &mut recon, residual);
             std::mem::swap(&mut self.s, &mut self.s_prev);
             backend.copy(&self.y, &mut self.s);
             backend.gemm(-1.0, Op::t(&self.dict), Op::n(&recon), 1.0, &mut self.s);

@@ -237,6 +237,7 @@ impl SparseCodingModel {
             &[self.l1_penalty],
             &mut sc.recon,
             &mut sc.d_codes,
+            false,
             Some(&mut self.dict_grad),
             Some(&mut self.loss),
         );
@@ -298,6 +299,7 @@ impl SparseCodingModel {
             &[self.l1_penalty],
             &mut sc.recon,
             &mut sc.d_codes,
+            false,
             Some(&mut self.dict_grad),
             want_loss.then_some(&mut self.loss),
         );

@@ -2,8 +2,11 @@
 // is the member; an operand with a stack of 1 is shared by every member.
 // One module per transpose case: gpu/mod.rs replaces {{TA}} and {{TB}} by `n` (as stored) or
 // `t` (transposed), so each load reads one layout (no kernel loads both and selects one).
-// b1 = A, b2 = B, b3 = C. p = [M, N, K, a_transposed, b_transposed, a_broadcast, b_broadcast,
-// alpha, beta, stack (gemm_simple only)]
+// b1 = A, b2 = B, b3 = C, b4 = the epilogue's operand. p = [M, N, K, a_transposed,
+// b_transposed, a_broadcast, b_broadcast, alpha, beta, stack, epilogue, operand_broadcast,
+// epilogue_flags, scale_count, scales...]. The epilogue (see `Epilogue` in compute/tensor.rs)
+// applies to each value as it is stored: 0 none; 1 + bias (flag 1), ReLU (flag 2); 2 the
+// scaled residual against b4; 3 + l1 sign(b4) (flag 1), zero where b4 <= 0 (flag 2).
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -46,31 +49,52 @@ fn tile_b_t(e: u32) -> vec2<u32> {
     return vec2(e / TILE, e % TILE);
 }
 
-// alpha c + beta C at one element of C.
-fn store_c(at: u32, c: f32, alpha: f32, beta: f32) {
+// alpha c + beta C at one element of C (row `row` of member `member`), then the epilogue.
+fn store_c(at: u32, row: u32, member: u32, c: f32, alpha: f32, beta: f32) {
     var out = alpha * c;
     if (beta != 0.0) {
         out += beta * b3[at];
+    }
+    let epilogue = p[10];
+    let flags = p[12];
+    if (epilogue == 1u) {
+        if ((flags & 1u) != 0u) {
+            out = out + b4[select(member, 0u, p[11] == 1u) * p[0] + row];
+        }
+        if ((flags & 2u) != 0u) {
+            out = select(0.0, out, out > 0.0 && !is_nan(out));
+        }
+    } else if (epilogue == 2u) {
+        let x = b4[select(at, at - member * p[0] * p[1], p[11] == 1u)];
+        out = (out - x) * member_value(14u, p[13], member);
+    } else if (epilogue == 3u) {
+        let s = b4[at];
+        if ((flags & 1u) != 0u) {
+            out = out + sign_of(s) * member_value(14u, p[13], member);
+        }
+        if ((flags & 2u) != 0u) {
+            out = select(0.0, out, s > 0.0);
+        }
     }
     b3[at] = out;
 }
 
 // Rows row..row + 7 of one column of C (lo holds the first four, hi the next), to the edge.
-fn store_column(c_base: u32, row: u32, col: u32, m: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
+fn store_column(member: u32, row: u32, col: u32, m: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
     if (col >= n) {
         return;
     }
     let alpha = pf(7u);
     let beta = pf(8u);
-    let at = c_base + row + col * m;
-    if (row < m) { store_c(at, lo.x, alpha, beta); }
-    if (row + 1u < m) { store_c(at + 1u, lo.y, alpha, beta); }
-    if (row + 2u < m) { store_c(at + 2u, lo.z, alpha, beta); }
-    if (row + 3u < m) { store_c(at + 3u, lo.w, alpha, beta); }
-    if (row + 4u < m) { store_c(at + 4u, hi.x, alpha, beta); }
-    if (row + 5u < m) { store_c(at + 5u, hi.y, alpha, beta); }
-    if (row + 6u < m) { store_c(at + 6u, hi.z, alpha, beta); }
-    if (row + 7u < m) { store_c(at + 7u, hi.w, alpha, beta); }
+    let at = member * m * n + row + col * m;
+    if (row < m) { store_c(at, row, member, lo.x, alpha, beta); }
+    if (row + 1u < m) { store_c(at + 1u, row + 1u, member, lo.y, alpha, beta); }
+    if (row + 2u < m) { store_c(at + 2u, row + 2u, member, lo.z, alpha, beta); }
+    if (row + 3u < m) { store_c(at + 3u, row + 3u, member, lo.w, alpha, beta); }
+    if (row + 4u < m) { store_c(at + 4u, row + 4u, member, hi.x, alpha, beta); }
+    if (row + 5u < m) { store_c(at + 5u, row + 5u, member, hi.y, alpha, beta); }
+    if (row + 6u < m) { store_c(at + 6u, row + 6u, member, hi.z, alpha, beta); }
+    if (row + 7u < m) { store_c(at + 7u, row + 7u, member, hi.w, alpha, beta); }
 }
 
 // 64 x 64 tiles of C: 8 x 8 invocations each own an 8 x 8 block (rows 8 lid.x.., columns
@@ -87,7 +111,6 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     let member = wg.z;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
-    let c_base = member * m * n;
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     let tid = lid.y * 8u + lid.x;
@@ -155,14 +178,14 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     }
     let row = row0 + 8u * lid.x;
     let col = col0 + 8u * lid.y;
-    store_column(c_base, row, col, m, n, c0l, c0h);
-    store_column(c_base, row, col + 1u, m, n, c1l, c1h);
-    store_column(c_base, row, col + 2u, m, n, c2l, c2h);
-    store_column(c_base, row, col + 3u, m, n, c3l, c3h);
-    store_column(c_base, row, col + 4u, m, n, c4l, c4h);
-    store_column(c_base, row, col + 5u, m, n, c5l, c5h);
-    store_column(c_base, row, col + 6u, m, n, c6l, c6h);
-    store_column(c_base, row, col + 7u, m, n, c7l, c7h);
+    store_column(member, row, col, m, n, c0l, c0h);
+    store_column(member, row, col + 1u, m, n, c1l, c1h);
+    store_column(member, row, col + 2u, m, n, c2l, c2h);
+    store_column(member, row, col + 3u, m, n, c3l, c3h);
+    store_column(member, row, col + 4u, m, n, c4l, c4h);
+    store_column(member, row, col + 5u, m, n, c5l, c5h);
+    store_column(member, row, col + 6u, m, n, c6l, c6h);
+    store_column(member, row, col + 7u, m, n, c7l, c7h);
 }
 
 // The same product for shapes too thin for tiles (the paper's: one side of 8 or 16, or few
@@ -185,5 +208,5 @@ fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     for (var q = 0u; q < k; q++) {
         acc = fma(b1[a_{{TA}}(a_base, row, q, m, k)], b2[b_{{TB}}(b_base, q, col, k, n)], acc);
     }
-    store_c(member * per + row + col * m, acc, pf(7u), pf(8u));
+    store_c(member * per + row + col * m, row, member, acc, pf(7u), pf(8u));
 }

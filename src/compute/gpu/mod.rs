@@ -17,7 +17,8 @@
 
 use super::tensor::{
     per_member, AdamExpJob, Backend, BackendError, BackendKind, EncoderTrainJob, EncoderTrainShape,
-    FistaJob, JumpReluScalars, Op, ReadSlot, Readback, Shape, SparseCodingTrainJob, Store, Tensor,
+    Epilogue, FistaJob, JumpReluScalars, Op, ReadSlot, Readback, Shape, SparseCodingTrainJob,
+    Store, Tensor,
 };
 use super::AdamScalars;
 use std::collections::HashMap;
@@ -701,6 +702,67 @@ impl GpuBackend {
     }
 
     /// The matrix product `entry` (`gemm` or `gemm_simple`) for one transpose case.
+    /// c <- alpha op(a) op(b) + beta c, then an epilogue: its parameters (from the epilogue's
+    /// word on, see gemm.wgsl) and its operand, if any.
+    fn product(
+        &self,
+        alpha: f32,
+        a: Op<'_>,
+        b: Op<'_>,
+        beta: f32,
+        c: &mut Tensor,
+        epilogue: Option<(Params, Option<&Tensor>)>,
+    ) {
+        let cs = c.shape();
+        let (m, k) = a.shape();
+        let (k2, n) = b.shape();
+        assert_eq!(
+            k, k2,
+            "gemm: inner dimensions differ ({m}x{k} times {k2}x{n})"
+        );
+        assert_eq!((m, n), (cs.rows, cs.cols), "gemm: output shape mismatch");
+        let abc = broadcast(a.tensor.shape(), cs, "gemm (a)");
+        let bbc = broadcast(b.tensor.shape(), cs, "gemm (b)");
+        let mut p = Params::default()
+            .u(m)
+            .u(n)
+            .u(k)
+            .b(a.transposed)
+            .b(b.transposed)
+            .b(abc || a.tensor.stack() == 1)
+            .b(bbc || b.tensor.stack() == 1)
+            .f(alpha)
+            .f(beta)
+            .u(cs.stack);
+        let operand = match epilogue {
+            Some((tail, operand)) => {
+                p.0.extend_from_slice(&tail.0);
+                operand
+            }
+            None => {
+                p = p.u(0);
+                None
+            }
+        };
+        // 64 x 64 tiles pay where both sides of C and K are wide; the paper's thin shapes (a side
+        // of 8 or 16) would leave most of a tile idle, so they take one invocation per element.
+        let tiled = m >= 32 && n >= 32 && k >= 32;
+        let mut tensors = vec![a.tensor.device(), b.tensor.device(), c.device()];
+        tensors.extend(operand.map(Tensor::device));
+        if tiled {
+            let pipeline = self.gemm_pipeline("gemm", a.transposed, b.transposed);
+            let groups = (
+                n.div_ceil(64) as u32,
+                m.div_ceil(64) as u32,
+                cs.stack as u32,
+            );
+            self.dispatch(&pipeline, p, &tensors, groups);
+        } else {
+            let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
+            self.dispatch(&pipeline, p, &tensors, grid(cs.len()));
+        }
+    }
+
     fn gemm_pipeline(&self, entry: &'static str, ta: bool, tb: bool) -> wgpu::ComputePipeline {
         self.pipeline_from(
             format!("gemm/{entry}/{}", gemm_case(ta, tb)),
@@ -1204,42 +1266,60 @@ impl Backend for GpuBackend {
     }
 
     fn gemm(&self, alpha: f32, a: Op<'_>, b: Op<'_>, beta: f32, c: &mut Tensor) {
+        self.product(alpha, a, b, beta, c, None);
+    }
+
+    fn gemm_epilogue(
+        &self,
+        alpha: f32,
+        a: Op<'_>,
+        b: Op<'_>,
+        c: &mut Tensor,
+        epilogue: Epilogue<'_>,
+    ) {
         let cs = c.shape();
-        let (m, k) = a.shape();
-        let (k2, n) = b.shape();
-        assert_eq!(
-            k, k2,
-            "gemm: inner dimensions differ ({m}x{k} times {k2}x{n})"
-        );
-        assert_eq!((m, n), (cs.rows, cs.cols), "gemm: output shape mismatch");
-        let abc = broadcast(a.tensor.shape(), cs, "gemm (a)");
-        let bbc = broadcast(b.tensor.shape(), cs, "gemm (b)");
-        let p = Params::default()
-            .u(m)
-            .u(n)
-            .u(k)
-            .b(a.transposed)
-            .b(b.transposed)
-            .b(abc || a.tensor.stack() == 1)
-            .b(bbc || b.tensor.stack() == 1)
-            .f(alpha)
-            .f(beta);
-        // 64 x 64 tiles pay where both sides of C and K are wide; the paper's thin shapes (a side
-        // of 8 or 16) would leave most of a tile idle, so they take one invocation per element.
-        let tiled = m >= 32 && n >= 32 && k >= 32;
-        let tensors = [a.tensor.device(), b.tensor.device(), c.device()];
-        if tiled {
-            let pipeline = self.gemm_pipeline("gemm", a.transposed, b.transposed);
-            let groups = (
-                n.div_ceil(64) as u32,
-                m.div_ceil(64) as u32,
-                cs.stack as u32,
-            );
-            self.dispatch(&pipeline, p, &tensors, groups);
-        } else {
-            let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
-            self.dispatch(&pipeline, p.u(cs.stack), &tensors, grid(cs.len()));
-        }
+        let (kind, operand, flags, scales) = match epilogue {
+            Epilogue::Activation { bias, relu } => {
+                if let Some(bias) = bias {
+                    assert_eq!(
+                        (bias.rows(), bias.cols()),
+                        (cs.rows, 1),
+                        "gemm_epilogue: the bias must be rows x 1"
+                    );
+                }
+                (
+                    1,
+                    bias,
+                    u32::from(bias.is_some()) | 2 * u32::from(relu),
+                    None,
+                )
+            }
+            Epilogue::Residual { x, scale } => {
+                assert_eq!(
+                    (x.rows(), x.cols()),
+                    (cs.rows, cs.cols),
+                    "gemm_epilogue: the residual's x has another shape"
+                );
+                (2, Some(x), 0, Some(scale))
+            }
+            Epilogue::Gradient {
+                out,
+                l1,
+                through_relu,
+            } => {
+                same("gemm_epilogue (gradient)", out.shape(), cs);
+                let flags = u32::from(l1.is_some()) | 2 * u32::from(through_relu);
+                (3, Some(out), flags, l1)
+            }
+        };
+        let operand_bc = operand
+            .is_some_and(|t| broadcast(t.shape(), cs, "gemm_epilogue (operand)") || t.stack() == 1);
+        let tail = Params::default()
+            .u(kind)
+            .b(operand_bc)
+            .u(flags as usize)
+            .list(&scalars_list(scales.unwrap_or(&[0.0]), cs.stack));
+        self.product(alpha, a, b, 0.0, c, Some((tail, operand)));
     }
 
     fn add_bias(&self, out: &mut Tensor, bias: &Tensor) {
