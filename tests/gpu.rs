@@ -350,7 +350,7 @@ fn product_epilogues_match_the_operations_they_fuse() {
                     1e-6,
                 );
                 if what.starts_with("mask") || what.starts_with("bias + relu") {
-                    assert!(got.iter().any(|v| *v == 0.0), "{what}: something masked");
+                    assert!(got.contains(&0.0), "{what}: something masked");
                 }
             }
         }
@@ -1444,5 +1444,110 @@ fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
                 assert!((u - v).abs() <= loss_tol * v.abs() + 1e-6, "{x:?} vs {y:?}");
             }
         }
+    }
+}
+
+/// An experiment on activations computes on the GPU without ever waiting for a read when it
+/// polls (the page's way: a browser cannot block): whenever its reads are not in, `advance`
+/// returns and says so, and the run goes on where it stopped once they are. Driven that way
+/// it gives the numbers of the same run waiting for each read (the CLI's way), and both agree
+/// with the CPU. Every kind of read is met: evaluations, resampling's probe and state, the
+/// analysis' start and each of its points.
+#[test]
+fn experiments_on_activations_poll_their_reads_on_the_gpu() {
+    use sparse_playground::core::config::DataConfig;
+    use sparse_playground::core::real::{synthetic_activations, RealConfig, RealExperiment};
+    use sparse_playground::core::run::default_clock;
+    let Some(g) = gpu() else { return };
+    let data = DataConfig {
+        num_atoms: 24,
+        data_dim: 12,
+        sparsity_k: 3,
+        num_samples: 600,
+        ..DataConfig::default()
+    };
+    let (acts, _) = synthetic_activations(&data, 5);
+    let mut cfg = RealConfig {
+        latents: 48,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::Lista { iterations: 1 },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Fista {
+                    steps: 30,
+                    nonneg: true,
+                    tol: None,
+                },
+            },
+        ],
+        seed: 3,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 40;
+    cfg.train.log_every = 20;
+    cfg.train.l1_penalty = 20.0;
+    // A high rate kills latents within 20 steps, so that resampling has work.
+    cfg.train.lr = 1e-2;
+    cfg.train.batch_size = Some(64);
+    cfg.schedule.resample_every = 20;
+    cfg.schedule.probe_tokens = 128;
+    cfg.gap.tokens = 48;
+    cfg.gap.iterations = vec![2];
+    cfg.gap.max_iterations = 300;
+    cfg.gap.tol = 1e-3;
+    let backend: Arc<dyn Backend> = g.clone();
+    let run = |exp: RealExperiment, poll: bool| {
+        let mut exp = if poll { exp.polling() } else { exp };
+        let mut waits = 0;
+        while !exp.is_done() {
+            exp.advance(25).expect("advance");
+            if exp.waiting() {
+                assert!(poll, "a run that waits for its reads is never left waiting");
+                waits += 1;
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+        }
+        let json = exp.results(None).to_json();
+        let mut v: serde_json::Value = serde_json::from_str(&json).expect("results");
+        strip_times(&mut v);
+        (v, waits)
+    };
+    let make = |b: Arc<dyn Backend>| {
+        RealExperiment::new(cfg.clone(), &acts, b, default_clock).expect("a valid experiment")
+    };
+    let (waited, no_waits) = run(make(Arc::clone(&backend)), false);
+    let (polled, waits) = run(make(backend), true);
+    assert_eq!(no_waits, 0);
+    assert!(waits > 0, "the polled run never found a read missing");
+    assert_eq!(polled, waited, "polled and waited-for runs differ");
+    let (cpu, _) = run(make(Arc::new(CpuBackend::new(1))), false);
+    for m in 0..3 {
+        let method = &polled["methods"][m];
+        assert!(method["error"].is_null(), "{method}");
+        let resampled = method["resampled"].as_array().map_or(0, Vec::len);
+        assert!(
+            resampled > 0 || m == 2,
+            "method {m} resampled nothing: {method}"
+        );
+        for key in ["explained_variance", "l0", "amortisation_gap"] {
+            let (got, want) = (method[key].as_f64(), cpu["methods"][m][key].as_f64());
+            let (got, want) = (got.expect(key), want.expect(key));
+            assert!(
+                (got - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                "method {m}, {key}: GPU {got}, CPU {want}"
+            );
+        }
+    }
+}
+
+/// Wall times out of a results file (they differ between runs of the same numbers).
+fn strip_times(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            map.retain(|k, _| !k.contains("wall") && k != "backend");
+            map.values_mut().for_each(strip_times);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(strip_times),
+        _ => {}
     }
 }

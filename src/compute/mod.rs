@@ -20,6 +20,52 @@ pub use tensor::{
     SparseCodingTrainJob, Tensor,
 };
 
+/// Values on their way back from a backend: there at once on the CPU; on a GPU once the
+/// device's copy is done (in a browser, only after the worker yields to its event loop, so a
+/// driver polls them instead of waiting).
+pub enum Fetch {
+    Reading(Readback),
+    Host(Vec<f32>),
+}
+
+impl std::fmt::Debug for Fetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fetch::Reading(_) => f.write_str("Fetch::Reading"),
+            Fetch::Host(v) => write!(f, "Fetch::Host({} values)", v.len()),
+        }
+    }
+}
+
+impl Fetch {
+    /// Start reading `t` back.
+    pub fn read(backend: &dyn Backend, t: &Tensor) -> Self {
+        Fetch::Reading(backend.read(t))
+    }
+
+    /// The values once they are there.
+    pub fn poll(&mut self) -> Result<Option<&[f32]>, BackendError> {
+        if let Fetch::Reading(read) = self {
+            match read.take() {
+                None => return Ok(None),
+                Some(values) => *self = Fetch::Host(values?),
+            }
+        }
+        match self {
+            Fetch::Host(v) => Ok(Some(v)),
+            Fetch::Reading(_) => Ok(None),
+        }
+    }
+
+    /// The values of a fetch that [`poll`](Self::poll) found there.
+    pub fn into_host(self) -> Vec<f32> {
+        match self {
+            Fetch::Host(v) => v,
+            Fetch::Reading(_) => unreachable!("a fetch is taken only once polled ready"),
+        }
+    }
+}
+
 /// Read a tensor back and wait for it: at once on the CPU; natively on a GPU by blocking until
 /// the copy is done. Never on a GPU in a browser (nothing may block there): tests, the CLI and
 /// host conveniences only.

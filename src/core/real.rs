@@ -30,7 +30,7 @@ use super::run::{stream_id, Batcher};
 use super::solvers::{AdamExp, FistaRun, SolverStats};
 use super::sparse_coding::SparseCodingModel;
 use super::Matrix;
-use crate::compute::{read_now, Backend, BackendError, Shape, Tensor};
+use crate::compute::{read_now, Backend, BackendError, Fetch, Shape, Tensor};
 use crate::formats::activations::Activations;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -908,6 +908,14 @@ impl Solver {
         }
     }
 
+    /// Whether the solver waits for a read-back before it can go on.
+    fn waiting(&self) -> bool {
+        match self {
+            Solver::Fista(f) => f.waiting(),
+            Solver::Adam(_) => false,
+        }
+    }
+
     fn codes(&self) -> &Tensor {
         match self {
             Solver::Fista(f) => f.codes(),
@@ -966,6 +974,122 @@ struct RealRun {
     resample_rng: Rng,
     /// Solver iterations of the analysis done so far.
     analysed: u64,
+    /// Reads the run waits for before it goes on (see [`Wait`]).
+    wait: Option<Wait>,
+}
+
+/// Where a run goes after a slice of training steps, in order: resampling when due, the
+/// evaluation of a log step, the analysis' start once training is over.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum After {
+    Resample,
+    Log,
+    Analysis,
+    /// Back to training (or, for resampling timed alone, nothing).
+    Train,
+}
+
+/// A matrix on its way back: its values and (rows, cols).
+type FetchMatrix = (Fetch, usize, usize);
+
+/// Reads a run waits for, and what they are for. On the CPU they are there at once and the
+/// run goes on in the same call; from a GPU they arrive once the device's copy is done, which
+/// the CLI waits for and the page does not (a browser cannot block): the run stops here and
+/// goes on where it stopped when a later `advance` finds them in.
+enum Wait {
+    /// An evaluation: the training loss (at a log step), the encoder's codes of the held-out
+    /// tokens and the dictionary; then `next`.
+    Evaluation {
+        loss: Option<Fetch>,
+        codes: Option<FetchMatrix>,
+        dict: FetchMatrix,
+        wall_s: f64,
+        next: After,
+    },
+    /// Resampling's probe: its tokens and the encoder's codes of them.
+    Probe {
+        probe: Matrix,
+        codes: FetchMatrix,
+        next: After,
+    },
+    /// Resampling's edit, for the dead latents the probe found: the dictionary, and every
+    /// parameter with its two Adam moments.
+    State {
+        probe: Matrix,
+        codes: Matrix,
+        dead: Vec<usize>,
+        dict: FetchMatrix,
+        state: Vec<[Fetch; 3]>,
+        next: After,
+    },
+    /// The analysis' start: the dictionary (kept on the device for the solvers), the
+    /// encoder's codes of the analysed tokens (kept too, to warm-start FISTA) and of every
+    /// held-out token (for the feature views).
+    Analysis {
+        dict: Tensor,
+        dict_host: FetchMatrix,
+        encoder: Option<(Tensor, FetchMatrix)>,
+        features: Option<FetchMatrix>,
+    },
+    /// The codes of the analysis' point just computed.
+    Point(Fetch),
+}
+
+impl Wait {
+    /// Whether every read is in (an error if the device failed one).
+    fn ready(&mut self) -> Result<bool, BackendError> {
+        let mut ready = true;
+        let mut check = |f: &mut Fetch| -> Result<(), BackendError> {
+            ready &= f.poll()?.is_some();
+            Ok(())
+        };
+        match self {
+            Wait::Evaluation {
+                loss, codes, dict, ..
+            } => {
+                if let Some(l) = loss {
+                    check(l)?;
+                }
+                if let Some((c, _, _)) = codes {
+                    check(c)?;
+                }
+                check(&mut dict.0)?;
+            }
+            Wait::Probe { codes, .. } => check(&mut codes.0)?,
+            Wait::State { dict, state, .. } => {
+                check(&mut dict.0)?;
+                for f in state.iter_mut().flatten() {
+                    check(f)?;
+                }
+            }
+            Wait::Analysis {
+                dict_host,
+                encoder,
+                features,
+                ..
+            } => {
+                check(&mut dict_host.0)?;
+                if let Some((_, (c, _, _))) = encoder {
+                    check(c)?;
+                }
+                if let Some((c, _, _)) = features {
+                    check(c)?;
+                }
+            }
+            Wait::Point(codes) => check(codes)?,
+        }
+        Ok(ready)
+    }
+}
+
+/// A matrix read back (a fetch found ready).
+fn host_matrix((fetch, rows, cols): FetchMatrix) -> Matrix {
+    Matrix::from_vec(rows, cols, fetch.into_host())
+}
+
+/// Start reading a tensor back as a matrix (one member).
+fn fetch_matrix(b: &dyn Backend, t: &Tensor) -> FetchMatrix {
+    (Fetch::read(b, t), t.rows(), t.cols())
 }
 
 /// A method's unit-norm dictionary and its codes of held-out tokens (the encoder's on the whole
@@ -1046,6 +1170,9 @@ pub struct RealExperiment {
     clock: fn() -> f64,
     /// The true dictionary and the true codes of the analysed tokens, where known.
     truth: Option<GapTruth>,
+    /// Whether reads from the device are waited for (natively) or polled (see
+    /// [`RealExperiment::polling`]).
+    block: bool,
 }
 
 /// What synthetic activations were made of: the true dictionary (dims x atoms, unit atoms)
@@ -1191,7 +1318,28 @@ impl RealExperiment {
             backend,
             clock,
             truth: None,
+            block: cfg!(not(target_arch = "wasm32")),
         })
+    }
+
+    /// Never wait for a read from the device: a run whose reads are not in yet stops where it
+    /// is, `advance` returns, and a later call goes on once they are (the page's GPU path:
+    /// a browser cannot block). The default in a browser; natively, reads are waited for.
+    pub fn polling(mut self) -> Self {
+        self.block = false;
+        self
+    }
+
+    /// Whether the run under way waits for reads from the device (the driver should let the
+    /// device work, or the browser deliver them, before advancing again).
+    pub fn waiting(&self) -> bool {
+        self.runs
+            .iter()
+            .find(|r| r.report.is_none() && r.error.is_none())
+            .is_some_and(|r| {
+                let solver = r.analysis.as_ref().and_then(|a| a.current.as_ref());
+                r.wait.is_some() || solver.is_some_and(|(_, _, s)| s.waiting())
+            })
     }
 
     /// Score against `truth` (of the activations this experiment was made from): code MCC at
@@ -1301,7 +1449,10 @@ impl RealExperiment {
             return Ok(0);
         };
         let start = (self.clock)();
-        let done = if self.runs[i].step < self.config.train.steps {
+        let done = if self.runs[i].wait.is_some() {
+            // Reads in: the run goes on where it stopped (one unit of work); else nothing.
+            u64::from(self.resolve(i)?)
+        } else if self.runs[i].step < self.config.train.steps {
             self.train(i, budget.max(1))?
         } else {
             self.analyse(i, budget.max(1))?
@@ -1319,16 +1470,224 @@ impl RealExperiment {
         Ok(())
     }
 
+    /// Go on with run `i` as far as its reads allow: each wait found ready is finished, which
+    /// may start the next. Natively (unless [`polling`](Self::polling)) waits for the device;
+    /// else returns false while a read is not in.
+    fn resolve(&mut self, i: usize) -> Result<bool, BackendError> {
+        loop {
+            let Some(wait) = self.runs[i].wait.as_mut() else {
+                return Ok(true);
+            };
+            if !wait.ready()? {
+                if !self.block {
+                    self.backend.poll();
+                    return Ok(false);
+                }
+                if cfg!(target_arch = "wasm32") {
+                    return Err(BackendError(
+                        "a GPU read cannot be waited for in a browser".to_string(),
+                    ));
+                }
+                self.backend.wait();
+                continue;
+            }
+            let wait = self.runs[i].wait.take().expect("checked above");
+            self.finish(i, wait)?;
+        }
+    }
+
+    /// Start waiting for `wait`'s reads, and go on at once where they are in.
+    fn begin(&mut self, i: usize, wait: Wait) -> Result<(), BackendError> {
+        self.backend.flush();
+        self.runs[i].wait = Some(wait);
+        self.resolve(i).map(|_| ())
+    }
+
+    /// What a wait was for, with its reads in.
+    fn finish(&mut self, i: usize, wait: Wait) -> Result<(), BackendError> {
+        match wait {
+            Wait::Evaluation {
+                loss,
+                codes,
+                dict,
+                wall_s,
+                next,
+            } => {
+                let cfg = &self.config;
+                let run = &mut self.runs[i];
+                let loss = loss.map(|l| crate::compute::loss_value(&l.into_host(), 0));
+                if let Some(loss) = loss.filter(|l| !l.is_finite()) {
+                    run.error = Some(format!(
+                        "training diverged before step {} (the training loss is {loss}); lower \
+                         the learning rate",
+                        run.step
+                    ));
+                    return Ok(());
+                }
+                let test = match codes {
+                    Some(codes) => match score_codes(
+                        &host_matrix(dict),
+                        &self.test,
+                        &host_matrix(codes),
+                        cfg.gap_l1(),
+                        cfg.metrics.l0_threshold,
+                    ) {
+                        Ok(score) => Some(score),
+                        Err(e) => {
+                            run.error = Some(format!(
+                                "stopped at step {}: {e}; lower the learning rate or the L1 \
+                                 penalty",
+                                run.step
+                            ));
+                            return Ok(());
+                        }
+                    },
+                    None => None,
+                };
+                run.log.push(RealRecord {
+                    step: run.step,
+                    train_loss: loss,
+                    test,
+                    train_flops: run.train_flops_per_step * run.step as f64,
+                    wall_s,
+                });
+                self.after_steps(i, next)
+            }
+            Wait::Probe { probe, codes, next } => {
+                let codes = host_matrix(codes);
+                let threshold = self.config.metrics.l0_threshold as f32;
+                let dead: Vec<usize> = (0..codes.nrows())
+                    .filter(|&j| codes.row(j).iter().all(|v| v.abs() <= threshold))
+                    .collect();
+                if dead.is_empty() {
+                    return self.after_steps(i, next);
+                }
+                let b = &*self.backend;
+                let run = &mut self.runs[i];
+                let d = dictionary(b, &mut run.learner);
+                let dict = fetch_matrix(b, &d);
+                let state = learner_state(b, &mut run.learner)
+                    .into_iter()
+                    .map(|(p, m, v)| [p, m, v].map(|t| Fetch::read(b, t)))
+                    .collect();
+                let wait = Wait::State {
+                    probe,
+                    codes,
+                    dead,
+                    dict,
+                    state,
+                    next,
+                };
+                self.begin(i, wait)
+            }
+            Wait::State {
+                probe,
+                codes,
+                dead,
+                dict,
+                state,
+                next,
+            } => {
+                let b = &*self.backend;
+                let run = &mut self.runs[i];
+                let state = state.into_iter().map(|f| f.map(Fetch::into_host)).collect();
+                let latents =
+                    rewrite_dead(b, run, &probe, &codes, &dead, &host_matrix(dict), state);
+                if latents > 0 {
+                    run.resampled.push(Resampled {
+                        step: run.step,
+                        latents,
+                    });
+                }
+                self.after_steps(i, next)
+            }
+            Wait::Analysis {
+                dict,
+                dict_host,
+                encoder,
+                features,
+            } => {
+                let run = &mut self.runs[i];
+                let dict_host = host_matrix(dict_host);
+                let encoder = encoder.map(|(t, m)| (t, host_matrix(m)));
+                let gap_host = &self.gap_host;
+                let analysis = analysis_from(
+                    &self.config,
+                    run,
+                    dict,
+                    dict_host,
+                    encoder,
+                    gap_host,
+                    self.truth.as_ref(),
+                );
+                if let Some(codes) = features {
+                    run.features = Some(FeatureData {
+                        dict: analysis.dict_host.clone(),
+                        codes: host_matrix(codes),
+                        rows: self.test_rows.clone(),
+                    });
+                }
+                run.analysis = Some(analysis);
+                Ok(())
+            }
+            Wait::Point(codes) => {
+                self.score_point(i, codes.into_host());
+                Ok(())
+            }
+        }
+    }
+
+    /// After a slice of run `i`'s training, from `from` on: resampling when due, the
+    /// evaluation of a log step, the analysis' start once training is over; each starts its
+    /// reads and goes on from the next when they are in.
+    fn after_steps(&mut self, i: usize, from: After) -> Result<(), BackendError> {
+        let cfg = &self.config;
+        let steps = cfg.train.steps;
+        let b = &*self.backend;
+        let run = &mut self.runs[i];
+        if run.error.is_some() {
+            return Ok(());
+        }
+        let step = run.step;
+        if from == After::Resample {
+            let every = cfg.schedule.resample_every;
+            if every > 0 && step % every == 0 && step * 4 <= steps * 3 && step < steps {
+                if let Some(wait) = begin_resample(b, cfg, run, &self.train, After::Log) {
+                    return self.begin(i, wait);
+                }
+            }
+        }
+        if matches!(from, After::Resample | After::Log)
+            && (step % cfg.train.log_every == 0 || step == steps)
+        {
+            let loss = Fetch::read(b, run.learner.loss());
+            let wall_s = run.wall_s;
+            let wait = begin_evaluation(b, run, &self.test_x, Some(loss), wall_s, After::Analysis);
+            return self.begin(i, wait);
+        }
+        if from != After::Train && step == steps {
+            let wait = begin_analysis(b, run, &self.test_x, &self.gap_x);
+            return self.begin(i, wait);
+        }
+        Ok(())
+    }
+
     fn train(&mut self, i: usize, budget: u64) -> Result<u64, BackendError> {
+        if self.runs[i].step == 0 && self.runs[i].log.is_empty() {
+            let b = &*self.backend;
+            let wait =
+                begin_evaluation(b, &mut self.runs[i], &self.test_x, None, 0.0, After::Train);
+            self.begin(i, wait)?;
+            if self.runs[i].wait.is_some() || self.runs[i].error.is_some() {
+                return Ok(0);
+            }
+        }
         let cfg = &self.config;
         let b = &*self.backend;
         let run = &mut self.runs[i];
         let log_every = cfg.train.log_every;
         let steps = cfg.train.steps;
         let next_log = ((run.step / log_every + 1) * log_every).min(steps);
-        if run.step == 0 && run.log.is_empty() {
-            evaluate(b, cfg, run, &self.test_x, &self.test, None, 0.0)?;
-        }
         let sched = &cfg.schedule;
         let next_resample = match sched.resample_every {
             0 => u64::MAX,
@@ -1380,45 +1739,7 @@ impl RealExperiment {
             }
         }
         run.step += count;
-        if run.step == next_resample && run.step * 4 <= steps * 3 && run.step < steps {
-            let latents = resample(b, cfg, run, &self.train)?;
-            if latents > 0 {
-                run.resampled.push(Resampled {
-                    step: run.step,
-                    latents,
-                });
-            }
-        }
-        if run.step == next_log {
-            let loss = crate::compute::loss_value(&read_now(b, run.learner.loss())?, 0);
-            if !loss.is_finite() {
-                run.error = Some(format!(
-                    "training diverged before step {} (the training loss is {loss}); lower the \
-                     learning rate",
-                    run.step
-                ));
-                return Ok(count);
-            }
-            let wall = run.wall_s;
-            evaluate(b, cfg, run, &self.test_x, &self.test, Some(loss), wall)?;
-        }
-        if run.step == cfg.train.steps && run.error.is_none() {
-            let analysis = start_analysis(
-                b,
-                cfg,
-                run,
-                (&self.gap_x, &self.gap_host),
-                self.truth.as_ref(),
-            )?;
-            if let Some(codes) = run.learner.encode(b, &self.test_x) {
-                run.features = Some(FeatureData {
-                    dict: analysis.dict_host.clone(),
-                    codes: Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?),
-                    rows: self.test_rows.clone(),
-                });
-            }
-            run.analysis = Some(analysis);
-        }
+        self.after_steps(i, After::Resample)?;
         Ok(count)
     }
 
@@ -1426,10 +1747,7 @@ impl RealExperiment {
         let cfg = &self.config;
         let b = &*self.backend;
         let l1 = cfg.gap_l1();
-        let threshold = cfg.metrics.l0_threshold;
         let n = self.gap_host.ncols();
-        let (dim, latents) = (self.gap_host.nrows(), cfg.latents);
-        let fista_per_token = flops::fista_iteration(dim, latents, 1);
         let run = &mut self.runs[i];
         let Some(a) = run.analysis.as_mut() else {
             return Ok(0);
@@ -1496,20 +1814,51 @@ impl RealExperiment {
             };
             a.current = Some((kind, iterations, solver));
         }
-        let (kind, iterations, solver) = a.current.as_mut().expect("set above");
+        let (_, _, solver) = a.current.as_mut().expect("set above");
         let ran = solver.run(b, &self.gap_x, budget)?;
         run.analysed += ran;
         if !solver.is_done() {
+            if solver.waiting() {
+                // A convergence check's read-back: waited for natively, polled in a browser
+                // (nothing else would deliver it while the driver only advances).
+                if !self.block {
+                    b.poll();
+                } else if cfg!(target_arch = "wasm32") {
+                    return Err(BackendError(
+                        "a GPU read cannot be waited for in a browser".to_string(),
+                    ));
+                } else {
+                    b.wait();
+                }
+            }
             return Ok(ran.max(1));
         }
-        let values = read_now(b, solver.codes())?;
+        let codes = Fetch::read(b, solver.codes());
+        self.begin(i, Wait::Point(codes))?;
+        Ok(ran.max(1))
+    }
+
+    /// Score the codes of run `i`'s analysis point just computed, and put it on the frontier.
+    fn score_point(&mut self, i: usize, values: Vec<f32>) {
+        let cfg = &self.config;
+        let l1 = cfg.gap_l1();
+        let threshold = cfg.metrics.l0_threshold;
+        let n = self.gap_host.ncols();
+        let (dim, latents) = (self.gap_host.nrows(), cfg.latents);
+        let fista_per_token = flops::fista_iteration(dim, latents, 1);
+        let run = &mut self.runs[i];
+        let a = run
+            .analysis
+            .as_mut()
+            .expect("a point is scored during the analysis");
+        let (kind, iterations, solver) = a.current.as_ref().expect("the point's solver");
         let codes = Matrix::from_vec(latents, n, values);
         let (kind, iterations) = (*kind, *iterations);
         let mut stats = None;
-        if let (PointKind::Inference, Solver::Fista(f)) = (kind, &*solver) {
+        if let (PointKind::Inference, Solver::Fista(f)) = (kind, solver) {
             a.own_stats = f.stats().and_then(|s| s.first().copied());
         }
-        let flops_per_token = match (kind, &*solver) {
+        let flops_per_token = match (kind, solver) {
             (PointKind::Optimum, Solver::Fista(f)) => {
                 stats = f.stats().and_then(|s| s.first().copied());
                 stats.map_or(0, |s| s.iterations) as f64 * fista_per_token
@@ -1518,7 +1867,7 @@ impl RealExperiment {
             (PointKind::Cold, _) => iterations as f64 * fista_per_token,
             _ => solver.flops() / n as f64,
         };
-        let iterations = match (kind, &*solver) {
+        let iterations = match (kind, solver) {
             (PointKind::Inference, Solver::Fista(f)) => f.steps_done(),
             (PointKind::Inference, Solver::Adam(a)) => a.steps_done(),
             (PointKind::Optimum, _) => stats.map_or(0, |s| s.iterations),
@@ -1548,7 +1897,6 @@ impl RealExperiment {
             }
             Err(e) => run.error = Some(format!("the analysis failed: {e}")),
         }
-        Ok(ran.max(1))
     }
 
     /// The run of method `method` (its index in the config), if this experiment computes it.
@@ -1975,7 +2323,10 @@ pub fn estimate_seconds(
         let resample_s = if resampling && exp.runs[i].error.is_none() {
             let start = clock();
             let b = &*exp.backend;
-            resample(b, &exp.config, &mut exp.runs[i], &exp.train).map_err(fail)?;
+            let wait = begin_resample(b, &exp.config, &mut exp.runs[i], &exp.train, After::Train);
+            if let Some(wait) = wait {
+                exp.begin(i, wait).map_err(fail)?;
+            }
             clock() - start
         } else {
             0.0
@@ -2191,24 +2542,27 @@ fn new_run(
         resampled: Vec::new(),
         resample_rng: Rng::with_stream(seed, stream_id(&format!("{key}/resample"))),
         analysed: 0,
+        wait: None,
     }
 }
 
-/// Resample the latents of `run` that fire on none of a probe of training tokens (see
-/// [`Schedule`]); returns how many.
-fn resample(
+/// Start resampling the latents of `run` that fire on none of a probe of training tokens (see
+/// [`Schedule`]): the probe's codes, read back (nothing for learners with more than one
+/// layer). [`rewrite_dead`] does the rest once the state is read back too.
+fn begin_resample(
     b: &dyn Backend,
     cfg: &RealConfig,
     run: &mut RealRun,
     train: &Tokens,
-) -> Result<usize, BackendError> {
+    next: After,
+) -> Option<Wait> {
     let one_layer = match &run.learner {
         Learner::Encoder(m) => m.layers.len() == 1,
         Learner::Lista(_) => true,
         Learner::SparseCoding(_) => false,
     };
     if !one_layer {
-        return Ok(0);
+        return None;
     }
     let (dim, n) = (train.dim(), train.len());
     let p = cfg.schedule.probe_tokens.min(n);
@@ -2221,18 +2575,42 @@ fn resample(
         .learner
         .encode(b, &x)
         .expect("one-layer learners encode");
-    let latents = codes.rows();
-    let s = Matrix::from_vec(latents, p, read_now(b, &codes)?);
-    let threshold = cfg.metrics.l0_threshold as f32;
-    let dead: Vec<usize> = (0..latents)
-        .filter(|&j| s.row(j).iter().all(|v| v.abs() <= threshold))
-        .collect();
-    if dead.is_empty() {
-        return Ok(0);
+    Some(Wait::Probe {
+        probe,
+        codes: fetch_matrix(b, &codes),
+        next,
+    })
+}
+
+/// Every parameter of a one-layer learner with its two Adam moments: W, then (LISTA) S, the
+/// bias, (JumpReLU) the thresholds and the dictionary.
+fn learner_state<'a>(
+    b: &dyn Backend,
+    learner: &'a mut Learner,
+) -> Vec<(&'a mut Tensor, &'a mut Tensor, &'a mut Tensor)> {
+    match learner {
+        Learner::Encoder(m) => m.params_and_moments_mut(b),
+        Learner::Lista(m) => m.params_and_moments_mut(),
+        Learner::SparseCoding(_) => unreachable!("resampling is for one-layer encoders"),
     }
-    let d = dictionary(b, &mut run.learner);
-    let d = Matrix::from_vec(d.rows(), d.cols(), read_now(b, &d)?);
-    let residual = &probe - &d * &s;
+}
+
+/// Point the `dead` latents of `run` (found on `probe`, whose codes are `s`) at probe tokens
+/// drawn by their squared error under `dict`, writing every parameter and moment (`state`,
+/// read back in [`learner_state`]'s order) with their rows and columns renewed; returns how
+/// many latents were resampled.
+fn rewrite_dead(
+    b: &dyn Backend,
+    run: &mut RealRun,
+    probe: &Matrix,
+    s: &Matrix,
+    dead: &[usize],
+    d: &Matrix,
+    state: Vec<[Vec<f32>; 3]>,
+) -> usize {
+    let (dim, p) = (probe.nrows(), probe.ncols());
+    let latents = s.nrows();
+    let residual = probe - d * s;
     // Tokens drawn with probability proportional to their squared error, squared.
     let weights: Vec<f64> = residual
         .column_iter()
@@ -2240,7 +2618,7 @@ fn resample(
         .collect();
     let total: f64 = weights.iter().sum();
     let mut directions: Vec<(usize, Vec<f32>)> = Vec::with_capacity(dead.len());
-    for &j in &dead {
+    for &j in dead {
         let pick = if total > 0.0 {
             let mut u = run.resample_rng.uniform() * total;
             weights
@@ -2259,25 +2637,15 @@ fn resample(
             directions.push((j, v.iter().map(|x| x / norm).collect()));
         }
     }
-    let edit = |t: &mut Tensor, f: &mut dyn FnMut(&mut [f32])| -> Result<(), BackendError> {
-        let mut values = read_now(b, t)?;
-        f(&mut values);
-        b.write(t, &values);
-        Ok(())
-    };
     let lista = matches!(run.learner, Learner::Lista(_));
     // JumpReLU's thresholds: a resampled latent's starts again where they all started.
     let jump = match &run.learner {
         Learner::Encoder(m) => m.jump_threshold(),
         _ => None,
     };
-    let mut tensors = match &mut run.learner {
-        Learner::Encoder(m) => m.params_and_moments_mut(b),
-        Learner::Lista(m) => m.params_and_moments_mut(),
-        Learner::SparseCoding(_) => unreachable!("checked above"),
-    };
+    let mut tensors = learner_state(b, &mut run.learner);
     // W (N x M, column-major: (j, c) at c N + j): the live rows' mean norm.
-    let w_host = read_now(b, tensors[0].0)?;
+    let w_host = &state[0][0];
     let is_dead: Vec<bool> = (0..latents).map(|j| dead.contains(&j)).collect();
     let live_norms: Vec<f64> = (0..latents)
         .filter(|&j| !is_dead[j])
@@ -2299,7 +2667,7 @@ fn resample(
             values[c * rows + j] = v.map_or(0.0, |v| v[c]);
         }
     };
-    for (index, (param, m, v)) in tensors.iter_mut().enumerate() {
+    for (index, ((param, m, v), values)) in tensors.iter_mut().zip(state).enumerate() {
         let (rows, cols) = (param.rows(), param.cols());
         // W, then (LISTA) S, the bias (one column) and the dictionary.
         let role = if index == 0 {
@@ -2341,11 +2709,16 @@ fn resample(
                 }
             }
         };
-        edit(param, &mut |values| apply(values, false))?;
-        edit(m, &mut |values| apply(values, true))?;
-        edit(v, &mut |values| apply(values, true))?;
+        for ((t, mut values), moment) in [&mut **param, &mut **m, &mut **v]
+            .into_iter()
+            .zip(values)
+            .zip([false, true, true])
+        {
+            apply(&mut values, moment);
+            b.write(t, &values);
+        }
     }
-    Ok(directions.len())
+    directions.len()
 }
 
 /// The learned dictionary with unit-norm atoms (1 x M x N).
@@ -2360,67 +2733,55 @@ fn dictionary(b: &dyn Backend, learner: &mut Learner) -> Tensor {
     }
 }
 
-/// Log an evaluation: the training loss and, for encoders, their codes on the held-out set.
-fn evaluate(
+/// Start an evaluation of `run`: the training loss if given (read already), the encoder's
+/// codes of the held-out tokens and the dictionary, read back for scoring.
+fn begin_evaluation(
     b: &dyn Backend,
-    cfg: &RealConfig,
     run: &mut RealRun,
     test_x: &Tensor,
-    test_host: &Matrix,
-    loss: Option<f64>,
+    loss: Option<Fetch>,
     wall_s: f64,
-) -> Result<(), BackendError> {
+    next: After,
+) -> Wait {
     let dict = dictionary(b, &mut run.learner);
-    let test = match run.learner.encode(b, test_x) {
-        Some(codes) => {
-            let values = read_now(b, &codes)?;
-            let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
-            let s = Matrix::from_vec(codes.rows(), codes.cols(), values);
-            match score_codes(
-                &dict_host,
-                test_host,
-                &s,
-                cfg.gap_l1(),
-                cfg.metrics.l0_threshold,
-            ) {
-                Ok(score) => Some(score),
-                Err(e) => {
-                    run.error = Some(format!(
-                        "stopped at step {}: {e}; lower the learning rate or the L1 penalty",
-                        run.step
-                    ));
-                    return Ok(());
-                }
-            }
-        }
-        None => None,
-    };
-    run.log.push(RealRecord {
-        step: run.step,
-        train_loss: loss,
-        test,
-        train_flops: run.train_flops_per_step * run.step as f64,
+    let codes = run.learner.encode(b, test_x);
+    Wait::Evaluation {
+        loss,
+        codes: codes.map(|c| fetch_matrix(b, &c)),
+        dict: fetch_matrix(b, &dict),
         wall_s,
-    });
-    Ok(())
+        next,
+    }
 }
 
-fn start_analysis(
-    b: &dyn Backend,
+/// Start the analysis of `run` once its training is over: the dictionary, the encoder's codes
+/// of the analysed tokens and of every held-out token, read back.
+fn begin_analysis(b: &dyn Backend, run: &mut RealRun, test_x: &Tensor, gap_x: &Tensor) -> Wait {
+    let dict = dictionary(b, &mut run.learner);
+    let dict_host = fetch_matrix(b, &dict);
+    let encoder = run.learner.encode(b, gap_x).map(|codes| {
+        let read = fetch_matrix(b, &codes);
+        (codes, read)
+    });
+    let features = run.learner.encode(b, test_x).map(|c| fetch_matrix(b, &c));
+    Wait::Analysis {
+        dict,
+        dict_host,
+        encoder,
+        features,
+    }
+}
+
+/// The analysis of `run`, its reads in: the encoder's point scored, the solvers' jobs listed.
+fn analysis_from(
     cfg: &RealConfig,
     run: &mut RealRun,
-    (gap_x, gap_host): (&Tensor, &Matrix),
+    dict: Tensor,
+    dict_host: Matrix,
+    encoder: Option<(Tensor, Matrix)>,
+    gap_host: &Matrix,
     truth: Option<&GapTruth>,
-) -> Result<Analysis, BackendError> {
-    let dict = dictionary(b, &mut run.learner);
-    let dict_host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
-    let encoder = match run.learner.encode(b, gap_x) {
-        Some(codes) => {
-            let host = Matrix::from_vec(codes.rows(), codes.cols(), read_now(b, &codes)?);
-            Some((codes, host))
-        }
-        None => None,
-    };
+) -> Analysis {
     let encoder_flops = match &run.method {
         MethodConfig::Lista { iterations } => {
             lista::forward_flops(run.widths[0], run.widths[1], *iterations)
@@ -2471,7 +2832,7 @@ fn start_analysis(
         jobs.extend(ks.iter().map(|&k| (PointKind::Warm, k)));
     }
     jobs.extend(ks.iter().map(|&k| (PointKind::Cold, k)));
-    Ok(Analysis {
+    Analysis {
         dict,
         dict_host,
         encoder,
@@ -2482,7 +2843,7 @@ fn start_analysis(
         matched_l0,
         optimum_stats: None,
         own_stats: None,
-    })
+    }
 }
 
 fn own_solver(

@@ -27,7 +27,7 @@ use super::rng::Rng;
 use super::solvers;
 use super::sparse_coding::SparseCodingModel;
 use super::Matrix;
-use crate::compute::{Backend, BackendError, BackendKind, Readback, Shape, Tensor};
+use crate::compute::{Backend, BackendError, BackendKind, Fetch, Shape, Tensor};
 use std::sync::Arc;
 
 /// Seconds on a monotonic clock; injected so the core never touches platform timers.
@@ -218,28 +218,6 @@ impl Member {
     /// Why the run stopped early, if it did (e.g. training diverged).
     pub fn failure(&self) -> Option<&str> {
         self.failure.as_deref()
-    }
-}
-
-/// Values coming back from the backend for scoring.
-enum Fetch {
-    Reading(Readback),
-    Host(Vec<f32>),
-}
-
-impl Fetch {
-    /// The values once they are there.
-    fn poll(&mut self) -> Result<Option<&[f32]>, BackendError> {
-        if let Fetch::Reading(read) = self {
-            match read.take() {
-                None => return Ok(None),
-                Some(values) => *self = Fetch::Host(values?),
-            }
-        }
-        match self {
-            Fetch::Host(v) => Ok(Some(v)),
-            Fetch::Reading(_) => Ok(None),
-        }
     }
 }
 
@@ -989,10 +967,7 @@ impl StackRun {
                         });
                         return spent;
                     }
-                    let host = |f: Fetch| match f {
-                        Fetch::Host(v) => v,
-                        Fetch::Reading(_) => unreachable!("polled ready above"),
-                    };
+                    let host = Fetch::into_host;
                     let codes = host(codes);
                     let dict = dict.map(|(d, shape)| (host(d), shape));
                     let recon = recon.map(host);

@@ -420,6 +420,12 @@ impl FistaRun {
             .collect()
     }
 
+    /// Whether a convergence check's read-back is on its way: `run` does nothing until it is
+    /// in (the driver should poll the device, or wait for it natively).
+    pub fn waiting(&self) -> bool {
+        self.pending.as_ref().is_some_and(|r| !r.is_ready())
+    }
+
     /// Run at most `max_steps` more iterations on the same `x` as `new` (fewer while a check's
     /// read-back is on its way); returns how many ran.
     pub fn run(

@@ -1290,7 +1290,7 @@ impl Backend for GpuBackend {
                 (
                     1,
                     bias,
-                    u32::from(bias.is_some()) | 2 * u32::from(relu),
+                    u32::from(bias.is_some()) | (u32::from(relu) << 1),
                     None,
                 )
             }
@@ -1308,7 +1308,7 @@ impl Backend for GpuBackend {
                 through_relu,
             } => {
                 same("gemm_epilogue (gradient)", out.shape(), cs);
-                let flags = u32::from(l1.is_some()) | 2 * u32::from(through_relu);
+                let flags = u32::from(l1.is_some()) | (u32::from(through_relu) << 1);
                 (3, Some(out), flags, l1)
             }
         };
