@@ -6,16 +6,20 @@
 //                                                  pieces; they replace those before if they read well)
 //   {type: 'synthetic', atoms, dim, k, tokens, seed}  or synthetic ones with a known truth
 //   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
-//   {type: 'start', run, config: JSON text, only}  run it (`run` numbers it in the replies): all
-//                                                  its methods, or those of `only` (indices in
-//                                                  the config's list) when workers share them
+//   {type: 'start', run, config: JSON text, only, backend}  run it (`run` numbers it in the
+//                                                  replies): all its methods, or those of `only`
+//                                                  (indices in the config's list) when workers
+//                                                  share them; on the CPU, or with backend 'gpu'
+//                                                  on WebGPU (the CPU if it cannot: a 'backend'
+//                                                  reply says which and why)
 //   {type: 'cancel'}                               stop the run (its results are dropped)
 //   {type: 'feature', id, method, latent, top, atom}  (after the results) a feature view of a
 //                                                  method computed here; with `atom`, its decoder
 //                                                  atom too, to match in the other workers
 //   {type: 'match', id, atom, except}              the best match of an atom in each method
 //                                                  computed here but `except`
-// Messages out: 'source' ({id, info: {tokens, dim, dtype, tensor}} or {id, error}), 'estimate'
+// Messages out: 'backend' ({run, info: {kind, name, notice}}, before a GPU run's first
+// progress), 'source' ({id, info: {tokens, dim, dtype, tensor}} or {id, error}), 'estimate'
 // ({id, estimate: {seconds, training, analysis, analysis_max, per_method, memory}} or {id, error}),
 // 'progress' ({run, done, total, status}), 'results' ({run, json, rankings: per method computed
 // here the latents by frequency, flat}), 'feature' ({id, json, atom}), 'match' ({id, json}) and
@@ -36,6 +40,8 @@ let generation = 0;
 let runId = 0;
 // The methods of the run computed here (indices in its config's list).
 let only = [];
+// Where the run under way computes ({kind, name, notice}; null on the CPU by default).
+let backend = null;
 
 function fail(error) {
   const message = error && error.message ? error.message : String(error);
@@ -49,7 +55,8 @@ channel.port1.onmessage = (event) => {
 
 function progress() {
   const [done, total] = runner.progress();
-  self.postMessage({ type: 'progress', run: runId, done, total, status: runner.status() });
+  const where = backend && backend.kind === 'gpu' ? ` (on the GPU: ${backend.name})` : '';
+  self.postMessage({ type: 'progress', run: runId, done, total, status: runner.status() + where });
 }
 
 function loop() {
@@ -131,15 +138,35 @@ function handle(msg) {
         self.postMessage(reply);
         break;
       }
-      case 'start':
+      case 'start': {
         if (!source) throw new Error('no activations to run on');
         dropRunner();
-        runner = new engine.RealRunner(source, msg.config, msg.only ? Uint32Array.from(msg.only) : undefined);
+        const part = msg.only ? Uint32Array.from(msg.only) : undefined;
         only = msg.only || JSON.parse(msg.config).methods.map((_, i) => i);
         runId = msg.run;
+        backend = null;
+        if (msg.backend === 'gpu') {
+          // The GPU is asked for, checked and probed asynchronously; a cancel or new activations
+          // meanwhile (a new generation) drop the runner it makes.
+          const made = generation;
+          engine.RealRunner.create(source, msg.config, part, 'gpu').then((r) => {
+            if (made !== generation) {
+              r.free();
+              return;
+            }
+            runner = r;
+            backend = r.backendInfo();
+            self.postMessage({ type: 'backend', run: runId, info: backend });
+            progress();
+            channel.port2.postMessage(generation);
+          }, fail);
+          break;
+        }
+        runner = new engine.RealRunner(source, msg.config, part);
         progress();
         channel.port2.postMessage(generation);
         break;
+      }
       case 'cancel':
         dropRunner();
         break;

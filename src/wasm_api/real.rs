@@ -5,9 +5,13 @@
 use super::clock_seconds;
 use crate::core::config::DataConfig;
 use crate::core::config::{human_bytes, limits};
+use crate::compute::gpu::GpuBackend;
+use crate::compute::{Backend, BackendKind};
 use crate::core::real::{
     estimate_seconds, synthetic_activations, RealConfig, RealExperiment, Truth,
 };
+use crate::core::results::BackendInfo;
+use crate::core::select;
 use crate::formats::activations;
 use crate::CpuBackend;
 use std::sync::Arc;
@@ -223,6 +227,28 @@ thread_local! {
 #[derive(Debug)]
 pub struct RealRunner {
     exp: RealExperiment,
+    /// Where it computes, when it was chosen (`RealRunner.create`): recorded in its results.
+    backend: Option<BackendInfo>,
+}
+
+/// A GPU for an experiment on activations, asked for explicitly: WebGPU's adapter (software
+/// ones too: they were asked for), checked by the same parity probe as every GPU path and
+/// against the largest tensor the experiment binds; else why not, to say in the page.
+async fn real_gpu(cfg: &RealConfig, tokens: usize, dim: usize) -> Result<Arc<dyn Backend>, String> {
+    let gpu = GpuBackend::request().await.map_err(|e| e.to_string())?;
+    let train = tokens - (tokens as f64 * cfg.preprocess.test_fraction).floor() as usize;
+    let columns = train.max(tokens - train).max(cfg.schedule.probe_tokens);
+    let largest = 4 * (columns * dim.max(cfg.latents)) as u64;
+    if largest > gpu.max_tensor_bytes() {
+        return Err(format!(
+            "a tensor of this run needs about {} but {} binds at most {}",
+            human_bytes(largest),
+            gpu.adapter().name,
+            human_bytes(gpu.max_tensor_bytes())
+        ));
+    }
+    select::probe(&gpu).await.map_err(|e| e.to_string())?;
+    Ok(Arc::new(gpu))
 }
 
 #[wasm_bindgen]
@@ -256,10 +282,80 @@ impl RealRunner {
         if let Some(truth) = &source.truth {
             exp = exp.with_truth(truth).map_err(|e| JsError::new(&e))?;
         }
-        Ok(RealRunner { exp })
+        Ok(RealRunner { exp, backend: None })
     }
 
-    /// Work for about `ms` milliseconds; true once everything is done.
+    /// As the constructor, on the backend `backend` asks for: `cpu`, or `gpu` (WebGPU, if an
+    /// adapter exists, binds the run's tensors and passes the parity probe; else the CPU, with
+    /// a notice saying why). A promise of the runner; `backendInfo()` says where it computes.
+    pub fn create(
+        source: &RealSource,
+        config_json: &str,
+        only: Option<Vec<u32>>,
+        backend: &str,
+    ) -> Result<js_sys::Promise, JsError> {
+        let acts = Arc::clone(&source.acts);
+        let truth = source.truth.clone();
+        let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
+        cfg.validate(acts.tokens, acts.dim)
+            .map_err(|e| JsError::new(&e.to_string()))?;
+        budget(&acts, Some(&cfg))?;
+        let want_gpu = match backend {
+            "cpu" => false,
+            "gpu" => true,
+            other => {
+                return Err(JsError::new(&format!(
+                    "backend: expected cpu or gpu, got {other:?}"
+                )))
+            }
+        };
+        let only: Vec<usize> = match only {
+            Some(list) => list.into_iter().map(|i| i as usize).collect(),
+            None => (0..cfg.methods.len()).collect(),
+        };
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let cpu = || -> Arc<dyn Backend> { Arc::new(CpuBackend::new(1)) };
+            let (chosen, notice) = if want_gpu {
+                match real_gpu(&cfg, acts.tokens, acts.dim).await {
+                    Ok(gpu) => (gpu, None),
+                    Err(why) => (
+                        cpu(),
+                        Some(format!("the GPU was asked for but {why}; computing on the CPU")),
+                    ),
+                }
+            } else {
+                (cpu(), None)
+            };
+            let info = BackendInfo {
+                kind: match chosen.kind() {
+                    BackendKind::Cpu => "cpu".into(),
+                    BackendKind::Gpu => "gpu".into(),
+                },
+                name: chosen.name(),
+                notice,
+            };
+            let fail = |e: String| JsValue::from(JsError::new(&e));
+            let mut exp = RealExperiment::new_part(cfg, acts, chosen, clock_seconds, &only)
+                .map_err(|e| fail(e.to_string()))?
+                .polling();
+            if let Some(truth) = &truth {
+                exp = exp.with_truth(truth).map_err(fail)?;
+            }
+            Ok(JsValue::from(RealRunner {
+                exp,
+                backend: Some(info),
+            }))
+        }))
+    }
+
+    /// `{kind, name, notice}`: where the run computes (only for runners from `create`).
+    #[wasm_bindgen(js_name = backendInfo)]
+    pub fn backend_info(&self) -> Result<JsValue, JsError> {
+        super::to_js(&self.backend)
+    }
+
+    /// Work for about `ms` milliseconds; true once everything is done. Returns early while
+    /// the run waits for reads from the GPU, which arrive only once the worker yields.
     #[wasm_bindgen(js_name = runFor)]
     pub fn run_for(&mut self, ms: f64) -> Result<bool, JsError> {
         let end = clock_seconds() + ms / 1000.0;
@@ -267,6 +363,9 @@ impl RealRunner {
             self.exp
                 .advance(4)
                 .map_err(|e| JsError::new(&e.to_string()))?;
+            if self.exp.waiting() {
+                break;
+            }
         }
         Ok(self.exp.is_done())
     }
@@ -322,6 +421,6 @@ impl RealRunner {
 
     #[wasm_bindgen(js_name = resultsJson)]
     pub fn results_json(&self) -> String {
-        self.exp.results(None).to_json()
+        self.exp.results(self.backend.clone()).to_json()
     }
 }

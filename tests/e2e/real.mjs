@@ -10,7 +10,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
-import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, newPage, origin, test } from './harness.mjs';
+import { ARTIFACTS, BASE, TIMEOUT, browser, consoleProblems, finish, launchGpuBrowser, newPage, origin, test } from './harness.mjs';
 import { npyHeader } from '../../bench/npy.mjs';
 
 await mkdir(ARTIFACTS, { recursive: true });
@@ -281,6 +281,52 @@ await test('a real-activation link with an unknown key says so', async () => {
   await page.waitForSelector('.banner.error');
   assert.match(await page.textContent('.banner.error'), /unknown key `latents`/);
   await ctx.close();
+});
+
+await test('on WebGPU (SwiftShader) a run on activations computes on the GPU and agrees with the CPU', async () => {
+  const gpuBrowser = await launchGpuBrowser();
+  try {
+    const ctx = await gpuBrowser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
+    const { page } = await newPage(ctx);
+    // Synthetic activations with a known truth (600 tokens x 8), 32 latents, 40 steps with
+    // resampling at step 20, an SAE and SAE + FISTA: every kind of read-back the run makes.
+    const link = 'real=synthetic&syn=16,8,2,600&N=32&steps=40&batch=64&gap=32&resample=20&lr=0.01&methods=sae,ito';
+    const results = async (backend) => {
+      // A fresh load each time (a new hash alone would find the last run finished).
+      await page.goto('about:blank');
+      await page.goto(`${origin}${BASE}#${link}&backend=${backend}&run=1`);
+      await waitReal(page, 'finished');
+      assert.equal(await page.inputValue('#real-backend'), backend);
+      const [download] = await Promise.all([page.waitForEvent('download'), page.click('#real-export')]);
+      return JSON.parse(await (await download.createReadStream()).toArray().then((b) => Buffer.concat(b).toString()));
+    };
+    const onGpu = await results('gpu');
+    if (onGpu.backend.kind !== 'gpu' && process.env.SPARSE_PLAYGROUND_REQUIRE_GPU !== '1') {
+      console.log(`  skipped: no WebGPU adapter in this Chromium (${onGpu.backend.notice})`);
+      return;
+    }
+    assert.equal(onGpu.backend.kind, 'gpu', onGpu.backend.notice);
+    assert.equal(await page.evaluate(() => document.body.dataset.realBackend), 'gpu');
+    assert.equal(await page.evaluate(() => document.body.dataset.realWorkers), '1');
+    await page.screenshot({ path: join(ARTIFACTS, 'real-gpu.png'), fullPage: true });
+    // The link keeps the backend asked for (the CPU, the default, goes unsaid).
+    assert.match(await page.inputValue('#real-share-link'), /&backend=gpu/);
+    const onCpu = await results('cpu');
+    assert.equal(onCpu.backend, undefined, 'a CPU run records no backend, as before');
+    assert.equal(await page.evaluate(() => document.body.dataset.realBackend), 'cpu');
+    for (const [i, m] of onGpu.methods.entries()) {
+      const c = onCpu.methods[i];
+      assert.equal(m.name, c.name);
+      assert.ok(!m.error, m.error);
+      for (const key of ['explained_variance', 'l0', 'amortisation_gap', 'code_mcc']) {
+        assert.ok(Math.abs(m[key] - c[key]) <= 1e-3 * (1 + Math.abs(c[key])), `${m.name} ${key}: GPU ${m[key]} vs CPU ${c[key]}`);
+      }
+      assert.deepEqual(m.resampled, c.resampled, `${m.name}: resampled alike`);
+    }
+    assert.doesNotMatch(await page.inputValue('#real-share-link'), /backend=/);
+  } finally {
+    await gpuBrowser.close();
+  }
 });
 
 if (consoleProblems.length) {

@@ -24,10 +24,13 @@ const SAMPLE = {
 const DEFAULTS = {
   latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
   center: true, scale: 'dim', k: 32, h: 1024, t: 3, resample: 200, methods: ['sae', 'topk', 'ito'],
+  backend: 'cpu',
 };
 const METHOD_NAMES = ['sae', 'topk', 'batchtopk', 'jumprelu', 'ito', 'lista', 'mlp', 'sc'];
 const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h', T: 't', resample: 'resample' };
-const LINK_KEYS = new Set(['real', 'syn', 'methods', 'center', 'scale', 'run', ...Object.keys(NUMBER_KEYS)]);
+const LINK_KEYS = new Set(['real', 'syn', 'methods', 'center', 'scale', 'backend', 'run', ...Object.keys(NUMBER_KEYS)]);
+/** Where a run computes: every core's worker on the CPU, or one worker on the GPU (WebGPU). */
+const BACKENDS = ['cpu', 'gpu'];
 /** Synthetic activations: true features, dimensions, K and tokens (link `syn=64,32,4,4096`). */
 const SYNTHETIC = { atoms: 64, dim: 32, k: 4, tokens: 4096 };
 const SYN_FIELDS = { atoms: 'real-syn-atoms', dim: 'real-syn-dim', k: 'real-syn-k', tokens: 'real-syn-tokens' };
@@ -92,6 +95,7 @@ function readSettings() {
   for (const [key, id] of Object.entries(FIELDS)) s[key] = $(id).value === '' ? NaN : Number($(id).value);
   s.center = $('real-center').checked;
   s.scale = $('real-scale').value;
+  s.backend = $('real-backend').value;
   s.methods = METHOD_NAMES.filter((m) => $(`real-m-${m}`).checked);
   return s;
 }
@@ -100,6 +104,7 @@ function writeSettings(s) {
   for (const [key, id] of Object.entries(FIELDS)) $(id).value = String(s[key]);
   $('real-center').checked = s.center;
   $('real-scale').value = s.scale;
+  $('real-backend').value = s.backend;
   for (const m of METHOD_NAMES) $(`real-m-${m}`).checked = s.methods.includes(m);
 }
 
@@ -186,6 +191,7 @@ export function realLink(autorun = false) {
   if (s.center !== DEFAULTS.center) parts.push(`center=${s.center ? 1 : 0}`);
   if (s.scale !== DEFAULTS.scale) parts.push(`scale=${s.scale}`);
   if (s.methods.join(',') !== DEFAULTS.methods.join(',')) parts.push(`methods=${s.methods.join(',')}`);
+  if (s.backend !== DEFAULTS.backend) parts.push(`backend=${s.backend}`);
   if (autorun) parts.push('run=1');
   return parts.join('&');
 }
@@ -238,6 +244,9 @@ export function parseRealLink(hash) {
     } else if (key === 'scale') {
       if (!SCALES.includes(value)) throw new Error(`scale=${value}: expected ${SCALES.join(', ')}`);
       s.scale = value;
+    } else if (key === 'backend') {
+      if (!BACKENDS.includes(value)) throw new Error(`backend=${value}: expected ${BACKENDS.join(' or ')}`);
+      s.backend = value;
     } else if (key === 'run') {
       if (value !== '1') throw new Error(`run=${value}: expected 1`);
       run = true;
@@ -474,13 +483,15 @@ function showEstimate() {
   const scale = e.raw > 0 ? e.seconds / e.raw : 1;
   const work = e.training + e.analysis;
   const most = work > 0 ? (e.seconds * (e.training + e.analysisMax)) / work : e.seconds;
-  const shared = e.parts.length > 1;
+  // On the GPU one worker computes every method, one after another.
+  const shared = e.parts.length > 1 && $('real-backend').value !== 'gpu';
   el.textContent =
     `About ${formatDuration(e.seconds)} on this machine` +
     (shared ? `, its ${e.parts.flat().length} methods shared by ${e.parts.length} workers` : '') +
     `: training ${formatDuration(e.training * scale)}, the gap's analysis ${formatDuration(e.analysis * scale)}` +
     (shared ? ' of work in all' : '') +
-    (most > e.seconds * 1.2 ? ` (up to ${formatDuration(most)} if its solvers need every iteration they may take).` : '.');
+    (most > e.seconds * 1.2 ? ` (up to ${formatDuration(most)} if its solvers need every iteration they may take).` : '.') +
+    ($('real-backend').value === 'gpu' ? ' Timed on the CPU: on the GPU it may take more or less.' : '');
 }
 
 export async function loadSample() {
@@ -538,8 +549,9 @@ function launch(s) {
   real.longConfirmed = false;
   const config = configFor(s);
   const count = config.methods.length;
-  // The estimate's parts, if it is of these methods; else one worker computes them all.
-  const planned = real.estimate && real.estimate.parts;
+  // The estimate's parts, if it is of these methods; else (and on the GPU, which computes the
+  // methods one after another) one worker computes them all.
+  const planned = s.backend === 'cpu' && real.estimate && real.estimate.parts;
   const parts = planned && planned.flat().length === count ? planned : [config.methods.map((_, i) => i)];
   real.parts = parts;
   real.owner = [];
@@ -549,6 +561,7 @@ function launch(s) {
   real.feature = null;
   dropWorkers(parts.length);
   document.body.dataset.realWorkers = String(parts.length);
+  document.body.dataset.realBackend = s.backend === 'gpu' ? 'choosing' : 'cpu';
   real.running = true;
   real.waitEstimate = false;
   clearResults();
@@ -561,7 +574,7 @@ function launch(s) {
   const json = JSON.stringify(config);
   parts.forEach((part, w) => {
     sendSource(w);
-    post({ type: 'start', run: real.runId, config: json, only: parts.length > 1 ? part : null }, w);
+    post({ type: 'start', run: real.runId, config: json, only: parts.length > 1 ? part : null, backend: s.backend }, w);
   });
 }
 
@@ -616,8 +629,13 @@ function onWorkerMessage(entry, msg) {
       if (real.estimate.error) setStatus(`Not run: ${real.estimate.error}`);
       else start();
     }
-  } else if ((msg.type === 'progress' || msg.type === 'results') && msg.run !== real.runId) {
+  } else if ((msg.type === 'progress' || msg.type === 'results' || msg.type === 'backend') && msg.run !== real.runId) {
     // From a run cancelled since.
+  } else if (msg.type === 'backend') {
+    // Where a run asked to compute on the GPU does: there, or on the CPU with the reason.
+    document.body.dataset.realBackend = msg.info.kind;
+    if (msg.info.notice) banner('info', msg.info.notice, 'real-backend');
+    else $('banners').querySelector('[data-id="real-backend"]')?.remove();
   } else if (msg.type === 'progress') {
     real.partProgress[w] = { done: msg.done, total: msg.total, status: msg.status };
     const done = real.partProgress.reduce((sum, p) => sum + p.done, 0);
