@@ -1565,11 +1565,13 @@ impl RealExperiment {
                 let b = &*self.backend;
                 let run = &mut self.runs[i];
                 let d = dictionary(b, &mut run.learner);
-                let dict = fetch_matrix(b, &d);
-                let state = learner_state(b, &mut run.learner)
-                    .into_iter()
-                    .map(|(p, m, v)| [p, m, v].map(|t| Fetch::read(b, t)))
-                    .collect();
+                let state = learner_state(b, &mut run.learner);
+                let mut tensors: Vec<&Tensor> = vec![&d];
+                tensors.extend(state.iter().flat_map(|(p, m, v)| [&**p, &**m, &**v]));
+                let mut reads = b.read_many(&tensors).into_iter().map(Fetch::Reading);
+                let mut read = || reads.next().expect("one read per tensor");
+                let dict = (read(), d.rows(), d.cols());
+                let state = state.iter().map(|_| [read(), read(), read()]).collect();
                 let wait = Wait::State {
                     probe,
                     codes,
@@ -1660,9 +1662,8 @@ impl RealExperiment {
         if matches!(from, After::Resample | After::Log)
             && (step % cfg.train.log_every == 0 || step == steps)
         {
-            let loss = Fetch::read(b, run.learner.loss());
             let wall_s = run.wall_s;
-            let wait = begin_evaluation(b, run, &self.test_x, Some(loss), wall_s, After::Analysis);
+            let wait = begin_evaluation(b, run, &self.test_x, true, wall_s, After::Analysis);
             return self.begin(i, wait);
         }
         if from != After::Train && step == steps {
@@ -1676,7 +1677,7 @@ impl RealExperiment {
         if self.runs[i].step == 0 && self.runs[i].log.is_empty() {
             let b = &*self.backend;
             let wait =
-                begin_evaluation(b, &mut self.runs[i], &self.test_x, None, 0.0, After::Train);
+                begin_evaluation(b, &mut self.runs[i], &self.test_x, false, 0.0, After::Train);
             self.begin(i, wait)?;
             if self.runs[i].wait.is_some() || self.runs[i].error.is_some() {
                 return Ok(0);
@@ -2733,22 +2734,30 @@ fn dictionary(b: &dyn Backend, learner: &mut Learner) -> Tensor {
     }
 }
 
-/// Start an evaluation of `run`: the training loss if given (read already), the encoder's
-/// codes of the held-out tokens and the dictionary, read back for scoring.
+/// Start an evaluation of `run`: the dictionary, the encoder's codes of the held-out tokens
+/// and (with `loss`, at a log step) the last training loss, read back together for scoring
+/// (one staging buffer on a GPU).
 fn begin_evaluation(
     b: &dyn Backend,
     run: &mut RealRun,
     test_x: &Tensor,
-    loss: Option<Fetch>,
+    loss: bool,
     wall_s: f64,
     next: After,
 ) -> Wait {
     let dict = dictionary(b, &mut run.learner);
     let codes = run.learner.encode(b, test_x);
+    let mut tensors = vec![&dict];
+    tensors.extend(codes.as_ref());
+    if loss {
+        tensors.push(run.learner.loss());
+    }
+    let mut reads = b.read_many(&tensors).into_iter().map(Fetch::Reading);
+    let mut next_read = || reads.next().expect("one read per tensor");
     Wait::Evaluation {
-        loss,
-        codes: codes.map(|c| fetch_matrix(b, &c)),
-        dict: fetch_matrix(b, &dict),
+        dict: (next_read(), dict.rows(), dict.cols()),
+        codes: codes.as_ref().map(|c| (next_read(), c.rows(), c.cols())),
+        loss: loss.then(next_read),
         wall_s,
         next,
     }
@@ -2758,12 +2767,24 @@ fn begin_evaluation(
 /// of the analysed tokens and of every held-out token, read back.
 fn begin_analysis(b: &dyn Backend, run: &mut RealRun, test_x: &Tensor, gap_x: &Tensor) -> Wait {
     let dict = dictionary(b, &mut run.learner);
-    let dict_host = fetch_matrix(b, &dict);
-    let encoder = run.learner.encode(b, gap_x).map(|codes| {
-        let read = fetch_matrix(b, &codes);
-        (codes, read)
+    let encoder = run.learner.encode(b, gap_x);
+    let features = run.learner.encode(b, test_x);
+    let mut tensors = vec![&dict];
+    tensors.extend(encoder.iter().chain(features.iter()));
+    let mut reads = b.read_many(&tensors).into_iter().map(Fetch::Reading);
+    let mut read = |t: &Tensor| {
+        (
+            reads.next().expect("one read per tensor"),
+            t.rows(),
+            t.cols(),
+        )
+    };
+    let dict_host = read(&dict);
+    let encoder = encoder.map(|codes| {
+        let host = read(&codes);
+        (codes, host)
     });
-    let features = run.learner.encode(b, test_x).map(|c| fetch_matrix(b, &c));
+    let features = features.map(|c| read(&c));
     Wait::Analysis {
         dict,
         dict_host,

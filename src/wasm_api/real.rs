@@ -3,10 +3,10 @@
 //! and the results come out as the CLI's JSON.
 
 use super::clock_seconds;
-use crate::core::config::DataConfig;
-use crate::core::config::{human_bytes, limits};
 use crate::compute::gpu::GpuBackend;
 use crate::compute::{Backend, BackendKind};
+use crate::core::config::DataConfig;
+use crate::core::config::{human_bytes, limits};
 use crate::core::real::{
     estimate_seconds, synthetic_activations, RealConfig, RealExperiment, Truth,
 };
@@ -320,7 +320,9 @@ impl RealRunner {
                     Ok(gpu) => (gpu, None),
                     Err(why) => (
                         cpu(),
-                        Some(format!("the GPU was asked for but {why}; computing on the CPU")),
+                        Some(format!(
+                            "the GPU was asked for but {why}; computing on the CPU"
+                        )),
                     ),
                 }
             } else {
