@@ -691,56 +691,86 @@ fn fused_solvers_match_the_step_by_step_ones() {
     }
 }
 
-/// The fused FISTA kernel leaves the members it is told to skip (converged ones, whose codes
-/// were kept at a check) as they are, and runs the others as without the skip.
+/// FISTA on the GPU leaves the members it is told to skip (converged ones, whose codes were kept
+/// at a check) as they are, and runs the others as without the skip: in the fused kernel (8 x
+/// 16) and kernel by kernel past it (40 x 80), where the skipped member's products return at
+/// once and, with nothing skipped, the iterations are the solver's own kernel-by-kernel ones.
 #[test]
-fn fused_fista_leaves_skipped_members_alone() {
+fn gpu_fista_leaves_skipped_members_alone() {
     use sparse_playground::compute::FistaJob;
     let Some(g) = gpu() else { return };
-    let (members, dim, atoms, n) = (3, 8, 16, 40);
-    let shape = Shape::new(members, atoms, n);
-    let dict = g.upload(
-        Shape::new(members, dim, atoms),
-        &random(members * dim * atoms, 21),
-    );
-    let x = g.upload(Shape::new(1, dim, n), &random(dim * n, 22));
-    let start = random(members * atoms * n, 23);
-    let run = |skip: &[bool]| {
-        let (mut s, mut s_prev, mut y) = (
-            g.upload(shape, &start),
-            g.upload(shape, &start),
-            g.upload(shape, &start),
+    let members = 3;
+    for (dim, atoms, n) in [(8, 16, 40), (40, 80, 70)] {
+        let shape = Shape::new(members, atoms, n);
+        let dict = g.upload(
+            Shape::new(members, dim, atoms),
+            &random(members * dim * atoms, 21),
         );
-        let mut job = FistaJob {
-            dict: &dict,
-            x: &x,
-            s: &mut s,
-            s_prev: &mut s_prev,
-            y: &mut y,
-            step: &[0.05; 3],
-            threshold: &[0.001],
-            momentum: &[0.3; 5],
-            nonneg: true,
-            iterations: 5,
-            skip,
+        let x = g.upload(Shape::new(1, dim, n), &random(dim * n, 22));
+        let start = random(members * atoms * n, 23);
+        let steps = [0.05f32; 3];
+        let momentum = [0.3f32; 15];
+        let fresh = || {
+            (
+                g.upload(shape, &start),
+                g.upload(shape, &start),
+                g.upload(shape, &start),
+            )
         };
-        assert!(g.fista_fused(&mut job), "the fused kernel takes 8 x 16");
-        host(&*g, &s)
-    };
-    let (all, skipped) = (run(&[]), run(&[false, true, false]));
-    let per = atoms * n;
-    assert_eq!(
-        &skipped[per..2 * per],
-        &start[per..2 * per],
-        "member 1 left alone"
-    );
-    assert_ne!(
-        &all[per..2 * per],
-        &start[per..2 * per],
-        "member 1 runs without the skip"
-    );
-    assert_eq!(&skipped[..per], &all[..per]);
-    assert_eq!(&skipped[2 * per..], &all[2 * per..]);
+        let run = |skip: &[bool]| {
+            let (mut s, mut s_prev, mut y) = fresh();
+            let mut job = FistaJob {
+                dict: &dict,
+                x: &x,
+                s: &mut s,
+                s_prev: &mut s_prev,
+                y: &mut y,
+                step: &steps,
+                threshold: &[0.001],
+                momentum: &momentum,
+                nonneg: true,
+                iterations: 5,
+                skip,
+            };
+            assert!(
+                g.fista_fused(&mut job),
+                "{dim} x {atoms}: skips are the GPU's own"
+            );
+            host(&*g, &s)
+        };
+        let (all, skipped) = (run(&[false; 3]), run(&[false, true, false]));
+        let per = atoms * n;
+        let what = format!("{dim} x {atoms}");
+        assert_eq!(
+            &skipped[per..2 * per],
+            &start[per..2 * per],
+            "{what}: member 1 left alone"
+        );
+        assert_ne!(
+            &all[per..2 * per],
+            &start[per..2 * per],
+            "{what}: member 1 runs unskipped"
+        );
+        assert_eq!(&skipped[..per], &all[..per], "{what}: member 0");
+        assert_eq!(&skipped[2 * per..], &all[2 * per..], "{what}: member 2");
+        if atoms > 64 {
+            // The solver's own loop (solvers.rs), which runs where nothing is skipped.
+            let (mut s, mut s_prev, mut y) = fresh();
+            let mut recon = g.zeros(Shape::new(members, dim, n));
+            for mom in momentum.chunks(members) {
+                let residual = Epilogue::Residual {
+                    x: &x,
+                    scale: &steps,
+                };
+                g.gemm_epilogue(1.0, Op::n(&dict), Op::n(&y), &mut recon, residual);
+                std::mem::swap(&mut s, &mut s_prev);
+                g.copy(&y, &mut s);
+                g.gemm(-1.0, Op::t(&dict), Op::n(&recon), 1.0, &mut s);
+                g.fista_update(&mut s, &s_prev, &mut y, &[0.001], mom, true);
+            }
+            assert_eq!(host(&*g, &s), all, "{what}: the solver's loop");
+        }
+    }
 }
 
 /// Fused training of one-layer encoders and of MLPs with one hidden layer (every variant the

@@ -532,7 +532,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         false
     }
 
-    /// As [`Backend::adam_exp_fused`] for FISTA iterations.
+    /// As [`Backend::adam_exp_fused`] for FISTA iterations. A GPU also takes the shapes past
+    /// its fused kernel when `job.skip` names converged members: its own kernel-by-kernel
+    /// iterations then leave them alone.
     fn fista_fused(&self, _job: &mut FistaJob<'_>) -> bool {
         false
     }

@@ -141,13 +141,21 @@ fn adam_log_codes(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     b2[i] = exp(clamp(u, -104.0, 88.7));
 }
 
-// FISTA's proximal and momentum update: b1 s, b2 s_prev, b3 y.
-// p = [len, member_len, nonneg, count, thresholds (count)..., momenta (count)...]
+// FISTA's proximal and momentum update: b1 s, b2 s_prev, b3 y. A member whose skip flag is
+// set (a converged one, whose products were skipped) gets its codes back from s_prev (where
+// the swap of s and s_prev put them) and keeps its y.
+// p = [len, member_len, nonneg, count, thresholds (count)..., momenta (count)..., skip_count,
+// skip flags...]
 @compute @workgroup_size(256)
 fn fista_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = flat(gid, nwg);
     if (i >= p[0]) { return; }
     let member = i / p[1];
+    let skips = 4u + 2u * p[3];
+    if (p[skips] != 0u && p[skips + 1u + member] != 0u) {
+        b1[i] = b2[i];
+        return;
+    }
     let th = member_value(4u, p[3], member);
     let mom = member_value(4u + p[3], p[3], member);
     let v = b1[i];

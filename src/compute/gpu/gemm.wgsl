@@ -4,9 +4,16 @@
 // `t` (transposed), so each load reads one layout (no kernel loads both and selects one).
 // b1 = A, b2 = B, b3 = C, b4 = the epilogue's operand. p = [M, N, K, a_transposed,
 // b_transposed, a_broadcast, b_broadcast, alpha, beta, stack, epilogue, operand_broadcast,
-// epilogue_flags, scale_count, scales...]. The epilogue (see `Epilogue` in compute/tensor.rs)
+// epilogue_flags, scale_count, scales..., skip_count, skip flags...]. The epilogue (see `Epilogue` in compute/tensor.rs)
 // applies to each value as it is stored: 0 none; 1 + bias (flag 1), ReLU (flag 2); 2 the
-// scaled residual against b4; 3 + l1 sign(b4) (flag 1), zero where b4 <= 0 (flag 2).
+// scaled residual against b4; 3 + l1 sign(b4) (flag 1), zero where b4 <= 0 (flag 2). A member
+// whose skip flag is set is left alone (its C as it was): FISTA's converged members.
+
+// Whether `member` is to be left alone (no skip flags: none is).
+fn skipped(member: u32) -> bool {
+    let at = 14u + p[13];
+    return p[at] != 0u && p[at + 1u + member] != 0u;
+}
 
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
@@ -109,6 +116,7 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     let n = p[1];
     let k = p[2];
     let member = wg.z;
+    if (skipped(member)) { return; }
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     let row0 = wg.y * TILE;
@@ -200,6 +208,7 @@ fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let per = m * n;
     if (i >= per * p[9]) { return; }
     let member = i / per;
+    if (skipped(member)) { return; }
     let row = (i % per) % m;
     let col = (i % per) / m;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;

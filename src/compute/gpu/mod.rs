@@ -702,8 +702,13 @@ impl GpuBackend {
     }
 
     /// The matrix product `entry` (`gemm` or `gemm_simple`) for one transpose case.
-    /// c <- alpha op(a) op(b) + beta c, then an epilogue: its parameters (from the epilogue's
-    /// word on, see gemm.wgsl) and its operand, if any.
+    /// c <- alpha op(a) op(b) + beta c, then the epilogue if any, for every member but those
+    /// `skip` flags (their workgroups and invocations return at once, leaving their c as it
+    /// was; empty: none).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the product, its epilogue and its skips"
+    )]
     fn product(
         &self,
         alpha: f32,
@@ -711,7 +716,8 @@ impl GpuBackend {
         b: Op<'_>,
         beta: f32,
         c: &mut Tensor,
-        epilogue: Option<(Params, Option<&Tensor>)>,
+        epilogue: Option<Epilogue<'_>>,
+        skip: &[bool],
     ) {
         let cs = c.shape();
         let (m, k) = a.shape();
@@ -734,16 +740,57 @@ impl GpuBackend {
             .f(alpha)
             .f(beta)
             .u(cs.stack);
-        let operand = match epilogue {
-            Some((tail, operand)) => {
-                p.0.extend_from_slice(&tail.0);
-                operand
+        let (kind, operand, flags, scales) = match epilogue {
+            None => (0, None, 0, None),
+            Some(Epilogue::Activation { bias, relu }) => {
+                if let Some(bias) = bias {
+                    assert_eq!(
+                        (bias.rows(), bias.cols()),
+                        (cs.rows, 1),
+                        "gemm_epilogue: the bias must be rows x 1"
+                    );
+                }
+                (
+                    1,
+                    bias,
+                    u32::from(bias.is_some()) | (u32::from(relu) << 1),
+                    None,
+                )
             }
-            None => {
-                p = p.u(0);
-                None
+            Some(Epilogue::Residual { x, scale }) => {
+                assert_eq!(
+                    (x.rows(), x.cols()),
+                    (cs.rows, cs.cols),
+                    "gemm_epilogue: the residual's x has another shape"
+                );
+                (2, Some(x), 0, Some(scale))
+            }
+            Some(Epilogue::Gradient {
+                out,
+                l1,
+                through_relu,
+            }) => {
+                same("gemm_epilogue (gradient)", out.shape(), cs);
+                let flags = u32::from(l1.is_some()) | (u32::from(through_relu) << 1);
+                (3, Some(out), flags, l1)
             }
         };
+        let operand_bc = operand
+            .is_some_and(|t| broadcast(t.shape(), cs, "gemm_epilogue (operand)") || t.stack() == 1);
+        assert!(
+            skip.is_empty() || skip.len() == cs.stack,
+            "gemm: one skip flag per member"
+        );
+        p = p
+            .u(kind)
+            .b(operand_bc)
+            .u(flags as usize)
+            .list(&scalars_list(scales.unwrap_or(&[0.0]), cs.stack))
+            .u(skip.len());
+        for &s in skip {
+            p = p.b(s);
+        }
+
         // 64 x 64 tiles pay where both sides of C and K are wide; the paper's thin shapes (a side
         // of 8 or 16) would leave most of a tile idle, so they take one invocation per element.
         let tiled = m >= 32 && n >= 32 && k >= 32;
@@ -760,6 +807,70 @@ impl GpuBackend {
         } else {
             let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
             self.dispatch(&pipeline, p, &tensors, grid(cs.len()));
+        }
+    }
+
+    /// FISTA's update (`Backend::fista_update`), leaving the members `skip` flags alone:
+    /// their codes come back from `s_prev` and their `y` stays.
+    fn fista_update_skipping(
+        &self,
+        s: &mut Tensor,
+        s_prev: &Tensor,
+        y: &mut Tensor,
+        (threshold, momentum): (&[f32], &[f32]),
+        nonneg: bool,
+        skip: &[bool],
+    ) {
+        let shape = s.shape();
+        same("fista_update (s_prev)", s_prev.shape(), shape);
+        same("fista_update (y)", y.shape(), shape);
+        let (threshold, momentum) = if threshold.len() == 1 && momentum.len() == 1 {
+            (threshold.to_vec(), momentum.to_vec())
+        } else {
+            (
+                per_member(threshold, shape.stack).collect(),
+                per_member(momentum, shape.stack).collect(),
+            )
+        };
+        let p = Params::default()
+            .u(shape.len())
+            .u(shape.matrix_len())
+            .b(nonneg)
+            .list(&threshold)
+            .values(&momentum)
+            .u(skip.len());
+        let p = skip.iter().fold(p, |p, &k| p.b(k));
+        self.elementwise(
+            "fista_update",
+            shape.len(),
+            p,
+            &[s.device(), s_prev.device(), y.device()],
+        );
+    }
+
+    /// FISTA kernel by kernel for dictionaries past the fused kernel, leaving the members of
+    /// `job.skip` alone: their products return at once and the update puts their codes back,
+    /// so a stack pays for its unconverged members only (the same arithmetic as the solver's
+    /// own kernel-by-kernel loop, which runs where nothing is skipped).
+    fn fista_by_kernels(&self, job: &mut FistaJob<'_>) {
+        let members = job.dict.stack();
+        let (dim, n) = (job.dict.rows(), job.x.cols());
+        let mut recon = self.zeros(Shape::new(members, dim, n));
+        let stride = job.momentum_stride(members);
+        for mom in job.momentum.chunks(stride) {
+            // r = g (D y - x), then s = y - D^T r and the proximal step.
+            let residual = Epilogue::Residual {
+                x: job.x,
+                scale: job.step,
+            };
+            let (dict, y) = (Op::n(job.dict), Op::n(&*job.y));
+            self.product(1.0, dict, y, 0.0, &mut recon, Some(residual), job.skip);
+            std::mem::swap(job.s, job.s_prev);
+            self.copy(job.y, job.s);
+            let (dict_t, r) = (Op::t(job.dict), Op::n(&recon));
+            self.product(-1.0, dict_t, r, 1.0, job.s, None, job.skip);
+            let scalars = (job.threshold, mom);
+            self.fista_update_skipping(job.s, job.s_prev, job.y, scalars, job.nonneg, job.skip);
         }
     }
 
@@ -1266,7 +1377,7 @@ impl Backend for GpuBackend {
     }
 
     fn gemm(&self, alpha: f32, a: Op<'_>, b: Op<'_>, beta: f32, c: &mut Tensor) {
-        self.product(alpha, a, b, beta, c, None);
+        self.product(alpha, a, b, beta, c, None, &[]);
     }
 
     fn gemm_epilogue(
@@ -1277,49 +1388,7 @@ impl Backend for GpuBackend {
         c: &mut Tensor,
         epilogue: Epilogue<'_>,
     ) {
-        let cs = c.shape();
-        let (kind, operand, flags, scales) = match epilogue {
-            Epilogue::Activation { bias, relu } => {
-                if let Some(bias) = bias {
-                    assert_eq!(
-                        (bias.rows(), bias.cols()),
-                        (cs.rows, 1),
-                        "gemm_epilogue: the bias must be rows x 1"
-                    );
-                }
-                (
-                    1,
-                    bias,
-                    u32::from(bias.is_some()) | (u32::from(relu) << 1),
-                    None,
-                )
-            }
-            Epilogue::Residual { x, scale } => {
-                assert_eq!(
-                    (x.rows(), x.cols()),
-                    (cs.rows, cs.cols),
-                    "gemm_epilogue: the residual's x has another shape"
-                );
-                (2, Some(x), 0, Some(scale))
-            }
-            Epilogue::Gradient {
-                out,
-                l1,
-                through_relu,
-            } => {
-                same("gemm_epilogue (gradient)", out.shape(), cs);
-                let flags = u32::from(l1.is_some()) | (u32::from(through_relu) << 1);
-                (3, Some(out), flags, l1)
-            }
-        };
-        let operand_bc = operand
-            .is_some_and(|t| broadcast(t.shape(), cs, "gemm_epilogue (operand)") || t.stack() == 1);
-        let tail = Params::default()
-            .u(kind)
-            .b(operand_bc)
-            .u(flags as usize)
-            .list(&scalars_list(scales.unwrap_or(&[0.0]), cs.stack));
-        self.product(alpha, a, b, 0.0, c, Some((tail, operand)));
+        self.product(alpha, a, b, 0.0, c, Some(epilogue), &[]);
     }
 
     fn add_bias(&self, out: &mut Tensor, bias: &Tensor) {
@@ -1692,29 +1761,7 @@ impl Backend for GpuBackend {
         momentum: &[f32],
         nonneg: bool,
     ) {
-        let shape = s.shape();
-        same("fista_update (s_prev)", s_prev.shape(), shape);
-        same("fista_update (y)", y.shape(), shape);
-        let (threshold, momentum) = if threshold.len() == 1 && momentum.len() == 1 {
-            (threshold.to_vec(), momentum.to_vec())
-        } else {
-            (
-                per_member(threshold, shape.stack).collect(),
-                per_member(momentum, shape.stack).collect(),
-            )
-        };
-        let p = Params::default()
-            .u(shape.len())
-            .u(shape.matrix_len())
-            .b(nonneg)
-            .list(&threshold)
-            .values(&momentum);
-        self.elementwise(
-            "fista_update",
-            shape.len(),
-            p,
-            &[s.device(), s_prev.device(), y.device()],
-        );
+        self.fista_update_skipping(s, s_prev, y, (threshold, momentum), nonneg, &[]);
     }
 
     fn adam_exp_fused(&self, job: &mut AdamExpJob<'_>) -> bool {
@@ -1768,7 +1815,13 @@ impl Backend for GpuBackend {
     fn fista_fused(&self, job: &mut FistaJob<'_>) -> bool {
         let (members, dim, atoms) = (job.dict.stack(), job.dict.rows(), job.dict.cols());
         if dim > FUSED_MAX_SIDE || atoms > FUSED_MAX_SIDE || dim * atoms > 4096 {
-            return false;
+            // Past the fused kernel: the caller's kernel-by-kernel loop, or this backend's
+            // own where converged members are to be skipped.
+            if job.skip.is_empty() {
+                return false;
+            }
+            self.fista_by_kernels(job);
+            return true;
         }
         let n = job.x.cols();
         let bc = job.x.stack() == 1;
