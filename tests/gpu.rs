@@ -313,32 +313,9 @@ fn product_epilogues_match_the_operations_they_fuse() {
                 g.gemm_epilogue(0.7, Op::n(&da), Op::t(&db), &mut fused, epilogue);
                 let dispatches = g.counters().since(&before).dispatches;
                 assert_eq!(dispatches, 1, "{what}: one dispatch");
-                // The trait's own composition, on the GPU: its default body, run by hand.
-                let gpu_ref: &dyn Backend = g;
-                gpu_ref.gemm(0.7, Op::n(&da), Op::t(&db), 0.0, &mut apart);
-                match epilogue {
-                    Epilogue::Activation { bias, relu } => {
-                        if let Some(bias) = bias {
-                            gpu_ref.add_bias(&mut apart, bias);
-                        }
-                        if relu {
-                            gpu_ref.relu(&mut apart);
-                        }
-                    }
-                    Epilogue::Residual { x, scale } => gpu_ref.residual(&mut apart, x, scale),
-                    Epilogue::Gradient {
-                        out,
-                        l1,
-                        through_relu,
-                    } => {
-                        if let Some(l1) = l1 {
-                            gpu_ref.l1_subgradient(&mut apart, out, l1);
-                        }
-                        if through_relu {
-                            gpu_ref.relu_backward(&mut apart, out);
-                        }
-                    }
-                }
+                // The same operations as separate kernels, on the GPU.
+                g.gemm(0.7, Op::n(&da), Op::t(&db), 0.0, &mut apart);
+                epilogue.apply_apart(g, &mut apart);
                 let got = host(g, &fused);
                 let tol = 2e-6 * (k as f32).sqrt() * 4.0;
                 assert_close(

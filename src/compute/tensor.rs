@@ -145,6 +145,36 @@ pub enum Epilogue<'a> {
     },
 }
 
+impl Epilogue<'_> {
+    /// The operations this epilogue stands for, on a product already in `c`, each as its own
+    /// kernel (the default [`Backend::gemm_epilogue`]; the reference a fused one is tested on).
+    pub fn apply_apart(self, backend: &(impl Backend + ?Sized), c: &mut Tensor) {
+        match self {
+            Epilogue::Activation { bias, relu } => {
+                if let Some(bias) = bias {
+                    backend.add_bias(c, bias);
+                }
+                if relu {
+                    backend.relu(c);
+                }
+            }
+            Epilogue::Residual { x, scale } => backend.residual(c, x, scale),
+            Epilogue::Gradient {
+                out,
+                l1,
+                through_relu,
+            } => {
+                if let Some(l1) = l1 {
+                    backend.l1_subgradient(c, out, l1);
+                }
+                if through_relu {
+                    backend.relu_backward(c, out);
+                }
+            }
+        }
+    }
+}
+
 /// A tensor operand of a product, used as stored or transposed (every matrix of the stack).
 #[derive(Clone, Copy, Debug)]
 pub struct Op<'a> {
@@ -367,29 +397,7 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
         epilogue: Epilogue<'_>,
     ) {
         self.gemm(alpha, a, b, 0.0, c);
-        match epilogue {
-            Epilogue::Activation { bias, relu } => {
-                if let Some(bias) = bias {
-                    self.add_bias(c, bias);
-                }
-                if relu {
-                    self.relu(c);
-                }
-            }
-            Epilogue::Residual { x, scale } => self.residual(c, x, scale),
-            Epilogue::Gradient {
-                out,
-                l1,
-                through_relu,
-            } => {
-                if let Some(l1) = l1 {
-                    self.l1_subgradient(c, out, l1);
-                }
-                if through_relu {
-                    self.relu_backward(c, out);
-                }
-            }
-        }
+        epilogue.apply_apart(self, c);
     }
 
     /// out[:, j] += bias for every column j (bias: stack x rows x 1).

@@ -218,6 +218,24 @@ fn jump_relu_threshold_grad(@builtin(global_invocation_id) gid: vec3<u32>, @buil
 var<workgroup> topk_hist: array<atomic<u32>, 256>;
 var<workgroup> topk_prefix: u32;
 var<workgroup> topk_remaining: u32;
+
+// One invocation's step of a radix select, after a pass has filled the histogram of the byte at
+// `shift` of the keys that match the prefix: the bin that holds the remaining-th largest of
+// them extends the prefix, and the keys in the bins above it are no longer to be found. False
+// (nothing changed) when fewer keys than that match.
+fn radix_choose(shift: u32) -> bool {
+    var above = 0u;
+    for (var bin = 255i; bin >= 0i; bin--) {
+        let count = atomicLoad(&topk_hist[u32(bin)]);
+        if (above + count >= topk_remaining) {
+            topk_prefix = topk_prefix | (u32(bin) << shift);
+            topk_remaining = topk_remaining - above;
+            return true;
+        }
+        above += count;
+    }
+    return false;
+}
 var<workgroup> topk_all: u32;
 var<workgroup> topk_smallest: atomic<u32>;
 
@@ -251,25 +269,10 @@ fn batch_topk(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
             }
         }
         workgroupBarrier();
-        if (t == 0u && topk_all == 0u) {
-            // The bin holding the remaining-th largest of the values matching the prefix.
-            var above = 0u;
-            var found = false;
-            for (var bin = 255i; bin >= 0i; bin--) {
-                let count = atomicLoad(&topk_hist[u32(bin)]);
-                if (above + count >= topk_remaining) {
-                    topk_prefix = topk_prefix | (u32(bin) << shift);
-                    topk_remaining = topk_remaining - above;
-                    found = true;
-                    break;
-                }
-                above += count;
-            }
-            if (!found) {
-                // Fewer positive values than `keep`: keep them all.
-                topk_all = 1u;
-                topk_prefix = 0u;
-            }
+        if (t == 0u && topk_all == 0u && !radix_choose(shift)) {
+            // Fewer positive values than `keep`: keep them all.
+            topk_all = 1u;
+            topk_prefix = 0u;
         }
         mask = mask | (255u << shift);
         workgroupBarrier();
@@ -342,22 +345,9 @@ fn topk_columns(
             }
         }
         workgroupBarrier();
-        if (t == 0u && topk_all == 0u) {
-            // The bin holding the remaining-th largest of the keys matching the prefix.
-            var above = 0u;
-            var found = false;
-            for (var bin = 255i; bin >= 0i; bin--) {
-                let count = atomicLoad(&topk_hist[u32(bin)]);
-                if (above + count >= topk_remaining) {
-                    topk_prefix = topk_prefix | (u32(bin) << shift);
-                    topk_remaining = topk_remaining - above;
-                    found = true;
-                    break;
-                }
-                above += count;
-            }
+        if (t == 0u && topk_all == 0u && !radix_choose(shift)) {
             // Only in the first pass, which counts every value: fewer than k of them.
-            topk_all = select(0u, 1u, !found);
+            topk_all = 1u;
         }
         mask = mask | (255u << shift);
         workgroupBarrier();
