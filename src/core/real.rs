@@ -472,7 +472,8 @@ fn validate_solver(field: &str, solver: &SolverConfig) -> Result<(), ConfigError
 }
 
 /// Tokens used, and of those how many train and how many are held out.
-fn split_sizes(tokens: usize, p: &Preprocess) -> (usize, usize) {
+/// The training and held-out token counts of a split of `tokens` tokens.
+pub(crate) fn split_sizes(tokens: usize, p: &Preprocess) -> (usize, usize) {
     let used = p.max_tokens.map_or(tokens, |m| m.min(tokens));
     let test = ((used as f64 * p.test_fraction).round() as usize).clamp(1, used);
     (used - test, test)

@@ -8,7 +8,7 @@ use crate::compute::{Backend, BackendKind};
 use crate::core::config::DataConfig;
 use crate::core::config::{human_bytes, limits};
 use crate::core::real::{
-    estimate_seconds, synthetic_activations, RealConfig, RealExperiment, Truth,
+    estimate_seconds, split_sizes, synthetic_activations, RealConfig, RealExperiment, Truth,
 };
 use crate::core::results::BackendInfo;
 use crate::core::select;
@@ -236,8 +236,8 @@ pub struct RealRunner {
 /// against the largest tensor the experiment binds; else why not, to say in the page.
 async fn real_gpu(cfg: &RealConfig, tokens: usize, dim: usize) -> Result<Arc<dyn Backend>, String> {
     let gpu = GpuBackend::request().await.map_err(|e| e.to_string())?;
-    let train = tokens - (tokens as f64 * cfg.preprocess.test_fraction).floor() as usize;
-    let columns = train.max(tokens - train).max(cfg.schedule.probe_tokens);
+    let (train, test) = split_sizes(tokens, &cfg.preprocess);
+    let columns = train.max(test).max(cfg.schedule.probe_tokens);
     let largest = 4 * (columns * dim.max(cfg.latents)) as u64;
     if largest > gpu.max_tensor_bytes() {
         return Err(format!(

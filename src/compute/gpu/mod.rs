@@ -794,8 +794,15 @@ impl GpuBackend {
         // 64 x 64 tiles pay where both sides of C and K are wide; the paper's thin shapes (a side
         // of 8 or 16) would leave most of a tile idle, so they take one invocation per element.
         let tiled = m >= 32 && n >= 32 && k >= 32;
-        let mut tensors = vec![a.tensor.device(), b.tensor.device(), c.device()];
-        tensors.extend(operand.map(Tensor::device));
+        let (a_buf, b_buf, c_buf) = (a.tensor.device(), b.tensor.device(), c.device());
+        let with_operand;
+        let tensors: &[&DeviceBuffer] = match operand {
+            Some(t) => {
+                with_operand = [a_buf, b_buf, c_buf, t.device()];
+                &with_operand
+            }
+            None => &[a_buf, b_buf, c_buf],
+        };
         if tiled {
             let pipeline = self.gemm_pipeline("gemm", a.transposed, b.transposed);
             let groups = (
@@ -803,10 +810,10 @@ impl GpuBackend {
                 m.div_ceil(64) as u32,
                 cs.stack as u32,
             );
-            self.dispatch(&pipeline, p, &tensors, groups);
+            self.dispatch(&pipeline, p, tensors, groups);
         } else {
             let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
-            self.dispatch(&pipeline, p, &tensors, grid(cs.len()));
+            self.dispatch(&pipeline, p, tensors, grid(cs.len()));
         }
     }
 
