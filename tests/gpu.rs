@@ -1466,46 +1466,10 @@ fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
 /// analysis' start and each of its points.
 #[test]
 fn experiments_on_activations_poll_their_reads_on_the_gpu() {
-    use sparse_playground::core::config::DataConfig;
-    use sparse_playground::core::real::{synthetic_activations, RealConfig, RealExperiment};
+    use sparse_playground::core::real::RealExperiment;
     use sparse_playground::core::run::default_clock;
     let Some(g) = gpu() else { return };
-    let data = DataConfig {
-        num_atoms: 24,
-        data_dim: 12,
-        sparsity_k: 3,
-        num_samples: 600,
-        ..DataConfig::default()
-    };
-    let (acts, _) = synthetic_activations(&data, 5);
-    let mut cfg = RealConfig {
-        latents: 48,
-        methods: vec![
-            MethodConfig::Sae { bias: true },
-            MethodConfig::Lista { iterations: 1 },
-            MethodConfig::SparseCoding {
-                inference: SolverConfig::Fista {
-                    steps: 30,
-                    nonneg: true,
-                    tol: None,
-                },
-            },
-        ],
-        seed: 3,
-        ..RealConfig::default()
-    };
-    cfg.train.steps = 40;
-    cfg.train.log_every = 20;
-    cfg.train.l1_penalty = 20.0;
-    // A high rate kills latents within 20 steps, so that resampling has work.
-    cfg.train.lr = 1e-2;
-    cfg.train.batch_size = Some(64);
-    cfg.schedule.resample_every = 20;
-    cfg.schedule.probe_tokens = 128;
-    cfg.gap.tokens = 48;
-    cfg.gap.iterations = vec![2];
-    cfg.gap.max_iterations = 300;
-    cfg.gap.tol = 1e-3;
+    let (acts, cfg) = small_real_experiment();
     let backend: Arc<dyn Backend> = g.clone();
     let run = |exp: RealExperiment, poll: bool| {
         let mut exp = if poll { exp.polling() } else { exp };
@@ -1549,6 +1513,103 @@ fn experiments_on_activations_poll_their_reads_on_the_gpu() {
             );
         }
     }
+}
+
+/// Synthetic activations (600 tokens of 12 dimensions) and an experiment on them with an SAE,
+/// LISTA and sparse coding, resampling at step 20 of 40 (a high rate kills latents by then).
+fn small_real_experiment() -> (
+    sparse_playground::formats::activations::Activations,
+    sparse_playground::core::real::RealConfig,
+) {
+    use sparse_playground::core::config::DataConfig;
+    use sparse_playground::core::real::{synthetic_activations, RealConfig};
+    let data = DataConfig {
+        num_atoms: 24,
+        data_dim: 12,
+        sparsity_k: 3,
+        num_samples: 600,
+        ..DataConfig::default()
+    };
+    let (acts, _) = synthetic_activations(&data, 5);
+    let mut cfg = RealConfig {
+        latents: 48,
+        methods: vec![
+            MethodConfig::Sae { bias: true },
+            MethodConfig::Lista { iterations: 1 },
+            MethodConfig::SparseCoding {
+                inference: SolverConfig::Fista {
+                    steps: 30,
+                    nonneg: true,
+                    tol: None,
+                },
+            },
+        ],
+        seed: 3,
+        ..RealConfig::default()
+    };
+    cfg.train.steps = 40;
+    cfg.train.log_every = 20;
+    cfg.train.l1_penalty = 20.0;
+    cfg.train.lr = 1e-2;
+    cfg.train.batch_size = Some(64);
+    cfg.schedule.resample_every = 20;
+    cfg.schedule.probe_tokens = 128;
+    cfg.gap.tokens = 48;
+    cfg.gap.iterations = vec![2];
+    cfg.gap.max_iterations = 300;
+    cfg.gap.tol = 1e-3;
+    (acts, cfg)
+}
+
+/// `auto` on activations: a trial of the experiment times it on the GPU as on the CPU (the
+/// trial's reads polled, its resampling waited for), a software adapter is refused (taken only
+/// when asked for), a tensor past the binding limit is refused with the sizes, and the faster
+/// estimate wins, counting the CPU's workers.
+#[test]
+fn auto_on_activations_times_a_trial_on_each_backend() {
+    use sparse_playground::core::real::estimate_seconds;
+    use sparse_playground::core::run::default_clock;
+    use sparse_playground::core::select::{
+        faster_on_activations, gpu_fits_activations, gpu_for_activations,
+    };
+    let Some(g) = gpu() else { return };
+    let (acts, cfg) = small_real_experiment();
+    for b in [g.clone() as Arc<dyn Backend>, Arc::new(CpuBackend::new(1))] {
+        let e = estimate_seconds(&cfg, &acts, b, default_clock).expect("an estimate");
+        assert_eq!(e.per_method.len(), 3);
+        for s in e
+            .per_method
+            .iter()
+            .chain([&e.seconds, &e.training, &e.analysis])
+        {
+            assert!(s.is_finite() && *s > 0.0, "{e:?}");
+        }
+    }
+    let asked = pollster::block_on(gpu_for_activations(&cfg, acts.tokens, acts.dim, false));
+    assert!(asked.is_ok(), "{:?}", asked.err());
+    let auto = pollster::block_on(gpu_for_activations(&cfg, acts.tokens, acts.dim, true));
+    if g.adapter().software {
+        let Err(why) = auto else {
+            panic!("auto took a software adapter")
+        };
+        assert!(why.contains("software"), "{why}");
+    } else {
+        assert!(auto.is_ok(), "{:?}", auto.err());
+    }
+    let mut wide = cfg.clone();
+    wide.latents = 1 << 20;
+    let why = gpu_fits_activations(&g, &wide, 1 << 20, 12).unwrap_err();
+    assert!(why.contains("binds at most"), "{why}");
+    let (gpu_wins, why) = faster_on_activations(30.0, 75.0, 2, "A100");
+    assert!(gpu_wins);
+    assert!(
+        why.contains("A100") && why.contains("30 s") && why.contains("1 min 15 s"),
+        "{why}"
+    );
+    assert!(why.contains("with 2 workers") && why.ends_with("computing on the GPU"));
+    let (gpu_wins, why) = faster_on_activations(80.0, 75.0, 1, "A100");
+    assert!(!gpu_wins && why.ends_with("computing on the CPU"), "{why}");
+    assert!(!faster_on_activations(f64::NAN, 75.0, 1, "A100").0);
 }
 
 /// Wall times out of a results file (they differ between runs of the same numbers).

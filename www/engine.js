@@ -22,6 +22,7 @@ export {
   mergeSweepResults,
   normalizeResults,
   presetConfig,
+  realAuto,
   realDefaults,
   recordFields,
   solverDefaults,

@@ -5,13 +5,16 @@
 //   {type: 'source', id, blob, tensor}             activations read from a file (a Blob, read in
 //                                                  pieces; they replace those before if they read well)
 //   {type: 'synthetic', atoms, dim, k, tokens, seed}  or synthetic ones with a known truth
-//   {type: 'estimate', id, config: JSON text}     a time estimate of that experiment
+//   {type: 'estimate', id, config: JSON text, backend}  a time estimate of that experiment for
+//                                                  choosing where it runs ('cpu', 'gpu' or
+//                                                  'auto': RealSource.estimateOn)
 //   {type: 'start', run, config: JSON text, only, backend}  run it (`run` numbers it in the
 //                                                  replies): all its methods, or those of `only`
 //                                                  (indices in the config's list) when workers
 //                                                  share them; on the CPU, or with backend 'gpu'
 //                                                  on WebGPU (the CPU if it cannot: a 'backend'
-//                                                  reply says which and why)
+//                                                  reply says which and why); `notice`, why
+//                                                  there (auto's choice), goes into the results
 //   {type: 'cancel'}                               stop the run (its results are dropped)
 //   {type: 'feature', id, method, latent, top, atom}  (after the results) a feature view of a
 //                                                  method computed here; with `atom`, its decoder
@@ -20,7 +23,8 @@
 //                                                  computed here but `except`
 // Messages out: 'backend' ({run, info: {kind, name, notice}}, before a GPU run's first
 // progress), 'source' ({id, info: {tokens, dim, dtype, tensor}} or {id, error}), 'estimate'
-// ({id, estimate: {seconds, training, analysis, analysis_max, per_method, memory}} or {id, error}),
+// ({id, estimate: {cpu, gpu, adapter, why}}, cpu and gpu each {seconds, training, analysis,
+// analysis_max, per_method, memory} or null, or {id, error}),
 // 'progress' ({run, done, total, status}), 'results' ({run, json, rankings: per method computed
 // here the latents by frequency, flat}), 'feature' ({id, json, atom}), 'match' ({id, json}) and
 // 'error'. The runner stays after the results, for the feature views.
@@ -116,6 +120,21 @@ async function readSource(msg) {
   self.postMessage({ type: 'source', id: msg.id, info: source.describe() });
 }
 
+/** Time `msg.config` for choosing where it runs: on the CPU at once, on the GPU (asked for, or
+ * auto's rival) on a trial that yields to the device. */
+async function estimate(msg) {
+  let reply;
+  try {
+    if (!source) throw new Error('no activations to estimate on');
+    const backend = msg.backend || 'cpu';
+    const timed = backend === 'cpu' ? { cpu: source.estimate(msg.config), gpu: null } : await source.estimateOn(msg.config, backend);
+    reply = { type: 'estimate', id: msg.id, estimate: timed };
+  } catch (e) {
+    reply = { type: 'estimate', id: msg.id, error: e && e.message ? e.message : String(e) };
+  }
+  self.postMessage(reply);
+}
+
 function handle(msg) {
   try {
     switch (msg.type) {
@@ -127,17 +146,8 @@ function handle(msg) {
         source = null;
         source = engine.RealSource.synthetic(msg.atoms, msg.dim, msg.k, msg.tokens, msg.seed);
         break;
-      case 'estimate': {
-        if (!source) throw new Error('no activations to estimate on');
-        let reply;
-        try {
-          reply = { type: 'estimate', id: msg.id, estimate: source.estimate(msg.config) };
-        } catch (e) {
-          reply = { type: 'estimate', id: msg.id, error: e && e.message ? e.message : String(e) };
-        }
-        self.postMessage(reply);
-        break;
-      }
+      case 'estimate':
+        return estimate(msg);
       case 'start': {
         if (!source) throw new Error('no activations to run on');
         dropRunner();
@@ -145,11 +155,11 @@ function handle(msg) {
         only = msg.only || JSON.parse(msg.config).methods.map((_, i) => i);
         runId = msg.run;
         backend = null;
-        if (msg.backend === 'gpu') {
+        if (msg.backend === 'gpu' || msg.notice) {
           // The GPU is asked for, checked and probed asynchronously; a cancel or new activations
           // meanwhile (a new generation) drop the runner it makes.
           const made = generation;
-          engine.RealRunner.create(source, msg.config, part, 'gpu').then((r) => {
+          engine.RealRunner.create(source, msg.config, part, msg.backend, msg.notice || undefined).then((r) => {
             if (made !== generation) {
               r.free();
               return;

@@ -85,6 +85,27 @@ pub fn read_now(backend: &dyn Backend, t: &Tensor) -> Result<Vec<f32>, BackendEr
     }
 }
 
+/// Read a tensor back once the device has done everything before the read: natively by
+/// waiting for the device, in a browser by yielding until the copy is mapped.
+pub async fn read_when_done(backend: &dyn Backend, t: &Tensor) -> Result<Vec<f32>, BackendError> {
+    let read = backend.read(t);
+    backend.flush();
+    backend.wait();
+    read.await
+}
+
+/// The output of `future` if it completes at its first poll (work on the CPU never waits);
+/// `None` if it would have to wait.
+#[cfg(target_arch = "wasm32")]
+pub fn ready_now<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(out) => Some(out),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// The dot products the host-side metrics need, on this thread.
 pub(crate) fn host_backend() -> CpuBackend {
     CpuBackend::with_small_kernel(1, SmallKernel::detect())

@@ -30,7 +30,7 @@ use super::run::{stream_id, Batcher};
 use super::solvers::{AdamExp, FistaRun, SolverStats};
 use super::sparse_coding::SparseCodingModel;
 use super::Matrix;
-use crate::compute::{read_now, Backend, BackendError, Fetch, Shape, Tensor};
+use crate::compute::{read_when_done, Backend, BackendError, Fetch, Shape, Tensor};
 use crate::formats::activations::Activations;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -2259,7 +2259,26 @@ impl RealConfig {
 /// held-out set and analysed tokens, and multiplied by its steps, evaluations and iterations
 /// ([`RealConfig::estimate_from`]). The trial holds a copy of at most `ESTIMATE_TOKENS` tokens.
 /// An error is the config's (the same as the run would give).
+///
+/// Natively this waits for the device; in a browser it works only where nothing waits (the
+/// CPU): a GPU's trial there is [`estimate_seconds_async`].
 pub fn estimate_seconds(
+    config: &RealConfig,
+    acts: &Activations,
+    backend: Arc<dyn Backend>,
+    clock: fn() -> f64,
+) -> Result<RealEstimate, String> {
+    let trial = estimate_seconds_async(config, acts, backend, clock);
+    #[cfg(not(target_arch = "wasm32"))]
+    return pollster::block_on(trial);
+    #[cfg(target_arch = "wasm32")]
+    return crate::compute::ready_now(trial).unwrap_or_else(|| {
+        Err("a GPU's trial cannot be waited for in a browser: it is asynchronous".to_string())
+    });
+}
+
+/// [`estimate_seconds`], yielding while the device works (the page's trial on WebGPU).
+pub async fn estimate_seconds_async(
     config: &RealConfig,
     acts: &Activations,
     backend: Arc<dyn Backend>,
@@ -2298,7 +2317,8 @@ pub fn estimate_seconds(
     };
     let resampling = config.schedule.resample_every > 0;
     let mut exp = RealExperiment::new_shared(trial, Arc::new(trial_acts), backend, clock)
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .polling();
     let steps = exp.config.train.steps;
     let fail = |e: BackendError| e.to_string();
     let mut costs = RealCosts {
@@ -2306,15 +2326,22 @@ pub fn estimate_seconds(
         fista_iteration: 0.0,
     };
     for i in 0..exp.runs.len() {
+        // The first step, after the evaluation before it.
         let start = clock();
-        exp.train(i, 1).map_err(fail)?;
-        exp.sync_run(i).map_err(fail)?;
+        // (Polled, the evaluation's reads end the first call; the step is the second's.)
+        let stepped = exp.train(i, 1).map_err(fail)?;
+        exp.settle(i).await.map_err(fail)?;
+        if stepped == 0 && exp.runs[i].error.is_none() {
+            exp.train(i, 1).map_err(fail)?;
+            exp.settle(i).await.map_err(fail)?;
+        }
+        exp.sync_run(i).await.map_err(fail)?;
         let first = clock() - start;
         let start = clock();
         let (mut timed, mut chunk) = (0u64, 1u64);
         while clock() - start < ESTIMATE_PART_SECONDS && exp.runs[i].step + chunk < steps {
             timed += exp.train(i, chunk).map_err(fail)?;
-            exp.sync_run(i).map_err(fail)?;
+            exp.sync_run(i).await.map_err(fail)?;
             chunk *= 2;
         }
         let step = if timed > 0 {
@@ -2328,6 +2355,7 @@ pub fn estimate_seconds(
             let wait = begin_resample(b, &exp.config, &mut exp.runs[i], &exp.train, After::Train);
             if let Some(wait) = wait {
                 exp.begin(i, wait).map_err(fail)?;
+                exp.settle(i).await.map_err(fail)?;
             }
             clock() - start
         } else {
@@ -2339,22 +2367,34 @@ pub fn estimate_seconds(
             resample: resample_s,
         });
     }
-    costs.fista_iteration = exp.time_fista(ESTIMATE_PART_SECONDS).map_err(fail)?;
+    costs.fista_iteration = exp.time_fista(ESTIMATE_PART_SECONDS).await.map_err(fail)?;
     Ok(config.estimate_from(&costs, &scale))
 }
 
 impl RealExperiment {
     /// Wait for the device's work on method `i` (a read of its loss).
-    fn sync_run(&self, i: usize) -> Result<(), BackendError> {
-        read_now(&*self.backend, self.runs[i].learner.loss()).map(|_| ())
+    async fn sync_run(&self, i: usize) -> Result<(), BackendError> {
+        read_when_done(&*self.backend, self.runs[i].learner.loss())
+            .await
+            .map(|_| ())
+    }
+
+    /// Let method `i`'s pending reads (and whatever they lead to) come in and be acted on.
+    async fn settle(&mut self, i: usize) -> Result<(), BackendError> {
+        while self.runs[i].wait.is_some() {
+            if !self.resolve(i)? {
+                read_when_done(&*self.backend, self.runs[i].learner.loss()).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Seconds of one FISTA iteration on the analysed tokens under the first method's
     /// dictionary, timed for about `seconds` after one iteration of warm-up.
-    fn time_fista(&mut self, seconds: f64) -> Result<f64, BackendError> {
+    async fn time_fista(&mut self, seconds: f64) -> Result<f64, BackendError> {
         let b = &*self.backend;
         let dict = dictionary(b, &mut self.runs[0].learner);
-        let host = Matrix::from_vec(dict.rows(), dict.cols(), read_now(b, &dict)?);
+        let host = Matrix::from_vec(dict.rows(), dict.cols(), read_when_done(b, &dict).await?);
         let mut fista = FistaRun::new(
             b,
             dict,
@@ -2367,12 +2407,12 @@ impl RealExperiment {
             None,
         );
         fista.run(b, &self.gap_x, 1)?;
-        read_now(b, fista.codes())?;
+        read_when_done(b, fista.codes()).await?;
         let start = (self.clock)();
         let (mut timed, mut chunk) = (0u64, 1u64);
         loop {
             timed += fista.run(b, &self.gap_x, chunk)?;
-            read_now(b, fista.codes())?;
+            read_when_done(b, fista.codes()).await?;
             let elapsed = (self.clock)() - start;
             if elapsed >= seconds || chunk >= 1 << 16 {
                 return Ok(elapsed / timed.max(1) as f64);

@@ -8,11 +8,12 @@
 use super::config::{CheckedConfig, DataConfig};
 use super::data::Dataset;
 use super::models::{DecoderInit, EncoderModel, EncoderSpec, Objective};
+use super::real::{split_sizes, RealConfig};
 use super::rng::Rng;
 use super::run::{Clock, Experiment, Grouping};
 use super::solvers::AdamExp;
 use crate::compute::gpu::{AdapterSummary, GpuBackend};
-use crate::compute::{Backend, BackendError, CpuBackend, Shape, Tensor};
+use crate::compute::{read_when_done, Backend, BackendError, CpuBackend, Shape};
 use std::sync::Arc;
 
 /// What the user asked for.
@@ -63,14 +64,6 @@ fn cpu(threads: usize, notice: Option<String>) -> Chosen {
     }
 }
 
-/// Read a tensor back, waiting natively and yielding in a browser.
-async fn fetch(b: &dyn Backend, t: &Tensor) -> Result<Vec<f32>, BackendError> {
-    let read = b.read(t);
-    b.flush();
-    b.wait();
-    read.await
-}
-
 /// A few steps of SAE training and of the paper's inference on a stack of two, on `gpu` and on
 /// the CPU: the GPU must agree within 1e-3 (relative) and report no error.
 pub async fn probe(gpu: &dyn Backend) -> Result<(), BackendError> {
@@ -108,9 +101,9 @@ pub async fn probe(gpu: &dyn Backend) -> Result<(), BackendError> {
             .expect("a learned dictionary");
         let mut solver = AdamExp::new(b, dict, &x, 0.01, 40, &[3e-3]);
         solver.run(b, &x, 40);
-        let mut values = fetch(b, &model.layers[0].weight).await?;
-        values.extend(fetch(b, solver.codes()).await?);
-        values.extend(fetch(b, model.loss()).await?);
+        let mut values = read_when_done(b, &model.layers[0].weight).await?;
+        values.extend(read_when_done(b, solver.codes()).await?);
+        values.extend(read_when_done(b, model.loss()).await?);
         b.health()?;
         outputs.push(values);
     }
@@ -131,7 +124,7 @@ const SPEED_PROBE_SECONDS: f64 = 0.25;
 /// Wait until everything `b` was given is done (a read completes after the work before it).
 async fn sync(b: &dyn Backend) -> Result<(), BackendError> {
     let t = b.zeros(Shape::new(1, 1, 1));
-    fetch(b, &t).await.map(|_| ())
+    read_when_done(b, &t).await.map(|_| ())
 }
 
 /// Work (training and inference steps, as the progress bar counts them) per second of `config`
@@ -285,15 +278,10 @@ pub async fn choose(
         }
     };
     let adapter = gpu.adapter().clone();
-    if choice == BackendChoice::Auto && adapter.software {
-        return cpu(
-            cpu_threads,
-            Some(format!(
-                "the only GPU adapter is a software one ({}), slower than the CPU path; \
-                 computing on the CPU (choose the GPU explicitly to use it)",
-                adapter.name
-            )),
-        );
+    if choice == BackendChoice::Auto {
+        if let Err(why) = refuse_software(&adapter) {
+            return cpu(cpu_threads, Some(format!("{why}; computing on the CPU")));
+        }
     }
     let per_member = 4 * config.largest_tensor_floats();
     let max = gpu.max_tensor_bytes();
@@ -339,5 +327,101 @@ pub async fn choose(
         grouping,
         notice,
         adapter: Some(adapter),
+    }
+}
+
+/// Whether `gpu` can compute an experiment on activations of `tokens` x `dim` under `cfg`:
+/// its largest tensor (a split of the tokens, or the resampling probe's, by the wider of the
+/// dimension and the latents) must fit one binding; else why not.
+pub fn gpu_fits_activations(
+    gpu: &GpuBackend,
+    cfg: &RealConfig,
+    tokens: usize,
+    dim: usize,
+) -> Result<(), String> {
+    let (train, test) = split_sizes(tokens, &cfg.preprocess);
+    let columns = train.max(test).max(cfg.schedule.probe_tokens);
+    let largest = 4 * (columns as u64) * (dim.max(cfg.latents) as u64);
+    if largest > gpu.max_tensor_bytes() {
+        return Err(format!(
+            "a tensor of this run needs about {} but {} binds at most {}",
+            super::config::human_bytes(largest),
+            gpu.adapter().name,
+            super::config::human_bytes(gpu.max_tensor_bytes())
+        ));
+    }
+    Ok(())
+}
+
+/// A GPU for an experiment on activations: the adapter, checked by the parity probe of every
+/// GPU path and against the experiment's largest tensor; under `auto` a real one only (a
+/// software rasteriser is slower than the CPU path). Else why not, to say.
+pub async fn gpu_for_activations(
+    cfg: &RealConfig,
+    tokens: usize,
+    dim: usize,
+    auto: bool,
+) -> Result<GpuBackend, String> {
+    let gpu = GpuBackend::request().await.map_err(|e| e.to_string())?;
+    if auto {
+        refuse_software(gpu.adapter())?;
+    }
+    gpu_fits_activations(&gpu, cfg, tokens, dim)?;
+    probe(&gpu).await.map_err(|e| e.to_string())?;
+    Ok(gpu)
+}
+
+/// Under `auto`, a software adapter is not taken: why, to say.
+pub fn refuse_software(adapter: &AdapterSummary) -> Result<(), String> {
+    if adapter.software {
+        return Err(format!(
+            "the only GPU adapter is a software one ({}), slower than the CPU path (choose the \
+             GPU explicitly to use it)",
+            adapter.name
+        ));
+    }
+    Ok(())
+}
+
+/// Under `auto`, for an experiment on activations: whether the GPU (`gpu`, estimated at
+/// `gpu_seconds` from a trial of the experiment on it) beats the CPU (estimated at
+/// `cpu_seconds` with `cpu_workers` workers sharing its methods), and the sentence that says
+/// so with both figures.
+pub fn faster_on_activations(
+    gpu_seconds: f64,
+    cpu_seconds: f64,
+    cpu_workers: usize,
+    gpu: &str,
+) -> (bool, String) {
+    let use_gpu = gpu_seconds.is_finite() && gpu_seconds < cpu_seconds;
+    let workers = match cpu_workers {
+        0 | 1 => String::new(),
+        n => format!(" with {n} workers"),
+    };
+    (
+        use_gpu,
+        format!(
+            "auto: timed on a trial of this experiment, the GPU ({gpu}) should take {} and the \
+             CPU{workers} {}; computing on the {}",
+            seconds_text(gpu_seconds),
+            seconds_text(cpu_seconds),
+            if use_gpu { "GPU" } else { "CPU" }
+        ),
+    )
+}
+
+/// Seconds as people read them: "0.4 s", "12 s", "3 min 5 s", "1 h 2 min".
+pub fn seconds_text(s: f64) -> String {
+    if !s.is_finite() {
+        return "an unknown time".to_string();
+    }
+    if s < 10.0 {
+        return format!("{s:.1} s");
+    }
+    let whole = s.round() as u64;
+    match whole {
+        0..60 => format!("{whole} s"),
+        60..3600 => format!("{} min {} s", whole / 60, whole % 60),
+        _ => format!("{} h {} min", whole / 3600, (whole % 3600) / 60),
     }
 }

@@ -8,7 +8,8 @@ use crate::compute::{Backend, BackendKind};
 use crate::core::config::DataConfig;
 use crate::core::config::{human_bytes, limits};
 use crate::core::real::{
-    estimate_seconds, split_sizes, synthetic_activations, RealConfig, RealExperiment, Truth,
+    estimate_seconds, estimate_seconds_async, synthetic_activations, RealConfig, RealExperiment,
+    Truth,
 };
 use crate::core::results::BackendInfo;
 use crate::core::select;
@@ -135,6 +136,84 @@ impl RealSource {
         }))
     }
 
+    /// The estimates of `config_json` that choosing `backend` needs, a promise of `{cpu, gpu,
+    /// adapter, why}`: `cpu` the estimate on the CPU (as [`estimate`](Self::estimate)) under
+    /// `cpu` and `auto`, and under `gpu` where the GPU cannot compute the experiment; `gpu` a
+    /// trial's estimate on this worker's GPU (as `estimate`, timed on the GPU) under `gpu` and
+    /// `auto` where it can, `adapter` its name; `why` where it cannot, why. A fresh GPU runs
+    /// the trial twice and keeps the second (the first compiles its pipelines). An error is the
+    /// config's.
+    #[wasm_bindgen(js_name = estimateOn)]
+    pub fn estimate_on(
+        &self,
+        config_json: &str,
+        backend: &str,
+    ) -> Result<js_sys::Promise, JsError> {
+        let (want_cpu, want_gpu, auto) = match backend {
+            "cpu" => (true, false, false),
+            "gpu" => (false, true, false),
+            "auto" => (true, true, true),
+            other => {
+                return Err(JsError::new(&format!(
+                    "backend: expected cpu, gpu or auto, got {other:?}"
+                )))
+            }
+        };
+        // The CPU's estimate first: it also checks the config (an error is the config's). Under
+        // `gpu` it is needed only where the GPU cannot compute the experiment, but it is made
+        // here, where the source is at hand.
+        let cpu_json = self.estimate_json(config_json)?;
+        let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
+        let acts = Arc::clone(&self.acts);
+        let need = cpu_json["memory"].clone();
+        Ok(wasm_bindgen_futures::future_to_promise(async move {
+            let mut reply = serde_json::json!({ "cpu": want_cpu.then_some(&cpu_json) });
+            if want_gpu {
+                match real_gpu(&cfg, acts.tokens, acts.dim, auto).await {
+                    Ok(gpu) => {
+                        let trial = || {
+                            estimate_seconds_async(
+                                &cfg,
+                                &acts,
+                                Arc::clone(&gpu) as Arc<dyn Backend>,
+                                clock_seconds,
+                            )
+                        };
+                        let warm = if GPU_WARM.with(|w| w.get()) {
+                            Ok(())
+                        } else {
+                            trial().await.map(|_| GPU_WARM.with(|w| w.set(true)))
+                        };
+                        let timed = match warm {
+                            Ok(()) => trial().await,
+                            Err(e) => Err(e),
+                        };
+                        match timed {
+                            Ok(estimate) => {
+                                let mut estimate =
+                                    serde_json::to_value(estimate).expect("estimates serialise");
+                                estimate["memory"] = need;
+                                reply["gpu"] = estimate;
+                                reply["adapter"] = gpu.adapter().name.clone().into();
+                            }
+                            // The config passed the CPU's trial: the GPU's failure is its own.
+                            Err(e) => {
+                                reply["why"] =
+                                    format!("the GPU's trial of the run failed ({e})").into();
+                                reply["cpu"] = cpu_json;
+                            }
+                        }
+                    }
+                    Err(why) => {
+                        reply["why"] = why.into();
+                        reply["cpu"] = cpu_json;
+                    }
+                }
+            }
+            super::to_js(&reply).map_err(JsValue::from)
+        }))
+    }
+
     /// Seconds the experiment of `config_json` should take in this worker, from a short trial
     /// of it (`core::real::estimate_seconds`): `{seconds, training, analysis, analysis_max,
     /// per_method, memory}`, `memory` being the bytes a worker computing it needs (the
@@ -142,6 +221,10 @@ impl RealSource {
     /// The browser's compiler swaps in optimised code once functions are hot, so a trial in a
     /// fresh worker first warms up on one method. An error is the config's.
     pub fn estimate(&self, config_json: &str) -> Result<JsValue, JsError> {
+        super::to_js(&self.estimate_json(config_json)?)
+    }
+
+    fn estimate_json(&self, config_json: &str) -> Result<serde_json::Value, JsError> {
         let cfg = RealConfig::from_json(config_json).map_err(|e| JsError::new(&e.to_string()))?;
         cfg.validate(self.acts.tokens, self.acts.dim)
             .map_err(|e| JsError::new(&e.to_string()))?;
@@ -158,7 +241,7 @@ impl RealSource {
         let need = self.acts.f32_bytes() + cfg.floats(self.acts.tokens, self.acts.dim) * 4;
         let mut reply = serde_json::to_value(trial(&cfg)?).expect("estimates serialise");
         reply["memory"] = need.into();
-        super::to_js(&reply)
+        Ok(reply)
     }
 }
 
@@ -231,24 +314,64 @@ pub struct RealRunner {
     backend: Option<BackendInfo>,
 }
 
-/// A GPU for an experiment on activations, asked for explicitly: WebGPU's adapter (software
-/// ones too: they were asked for), checked by the same parity probe as every GPU path and
-/// against the largest tensor the experiment binds; else why not, to say in the page.
-async fn real_gpu(cfg: &RealConfig, tokens: usize, dim: usize) -> Result<Arc<dyn Backend>, String> {
-    let gpu = GpuBackend::request().await.map_err(|e| e.to_string())?;
-    let (train, test) = split_sizes(tokens, &cfg.preprocess);
-    let columns = train.max(test).max(cfg.schedule.probe_tokens);
-    let largest = 4 * (columns * dim.max(cfg.latents)) as u64;
-    if largest > gpu.max_tensor_bytes() {
-        return Err(format!(
-            "a tensor of this run needs about {} but {} binds at most {}",
-            human_bytes(largest),
-            gpu.adapter().name,
-            human_bytes(gpu.max_tensor_bytes())
-        ));
+thread_local! {
+    /// This worker's GPU once asked for and probed (kept: a device compiles its pipelines once,
+    /// and estimates and runs share it), or why there is none.
+    static GPU: std::cell::RefCell<Option<Result<Arc<GpuBackend>, String>>> =
+        const { std::cell::RefCell::new(None) };
+    /// Whether a trial has run on that GPU (its pipelines are compiled).
+    static GPU_WARM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// This worker's GPU, asked for and checked by the parity probe of every GPU path the first
+/// time (again if the device was lost since); else why there is none.
+async fn probed_gpu() -> Result<Arc<GpuBackend>, String> {
+    match GPU.with(|g| g.borrow().clone()) {
+        Some(Ok(gpu)) if gpu.health().is_ok() => return Ok(gpu),
+        Some(Err(why)) => return Err(why),
+        _ => {}
     }
-    select::probe(&gpu).await.map_err(|e| e.to_string())?;
-    Ok(Arc::new(gpu))
+    let got = async {
+        let gpu = GpuBackend::request().await.map_err(|e| e.to_string())?;
+        select::probe(&gpu).await.map_err(|e| e.to_string())?;
+        Ok(Arc::new(gpu))
+    }
+    .await;
+    GPU.with(|g| *g.borrow_mut() = Some(got.clone()));
+    GPU_WARM.with(|w| w.set(false));
+    got
+}
+
+/// A GPU for an experiment on activations: this worker's probed GPU, if it binds the
+/// experiment's largest tensor; under `auto` a real one only (software adapters, taken when
+/// asked for explicitly, are slower than the CPU path). Else why not, to say in the page.
+async fn real_gpu(
+    cfg: &RealConfig,
+    tokens: usize,
+    dim: usize,
+    auto: bool,
+) -> Result<Arc<GpuBackend>, String> {
+    let gpu = probed_gpu().await?;
+    if auto {
+        select::refuse_software(gpu.adapter())?;
+    }
+    select::gpu_fits_activations(&gpu, cfg, tokens, dim)?;
+    Ok(gpu)
+}
+
+/// Under `auto`, for the page: whether the GPU's estimate (`gpu_seconds`) beats the CPU's
+/// (`cpu_seconds`, its methods shared by `workers` workers) and the sentence that says so with
+/// both figures, as `{gpu, notice}` (`core::select::faster_on_activations`).
+#[wasm_bindgen(js_name = realAuto)]
+pub fn real_auto(
+    gpu_seconds: f64,
+    cpu_seconds: f64,
+    workers: u32,
+    adapter: &str,
+) -> Result<JsValue, JsError> {
+    let (gpu, notice) =
+        select::faster_on_activations(gpu_seconds, cpu_seconds, workers as usize, adapter);
+    super::to_js(&serde_json::json!({ "gpu": gpu, "notice": notice }))
 }
 
 #[wasm_bindgen]
@@ -287,12 +410,14 @@ impl RealRunner {
 
     /// As the constructor, on the backend `backend` asks for: `cpu`, or `gpu` (WebGPU, if an
     /// adapter exists, binds the run's tensors and passes the parity probe; else the CPU, with
-    /// a notice saying why). A promise of the runner; `backendInfo()` says where it computes.
+    /// a notice saying why). `notice`, if given, is why it computes there (`auto`'s choice) and
+    /// goes into the results. A promise of the runner; `backendInfo()` says where it computes.
     pub fn create(
         source: &RealSource,
         config_json: &str,
         only: Option<Vec<u32>>,
         backend: &str,
+        notice: Option<String>,
     ) -> Result<js_sys::Promise, JsError> {
         let acts = Arc::clone(&source.acts);
         let truth = source.truth.clone();
@@ -316,8 +441,8 @@ impl RealRunner {
         Ok(wasm_bindgen_futures::future_to_promise(async move {
             let cpu = || -> Arc<dyn Backend> { Arc::new(CpuBackend::new(1)) };
             let (chosen, notice) = if want_gpu {
-                match real_gpu(&cfg, acts.tokens, acts.dim).await {
-                    Ok(gpu) => (gpu, None),
+                match real_gpu(&cfg, acts.tokens, acts.dim, false).await {
+                    Ok(gpu) => (gpu as Arc<dyn Backend>, notice),
                     Err(why) => (
                         cpu(),
                         Some(format!(
@@ -326,7 +451,7 @@ impl RealRunner {
                     ),
                 }
             } else {
-                (cpu(), None)
+                (cpu(), notice)
             };
             let info = BackendInfo {
                 kind: match chosen.kind() {

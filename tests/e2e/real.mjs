@@ -283,7 +283,7 @@ await test('a real-activation link with an unknown key says so', async () => {
   await ctx.close();
 });
 
-await test('on WebGPU (SwiftShader) a run on activations computes on the GPU and agrees with the CPU', async () => {
+await test('on WebGPU (SwiftShader) a run on activations computes on the GPU and agrees with the CPU; auto passes over a software adapter', async () => {
   const gpuBrowser = await launchGpuBrowser();
   try {
     const ctx = await gpuBrowser.newContext({ viewport: { width: 1440, height: 1000 }, acceptDownloads: true });
@@ -294,25 +294,33 @@ await test('on WebGPU (SwiftShader) a run on activations computes on the GPU and
     const results = async (backend) => {
       // A fresh load each time (a new hash alone would find the last run finished).
       await page.goto('about:blank');
-      await page.goto(`${origin}${BASE}#${link}&backend=${backend}&run=1`);
-      await waitReal(page, 'finished');
+      await page.goto(`${origin}${BASE}#${link}${backend === 'auto' ? '' : `&backend=${backend}`}`);
+      await waitReal(page, 'ready');
       assert.equal(await page.inputValue('#real-backend'), backend);
+      // Where it will compute is decided (and said) before Run, from a trial on each backend.
+      await page.waitForFunction(() => document.body.dataset.realEstimate, null, { timeout: TIMEOUT });
+      const estimate = { text: await page.textContent('#real-estimate'), on: await page.evaluate(() => document.body.dataset.realEstimateOn) };
+      await page.click('#real-run');
+      await waitReal(page, 'finished');
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#real-export')]);
-      return JSON.parse(await (await download.createReadStream()).toArray().then((b) => Buffer.concat(b).toString()));
+      const json = JSON.parse(await (await download.createReadStream()).toArray().then((b) => Buffer.concat(b).toString()));
+      return { json, estimate };
     };
-    const onGpu = await results('gpu');
+    const { json: onGpu, estimate: gpuEstimate } = await results('gpu');
     if (onGpu.backend.kind !== 'gpu' && process.env.SPARSE_PLAYGROUND_REQUIRE_GPU !== '1') {
       console.log(`  skipped: no WebGPU adapter in this Chromium (${onGpu.backend.notice})`);
       return;
     }
     assert.equal(onGpu.backend.kind, 'gpu', onGpu.backend.notice);
+    assert.equal(gpuEstimate.on, 'gpu');
+    assert.match(gpuEstimate.text, /^About \d+ s on the GPU \(.+\): training/);
     assert.equal(await page.evaluate(() => document.body.dataset.realBackend), 'gpu');
     assert.equal(await page.evaluate(() => document.body.dataset.realWorkers), '1');
     await page.screenshot({ path: join(ARTIFACTS, 'real-gpu.png'), fullPage: true });
-    // The link keeps the backend asked for (the CPU, the default, goes unsaid).
+    // The link keeps the backend asked for (auto, the default, goes unsaid).
     assert.match(await page.inputValue('#real-share-link'), /&backend=gpu/);
-    const onCpu = await results('cpu');
-    assert.equal(onCpu.backend, undefined, 'a CPU run records no backend, as before');
+    const { json: onCpu } = await results('cpu');
+    assert.equal(onCpu.backend, undefined, 'a CPU run asked for records no backend, as before');
     assert.equal(await page.evaluate(() => document.body.dataset.realBackend), 'cpu');
     for (const [i, m] of onGpu.methods.entries()) {
       const c = onCpu.methods[i];
@@ -323,6 +331,17 @@ await test('on WebGPU (SwiftShader) a run on activations computes on the GPU and
       }
       assert.deepEqual(m.resampled, c.resampled, `${m.name}: resampled alike`);
     }
+    assert.match(await page.inputValue('#real-share-link'), /&backend=cpu/);
+    // Auto does not take a software adapter (slower than the CPU path); it says so before Run
+    // and records why in the results, which are the CPU's.
+    const { json: onAuto, estimate: autoEstimate } = await results('auto');
+    assert.equal(autoEstimate.on, 'cpu');
+    assert.match(autoEstimate.text, /on this machine.*Auto: the only GPU adapter is a software one/);
+    assert.equal(onAuto.backend.kind, 'cpu');
+    assert.match(onAuto.backend.notice, /^auto: the only GPU adapter is a software one .*; computing on the CPU$/);
+    assert.equal(await page.evaluate(() => document.body.dataset.realBackend), 'cpu');
+    assert.equal(await page.locator('.banner[data-id="real-backend"]').count(), 0, 'auto says why beside Run, not in a banner');
+    for (const [i, m] of onAuto.methods.entries()) assert.equal(m.explained_variance, onCpu.methods[i].explained_variance);
     assert.doesNotMatch(await page.inputValue('#real-share-link'), /backend=/);
   } finally {
     await gpuBrowser.close();

@@ -5,7 +5,7 @@
 // would be alone, so the numbers do not depend on how many workers there are. Links: `real=sample` and the settings that
 // differ from the defaults (see LINK_KEYS); a file of one's own cannot travel in a link, so its
 // link says `real=file` and asks for the file again.
-import { checkSynthetic, inspectTokens, realDefaults } from '../engine.js';
+import { checkSynthetic, inspectTokens, realAuto, realDefaults } from '../engine.js';
 import { $, banner, errorText } from '../page/state.js';
 import { downloadText } from '../page/files.js';
 import { calibration } from '../page/calibrate.mjs';
@@ -24,13 +24,14 @@ const SAMPLE = {
 const DEFAULTS = {
   latents: 1152, steps: 400, l1: 3, lr: 0.001, batch: 256, gap: 128, seed: 0,
   center: true, scale: 'dim', k: 32, h: 1024, t: 3, resample: 200, methods: ['sae', 'topk', 'ito'],
-  backend: 'cpu',
+  backend: 'auto',
 };
 const METHOD_NAMES = ['sae', 'topk', 'batchtopk', 'jumprelu', 'ito', 'lista', 'mlp', 'sc'];
 const NUMBER_KEYS = { N: 'latents', steps: 'steps', l1: 'l1', lr: 'lr', batch: 'batch', gap: 'gap', seed: 'seed', k: 'k', h: 'h', T: 't', resample: 'resample' };
 const LINK_KEYS = new Set(['real', 'syn', 'methods', 'center', 'scale', 'backend', 'run', ...Object.keys(NUMBER_KEYS)]);
-/** Where a run computes: every core's worker on the CPU, or one worker on the GPU (WebGPU). */
-const BACKENDS = ['cpu', 'gpu'];
+/** Where a run computes: every core's worker on the CPU, one worker on the GPU (WebGPU), or
+ * (auto) whichever a trial of the experiment on each estimates faster. */
+const BACKENDS = ['auto', 'cpu', 'gpu'];
 /** Synthetic activations: true features, dimensions, K and tokens (link `syn=64,32,4,4096`). */
 const SYNTHETIC = { atoms: 64, dim: 32, k: 4, tokens: 4096 };
 const SYN_FIELDS = { atoms: 'real-syn-atoms', dim: 'real-syn-dim', k: 'real-syn-k', tokens: 'real-syn-tokens' };
@@ -460,7 +461,8 @@ function requestEstimate(delay = 400) {
   real.estimateTimer = setTimeout(() => {
     if (!real.estimate || real.estimate.id !== id) return;
     sendSource();
-    post({ type: 'estimate', id, config: JSON.stringify(configFor(readSettings())) });
+    const s = readSettings();
+    post({ type: 'estimate', id, config: JSON.stringify(configFor(s)), backend: s.backend });
   }, delay);
 }
 
@@ -469,6 +471,7 @@ function showEstimate() {
   const el = $('real-estimate');
   const e = real.estimate;
   delete document.body.dataset.realEstimate;
+  delete document.body.dataset.realEstimateOn;
   if (!e || e.error || real.running) {
     el.textContent = '';
     el.hidden = true;
@@ -480,18 +483,47 @@ function showEstimate() {
     return;
   }
   document.body.dataset.realEstimate = String(e.seconds);
+  document.body.dataset.realEstimateOn = e.on;
   const scale = e.raw > 0 ? e.seconds / e.raw : 1;
   const work = e.training + e.analysis;
   const most = work > 0 ? (e.seconds * (e.training + e.analysisMax)) / work : e.seconds;
   // On the GPU one worker computes every method, one after another.
-  const shared = e.parts.length > 1 && $('real-backend').value !== 'gpu';
+  const shared = e.parts.length > 1 && e.on === 'cpu';
+  const where = e.on === 'gpu' ? `on the GPU (${e.adapter})` : 'on this machine';
   el.textContent =
-    `About ${formatDuration(e.seconds)} on this machine` +
+    `About ${formatDuration(e.seconds)} ${where}` +
     (shared ? `, its ${e.parts.flat().length} methods shared by ${e.parts.length} workers` : '') +
     `: training ${formatDuration(e.training * scale)}, the gap's analysis ${formatDuration(e.analysis * scale)}` +
     (shared ? ' of work in all' : '') +
     (most > e.seconds * 1.2 ? ` (up to ${formatDuration(most)} if its solvers need every iteration they may take).` : '.') +
-    ($('real-backend').value === 'gpu' ? ' Timed on the CPU: on the GPU it may take more or less.' : '');
+    (e.notice ? ` ${e.notice.replace(/^auto: /, 'Auto: ').replace(/^./, (c) => c.toUpperCase())}.` : '');
+}
+
+/** The estimate the worker timed (`RealSource.estimateOn`'s `{cpu, gpu, adapter, why}`), for
+ * the backend asked for: where the run will compute, its calibrated seconds there, and why
+ * (auto's comparison with both figures, or why the GPU cannot). The CPU's figure is the longest
+ * of its workers' shares; the GPU's, every method one after another. */
+function chooseEstimate(id, backend, reply) {
+  const cpu = reply.cpu && planParts(reply.cpu.per_method, reply.cpu.memory);
+  const cpuSeconds = cpu && cpu.seconds * calibration.scale('real');
+  const gpuSeconds = reply.gpu && reply.gpu.seconds * calibration.scale('real-gpu');
+  let on = reply.gpu ? 'gpu' : 'cpu';
+  let notice = null;
+  if (reply.why) {
+    notice = backend === 'auto' ? `auto: ${reply.why}; computing on the CPU` : `the GPU was asked for but ${reply.why}; computing on the CPU`;
+  } else if (backend === 'auto' && reply.gpu && reply.cpu) {
+    const choice = realAuto(gpuSeconds, cpuSeconds, cpu.parts.length, reply.adapter);
+    on = choice.gpu ? 'gpu' : 'cpu';
+    notice = choice.notice;
+  }
+  const e = on === 'gpu' ? reply.gpu : reply.cpu;
+  return {
+    id, on, notice, adapter: reply.adapter,
+    raw: on === 'gpu' ? reply.gpu.seconds : cpu.seconds,
+    seconds: on === 'gpu' ? gpuSeconds : cpuSeconds,
+    parts: on === 'gpu' ? [e.per_method.map((_, i) => i)] : cpu.parts,
+    training: e.training, analysis: e.analysis, analysisMax: e.analysis_max,
+  };
 }
 
 export async function loadSample() {
@@ -535,7 +567,8 @@ function start() {
 }
 
 function askLongRun() {
-  $('real-long-run-text').textContent = `This run is estimated to take about ${formatDuration(real.estimate.seconds)} on this machine (timed on a short trial of it). Run it now?`;
+  const where = real.estimate.on === 'gpu' ? 'on the GPU' : 'on this machine';
+  $('real-long-run-text').textContent = `This run is estimated to take about ${formatDuration(real.estimate.seconds)} ${where} (timed on a short trial of it). Run it now?`;
   $('real-long-run').hidden = false;
   $('real-long-run-yes').focus();
 }
@@ -549,9 +582,13 @@ function launch(s) {
   real.longConfirmed = false;
   const config = configFor(s);
   const count = config.methods.length;
+  // Where the estimate chose (for auto) or found it can compute (the GPU asked for); without
+  // one, what was asked for (auto without a trial: the CPU).
+  const e = real.estimate && real.estimate.seconds !== undefined && !real.estimate.error ? real.estimate : null;
+  const on = e ? e.on : s.backend === 'gpu' ? 'gpu' : 'cpu';
   // The estimate's parts, if it is of these methods; else (and on the GPU, which computes the
   // methods one after another) one worker computes them all.
-  const planned = s.backend === 'cpu' && real.estimate && real.estimate.parts;
+  const planned = on === 'cpu' && e && e.parts;
   const parts = planned && planned.flat().length === count ? planned : [config.methods.map((_, i) => i)];
   real.parts = parts;
   real.owner = [];
@@ -561,7 +598,7 @@ function launch(s) {
   real.feature = null;
   dropWorkers(parts.length);
   document.body.dataset.realWorkers = String(parts.length);
-  document.body.dataset.realBackend = s.backend === 'gpu' ? 'choosing' : 'cpu';
+  document.body.dataset.realBackend = on === 'gpu' ? 'choosing' : 'cpu';
   real.running = true;
   real.waitEstimate = false;
   clearResults();
@@ -569,12 +606,12 @@ function launch(s) {
   setStatus('Starting…');
   updateControls();
   // A run with an estimate, from its start to its end, calibrates later estimates.
-  real.timing = real.estimate && real.estimate.raw > 0 ? { start: performance.now(), raw: real.estimate.raw } : null;
+  real.timing = e && e.raw > 0 ? { start: performance.now(), raw: e.raw, kind: on === 'gpu' ? 'real-gpu' : 'real' } : null;
   real.runId += 1;
   const json = JSON.stringify(config);
   parts.forEach((part, w) => {
     sendSource(w);
-    post({ type: 'start', run: real.runId, config: json, only: parts.length > 1 ? part : null, backend: s.backend }, w);
+    post({ type: 'start', run: real.runId, config: json, only: parts.length > 1 ? part : null, backend: on, notice: e ? e.notice : null }, w);
   });
 }
 
@@ -583,7 +620,7 @@ function onResults(w, msg) {
   real.partResults[w] = { results: JSON.parse(msg.json), rankings: msg.rankings };
   if (real.partResults.some((r) => !r)) return;
   real.running = false;
-  if (real.timing) calibration.record('real', real.timing.raw, (performance.now() - real.timing.start) / 1000);
+  if (real.timing) calibration.record(real.timing.kind, real.timing.raw, (performance.now() - real.timing.start) / 1000);
   real.timing = null;
   const part = ([worker]) => real.partResults[worker];
   real.results = { ...real.partResults[0].results, methods: real.owner.map((o) => part(o).results.methods[o[1]]) };
@@ -614,14 +651,7 @@ function onWorkerMessage(entry, msg) {
     if (msg.error) {
       real.estimate = { id: msg.id, error: msg.error };
     } else {
-      const e = msg.estimate;
-      const scale = calibration.scale('real');
-      // Workers compute their parts at once: the run takes as long as the longest part.
-      const plan = planParts(e.per_method, e.memory);
-      real.estimate = {
-        id: msg.id, raw: plan.seconds, seconds: plan.seconds * scale, parts: plan.parts,
-        training: e.training, analysis: e.analysis, analysisMax: e.analysis_max,
-      };
+      real.estimate = chooseEstimate(msg.id, readSettings().backend, msg.estimate);
     }
     updateControls();
     if (real.waitEstimate) {
@@ -634,7 +664,8 @@ function onWorkerMessage(entry, msg) {
   } else if (msg.type === 'backend') {
     // Where a run asked to compute on the GPU does: there, or on the CPU with the reason.
     document.body.dataset.realBackend = msg.info.kind;
-    if (msg.info.notice) banner('info', msg.info.notice, 'real-backend');
+    // Auto's choice was said beside Run; a GPU asked for and not had is said here.
+    if (msg.info.notice && !/^auto: /.test(msg.info.notice)) banner('info', msg.info.notice, 'real-backend');
     else $('banners').querySelector('[data-id="real-backend"]')?.remove();
   } else if (msg.type === 'progress') {
     real.partProgress[w] = { done: msg.done, total: msg.total, status: msg.status };

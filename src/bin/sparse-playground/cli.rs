@@ -177,7 +177,8 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     pub(crate) quiet: bool,
     /// Where to compute: cpu, gpu (Vulkan, Metal or DX12 through wgpu) or auto (the GPU when a
-    /// real one is there and passes a parity probe, else the CPU).
+    /// real one is there, passes a parity probe and is faster than the CPU on a short timed
+    /// trial of the experiment; else the CPU).
     #[arg(long, default_value = "auto")]
     pub(crate) backend: String,
     /// Memory the whole experiment may use, e.g. 8GiB or 500MB (default: half of this

@@ -7,10 +7,11 @@ use sparse_playground::compute::{Backend, BackendKind};
 use sparse_playground::core::config::human_bytes;
 use sparse_playground::core::config::DataConfig;
 use sparse_playground::core::real::{
-    estimate_seconds, synthetic_activations, RealConfig, RealExperiment, RealResults,
+    estimate_seconds, synthetic_activations, RealConfig, RealEstimate, RealExperiment, RealResults,
 };
 use sparse_playground::core::results::BackendInfo;
 use sparse_playground::core::run::default_clock;
+use sparse_playground::core::select;
 use sparse_playground::core::share;
 use sparse_playground::formats::activations;
 use sparse_playground::CpuBackend;
@@ -215,27 +216,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let (backend, notice): (Arc<dyn Backend>, Option<String>) = match args.backend.as_str() {
-        "cpu" => (Arc::new(CpuBackend::new(threads)), None),
-        "auto" => (
-            Arc::new(CpuBackend::new(threads)),
-            Some(
-                "auto: experiments on real activations run on the CPU unless --backend gpu".into(),
-            ),
-        ),
-        "gpu" => match sparse_playground::compute::gpu::GpuBackend::request_blocking() {
-            Ok(g) => (Arc::new(g), None),
-            Err(e) => (
-                Arc::new(CpuBackend::new(threads)),
-                Some(format!("no GPU ({e}); running on the CPU")),
-            ),
-        },
-        other => {
-            return Err(format!(
-                "--backend: expected cpu, gpu or auto, got `{other}`"
-            ))
-        }
-    };
+    let (backend, notice, estimate) = choose_backend(&args.backend, &cfg, &acts, threads)?;
     if let Some(n) = &notice {
         eprintln!("note: {n}");
     }
@@ -253,8 +234,13 @@ pub(crate) fn run(args: &RunArgs) -> Result<(), String> {
         cfg.train.steps
     );
     if !args.quiet {
-        // A short trial first, so a long run says so before it takes the machine.
-        match estimate_seconds(&cfg, &acts, backend.clone(), default_clock) {
+        // A short trial first, so a long run says so before it takes the machine (auto's
+        // choice has timed one already).
+        let estimate = match estimate {
+            Some(e) => Ok(e),
+            None => estimate_seconds(&cfg, &acts, backend.clone(), default_clock),
+        };
+        match estimate {
             Ok(e) => eprintln!(
                 "estimated: about {:.0} s (training {:.0} s, the gap's analysis {:.0} s, up to \
                  {:.0} s if its solvers run to their caps)",
@@ -391,4 +377,83 @@ fn print_summary(r: &RealResults, wall: f64) {
             println!("frontier {}: {}", m.name, pts.join("; "));
         }
     }
+}
+
+/// Where an experiment on activations computes, why there (if that needs saying), and its
+/// estimate there if choosing took one.
+type Choice = (Arc<dyn Backend>, Option<String>, Option<RealEstimate>);
+
+/// The backend of `--backend` for an experiment on activations. `gpu`: the GPU if it binds the
+/// experiment's tensors and passes the parity probe, else the CPU. `auto`: a real GPU that
+/// does so and whose trial of the experiment is faster than the CPU's.
+fn choose_backend(
+    name: &str,
+    cfg: &RealConfig,
+    acts: &activations::Activations,
+    threads: usize,
+) -> Result<Choice, String> {
+    let cpu: Arc<dyn Backend> = Arc::new(CpuBackend::new(threads));
+    let auto = match name {
+        "cpu" => return Ok((cpu, None, None)),
+        "gpu" => false,
+        "auto" => true,
+        other => {
+            return Err(format!(
+                "--backend: expected cpu, gpu or auto, got `{other}`"
+            ))
+        }
+    };
+    let gpu = match pollster::block_on(select::gpu_for_activations(
+        cfg,
+        acts.tokens,
+        acts.dim,
+        auto,
+    )) {
+        Ok(gpu) => gpu,
+        Err(why) if auto => {
+            return Ok((
+                cpu,
+                Some(format!("auto: {why}; computing on the CPU")),
+                None,
+            ))
+        }
+        Err(why) => {
+            return Ok((
+                cpu,
+                Some(format!(
+                    "the GPU was asked for but {why}; computing on the CPU"
+                )),
+                None,
+            ))
+        }
+    };
+    let adapter = gpu.adapter().name.clone();
+    let gpu: Arc<dyn Backend> = Arc::new(gpu);
+    if !auto {
+        return Ok((gpu, None, None));
+    }
+    let cpu_estimate = estimate_seconds(cfg, acts, Arc::clone(&cpu), default_clock)
+        .map_err(|e| format!("invalid config: {e}"))?;
+    // The first trial on a fresh device compiles its pipelines: the second is timed.
+    let trial = || estimate_seconds(cfg, acts, Arc::clone(&gpu), default_clock);
+    let gpu_estimate = trial().and_then(|_| trial());
+    let gpu_estimate = match gpu_estimate {
+        Ok(e) => e,
+        Err(e) => {
+            return Ok((
+                cpu,
+                Some(format!(
+                    "auto: the GPU's trial failed ({e}); computing on the CPU"
+                )),
+                Some(cpu_estimate),
+            ))
+        }
+    };
+    let (use_gpu, why) =
+        select::faster_on_activations(gpu_estimate.seconds, cpu_estimate.seconds, 1, &adapter);
+    Ok(if use_gpu {
+        (gpu, Some(why), Some(gpu_estimate))
+    } else {
+        (cpu, Some(why), Some(cpu_estimate))
+    })
 }

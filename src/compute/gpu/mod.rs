@@ -347,7 +347,14 @@ impl GpuBackend {
                 apply_limit_buckets: false,
             })
             .await
-            .map_err(|e| BackendError(format!("no GPU adapter: {e}")))?;
+            .map_err(|e| {
+                // wgpu lists every backend it did not try; in a browser only WebGPU counts.
+                BackendError(if cfg!(target_arch = "wasm32") {
+                    "this browser offers no WebGPU adapter".to_string()
+                } else {
+                    format!("no GPU adapter: {e}")
+                })
+            })?;
         let info = adapter.get_info();
         let limits = adapter.limits();
         if limits.max_storage_buffers_per_shader_stage < 7 {
