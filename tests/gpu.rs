@@ -502,6 +502,21 @@ fn selections_and_losses_match_the_cpu() {
         &loss(host(&cpu, &cl)),
         1e-5,
     );
+    // Members past one workgroup's chunk (262,144 values) sum in chunks, then per member.
+    let r_shape = Shape::new(2, 64, 5_000);
+    let c_shape = Shape::new(2, 128, 5_000);
+    let (cr, dr) = pair(g, r_shape, &random(r_shape.len(), 15));
+    let (cc, dc) = pair(g, c_shape, &random(c_shape.len(), 16));
+    let l2 = sparse_playground::compute::loss_shape(2);
+    let (mut cl2, mut dl2) = pair(g, l2, &[0.0; 4]);
+    cpu.reconstruction_loss(&cr, &cc, &[0.5], &[0.02, 0.03], &mut cl2);
+    g.reconstruction_loss(&dr, &dc, &[0.5], &[0.02, 0.03], &mut dl2);
+    assert_close(
+        "reconstruction_loss over 640,000 codes",
+        &host(g, &dl2),
+        &host(&cpu, &cl2),
+        1e-5,
+    );
     // The supervised cosine loss and its gradient (target broadcast).
     let p_shape = Shape::new(3, 6, 300);
     let (cp, dp) = pair(g, p_shape, &random(p_shape.len(), 13));
@@ -579,6 +594,53 @@ fn batch_topk_and_jump_relu_kernels_match_the_cpu() {
             assert!(kept[range].iter().all(|v| !v.is_nan()));
         }
     }
+    // Members past one workgroup's chunk (262,144 values) select in passes across workgroups:
+    // the same entries and thresholds. The first member has ties, NaN and negative zeros, the
+    // second only 9 positives; keep cuts through the ties (the value 1.25 is the largest).
+    let wide = Shape::new(2, 96, 6_000);
+    let mut wide_values = random(wide.len(), 25);
+    for (i, v) in wide_values.iter_mut().enumerate().take(wide.matrix_len()) {
+        match i % 1_009 {
+            0 => *v = f32::NAN,
+            1..=3 => *v = 1.25,
+            4 => *v = -0.0,
+            _ => {}
+        }
+    }
+    for (i, v) in wide_values[wide.matrix_len()..].iter_mut().enumerate() {
+        *v = if i % 64_000 == 5 { 0.25 } else { -v.abs() };
+    }
+    for (keep, start) in [(0, -1.0), (1, 0.5), (1_000, -1.0), (300_000, 0.1)] {
+        let (mut c, mut d) = pair(g, wide, &wide_values);
+        let (mut ct, mut dt) = pair(g, Shape::new(2, 1, 1), &[start, start]);
+        cpu.batch_topk(&mut c, keep, &mut ct, 0.9);
+        g.batch_topk(&mut d, keep, &mut dt, 0.9);
+        let (got, want) = (host(g, &d), host(&cpu, &c));
+        let kept = |v: &[f32]| v.iter().filter(|x| **x != 0.0).count();
+        assert_eq!(kept(&got), kept(&want), "wide batch_topk keep={keep}");
+        assert_close(&format!("wide batch_topk keep={keep}"), &got, &want, 0.0);
+        assert_close(
+            &format!("wide batch_topk threshold keep={keep}"),
+            &host(g, &dt),
+            &host(&cpu, &ct),
+            1e-6,
+        );
+    }
+    // A member of more values than one workgroup may walk on llvmpipe (its loop guard stops a
+    // loop after 65,535 turns: 256 invocations x 65,536 = 16.8 M values).
+    let huge = Shape::new(1, 4_200, 4_000);
+    let huge_values = random(huge.len(), 26);
+    let (mut c, mut d) = pair(g, huge, &huge_values);
+    let (mut ct, mut dt) = pair(g, Shape::new(1, 1, 1), &[-1.0]);
+    cpu.batch_topk(&mut c, 5_000, &mut ct, 0.9);
+    g.batch_topk(&mut d, 5_000, &mut dt, 0.9);
+    assert_close(
+        "batch_topk at 16.8 M values",
+        &host(g, &d),
+        &host(&cpu, &c),
+        0.0,
+    );
+    assert_close("its threshold", &host(g, &dt), &host(&cpu, &ct), 1e-6);
     // The gate, with a threshold per row and one per member.
     let theta_rows = random(3 * 40, 22);
     for theta in [

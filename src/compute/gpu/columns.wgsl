@@ -298,6 +298,131 @@ fn batch_topk(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
     }
 }
 
+// BatchTopK over members too long for one workgroup (`Backend::batch_topk` past
+// WIDE_SELECT values per member): the same radix select, each pass split into a histogram
+// dispatch (a workgroup per chunk of WIDE_CHUNK values per member, grid chunk x member) and a
+// choice dispatch (a workgroup per member sums its chunks' histograms and picks the byte), then
+// an apply dispatch and a threshold dispatch. A member's selection state lies in b3 from word
+// 0, as bits, 4 words per member: [prefix, remaining, keep all, -]; the chunks' histograms
+// (counts as floats, exact below 2^24) or smallest kept values (-1: none) from word p[4].
+// p = [member_len, keep, decay, chunks, histograms at, pass, members]
+const WIDE_CHUNK: u32 = 262144u;
+
+fn wide_pass_mask(pass_: u32) -> u32 {
+    // The bytes chosen in the passes before: none in the first.
+    return select(~((1u << (32u - 8u * pass_)) - 1u), 0u, pass_ == 0u);
+}
+
+@compute @workgroup_size(256)
+fn wide_topk_histogram(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let len = p[0];
+    let chunks = p[3];
+    let pass_ = p[5];
+    let chunk = wid.x;
+    let member = wid.y;
+    let shift = 24u - 8u * pass_;
+    let mask = wide_pass_mask(pass_);
+    let prefix = select(bitcast<u32>(b3[4u * member]), 0u, pass_ == 0u);
+    let done = pass_ > 0u && bitcast<u32>(b3[4u * member + 2u]) == 1u;
+    atomicStore(&topk_hist[lid.x], 0u);
+    workgroupBarrier();
+    let base = member * len;
+    let end = select(min(chunk * WIDE_CHUNK + WIDE_CHUNK, len), 0u, done);
+    for (var e = chunk * WIDE_CHUNK + lid.x; e < end; e += WG) {
+        let v = b1[base + e];
+        let bits = bitcast<u32>(v);
+        if (v > 0.0 && !is_nan(v) && (bits & mask) == prefix) {
+            atomicAdd(&topk_hist[(bits >> shift) & 255u], 1u);
+        }
+    }
+    workgroupBarrier();
+    b3[p[4] + (member * chunks + chunk) * 256u + lid.x] = f32(atomicLoad(&topk_hist[lid.x]));
+}
+
+@compute @workgroup_size(256)
+fn wide_topk_choose(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let chunks = p[3];
+    let pass_ = p[5];
+    let member = wid.x;
+    let st = 4u * member;
+    var count = 0u;
+    for (var c = 0u; c < chunks; c++) {
+        count += u32(b3[p[4] + (member * chunks + c) * 256u + lid.x]);
+    }
+    atomicStore(&topk_hist[lid.x], count);
+    workgroupBarrier();
+    if (lid.x == 0u) {
+        if (pass_ == 0u) {
+            topk_prefix = 0u;
+            topk_remaining = p[1];
+            topk_all = select(0u, 1u, p[1] == 0u);
+        } else {
+            topk_prefix = bitcast<u32>(b3[st]);
+            topk_remaining = bitcast<u32>(b3[st + 1u]);
+            topk_all = bitcast<u32>(b3[st + 2u]);
+        }
+        if (topk_all == 0u && !radix_choose(24u - 8u * pass_)) {
+            // Fewer positive values than `keep`: keep them all.
+            topk_all = 1u;
+            topk_prefix = 0u;
+        }
+        b3[st] = bitcast<f32>(topk_prefix);
+        b3[st + 1u] = bitcast<f32>(topk_remaining);
+        b3[st + 2u] = bitcast<f32>(topk_all);
+    }
+}
+
+@compute @workgroup_size(256)
+fn wide_topk_apply(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let len = p[0];
+    let chunks = p[3];
+    let chunk = wid.x;
+    let member = wid.y;
+    let cut = bitcast<u32>(b3[4u * member]);
+    let keep_all = bitcast<u32>(b3[4u * member + 2u]) == 1u;
+    if (lid.x == 0u) {
+        atomicStore(&topk_smallest, 0xffffffffu);
+    }
+    workgroupBarrier();
+    let base = member * len;
+    let end = min(chunk * WIDE_CHUNK + WIDE_CHUNK, len);
+    for (var e = chunk * WIDE_CHUNK + lid.x; e < end; e += WG) {
+        let v = b1[base + e];
+        let bits = bitcast<u32>(v);
+        let keep = p[1] > 0u && v > 0.0 && !is_nan(v) && (keep_all || bits >= cut);
+        if (keep) {
+            atomicMin(&topk_smallest, bits);
+        } else {
+            b1[base + e] = 0.0;
+        }
+    }
+    workgroupBarrier();
+    if (lid.x == 0u) {
+        let bits = atomicLoad(&topk_smallest);
+        b3[p[4] + member * chunks + chunk] = select(bitcast<f32>(bits), -1.0, bits == 0xffffffffu);
+    }
+}
+
+// The running threshold of each member (b2) from its chunks' smallest kept values.
+@compute @workgroup_size(256)
+fn wide_topk_threshold(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let member = gid.x;
+    let chunks = p[3];
+    if (member >= p[6]) {
+        return;
+    }
+    var seen = -1.0;
+    for (var c = 0u; c < chunks; c++) {
+        let v = b3[p[4] + member * chunks + c];
+        if (v >= 0.0 && (seen < 0.0 || v < seen)) {
+            seen = v;
+        }
+    }
+    seen = max(seen, 0.0);
+    let old = b2[member];
+    b2[member] = select(pf(2u) * old + (1.0 - pf(2u)) * seen, seen, old < 0.0);
+}
+
 var<workgroup> topk_ties: array<u32, 256>;
 
 // A key that orders like the values (larger value, larger key), with -0 as +0; NaN is kept out

@@ -14,6 +14,15 @@ fn reduce3(lid: u32) {
     workgroupBarrier();
 }
 
+// The loss of a member from its sums of squared scaled residuals and of code magnitudes, with
+// p = [M, N, b, n_mse, n_l1] and from word `lists` the per-member lists of the MSE scales and
+// the penalties: sum(r^2) / (mse^2 b M) + l1 sum|s| / (b N).
+fn reconstruction_value(sq: f32, l1: f32, member: u32, lists: u32) -> f32 {
+    let mse = member_value(lists, p[3], member);
+    let lambda = member_value(lists + p[3], p[4], member);
+    return sq / (mse * mse) / f32(p[2] * p[0]) + lambda * l1 / f32(p[2] * p[1]);
+}
+
 // b3 (stack x 2 x 1) <- the reconstruction loss of each member from its scaled residual b1
 // (M x b) and codes b2 (N x b): sum(r^2) / (mse^2 b M) + l1 sum|s| / (b N).
 // p = [M, N, b, n_mse, n_l1, mse..., l1...]
@@ -40,11 +49,65 @@ fn reconstruction_loss(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(w
     red[512u + lid] = 0.0;
     reduce3(lid);
     if (lid == 0u) {
-        let mse = member_value(5u, p[3], member);
-        let lambda = member_value(5u + p[3], p[4], member);
-        let loss = red[0] / (mse * mse) / f32(batch * m_dim) + lambda * red[256] / f32(batch * n_atoms);
-        b3[2u * member] = loss;
+        b3[2u * member] = reconstruction_value(red[0], red[256], member, 5u);
         b3[2u * member + 1u] = 0.0;
+    }
+}
+
+// The reconstruction loss of members too long for one workgroup (past WIDE_LOSS values), in
+// two dispatches: each workgroup of a chunk x member grid sums the squares of its chunk of the
+// residual b1 and the magnitudes of its chunk of the codes b2 into b3 (2 per chunk and member,
+// from word 0); then a workgroup per member sums its chunks and stores the loss into b4.
+// p = [M, N, b, n_mse, n_l1, chunks, mse..., l1...]
+const LOSS_CHUNK: u32 = 262144u;
+
+@compute @workgroup_size(256)
+fn reconstruction_loss_chunks(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let lid = lid3.x;
+    let chunk = wg.x;
+    let member = wg.y;
+    let r_len = p[0] * p[2];
+    let c_len = p[1] * p[2];
+    var sq = 0.0;
+    let r_end = min(chunk * LOSS_CHUNK + LOSS_CHUNK, r_len);
+    for (var i = chunk * LOSS_CHUNK + lid; i < r_end; i += WG) {
+        let v = b1[member * r_len + i];
+        sq += v * v;
+    }
+    var l1 = 0.0;
+    let c_end = min(chunk * LOSS_CHUNK + LOSS_CHUNK, c_len);
+    for (var i = chunk * LOSS_CHUNK + lid; i < c_end; i += WG) {
+        l1 += abs(b2[member * c_len + i]);
+    }
+    red[lid] = sq;
+    red[256u + lid] = l1;
+    red[512u + lid] = 0.0;
+    reduce3(lid);
+    if (lid == 0u) {
+        let at = 2u * (member * p[5] + chunk);
+        b3[at] = red[0];
+        b3[at + 1u] = red[256];
+    }
+}
+
+@compute @workgroup_size(256)
+fn reconstruction_loss_finish(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let lid = lid3.x;
+    let member = wg.x;
+    let chunks = p[5];
+    var sq = 0.0;
+    var l1 = 0.0;
+    for (var c = lid; c < chunks; c += WG) {
+        sq += b3[2u * (member * chunks + c)];
+        l1 += b3[2u * (member * chunks + c) + 1u];
+    }
+    red[lid] = sq;
+    red[256u + lid] = l1;
+    red[512u + lid] = 0.0;
+    reduce3(lid);
+    if (lid == 0u) {
+        b4[2u * member] = reconstruction_value(red[0], red[256], member, 6u);
+        b4[2u * member + 1u] = 0.0;
     }
 }
 

@@ -134,7 +134,7 @@ impl GpuCounters {
 }
 
 /// A kernel's parameter words.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Params(Vec<u32>);
 
 impl Params {
@@ -218,6 +218,9 @@ pub struct GpuBackend {
     /// Whether fused training kernels are used where they fit (off: every step kernel by
     /// kernel, the reference they are tested against).
     fused_training: std::sync::atomic::AtomicBool,
+    /// Partial results of reductions split across workgroups (`with_scratch`), kept between
+    /// calls and grown when too small.
+    scratch: Mutex<Option<Tensor>>,
 }
 
 impl std::fmt::Debug for GpuBackend {
@@ -244,6 +247,12 @@ fn workgroups(count: usize) -> (u32, u32, u32) {
 
 /// The longest walk of a column (rows times passes) that top-k leaves to one invocation.
 const TOPK_SHORT_WALK: usize = 4_096;
+
+/// Values per workgroup of the reductions split across workgroups (`WIDE_CHUNK` in
+/// columns.wgsl, `LOSS_CHUNK` in loss.wgsl: 1,024 per invocation). Members longer than one
+/// chunk are split: one workgroup would walk them alone (slow on a GPU, and on llvmpipe past its
+/// loop guard, with wrong results, beyond about 16.7 M values).
+const WIDE_CHUNK: usize = 262_144;
 
 fn gemm_case(ta: bool, tb: bool) -> &'static str {
     match (ta, tb) {
@@ -481,6 +490,7 @@ impl GpuBackend {
             in_flight: Arc::default(),
             workgroup_bytes: u64::from(limits.max_compute_workgroup_storage_size),
             fused_training: std::sync::atomic::AtomicBool::new(true),
+            scratch: Mutex::new(None),
         }
     }
 
@@ -935,6 +945,16 @@ impl GpuBackend {
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
+    }
+
+    /// Run `f` with a scratch tensor of at least `floats` values (its contents are whatever the
+    /// last user left).
+    fn with_scratch<R>(&self, floats: usize, f: impl FnOnce(&Tensor) -> R) -> R {
+        let mut slot = self.scratch.lock().expect("scratch");
+        if slot.as_ref().is_none_or(|t| t.shape().len() < floats) {
+            *slot = Some(self.zeros(Shape::new(1, floats.max(4_096), 1)));
+        }
+        f(slot.as_ref().expect("made above"))
     }
 
     fn tensor_of(&self, shape: Shape, buffer: wgpu::Buffer) -> Tensor {
@@ -1479,14 +1499,45 @@ impl Backend for GpuBackend {
             "batch_topk: one threshold per member"
         );
         assert!(s.stack <= 65_535, "batch_topk: one workgroup per member");
-        let p = Params::default().u(s.matrix_len()).u(keep).f(decay);
-        let pipeline = self.pipeline("columns", "batch_topk");
-        self.dispatch(
-            &pipeline,
-            p,
-            &[t.device(), threshold.device()],
-            (s.stack as u32, 1, 1),
-        );
+        let len = s.matrix_len();
+        if len <= WIDE_CHUNK {
+            let p = Params::default().u(len).u(keep).f(decay);
+            let pipeline = self.pipeline("columns", "batch_topk");
+            self.dispatch(
+                &pipeline,
+                p,
+                &[t.device(), threshold.device()],
+                (s.stack as u32, 1, 1),
+            );
+            return;
+        }
+        // Split across workgroups: four passes of histograms and choices, then the cut.
+        let chunks = len.div_ceil(WIDE_CHUNK);
+        let hist_at = 4 * s.stack;
+        let params = |pass: usize| {
+            Params::default()
+                .u(len)
+                .u(keep)
+                .f(decay)
+                .u(chunks)
+                .u(hist_at)
+                .u(pass)
+                .u(s.stack)
+        };
+        let by_chunk = (chunks as u32, s.stack as u32, 1);
+        self.with_scratch(hist_at + s.stack * chunks * 256, |scratch| {
+            let tensors = [t.device(), threshold.device(), scratch.device()];
+            let histogram = self.pipeline("columns", "wide_topk_histogram");
+            let choose = self.pipeline("columns", "wide_topk_choose");
+            for pass in 0..4 {
+                self.dispatch(&histogram, params(pass), &tensors, by_chunk);
+                self.dispatch(&choose, params(pass), &tensors, (s.stack as u32, 1, 1));
+            }
+            let apply = self.pipeline("columns", "wide_topk_apply");
+            self.dispatch(&apply, params(4), &tensors, by_chunk);
+            let update = self.pipeline("columns", "wide_topk_threshold");
+            self.dispatch(&update, params(4), &tensors, grid(s.stack));
+        });
     }
 
     fn threshold_rows(&self, t: &mut Tensor, theta: &Tensor, scale: f32) {
@@ -1672,16 +1723,34 @@ impl Backend for GpuBackend {
             .u(cs.rows)
             .u(rs.cols)
             .u(mse.len())
-            .u(l1.len())
-            .values(&mse)
-            .values(&l1);
-        let pipeline = self.pipeline("loss", "reconstruction_loss");
-        self.dispatch(
-            &pipeline,
-            p,
-            &[scaled_residual.device(), codes.device(), out.device()],
-            (rs.stack as u32, 1, 1),
-        );
+            .u(l1.len());
+        let longest = rs.matrix_len().max(cs.matrix_len());
+        if longest <= WIDE_CHUNK {
+            let pipeline = self.pipeline("loss", "reconstruction_loss");
+            self.dispatch(
+                &pipeline,
+                p.values(&mse).values(&l1),
+                &[scaled_residual.device(), codes.device(), out.device()],
+                (rs.stack as u32, 1, 1),
+            );
+            return;
+        }
+        // Split across workgroups: partial sums per chunk, then one workgroup per member.
+        let chunks = longest.div_ceil(WIDE_CHUNK);
+        let p = p.u(chunks).values(&mse).values(&l1);
+        self.with_scratch(2 * rs.stack * chunks, |scratch| {
+            let tensors = [
+                scaled_residual.device(),
+                codes.device(),
+                scratch.device(),
+                out.device(),
+            ];
+            let partial = self.pipeline("loss", "reconstruction_loss_chunks");
+            let by_chunk = (chunks as u32, rs.stack as u32, 1);
+            self.dispatch(&partial, p.clone(), &tensors, by_chunk);
+            let finish = self.pipeline("loss", "reconstruction_loss_finish");
+            self.dispatch(&finish, p, &tensors, (rs.stack as u32, 1, 1));
+        });
     }
 
     fn cosine_loss(&self, pred: &Tensor, target: &Tensor, grad: &mut Tensor, loss: &mut Tensor) {
