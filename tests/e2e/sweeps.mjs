@@ -414,12 +414,15 @@ await test('on WebGPU (SwiftShader) a sweep computes its cells in stacks and agr
     const small = 'v=2&sweep=phase&axes=delta:0.3_0.8~rho:0.1_0.5&N=64&seeds=2&seed=5';
     const cells = async (backend) => {
       await page.goto(`${origin}${BASE}#${small}&backend=${backend}&run=1`);
+      // The time before Run is timed where the units will compute (the GPU's stacks, or the
+      // CPU's pool when auto passes over a software adapter).
+      const estimated = await (await page.waitForFunction(() => document.body.dataset.sweepEstimateOn, null, { timeout: TIMEOUT })).jsonValue();
       await waitSweep(page, 'finished');
       assert.equal(await page.inputValue('#sweep-backend'), backend);
       const [download] = await Promise.all([page.waitForEvent('download'), page.click('#sweep-export-json')]);
       const json = JSON.parse(await readFile(await download.path(), 'utf8'));
       await page.evaluate(() => localStorage.clear());
-      return json;
+      return { ...json, estimated };
     };
     const onGpu = await cells('gpu');
     if (onGpu.backend.kind !== 'gpu' && process.env.SPARSE_PLAYGROUND_REQUIRE_GPU !== '1') {
@@ -427,6 +430,7 @@ await test('on WebGPU (SwiftShader) a sweep computes its cells in stacks and agr
       return;
     }
     assert.equal(onGpu.backend.kind, 'gpu', onGpu.backend.notice);
+    assert.equal(onGpu.estimated, 'gpu');
     assert.equal(await page.evaluate(() => document.body.dataset.sweepBackend), 'gpu');
     await page.screenshot({ path: join(ARTIFACTS, 'sweep-gpu.png'), fullPage: true });
     const onCpu = await cells('cpu');
@@ -440,8 +444,13 @@ await test('on WebGPU (SwiftShader) a sweep computes its cells in stacks and agr
       // A test signal on the tolerance may tip either way: one in ten at most.
       assert.ok(Math.abs(g - p) <= 0.1 + 1e-9, `cell ${u.cell} seed ${u.seed}: success GPU ${g} vs CPU ${p}`);
     }
+    assert.equal(onCpu.estimated, 'cpu');
     // The link keeps the backend asked for.
     assert.match(await page.inputValue('#sweep-share-link'), /backend=cpu/);
+    // Auto passes over the software adapter: the CPU's pool computes, and was timed.
+    const onAuto = await cells('auto');
+    assert.equal(onAuto.backend.kind, 'cpu');
+    assert.equal(onAuto.estimated, 'cpu');
   } finally {
     await gpuBrowser.close();
   }

@@ -3,16 +3,119 @@
 // about PROBE_MS; its units per second, times the workers the pool will have, gives the time
 // of all the units still to do. Its results are dropped, so nothing of the sweep is computed
 // before Run.
+//
+// With a GPU asked for (auto or gpu) the throwaway worker first chooses as the pool's first
+// worker will: on the CPU the estimate is the pool's, as above; on a GPU it is given every unit,
+// as the pool's GPU worker is (they compute in stacks, so a few units would not time the
+// stacks the sweep makes), and timed from its first progress (its pipelines compiled) for at
+// least GPU_PROBE_MS and until a stack has finished since (a stack's progress counts solver
+// iterations against their cap, so a stack that converges early would look slow), or for at
+// most GPU_PATIENCE_MS in all: the time to the first progress plus all the units at the rate
+// since.
 
 const PROBE_MS = 400;
 const PROBE_UNITS = 16;
+const GPU_PROBE_MS = 800;
+const GPU_PATIENCE_MS = 6000;
 
 /**
  * Start timing `config` on `units` ([[cell, seed]], in the order the pool takes them) for a
- * pool of `workers`; `done(seconds)` gets the estimate (null when it could not tell). Returns a
- * function that abandons the probe.
+ * pool of `workers` on `backend` ('auto', 'cpu' or 'gpu'); `done(seconds, backend)` gets the
+ * estimate (null when it could not tell) and, where a GPU was asked for, the chooser's
+ * backendInfo (where the units will compute). Returns a function that abandons the probe.
  */
-export function estimateSweep(config, units, workers, done) {
+export function estimateSweep(config, units, workers, backend, done) {
+  if (backend === 'cpu') return estimateOnCpu(config, units, workers, (seconds) => done(seconds, null));
+  let stop = null;
+  let finished = false;
+  const worker = new Worker(new URL('../sweep-worker.js', import.meta.url), { type: 'module' });
+  let chosen = null;
+  let start = 0;
+  let timer = null;
+  // Units finished, and the stack under way's progress in units.
+  let results = 0;
+  let current = 0;
+  // When the first progress showed (the warm-up's end), and the work done then.
+  let warm = null;
+  const end = (seconds) => {
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    worker.terminate();
+    done(seconds, chosen);
+  };
+  const measure = () => {
+    const now = performance.now();
+    if (!warm) return end(null);
+    const rate = (results + current - warm.work) / ((now - warm.at) / 1000);
+    end(rate > 0 && Number.isFinite(rate) ? (warm.at - start) / 1000 + units.length / rate : null);
+  };
+  const check = () => {
+    if (results > warm.results || performance.now() - start > GPU_PATIENCE_MS) worker.postMessage({ type: 'pause' });
+    else timer = setTimeout(check, 100);
+  };
+  const progressed = () => {
+    if (warm || results + current <= 0) return;
+    warm = { at: performance.now(), work: results + current, results };
+    clearTimeout(timer);
+    timer = setTimeout(check, GPU_PROBE_MS);
+  };
+  worker.onmessage = (event) => {
+    const msg = event.data;
+    switch (msg.type) {
+      case 'ready':
+        chosen = msg.backend;
+        if (chosen.kind !== 'gpu') {
+          // The pool will compute on the CPU: time it as the CPU's pool.
+          finished = true;
+          worker.terminate();
+          stop = estimateOnCpu(config, units, workers, (seconds) => done(seconds, chosen));
+          return;
+        }
+        start = performance.now();
+        worker.postMessage({ type: 'units', units: Int32Array.from(units.flat()) });
+        worker.postMessage({ type: 'play' });
+        timer = setTimeout(() => worker.postMessage({ type: 'pause' }), GPU_PATIENCE_MS);
+        break;
+      case 'results':
+        results += msg.results.length;
+        current = 0;
+        progressed();
+        break;
+      case 'progress':
+        current = msg.pending > 0 ? (msg.fraction || 0) * (msg.units || 1) : 0;
+        progressed();
+        break;
+      case 'idle':
+        // Every unit done before the time was up.
+        end((performance.now() - start) / 1000);
+        break;
+      case 'paused':
+        measure();
+        break;
+      case 'error':
+        end(null);
+        break;
+      default:
+        break;
+    }
+  };
+  worker.onerror = (event) => {
+    event.preventDefault();
+    end(null);
+  };
+  worker.postMessage({ type: 'init', config, parallel: workers, backend, cpuWorkers: workers });
+  return () => {
+    if (stop) stop();
+    if (finished) return;
+    finished = true;
+    clearTimeout(timer);
+    worker.terminate();
+  };
+}
+
+/** The CPU pool's time: a worker computes a spread sample of the units for PROBE_MS. */
+function estimateOnCpu(config, units, workers, done) {
   let finished = false;
   const worker = new Worker(new URL('../sweep-worker.js', import.meta.url), { type: 'module' });
   let start = 0;

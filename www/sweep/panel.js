@@ -192,6 +192,7 @@ function startEstimate() {
   sweep.autorun = false;
   $('sweep-long-run').hidden = true;
   delete document.body.dataset.sweepEstimate;
+  delete document.body.dataset.sweepEstimateOn;
   const remaining = sweep.model.remainingUnits();
   if (!remaining.length) {
     sweep.estimate = null;
@@ -201,12 +202,16 @@ function startEstimate() {
   sweep.rawEstimate = null;
   sweep.timing = null;
   const model = sweep.model;
-  sweep.stopEstimate = estimateSweep(sweep.checked.config, remaining, poolSize(remaining.length), (seconds) => {
+  sweep.estimateGpu = null;
+  sweep.stopEstimate = estimateSweep(sweep.checked.config, remaining, poolSize(remaining.length), sweep.backend, (seconds, chosen) => {
     if (sweep.model !== model) return;
     sweep.stopEstimate = null;
+    // Where the units will compute: a GPU (the chooser settled on one) or the CPU's pool.
+    sweep.estimateGpu = chosen && chosen.kind === 'gpu' ? chosen : null;
     // The trial's figure, scaled by what this machine's earlier sweeps took against theirs.
     sweep.rawEstimate = seconds;
-    sweep.estimate = Number.isFinite(seconds) ? seconds * calibration.scale('sweep') : seconds;
+    sweep.estimate = Number.isFinite(seconds) ? seconds * calibration.scale(estimateKind()) : seconds;
+    document.body.dataset.sweepEstimateOn = sweep.estimateGpu ? 'gpu' : 'cpu';
     document.body.dataset.sweepEstimate = String(sweep.estimate);
     setStatus();
     if (sweep.autorun) {
@@ -214,6 +219,16 @@ function startEstimate() {
       play();
     }
   });
+}
+
+/** The calibration of the estimate's kind: GPU sweeps and CPU ones are scaled apart. */
+function estimateKind() {
+  return sweep.estimateGpu ? 'sweep-gpu' : 'sweep';
+}
+
+/** Where the estimate was timed, in words. */
+function estimatePlace() {
+  return sweep.estimateGpu ? `on the GPU (${sweep.estimateGpu.name})` : 'on this machine';
 }
 
 /** "Run anyway" on a long sweep. */
@@ -317,7 +332,7 @@ export function play() {
       return;
     }
     if (sweep.estimate > LONG_SWEEP_SECONDS) {
-      $('sweep-long-run-text').textContent = `This sweep is estimated to take about ${formatDuration(sweep.estimate)} on this machine (timed on a few of its cells). Run it now?`;
+      $('sweep-long-run-text').textContent = `This sweep is estimated to take about ${formatDuration(sweep.estimate)} ${estimatePlace()} (timed on ${sweep.estimateGpu ? 'its first stack of cells' : 'a few of its cells'}). Run it now?`;
       $('sweep-long-run').hidden = false;
       $('sweep-long-run-yes').focus();
       return;
@@ -334,7 +349,7 @@ export function play() {
     sweep.pool.resume();
   } else {
     // The units estimated, timed from here to the end without a pause, calibrate later ones.
-    sweep.timing = sweep.rawEstimate > 0 ? { start: performance.now(), paused: false, raw: sweep.rawEstimate } : null;
+    sweep.timing = sweep.rawEstimate > 0 ? { start: performance.now(), paused: false, raw: sweep.rawEstimate, kind: estimateKind() } : null;
     sweep.backendInfo = null;
     sweep.pool.start(sweep.checked.config, remaining, sweep.backend);
   }
@@ -425,7 +440,7 @@ function onPoolEvent(e) {
     case 'finished':
       sweep.playing = false;
       sweep.fractions = [];
-      if (sweep.timing && !sweep.timing.paused) calibration.record('sweep', sweep.timing.raw, (performance.now() - sweep.timing.start) / 1000);
+      if (sweep.timing && !sweep.timing.paused) calibration.record(sweep.timing.kind, sweep.timing.raw, (performance.now() - sweep.timing.start) / 1000);
       sweep.timing = null;
       document.body.dataset.sweepState = 'finished';
       saveNow();
@@ -480,7 +495,7 @@ function setStatus() {
   }
   if (!sweep.playing && sweep.pool.size === 0 && m.unitsDone < m.unitCount) {
     if (sweep.estimate === undefined) text += ' · timing a few cells…';
-    else if (Number.isFinite(sweep.estimate)) text += ` · about ${formatDuration(sweep.estimate)} on this machine`;
+    else if (Number.isFinite(sweep.estimate)) text += ` · about ${formatDuration(sweep.estimate)} ${estimatePlace()}`;
   }
   $('sweep-status').textContent = text;
 }
@@ -975,6 +990,8 @@ export function initSweepPanel() {
   $('sweep-backend').addEventListener('change', (e) => {
     setBackend(e.target.value);
     $('sweep-share-link').value = shareUrl();
+    // The time before Run is of the backend asked for.
+    if (sweep.model && !sweep.playing && sweep.pool.size === 0) startEstimate();
   });
   $('sweep-long-run-yes').addEventListener('click', confirmLongSweep);
   $('sweep-long-run-no').addEventListener('click', () => {
