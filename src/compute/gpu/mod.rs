@@ -133,6 +133,9 @@ impl GpuCounters {
     }
 }
 
+#[cfg(target_endian = "big")]
+compile_error!("the GPU backend passes kernel parameters in the host's byte order: little-endian");
+
 /// A kernel's parameter words.
 #[derive(Default, Clone)]
 struct Params(Vec<u32>);
@@ -203,7 +206,7 @@ pub struct GpuBackend {
     layout: wgpu::BindGroupLayout,
     pipeline_layout: wgpu::PipelineLayout,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
+    pipelines: Mutex<HashMap<PipelineKey, wgpu::ComputePipeline>>,
     arena: wgpu::Buffer,
     placeholders: Vec<wgpu::Buffer>,
     recording: Mutex<Recording>,
@@ -229,6 +232,32 @@ impl std::fmt::Debug for GpuBackend {
             .field("adapter", &self.adapter)
             .finish_non_exhaustive()
     }
+}
+
+/// What a compute pipeline is, as the cache knows it: found on every dispatch without formatting
+/// or allocating (its label is written once, when it is made).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum PipelineKey {
+    /// An entry point of one of the fixed modules.
+    Module(&'static str, &'static str),
+    /// A product kernel for one transpose case.
+    Gemm(&'static str, bool, bool),
+    /// A fused solver for dictionaries of dim x atoms.
+    Fused(&'static str, usize, usize),
+    /// A fused training kernel: its shape's sizes and switches, chunk and weight sharing.
+    Train {
+        entry: &'static str,
+        latents: usize,
+        dim: usize,
+        hidden: usize,
+        chunk: usize,
+        bias: bool,
+        learned: bool,
+        shared: bool,
+        supervised: bool,
+    },
+    /// The fused sparse-coding kernel: latents, dim, chunk.
+    SparseCoding(usize, usize, usize),
 }
 
 fn grid(values: usize) -> (u32, u32, u32) {
@@ -289,6 +318,14 @@ pub fn train_sc_source(latents: usize, dim: usize, chunk: usize) -> String {
     format!("{COMMON}\n{body}")
 }
 
+/// The entry point of the fused training kernel for `shape`.
+fn train_entry(shape: &EncoderTrainShape) -> &'static str {
+    match shape.hidden {
+        None => "train_encoder",
+        Some(_) => "train_mlp",
+    }
+}
+
 /// The whole WGSL of the fused training kernel for `shape` with chunks of `chunk` samples
 /// (`train.wgsl` for one-layer encoders, `train_mlp.wgsl` for MLPs, with the layers' weights in
 /// workgroup memory when `shared_weights`) and its entry point: the module the backend
@@ -300,9 +337,10 @@ pub fn train_source(
 ) -> (String, &'static str) {
     let (n, m) = (shape.latents, shape.dim);
     let h = shape.hidden.unwrap_or(0);
-    let (source, entry) = match shape.hidden {
-        None => (TRAIN, "train_encoder"),
-        Some(_) => (TRAIN_MLP, "train_mlp"),
+    let entry = train_entry(shape);
+    let source = match shape.hidden {
+        None => TRAIN,
+        Some(_) => TRAIN_MLP,
     };
     let layers = shape.param_len() - if shape.learned { n * m } else { 0 };
     let body = format!("{TRAIN_COMMON}\n{source}")
@@ -594,14 +632,22 @@ impl GpuBackend {
     /// The fused training kernel for `shape` with chunks of `chunk` samples.
     fn train_pipeline(&self, shape: &EncoderTrainShape, chunk: usize) -> wgpu::ComputePipeline {
         let shared = self.train_mlp_shares_weights(shape, chunk);
-        let (source, entry) = train_source(shape, chunk, shared);
-        let h = shape.hidden.unwrap_or(0);
+        let entry = train_entry(shape);
+        let key = PipelineKey::Train {
+            entry,
+            latents: shape.latents,
+            dim: shape.dim,
+            hidden: shape.hidden.unwrap_or(0),
+            chunk,
+            bias: shape.bias,
+            learned: shape.learned,
+            shared,
+            supervised: shape.supervised,
+        };
         self.pipeline_from(
-            format!(
-                "{entry}/{}x{}x{h}/{chunk}/bias={}/learned={}/shared={shared}/supervised={}",
-                shape.latents, shape.dim, shape.bias, shape.learned, shape.supervised
-            ),
+            key,
             || {
+                let (source, _) = train_source(shape, chunk, shared);
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
                         label: Some(entry),
@@ -691,7 +737,7 @@ impl GpuBackend {
 
     fn pipeline_from(
         &self,
-        key: String,
+        key: PipelineKey,
         module: impl FnOnce() -> wgpu::ShaderModule,
         entry: &str,
     ) -> wgpu::ComputePipeline {
@@ -700,10 +746,11 @@ impl GpuBackend {
             return p.clone();
         }
         let module = module();
+        let label = format!("{key:?}");
         let p = self
             .device
             .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&key),
+                label: Some(&label),
                 layout: Some(&self.pipeline_layout),
                 module: &module,
                 entry_point: Some(entry),
@@ -715,7 +762,11 @@ impl GpuBackend {
     }
 
     fn pipeline(&self, module: &'static str, entry: &'static str) -> wgpu::ComputePipeline {
-        self.pipeline_from(format!("{module}/{entry}"), || self.module(module), entry)
+        self.pipeline_from(
+            PipelineKey::Module(module, entry),
+            || self.module(module),
+            entry,
+        )
     }
 
     /// The matrix product `entry` (`gemm` or `gemm_simple`) for one transpose case.
@@ -900,7 +951,7 @@ impl GpuBackend {
 
     fn gemm_pipeline(&self, entry: &'static str, ta: bool, tb: bool) -> wgpu::ComputePipeline {
         self.pipeline_from(
-            format!("gemm/{entry}/{}", gemm_case(ta, tb)),
+            PipelineKey::Gemm(entry, ta, tb),
             || {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -920,7 +971,7 @@ impl GpuBackend {
         atoms: usize,
     ) -> wgpu::ComputePipeline {
         self.pipeline_from(
-            format!("fused/{entry}/{dim}x{atoms}"),
+            PipelineKey::Fused(entry, dim, atoms),
             || {
                 let body = FUSED
                     .replace("{{NN_MM}}", &(dim * atoms).to_string())
@@ -1015,11 +1066,13 @@ impl GpuBackend {
         tensors: &[&DeviceBuffer],
         groups: (u32, u32, u32),
     ) {
-        let bytes: Vec<u8> = params.0.iter().flat_map(|w| w.to_le_bytes()).collect();
+        // The words as the device reads them (every platform wgpu runs on is little-endian,
+        // as WGSL's u32 is): no copy.
+        let bytes: &[u8] = bytemuck::cast_slice(&params.0);
         if bytes.len() as u64 > PARAM_WINDOW {
             // Past the arena's window (per-member values of a very large stack): a buffer of
             // their own for this dispatch, bound in the window's place.
-            return self.dispatch_large_params(pipeline, &bytes, tensors, groups);
+            return self.dispatch_large_params(pipeline, bytes, tensors, groups);
         }
         let group = self.bind_group(tensors);
         let mut rec = self.recording.lock().expect("recording");
@@ -1027,7 +1080,7 @@ impl GpuBackend {
             self.submit(&mut rec);
         }
         let offset = rec.params.len() as u64;
-        rec.params.extend_from_slice(&bytes);
+        rec.params.extend_from_slice(bytes);
         let padded = (offset + bytes.len().max(4) as u64).next_multiple_of(self.align);
         rec.params.resize(padded as usize, 0);
         let pass = self.pass(&mut rec);
@@ -2091,9 +2144,8 @@ impl Backend for GpuBackend {
         let penalty = scalars_list(job.l1_penalty, members);
         let scalars = StepScalars::new(job.scalars, members);
         let steps_per = scalars.steps_per_window(8 + 2 * l1_scale.len()).min(most);
-        let key = format!("train_sparse_coding/{latents}x{dim}/{chunk}");
         let pipeline = self.pipeline_from(
-            key,
+            PipelineKey::SparseCoding(latents, dim, chunk),
             || {
                 self.device
                     .create_shader_module(wgpu::ShaderModuleDescriptor {
