@@ -26,56 +26,44 @@ const GPU_PATIENCE_MS = 6000;
  */
 export function estimateSweep(config, units, workers, backend, done) {
   if (backend === 'cpu') return estimateOnCpu(config, units, workers, (seconds) => done(seconds, null));
-  let stop = null;
-  let finished = false;
-  const worker = new Worker(new URL('../sweep-worker.js', import.meta.url), { type: 'module' });
+  let onCpu = null;
   let chosen = null;
   let start = 0;
-  let timer = null;
   // Units finished, and the stack under way's progress in units.
   let results = 0;
   let current = 0;
   // When the first progress showed (the warm-up's end), and the work done then.
   let warm = null;
-  const end = (seconds) => {
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    worker.terminate();
-    done(seconds, chosen);
-  };
   const measure = () => {
     const now = performance.now();
-    if (!warm) return end(null);
+    if (!warm) return probe.end(null);
     const rate = (results + current - warm.work) / ((now - warm.at) / 1000);
-    end(rate > 0 && Number.isFinite(rate) ? (warm.at - start) / 1000 + units.length / rate : null);
+    probe.end(rate > 0 && Number.isFinite(rate) ? (warm.at - start) / 1000 + units.length / rate : null);
   };
   const check = () => {
-    if (results > warm.results || performance.now() - start > GPU_PATIENCE_MS) worker.postMessage({ type: 'pause' });
-    else timer = setTimeout(check, 100);
+    if (results > warm.results || performance.now() - start > GPU_PATIENCE_MS) probe.worker.postMessage({ type: 'pause' });
+    else probe.timer = setTimeout(check, 100);
   };
   const progressed = () => {
     if (warm || results + current <= 0) return;
     warm = { at: performance.now(), work: results + current, results };
-    clearTimeout(timer);
-    timer = setTimeout(check, GPU_PROBE_MS);
+    clearTimeout(probe.timer);
+    probe.timer = setTimeout(check, GPU_PROBE_MS);
   };
-  worker.onmessage = (event) => {
-    const msg = event.data;
+  const probe = probeWorker({ type: 'init', config, parallel: workers, backend, cpuWorkers: workers }, (msg) => {
     switch (msg.type) {
       case 'ready':
         chosen = msg.backend;
         if (chosen.kind !== 'gpu') {
           // The pool will compute on the CPU: time it as the CPU's pool.
-          finished = true;
-          worker.terminate();
-          stop = estimateOnCpu(config, units, workers, (seconds) => done(seconds, chosen));
+          probe.stop();
+          onCpu = estimateOnCpu(config, units, workers, (seconds) => done(seconds, chosen));
           return;
         }
         start = performance.now();
-        worker.postMessage({ type: 'units', units: Int32Array.from(units.flat()) });
-        worker.postMessage({ type: 'play' });
-        timer = setTimeout(() => worker.postMessage({ type: 'pause' }), GPU_PATIENCE_MS);
+        probe.worker.postMessage({ type: 'units', units: Int32Array.from(units.flat()) });
+        probe.worker.postMessage({ type: 'play' });
+        probe.timer = setTimeout(() => probe.worker.postMessage({ type: 'pause' }), GPU_PATIENCE_MS);
         break;
       case 'results':
         results += msg.results.length;
@@ -88,63 +76,76 @@ export function estimateSweep(config, units, workers, backend, done) {
         break;
       case 'idle':
         // Every unit done before the time was up.
-        end((performance.now() - start) / 1000);
+        probe.end((performance.now() - start) / 1000);
         break;
       case 'paused':
         measure();
         break;
-      case 'error':
-        end(null);
-        break;
       default:
         break;
     }
-  };
-  worker.onerror = (event) => {
-    event.preventDefault();
-    end(null);
-  };
-  worker.postMessage({ type: 'init', config, parallel: workers, backend, cpuWorkers: workers });
+  }, (seconds) => done(seconds, chosen));
   return () => {
-    if (stop) stop();
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    worker.terminate();
+    probe.stop();
+    if (onCpu) onCpu();
   };
+}
+
+/**
+ * A throwaway sweep worker started with `init`: its messages go to `handle` (an error, or the
+ * worker failing, ends the probe with null). `end(seconds)` stops it and hands `seconds` to
+ * `done`, once; `stop()` stops it without a word.
+ */
+function probeWorker(init, handle, done) {
+  const probe = {
+    worker: new Worker(new URL('../sweep-worker.js', import.meta.url), { type: 'module' }),
+    timer: null,
+    finished: false,
+    stop() {
+      if (this.finished) return;
+      this.finished = true;
+      clearTimeout(this.timer);
+      this.worker.terminate();
+    },
+    end(seconds) {
+      if (this.finished) return;
+      this.stop();
+      done(seconds);
+    },
+  };
+  probe.worker.onmessage = (event) => {
+    if (probe.finished) return;
+    if (event.data.type === 'error') probe.end(null);
+    else handle(event.data);
+  };
+  probe.worker.onerror = (event) => {
+    event.preventDefault();
+    probe.end(null);
+  };
+  probe.worker.postMessage(init);
+  return probe;
 }
 
 /** The CPU pool's time: a worker computes a spread sample of the units for PROBE_MS. */
 function estimateOnCpu(config, units, workers, done) {
-  let finished = false;
-  const worker = new Worker(new URL('../sweep-worker.js', import.meta.url), { type: 'module' });
   let start = 0;
   let results = 0;
   let fraction = 0;
-  let timer = null;
-  const end = (seconds) => {
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    worker.terminate();
-    done(seconds);
-  };
   const measure = () => {
     const elapsed = (performance.now() - start) / 1000;
     const rate = (results + fraction) / elapsed;
-    end(rate > 0 && Number.isFinite(rate) ? units.length / (rate * Math.max(1, workers)) : null);
+    probe.end(rate > 0 && Number.isFinite(rate) ? units.length / (rate * Math.max(1, workers)) : null);
   };
   // Spread over the grid: every k-th unit of the order the pool takes them in.
   const step = Math.max(1, Math.floor(units.length / PROBE_UNITS));
   const sample = units.filter((_, i) => i % step === 0).slice(0, PROBE_UNITS);
-  worker.onmessage = (event) => {
-    const msg = event.data;
+  const probe = probeWorker({ type: 'init', config, parallel: 1 }, (msg) => {
     switch (msg.type) {
       case 'ready':
         start = performance.now();
-        worker.postMessage({ type: 'units', units: Int32Array.from(sample.flat()) });
-        worker.postMessage({ type: 'play' });
-        timer = setTimeout(() => worker.postMessage({ type: 'pause' }), PROBE_MS);
+        probe.worker.postMessage({ type: 'units', units: Int32Array.from(sample.flat()) });
+        probe.worker.postMessage({ type: 'play' });
+        probe.timer = setTimeout(() => probe.worker.postMessage({ type: 'pause' }), PROBE_MS);
         break;
       case 'results':
         results += msg.results.length;
@@ -160,22 +161,9 @@ function estimateOnCpu(config, units, workers, done) {
         if (Number.isFinite(msg.fraction)) fraction = msg.fraction;
         measure();
         break;
-      case 'error':
-        end(null);
-        break;
       default:
         break;
     }
-  };
-  worker.onerror = (event) => {
-    event.preventDefault();
-    end(null);
-  };
-  worker.postMessage({ type: 'init', config, parallel: 1 });
-  return () => {
-    if (finished) return;
-    finished = true;
-    clearTimeout(timer);
-    worker.terminate();
-  };
+  }, done);
+  return () => probe.stop();
 }

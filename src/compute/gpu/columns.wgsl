@@ -239,6 +239,35 @@ fn radix_choose(shift: u32) -> bool {
 var<workgroup> topk_all: u32;
 var<workgroup> topk_smallest: atomic<u32>;
 
+// BatchTopK's histogram of the bytes at `shift` of the positive values in b1[base + e] for e
+// from `first` to `end` in steps of the workgroup, among those whose bits under `mask` are
+// `prefix` (the bytes chosen before).
+fn topk_count(base: u32, first: u32, end: u32, mask: u32, prefix: u32, shift: u32) {
+    for (var e = first; e < end; e += WG) {
+        let v = b1[base + e];
+        let bits = bitcast<u32>(v);
+        if (v > 0.0 && !is_nan(v) && (bits & mask) == prefix) {
+            atomicAdd(&topk_hist[(bits >> shift) & 255u], 1u);
+        }
+    }
+}
+
+// BatchTopK's cut over the same range: zero what lies below `cut` (all but the positive values
+// when `keep_all`; everything when nothing is kept), and the smallest kept value's bits into
+// topk_smallest.
+fn topk_cut(base: u32, first: u32, end: u32, cut: u32, keep_all: bool) {
+    for (var e = first; e < end; e += WG) {
+        let v = b1[base + e];
+        let bits = bitcast<u32>(v);
+        let keep = p[1] > 0u && v > 0.0 && !is_nan(v) && (keep_all || bits >= cut);
+        if (keep) {
+            atomicMin(&topk_smallest, bits);
+        } else {
+            b1[base + e] = 0.0;
+        }
+    }
+}
+
 // BatchTopK (see `Backend::batch_topk`): b1 the member's matrices, b2 the thresholds
 // (stack x 1 x 1). A radix select on the bits of the positive values (which order like the
 // values) finds the keep-th largest in four passes of a 256-bin histogram, byte by byte from the
@@ -260,14 +289,7 @@ fn batch_topk(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         let shift = 24u - 8u * pass_;
         atomicStore(&topk_hist[t], 0u);
         workgroupBarrier();
-        let prefix = topk_prefix;
-        for (var e = t; e < len; e += WG) {
-            let v = b1[base + e];
-            let bits = bitcast<u32>(v);
-            if (v > 0.0 && !is_nan(v) && (bits & mask) == prefix) {
-                atomicAdd(&topk_hist[(bits >> shift) & 255u], 1u);
-            }
-        }
+        topk_count(base, t, len, mask, topk_prefix, shift);
         workgroupBarrier();
         if (t == 0u && topk_all == 0u && !radix_choose(shift)) {
             // Fewer positive values than `keep`: keep them all.
@@ -277,18 +299,7 @@ fn batch_topk(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_i
         mask = mask | (255u << shift);
         workgroupBarrier();
     }
-    let cut = topk_prefix;
-    let keep_all = topk_all == 1u;
-    for (var e = t; e < len; e += WG) {
-        let v = b1[base + e];
-        let bits = bitcast<u32>(v);
-        let keep = p[1] > 0u && v > 0.0 && !is_nan(v) && (keep_all || bits >= cut);
-        if (keep) {
-            atomicMin(&topk_smallest, bits);
-        } else {
-            b1[base + e] = 0.0;
-        }
-    }
+    topk_cut(base, t, len, topk_prefix, topk_all == 1u);
     workgroupBarrier();
     if (t == 0u) {
         let bits = atomicLoad(&topk_smallest);
@@ -326,15 +337,8 @@ fn wide_topk_histogram(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(wo
     let done = pass_ > 0u && bitcast<u32>(b3[4u * member + 2u]) == 1u;
     atomicStore(&topk_hist[lid.x], 0u);
     workgroupBarrier();
-    let base = member * len;
     let end = select(min(chunk * WIDE_CHUNK + WIDE_CHUNK, len), 0u, done);
-    for (var e = chunk * WIDE_CHUNK + lid.x; e < end; e += WG) {
-        let v = b1[base + e];
-        let bits = bitcast<u32>(v);
-        if (v > 0.0 && !is_nan(v) && (bits & mask) == prefix) {
-            atomicAdd(&topk_hist[(bits >> shift) & 255u], 1u);
-        }
-    }
+    topk_count(member * len, chunk * WIDE_CHUNK + lid.x, end, mask, prefix, shift);
     workgroupBarrier();
     b3[p[4] + (member * chunks + chunk) * 256u + lid.x] = f32(atomicLoad(&topk_hist[lid.x]));
 }
@@ -384,18 +388,8 @@ fn wide_topk_apply(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgr
         atomicStore(&topk_smallest, 0xffffffffu);
     }
     workgroupBarrier();
-    let base = member * len;
     let end = min(chunk * WIDE_CHUNK + WIDE_CHUNK, len);
-    for (var e = chunk * WIDE_CHUNK + lid.x; e < end; e += WG) {
-        let v = b1[base + e];
-        let bits = bitcast<u32>(v);
-        let keep = p[1] > 0u && v > 0.0 && !is_nan(v) && (keep_all || bits >= cut);
-        if (keep) {
-            atomicMin(&topk_smallest, bits);
-        } else {
-            b1[base + e] = 0.0;
-        }
-    }
+    topk_cut(member * len, chunk * WIDE_CHUNK + lid.x, end, cut, keep_all);
     workgroupBarrier();
     if (lid.x == 0u) {
         let bits = atomicLoad(&topk_smallest);

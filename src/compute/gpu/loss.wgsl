@@ -23,6 +23,27 @@ fn reconstruction_value(sq: f32, l1: f32, member: u32, lists: u32) -> f32 {
     return sq / (mse * mse) / f32(p[2] * p[0]) + lambda * l1 / f32(p[2] * p[1]);
 }
 
+// A member's sum of squares of the scaled residual b1 (M x b) over entries `first` to `r_end`
+// and of magnitudes of the codes b2 (N x b) over `first` to `c_end`, in steps of the workgroup,
+// reduced into red[0] and red[256].
+fn reconstruction_sums(member: u32, first: u32, r_end: u32, c_end: u32, lid: u32) {
+    let r_base = member * p[0] * p[2];
+    let c_base = member * p[1] * p[2];
+    var sq = 0.0;
+    for (var i = first; i < r_end; i += WG) {
+        let v = b1[r_base + i];
+        sq += v * v;
+    }
+    var l1 = 0.0;
+    for (var i = first; i < c_end; i += WG) {
+        l1 += abs(b2[c_base + i]);
+    }
+    red[lid] = sq;
+    red[256u + lid] = l1;
+    red[512u + lid] = 0.0;
+    reduce3(lid);
+}
+
 // b3 (stack x 2 x 1) <- the reconstruction loss of each member from its scaled residual b1
 // (M x b) and codes b2 (N x b): sum(r^2) / (mse^2 b M) + l1 sum|s| / (b N).
 // p = [M, N, b, n_mse, n_l1, mse..., l1...]
@@ -33,21 +54,7 @@ fn reconstruction_loss(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(w
     let m_dim = p[0];
     let n_atoms = p[1];
     let batch = p[2];
-    let r_len = m_dim * batch;
-    let c_len = n_atoms * batch;
-    var sq = 0.0;
-    for (var i = lid; i < r_len; i += WG) {
-        let v = b1[member * r_len + i];
-        sq += v * v;
-    }
-    var l1 = 0.0;
-    for (var i = lid; i < c_len; i += WG) {
-        l1 += abs(b2[member * c_len + i]);
-    }
-    red[lid] = sq;
-    red[256u + lid] = l1;
-    red[512u + lid] = 0.0;
-    reduce3(lid);
+    reconstruction_sums(member, lid, m_dim * batch, n_atoms * batch, lid);
     if (lid == 0u) {
         b3[2u * member] = reconstruction_value(red[0], red[256], member, 5u);
         b3[2u * member + 1u] = 0.0;
@@ -66,23 +73,8 @@ fn reconstruction_loss_chunks(@builtin(local_invocation_id) lid3: vec3<u32>, @bu
     let lid = lid3.x;
     let chunk = wg.x;
     let member = wg.y;
-    let r_len = p[0] * p[2];
-    let c_len = p[1] * p[2];
-    var sq = 0.0;
-    let r_end = min(chunk * LOSS_CHUNK + LOSS_CHUNK, r_len);
-    for (var i = chunk * LOSS_CHUNK + lid; i < r_end; i += WG) {
-        let v = b1[member * r_len + i];
-        sq += v * v;
-    }
-    var l1 = 0.0;
-    let c_end = min(chunk * LOSS_CHUNK + LOSS_CHUNK, c_len);
-    for (var i = chunk * LOSS_CHUNK + lid; i < c_end; i += WG) {
-        l1 += abs(b2[member * c_len + i]);
-    }
-    red[lid] = sq;
-    red[256u + lid] = l1;
-    red[512u + lid] = 0.0;
-    reduce3(lid);
+    let end = chunk * LOSS_CHUNK + LOSS_CHUNK;
+    reconstruction_sums(member, chunk * LOSS_CHUNK + lid, min(end, p[0] * p[2]), min(end, p[1] * p[2]), lid);
     if (lid == 0u) {
         let at = 2u * (member * p[5] + chunk);
         b3[at] = red[0];
