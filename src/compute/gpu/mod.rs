@@ -57,6 +57,32 @@ const SOFTWARE_LOOP_ITERATIONS: usize = 60_000;
 /// Submissions allowed in flight before the backend reports itself busy.
 const MAX_IN_FLIGHT: usize = 2;
 
+/// Whether kernels are trusted shader modules by default on `adapter`: natively on Vulkan,
+/// whose driver still keeps buffer accesses in range (wgpu asks for robust buffer access), so
+/// a kernel's mistake could not reach memory outside its bindings; elsewhere (Metal, DX12, a
+/// browser) they keep every check.
+fn trusts_shaders(adapter: &AdapterSummary) -> bool {
+    !cfg!(target_arch = "wasm32") && adapter.api == "vulkan"
+}
+
+/// The runtime checks that trusted shader modules keep (see [`trusts_shaders`] and
+/// [`GpuBackend::set_checked_shaders`]). Dropped:
+/// - bounds checks: every index of every kernel is in range by construction (the host checks
+///   each tensor's shape against the dispatch's parameters before recording it, and workgroup
+///   arrays are sized by the same constants that bound their loops); a buffer access out of
+///   range would still be clamped by the driver where it offers robust buffer access;
+/// - loop bounding: every loop runs to a count from the dispatch's parameters;
+/// - integer division checks: every divisor is a shape or a count the host has checked to be
+///   positive, or a constant.
+const TRUSTED_CHECKS: wgpu::ShaderRuntimeChecks = wgpu::ShaderRuntimeChecks {
+    bounds_checks: false,
+    force_loop_bounding: false,
+    ray_query_initialization_tracking: true,
+    task_shader_dispatch_tracking: true,
+    mesh_shader_primitive_indices_clamp: true,
+    int_div_checks: false,
+};
+
 /// A tensor's storage on the GPU. Dropping it forgets the bind groups that used it.
 pub struct DeviceBuffer {
     pub(crate) buffer: wgpu::Buffer,
@@ -221,6 +247,9 @@ pub struct GpuBackend {
     /// Whether fused training kernels are used where they fit (off: every step kernel by
     /// kernel, the reference they are tested against).
     fused_training: std::sync::atomic::AtomicBool,
+    /// Whether shader modules are made with every runtime check wgpu can add (see
+    /// [`GpuBackend::set_checked_shaders`]).
+    checked_shaders: std::sync::atomic::AtomicBool,
     /// Partial results of reductions split across workgroups (`with_scratch`), kept between
     /// calls and grown when too small.
     scratch: Mutex<Option<Tensor>>,
@@ -450,6 +479,7 @@ impl GpuBackend {
         adapter: AdapterSummary,
         limits: &wgpu::Limits,
     ) -> Self {
+        let trusted = trusts_shaders(&adapter);
         let error: Arc<Mutex<Option<String>>> = Arc::default();
         let sink = Arc::clone(&error);
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
@@ -528,6 +558,7 @@ impl GpuBackend {
             in_flight: Arc::default(),
             workgroup_bytes: u64::from(limits.max_compute_workgroup_storage_size),
             fused_training: std::sync::atomic::AtomicBool::new(true),
+            checked_shaders: std::sync::atomic::AtomicBool::new(!trusted),
             scratch: Mutex::new(None),
         }
     }
@@ -536,6 +567,37 @@ impl GpuBackend {
     /// kernel by kernel (the reference; for parity tests and the bench's comparison).
     pub fn set_fused_training(&self, on: bool) {
         self.fused_training.store(on, Ordering::Relaxed);
+    }
+
+    /// Make shader modules with every runtime check wgpu can add (`true`), or, natively, as
+    /// trusted modules without them (`false`, the default on Vulkan; see [`TRUSTED_CHECKS`]).
+    /// Pipelines made before the call are dropped, so the next dispatch of each compiles it
+    /// again the new way. In a browser modules are always checked: WebGPU has no other kind.
+    pub fn set_checked_shaders(&self, checked: bool) {
+        let checked = checked || cfg!(target_arch = "wasm32");
+        if self.checked_shaders.swap(checked, Ordering::Relaxed) != checked {
+            self.modules.lock().expect("shader modules").clear();
+            self.pipelines.lock().expect("pipelines").clear();
+        }
+    }
+
+    /// A shader module of this crate's WGSL, checked or trusted as
+    /// [`set_checked_shaders`](Self::set_checked_shaders) says.
+    fn shader(&self, label: &'static str, source: String) -> wgpu::ShaderModule {
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(label),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
+        };
+        if self.checked_shaders.load(Ordering::Relaxed) {
+            return self.device.create_shader_module(desc);
+        }
+        // SAFETY: every module is this crate's own WGSL (no user text reaches a shader), and
+        // TRUSTED_CHECKS drops only the checks whose conditions the host establishes for every
+        // dispatch; the parity tests run the kernels both ways.
+        unsafe {
+            self.device
+                .create_shader_module_trusted(desc, TRUSTED_CHECKS)
+        }
     }
 
     /// Samples per chunk of the fused training kernel for `shape`, if it fits. One-layer
@@ -651,11 +713,7 @@ impl GpuBackend {
             key,
             || {
                 let (source, _) = train_source(shape, chunk, shared);
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(entry),
-                        source: wgpu::ShaderSource::Wgsl(source.into()),
-                    })
+                self.shader(entry, source)
             },
             entry,
         )
@@ -732,11 +790,7 @@ impl GpuBackend {
                     "loss" => LOSS,
                     other => unreachable!("no shader module {other}"),
                 };
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(name),
-                        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
-                    })
+                self.shader(name, format!("{COMMON}\n{body}"))
             })
             .clone()
     }
@@ -958,13 +1012,7 @@ impl GpuBackend {
     fn gemm_pipeline(&self, entry: &'static str, ta: bool, tb: bool) -> wgpu::ComputePipeline {
         self.pipeline_from(
             PipelineKey::Gemm(entry, ta, tb),
-            || {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("gemm"),
-                        source: wgpu::ShaderSource::Wgsl(gemm_source(ta, tb).into()),
-                    })
-            },
+            || self.shader("gemm", gemm_source(ta, tb)),
             entry,
         )
     }
@@ -983,11 +1031,7 @@ impl GpuBackend {
                     .replace("{{NN_MM}}", &(dim * atoms).to_string())
                     .replace("{{NN}}", &atoms.to_string())
                     .replace("{{MM}}", &dim.to_string());
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("fused"),
-                        source: wgpu::ShaderSource::Wgsl(format!("{COMMON}\n{body}").into()),
-                    })
+                self.shader("fused", format!("{COMMON}\n{body}"))
             },
             entry,
         )
@@ -2152,15 +2196,7 @@ impl Backend for GpuBackend {
         let steps_per = scalars.steps_per_window(8 + 2 * l1_scale.len()).min(most);
         let pipeline = self.pipeline_from(
             PipelineKey::SparseCoding(latents, dim, chunk),
-            || {
-                self.device
-                    .create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some("train_sparse_coding"),
-                        source: wgpu::ShaderSource::Wgsl(
-                            train_sc_source(latents, dim, chunk).into(),
-                        ),
-                    })
-            },
+            || self.shader("train_sparse_coding", train_sc_source(latents, dim, chunk)),
             "train_sparse_coding",
         );
         let x_bc = broadcast(
