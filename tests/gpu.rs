@@ -699,7 +699,7 @@ fn fused_solvers_match_the_step_by_step_ones() {
     let run = |b: &dyn Backend| {
         let dict = b.upload(dshape, &dict_values);
         let x = b.upload(xshape, &x_values);
-        let mut solver = solvers::AdamExp::new(b, dict, &x, 0.01, 600, &[3e-3]);
+        let mut solver = solvers::AdamExp::new(b, dict, &x, &[0.01], 600, &[3e-3]);
         // In uneven pieces: the fused kernel resumes where it stopped.
         solver.run(b, &x, 7);
         solver.run(b, &x, 593);
@@ -890,11 +890,15 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
                 (true, _) => (DecoderInit::None, Objective::Supervised),
                 (false, true) => (
                     DecoderInit::Learned,
-                    Objective::Reconstruction { l1_penalty: 0.05 },
+                    Objective::Reconstruction {
+                        l1_penalty: vec![0.05],
+                    },
                 ),
                 (false, false) => (
                     DecoderInit::Frozen(&frozen),
-                    Objective::Reconstruction { l1_penalty: 0.05 },
+                    Objective::Reconstruction {
+                        l1_penalty: vec![0.05],
+                    },
                 ),
             };
             let mut model =
@@ -959,7 +963,7 @@ fn fused_sparse_coding_training_matches_the_step_by_step_path() {
             g.set_fused_training(fused);
             let x = b.upload(Shape::new(1, dim, n), &x_values);
             let mut rngs: Vec<Rng> = (0..lrs.len() as u64).map(|i| Rng::new(40 + i)).collect();
-            let mut model = SparseCodingModel::new(b, &mut rngs, dim, atoms, n, 0.02, &lrs);
+            let mut model = SparseCodingModel::new(b, &mut rngs, dim, atoms, n, &[0.02], &lrs);
             model.train_steps(b, &x, 3, true);
             model.set_schedule(lrs[0] * 0.5, 0.05);
             model.train_steps(b, &x, 230, true);
@@ -1103,6 +1107,49 @@ fn short_runs_of_every_method_agree_with_the_cpu() {
     }
 }
 
+/// Natively the kernels are trusted shader modules, without the runtime checks wgpu would add
+/// (bounds clamps, loop guards, division guards); a browser always runs them checked. The
+/// checks change nothing for indices in range, so both give the same bits: every method of two
+/// settings (fused training of each kind, fused and kernel-by-kernel solvers), on a device of
+/// its own, its pipelines made again when the switch flips.
+#[test]
+fn trusted_shader_modules_give_the_bits_of_checked_ones() {
+    if gpu().is_none() {
+        return;
+    }
+    let g = Arc::new(GpuBackend::request_blocking().expect("a second device"));
+    for setting in [Setting::Unknown, Setting::KnownDictionary] {
+        let mut cfg = Preset::UnknownZD.config();
+        cfg.setting = setting;
+        cfg.methods = every_method(setting);
+        cfg.data.num_samples = 128;
+        cfg.train.steps = 60;
+        cfg.train.log_every = 30;
+        cfg.runs = 2;
+        let checked = cfg.validate().unwrap();
+        let run = |checked_shaders: bool| {
+            g.set_checked_shaders(checked_shaders);
+            let b: Arc<dyn Backend> = g.clone();
+            let mut exp = Experiment::new(checked.clone(), b.clone());
+            while !exp.is_done() {
+                exp.step(100);
+                b.wait();
+            }
+            assert!(
+                exp.backend_failure().is_none(),
+                "{:?}",
+                exp.backend_failure()
+            );
+            let mut v = serde_json::to_value(exp.results()).unwrap();
+            strip_times(&mut v);
+            v
+        };
+        let with_checks = run(true);
+        let trusted = run(false);
+        assert_eq!(trusted, with_checks, "{setting:?}");
+    }
+}
+
 /// On the GPU too, stacking the seeds gives the numbers each seed gives alone (each member's
 /// arithmetic is independent of the others').
 #[test]
@@ -1142,8 +1189,8 @@ fn gpu_stacks_equal_runs_one_by_one() {
 
 /// Sweep units on the GPU give the CPU's numbers: a small phase grid (FISTA on a known
 /// dictionary) and a small experiment grid (SAE training), unit by unit and stacked (the units
-/// of one delta, or of one N with their seeds, as one stack per method with per-member data:
-/// the CLI's way). Success rates may differ only where a test signal sits on the tolerance (one
+/// of one delta, or of one N with their seeds or lambdas, as one stack per method with
+/// per-member data and rates: the CLI's way). Success rates may differ only where a test signal sits on the tolerance (one
 /// signal in ten at most); code MCC agrees within 1e-3. A stack sends fewer dispatches than
 /// its units one by one: half as many for the scaling grid's two units per stack, which do
 /// the same work; in the phase grid a stack runs FISTA until its slowest cell converges, so it
@@ -1172,6 +1219,18 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
     scaling.base.methods = vec![MethodConfig::Sae { bias: false }];
     scaling.axes = vec![Axis::new(Param::N, vec![16.0, 24.0])];
     scaling.seeds = 2;
+    // Cells along lambda: one stack per N, each member at its own lambda (SAE's and sparse
+    // coding's fused kernels).
+    let mut lambdas = scaling.clone();
+    lambdas.base.methods.push(MethodConfig::SparseCoding {
+        inference: SolverConfig::Fista {
+            steps: 40,
+            nonneg: true,
+            tol: None,
+        },
+    });
+    lambdas.axes.push(Axis::new(Param::Lambda, vec![0.01, 0.2]));
+    lambdas.seeds = 1;
     let agree = |cpu: &UnitResult, on_gpu: &UnitResult, how: &str| {
         assert_eq!(cpu.methods.len(), on_gpu.methods.len());
         for (c, q) in cpu.methods.iter().zip(&on_gpu.methods) {
@@ -1197,7 +1256,7 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
             }
         }
     };
-    for (sweep, saving) in [(phase, 1), (scaling, 2)] {
+    for (sweep, saving) in [(phase, 1), (scaling, 2), (lambdas, 2)] {
         let units = sweep.units();
         let before = g.counters();
         let mut cpu = Vec::new();
@@ -1256,7 +1315,7 @@ fn topk_inside_inference_matches_the_cpu() {
         let dict = b.upload(Shape::new(members, dim, atoms), &dict_values);
         let x = b.upload(Shape::new(1, dim, n), &x_values);
         let mut solver =
-            solvers::AdamExp::new(b, dict, &x, 0.01, 200, &[1e-2]).with_topk(b, 3, inside);
+            solvers::AdamExp::new(b, dict, &x, &[0.01], 200, &[1e-2]).with_topk(b, 3, inside);
         solver.run(b, &x, 120);
         solver.run(b, &x, 80);
         host(b, solver.codes())

@@ -105,11 +105,15 @@ fn check_encoder(spec: EncoderSpec, decoder: &str, seed: u64) {
     let (init, objective) = match decoder {
         "learned" => (
             DecoderInit::Learned,
-            Objective::Reconstruction { l1_penalty: 0.05 },
+            Objective::Reconstruction {
+                l1_penalty: vec![0.05],
+            },
         ),
         "frozen" => (
             DecoderInit::Frozen(&true_dict),
-            Objective::Reconstruction { l1_penalty: 0.05 },
+            Objective::Reconstruction {
+                l1_penalty: vec![0.05],
+            },
         ),
         _ => (DecoderInit::None, Objective::Supervised),
     };
@@ -212,7 +216,7 @@ fn sparse_coding_gradients() {
     let data = small_data(7);
     let backend = CpuBackend::new(1);
     let b: &dyn Backend = &backend;
-    let mut model = SparseCodingModel::new(b, &mut [Rng::new(7)], 4, 6, 24, 0.05, &[1e-2]);
+    let mut model = SparseCodingModel::new(b, &mut [Rng::new(7)], 4, 6, 24, &[0.05], &[1e-2]);
     // Start the codes away from exp(-10) so that the code gradients are not vanishingly small.
     let start: Vec<f32> = (0..6 * 24).map(|i| -1.0 + 0.1 * (i % 7) as f32).collect();
     b.write(&mut model.log_codes, &start);
@@ -259,7 +263,9 @@ fn training_reduces_the_loss() {
         4,
         6,
         DecoderInit::Learned,
-        Objective::Reconstruction { l1_penalty: 0.01 },
+        Objective::Reconstruction {
+            l1_penalty: vec![0.01],
+        },
         &[1e-2],
     );
     let x = up(b, &data.train_signals);
@@ -281,7 +287,8 @@ fn lista_gradients() {
         let data = small_data(seed);
         let backend = CpuBackend::new(1);
         let b: &dyn Backend = &backend;
-        let mut model = ListaModel::new(b, &mut [Rng::new(seed)], 4, 6, iterations, 0.05, &[1e-2]);
+        let mut model =
+            ListaModel::new(b, &mut [Rng::new(seed)], 4, 6, iterations, &[0.05], &[1e-2]);
         let x = up(b, &data.train_signals);
         for _ in 0..20 {
             model.train_step(b, &x, false);
@@ -319,7 +326,9 @@ fn jump_relu_model(b: &dyn Backend, x: &Tensor, lambda: f32, bandwidth: f32) -> 
         4,
         6,
         DecoderInit::Learned,
-        Objective::Reconstruction { l1_penalty: lambda },
+        Objective::Reconstruction {
+            l1_penalty: vec![lambda],
+        },
         &[1e-2],
     )
     .with_jump_relu(b, bandwidth, bandwidth);

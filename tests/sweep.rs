@@ -518,14 +518,15 @@ fn phase_axes_outside_the_unit_interval_are_refused() {
     assert!(err.to_string().contains("bogus"), "{err}");
 }
 
-/// The units of a sweep that differ only in their data and seed are computed as one stack per
+/// The units of a sweep that differ only in their data, seed and rates are computed as one stack per
 /// method (`UnitStack`, the GPU's way of running sweeps), one member per unit on its own data:
 /// on the CPU, which computes member by member, that gives each unit's numbers bit for bit.
 /// Every setting, full batches and minibatches, encoders, sparse coding, the paper's inference,
-/// FISTA (to a tolerance) and OMP; and the phase diagram's cells at one delta, K varying.
+/// FISTA (to a tolerance) and OMP; cells along lambda and the learning rate, each member at
+/// its own rates; and the phase diagram's cells at one delta, K varying.
 #[test]
 fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
-    use sparse_playground::core::config::Setting;
+    use sparse_playground::core::config::{MethodKind, Setting, TrainOverride};
     use sparse_playground::core::sweep::{stack_groups, UnitStack};
     let fista = |tol| SolverConfig::Fista {
         steps: 60,
@@ -578,6 +579,55 @@ fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
         s.axes.push(Axis::new(Param::Noise, vec![0.0, 0.05]));
         sweeps.push(s);
     }
+    // Cells along lambda and the learning rate: each member trains, and infers its test
+    // codes, at its own rates (LISTA and the paper's inference included).
+    let mut rates = small_experiment_sweep();
+    rates.base.methods = vec![
+        MethodConfig::Sae { bias: true },
+        MethodConfig::SaeIto {
+            bias: false,
+            inference: SolverConfig::Adam {
+                steps: 20,
+                lr: 0.01,
+            },
+        },
+        MethodConfig::Mlp {
+            hidden: vec![8],
+            bias: false,
+        },
+        MethodConfig::SparseCoding {
+            inference: fista(Some(1e-4)),
+        },
+        MethodConfig::Lista { iterations: 2 },
+    ];
+    rates.axes[1] = Axis::new(Param::Lambda, vec![0.01, 0.3]);
+    rates.axes.push(Axis::new(Param::Lr, vec![1e-3, 1e-2]));
+    rates.seeds = 1;
+    sweeps.push(rates.clone());
+    // A known dictionary along lambda, sparse coding keeping a learning rate of its own.
+    rates.base.setting = Setting::KnownDictionary;
+    rates.base.methods = vec![
+        MethodConfig::Sae { bias: false },
+        MethodConfig::TopkSae { k: 3, bias: true },
+        MethodConfig::SparseCoding {
+            inference: fista(Some(1e-4)),
+        },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::Adam {
+                steps: 20,
+                lr: 0.01,
+            },
+        },
+    ];
+    rates.axes.truncate(2);
+    rates.base.train.per_method.insert(
+        MethodKind::SparseCoding,
+        TrainOverride {
+            lr: Some(5e-3),
+            l1_penalty: None,
+        },
+    );
+    sweeps.push(rates);
     let mut phase = SweepPreset::Phase.config();
     phase.base.data.num_atoms = 32;
     phase.base.data.num_samples = 32;
@@ -628,5 +678,5 @@ fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
         default_clock,
     )
     .unwrap_err();
-    assert!(err.contains("more than its data and seed"), "{err}");
+    assert!(err.contains("more than its data, seed and rates"), "{err}");
 }

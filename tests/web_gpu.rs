@@ -141,7 +141,7 @@ async fn kernels_match_the_cpu_on_webgpu() {
     let mut outs = Vec::new();
     for b in [&g as &dyn Backend, &cpu] {
         let x = b.upload(Shape::new(1, 8, 64), &xv);
-        let mut solver = AdamExp::new(b, b.upload(dshape, &dv), &x, 0.01, 300, &[3e-3]);
+        let mut solver = AdamExp::new(b, b.upload(dshape, &dv), &x, &[0.01], 300, &[3e-3]);
         solver.run(b, &x, 300);
         outs.push(host(b, solver.codes()).await);
     }
@@ -233,7 +233,9 @@ async fn fused_encoder_training_matches_the_cpu_on_webgpu() {
             } else {
                 (
                     DecoderInit::Learned,
-                    Objective::Reconstruction { l1_penalty: 0.05 },
+                    Objective::Reconstruction {
+                        l1_penalty: vec![0.05],
+                    },
                 )
             };
             let mut model = EncoderModel::new(

@@ -45,7 +45,8 @@ pub struct ListaModel {
     pub dictionary: Tensor,
     /// T, the unrolled iterations after the first.
     pub iterations: usize,
-    l1_penalty: f32,
+    /// Lambda: one for every member, or one per member.
+    l1_penalty: Vec<f32>,
     members: usize,
     grads: Vec<Tensor>,
     moments: Vec<(Tensor, Tensor)>,
@@ -64,11 +65,15 @@ impl ListaModel {
         data_dim: usize,
         num_atoms: usize,
         iterations: usize,
-        l1_penalty: f32,
+        l1_penalty: &[f32],
         lrs: &[f64],
     ) -> Self {
         let members = rngs.len();
         assert!(members > 0, "a stack needs at least one member");
+        assert!(
+            l1_penalty.len() == 1 || l1_penalty.len() == members,
+            "one lambda, or one per member"
+        );
         let (mut w, mut b, mut d) = (Vec::new(), Vec::new(), Vec::new());
         for rng in rngs.iter_mut() {
             let layer = Layer::init(rng, data_dim, num_atoms, true);
@@ -90,7 +95,7 @@ impl ListaModel {
             bias: backend.upload(params[2], &b),
             dictionary,
             iterations,
-            l1_penalty,
+            l1_penalty: l1_penalty.to_vec(),
             members,
             grads: params.iter().map(|&s| backend.zeros(s)).collect(),
             moments: params
@@ -145,7 +150,7 @@ impl ListaModel {
         for c in &mut self.clocks {
             c.hyper.lr = lr;
         }
-        self.l1_penalty = l1;
+        self.l1_penalty = vec![l1];
     }
 
     /// The loss of the last step that asked for it (see `compute::loss_value`).
@@ -217,7 +222,7 @@ impl ListaModel {
             &self.dictionary,
             &sc.h[self.iterations],
             x,
-            &[self.l1_penalty],
+            &self.l1_penalty,
             &mut sc.recon,
             &mut sc.g,
             true,

@@ -87,7 +87,9 @@ pub fn encoder(
         data.data_dim,
         data.num_atoms,
         DecoderInit::Learned,
-        Objective::Reconstruction { l1_penalty: 0.01 },
+        Objective::Reconstruction {
+            l1_penalty: vec![0.01],
+        },
         &[1e-3],
     )
 }

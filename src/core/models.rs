@@ -66,10 +66,11 @@ pub fn random_dictionary(rng: &mut Rng, data_dim: usize, num_atoms: usize) -> Ma
 }
 
 /// What the model is trained on.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Objective {
-    /// Reconstruct X through the dictionary, with an L1 penalty on the codes.
-    Reconstruction { l1_penalty: f32 },
+    /// Reconstruct X through the dictionary, with an L1 penalty on the codes: one lambda for
+    /// every member, or one per member (a sweep's cells stacked along lambda).
+    Reconstruction { l1_penalty: Vec<f32> },
     /// Predict the true codes (negative mean cosine per latent).
     Supervised,
 }
@@ -482,7 +483,7 @@ impl EncoderModel {
         if self.layers.len() > 2 || self.gate.is_some() {
             return None;
         }
-        let learned = match (self.objective, &self.decoder) {
+        let learned = match (&self.objective, &self.decoder) {
             (Objective::Reconstruction { .. }, Decoder::Learned(_)) if !supervised => true,
             (Objective::Reconstruction { .. }, Decoder::Frozen(_)) if !supervised => false,
             (Objective::Supervised, Decoder::None) if supervised => false,
@@ -596,13 +597,16 @@ impl EncoderModel {
                 .collect();
             // The same f32 arithmetic as `reconstruction_backward` (the supervised objective
             // has neither term).
-            let (mse_scale, l1_penalty, l1_scale) = match self.objective {
+            let (mse_scale, l1_penalty, l1_scale) = match &self.objective {
                 Objective::Reconstruction { l1_penalty } => (
                     2.0 / (shape.batch * shape.dim) as f32,
-                    l1_penalty,
-                    l1_penalty / (shape.batch * shape.latents) as f32,
+                    l1_penalty.clone(),
+                    l1_penalty
+                        .iter()
+                        .map(|l| l / (shape.batch * shape.latents) as f32)
+                        .collect(),
                 ),
-                Objective::Supervised => (0.0, 0.0, 0.0),
+                Objective::Supervised => (0.0, vec![0.0], vec![0.0]),
             };
             let packed = self.packed.as_mut().expect("packed just now");
             let frozen = match &self.decoder {
@@ -616,8 +620,8 @@ impl EncoderModel {
                 targets: target_codes,
                 x,
                 mse_scale,
-                l1_penalty: &[l1_penalty],
-                l1_scale: &[l1_scale],
+                l1_penalty: &l1_penalty,
+                l1_scale: &l1_scale,
                 scalars: &scalars,
                 steps,
                 loss: &mut self.loss,
@@ -709,7 +713,7 @@ impl EncoderModel {
         // Gradient w.r.t. the code S goes into deltas[last].
         let theta_index = self.jump_threshold().map(|(index, _)| index);
         let codes = &self.scratch.acts[last];
-        match self.objective {
+        match &self.objective {
             Objective::Reconstruction { l1_penalty } => {
                 let dict = self
                     .decoder
@@ -737,7 +741,7 @@ impl EncoderModel {
                     dict,
                     codes,
                     x,
-                    &[if jump.is_some() { 0.0 } else { l1_penalty }],
+                    if jump.is_some() { &[0.0] } else { l1_penalty },
                     self.scratch
                         .recon
                         .as_mut()
@@ -750,7 +754,8 @@ impl EncoderModel {
                 if let (Some((threshold, bandwidth)), Some(index)) = (jump, theta_index) {
                     let scalars = JumpReluScalars {
                         bandwidth,
-                        l0: l1_penalty / (batch * codes.rows()) as f32,
+                        // JumpReLU trains on activations, a stack of one.
+                        l0: l1_penalty[0] / (batch * codes.rows()) as f32,
                         scale: JUMP_THRESHOLD_SCALE,
                     };
                     backend.jump_relu_threshold_grad(

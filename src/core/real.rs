@@ -880,7 +880,9 @@ impl Learner {
         match self {
             Learner::Encoder(m) => {
                 m.set_lr(lr);
-                m.objective = Objective::Reconstruction { l1_penalty: l1 };
+                m.objective = Objective::Reconstruction {
+                    l1_penalty: vec![l1],
+                };
             }
             Learner::SparseCoding(m) => m.set_schedule(lr, l1),
             Learner::Lista(m) => m.set_schedule(lr, l1),
@@ -1787,7 +1789,7 @@ impl RealExperiment {
                     host,
                     vec![self.gap_host.clone()],
                     &self.gap_x,
-                    l1 as f32,
+                    &[l1 as f32],
                     cfg.gap.max_iterations,
                     true,
                     Some(cfg.gap.tol),
@@ -1799,7 +1801,7 @@ impl RealExperiment {
                         host,
                         Vec::new(),
                         &self.gap_x,
-                        l1 as f32,
+                        &[l1 as f32],
                         iterations,
                         true,
                         None,
@@ -2401,7 +2403,7 @@ impl RealExperiment {
             vec![host],
             Vec::new(),
             &self.gap_x,
-            self.config.gap_l1() as f32,
+            &[self.config.gap_l1() as f32],
             u64::from(u32::MAX),
             true,
             None,
@@ -2494,7 +2496,7 @@ fn new_run(
                 dim,
                 latents,
                 *iterations,
-                l1,
+                &[l1],
                 &[lr],
             ))),
             vec![dim, latents],
@@ -2511,7 +2513,9 @@ fn new_run(
                 dim,
                 latents,
                 DecoderInit::Learned,
-                Objective::Reconstruction { l1_penalty: l1 },
+                Objective::Reconstruction {
+                    l1_penalty: vec![l1],
+                },
                 &[lr],
             );
             match method {
@@ -2542,7 +2546,7 @@ fn new_run(
                 dim,
                 latents,
                 n_train,
-                l1,
+                &[l1],
                 &[lr],
             ))),
             vec![dim, latents],
@@ -2928,7 +2932,7 @@ fn own_solver(
                 Vec::new()
             },
             x,
-            l1,
+            &[l1],
             *steps,
             *nonneg,
             *tol,
@@ -2937,7 +2941,7 @@ fn own_solver(
             b,
             a.dict.clone_on(b),
             x,
-            l1,
+            &[l1],
             *steps,
             &[*lr],
         ))),

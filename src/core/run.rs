@@ -16,7 +16,7 @@
 //! on a stream named by the encoder's architecture, so SAE and SAE + ITO of the same run start
 //! from (and train to) the same SAE, and adding a method never changes another's numbers.
 
-use super::config::{CheckedConfig, MethodConfig, Setting, SolverConfig};
+use super::config::{CheckedConfig, MethodConfig, Setting, SolverConfig, TrainConfig};
 use super::data::Dataset;
 use super::flops;
 use super::lista::{self, ListaModel};
@@ -131,6 +131,17 @@ pub struct MemberSpec {
     pub data: Arc<Dataset>,
     /// K of the member's data (OMP's default number of atoms).
     pub sparsity_k: usize,
+    /// The member's training rates: its method's learning rate and lambda are
+    /// `lr_for`/`l1_for` of these (a sweep's cells stacked along lambda or lr differ in them).
+    pub train: Arc<TrainConfig>,
+}
+
+/// `values` as one entry when they are all equal (what every member shares), else as they are.
+fn one_or_each<T: Copy + PartialEq>(values: Vec<T>) -> Vec<T> {
+    match values.first() {
+        Some(&v) if values.iter().all(|&w| w == v) => vec![v],
+        _ => values,
+    }
 }
 
 enum Learner {
@@ -258,6 +269,8 @@ pub struct StackRun {
     data: Vec<Arc<Dataset>>,
     /// Each member's K (OMP's default).
     sparsity_k: Vec<usize>,
+    /// Lambda in training and in test-code inference: one for every member, or one each.
+    l1: Vec<f32>,
     tensors: Arc<DataTensors>,
     backend: Arc<dyn Backend>,
     learner: Learner,
@@ -299,6 +312,7 @@ impl StackRun {
         name: String,
         run_indices: &[u32],
     ) -> Self {
+        let train = Arc::new(config.train.clone());
         let specs = run_indices
             .iter()
             .map(|&run_index| MemberSpec {
@@ -306,6 +320,7 @@ impl StackRun {
                 seed: config.seed + u64::from(run_index),
                 data: data.clone(),
                 sparsity_k: config.data.sparsity_k,
+                train: train.clone(),
             })
             .collect();
         Self::with_members(config, specs, tensors, backend, method_index, name)
@@ -343,8 +358,9 @@ impl StackRun {
             data[0].num_atoms(),
             data[0].num_samples(),
         );
-        let lr = config.train.lr_for(method.kind());
-        let l1 = config.train.l1_for(method.kind()) as f32;
+        let kind = method.kind();
+        let lr = one_or_each(specs.iter().map(|m| m.train.lr_for(kind)).collect());
+        let l1 = one_or_each(specs.iter().map(|m| m.train.l1_for(kind) as f32).collect());
         let batch = config.train.batch_size.unwrap_or(n);
         let setting = config.setting;
         let (spec, arch_key) = match &method {
@@ -396,15 +412,19 @@ impl StackRun {
                                 .as_ref()
                                 .expect("the known-dictionary setting uploads it"),
                         ),
-                        Objective::Reconstruction { l1_penalty: l1 },
+                        Objective::Reconstruction {
+                            l1_penalty: l1.clone(),
+                        },
                     ),
                     Setting::Unknown => (
                         DecoderInit::Learned,
-                        Objective::Reconstruction { l1_penalty: l1 },
+                        Objective::Reconstruction {
+                            l1_penalty: l1.clone(),
+                        },
                     ),
                 };
                 let model =
-                    EncoderModel::new(b, &mut rngs, spec, dim, n_atoms, decoder, objective, &[lr]);
+                    EncoderModel::new(b, &mut rngs, spec, dim, n_atoms, decoder, objective, &lr);
                 let topk = spec.topk.is_some();
                 let per_step = match setting {
                     Setting::KnownCodes => {
@@ -425,13 +445,7 @@ impl StackRun {
                 };
                 (
                     Learner::Lista(Box::new(ListaModel::new(
-                        b,
-                        &mut rngs,
-                        dim,
-                        n_atoms,
-                        iterations,
-                        l1,
-                        &[lr],
+                        b, &mut rngs, dim, n_atoms, iterations, &l1, &lr,
                     ))),
                     lista::train_step_flops(dim, n_atoms, iterations, batch),
                 )
@@ -439,13 +453,7 @@ impl StackRun {
             (None, Setting::KnownDictionary) => (Learner::InferenceOnly, 0.0),
             (None, _) => (
                 Learner::SparseCoding(Box::new(SparseCodingModel::new(
-                    b,
-                    &mut rngs,
-                    dim,
-                    n_atoms,
-                    n,
-                    l1,
-                    &[lr],
+                    b, &mut rngs, dim, n_atoms, n, &l1, &lr,
                 ))),
                 flops::sparse_coding_train_step(dim, n_atoms, batch),
             ),
@@ -493,6 +501,7 @@ impl StackRun {
             config,
             data,
             sparsity_k,
+            l1,
             tensors,
             backend,
             learner,
@@ -887,8 +896,6 @@ impl StackRun {
                         Ok(Some(v)) => v.to_vec(),
                     };
                     let hosts = split_members(&values, dict.shape());
-                    let cfg = &*self.config;
-                    let l1 = cfg.train.l1_for(self.method.kind()) as f32;
                     let x = &self.tensors.test_signals;
                     match solver {
                         SolverConfig::Fista { steps, nonneg, tol } => {
@@ -898,7 +905,7 @@ impl StackRun {
                                 hosts,
                                 self.data.iter().map(|d| d.test_signals.clone()).collect(),
                                 x,
-                                l1,
+                                &self.l1,
                                 steps,
                                 nonneg,
                                 tol,
@@ -1014,9 +1021,7 @@ impl StackRun {
             Learner::Lista(_) | Learner::InferenceOnly => {}
         }
         let members = self.members.len();
-        let cfg = &*self.config;
         let n = self.data[0].test_signals.ncols();
-        let l1 = cfg.train.l1_for(self.method.kind()) as f32;
         self.loss = None;
         // The dictionaries the codes are decoded (and inferred) through, one per member.
         let dict: Option<Tensor> = match &self.learner {
@@ -1041,7 +1046,7 @@ impl StackRun {
         if let Some((steps, lr, topk)) = self.adam_inference() {
             let dict = dict.expect("adam_inference checked the decoder");
             let mut solver =
-                solvers::AdamExp::new(b, dict, &self.tensors.test_signals, l1, steps, &[lr]);
+                solvers::AdamExp::new(b, dict, &self.tensors.test_signals, &self.l1, steps, &[lr]);
             if let Some((k, inside)) = topk {
                 solver = solver.with_topk(b, k, inside);
             }

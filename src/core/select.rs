@@ -90,7 +90,9 @@ pub async fn probe(gpu: &dyn Backend) -> Result<(), BackendError> {
             dim,
             atoms,
             DecoderInit::Learned,
-            Objective::Reconstruction { l1_penalty: 0.01 },
+            Objective::Reconstruction {
+                l1_penalty: vec![0.01],
+            },
             &[1e-2],
         );
         // Five steps the way runs take them (fused where the backend has a kernel for it).
@@ -99,7 +101,7 @@ pub async fn probe(gpu: &dyn Backend) -> Result<(), BackendError> {
         let dict = model
             .normalized_dictionary(b)
             .expect("a learned dictionary");
-        let mut solver = AdamExp::new(b, dict, &x, 0.01, 40, &[3e-3]);
+        let mut solver = AdamExp::new(b, dict, &x, &[0.01], 40, &[3e-3]);
         solver.run(b, &x, 40);
         let mut values = read_when_done(b, &model.layers[0].weight).await?;
         values.extend(read_when_done(b, solver.codes()).await?);

@@ -63,13 +63,13 @@ const FUSED_STEPS_PER_DISPATCH: u64 = 250;
 
 impl AdamExp {
     /// Set up `steps` steps of inference for the columns of `x` (stack of 1 or of `dict`'s)
-    /// through the dictionaries `dict` (stack x M x N), at learning rate `lrs[i]` for member i
-    /// (one entry for all).
+    /// through the dictionaries `dict` (stack x M x N), at learning rate `lrs[i]` and penalty
+    /// `l1_penalty[i]` for member i (one entry for all).
     pub fn new(
         backend: &dyn Backend,
         dict: Tensor,
         x: &Tensor,
-        l1_penalty: f32,
+        l1_penalty: &[f32],
         steps: u64,
         lrs: &[f64],
     ) -> Self {
@@ -92,7 +92,10 @@ impl AdamExp {
             // squared error, plus the L1 term the fused step adds. The loss itself is never
             // needed here.
             mse_scale: 2.0 / (n * dim) as f32,
-            l1_scale: vec![l1_penalty / (n * n_atoms) as f32],
+            l1_scale: l1_penalty
+                .iter()
+                .map(|l| l / (n * n_atoms) as f32)
+                .collect(),
             done: 0,
             steps,
             topk: None,
@@ -306,7 +309,8 @@ pub struct FistaRun {
     /// `step_over_penalty` x the stage's lambda).
     grad_step: Vec<f32>,
     step_over_penalty: Vec<f64>,
-    lambda: f64,
+    /// Per member: lambda, the penalty the last stage reaches.
+    lambda: Vec<f64>,
     stage_lambda: Vec<f64>,
     momentum_t: Vec<f64>,
     nonneg: bool,
@@ -324,7 +328,8 @@ pub struct FistaRun {
 impl FistaRun {
     /// Set up FISTA for the columns of `x` (stack of 1 or of `dict`'s) through `dict` (stack x
     /// M x N, with `hosts` its host copies, for the step sizes and the gaps); `x_hosts` are the
-    /// signals on the host (needed with a tolerance only: one, or one per member).
+    /// signals on the host (needed with a tolerance only: one, or one per member);
+    /// `l1_penalty` is lambda, one for all members or one per member.
     #[allow(
         clippy::too_many_arguments,
         reason = "the solver's whole configuration"
@@ -335,13 +340,17 @@ impl FistaRun {
         hosts: Vec<Matrix>,
         x_hosts: Vec<Matrix>,
         x: &Tensor,
-        l1_penalty: f32,
+        l1_penalty: &[f32],
         steps: u64,
         nonneg: bool,
         tol: Option<f64>,
     ) -> Self {
         let (members, dim, n_atoms, n) = (dict.stack(), dict.rows(), dict.cols(), x.cols());
         assert_eq!(hosts.len(), members, "one host dictionary per member");
+        assert!(
+            l1_penalty.len() == 1 || l1_penalty.len() == members,
+            "one lambda, or one per member"
+        );
         if tol.is_some() {
             assert!(
                 x_hosts.len() == 1 || x_hosts.len() == members,
@@ -357,9 +366,11 @@ impl FistaRun {
                 ((step * grad_scale) as f32, step / (n * n_atoms) as f64)
             })
             .unzip();
-        let lambda = f64::from(l1_penalty);
+        let lambda: Vec<f64> = (0..members)
+            .map(|m| f64::from(l1_penalty[if l1_penalty.len() == 1 { 0 } else { m }]))
+            .collect();
         let stage_lambda = match tol {
-            None => vec![lambda; members],
+            None => lambda.clone(),
             Some(_) => (0..members)
                 .map(|m| {
                     let x = &x_hosts[if x_hosts.len() == 1 { 0 } else { m }];
@@ -369,7 +380,7 @@ impl FistaRun {
                         .fold(0f32, |acc, &v| acc.max(if nonneg { v } else { v.abs() }));
                     // In lambda's units: mu = lambda M / (2N) is the penalty of 1/2 |x - Ds|^2.
                     let lambda_max = f64::from(top) * 2.0 * n_atoms as f64 / dim as f64;
-                    (CONTINUATION_START * lambda_max).max(lambda)
+                    (CONTINUATION_START * lambda_max).max(lambda[m])
                 })
                 .collect(),
         };
@@ -544,14 +555,14 @@ impl FistaRun {
             let s = Matrix::from_column_slice(n_atoms, per / n_atoms, codes);
             let x = &self.x_hosts[if self.x_hosts.len() == 1 { 0 } else { m }];
             let mu = self.stage_lambda[m] * dim as f64 / (2.0 * n_atoms as f64);
-            let last = self.stage_lambda[m] <= self.lambda;
+            let last = self.stage_lambda[m] <= self.lambda[m];
             let stage_tol = if last { tol } else { tol * CONTINUATION_LOOSE };
             if lasso_gaps_within(&self.hosts[m], x, &s, mu, self.nonneg, stage_tol) {
                 if last {
                     self.finished[m] = Some((self.done, codes.to_vec()));
                 } else {
                     self.stage_lambda[m] =
-                        (self.stage_lambda[m] * CONTINUATION_FACTOR).max(self.lambda);
+                        (self.stage_lambda[m] * CONTINUATION_FACTOR).max(self.lambda[m]);
                     self.momentum_t[m] = 1.0;
                 }
             }
@@ -713,7 +724,7 @@ pub fn fista_stack(
         hosts.to_vec(),
         x_hosts.to_vec(),
         x,
-        l1_penalty,
+        &[l1_penalty],
         steps,
         nonneg,
         tol,
@@ -786,7 +797,7 @@ pub fn adam_exp_topk(
 ) -> Inferred {
     let d = backend.upload(Shape::new(1, dict.nrows(), dict.ncols()), dict.as_slice());
     let xt = backend.upload(Shape::new(1, x.nrows(), x.ncols()), x.as_slice());
-    let mut solver = AdamExp::new(backend, d, &xt, l1_penalty, steps, &[lr]);
+    let mut solver = AdamExp::new(backend, d, &xt, &[l1_penalty], steps, &[lr]);
     if let Some((k, inside)) = topk {
         solver = solver.with_topk(backend, k, inside);
     }

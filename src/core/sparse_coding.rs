@@ -35,7 +35,8 @@ pub struct SparseCodingModel {
     pub dictionary: Tensor,
     /// stack x N x n log-codes of the training samples.
     pub log_codes: Tensor,
-    pub l1_penalty: f32,
+    /// Lambda: one for every member, or one per member.
+    pub l1_penalty: Vec<f32>,
     members: usize,
     dict_grad: Tensor,
     dict_moments: (Tensor, Tensor),
@@ -63,10 +64,14 @@ impl SparseCodingModel {
         data_dim: usize,
         num_atoms: usize,
         num_samples: usize,
-        l1_penalty: f32,
+        l1_penalty: &[f32],
         lrs: &[f64],
     ) -> Self {
         let members = rngs.len();
+        assert!(
+            l1_penalty.len() == 1 || l1_penalty.len() == members,
+            "one lambda, or one per member"
+        );
         let dict: Vec<f32> = rngs
             .iter_mut()
             .flat_map(|rng| {
@@ -82,7 +87,7 @@ impl SparseCodingModel {
         Self {
             dictionary: backend.upload(dict_shape, &dict),
             log_codes,
-            l1_penalty,
+            l1_penalty: l1_penalty.to_vec(),
             members,
             dict_grad: backend.zeros(dict_shape),
             dict_moments: (backend.zeros(dict_shape), backend.zeros(dict_shape)),
@@ -149,7 +154,11 @@ impl SparseCodingModel {
                 .collect();
             // The same f32 arithmetic as `reconstruction_backward`.
             let mse_scale = 2.0 / (n * dim) as f32;
-            let l1_scale = self.l1_penalty / (n * latents) as f32;
+            let l1_scale: Vec<f32> = self
+                .l1_penalty
+                .iter()
+                .map(|l| l / (n * latents) as f32)
+                .collect();
             let packed = self.packed.as_mut().expect("packed just now");
             let mut job = SparseCodingTrainJob {
                 dict: &mut packed.dict,
@@ -158,8 +167,8 @@ impl SparseCodingModel {
                 latents,
                 dim,
                 mse_scale,
-                l1_penalty: &[self.l1_penalty],
-                l1_scale: &[l1_scale],
+                l1_penalty: &self.l1_penalty,
+                l1_scale: &l1_scale,
                 scalars: &scalars,
                 steps,
                 loss: &mut self.loss,
@@ -234,7 +243,7 @@ impl SparseCodingModel {
             &self.dictionary,
             &sc.codes,
             x,
-            &[self.l1_penalty],
+            &self.l1_penalty,
             &mut sc.recon,
             &mut sc.d_codes,
             false,
@@ -254,7 +263,7 @@ impl SparseCodingModel {
         for c in &mut self.clocks {
             c.hyper.lr = lr;
         }
-        self.l1_penalty = l1;
+        self.l1_penalty = vec![l1];
     }
 
     /// The loss (see `compute::loss_value`) of the last step that asked for it.
@@ -296,7 +305,7 @@ impl SparseCodingModel {
             &self.dictionary,
             &sc.codes,
             x_used,
-            &[self.l1_penalty],
+            &self.l1_penalty,
             &mut sc.recon,
             &mut sc.d_codes,
             false,

@@ -969,8 +969,9 @@ impl Scoring {
 }
 
 /// What two units' experiments must share to be computed as members of one stack: everything
-/// but the seed and how their data are drawn (K, noise, skew), so their shapes, models and
-/// training are the same; `None` for an invalid unit.
+/// but the seed, how their data are drawn (K, noise, skew) and the training rates (learning
+/// rates and lambdas, which each member takes for itself), so their shapes, models and
+/// schedules are the same; `None` for an invalid unit.
 pub fn stack_key(sweep: &SweepConfig, unit: Unit) -> Option<String> {
     sweep.unit_config(unit).ok().and_then(key_of)
 }
@@ -982,6 +983,10 @@ fn key_of(cfg: CheckedConfig) -> Option<String> {
     cfg.data.sparsity_k = 0;
     cfg.data.noise_std = 0.0;
     cfg.data.frequency_skew = 0.0;
+    // Each member trains at its own rates (`MemberSpec::train`).
+    cfg.train.lr = 0.0;
+    cfg.train.l1_penalty = 0.0;
+    cfg.train.per_method.clear();
     serde_json::to_string(&cfg).ok()
 }
 
@@ -1020,7 +1025,7 @@ pub fn stack_cap(grouping: Grouping) -> usize {
 impl SweepConfig {
     /// The experiment a backend is judged on for this sweep: the unit with the largest
     /// tensor, with as many runs as the sweep's largest stack has units (units of one stack
-    /// differ only in their data and seed, which costs what runs of one experiment cost; at
+    /// differ only in their data, seed and rates, which costs what runs of one experiment cost; at
     /// most the runs one experiment may have). `None` when no cell is a valid experiment.
     pub fn probe_config(&self) -> Option<CheckedConfig> {
         let largest = (0..self.cell_count())
@@ -1088,7 +1093,7 @@ impl UnitStack {
             .find(|(_, c)| key_of((*c).clone()) != key)
         {
             return Err(format!(
-                "unit {u:?} differs from unit {first:?} in more than its data and seed"
+                "unit {u:?} differs from unit {first:?} in more than its data, seed and rates"
             ));
         }
         let data: Vec<Arc<Dataset>> = configs
@@ -1109,6 +1114,7 @@ impl UnitStack {
                 seed: c.seed,
                 data: d.clone(),
                 sparsity_k: c.data.sparsity_k,
+                train: Arc::new(c.train.clone()),
             })
             .collect();
         let stacks = method_names(&config.methods)

@@ -153,7 +153,7 @@ fn items(b: &dyn Backend, d: &DataConfig, min_secs: f64, label: &str) -> BTreeMa
             flops::encoder_train_step(&w, n, false, topk.is_some(), true),
         );
     }
-    let mut sc = SparseCodingModel::new(b, &mut [Rng::new(1)], dim, n_atoms, n, 0.01, &[1e-3]);
+    let mut sc = SparseCodingModel::new(b, &mut [Rng::new(1)], dim, n_atoms, n, &[0.01], &[1e-3]);
     let sps = time_it(min_secs, || {
         sc.train_step(b, &x, None, false);
         b.flush();
@@ -867,7 +867,8 @@ fn gpu_stack_item(
         "sc_train" | "sc_train_kbk" => {
             g.set_fused_training(item == "sc_train");
             let mut rngs: Vec<Rng> = (0..stack as u64).map(|i| Rng::new(1 + i)).collect();
-            let mut model = SparseCodingModel::new(gpu, &mut rngs, dim, n_atoms, n, 0.01, &[1e-3]);
+            let mut model =
+                SparseCodingModel::new(gpu, &mut rngs, dim, n_atoms, n, &[0.01], &[1e-3]);
             steps_per_call = if g.adapter().software { 10 } else { 200 };
             model.train_steps(gpu, &x, 1, false);
             gpu.wait();
@@ -886,7 +887,7 @@ fn gpu_stack_item(
             let dict = microbench::tensor(gpu, &ds.dictionary);
             let mut stacked = gpu.zeros(Shape::new(stack, dim, n_atoms));
             gpu.copy(&dict, &mut stacked);
-            let mut solver = solvers::AdamExp::new(gpu, stacked, &x, 0.01, u64::MAX, &[3e-3]);
+            let mut solver = solvers::AdamExp::new(gpu, stacked, &x, &[0.01], u64::MAX, &[3e-3]);
             steps_per_call = if n * n_atoms * stack > 1 << 22 {
                 50
             } else {
@@ -936,6 +937,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     let gemm_rows = gpu_gemm_rows(&gpu, min_secs, cores);
     let cpu = CpuBackend::new(1);
     let paper = DataConfig::default();
+    let checks_rows = gpu_checks_rows(&gpu, &paper, min_secs);
     println!(
         "{:<12} {:>6} {:>16} {:>12} {:>16}  per step on the device",
         "item", "stack", "GPU us/problem", "GPU GFLOP/s", "CPU us/problem"
@@ -977,8 +979,15 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
                 let ds = Dataset::generate(&paper, 0);
                 let x = microbench::tensor(&cpu, &ds.train_signals);
                 let (dim, atoms, n) = (paper.data_dim, paper.num_atoms, paper.num_samples);
-                let mut sc =
-                    SparseCodingModel::new(&cpu, &mut [Rng::new(1)], dim, atoms, n, 0.01, &[1e-3]);
+                let mut sc = SparseCodingModel::new(
+                    &cpu,
+                    &mut [Rng::new(1)],
+                    dim,
+                    atoms,
+                    n,
+                    &[0.01],
+                    &[1e-3],
+                );
                 microbench::Rate {
                     steps_per_sec: time_it(min_secs, || sc.train_step(&cpu, &x, None, false)),
                     flops_per_step: flops::sparse_coding_train_step(dim, atoms, n),
@@ -1046,7 +1055,46 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         );
         rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops, "device_per_call": plumbing, "steps_per_call": steps }));
     }
-    Ok(serde_json::json!({ "adapter": gpu.adapter(), "rows": rows, "gemm": gemm_rows }))
+    Ok(serde_json::json!({
+        "adapter": gpu.adapter(), "rows": rows, "gemm": gemm_rows, "checks": checks_rows,
+    }))
+}
+
+/// Trusted shader modules (the native default) against modules with every runtime check wgpu
+/// adds (what a browser runs), side by side on one device: a fused kernel of each kind, a step
+/// kernel by kernel, and the product.
+fn gpu_checks_rows(gpu: &GpuBackend, paper: &DataConfig, min_secs: f64) -> Value {
+    println!(
+        "{:<16} {:>6} {:>20} {:>20} {:>10}",
+        "shader checks", "stack", "checked us/problem", "trusted us/problem", "speed-up"
+    );
+    let mut rows = Vec::new();
+    for (item, stack) in [
+        ("sae_train", 64),
+        ("sae_train_kbk", 5),
+        ("mlp32_train", 5),
+        ("sc_train", 5),
+        ("ito_step", 64),
+    ] {
+        let mut us = [0.0; 2];
+        for (slot, checked) in [(0, true), (1, false)] {
+            gpu.set_checked_shaders(checked);
+            us[slot] = 1e6 / gpu_stack_item(gpu, paper, stack, item, min_secs).0;
+        }
+        println!(
+            "{item:<16} {stack:>6} {:>20.2} {:>20.2} {:>9.2}x",
+            us[0],
+            us[1],
+            us[0] / us[1]
+        );
+        rows.push(serde_json::json!({
+            "item": item, "stack": stack, "checked_us_per_problem_step": us[0],
+            "trusted_us_per_problem_step": us[1],
+        }));
+    }
+    gpu.set_checked_shaders(false);
+    gpu.set_fused_training(true);
+    Value::Array(rows)
 }
 
 /// The GPU's matrix product alone, GFLOP/s for every transpose case at a square size and for
