@@ -448,11 +448,29 @@ fn selections_and_losses_match_the_cpu() {
             }
         })
         .collect();
-    for k in [1, 3, 16] {
+    // One k for both members, then one each (a k of 17 or more keeps the column, NaN too).
+    for k in [&[1][..], &[3], &[16], &[2, 5], &[0, 17], &[16, 40]] {
         let (mut c, mut d) = pair(g, shape, &values);
         cpu.topk_columns(&mut c, k);
         g.topk_columns(&mut d, k);
-        assert_close(&format!("topk k={k}"), &host(g, &d), &host(&cpu, &c), 0.0);
+        assert_close(&format!("topk k={k:?}"), &host(g, &d), &host(&cpu, &c), 0.0);
+    }
+    // Per member, each member as it would be alone.
+    let (mut each, _) = pair(g, shape, &values);
+    cpu.topk_columns(&mut each, &[2, 5]);
+    let each = host(&cpu, &each);
+    let half = shape.len() / 2;
+    for (i, k) in [2, 5].into_iter().enumerate() {
+        let mut alone = cpu.upload(
+            Shape::new(1, shape.rows, shape.cols),
+            &values[i * half..(i + 1) * half],
+        );
+        cpu.topk_columns(&mut alone, &[k]);
+        assert_eq!(
+            host(&cpu, &alone),
+            each[i * half..(i + 1) * half].to_vec(),
+            "member {i}"
+        );
     }
     // Real-activation widths: 4,608 latents, signed values with many ties (an eighth of them on
     // a grid of five values, another eighth -0), and NaN. One invocation walking the column k
@@ -469,7 +487,17 @@ fn selections_and_losses_match_the_cpu() {
             _ => rng.normal() as f32,
         })
         .collect();
-    for k in [0, 1, 32, 64, 2_300, 4_000, 4_600] {
+    for k in [
+        &[0][..],
+        &[1],
+        &[32],
+        &[64],
+        &[2_300],
+        &[4_000],
+        &[4_600],
+        &[32, 2_300],
+        &[4_608, 64],
+    ] {
         let (mut c, mut d) = pair(g, wide, &values);
         cpu.topk_columns(&mut c, k);
         g.topk_columns(&mut d, k);
@@ -478,9 +506,9 @@ fn selections_and_losses_match_the_cpu() {
         assert_eq!(
             kept(&got),
             kept(&want),
-            "topk k={k} at 4,608 rows: entries kept"
+            "topk k={k:?} at 4,608 rows: entries kept"
         );
-        assert_close(&format!("topk k={k} at 4,608 rows"), &got, &want, 0.0);
+        assert_close(&format!("topk k={k:?} at 4,608 rows"), &got, &want, 0.0);
     }
     // The reconstruction loss (f32 on the GPU, f64 on the CPU).
     let r_shape = Shape::new(3, 8, 100);
@@ -1189,8 +1217,8 @@ fn gpu_stacks_equal_runs_one_by_one() {
 
 /// Sweep units on the GPU give the CPU's numbers: a small phase grid (FISTA on a known
 /// dictionary) and a small experiment grid (SAE training), unit by unit and stacked (the units
-/// of one delta, or of one N with their seeds or lambdas, as one stack per method with
-/// per-member data and rates: the CLI's way). Success rates may differ only where a test signal sits on the tolerance (one
+/// of one delta, or of one N with their seeds, lambdas or TopK's k, as one stack per method
+/// with per-member data, rates and k: the CLI's way). Success rates may differ only where a test signal sits on the tolerance (one
 /// signal in ten at most); code MCC agrees within 1e-3. A stack sends fewer dispatches than
 /// its units one by one: half as many for the scaling grid's two units per stack, which do
 /// the same work; in the phase grid a stack runs FISTA until its slowest cell converges, so it
@@ -1231,6 +1259,21 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
     });
     lambdas.axes.push(Axis::new(Param::Lambda, vec![0.01, 0.2]));
     lambdas.seeds = 1;
+    // Cells along TopK's k: the fused TopK SAE and the paper's inference with a TopK inside,
+    // each member with its own k.
+    let mut topks = lambdas.clone();
+    topks.base.methods = vec![
+        MethodConfig::TopkSae { k: 3, bias: true },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::AdamTopk {
+                steps: 30,
+                lr: 0.01,
+                k: 3,
+                inside: true,
+            },
+        },
+    ];
+    topks.axes[1] = Axis::new(Param::TopkK, vec![2.0, 6.0]);
     let agree = |cpu: &UnitResult, on_gpu: &UnitResult, how: &str| {
         assert_eq!(cpu.methods.len(), on_gpu.methods.len());
         for (c, q) in cpu.methods.iter().zip(&on_gpu.methods) {
@@ -1256,7 +1299,7 @@ fn sweep_units_on_the_gpu_match_the_cpu() {
             }
         }
     };
-    for (sweep, saving) in [(phase, 1), (scaling, 2), (lambdas, 2)] {
+    for (sweep, saving) in [(phase, 1), (scaling, 2), (lambdas, 2), (topks, 2)] {
         let units = sweep.units();
         let before = g.counters();
         let mut cpu = Vec::new();
@@ -1315,7 +1358,7 @@ fn topk_inside_inference_matches_the_cpu() {
         let dict = b.upload(Shape::new(members, dim, atoms), &dict_values);
         let x = b.upload(Shape::new(1, dim, n), &x_values);
         let mut solver =
-            solvers::AdamExp::new(b, dict, &x, &[0.01], 200, &[1e-2]).with_topk(b, 3, inside);
+            solvers::AdamExp::new(b, dict, &x, &[0.01], 200, &[1e-2]).with_topk(b, &[3], inside);
         solver.run(b, &x, 120);
         solver.run(b, &x, 80);
         host(b, solver.codes())

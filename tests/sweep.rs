@@ -518,12 +518,12 @@ fn phase_axes_outside_the_unit_interval_are_refused() {
     assert!(err.to_string().contains("bogus"), "{err}");
 }
 
-/// The units of a sweep that differ only in their data, seed and rates are computed as one stack per
+/// The units of a sweep that differ only in their data, seed, rates and k are computed as one stack per
 /// method (`UnitStack`, the GPU's way of running sweeps), one member per unit on its own data:
 /// on the CPU, which computes member by member, that gives each unit's numbers bit for bit.
 /// Every setting, full batches and minibatches, encoders, sparse coding, the paper's inference,
 /// FISTA (to a tolerance) and OMP; cells along lambda and the learning rate, each member at
-/// its own rates; and the phase diagram's cells at one delta, K varying.
+/// its own rates, and along TopK's k; and the phase diagram's cells at one delta, K varying.
 #[test]
 fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
     use sparse_playground::core::config::{MethodKind, Setting, TrainOverride};
@@ -620,6 +620,36 @@ fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
         },
     ];
     rates.axes.truncate(2);
+    // Cells along TopK's k: each member keeps its own k, in a TopK SAE and in the paper's
+    // inference with a TopK after it or inside it.
+    let mut topk = rates.clone();
+    topk.base.setting = Setting::Unknown;
+    topk.base.methods = vec![
+        MethodConfig::TopkSae { k: 3, bias: false },
+        MethodConfig::SparseCoding {
+            inference: SolverConfig::AdamTopk {
+                steps: 20,
+                lr: 0.01,
+                k: 3,
+                inside: true,
+            },
+        },
+        MethodConfig::SaeIto {
+            bias: false,
+            inference: SolverConfig::AdamTopk {
+                steps: 20,
+                lr: 0.01,
+                k: 3,
+                inside: false,
+            },
+        },
+    ];
+    topk.axes[1] = Axis::new(Param::TopkK, vec![2.0, 5.0]);
+    topk.seeds = 2;
+    sweeps.push(topk.clone());
+    topk.base.setting = Setting::KnownDictionary;
+    topk.base.methods.truncate(2);
+    sweeps.push(topk);
     rates.base.train.per_method.insert(
         MethodKind::SparseCoding,
         TrainOverride {
@@ -678,5 +708,8 @@ fn stacked_units_give_the_numbers_of_units_run_one_by_one() {
         default_clock,
     )
     .unwrap_err();
-    assert!(err.contains("more than its data, seed and rates"), "{err}");
+    assert!(
+        err.contains("more than its data, seed, rates and k"),
+        "{err}"
+    );
 }

@@ -73,7 +73,7 @@ async fn kernels_match_the_cpu_on_webgpu() {
         let mut c = b.zeros(c_shape);
         b.gemm(0.5, Op::t(&a), Op::n(&x), 0.0, &mut c);
         b.relu(&mut c);
-        b.topk_columns(&mut c, 3);
+        b.topk_columns(&mut c, &[3]);
         outs.push(host(b, &c).await);
     }
     assert_eq!(g.health(), Ok(()), "the device reported no error");

@@ -270,9 +270,16 @@ impl Backend for CpuBackend {
         Compute::relu_backward(self, grad.host_mut(), out.host());
     }
 
-    fn topk_columns(&self, t: &mut Tensor, k: usize) {
+    fn topk_columns(&self, t: &mut Tensor, k: &[usize]) {
         let s = t.shape();
-        Compute::topk_columns(self, t.host_mut(), s.rows, s.cols * s.stack, k);
+        if let [k] = k {
+            Compute::topk_columns(self, t.host_mut(), s.rows, s.cols * s.stack, *k);
+            return;
+        }
+        let ks: Vec<usize> = per_member(k, s.stack).collect();
+        for (i, k) in ks.into_iter().enumerate() {
+            Compute::topk_columns(self, member_mut(t, i), s.rows, s.cols, k);
+        }
     }
 
     fn batch_topk(&self, t: &mut Tensor, keep: usize, threshold: &mut Tensor, decay: f32) {

@@ -413,8 +413,9 @@ pub trait Backend: Send + Sync + std::fmt::Debug {
     fn relu_backward(&self, grad: &mut Tensor, out: &Tensor);
 
     /// Keep the k largest entries of every column, zero the rest (ties towards the lower row;
-    /// NaN is never kept).
-    fn topk_columns(&self, t: &mut Tensor, k: usize);
+    /// NaN is never kept; k at least the rows keeps the column as it is). `k`: one for every
+    /// member, or one per member.
+    fn topk_columns(&self, t: &mut Tensor, k: &[usize]);
 
     /// BatchTopK's training activation: per member, keep the `keep` largest positive entries of
     /// the whole matrix (every entry equal to the smallest kept one is kept too), zero the rest;
@@ -629,8 +630,9 @@ pub struct EncoderTrainShape {
     pub bias: bool,
     /// A learned dictionary (in the packed state), else a frozen one.
     pub learned: bool,
-    /// The top-k of the codes, if any: with it a backend can bound the work of a step (a
-    /// software adapter's loop guard allows only so many iterations per dispatch).
+    /// The top-k of the codes, if any (the largest k where members differ; the job has each
+    /// member's): with it a backend can bound the work of a step (a software adapter's loop
+    /// guard allows only so many iterations per dispatch).
     pub topk: Option<usize>,
     /// The supervised objective of the known-codes setting (the cosine loss against true
     /// codes, no decoder: `learned` is false and no frozen dictionary is given), else the
@@ -678,6 +680,8 @@ pub struct EncoderTrainJob<'a> {
     /// Per member (or one for all): the L1 penalty and its gradient scale penalty / (batch N).
     pub l1_penalty: &'a [f32],
     pub l1_scale: &'a [f32],
+    /// Per member (or one for all): the top-k's k, when the shape has a top-k.
+    pub topk: &'a [usize],
     /// Adam's scalars per step and member (step-major).
     pub scalars: &'a [AdamScalars],
     pub steps: usize,

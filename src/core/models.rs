@@ -168,7 +168,9 @@ struct Scratch {
 #[derive(Debug)]
 pub struct EncoderModel {
     pub layers: Vec<StackLayer>,
-    pub topk: Option<usize>,
+    /// The top-k of the code layer: one k for every member, or one each (a sweep's cells
+    /// stacked along k; [`set_topk_per_member`](Self::set_topk_per_member)).
+    pub topk: Option<Vec<usize>>,
     /// The code layer's gate when it is not a ReLU (see [`with_gate`](Self::with_gate)).
     pub gate: Option<Gate>,
     pub decoder: Decoder,
@@ -282,7 +284,7 @@ impl EncoderModel {
         let clocks = AdamClock::per_member(members, lrs);
         let mut model = Self {
             layers,
-            topk: spec.topk,
+            topk: spec.topk.map(|k| vec![k]),
             gate: None,
             decoder,
             objective,
@@ -307,6 +309,16 @@ impl EncoderModel {
             .iter()
             .map(|&s| (backend.zeros(s), backend.zeros(s)))
             .collect();
+    }
+
+    /// Each member's own k for the top-k of the code layer (a model built with a top-k).
+    pub fn set_topk_per_member(&mut self, ks: Vec<usize>) {
+        assert!(self.topk.is_some(), "a model with a top-k");
+        assert!(
+            ks.len() == 1 || ks.len() == self.members,
+            "one k, or one per member"
+        );
+        self.topk = Some(ks);
     }
 
     /// A BatchTopK code layer keeping `k` latents per sample on average (a new model's: one
@@ -496,7 +508,7 @@ impl EncoderModel {
             hidden: (self.layers.len() == 2).then(|| self.layers[0].weight.rows()),
             bias: self.layers[0].bias.is_some(),
             learned,
-            topk: self.topk,
+            topk: self.topk.as_ref().and_then(|ks| ks.iter().copied().max()),
             supervised,
         })
     }
@@ -622,6 +634,7 @@ impl EncoderModel {
                 mse_scale,
                 l1_penalty: &l1_penalty,
                 l1_scale: &l1_scale,
+                topk: self.topk.as_deref().unwrap_or(&[]),
                 scalars: &scalars,
                 steps,
                 loss: &mut self.loss,
@@ -665,7 +678,11 @@ impl EncoderModel {
                     layer,
                     input,
                     &mut out,
-                    if l == last { self.topk } else { None },
+                    if l == last {
+                        self.topk.as_deref()
+                    } else {
+                        None
+                    },
                 ),
             }
             h = Some(out);
@@ -706,7 +723,11 @@ impl EncoderModel {
                     layer,
                     input,
                     out,
-                    if l == last { self.topk } else { None },
+                    if l == last {
+                        self.topk.as_deref()
+                    } else {
+                        None
+                    },
                 ),
             }
         }
@@ -894,7 +915,7 @@ fn forward_layer(
     layer: &StackLayer,
     input: &Tensor,
     out: &mut Tensor,
-    topk: Option<usize>,
+    topk: Option<&[usize]>,
 ) {
     pre_activation(backend, layer, input, out, topk.is_none());
     if let Some(k) = topk {

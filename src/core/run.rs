@@ -16,7 +16,7 @@
 //! on a stream named by the encoder's architecture, so SAE and SAE + ITO of the same run start
 //! from (and train to) the same SAE, and adding a method never changes another's numbers.
 
-use super::config::{CheckedConfig, MethodConfig, Setting, SolverConfig, TrainConfig};
+use super::config::{CheckedConfig, MethodConfig, Setting, SolverConfig};
 use super::data::Dataset;
 use super::flops;
 use super::lista::{self, ListaModel};
@@ -131,9 +131,42 @@ pub struct MemberSpec {
     pub data: Arc<Dataset>,
     /// K of the member's data (OMP's default number of atoms).
     pub sparsity_k: usize,
-    /// The member's training rates: its method's learning rate and lambda are
-    /// `lr_for`/`l1_for` of these (a sweep's cells stacked along lambda or lr differ in them).
-    pub train: Arc<TrainConfig>,
+    /// The member's own experiment, which may differ from the stack's in its training rates
+    /// (its method's learning rate and lambda are `train.lr_for`/`l1_for` of it) and in the k
+    /// of its method's top-k: a sweep's cells stacked along lambda, lr or k.
+    pub config: Arc<CheckedConfig>,
+}
+
+/// The name of a method's architecture, which names the random streams of its initialisation
+/// and minibatches (SAE and SAE + ITO share one, so that they train the very same SAE).
+fn arch_key(method: &MethodConfig) -> String {
+    match method {
+        MethodConfig::Sae { bias } | MethodConfig::SaeIto { bias, .. } => {
+            format!("sae/bias={bias}")
+        }
+        MethodConfig::TopkSae { k, bias } => format!("topk/k={k}/bias={bias}"),
+        MethodConfig::Mlp { hidden, bias } => format!("mlp/{hidden:?}/bias={bias}"),
+        MethodConfig::SparseCoding { .. } => "sparse-coding".to_string(),
+        MethodConfig::Lista { iterations } => format!("lista/T={iterations}"),
+        MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
+            unreachable!("validate() refuses real-activation methods in synthetic experiments")
+        }
+    }
+}
+
+/// The k of a method's top-k, if it has one: a TopK SAE's, or its inference's.
+fn topk_of(method: &MethodConfig) -> Option<usize> {
+    match method {
+        MethodConfig::TopkSae { k, .. }
+        | MethodConfig::SparseCoding {
+            inference: SolverConfig::AdamTopk { k, .. },
+        }
+        | MethodConfig::SaeIto {
+            inference: SolverConfig::AdamTopk { k, .. },
+            ..
+        } => Some(*k),
+        _ => None,
+    }
 }
 
 /// `values` as one entry when they are all equal (what every member shares), else as they are.
@@ -271,6 +304,9 @@ pub struct StackRun {
     sparsity_k: Vec<usize>,
     /// Lambda in training and in test-code inference: one for every member, or one each.
     l1: Vec<f32>,
+    /// The k of the method's top-k (its TopK SAE's or its inference's; 0 without one): one for
+    /// every member, or one each.
+    topk: Vec<usize>,
     tensors: Arc<DataTensors>,
     backend: Arc<dyn Backend>,
     learner: Learner,
@@ -312,7 +348,6 @@ impl StackRun {
         name: String,
         run_indices: &[u32],
     ) -> Self {
-        let train = Arc::new(config.train.clone());
         let specs = run_indices
             .iter()
             .map(|&run_index| MemberSpec {
@@ -320,7 +355,7 @@ impl StackRun {
                 seed: config.seed + u64::from(run_index),
                 data: data.clone(),
                 sparsity_k: config.data.sparsity_k,
-                train: train.clone(),
+                config: config.clone(),
             })
             .collect();
         Self::with_members(config, specs, tensors, backend, method_index, name)
@@ -359,44 +394,51 @@ impl StackRun {
             data[0].num_samples(),
         );
         let kind = method.kind();
-        let lr = one_or_each(specs.iter().map(|m| m.train.lr_for(kind)).collect());
-        let l1 = one_or_each(specs.iter().map(|m| m.train.l1_for(kind) as f32).collect());
+        let lr = one_or_each(specs.iter().map(|m| m.config.train.lr_for(kind)).collect());
+        let l1 = one_or_each(
+            specs
+                .iter()
+                .map(|m| m.config.train.l1_for(kind) as f32)
+                .collect(),
+        );
+        let topk = one_or_each(
+            specs
+                .iter()
+                .map(|m| topk_of(&m.config.methods[method_index]).unwrap_or(0))
+                .collect(),
+        );
         let batch = config.train.batch_size.unwrap_or(n);
         let setting = config.setting;
-        let (spec, arch_key) = match &method {
-            MethodConfig::Sae { bias } | MethodConfig::SaeIto { bias, .. } => (
-                Some(EncoderSpec {
-                    hidden: vec![],
-                    topk: None,
-                    bias: *bias,
-                }),
-                format!("sae/bias={bias}"),
-            ),
-            MethodConfig::TopkSae { k, bias } => (
-                Some(EncoderSpec {
-                    hidden: vec![],
-                    topk: Some(*k),
-                    bias: *bias,
-                }),
-                format!("topk/k={k}/bias={bias}"),
-            ),
-            MethodConfig::Mlp { hidden, bias } => (
-                Some(EncoderSpec {
-                    hidden: hidden.clone(),
-                    topk: None,
-                    bias: *bias,
-                }),
-                format!("mlp/{hidden:?}/bias={bias}"),
-            ),
-            MethodConfig::SparseCoding { .. } => (None, "sparse-coding".to_string()),
-            MethodConfig::Lista { iterations } => (None, format!("lista/T={iterations}")),
+        let spec = match &method {
+            MethodConfig::Sae { bias } | MethodConfig::SaeIto { bias, .. } => Some(EncoderSpec {
+                hidden: vec![],
+                topk: None,
+                bias: *bias,
+            }),
+            MethodConfig::TopkSae { k, bias } => Some(EncoderSpec {
+                hidden: vec![],
+                topk: Some(*k),
+                bias: *bias,
+            }),
+            MethodConfig::Mlp { hidden, bias } => Some(EncoderSpec {
+                hidden: hidden.clone(),
+                topk: None,
+                bias: *bias,
+            }),
+            MethodConfig::SparseCoding { .. } | MethodConfig::Lista { .. } => None,
             MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
                 unreachable!("validate() refuses real-activation methods in synthetic experiments")
             }
         };
+        // Each member's streams are named by its own method (a TopK SAE's by its own k).
+        let arch_keys: Vec<String> = specs
+            .iter()
+            .map(|m| arch_key(&m.config.methods[method_index]))
+            .collect();
         let mut rngs: Vec<Rng> = seeds
             .iter()
-            .map(|&seed| Rng::with_stream(seed, stream_id(&arch_key)))
+            .zip(&arch_keys)
+            .map(|(&seed, key)| Rng::with_stream(seed, stream_id(key)))
             .collect();
         let b = &*backend;
         let mut widths = vec![dim, n_atoms];
@@ -423,8 +465,11 @@ impl StackRun {
                         },
                     ),
                 };
-                let model =
+                let mut model =
                     EncoderModel::new(b, &mut rngs, spec, dim, n_atoms, decoder, objective, &lr);
+                if spec.topk.is_some() && topk.len() > 1 {
+                    model.set_topk_per_member(topk.clone());
+                }
                 let topk = spec.topk.is_some();
                 let per_step = match setting {
                     Setting::KnownCodes => {
@@ -464,11 +509,12 @@ impl StackRun {
             {
                 let batchers = seeds
                     .iter()
-                    .map(|&seed| {
+                    .zip(&arch_keys)
+                    .map(|(&seed, key)| {
                         Batcher::new(
                             n,
                             size,
-                            Rng::with_stream(seed, stream_id(&format!("{arch_key}/batches"))),
+                            Rng::with_stream(seed, stream_id(&format!("{key}/batches"))),
                         )
                     })
                     .collect();
@@ -502,6 +548,7 @@ impl StackRun {
             data,
             sparsity_k,
             l1,
+            topk,
             tensors,
             backend,
             learner,
@@ -1047,8 +1094,8 @@ impl StackRun {
             let dict = dict.expect("adam_inference checked the decoder");
             let mut solver =
                 solvers::AdamExp::new(b, dict, &self.tensors.test_signals, &self.l1, steps, &[lr]);
-            if let Some((k, inside)) = topk {
-                solver = solver.with_topk(b, k, inside);
+            if let Some((_, inside)) = topk {
+                solver = solver.with_topk(b, &self.topk, inside);
             }
             self.evaluation = Some(Evaluation::Inferring(Box::new(solver)));
             return;

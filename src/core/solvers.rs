@@ -52,7 +52,7 @@ pub struct AdamExp {
     steps: u64,
     /// A TopK on the codes: keep `k` per sample at the end; `inside`, also in every step's
     /// forward pass (with the L1 term off).
-    topk: Option<(usize, bool)>,
+    topk: Option<(Vec<usize>, bool)>,
     /// The codes with only their k largest kept (TopK inside: the forward pass's codes).
     kept: Option<Tensor>,
 }
@@ -106,9 +106,14 @@ impl AdamExp {
     /// The same inference with a TopK on the codes (see [`SolverConfig::AdamTopk`]): `inside`
     /// false keeps the `k` largest codes of each sample once the L1 optimisation is over;
     /// `inside` true optimises the squared error of the reconstruction from those k codes (no
-    /// L1; the gradient reaches only the codes kept) and keeps them at the end.
-    pub fn with_topk(mut self, backend: &dyn Backend, k: usize, inside: bool) -> Self {
-        self.topk = Some((k, inside));
+    /// L1; the gradient reaches only the codes kept) and keeps them at the end. `k`: one for
+    /// every member, or one per member.
+    pub fn with_topk(mut self, backend: &dyn Backend, k: &[usize], inside: bool) -> Self {
+        assert!(
+            k.len() == 1 || k.len() == self.clocks.len(),
+            "one k, or one per member"
+        );
+        self.topk = Some((k.to_vec(), inside));
         if inside {
             self.l1_scale = vec![0.0];
             self.kept = Some(backend.zeros(self.codes.shape()));
@@ -121,7 +126,7 @@ impl AdamExp {
 
     /// Once every step has run: the codes keep only their k largest entries per sample.
     fn finish(&mut self, backend: &dyn Backend) {
-        if let Some((k, _)) = self.topk {
+        if let Some((k, _)) = &self.topk {
             backend.topk_columns(&mut self.codes, k);
         }
     }
@@ -177,7 +182,7 @@ impl AdamExp {
     /// the TopK inside, the forward pass reconstructs from the k largest codes and the gradient
     /// is zero on the others (s = e^u > 0, so the codes kept are exactly the positive entries).
     fn step(&mut self, backend: &dyn Backend, x: &Tensor, scalars: &[AdamScalars]) {
-        let forward = match (self.topk, self.kept.as_mut()) {
+        let forward = match (&self.topk, self.kept.as_mut()) {
             (Some((k, true)), Some(kept)) => {
                 backend.copy(&self.codes, kept);
                 backend.topk_columns(kept, k);
@@ -799,7 +804,7 @@ pub fn adam_exp_topk(
     let xt = backend.upload(Shape::new(1, x.nrows(), x.ncols()), x.as_slice());
     let mut solver = AdamExp::new(backend, d, &xt, &[l1_penalty], steps, &[lr]);
     if let Some((k, inside)) = topk {
-        solver = solver.with_topk(backend, k, inside);
+        solver = solver.with_topk(backend, &[k], inside);
     }
     solver.run(backend, &xt, steps);
     let codes = read_now(backend, solver.codes()).expect("read the codes back");

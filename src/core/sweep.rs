@@ -969,9 +969,9 @@ impl Scoring {
 }
 
 /// What two units' experiments must share to be computed as members of one stack: everything
-/// but the seed, how their data are drawn (K, noise, skew) and the training rates (learning
-/// rates and lambdas, which each member takes for itself), so their shapes, models and
-/// schedules are the same; `None` for an invalid unit.
+/// but the seed, how their data are drawn (K, noise, skew), the training rates (learning rates
+/// and lambdas) and the k of top-k methods, which each member takes for itself, so their
+/// shapes, models and schedules are the same; `None` for an invalid unit.
 pub fn stack_key(sweep: &SweepConfig, unit: Unit) -> Option<String> {
     sweep.unit_config(unit).ok().and_then(key_of)
 }
@@ -983,10 +983,23 @@ fn key_of(cfg: CheckedConfig) -> Option<String> {
     cfg.data.sparsity_k = 0;
     cfg.data.noise_std = 0.0;
     cfg.data.frequency_skew = 0.0;
-    // Each member trains at its own rates (`MemberSpec::train`).
+    // Each member trains at its own rates and with its own top-k (`MemberSpec::config`).
     cfg.train.lr = 0.0;
     cfg.train.l1_penalty = 0.0;
     cfg.train.per_method.clear();
+    for m in &mut cfg.methods {
+        match m {
+            MethodConfig::TopkSae { k, .. }
+            | MethodConfig::SparseCoding {
+                inference: SolverConfig::AdamTopk { k, .. },
+            }
+            | MethodConfig::SaeIto {
+                inference: SolverConfig::AdamTopk { k, .. },
+                ..
+            } => *k = 0,
+            _ => {}
+        }
+    }
     serde_json::to_string(&cfg).ok()
 }
 
@@ -1025,7 +1038,7 @@ pub fn stack_cap(grouping: Grouping) -> usize {
 impl SweepConfig {
     /// The experiment a backend is judged on for this sweep: the unit with the largest
     /// tensor, with as many runs as the sweep's largest stack has units (units of one stack
-    /// differ only in their data, seed and rates, which costs what runs of one experiment cost; at
+    /// differ only in their data, seed, rates and k, which costs what runs of one experiment cost; at
     /// most the runs one experiment may have). `None` when no cell is a valid experiment.
     pub fn probe_config(&self) -> Option<CheckedConfig> {
         let largest = (0..self.cell_count())
@@ -1050,6 +1063,8 @@ impl SweepConfig {
 /// one (tested).
 pub struct UnitStack {
     units: Vec<Unit>,
+    /// Each unit's names of its methods (a TopK SAE's name carries its own k).
+    names: Vec<Vec<String>>,
     scoring: Scoring,
     config: Arc<CheckedConfig>,
     data: Vec<Arc<Dataset>>,
@@ -1093,7 +1108,7 @@ impl UnitStack {
             .find(|(_, c)| key_of((*c).clone()) != key)
         {
             return Err(format!(
-                "unit {u:?} differs from unit {first:?} in more than its data, seed and rates"
+                "unit {u:?} differs from unit {first:?} in more than its data, seed, rates and k"
             ));
         }
         let data: Vec<Arc<Dataset>> = configs
@@ -1114,7 +1129,7 @@ impl UnitStack {
                 seed: c.seed,
                 data: d.clone(),
                 sparsity_k: c.data.sparsity_k,
-                train: Arc::new(c.train.clone()),
+                config: Arc::new(c.clone()),
             })
             .collect();
         let stacks = method_names(&config.methods)
@@ -1133,6 +1148,7 @@ impl UnitStack {
             .collect();
         Ok(Self {
             units: units.to_vec(),
+            names: configs.iter().map(|c| method_names(&c.methods)).collect(),
             scoring: Scoring::of(sweep),
             config,
             data,
@@ -1206,7 +1222,7 @@ impl UnitStack {
                     .map(|s| {
                         let data = &self.data[if self.data.len() == 1 { 0 } else { i }];
                         self.scoring.outcome(
-                            &s.name,
+                            &self.names[i][s.method_index],
                             self.config.methods.get(s.method_index),
                             &s.members()[i],
                             data,

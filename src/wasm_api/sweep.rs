@@ -211,8 +211,8 @@ pub fn merge_sweep_results(parts: Vec<String>) -> Result<String, JsError> {
 
 /// A queue of a sweep's units computed in bounded slices on this thread (a worker's share):
 /// on the CPU one unit at a time; on a GPU in stacks of the queued units that differ only in
-/// their data, seed and training rates ([`UnitStack`], as the CLI computes them), so a phase
-/// diagram's row, a cell's seeds or a lambda axis is one stack per method.
+/// their data, seed, training rates and TopK's k ([`UnitStack`], as the CLI computes them), so a
+/// phase diagram's row, a cell's seeds or a lambda or k axis is one stack per method.
 #[wasm_bindgen]
 pub struct SweepRunner {
     sweep: SweepConfig,

@@ -6,7 +6,7 @@
 //
 // With a GPU asked for (auto or gpu), one worker chooses first: if it settles on a GPU it
 // takes every unit and computes them in stacks (units that differ only in their data, seed,
-// lambda and learning rate as one stack per method); if it settles on the CPU, the rest of the pool joins it.
+// lambda, learning rate and TopK's k as one stack per method); if it settles on the CPU, the rest of the pool joins it.
 //
 // Events out (to `onEvent`): {type: 'results', results: [UnitResult JSON]}, {type: 'progress',
 // fractions} (how far the units under way are, in units), {type: 'backend', backend} (where the

@@ -48,6 +48,12 @@ pub struct BenchArgs {
     /// large sizes, beside the CPU on the same machine.
     #[arg(long)]
     pub gpu: bool,
+    /// With --gpu: time PyTorch's CUDA peer of the GPU column (bench/gpu_reference.py: the same
+    /// SAE step, stacked, eager and as a CUDA graph, and at the large sizes) and print both side
+    /// by side. Runs `python3` (or bench/.venv's python where there is one), which must import a
+    /// CUDA build of torch: for a machine with an NVIDIA GPU.
+    #[arg(long)]
+    pub gpu_peer: bool,
     /// Skip the page column (the default preset in the built site, worker pool, against the
     /// CLI on the same cores).
     #[arg(long)]
@@ -681,7 +687,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         report.insert("page".to_string(), page_column(&root, cores)?);
     }
     if args.gpu && !(args.sweeps && args.gpu_sweeps_only) {
-        report.insert("gpu".to_string(), gpu_column(args.min_secs, cores)?);
+        let column = gpu_column(args.min_secs, cores)?;
+        if args.gpu_peer {
+            report.insert("gpu_peer".into(), gpu_peer(&column, args.min_secs)?);
+        }
+        report.insert("gpu".to_string(), column);
     }
     if args.real {
         let rows = real_column(python.as_deref(), &root, cores, args.min_secs)?;
@@ -1058,6 +1068,105 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     Ok(serde_json::json!({
         "adapter": gpu.adapter(), "rows": rows, "gemm": gemm_rows, "checks": checks_rows,
     }))
+}
+
+/// The PyTorch CUDA peer of the GPU column (`bench/gpu_reference.py`, found beside the working
+/// directory or the sources: on a lent machine the binary runs in a copy of the repository),
+/// with our figures from `column` beside its own: per problem-step for the stacks, per step at
+/// the large sizes.
+fn gpu_peer(column: &Value, min_secs: f64) -> Result<Value, String> {
+    let root = [
+        std::env::current_dir().unwrap_or_default(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    ]
+    .into_iter()
+    .find(|r| r.join("bench/gpu_reference.py").exists())
+    .ok_or("--gpu-peer: bench/gpu_reference.py is neither here nor beside the sources")?;
+    let venv = root.join("bench/.venv/bin/python");
+    let python = if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    };
+    let rows = column
+        .get("rows")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let ours = |key: &str, value: &Value, field: &str| {
+        rows.iter()
+            .find(|r| r["item"] == "sae_train" && &r[key] == value)
+            .and_then(|r| r[field].as_f64())
+    };
+    let stacks: Vec<String> = rows
+        .iter()
+        .filter(|r| r["item"] == "sae_train")
+        .filter_map(|r| r["stack"].as_u64())
+        .map(|s| s.to_string())
+        .collect();
+    let out = Command::new(&python)
+        .arg(root.join("bench/gpu_reference.py"))
+        .args(["--stacks", &stacks.join(",")])
+        .args(["--min-secs", &min_secs.to_string()])
+        .output()
+        .map_err(|e| format!("--gpu-peer: running {}: {e}", python.display()))?;
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!(
+            "--gpu-peer: bench/gpu_reference.py failed ({})",
+            out.status
+        ));
+    }
+    let peer: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("--gpu-peer: bench/gpu_reference.py printed no JSON: {e}"))?;
+    println!(
+        "\n== GPU peer: PyTorch {} on {}, fp32 (TF32 off), the same SAE step",
+        peer["torch"].as_str().unwrap_or("?"),
+        peer["device"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<10} {:>6} {:>16} {:>16} {:>16} {:>12} {:>12}",
+        "item", "stack", "ours us/problem", "torch eager", "torch graph", "vs eager", "vs graph"
+    );
+    let results = peer["results"].as_array().cloned().unwrap_or_default();
+    let theirs = |key: &str, value: &Value, mode: &str, field: &str| {
+        results
+            .iter()
+            .find(|r| &r[key] == value && r["mode"] == mode)
+            .and_then(|r| r[field].as_f64())
+    };
+    let cell = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
+    let speedup = |theirs: Option<f64>, mine: Option<f64>| match (theirs, mine) {
+        (Some(t), Some(m)) if m > 0.0 => format!("{:.2}x", t / m),
+        _ => "-".to_string(),
+    };
+    for stack in &stacks {
+        let key = Value::from(stack.parse::<u64>().unwrap_or(0));
+        let mine = ours("stack", &key, "gpu_us_per_problem_step");
+        let eager = theirs("stack", &key, "eager", "us_per_problem_step");
+        let graph = theirs("stack", &key, "graph", "us_per_problem_step");
+        println!(
+            "{:<10} {stack:>6} {:>16} {:>16} {:>16} {:>12} {:>12}",
+            "sae_train",
+            cell(mine),
+            cell(eager),
+            cell(graph),
+            speedup(eager, mine),
+            speedup(graph, mine)
+        );
+    }
+    for size in results.iter().filter_map(|r| r["size"].as_str()) {
+        let key = Value::from(size);
+        let mine = ours("size", &key, "gpu_ms_per_step");
+        let eager = theirs("size", &key, "eager", "ms_per_step");
+        println!(
+            "sae_train {size}: ours {} ms per step, PyTorch eager {} ms: ours at {} of PyTorch's speed",
+            cell(mine),
+            cell(eager),
+            speedup(eager, mine)
+        );
+    }
+    Ok(peer)
 }
 
 /// Trusted shader modules (the native default) against modules with every runtime check wgpu

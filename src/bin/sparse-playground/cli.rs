@@ -111,7 +111,7 @@ struct SweepArgs {
     #[arg(long, value_parser = parse_bytes)]
     memory_budget: Option<u64>,
     /// Where to compute: cpu (units in parallel on every core), gpu (on the device, the units
-    /// that differ only in their data, seed, lambda and learning rate as one stack per method, as many per stack as
+    /// that differ only in their data, seed, lambda, learning rate and TopK's k as one stack per method, as many per stack as
     /// the device binds and --memory-budget allows) or auto (the GPU when a real one is there,
     /// passes a parity probe and is faster on a stack of the sweep's largest unit, else the
     /// CPU).

@@ -100,6 +100,12 @@ fn normalize_long_columns(
     }
 }
 
+// The k of the column `col` of a top-k selection: p[3] values from p[4], one for every member or
+// one per member of p[2] columns.
+fn topk_k(col: u32) -> u32 {
+    return p[4u + select(col / p[2], 0u, p[3] == 1u)];
+}
+
 // Whether (v, i) comes before (w, j) in the top-k order: larger first, ties to the lower row,
 // NaN never (so NaN is never kept).
 fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
@@ -110,13 +116,14 @@ fn before(v: f32, i: u32, w: f32, j: u32) -> bool {
 // k passes find the k-th entry in the order above, then one pass keeps what is not after it.
 // For short columns (k (rows + 1) small; gpu/mod.rs chooses): one invocation walks its column
 // k + 1 times, which past about 65,000 iterations would also run into llvmpipe's loop guard.
-// p = [stack * cols, rows, k]
+// p = [stack * cols, rows, cols, count, k (one, or one per member)...]
 @compute @workgroup_size(256)
 fn topk_columns_short(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let col = flat(gid, nwg);
     if (col >= p[0]) { return; }
     let rows = p[1];
-    let k = p[2];
+    let k = topk_k(col);
+    if (k >= rows) { return; }
     let base = col * rows;
     // The last entry taken (none yet while `first`).
     var last_v = 0.0;
@@ -433,7 +440,7 @@ fn order_key(v: f32) -> u32 {
 // entries equal to that key in its run, and an exclusive scan of the counts gives each run how
 // many equal entries earlier rows hold, so ties keep the lowest rows as on the CPU. Columns
 // with at most k non-NaN values keep them all.
-// p = [stack * cols, rows, k]
+// p = [stack * cols, rows, cols, count, k (one, or one per member)...]
 @compute @workgroup_size(256)
 fn topk_columns(
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -443,11 +450,14 @@ fn topk_columns(
     let col = wid.x + wid.y * nwg.x;
     if (col >= p[0]) { return; }
     let rows = p[1];
+    // The same for every invocation of the workgroup (one column).
+    let k = topk_k(col);
+    if (k >= rows) { return; }
     let base = col * rows;
     let t = lid.x;
     if (t == 0u) {
         topk_prefix = 0u;
-        topk_remaining = p[2];
+        topk_remaining = k;
         topk_all = 0u;
     }
     var mask = 0u;

@@ -191,6 +191,15 @@ impl Params {
         self
     }
 
+    /// A per-member list of counts: its length, then the counts.
+    fn counts(mut self, values: &[usize]) -> Self {
+        self = self.u(values.len());
+        for &v in values {
+            self = self.u(v);
+        }
+        self
+    }
+
     fn values(mut self, values: &[f32]) -> Self {
         for &v in values {
             self = self.f(v);
@@ -1575,17 +1584,20 @@ impl Backend for GpuBackend {
         );
     }
 
-    fn topk_columns(&self, t: &mut Tensor, k: usize) {
+    fn topk_columns(&self, t: &mut Tensor, k: &[usize]) {
         let s = t.shape();
-        if k >= s.rows {
+        let ks = scalars_list(k, s.stack);
+        let most = ks.iter().copied().max().unwrap_or(0);
+        if ks.iter().all(|&k| k >= s.rows) {
             return;
         }
         let cols = s.stack * s.cols;
-        let p = Params::default().u(cols).u(s.rows).u(k);
+        let ks: Vec<usize> = ks.iter().map(|&k| k.min(s.rows)).collect();
+        let p = Params::default().u(cols).u(s.rows).u(s.cols).counts(&ks);
         // One invocation per column walks it k + 1 times: fine for the paper's short columns,
         // too long a walk (and past llvmpipe's loop guard) for real activations' widths, which
         // take a workgroup per column.
-        if (k + 1) * s.rows <= TOPK_SHORT_WALK {
+        if (most.min(s.rows) + 1) * s.rows <= TOPK_SHORT_WALK {
             let pipeline = self.pipeline("columns", "topk_columns_short");
             self.dispatch(&pipeline, p, &[t.device()], grid(cols));
         } else {
@@ -2099,8 +2111,27 @@ impl Backend for GpuBackend {
             members,
             "train_encoder: one loss per member"
         );
-        let l1_scale = scalars_list(job.l1_scale, members);
-        let penalty = scalars_list(job.l1_penalty, members);
+        // Lambdas and k: one for every member, or one each (all three lists then, of one length).
+        let no_topk = [0];
+        let topk = if shape.topk.is_some() {
+            job.topk
+        } else {
+            &no_topk[..]
+        };
+        let each = [job.l1_scale, job.l1_penalty].iter().any(|l| l.len() > 1) || topk.len() > 1;
+        let list = |values: &[f32]| -> Vec<f32> {
+            if each {
+                per_member(values, members).collect()
+            } else {
+                values.to_vec()
+            }
+        };
+        let (l1_scale, penalty) = (list(job.l1_scale), list(job.l1_penalty));
+        let topk: Vec<usize> = if each {
+            per_member(topk, members).collect()
+        } else {
+            topk.to_vec()
+        };
         let dict_bc = match (shape.learned, job.frozen, job.targets) {
             (true, None, None) => false,
             (false, Some(d), None) if !shape.supervised => {
@@ -2126,7 +2157,7 @@ impl Backend for GpuBackend {
         else {
             return false;
         };
-        let steps_per = scalars.steps_per_window(13 + 2 * l1_scale.len()).min(most);
+        let steps_per = scalars.steps_per_window(13 + 3 * l1_scale.len()).min(most);
         let pipeline = self.train_pipeline(&shape, chunk);
         let x_bc = broadcast(job.x.shape(), job.state.shape(), "train_encoder (signals)");
         let dispatches = job.steps.div_ceil(steps_per);
@@ -2148,6 +2179,7 @@ impl Backend for GpuBackend {
                 .u(scalars.stride)
                 .values(&l1_scale)
                 .values(&penalty);
+            let p = topk.iter().fold(p, |p, &k| p.u(k));
             let p = scalars.push(p, block);
             let mut tensors = vec![job.x.device(), job.state.device(), job.loss.device()];
             if let Some(d) = job.frozen.or(job.targets) {

@@ -18,9 +18,9 @@
 // member [params | m | v | grad], P values each: W (NN x MM, column-major), the bias (NN) if
 // any, the dictionary D (MM x NN) if learned), b3 the loss (stack x 2), b4 a frozen dictionary
 // (with SUP: the true codes, NN x n, stack of 1 or per member).
-// p = [n, steps, x_broadcast, P, bias, learned, k (0: no top-k), mse, want_loss, members,
-// dict_broadcast (with SUP: targets_broadcast), count, stride, l1 scales (count)..., l1
-// penalties (count)..., Adam scalars (beta1, beta2, eps, step_size, bias2_sqrt) per step for
+// p = [n, steps, x_broadcast, P, bias, learned, largest k (0: no top-k), mse, want_loss,
+// members, dict_broadcast (with SUP: targets_broadcast), count, stride, l1 scales (count)...,
+// l1 penalties (count)..., k (count)..., Adam scalars (beta1, beta2, eps, step_size, bias2_sqrt) per step for
 // one member (stride 1) or each]
 
 const NN: u32 = {{NN}}u;
@@ -50,13 +50,14 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
     let plen = p[3];
     let has_bias = p[4] == 1u;
     let learned = p[5] == 1u;
-    let k = p[6];
+    // p[6] is the largest k; each member's follows the penalties.
+    let k = p[13u + 2u * p[11] + select(member, 0u, p[11] == 1u)];
     let mse = pf(7u);
     let count = p[11];
     let stride = p[12];
     let l1 = member_value(13u, count, member);
     let penalty = member_value(13u + count, count, member);
-    let scalars_at = 13u + 2u * count + 5u * select(member, 0u, stride == 1u);
+    let scalars_at = 13u + 3u * count + 5u * select(member, 0u, stride == 1u);
     let base = member * 4u * plen;
     let grad_at = base + 3u * plen;
     let off_d = NN * MM + select(0u, NN, has_bias);

@@ -137,13 +137,14 @@ fn train_mlp(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgroup_i
     let plen = p[3];
     let has_bias = p[4] == 1u;
     let learned = p[5] == 1u;
-    let k = p[6];
+    // p[6] is the largest k; each member's follows the penalties.
+    let k = p[13u + 2u * p[11] + select(member, 0u, p[11] == 1u)];
     let mse = pf(7u);
     let count = p[11];
     let stride = p[12];
     let l1 = member_value(13u, count, member);
     let penalty = member_value(13u + count, count, member);
-    let scalars_at = 13u + 2u * count + 5u * select(member, 0u, stride == 1u);
+    let scalars_at = 13u + 3u * count + 5u * select(member, 0u, stride == 1u);
     let base = member * 4u * plen;
     let grad_at = base + 3u * plen;
     // Offsets of the blocks in a member's parameters.
