@@ -318,6 +318,22 @@ impl MethodKind {
 }
 
 impl MethodConfig {
+    /// The k of the method's top-k, if it has one: a TopK SAE's, or its inference's (a TopK
+    /// after or inside the paper's inference).
+    pub fn topk_k_mut(&mut self) -> Option<&mut usize> {
+        match self {
+            MethodConfig::TopkSae { k, .. }
+            | MethodConfig::SparseCoding {
+                inference: SolverConfig::AdamTopk { k, .. },
+            }
+            | MethodConfig::SaeIto {
+                inference: SolverConfig::AdamTopk { k, .. },
+                ..
+            } => Some(k),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> MethodKind {
         match self {
             MethodConfig::Sae { .. } => MethodKind::Sae,

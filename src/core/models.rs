@@ -10,6 +10,7 @@
 //!   of each latent's predicted and true activations.
 
 use super::adam::{self, AdamClock};
+use super::config::MethodConfig;
 use super::rng::Rng;
 use super::Matrix;
 use crate::compute::{
@@ -83,6 +84,32 @@ pub struct EncoderSpec {
     /// Keep only the k largest pre-activations of the code layer.
     pub topk: Option<usize>,
     pub bias: bool,
+}
+
+impl EncoderSpec {
+    /// The encoder of a method that has one (a BatchTopK's or JumpReLU's gate comes on top of
+    /// its one layer: [`EncoderModel::with_batch_topk`], [`EncoderModel::with_jump_relu`]);
+    /// `None` for sparse coding and LISTA.
+    pub fn of(method: &MethodConfig) -> Option<Self> {
+        let one_layer = |topk: Option<usize>, bias: bool| EncoderSpec {
+            hidden: vec![],
+            topk,
+            bias,
+        };
+        match method {
+            MethodConfig::Sae { bias }
+            | MethodConfig::SaeIto { bias, .. }
+            | MethodConfig::BatchTopkSae { bias, .. }
+            | MethodConfig::JumpReluSae { bias, .. } => Some(one_layer(None, *bias)),
+            MethodConfig::TopkSae { k, bias } => Some(one_layer(Some(*k), *bias)),
+            MethodConfig::Mlp { hidden, bias } => Some(EncoderSpec {
+                hidden: hidden.clone(),
+                topk: None,
+                bias: *bias,
+            }),
+            MethodConfig::SparseCoding { .. } | MethodConfig::Lista { .. } => None,
+        }
+    }
 }
 
 /// How to set up the decoder of a new model.

@@ -2462,31 +2462,7 @@ fn new_run(
     let seed = cfg.seed;
     let key = format!("real/{index}/{}", kind.config_name());
     let mut rngs = [Rng::with_stream(seed, stream_id(&key))];
-    let spec = match method {
-        MethodConfig::Sae { bias } | MethodConfig::SaeIto { bias, .. } => Some(EncoderSpec {
-            hidden: vec![],
-            topk: None,
-            bias: *bias,
-        }),
-        MethodConfig::TopkSae { k, bias } => Some(EncoderSpec {
-            hidden: vec![],
-            topk: Some(*k),
-            bias: *bias,
-        }),
-        MethodConfig::BatchTopkSae { bias, .. } | MethodConfig::JumpReluSae { bias, .. } => {
-            Some(EncoderSpec {
-                hidden: vec![],
-                topk: None,
-                bias: *bias,
-            })
-        }
-        MethodConfig::Mlp { hidden, bias } => Some(EncoderSpec {
-            hidden: hidden.clone(),
-            topk: None,
-            bias: *bias,
-        }),
-        MethodConfig::SparseCoding { .. } | MethodConfig::Lista { .. } => None,
-    };
+    let spec = EncoderSpec::of(method);
     let used = batch.unwrap_or(n_train);
     let (learner, widths, bias, topk, per_step) = match (&spec, method) {
         (None, MethodConfig::Lista { iterations }) => (

@@ -154,21 +154,6 @@ fn arch_key(method: &MethodConfig) -> String {
     }
 }
 
-/// The k of a method's top-k, if it has one: a TopK SAE's, or its inference's.
-fn topk_of(method: &MethodConfig) -> Option<usize> {
-    match method {
-        MethodConfig::TopkSae { k, .. }
-        | MethodConfig::SparseCoding {
-            inference: SolverConfig::AdamTopk { k, .. },
-        }
-        | MethodConfig::SaeIto {
-            inference: SolverConfig::AdamTopk { k, .. },
-            ..
-        } => Some(*k),
-        _ => None,
-    }
-}
-
 /// `values` as one entry when they are all equal (what every member shares), else as they are.
 fn one_or_each<T: Copy + PartialEq>(values: Vec<T>) -> Vec<T> {
     match values.first() {
@@ -404,32 +389,16 @@ impl StackRun {
         let topk = one_or_each(
             specs
                 .iter()
-                .map(|m| topk_of(&m.config.methods[method_index]).unwrap_or(0))
+                .map(|m| {
+                    let mut method = m.config.methods[method_index].clone();
+                    method.topk_k_mut().map_or(0, |k| *k)
+                })
                 .collect(),
         );
         let batch = config.train.batch_size.unwrap_or(n);
         let setting = config.setting;
-        let spec = match &method {
-            MethodConfig::Sae { bias } | MethodConfig::SaeIto { bias, .. } => Some(EncoderSpec {
-                hidden: vec![],
-                topk: None,
-                bias: *bias,
-            }),
-            MethodConfig::TopkSae { k, bias } => Some(EncoderSpec {
-                hidden: vec![],
-                topk: Some(*k),
-                bias: *bias,
-            }),
-            MethodConfig::Mlp { hidden, bias } => Some(EncoderSpec {
-                hidden: hidden.clone(),
-                topk: None,
-                bias: *bias,
-            }),
-            MethodConfig::SparseCoding { .. } | MethodConfig::Lista { .. } => None,
-            MethodConfig::BatchTopkSae { .. } | MethodConfig::JumpReluSae { .. } => {
-                unreachable!("validate() refuses real-activation methods in synthetic experiments")
-            }
-        };
+        // (BatchTopK and JumpReLU SAEs never get here: `arch_key` below says so.)
+        let spec = EncoderSpec::of(&method);
         // Each member's streams are named by its own method (a TopK SAE's by its own k).
         let arch_keys: Vec<String> = specs
             .iter()

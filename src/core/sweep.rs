@@ -426,18 +426,12 @@ impl SweepConfig {
         for m in &mut cfg.methods {
             for &(param, v) in &values {
                 let w = v as usize;
+                if param == Param::TopkK {
+                    if let Some(k) = m.topk_k_mut() {
+                        *k = w;
+                    }
+                }
                 match (param, &mut *m) {
-                    (Param::TopkK, MethodConfig::TopkSae { k, .. }) => *k = w,
-                    (
-                        Param::TopkK,
-                        MethodConfig::SparseCoding {
-                            inference: SolverConfig::AdamTopk { k, .. },
-                        }
-                        | MethodConfig::SaeIto {
-                            inference: SolverConfig::AdamTopk { k, .. },
-                            ..
-                        },
-                    ) => *k = w,
                     (Param::Hidden, MethodConfig::Mlp { hidden, .. }) => {
                         hidden.iter_mut().for_each(|h| *h = w)
                     }
@@ -987,18 +981,8 @@ fn key_of(cfg: CheckedConfig) -> Option<String> {
     cfg.train.lr = 0.0;
     cfg.train.l1_penalty = 0.0;
     cfg.train.per_method.clear();
-    for m in &mut cfg.methods {
-        match m {
-            MethodConfig::TopkSae { k, .. }
-            | MethodConfig::SparseCoding {
-                inference: SolverConfig::AdamTopk { k, .. },
-            }
-            | MethodConfig::SaeIto {
-                inference: SolverConfig::AdamTopk { k, .. },
-                ..
-            } => *k = 0,
-            _ => {}
-        }
+    for k in cfg.methods.iter_mut().filter_map(MethodConfig::topk_k_mut) {
+        *k = 0;
     }
     serde_json::to_string(&cfg).ok()
 }
