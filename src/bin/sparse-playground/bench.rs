@@ -948,6 +948,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     let cpu = CpuBackend::new(1);
     let paper = DataConfig::default();
     let checks_rows = gpu_checks_rows(&gpu, &paper, min_secs);
+    let private_rows = gpu_private_rows(&gpu, &paper, min_secs);
     println!(
         "{:<12} {:>6} {:>16} {:>12} {:>16}  per step on the device",
         "item", "stack", "GPU us/problem", "GPU GFLOP/s", "CPU us/problem"
@@ -1066,7 +1067,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         rows.push(serde_json::json!({ "item": "sae_train", "size": label, "gpu_ms_per_step": 1e3 / rate, "gpu_gflops": gflops, "device_per_call": plumbing, "steps_per_call": steps }));
     }
     Ok(serde_json::json!({
-        "adapter": gpu.adapter(), "rows": rows, "gemm": gemm_rows, "checks": checks_rows,
+        "adapter": gpu.adapter(), "rows": rows, "gemm": gemm_rows, "checks": checks_rows, "private_dictionary": private_rows,
     }))
 }
 
@@ -1203,6 +1204,37 @@ fn gpu_checks_rows(gpu: &GpuBackend, paper: &DataConfig, min_secs: f64) -> Value
     }
     gpu.set_checked_shaders(false);
     gpu.set_fused_training(true);
+    Value::Array(rows)
+}
+
+/// The fused solvers with a private copy of the dictionary in each invocation (the default on
+/// software adapters) against the shared copy in workgroup memory, side by side on one device:
+/// a step of the paper's inference at the paper's size.
+fn gpu_private_rows(gpu: &GpuBackend, paper: &DataConfig, min_secs: f64) -> Value {
+    println!(
+        "{:<18} {:>6} {:>20} {:>20} {:>10}",
+        "private dictionary", "stack", "shared us/problem", "private us/problem", "speed-up"
+    );
+    let mut rows = Vec::new();
+    for stack in [1, 64] {
+        let mut us = [0.0; 2];
+        for (slot, private) in [(0, false), (1, true)] {
+            gpu.set_private_dictionaries(Some(private));
+            us[slot] = 1e6 / gpu_stack_item(gpu, paper, stack, "ito_step", min_secs).0;
+        }
+        println!(
+            "{:<18} {stack:>6} {:>20.2} {:>20.2} {:>9.2}x",
+            "ito_step",
+            us[0],
+            us[1],
+            us[0] / us[1]
+        );
+        rows.push(serde_json::json!({
+            "item": "ito_step", "stack": stack, "shared_us_per_problem_step": us[0],
+            "private_us_per_problem_step": us[1],
+        }));
+    }
+    gpu.set_private_dictionaries(None);
     Value::Array(rows)
 }
 

@@ -54,6 +54,15 @@ const TRAIN_STEPS_PER_DISPATCH: usize = 200;
 /// gives wrong results past it; software adapters keep each loop of the fused training kernel
 /// under this many iterations per dispatch.
 const SOFTWARE_LOOP_ITERATIONS: usize = 60_000;
+
+/// The largest dictionary (values) that the fused solvers copy into each invocation on a
+/// software adapter (`fused.wgsl`'s PRIVATE): llvmpipe keeps the copy in registers and stack
+/// slots of every SIMD group, 32 bytes a value.
+const PRIVATE_DICTIONARY_VALUES: usize = 1024;
+/// [`GpuBackend::set_private_dictionaries`]'s choices.
+const PRIVATE_BY_ADAPTER: u8 = 0;
+const PRIVATE_NEVER: u8 = 1;
+const PRIVATE_ALWAYS: u8 = 2;
 /// Submissions allowed in flight before the backend reports itself busy.
 const MAX_IN_FLIGHT: usize = 2;
 
@@ -259,6 +268,9 @@ pub struct GpuBackend {
     /// Whether shader modules are made with every runtime check wgpu can add (see
     /// [`GpuBackend::set_checked_shaders`]).
     checked_shaders: std::sync::atomic::AtomicBool,
+    /// Whether the fused solvers copy the dictionary into each invocation
+    /// ([`GpuBackend::set_private_dictionaries`]).
+    private_dictionaries: std::sync::atomic::AtomicU8,
     /// Partial results of reductions split across workgroups (`with_scratch`), kept between
     /// calls and grown when too small.
     scratch: Mutex<Option<Tensor>>,
@@ -280,8 +292,9 @@ enum PipelineKey {
     Module(&'static str, &'static str),
     /// A product kernel for one transpose case.
     Gemm(&'static str, bool, bool),
-    /// A fused solver for dictionaries of dim x atoms.
-    Fused(&'static str, usize, usize),
+    /// A fused solver for dictionaries of dim x atoms, with a private copy of the dictionary
+    /// in each invocation or not.
+    Fused(&'static str, usize, usize, bool),
     /// A fused training kernel: its shape's sizes and switches, chunk and weight sharing.
     Train {
         entry: &'static str,
@@ -568,6 +581,7 @@ impl GpuBackend {
             workgroup_bytes: u64::from(limits.max_compute_workgroup_storage_size),
             fused_training: std::sync::atomic::AtomicBool::new(true),
             checked_shaders: std::sync::atomic::AtomicBool::new(!trusted),
+            private_dictionaries: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
             scratch: Mutex::new(None),
         }
     }
@@ -588,6 +602,19 @@ impl GpuBackend {
             self.modules.lock().expect("shader modules").clear();
             self.pipelines.lock().expect("pipelines").clear();
         }
+    }
+
+    /// Whether the fused solvers (the paper's inference, FISTA) give each invocation its own
+    /// copy of a dictionary of up to 1,024 values (`fused.wgsl`'s PRIVATE): `None` on software
+    /// adapters only (the default), `Some(on)` on any adapter or none (for parity tests and
+    /// the bench's comparison). Both forms give the same bits.
+    pub fn set_private_dictionaries(&self, on: Option<bool>) {
+        let choice = match on {
+            None => PRIVATE_BY_ADAPTER,
+            Some(false) => PRIVATE_NEVER,
+            Some(true) => PRIVATE_ALWAYS,
+        };
+        self.private_dictionaries.store(choice, Ordering::Relaxed);
     }
 
     /// A shader module of this crate's WGSL, checked or trusted as
@@ -753,7 +780,25 @@ impl GpuBackend {
             return usize::MAX;
         }
         let per_iteration = (2 * atoms + 2) * (dim + 1) + 2 * (atoms + 1) + 1;
-        (SOFTWARE_LOOP_ITERATIONS / per_iteration).max(1)
+        // The dictionary's private copy is one more loop, once per dispatch.
+        let copy = if self.private_dictionary(dim, atoms) {
+            dim * atoms
+        } else {
+            0
+        };
+        ((SOFTWARE_LOOP_ITERATIONS - copy) / per_iteration).max(1)
+    }
+
+    /// Whether the fused solvers give each invocation its own copy of a `dim` x `atoms`
+    /// dictionary (see `fused.wgsl`): up to [`PRIVATE_DICTIONARY_VALUES`] values, on software
+    /// adapters unless [`Self::set_private_dictionaries`] says otherwise.
+    fn private_dictionary(&self, dim: usize, atoms: usize) -> bool {
+        dim * atoms <= PRIVATE_DICTIONARY_VALUES
+            && match self.private_dictionaries.load(Ordering::Relaxed) {
+                PRIVATE_NEVER => false,
+                PRIVATE_ALWAYS => true,
+                _ => self.adapter.software,
+            }
     }
 
     /// Training steps per dispatch of the fused sparse-coding kernel (see
@@ -1033,13 +1078,17 @@ impl GpuBackend {
         dim: usize,
         atoms: usize,
     ) -> wgpu::ComputePipeline {
+        let private = self.private_dictionary(dim, atoms);
         self.pipeline_from(
-            PipelineKey::Fused(entry, dim, atoms),
+            PipelineKey::Fused(entry, dim, atoms, private),
             || {
+                let own = if private { dim * atoms } else { 1 };
                 let body = FUSED
                     .replace("{{NN_MM}}", &(dim * atoms).to_string())
                     .replace("{{NN}}", &atoms.to_string())
-                    .replace("{{MM}}", &dim.to_string());
+                    .replace("{{MM}}", &dim.to_string())
+                    .replace("{{PRIVATE}}", &private.to_string())
+                    .replace("{{OWN}}", &own.to_string());
                 self.shader("fused", format!("{COMMON}\n{body}"))
             },
             entry,
