@@ -11,7 +11,8 @@ use sparse_playground::compute::gpu::GpuBackend;
 use sparse_playground::compute::{
     read_now, AdamScalars, Backend, CpuBackend, Epilogue, JumpReluScalars, Op, Shape, Tensor,
 };
-use sparse_playground::core::config::{MethodConfig, Preset, Setting, SolverConfig};
+use sparse_playground::core::config::{CheckedConfig, MethodConfig, Preset, Setting, SolverConfig};
+use sparse_playground::core::results::Results;
 use sparse_playground::core::rng::Rng;
 use sparse_playground::core::run::Grouping;
 use sparse_playground::core::solvers;
@@ -1086,19 +1087,7 @@ fn short_runs_of_every_method_agree_with_the_cpu() {
         cfg.train.lr = 3e-3;
         cfg.runs = 2;
         let checked = cfg.validate().unwrap();
-        let run = |b: Arc<dyn Backend>| {
-            let mut exp = Experiment::new(checked.clone(), b.clone());
-            while !exp.is_done() {
-                exp.step(100);
-                b.wait();
-            }
-            assert!(
-                exp.backend_failure().is_none(),
-                "{:?}",
-                exp.backend_failure()
-            );
-            exp.results()
-        };
+        let run = |b: Arc<dyn Backend>| run_to_end(b, &checked);
         let cpu = run(Arc::new(CpuBackend::new(1)));
         let gpu = run(g.clone());
         for (a, b) in gpu.methods.iter().zip(&cpu.methods) {
@@ -1157,20 +1146,7 @@ fn trusted_shader_modules_give_the_bits_of_checked_ones() {
         let checked = cfg.validate().unwrap();
         let run = |checked_shaders: bool| {
             g.set_checked_shaders(checked_shaders);
-            let b: Arc<dyn Backend> = g.clone();
-            let mut exp = Experiment::new(checked.clone(), b.clone());
-            while !exp.is_done() {
-                exp.step(100);
-                b.wait();
-            }
-            assert!(
-                exp.backend_failure().is_none(),
-                "{:?}",
-                exp.backend_failure()
-            );
-            let mut v = serde_json::to_value(exp.results()).unwrap();
-            strip_times(&mut v);
-            v
+            final_results(&g, &checked)
         };
         let with_checks = run(true);
         let trusted = run(false);
@@ -1213,25 +1189,34 @@ fn private_dictionaries_give_the_bits_of_the_shared_one() {
         let checked = cfg.validate().unwrap();
         let run = |private: bool| {
             g.set_private_dictionaries(Some(private));
-            let b: Arc<dyn Backend> = g.clone();
-            let mut exp = Experiment::new(checked.clone(), b.clone());
-            while !exp.is_done() {
-                exp.step(100);
-                b.wait();
-            }
-            assert!(
-                exp.backend_failure().is_none(),
-                "{:?}",
-                exp.backend_failure()
-            );
-            let mut v = serde_json::to_value(exp.results()).unwrap();
-            strip_times(&mut v);
-            v
+            final_results(&g, &checked)
         };
         let shared = run(false);
         let private = run(true);
         assert_eq!(private, shared, "{setting:?} {atoms} x {dim}");
     }
+}
+
+/// The results of `checked` run to the end on `b`, which must not fail.
+fn run_to_end(b: Arc<dyn Backend>, checked: &CheckedConfig) -> Results {
+    let mut exp = Experiment::new(checked.clone(), b.clone());
+    while !exp.is_done() {
+        exp.step(100);
+        b.wait();
+    }
+    assert!(
+        exp.backend_failure().is_none(),
+        "{:?}",
+        exp.backend_failure()
+    );
+    exp.results()
+}
+
+/// The results file (times left out) of `checked` run to the end on `g`.
+fn final_results(g: &Arc<GpuBackend>, checked: &CheckedConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(run_to_end(g.clone(), checked)).unwrap();
+    strip_times(&mut v);
+    v
 }
 
 /// On the GPU too, stacking the seeds gives the numbers each seed gives alone (each member's
