@@ -1197,6 +1197,17 @@ fn private_dictionaries_give_the_bits_of_the_shared_one() {
     }
 }
 
+/// The device the tests run on passes the parity probe that `--backend gpu` and auto run before
+/// they use a GPU (fused SAE training and the paper's inference against the CPU). Without it
+/// a kernel that breaks only the probe's case sends every GPU run back to the CPU with a note
+/// while the tests above stay green (a private copy of the weights in the training kernel once
+/// did).
+#[test]
+fn the_test_device_passes_the_parity_probe() {
+    let Some(g) = gpu() else { return };
+    pollster::block_on(sparse_playground::core::select::probe(&*g)).expect("the parity probe");
+}
+
 /// The results of `checked` run to the end on `b`, which must not fail.
 fn run_to_end(b: Arc<dyn Backend>, checked: &CheckedConfig) -> Results {
     let mut exp = Experiment::new(checked.clone(), b.clone());
