@@ -867,14 +867,16 @@ impl UnitRun {
     /// Run to the end on this thread (on a GPU, waiting for the queue between slices so
     /// that it never holds more than a slice of work); stops early when the backend fails.
     pub fn run_to_end(&mut self) {
-        while !self.advance(10_000) {
+        loop {
+            let before = self.work().0;
+            if self.advance(10_000) {
+                break;
+            }
             let Some(exp) = &self.experiment else { break };
             if exp.backend_failure().is_some() {
                 break;
             }
-            if exp.backend().busy() {
-                exp.backend().wait();
-            }
+            crate::compute::settle(exp.backend().as_ref(), self.work().0 != before);
         }
     }
 
@@ -1176,13 +1178,15 @@ impl UnitStack {
 
     /// Run to the end on this thread (see [`UnitRun::run_to_end`]).
     pub fn run_to_end(&mut self) {
-        while !self.advance(10_000) {
+        loop {
+            let before = self.work().0;
+            if self.advance(10_000) {
+                break;
+            }
             if self.backend_failure().is_some() {
                 break;
             }
-            if self.backend.busy() {
-                self.backend.wait();
-            }
+            crate::compute::settle(self.backend.as_ref(), self.work().0 != before);
         }
     }
 

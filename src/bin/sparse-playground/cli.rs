@@ -5,8 +5,8 @@ use crate::{bench, npy};
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use sparse_playground::compute::Backend;
 use sparse_playground::compute::BackendKind;
+use sparse_playground::compute::{settle, Backend};
 use sparse_playground::core::config::{human_bytes, BudgetScope, ExperimentConfig, Preset};
 use sparse_playground::core::metrics;
 use sparse_playground::core::results::BackendInfo;
@@ -461,11 +461,13 @@ fn drive(experiment: &mut Experiment, threads: usize, bar: &ProgressBar) -> Resu
     if backend.kind() == BackendKind::Gpu {
         while !experiment.is_done() {
             let before = experiment.work().0;
-            experiment.step(chunk.max(50));
-            if backend.busy() {
-                backend.wait();
-            }
-            bar.inc(experiment.work().0 - before);
+            let logged = experiment
+                .step(chunk.max(50))
+                .iter()
+                .any(|p| p.new_records > 0);
+            let done = experiment.work().0;
+            settle(backend.as_ref(), logged || done != before);
+            bar.inc(done - before);
         }
         return Ok(());
     }
