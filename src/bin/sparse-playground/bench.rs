@@ -68,6 +68,11 @@ pub struct BenchArgs {
     /// rows), not the GPU column of stacks and large sizes.
     #[arg(long)]
     pub gpu_sweeps_only: bool,
+    /// With --gpu: only these items of the GPU column's stack table (comma-separated, e.g.
+    /// `mlp256_train,mlp256_train_kbk`), without its products, checks, private-dictionary
+    /// and large-size rows: one kernel's before and after in seconds instead of minutes.
+    #[arg(long, value_delimiter = ',')]
+    pub gpu_items: Option<Vec<String>>,
     /// Add the real-activation column: tokens per second of an SAE training step on batches
     /// of 4,096 tokens at the shipped sample's width with 16x expansion (576 x 9,216) and at
     /// the paper's LLM dictionary (768 x 16,896), on every CPU core beside PyTorch.
@@ -687,7 +692,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         report.insert("page".to_string(), page_column(&root, cores)?);
     }
     if args.gpu && !(args.sweeps && args.gpu_sweeps_only) {
-        let column = gpu_column(args.min_secs, cores)?;
+        let column = gpu_column(args.min_secs, cores, args.gpu_items.as_deref())?;
         if args.gpu_peer {
             report.insert("gpu_peer".into(), gpu_peer(&column, args.min_secs)?);
         }
@@ -941,14 +946,25 @@ fn per_step(c: &GpuCounters, steps: usize) -> String {
 /// kernel) and a step of the paper's
 /// inference, microseconds per problem-step against the CPU's on all cores; then one SAE training step at N=4096 M=512 n=8192 and at the paper's LLM dictionary
 /// (N=16896 M=768 n=4096), in GFLOP/s.
-fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
+/// With `only`, just those items of the stack table.
+fn gpu_column(min_secs: f64, cores: usize, only: Option<&[String]>) -> Result<Value, String> {
     let gpu = GpuBackend::request_blocking().map_err(|e| format!("--gpu: {e}"))?;
     println!("\n== GPU column: {:?}", gpu.adapter());
-    let gemm_rows = gpu_gemm_rows(&gpu, min_secs, cores);
     let cpu = CpuBackend::new(1);
     let paper = DataConfig::default();
-    let checks_rows = gpu_checks_rows(&gpu, &paper, min_secs);
-    let private_rows = gpu_private_rows(&gpu, &paper, min_secs);
+    let (gemm_rows, checks_rows, private_rows) = if only.is_some() {
+        (
+            Value::Array(Vec::new()),
+            Value::Array(Vec::new()),
+            Value::Array(Vec::new()),
+        )
+    } else {
+        (
+            gpu_gemm_rows(&gpu, min_secs, cores),
+            gpu_checks_rows(&gpu, &paper, min_secs),
+            gpu_private_rows(&gpu, &paper, min_secs),
+        )
+    };
     println!(
         "{:<12} {:>6} {:>16} {:>12} {:>16}  per step on the device",
         "item", "stack", "GPU us/problem", "GPU GFLOP/s", "CPU us/problem"
@@ -960,7 +976,7 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
     } else {
         &[1, 5, 64, 1024]
     };
-    for item in [
+    let items = [
         "sae_train",
         "sae_train_kbk",
         "mlp32_train",
@@ -974,7 +990,15 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
         "mlp32_sup_train",
         "mlp32_sup_train_kbk",
         "ito_step",
-    ] {
+    ];
+    if let Some(unknown) = only.and_then(|o| o.iter().find(|i| !items.contains(&i.as_str()))) {
+        return Err(format!(
+            "--gpu-items: no item {unknown:?} (items: {})",
+            items.join(", ")
+        ));
+    }
+    let wanted = |item: &str| only.is_none_or(|o| o.iter().any(|i| i == item));
+    for item in items.into_iter().filter(|i| wanted(i)) {
         // The CPU reference: one problem on one core, times the cores (problems in parallel).
         let cpu_rate = match item.trim_end_matches("_kbk") {
             "mlp32_train" => {
@@ -1034,11 +1058,16 @@ fn gpu_column(min_secs: f64, cores: usize) -> Result<Value, String> {
             }));
         }
     }
-    for (label, n_atoms, dim, n) in [
-        ("N=1024 M=256 n=4096", 1024, 256, 4096),
-        ("N=4096 M=512 n=8192", 4096, 512, 8192),
-        ("N=16896 M=768 n=4096", 16_896, 768, 4096),
-    ] {
+    let large: &[(&str, usize, usize, usize)] = if only.is_some() {
+        &[]
+    } else {
+        &[
+            ("N=1024 M=256 n=4096", 1024, 256, 4096),
+            ("N=4096 M=512 n=8192", 4096, 512, 8192),
+            ("N=16896 M=768 n=4096", 16_896, 768, 4096),
+        ]
+    };
+    for &(label, n_atoms, dim, n) in large {
         let data = DataConfig {
             num_atoms: n_atoms,
             data_dim: dim,
