@@ -898,8 +898,9 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
         // latent is active on a single sample, so rounding meets Adam's eps there: it is
         // compared over fewer steps.
         let long = if sup { 37 } else { 237 };
-        let run = |b: &dyn Backend, fused: bool| {
+        let run = |b: &dyn Backend, fused: bool, private: Option<bool>| {
             g.set_fused_training(fused);
+            g.set_private_training(private);
             let x = b.upload(Shape::new(1, dim, n), &x_values);
             let frozen = b.upload(Shape::new(1, dim, atoms), &frozen_values);
             let targets = b.upload(Shape::new(1, atoms, n), &target_values);
@@ -958,17 +959,28 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
             out.extend(model.params().iter().map(|p| host(b, p)));
             out
         };
-        let want = run(&cpu, false);
-        for fused in [true, false] {
-            let got = run(&g, fused);
+        let want = run(&cpu, false, None);
+        // Fused in both forms of the one-layer kernel (private copies and gradient sums in
+        // each invocation, or the workgroup's; the others have one form), then kernel by kernel.
+        for (fused, private) in [(true, Some(true)), (true, Some(false)), (false, None)] {
+            if private == Some(true) && !hidden.is_empty() {
+                continue;
+            }
+            let got = run(&g, fused, private);
             for (i, (a, w)) in got.iter().zip(&want).enumerate() {
                 // Sums in another order for 247 Adam steps (measured on lavapipe: within
                 // 1e-7 of the CPU's).
-                assert_close(&format!("{case}, fused={fused}, output {i}"), a, w, 2e-3);
+                assert_close(
+                    &format!("{case}, fused={fused} private={private:?}, output {i}"),
+                    a,
+                    w,
+                    2e-3,
+                );
             }
         }
     }
     g.set_fused_training(true);
+    g.set_private_training(None);
 }
 
 /// Fused full-batch training of sparse coding (a stack with per-member learning rates, a

@@ -127,7 +127,7 @@ fn fused_mlp_training_keeps_no_arrays_in_function_memory() {
                 supervised,
             };
             for shared in [true, false] {
-                let (source, entry) = train_source(&shape, chunk, shared);
+                let (source, entry) = train_source(&shape, chunk, shared, false);
                 assert_eq!(entry, "train_mlp");
                 let found = function_arrays(&spirv(&source));
                 assert!(

@@ -59,7 +59,12 @@ const SOFTWARE_LOOP_ITERATIONS: usize = 60_000;
 /// software adapter (`fused.wgsl`'s PRIVATE): llvmpipe keeps the copy in registers and stack
 /// slots of every SIMD group, 32 bytes a value.
 const PRIVATE_DICTIONARY_VALUES: usize = 1024;
-/// [`GpuBackend::set_private_dictionaries`]'s choices.
+/// The largest one-layer encoder (latents x dimensions) whose fused training kernel keeps
+/// private copies and gradient sums in each invocation on a software adapter (`train.wgsl`'s
+/// PRIVATE): four arrays of this many values per invocation.
+const PRIVATE_TRAIN_VALUES: usize = 256;
+/// [`GpuBackend::set_private_dictionaries`]'s and [`GpuBackend::set_private_training`]'s
+/// choices.
 const PRIVATE_BY_ADAPTER: u8 = 0;
 const PRIVATE_NEVER: u8 = 1;
 const PRIVATE_ALWAYS: u8 = 2;
@@ -271,6 +276,9 @@ pub struct GpuBackend {
     /// Whether the fused solvers copy the dictionary into each invocation
     /// ([`GpuBackend::set_private_dictionaries`]).
     private_dictionaries: std::sync::atomic::AtomicU8,
+    /// Whether the fused training kernel of one-layer encoders keeps private copies and sums
+    /// ([`GpuBackend::set_private_training`]).
+    private_training: std::sync::atomic::AtomicU8,
     /// Partial results of reductions split across workgroups (`with_scratch`), kept between
     /// calls and grown when too small.
     scratch: Mutex<Option<Tensor>>,
@@ -306,6 +314,7 @@ enum PipelineKey {
         learned: bool,
         shared: bool,
         supervised: bool,
+        private: bool,
     },
     /// The fused sparse-coding kernel: latents, dim, chunk.
     SparseCoding(usize, usize, usize),
@@ -379,12 +388,14 @@ fn train_entry(shape: &EncoderTrainShape) -> &'static str {
 
 /// The whole WGSL of the fused training kernel for `shape` with chunks of `chunk` samples
 /// (`train.wgsl` for one-layer encoders, `train_mlp.wgsl` for MLPs, with the layers' weights in
-/// workgroup memory when `shared_weights`) and its entry point: the module the backend
-/// compiles, public so that tests can read the SPIR-V naga makes of it.
+/// workgroup memory when `shared_weights`; for a one-layer encoder, in the `private` form
+/// when asked) and its entry point: the module the backend compiles, public so that tests can
+/// read the SPIR-V naga makes of it.
 pub fn train_source(
     shape: &EncoderTrainShape,
     chunk: usize,
     shared_weights: bool,
+    private: bool,
 ) -> (String, &'static str) {
     let (n, m) = (shape.latents, shape.dim);
     let h = shape.hidden.unwrap_or(0);
@@ -408,6 +419,9 @@ pub fn train_source(
         .replace("{{SUP}}", if shape.supervised { "true" } else { "false" })
         .replace("{{N3}}", &(3 * n).to_string())
         .replace("{{WSH}}", if shared_weights { "true" } else { "false" })
+        .replace("{{PRIVATE}}", if private { "true" } else { "false" })
+        .replace("{{OWN}}", &(if private { n * m } else { 1 }).to_string())
+        .replace("{{OWNB}}", &(if private { n } else { 1 }).to_string())
         .replace(
             "{{PWS}}",
             &(if shared_weights { layers } else { 1 }).to_string(),
@@ -582,6 +596,7 @@ impl GpuBackend {
             fused_training: std::sync::atomic::AtomicBool::new(true),
             checked_shaders: std::sync::atomic::AtomicBool::new(!trusted),
             private_dictionaries: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
+            private_training: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
             scratch: Mutex::new(None),
         }
     }
@@ -615,6 +630,33 @@ impl GpuBackend {
             Some(true) => PRIVATE_ALWAYS,
         };
         self.private_dictionaries.store(choice, Ordering::Relaxed);
+    }
+
+    /// Whether the fused training kernel of one-layer encoders (`train.wgsl`) gives each
+    /// invocation private copies of the step's parameters and private gradient sums over the
+    /// batch, for the reconstruction objective at up to 256 latents x dimensions: `None` on
+    /// software adapters only (the default), `Some(on)` on any adapter or none (for parity
+    /// tests and the bench's comparison). The two forms sum the gradients in different orders.
+    pub fn set_private_training(&self, on: Option<bool>) {
+        let choice = match on {
+            None => PRIVATE_BY_ADAPTER,
+            Some(false) => PRIVATE_NEVER,
+            Some(true) => PRIVATE_ALWAYS,
+        };
+        self.private_training.store(choice, Ordering::Relaxed);
+    }
+
+    /// Whether the fused training kernel for `shape` takes the private form (see
+    /// [`Self::set_private_training`]).
+    fn private_training(&self, shape: &EncoderTrainShape) -> bool {
+        shape.hidden.is_none()
+            && !shape.supervised
+            && shape.latents * shape.dim <= PRIVATE_TRAIN_VALUES
+            && match self.private_training.load(Ordering::Relaxed) {
+                PRIVATE_NEVER => false,
+                PRIVATE_ALWAYS => true,
+                _ => self.adapter.software,
+            }
     }
 
     /// A shader module of this crate's WGSL, checked or trusted as
@@ -722,7 +764,21 @@ impl GpuBackend {
             .unwrap_or(1);
         // The supervised objective passes over the chunks twice.
         let passes = if shape.supervised { 2 } else { 1 };
-        let per_step = passes * (shape.batch.div_ceil(chunk) + 1) * per_chunk + 1;
+        let per_step = if self.private_training(shape) {
+            // The private form, counted loop by loop (the guard's count is one for all the
+            // loops of an invocation): the copy and clearing of the step's parameters, the
+            // chunks with a sample's top-k passes and its products, then the gradient in
+            // rounds of NN values (a column of each, the owners' sums in fours over the
+            // chunk), and Adam on the owned values.
+            let plen = shape.param_len();
+            let rounds = plen.div_ceil(n);
+            let copy = (n * m + 1) + (n + 1);
+            let chunks = (shape.batch.div_ceil(chunk) + 1) * (topk + products + 1);
+            let gradient = (rounds + 1) + rounds * ((n + 1) + (chunk / 4 + 1));
+            copy + chunks + gradient + (owned + 1) + 1
+        } else {
+            passes * (shape.batch.div_ceil(chunk) + 1) * per_chunk + 1
+        };
         let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
         // At one step per dispatch the fused kernel saves no dispatch, and its one workgroup per
         // member leaves the other cores idle where kernel by kernel spreads over them (an MLP
@@ -733,6 +789,7 @@ impl GpuBackend {
     /// The fused training kernel for `shape` with chunks of `chunk` samples.
     fn train_pipeline(&self, shape: &EncoderTrainShape, chunk: usize) -> wgpu::ComputePipeline {
         let shared = self.train_mlp_shares_weights(shape, chunk);
+        let private = self.private_training(shape);
         let entry = train_entry(shape);
         let key = PipelineKey::Train {
             entry,
@@ -744,11 +801,12 @@ impl GpuBackend {
             learned: shape.learned,
             shared,
             supervised: shape.supervised,
+            private,
         };
         self.pipeline_from(
             key,
             || {
-                let (source, _) = train_source(shape, chunk, shared);
+                let (source, _) = train_source(shape, chunk, shared, private);
                 self.shader(entry, source)
             },
             entry,

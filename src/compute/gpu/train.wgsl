@@ -35,6 +35,95 @@ var<workgroup> g_sh: array<f32, {{NC}}>;
 var<workgroup> r_sh: array<f32, {{MC}}>;
 var<workgroup> x_sh: array<f32, {{MC}}>;
 
+// With PRIVATE (the host's choice on software adapters, for the reconstruction objective and
+// small dictionaries), each invocation that computes samples copies the step's weight, bias and
+// dictionary into private arrays, and sums its samples' gradients in private arrays over the
+// whole batch; the workgroup adds the invocations' sums once per step, not once per chunk.
+// llvmpipe computes a SIMD group's lanes together and turns every load inside a loop or branch
+// into a loop over the lanes, even a workgroup load at the same address in every lane (see
+// `fused.wgsl`); a private array indexed by the unrolled loops' constants is registers or
+// stack slots instead. A hardware adapter broadcasts uniform workgroup reads and keeps the
+// workgroup form, whose few registers leave room for many samples in flight.
+const PRIVATE: bool = {{PRIVATE}};
+var<private> w_own: array<f32, {{OWN}}>;
+var<private> d_own: array<f32, {{OWN}}>;
+var<private> gw_own: array<f32, {{OWN}}>;
+var<private> gd_own: array<f32, {{OWN}}>;
+var<private> bias_own: array<f32, {{OWNB}}>;
+var<private> gb_own: array<f32, {{OWNB}}>;
+
+fn w_at(o: u32) -> f32 {
+    if (PRIVATE) {
+        return w_own[o];
+    }
+    return w_sh[o];
+}
+
+fn d_at(o: u32) -> f32 {
+    if (PRIVATE) {
+        return d_own[o];
+    }
+    return d_sh[o];
+}
+
+fn bias_at(j: u32) -> f32 {
+    if (PRIVATE) {
+        return bias_own[j];
+    }
+    return bias_sh[j];
+}
+
+// With PRIVATE, this invocation's copy of the step's parameters and its sums cleared. The
+// caller passes NN * MM and NN behind a test of a parameter: bounds the compiler cannot fold
+// keep these loops rolled (unrolled, llvmpipe spends seconds compiling a lane loop per value).
+fn own_step(len: u32, latents: u32) {
+    if (PRIVATE) {
+        for (var t = 0u; t < len; t++) {
+            w_own[t] = w_sh[t];
+            d_own[t] = d_sh[t];
+            gw_own[t] = 0.0;
+            gd_own[t] = 0.0;
+        }
+        for (var j = 0u; j < latents; j++) {
+            bias_own[j] = bias_sh[j];
+            gb_own[j] = 0.0;
+        }
+    }
+}
+
+// This invocation's sum of gradient value o (the packed order: W, the bias, D).
+fn own_grad(o: u32, off_d: u32) -> f32 {
+    if (o < NN * MM) {
+        return gw_own[o];
+    }
+    if (o < off_d) {
+        return gb_own[o - NN * MM];
+    }
+    return gd_own[o - off_d];
+}
+
+// With PRIVATE, the batch's gradient from the invocations' sums, into the state's gradient
+// block: NN values at a time, each through g_sh (a column per invocation), then summed over
+// the columns by its owner. `latents` is NN behind a test of a parameter (see `own_step`).
+fn add_own_gradients(lid: u32, grad_at: u32, plen: u32, off_d: u32, latents: u32) {
+    for (var o0 = 0u; o0 < plen; o0 += NN) {
+        if (lid < CH) {
+            for (var t = 0u; t < latents; t++) {
+                g_sh[t * CH + lid] = select(0.0, own_grad(o0 + t, off_d), o0 + t < plen);
+            }
+        }
+        workgroupBarrier();
+        if (lid < NN && o0 + lid < plen) {
+            var acc = vec4<f32>(0.0);
+            for (var c = 0u; c < CH; c += 4u) {
+                acc += vec4<f32>(g_sh[lid * CH + c], g_sh[lid * CH + c + 1u], g_sh[lid * CH + c + 2u], g_sh[lid * CH + c + 3u]);
+            }
+            b2[grad_at + o0 + lid] = (acc.x + acc.y) + (acc.z + acc.w);
+        }
+        workgroupBarrier();
+    }
+}
+
 // The top-k order of the kernel-by-kernel path: larger first, ties to the lower row.
 fn ahead(v: f32, i: u32, w: f32, j: u32) -> bool {
     return v > w || (v == w && i < j);
@@ -87,6 +176,9 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
         if (learned) {
             normalize_atoms(lid, base + off_d);
         }
+        if (lid < CH) {
+            own_step(select(NN * MM, 0u, n == 0u), select(NN, 0u, n == 0u));
+        }
         sq = 0.0;
         l1_sum = 0.0;
         if (SUP) { clear_cosine(lid); }
@@ -106,8 +198,8 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                         for (var i = 0u; i < MM; i++) { x[i] = b1[xbase + sample * MM + i]; }
                         for (var j = 0u; j < NN; j++) {
                             var a = 0.0;
-                            if (has_bias) { a = bias_sh[j]; }
-                            for (var i = 0u; i < MM; i++) { a = fma(w_sh[i * NN + j], x[i], a); }
+                            if (has_bias) { a = bias_at(j); }
+                            for (var i = 0u; i < MM; i++) { a = fma(w_at(i * NN + j), x[i], a); }
                             s[j] = a;
                         }
                         if (k > 0u) {
@@ -142,7 +234,9 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                             let v = s[j];
                             s[j] = select(0.0, v, v > 0.0 && !is_nan(v));
                             l1_sum += s[j];
-                            s_sh[j * CH + c] = s[j];
+                            if (!PRIVATE) {
+                                s_sh[j * CH + c] = s[j];
+                            }
                         }
                         if (SUP) {
                             if (phase == 1u) {
@@ -155,22 +249,34 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                             for (var i = 0u; i < MM; i++) { r[i] = -x[i]; }
                             for (var j = 0u; j < NN; j++) {
                                 let sj = s[j];
-                                for (var i = 0u; i < MM; i++) { r[i] = fma(d_sh[j * MM + i], sj, r[i]); }
+                                for (var i = 0u; i < MM; i++) { r[i] = fma(d_at(j * MM + i), sj, r[i]); }
                             }
                             for (var i = 0u; i < MM; i++) {
                                 let ri = r[i] * mse;
                                 r[i] = ri;
                                 sq += ri * ri;
-                                r_sh[i * CH + c] = ri;
-                                x_sh[i * CH + c] = x[i];
+                                if (!PRIVATE) {
+                                    r_sh[i * CH + c] = ri;
+                                    x_sh[i * CH + c] = x[i];
+                                }
                             }
                             for (var j = 0u; j < NN; j++) {
                                 var g = 0.0;
-                                for (var i = 0u; i < MM; i++) { g = fma(d_sh[j * MM + i], r[i], g); }
-                                g_sh[j * CH + c] = select(0.0, g + l1, s[j] > 0.0);
+                                for (var i = 0u; i < MM; i++) { g = fma(d_at(j * MM + i), r[i], g); }
+                                let gj = select(0.0, g + l1, s[j] > 0.0);
+                                if (PRIVATE) {
+                                    // This sample's share of dW = G X^T, db = sum G, dD = R S^T.
+                                    for (var i = 0u; i < MM; i++) {
+                                        gw_own[i * NN + j] = fma(gj, x[i], gw_own[i * NN + j]);
+                                        gd_own[j * MM + i] = fma(r[i], s[j], gd_own[j * MM + i]);
+                                    }
+                                    gb_own[j] += gj;
+                                } else {
+                                    g_sh[j * CH + c] = gj;
+                                }
                             }
                         }
-                    } else {
+                    } else if (!PRIVATE) {
                         for (var i = 0u; i < MM; i++) {
                             r_sh[i * CH + c] = 0.0;
                             x_sh[i * CH + c] = 0.0;
@@ -180,6 +286,10 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
                             g_sh[j * CH + c] = 0.0;
                         }
                     }
+                }
+                if (PRIVATE) {
+                    // The sums stay in each invocation until the batch is done.
+                    continue;
                 }
                 workgroupBarrier();
                 if (phase == 0u) {
@@ -231,6 +341,9 @@ fn train_encoder(@builtin(local_invocation_id) lid3: vec3<u32>, @builtin(workgro
             if (phase == 0u) {
                 sup_loss = cosine_coefficients(lid);
             }
+        }
+        if (PRIVATE) {
+            add_own_gradients(lid, grad_at, plen, off_d, select(NN, 0u, n == 0u));
         }
         // Adam on the values this invocation owns (the host's scalars of this step).
         let st = adam_step_at(scalars_at + 5u * stride * step);
