@@ -391,6 +391,7 @@ fn products_match_the_cpu_in_every_layout() {
         (8, 16, 1024),
         (70, 65, 130),
         (5, 3, 200),
+        (13, 6, 40),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             for (a_stack, b_stack) in [(3, 3), (1, 3), (3, 1)] {
@@ -416,15 +417,30 @@ fn products_match_the_cpu_in_every_layout() {
                     }
                 }
                 for (alpha, beta) in [(1.0, 0.0), (-0.5, 2.0)] {
-                    let (mut cc, mut dc) = pair(g, c_shape, &c0);
+                    let case =
+                        format!("gemm {m}x{n}x{k} ta={ta} tb={tb} stacks {a_stack}/{b_stack}");
+                    let (mut cc, _) = pair(g, c_shape, &c0);
                     cpu.gemm(alpha, op(&ca, ta), op(&cb, tb), beta, &mut cc);
-                    g.gemm(alpha, op(&da, ta), op(&db, tb), beta, &mut dc);
-                    let tol = 2e-6 * (k as f32).sqrt() * 4.0;
-                    assert_close(
-                        &format!("gemm {m}x{n}x{k} ta={ta} tb={tb} stacks {a_stack}/{b_stack}"),
-                        &host(g, &dc),
-                        &host(&cpu, &cc),
-                        tol,
+                    let want = host(&cpu, &cc);
+                    // Thin shapes both ways (an element or a block of C per invocation): the
+                    // same sums in the same order, so the same bits.
+                    let mut thin = Vec::new();
+                    for blocked in [false, true] {
+                        g.set_blocked_thin_products(Some(blocked));
+                        let (_, mut dc) = pair(g, c_shape, &c0);
+                        g.gemm(alpha, op(&da, ta), op(&db, tb), beta, &mut dc);
+                        let got = host(g, &dc);
+                        let tol = 2e-6 * (k as f32).sqrt() * 4.0;
+                        assert_close(&format!("{case} blocked={blocked}"), &got, &want, tol);
+                        thin.push(got);
+                    }
+                    g.set_blocked_thin_products(None);
+                    assert!(
+                        thin[0]
+                            .iter()
+                            .zip(&thin[1])
+                            .all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "{case}: the blocked kernel's bits differ"
                     );
                 }
             }

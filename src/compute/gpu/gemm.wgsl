@@ -219,3 +219,79 @@ fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
     store_c(member * per + row + col * m, row, member, acc, pf(7u), pf(8u));
 }
+
+// The same thin products on software adapters (the host's choice): each invocation an 8 x 4
+// block of C, straight down K with twelve loads per step for 32 multiply-adds where
+// `gemm_simple` makes two loads per multiply-add. llvmpipe turns every load inside a loop into
+// a loop over its SIMD lanes, so loads, not arithmetic, are its cost. A block's rows and
+// columns past the edge read the last row or column (no branch in the loop) and are not
+// stored. Each element of C sums in the order of `gemm_simple`, so the two give the same bits.
+// A GPU runs `gemm_simple`, whose one element per invocation keeps many more in flight.
+@compute @workgroup_size(256)
+fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let m = p[0];
+    let n = p[1];
+    let k = p[2];
+    let row_blocks = (m + 7u) / 8u;
+    let per = row_blocks * ((n + 3u) / 4u);
+    let i = flat(gid, nwg);
+    if (i >= per * p[9]) { return; }
+    let member = i / per;
+    if (skipped(member)) { return; }
+    let row = (i % per) % row_blocks * 8u;
+    let col = (i % per) / row_blocks * 4u;
+    let a_base = select(member, 0u, p[5] == 1u) * m * k;
+    let b_base = select(member, 0u, p[6] == 1u) * k * n;
+    let last_row = m - 1u;
+    let last_col = n - 1u;
+    let r1 = min(row + 1u, last_row);
+    let r2 = min(row + 2u, last_row);
+    let r3 = min(row + 3u, last_row);
+    let r4 = min(row + 4u, last_row);
+    let r5 = min(row + 5u, last_row);
+    let r6 = min(row + 6u, last_row);
+    let r7 = min(row + 7u, last_row);
+    let j1 = min(col + 1u, last_col);
+    let j2 = min(col + 2u, last_col);
+    let j3 = min(col + 3u, last_col);
+    var c0l = vec4<f32>(0.0);
+    var c0h = vec4<f32>(0.0);
+    var c1l = vec4<f32>(0.0);
+    var c1h = vec4<f32>(0.0);
+    var c2l = vec4<f32>(0.0);
+    var c2h = vec4<f32>(0.0);
+    var c3l = vec4<f32>(0.0);
+    var c3h = vec4<f32>(0.0);
+    for (var q = 0u; q < k; q++) {
+        let al = vec4<f32>(
+            b1[a_{{TA}}(a_base, row, q, m, k)],
+            b1[a_{{TA}}(a_base, r1, q, m, k)],
+            b1[a_{{TA}}(a_base, r2, q, m, k)],
+            b1[a_{{TA}}(a_base, r3, q, m, k)],
+        );
+        let ah = vec4<f32>(
+            b1[a_{{TA}}(a_base, r4, q, m, k)],
+            b1[a_{{TA}}(a_base, r5, q, m, k)],
+            b1[a_{{TA}}(a_base, r6, q, m, k)],
+            b1[a_{{TA}}(a_base, r7, q, m, k)],
+        );
+        let bq = vec4<f32>(
+            b2[b_{{TB}}(b_base, q, col, k, n)],
+            b2[b_{{TB}}(b_base, q, j1, k, n)],
+            b2[b_{{TB}}(b_base, q, j2, k, n)],
+            b2[b_{{TB}}(b_base, q, j3, k, n)],
+        );
+        c0l = fma(al, vec4(bq.x), c0l);
+        c0h = fma(ah, vec4(bq.x), c0h);
+        c1l = fma(al, vec4(bq.y), c1l);
+        c1h = fma(ah, vec4(bq.y), c1h);
+        c2l = fma(al, vec4(bq.z), c2l);
+        c2h = fma(ah, vec4(bq.z), c2h);
+        c3l = fma(al, vec4(bq.w), c3l);
+        c3h = fma(ah, vec4(bq.w), c3h);
+    }
+    store_column(member, row, col, m, n, c0l, c0h);
+    store_column(member, row, col + 1u, m, n, c1l, c1h);
+    store_column(member, row, col + 2u, m, n, c2l, c2h);
+    store_column(member, row, col + 3u, m, n, c3l, c3h);
+}

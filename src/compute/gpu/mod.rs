@@ -68,6 +68,15 @@ const PRIVATE_TRAIN_VALUES: usize = 256;
 const PRIVATE_BY_ADAPTER: u8 = 0;
 const PRIVATE_NEVER: u8 = 1;
 const PRIVATE_ALWAYS: u8 = 2;
+/// A setter's `None` (by adapter), `Some(false)` (never) or `Some(true)` (always).
+fn adapter_choice(on: Option<bool>) -> u8 {
+    match on {
+        None => PRIVATE_BY_ADAPTER,
+        Some(false) => PRIVATE_NEVER,
+        Some(true) => PRIVATE_ALWAYS,
+    }
+}
+
 /// Submissions allowed in flight before the backend reports itself busy.
 const MAX_IN_FLIGHT: usize = 2;
 
@@ -279,6 +288,9 @@ pub struct GpuBackend {
     /// Whether the fused training kernel of one-layer encoders keeps private copies and sums
     /// ([`GpuBackend::set_private_training`]).
     private_training: std::sync::atomic::AtomicU8,
+    /// Which kernel takes the products too thin for tiles
+    /// ([`GpuBackend::set_blocked_thin_products`]).
+    thin_blocks: std::sync::atomic::AtomicU8,
     /// Partial results of reductions split across workgroups (`with_scratch`), kept between
     /// calls and grown when too small.
     scratch: Mutex<Option<Tensor>>,
@@ -597,6 +609,7 @@ impl GpuBackend {
             checked_shaders: std::sync::atomic::AtomicBool::new(!trusted),
             private_dictionaries: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
             private_training: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
+            thin_blocks: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
             scratch: Mutex::new(None),
         }
     }
@@ -624,12 +637,8 @@ impl GpuBackend {
     /// adapters only (the default), `Some(on)` on any adapter or none (for parity tests and
     /// the bench's comparison). Both forms give the same bits.
     pub fn set_private_dictionaries(&self, on: Option<bool>) {
-        let choice = match on {
-            None => PRIVATE_BY_ADAPTER,
-            Some(false) => PRIVATE_NEVER,
-            Some(true) => PRIVATE_ALWAYS,
-        };
-        self.private_dictionaries.store(choice, Ordering::Relaxed);
+        self.private_dictionaries
+            .store(adapter_choice(on), Ordering::Relaxed);
     }
 
     /// Whether the fused training kernel of one-layer encoders (`train.wgsl`) gives each
@@ -638,12 +647,18 @@ impl GpuBackend {
     /// software adapters only (the default), `Some(on)` on any adapter or none (for parity
     /// tests and the bench's comparison). The two forms sum the gradients in different orders.
     pub fn set_private_training(&self, on: Option<bool>) {
-        let choice = match on {
-            None => PRIVATE_BY_ADAPTER,
-            Some(false) => PRIVATE_NEVER,
-            Some(true) => PRIVATE_ALWAYS,
-        };
-        self.private_training.store(choice, Ordering::Relaxed);
+        self.private_training
+            .store(adapter_choice(on), Ordering::Relaxed);
+    }
+
+    /// Whether products too thin for tiles take `gemm_block` (an 8 x 4 block of the output per
+    /// invocation: a quarter of the loads per multiply-add) rather than `gemm_simple` (one
+    /// element per invocation: many more in flight): `None` the block on software adapters
+    /// only (the default), `Some(on)` on any adapter or none (for parity tests and the
+    /// bench). Both give the same bits.
+    pub fn set_blocked_thin_products(&self, on: Option<bool>) {
+        self.thin_blocks
+            .store(adapter_choice(on), Ordering::Relaxed);
     }
 
     /// Whether the fused training kernel for `shape` takes the private form (see
@@ -652,11 +667,17 @@ impl GpuBackend {
         shape.hidden.is_none()
             && !shape.supervised
             && shape.latents * shape.dim <= PRIVATE_TRAIN_VALUES
-            && match self.private_training.load(Ordering::Relaxed) {
-                PRIVATE_NEVER => false,
-                PRIVATE_ALWAYS => true,
-                _ => self.adapter.software,
-            }
+            && self.by_adapter(&self.private_training)
+    }
+
+    /// A choice of [`PRIVATE_BY_ADAPTER`], [`PRIVATE_NEVER`] or [`PRIVATE_ALWAYS`]: whether it
+    /// is on for this adapter.
+    fn by_adapter(&self, choice: &std::sync::atomic::AtomicU8) -> bool {
+        match choice.load(Ordering::Relaxed) {
+            PRIVATE_NEVER => false,
+            PRIVATE_ALWAYS => true,
+            _ => self.adapter.software,
+        }
     }
 
     /// A shader module of this crate's WGSL, checked or trusted as
@@ -851,12 +872,7 @@ impl GpuBackend {
     /// dictionary (see `fused.wgsl`): up to [`PRIVATE_DICTIONARY_VALUES`] values, on software
     /// adapters unless [`Self::set_private_dictionaries`] says otherwise.
     fn private_dictionary(&self, dim: usize, atoms: usize) -> bool {
-        dim * atoms <= PRIVATE_DICTIONARY_VALUES
-            && match self.private_dictionaries.load(Ordering::Relaxed) {
-                PRIVATE_NEVER => false,
-                PRIVATE_ALWAYS => true,
-                _ => self.adapter.software,
-            }
+        dim * atoms <= PRIVATE_DICTIONARY_VALUES && self.by_adapter(&self.private_dictionaries)
     }
 
     /// Training steps per dispatch of the fused sparse-coding kernel (see
@@ -1051,6 +1067,10 @@ impl GpuBackend {
                 cs.stack as u32,
             );
             self.dispatch(&pipeline, p, tensors, groups);
+        } else if self.by_adapter(&self.thin_blocks) {
+            let pipeline = self.gemm_pipeline("gemm_block", a.transposed, b.transposed);
+            let blocks = cs.stack * m.div_ceil(8) * n.div_ceil(4);
+            self.dispatch(&pipeline, p, tensors, grid(blocks));
         } else {
             let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
             self.dispatch(&pipeline, p, tensors, grid(cs.len()));

@@ -122,6 +122,8 @@ fn add_own_gradients(lid: u32, grad_at: u32, plen: u32, off_d: u32, latents: u32
         }
         workgroupBarrier();
     }
+    // Adam reads each value in another invocation than the one that wrote it.
+    storageBarrier();
 }
 
 // The top-k order of the kernel-by-kernel path: larger first, ties to the lower row.
