@@ -56,30 +56,57 @@ fn tile_b_t(e: u32) -> vec2<u32> {
     return vec2(e / TILE, e % TILE);
 }
 
-// alpha c + beta C at one element of C (row `row` of member `member`), then the epilogue.
-fn store_c(at: u32, row: u32, member: u32, c: f32, alpha: f32, beta: f32) {
-    var out = alpha * c;
-    if (beta != 0.0) {
-        out += beta * b3[at];
+// How the kernel stores C, read from the parameters once, before the kernel's first branch:
+// llvmpipe loads a parameter as one value for all lanes only outside every branch and loop,
+// and as a loop over its lanes inside them (each element's store read them again, and the
+// stores cost the products of short K more than their multiply-adds). `scale` is the
+// member's (epilogues 2 and 3), set once the member is known.
+struct Out {
+    m: u32,
+    n: u32,
+    alpha: f32,
+    beta: f32,
+    epilogue: u32,
+    flags: u32,
+    operand_broadcast: bool,
+    scale: f32,
+}
+
+fn out_params() -> Out {
+    return Out(p[0], p[1], pf(7u), pf(8u), p[10], p[12], p[11] == 1u, 0.0);
+}
+
+// `o` with the scale of `member` where its epilogue takes one.
+fn out_for(o: Out, member: u32) -> Out {
+    var r = o;
+    if (o.epilogue >= 2u) {
+        r.scale = member_value(14u, p[13], member);
     }
-    let epilogue = p[10];
-    let flags = p[12];
-    if (epilogue == 1u) {
-        if ((flags & 1u) != 0u) {
-            out = out + b4[select(member, 0u, p[11] == 1u) * p[0] + row];
+    return r;
+}
+
+// alpha c + beta C at one element of C (row `row` of member `member`), then the epilogue.
+fn store_c(at: u32, row: u32, member: u32, c: f32, o: Out) {
+    var out = o.alpha * c;
+    if (o.beta != 0.0) {
+        out += o.beta * b3[at];
+    }
+    if (o.epilogue == 1u) {
+        if ((o.flags & 1u) != 0u) {
+            out = out + b4[select(member, 0u, o.operand_broadcast) * o.m + row];
         }
-        if ((flags & 2u) != 0u) {
+        if ((o.flags & 2u) != 0u) {
             out = select(0.0, out, out > 0.0 && !is_nan(out));
         }
-    } else if (epilogue == 2u) {
-        let x = b4[select(at, at - member * p[0] * p[1], p[11] == 1u)];
-        out = (out - x) * member_value(14u, p[13], member);
-    } else if (epilogue == 3u) {
+    } else if (o.epilogue == 2u) {
+        let x = b4[select(at, at - member * o.m * o.n, o.operand_broadcast)];
+        out = (out - x) * o.scale;
+    } else if (o.epilogue == 3u) {
         let s = b4[at];
-        if ((flags & 1u) != 0u) {
-            out = out + sign_of(s) * member_value(14u, p[13], member);
+        if ((o.flags & 1u) != 0u) {
+            out = out + sign_of(s) * o.scale;
         }
-        if ((flags & 2u) != 0u) {
+        if ((o.flags & 2u) != 0u) {
             out = select(0.0, out, s > 0.0);
         }
     }
@@ -87,21 +114,20 @@ fn store_c(at: u32, row: u32, member: u32, c: f32, alpha: f32, beta: f32) {
 }
 
 // Rows row..row + 7 of one column of C (lo holds the first four, hi the next), to the edge.
-fn store_column(member: u32, row: u32, col: u32, m: u32, n: u32, lo: vec4<f32>, hi: vec4<f32>) {
-    if (col >= n) {
+fn store_column(member: u32, row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>, o: Out) {
+    let m = o.m;
+    if (col >= o.n) {
         return;
     }
-    let alpha = pf(7u);
-    let beta = pf(8u);
-    let at = member * m * n + row + col * m;
-    if (row < m) { store_c(at, row, member, lo.x, alpha, beta); }
-    if (row + 1u < m) { store_c(at + 1u, row + 1u, member, lo.y, alpha, beta); }
-    if (row + 2u < m) { store_c(at + 2u, row + 2u, member, lo.z, alpha, beta); }
-    if (row + 3u < m) { store_c(at + 3u, row + 3u, member, lo.w, alpha, beta); }
-    if (row + 4u < m) { store_c(at + 4u, row + 4u, member, hi.x, alpha, beta); }
-    if (row + 5u < m) { store_c(at + 5u, row + 5u, member, hi.y, alpha, beta); }
-    if (row + 6u < m) { store_c(at + 6u, row + 6u, member, hi.z, alpha, beta); }
-    if (row + 7u < m) { store_c(at + 7u, row + 7u, member, hi.w, alpha, beta); }
+    let at = member * m * o.n + row + col * m;
+    if (row < m) { store_c(at, row, member, lo.x, o); }
+    if (row + 1u < m) { store_c(at + 1u, row + 1u, member, lo.y, o); }
+    if (row + 2u < m) { store_c(at + 2u, row + 2u, member, lo.z, o); }
+    if (row + 3u < m) { store_c(at + 3u, row + 3u, member, lo.w, o); }
+    if (row + 4u < m) { store_c(at + 4u, row + 4u, member, hi.x, o); }
+    if (row + 5u < m) { store_c(at + 5u, row + 5u, member, hi.y, o); }
+    if (row + 6u < m) { store_c(at + 6u, row + 6u, member, hi.z, o); }
+    if (row + 7u < m) { store_c(at + 7u, row + 7u, member, hi.w, o); }
 }
 
 // 64 x 64 tiles of C: 8 x 8 invocations each own an 8 x 8 block (rows 8 lid.x.., columns
@@ -115,8 +141,10 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     let m = p[0];
     let n = p[1];
     let k = p[2];
+    let out = out_params();
     let member = wg.z;
     if (skipped(member)) { return; }
+    let o = out_for(out, member);
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     let row0 = wg.y * TILE;
@@ -186,14 +214,14 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     }
     let row = row0 + 8u * lid.x;
     let col = col0 + 8u * lid.y;
-    store_column(member, row, col, m, n, c0l, c0h);
-    store_column(member, row, col + 1u, m, n, c1l, c1h);
-    store_column(member, row, col + 2u, m, n, c2l, c2h);
-    store_column(member, row, col + 3u, m, n, c3l, c3h);
-    store_column(member, row, col + 4u, m, n, c4l, c4h);
-    store_column(member, row, col + 5u, m, n, c5l, c5h);
-    store_column(member, row, col + 6u, m, n, c6l, c6h);
-    store_column(member, row, col + 7u, m, n, c7l, c7h);
+    store_column(member, row, col, c0l, c0h, o);
+    store_column(member, row, col + 1u, c1l, c1h, o);
+    store_column(member, row, col + 2u, c2l, c2h, o);
+    store_column(member, row, col + 3u, c3l, c3h, o);
+    store_column(member, row, col + 4u, c4l, c4h, o);
+    store_column(member, row, col + 5u, c5l, c5h, o);
+    store_column(member, row, col + 6u, c6l, c6h, o);
+    store_column(member, row, col + 7u, c7l, c7h, o);
 }
 
 // The same product for shapes too thin for tiles (the paper's: one side of 8 or 16, or few
@@ -204,11 +232,13 @@ fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let m = p[0];
     let n = p[1];
     let k = p[2];
+    let out = out_params();
     let i = flat(gid, nwg);
     let per = m * n;
     if (i >= per * p[9]) { return; }
     let member = i / per;
     if (skipped(member)) { return; }
+    let o = out_for(out, member);
     let row = (i % per) % m;
     let col = (i % per) / m;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
@@ -217,29 +247,33 @@ fn gemm_simple(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     for (var q = 0u; q < k; q++) {
         acc = fma(b1[a_{{TA}}(a_base, row, q, m, k)], b2[b_{{TB}}(b_base, q, col, k, n)], acc);
     }
-    store_c(member * per + row + col * m, row, member, acc, pf(7u), pf(8u));
+    store_c(member * per + row + col * m, row, member, acc, o);
 }
 
-// The same thin products on software adapters (the host's choice): each invocation an 8 x 4
-// block of C, straight down K with twelve loads per step for 32 multiply-adds where
+// The same thin products on software adapters (the host's choice): each invocation an 8 x 8
+// block of C, straight down K with sixteen loads per step for 64 multiply-adds where
 // `gemm_simple` makes two loads per multiply-add. llvmpipe turns every load inside a loop into
 // a loop over its SIMD lanes, so loads, not arithmetic, are its cost. A block's rows and
 // columns past the edge read the last row or column (no branch in the loop) and are not
 // stored. Each element of C sums in the order of `gemm_simple`, so the two give the same bits.
 // A GPU runs `gemm_simple`, whose one element per invocation keeps many more in flight.
-@compute @workgroup_size(256)
+// Workgroups of 64: the long thin products have few blocks (256 x 8 over K = 1,024: 32), and
+// llvmpipe runs a workgroup on one core.
+@compute @workgroup_size(64)
 fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let m = p[0];
     let n = p[1];
     let k = p[2];
+    let out = out_params();
     let row_blocks = (m + 7u) / 8u;
-    let per = row_blocks * ((n + 3u) / 4u);
-    let i = flat(gid, nwg);
+    let per = row_blocks * ((n + 7u) / 8u);
+    let i = gid.x + gid.y * nwg.x * 64u;
     if (i >= per * p[9]) { return; }
     let member = i / per;
     if (skipped(member)) { return; }
+    let o = out_for(out, member);
     let row = (i % per) % row_blocks * 8u;
-    let col = (i % per) / row_blocks * 4u;
+    let col = (i % per) / row_blocks * 8u;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     let last_row = m - 1u;
@@ -254,6 +288,10 @@ fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let j1 = min(col + 1u, last_col);
     let j2 = min(col + 2u, last_col);
     let j3 = min(col + 3u, last_col);
+    let j4 = min(col + 4u, last_col);
+    let j5 = min(col + 5u, last_col);
+    let j6 = min(col + 6u, last_col);
+    let j7 = min(col + 7u, last_col);
     var c0l = vec4<f32>(0.0);
     var c0h = vec4<f32>(0.0);
     var c1l = vec4<f32>(0.0);
@@ -262,6 +300,14 @@ fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     var c2h = vec4<f32>(0.0);
     var c3l = vec4<f32>(0.0);
     var c3h = vec4<f32>(0.0);
+    var c4l = vec4<f32>(0.0);
+    var c4h = vec4<f32>(0.0);
+    var c5l = vec4<f32>(0.0);
+    var c5h = vec4<f32>(0.0);
+    var c6l = vec4<f32>(0.0);
+    var c6h = vec4<f32>(0.0);
+    var c7l = vec4<f32>(0.0);
+    var c7h = vec4<f32>(0.0);
     for (var q = 0u; q < k; q++) {
         let al = vec4<f32>(
             b1[a_{{TA}}(a_base, row, q, m, k)],
@@ -275,23 +321,41 @@ fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             b1[a_{{TA}}(a_base, r6, q, m, k)],
             b1[a_{{TA}}(a_base, r7, q, m, k)],
         );
-        let bq = vec4<f32>(
+        let bl = vec4<f32>(
             b2[b_{{TB}}(b_base, q, col, k, n)],
             b2[b_{{TB}}(b_base, q, j1, k, n)],
             b2[b_{{TB}}(b_base, q, j2, k, n)],
             b2[b_{{TB}}(b_base, q, j3, k, n)],
         );
-        c0l = fma(al, vec4(bq.x), c0l);
-        c0h = fma(ah, vec4(bq.x), c0h);
-        c1l = fma(al, vec4(bq.y), c1l);
-        c1h = fma(ah, vec4(bq.y), c1h);
-        c2l = fma(al, vec4(bq.z), c2l);
-        c2h = fma(ah, vec4(bq.z), c2h);
-        c3l = fma(al, vec4(bq.w), c3l);
-        c3h = fma(ah, vec4(bq.w), c3h);
+        let bh = vec4<f32>(
+            b2[b_{{TB}}(b_base, q, j4, k, n)],
+            b2[b_{{TB}}(b_base, q, j5, k, n)],
+            b2[b_{{TB}}(b_base, q, j6, k, n)],
+            b2[b_{{TB}}(b_base, q, j7, k, n)],
+        );
+        c0l = fma(al, vec4(bl.x), c0l);
+        c0h = fma(ah, vec4(bl.x), c0h);
+        c1l = fma(al, vec4(bl.y), c1l);
+        c1h = fma(ah, vec4(bl.y), c1h);
+        c2l = fma(al, vec4(bl.z), c2l);
+        c2h = fma(ah, vec4(bl.z), c2h);
+        c3l = fma(al, vec4(bl.w), c3l);
+        c3h = fma(ah, vec4(bl.w), c3h);
+        c4l = fma(al, vec4(bh.x), c4l);
+        c4h = fma(ah, vec4(bh.x), c4h);
+        c5l = fma(al, vec4(bh.y), c5l);
+        c5h = fma(ah, vec4(bh.y), c5h);
+        c6l = fma(al, vec4(bh.z), c6l);
+        c6h = fma(ah, vec4(bh.z), c6h);
+        c7l = fma(al, vec4(bh.w), c7l);
+        c7h = fma(ah, vec4(bh.w), c7h);
     }
-    store_column(member, row, col, m, n, c0l, c0h);
-    store_column(member, row, col + 1u, m, n, c1l, c1h);
-    store_column(member, row, col + 2u, m, n, c2l, c2h);
-    store_column(member, row, col + 3u, m, n, c3l, c3h);
+    store_column(member, row, col, c0l, c0h, o);
+    store_column(member, row, col + 1u, c1l, c1h, o);
+    store_column(member, row, col + 2u, c2l, c2h, o);
+    store_column(member, row, col + 3u, c3l, c3h, o);
+    store_column(member, row, col + 4u, c4l, c4h, o);
+    store_column(member, row, col + 5u, c5l, c5h, o);
+    store_column(member, row, col + 6u, c6l, c6h, o);
+    store_column(member, row, col + 7u, c7l, c7h, o);
 }

@@ -333,7 +333,12 @@ enum PipelineKey {
 }
 
 fn grid(values: usize) -> (u32, u32, u32) {
-    let groups = values.div_ceil(WG).max(1);
+    grid_of(values, WG)
+}
+
+/// As [`grid`], for a kernel whose workgroups hold `size` invocations.
+fn grid_of(values: usize, size: usize) -> (u32, u32, u32) {
+    let groups = values.div_ceil(size).max(1);
     let x = groups.min(65_535);
     let y = groups.div_ceil(x);
     (x as u32, y as u32, 1)
@@ -651,7 +656,7 @@ impl GpuBackend {
             .store(adapter_choice(on), Ordering::Relaxed);
     }
 
-    /// Whether products too thin for tiles take `gemm_block` (an 8 x 4 block of the output per
+    /// Whether products too thin for tiles take `gemm_block` (an 8 x 8 block of the output per
     /// invocation: a quarter of the loads per multiply-add) rather than `gemm_simple` (one
     /// element per invocation: many more in flight): `None` the block on software adapters
     /// only (the default), `Some(on)` on any adapter or none (for parity tests and the
@@ -1069,8 +1074,8 @@ impl GpuBackend {
             self.dispatch(&pipeline, p, tensors, groups);
         } else if self.by_adapter(&self.thin_blocks) {
             let pipeline = self.gemm_pipeline("gemm_block", a.transposed, b.transposed);
-            let blocks = cs.stack * m.div_ceil(8) * n.div_ceil(4);
-            self.dispatch(&pipeline, p, tensors, grid(blocks));
+            let blocks = cs.stack * m.div_ceil(8) * n.div_ceil(8);
+            self.dispatch(&pipeline, p, tensors, grid_of(blocks, 64));
         } else {
             let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
             self.dispatch(&pipeline, p, tensors, grid(cs.len()));
