@@ -916,6 +916,8 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
         let long = if sup { 37 } else { 237 };
         let run = |b: &dyn Backend, fused: bool, private: Option<bool>| {
             g.set_fused_training(fused);
+            // The fused MLP kernel too where the adapter would train MLPs kernel by kernel.
+            g.set_fused_mlp(Some(true));
             g.set_private_training(private);
             let x = b.upload(Shape::new(1, dim, n), &x_values);
             let frozen = b.upload(Shape::new(1, dim, atoms), &frozen_values);
@@ -1629,8 +1631,10 @@ fn fused_runs_dispatch_rarely_and_read_once_per_evaluation() {
     if gpu().is_none() {
         return;
     }
-    // A device of its own, so that other tests' work does not enter its counters.
+    // A device of its own, so that other tests' work does not enter its counters; MLPs fused
+    // too where the adapter would train them kernel by kernel.
     let g = Arc::new(GpuBackend::request_blocking().expect("a second device"));
+    g.set_fused_mlp(Some(true));
     let mlp = MethodConfig::Mlp {
         hidden: vec![32],
         bias: true,
