@@ -69,8 +69,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub gpu_sweeps_only: bool,
     /// With --gpu: only these items of the GPU column's stack table (comma-separated, e.g.
-    /// `mlp256_train,mlp256_train_kbk`), without its products, checks, private-dictionary
-    /// and large-size rows: one kernel's before and after in seconds instead of minutes.
+    /// `mlp256_train,mlp256_train_kbk`; `products` for its table of products), without its
+    /// checks, private-dictionary and large-size rows: one kernel's before and after in
+    /// seconds instead of minutes.
     #[arg(long, value_delimiter = ',')]
     pub gpu_items: Option<Vec<String>>,
     /// Add the real-activation column: tokens per second of an SAE training step on batches
@@ -838,7 +839,10 @@ fn gpu_stack_item(
             // The engine's own path (fused where the kernel fits), or every step kernel by
             // kernel (the reference); the reconstruction, or the supervised objective of the
             // known-codes setting against the true codes.
+            // The fused kernel is forced for MLPs where the adapter would train them kernel
+            // by kernel (software adapters), so that both columns mean what they say.
             g.set_fused_training(!item.ends_with("_kbk"));
+            g.set_fused_mlp(Some(!item.ends_with("_kbk")));
             let base = item.trim_end_matches("_kbk");
             let hidden: &[usize] = match base {
                 "mlp32_train" | "mlp32_sup_train" => &[32],
@@ -872,6 +876,7 @@ fn gpu_stack_item(
             call();
             plumbing = g.counters().since(&before);
             g.set_fused_training(true);
+            g.set_fused_mlp(None);
             let widths = flops::widths(dim, hidden, n_atoms);
             flops_per_problem_step = if supervised {
                 flops::supervised_train_step(&widths, n, true, false)
@@ -942,8 +947,8 @@ fn per_step(c: &GpuCounters, steps: usize) -> String {
 }
 
 /// The GPU column: stacks of paper-size problems (1, 5, 64, 1024) for an SAE's, an MLP's
-/// (h = 32 and 256) and sparse coding's training step (the engine's path, fused where it fits, and kernel by
-/// kernel) and a step of the paper's
+/// (h = 32 and 256) and sparse coding's training step (fused where the kernel fits, forced
+/// for MLPs where the adapter would not choose it, and kernel by kernel) and a step of the paper's
 /// inference, microseconds per problem-step against the CPU's on all cores; then one SAE training step at N=4096 M=512 n=8192 and at the paper's LLM dictionary
 /// (N=16896 M=768 n=4096), in GFLOP/s.
 /// With `only`, just those items of the stack table.
@@ -952,15 +957,16 @@ fn gpu_column(min_secs: f64, cores: usize, only: Option<&[String]>) -> Result<Va
     println!("\n== GPU column: {:?}", gpu.adapter());
     let cpu = CpuBackend::new(1);
     let paper = DataConfig::default();
-    let (gemm_rows, checks_rows, private_rows) = if only.is_some() {
-        (
-            Value::Array(Vec::new()),
-            Value::Array(Vec::new()),
-            Value::Array(Vec::new()),
-        )
+    let asked = |item: &str| only.is_none_or(|o| o.iter().any(|i| i == item));
+    let gemm_rows = if asked("products") {
+        gpu_gemm_rows(&gpu, min_secs, cores)
+    } else {
+        Value::Array(Vec::new())
+    };
+    let (checks_rows, private_rows) = if only.is_some() {
+        (Value::Array(Vec::new()), Value::Array(Vec::new()))
     } else {
         (
-            gpu_gemm_rows(&gpu, min_secs, cores),
             gpu_checks_rows(&gpu, &paper, min_secs),
             gpu_private_rows(&gpu, &paper, min_secs),
         )
@@ -991,14 +997,16 @@ fn gpu_column(min_secs: f64, cores: usize, only: Option<&[String]>) -> Result<Va
         "mlp32_sup_train_kbk",
         "ito_step",
     ];
-    if let Some(unknown) = only.and_then(|o| o.iter().find(|i| !items.contains(&i.as_str()))) {
+    if let Some(unknown) = only.and_then(|o| {
+        o.iter()
+            .find(|i| *i != "products" && !items.contains(&i.as_str()))
+    }) {
         return Err(format!(
-            "--gpu-items: no item {unknown:?} (items: {})",
+            "--gpu-items: no item {unknown:?} (items: products, {})",
             items.join(", ")
         ));
     }
-    let wanted = |item: &str| only.is_none_or(|o| o.iter().any(|i| i == item));
-    for item in items.into_iter().filter(|i| wanted(i)) {
+    for item in items.into_iter().filter(|i| asked(i)) {
         // The CPU reference: one problem on one core, times the cores (problems in parallel).
         let cpu_rate = match item.trim_end_matches("_kbk") {
             "mlp32_train" => {
@@ -1273,7 +1281,9 @@ fn gpu_private_rows(gpu: &GpuBackend, paper: &DataConfig, min_secs: f64) -> Valu
 /// on all cores. What separates the two on a software adapter is mostly the kernel's code.
 fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
     let cpu = CpuBackend::new(cores);
-    let shapes: [(&str, usize, usize, usize, bool, bool); 7] = [
+    // The large sizes (tiles), then the thin products of the paper's MLP with 256 hidden
+    // units (N=16, M=8, n=1024), which no tile fits.
+    let shapes: [(&str, usize, usize, usize, bool, bool); 12] = [
         ("square nn", 1024, 1024, 1024, false, false),
         ("square tn", 1024, 1024, 1024, true, false),
         ("square nt", 1024, 1024, 1024, false, true),
@@ -1281,6 +1291,11 @@ fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
         ("W X (N x n, k=M)", 1024, 4096, 256, false, false),
         ("R S^T (M x N, k=n)", 256, 1024, 4096, false, true),
         ("D^T R (N x n, k=M)", 1024, 4096, 256, true, false),
+        ("mlp256 W1 X", 256, 1024, 8, false, false),
+        ("mlp256 W2 H", 16, 1024, 256, false, false),
+        ("mlp256 W2^T G", 256, 1024, 16, true, false),
+        ("mlp256 G H^T", 16, 256, 1024, false, true),
+        ("mlp256 G1 X^T", 256, 8, 1024, false, true),
     ];
     println!(
         "{:<22} {:>16} {:>12} {:>12}",
