@@ -130,12 +130,71 @@ fn store_column(member: u32, row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>, o
     if (row + 7u < m) { store_c(at + 7u, row + 7u, member, hi.w, o); }
 }
 
+// An 8 x 8 block of C as sixteen named vectors (column j: rows 0-3 in cjl, rows 4-7 in cjh)
+// rather than an array, which naga would leave in function memory (indexed by loop variables).
+struct Block {
+    c0l: vec4<f32>,
+    c0h: vec4<f32>,
+    c1l: vec4<f32>,
+    c1h: vec4<f32>,
+    c2l: vec4<f32>,
+    c2h: vec4<f32>,
+    c3l: vec4<f32>,
+    c3h: vec4<f32>,
+    c4l: vec4<f32>,
+    c4h: vec4<f32>,
+    c5l: vec4<f32>,
+    c5h: vec4<f32>,
+    c6l: vec4<f32>,
+    c6h: vec4<f32>,
+    c7l: vec4<f32>,
+    c7h: vec4<f32>,
+}
+
+fn block_zero() -> Block {
+    let z = vec4<f32>(0.0);
+    return Block(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
+}
+
+// `a` plus one step of K: the block's rows of op(A) (al, then ah) times its columns of op(B)
+// (bl, then bh), each element one multiply-add.
+fn block_fma(a: Block, al: vec4<f32>, ah: vec4<f32>, bl: vec4<f32>, bh: vec4<f32>) -> Block {
+    return Block(
+        fma(al, vec4(bl.x), a.c0l),
+        fma(ah, vec4(bl.x), a.c0h),
+        fma(al, vec4(bl.y), a.c1l),
+        fma(ah, vec4(bl.y), a.c1h),
+        fma(al, vec4(bl.z), a.c2l),
+        fma(ah, vec4(bl.z), a.c2h),
+        fma(al, vec4(bl.w), a.c3l),
+        fma(ah, vec4(bl.w), a.c3h),
+        fma(al, vec4(bh.x), a.c4l),
+        fma(ah, vec4(bh.x), a.c4h),
+        fma(al, vec4(bh.y), a.c5l),
+        fma(ah, vec4(bh.y), a.c5h),
+        fma(al, vec4(bh.z), a.c6l),
+        fma(ah, vec4(bh.z), a.c6h),
+        fma(al, vec4(bh.w), a.c7l),
+        fma(ah, vec4(bh.w), a.c7h),
+    );
+}
+
+// The block at rows row.., columns col.. of C, to the edge.
+fn store_block(member: u32, row: u32, col: u32, a: Block, o: Out) {
+    store_column(member, row, col, a.c0l, a.c0h, o);
+    store_column(member, row, col + 1u, a.c1l, a.c1h, o);
+    store_column(member, row, col + 2u, a.c2l, a.c2h, o);
+    store_column(member, row, col + 3u, a.c3l, a.c3h, o);
+    store_column(member, row, col + 4u, a.c4l, a.c4h, o);
+    store_column(member, row, col + 5u, a.c5l, a.c5h, o);
+    store_column(member, row, col + 6u, a.c6l, a.c6h, o);
+    store_column(member, row, col + 7u, a.c7l, a.c7h, o);
+}
+
 // 64 x 64 tiles of C: 8 x 8 invocations each own an 8 x 8 block (rows 8 lid.x.., columns
 // 8 lid.y..), read from the staged tiles four values at a time: per step of k, four vector
-// loads feed 64 multiply-adds. The block is sixteen named vectors (column j, rows 0-3 and
-// 4-7) rather than an array, which naga would leave in function memory (indexed by loop
-// variables). K advances 16 at a time through tiles of op(A) and op(B) staged in workgroup
-// memory; each invocation stages 16 values of each.
+// loads feed 64 multiply-adds into a `Block`. K advances 16 at a time through tiles of op(A)
+// and op(B) staged in workgroup memory; each invocation stages 16 values of each.
 @compute @workgroup_size(8, 8)
 fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let m = p[0];
@@ -150,22 +209,7 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     let tid = lid.y * 8u + lid.x;
-    var c0l = vec4<f32>(0.0);
-    var c0h = vec4<f32>(0.0);
-    var c1l = vec4<f32>(0.0);
-    var c1h = vec4<f32>(0.0);
-    var c2l = vec4<f32>(0.0);
-    var c2h = vec4<f32>(0.0);
-    var c3l = vec4<f32>(0.0);
-    var c3h = vec4<f32>(0.0);
-    var c4l = vec4<f32>(0.0);
-    var c4h = vec4<f32>(0.0);
-    var c5l = vec4<f32>(0.0);
-    var c5h = vec4<f32>(0.0);
-    var c6l = vec4<f32>(0.0);
-    var c6h = vec4<f32>(0.0);
-    var c7l = vec4<f32>(0.0);
-    var c7h = vec4<f32>(0.0);
+    var acc = block_zero();
     for (var k0 = 0u; k0 < k; k0 += TK) {
         for (var t = 0u; t < 16u; t++) {
             let e = tid + t * 64u;
@@ -193,35 +237,13 @@ fn gemm(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
             let ah = a_tile[o + 2u * lid.x + 1u];
             let bl = b_tile[o + 2u * lid.y];
             let bh = b_tile[o + 2u * lid.y + 1u];
-            c0l = fma(al, vec4(bl.x), c0l);
-            c0h = fma(ah, vec4(bl.x), c0h);
-            c1l = fma(al, vec4(bl.y), c1l);
-            c1h = fma(ah, vec4(bl.y), c1h);
-            c2l = fma(al, vec4(bl.z), c2l);
-            c2h = fma(ah, vec4(bl.z), c2h);
-            c3l = fma(al, vec4(bl.w), c3l);
-            c3h = fma(ah, vec4(bl.w), c3h);
-            c4l = fma(al, vec4(bh.x), c4l);
-            c4h = fma(ah, vec4(bh.x), c4h);
-            c5l = fma(al, vec4(bh.y), c5l);
-            c5h = fma(ah, vec4(bh.y), c5h);
-            c6l = fma(al, vec4(bh.z), c6l);
-            c6h = fma(ah, vec4(bh.z), c6h);
-            c7l = fma(al, vec4(bh.w), c7l);
-            c7h = fma(ah, vec4(bh.w), c7h);
+            acc = block_fma(acc, al, ah, bl, bh);
         }
         workgroupBarrier();
     }
     let row = row0 + 8u * lid.x;
     let col = col0 + 8u * lid.y;
-    store_column(member, row, col, c0l, c0h, o);
-    store_column(member, row, col + 1u, c1l, c1h, o);
-    store_column(member, row, col + 2u, c2l, c2h, o);
-    store_column(member, row, col + 3u, c3l, c3h, o);
-    store_column(member, row, col + 4u, c4l, c4h, o);
-    store_column(member, row, col + 5u, c5l, c5h, o);
-    store_column(member, row, col + 6u, c6l, c6h, o);
-    store_column(member, row, col + 7u, c7l, c7h, o);
+    store_block(member, row, col, acc, o);
 }
 
 // The same product for shapes too thin for tiles (the paper's: one side of 8 or 16, or few
@@ -292,22 +314,7 @@ fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let j5 = min(col + 5u, last_col);
     let j6 = min(col + 6u, last_col);
     let j7 = min(col + 7u, last_col);
-    var c0l = vec4<f32>(0.0);
-    var c0h = vec4<f32>(0.0);
-    var c1l = vec4<f32>(0.0);
-    var c1h = vec4<f32>(0.0);
-    var c2l = vec4<f32>(0.0);
-    var c2h = vec4<f32>(0.0);
-    var c3l = vec4<f32>(0.0);
-    var c3h = vec4<f32>(0.0);
-    var c4l = vec4<f32>(0.0);
-    var c4h = vec4<f32>(0.0);
-    var c5l = vec4<f32>(0.0);
-    var c5h = vec4<f32>(0.0);
-    var c6l = vec4<f32>(0.0);
-    var c6h = vec4<f32>(0.0);
-    var c7l = vec4<f32>(0.0);
-    var c7h = vec4<f32>(0.0);
+    var acc = block_zero();
     for (var q = 0u; q < k; q++) {
         let al = vec4<f32>(
             b1[a_{{TA}}(a_base, row, q, m, k)],
@@ -333,29 +340,7 @@ fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
             b2[b_{{TB}}(b_base, q, j6, k, n)],
             b2[b_{{TB}}(b_base, q, j7, k, n)],
         );
-        c0l = fma(al, vec4(bl.x), c0l);
-        c0h = fma(ah, vec4(bl.x), c0h);
-        c1l = fma(al, vec4(bl.y), c1l);
-        c1h = fma(ah, vec4(bl.y), c1h);
-        c2l = fma(al, vec4(bl.z), c2l);
-        c2h = fma(ah, vec4(bl.z), c2h);
-        c3l = fma(al, vec4(bl.w), c3l);
-        c3h = fma(ah, vec4(bl.w), c3h);
-        c4l = fma(al, vec4(bh.x), c4l);
-        c4h = fma(ah, vec4(bh.x), c4h);
-        c5l = fma(al, vec4(bh.y), c5l);
-        c5h = fma(ah, vec4(bh.y), c5h);
-        c6l = fma(al, vec4(bh.z), c6l);
-        c6h = fma(ah, vec4(bh.z), c6h);
-        c7l = fma(al, vec4(bh.w), c7l);
-        c7h = fma(ah, vec4(bh.w), c7h);
+        acc = block_fma(acc, al, ah, bl, bh);
     }
-    store_column(member, row, col, c0l, c0h, o);
-    store_column(member, row, col + 1u, c1l, c1h, o);
-    store_column(member, row, col + 2u, c2l, c2h, o);
-    store_column(member, row, col + 3u, c3l, c3h, o);
-    store_column(member, row, col + 4u, c4l, c4h, o);
-    store_column(member, row, col + 5u, c5l, c5h, o);
-    store_column(member, row, col + 6u, c6l, c6h, o);
-    store_column(member, row, col + 7u, c7l, c7h, o);
+    store_block(member, row, col, acc, o);
 }
