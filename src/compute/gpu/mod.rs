@@ -63,17 +63,27 @@ const PRIVATE_DICTIONARY_VALUES: usize = 1024;
 /// private copies and gradient sums in each invocation on a software adapter (`train.wgsl`'s
 /// PRIVATE): four arrays of this many values per invocation.
 const PRIVATE_TRAIN_VALUES: usize = 256;
-/// [`GpuBackend::set_private_dictionaries`]'s and [`GpuBackend::set_private_training`]'s
-/// choices.
-const PRIVATE_BY_ADAPTER: u8 = 0;
-const PRIVATE_NEVER: u8 = 1;
-const PRIVATE_ALWAYS: u8 = 2;
+/// The choices of the backend's per-adapter switches (`set_private_dictionaries`,
+/// `set_private_training`, `set_blocked_thin_products`, `set_fused_mlp`).
+const BY_ADAPTER: u8 = 0;
+const NEVER: u8 = 1;
+const ALWAYS: u8 = 2;
 /// A setter's `None` (by adapter), `Some(false)` (never) or `Some(true)` (always).
 fn adapter_choice(on: Option<bool>) -> u8 {
     match on {
-        None => PRIVATE_BY_ADAPTER,
-        Some(false) => PRIVATE_NEVER,
-        Some(true) => PRIVATE_ALWAYS,
+        None => BY_ADAPTER,
+        Some(false) => NEVER,
+        Some(true) => ALWAYS,
+    }
+}
+
+/// Whether a choice of [`BY_ADAPTER`], [`NEVER`] or [`ALWAYS`] is on, where by adapter it is
+/// `default`.
+fn chosen(choice: &std::sync::atomic::AtomicU8, default: bool) -> bool {
+    match choice.load(Ordering::Relaxed) {
+        NEVER => false,
+        ALWAYS => true,
+        _ => default,
     }
 }
 
@@ -614,10 +624,10 @@ impl GpuBackend {
             workgroup_bytes: u64::from(limits.max_compute_workgroup_storage_size),
             fused_training: std::sync::atomic::AtomicBool::new(true),
             checked_shaders: std::sync::atomic::AtomicBool::new(!trusted),
-            private_dictionaries: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
-            private_training: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
-            thin_blocks: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
-            fused_mlp: std::sync::atomic::AtomicU8::new(PRIVATE_BY_ADAPTER),
+            private_dictionaries: std::sync::atomic::AtomicU8::new(BY_ADAPTER),
+            private_training: std::sync::atomic::AtomicU8::new(BY_ADAPTER),
+            thin_blocks: std::sync::atomic::AtomicU8::new(BY_ADAPTER),
+            fused_mlp: std::sync::atomic::AtomicU8::new(BY_ADAPTER),
             scratch: Mutex::new(None),
         }
     }
@@ -681,11 +691,7 @@ impl GpuBackend {
 
     /// See [`Self::set_fused_mlp`].
     fn fused_mlp(&self) -> bool {
-        match self.fused_mlp.load(Ordering::Relaxed) {
-            PRIVATE_NEVER => false,
-            PRIVATE_ALWAYS => true,
-            _ => !self.adapter.software,
-        }
+        chosen(&self.fused_mlp, !self.adapter.software)
     }
 
     /// Whether the fused training kernel for `shape` takes the private form (see
@@ -697,14 +703,9 @@ impl GpuBackend {
             && self.by_adapter(&self.private_training)
     }
 
-    /// A choice of [`PRIVATE_BY_ADAPTER`], [`PRIVATE_NEVER`] or [`PRIVATE_ALWAYS`]: whether it
-    /// is on for this adapter.
+    /// Whether a choice that is on by default on software adapters only is on here.
     fn by_adapter(&self, choice: &std::sync::atomic::AtomicU8) -> bool {
-        match choice.load(Ordering::Relaxed) {
-            PRIVATE_NEVER => false,
-            PRIVATE_ALWAYS => true,
-            _ => self.adapter.software,
-        }
+        chosen(choice, self.adapter.software)
     }
 
     /// A shader module of this crate's WGSL, checked or trusted as
