@@ -274,7 +274,8 @@ fn optimiser_kernels_match_the_cpu() {
 /// A product's epilogue (bias and ReLU, the scaled residual, the L1 sign and the mask back
 /// through a ReLU) gives what the product followed by the operations it stands for gives, on
 /// the CPU (the reference) and on the GPU run as separate dispatches, in one dispatch; tiled
-/// and thin shapes, operands per member and broadcast, one scale and one per member.
+/// and thin shapes (by every thin kernel: an element per invocation, a block, a block in
+/// vectors of four), operands per member and broadcast, one scale and one per member.
 #[test]
 fn product_epilogues_match_the_operations_they_fuse() {
     if gpu().is_none() {
@@ -285,7 +286,13 @@ fn product_epilogues_match_the_operations_they_fuse() {
     let cpu = CpuBackend::new(1);
     let g: &GpuBackend = &g;
     let cpu_ref: &dyn Backend = &cpu;
-    for (m, n, k) in [(70, 65, 130), (16, 300, 8)] {
+    for ((m, n, k), blocked) in [
+        ((70, 65, 130), None),
+        ((16, 300, 8), Some(false)),
+        ((16, 300, 8), Some(true)),
+        ((13, 30, 6), Some(true)),
+    ] {
+        g.set_blocked_thin_products(blocked);
         let a_shape = Shape::new(3, m, k);
         let b_shape = Shape::new(3, n, k);
         let c_shape = Shape::new(3, m, n);
@@ -305,7 +312,9 @@ fn product_epilogues_match_the_operations_they_fuse() {
             let on_cpu = epilogue_cases(&cbias, &cx, &cout, &scales);
             let on_gpu = epilogue_cases(&dbias, &dx, &dout, &scales);
             for ((what, cpu_epilogue), (_, epilogue)) in on_cpu.into_iter().zip(on_gpu) {
-                let what = format!("{what} at {m}x{n}x{k}, operands of stack {operand_stack}");
+                let what = format!(
+                    "{what} at {m}x{n}x{k} (blocked {blocked:?}), operands of stack {operand_stack}"
+                );
                 let zero = vec![0.0; c_shape.len()];
                 let (mut cc, mut fused) = pair(g, c_shape, &zero);
                 let mut apart = g.upload(c_shape, &zero);
@@ -392,6 +401,7 @@ fn products_match_the_cpu_in_every_layout() {
         (70, 65, 130),
         (5, 3, 200),
         (13, 6, 40),
+        (12, 20, 12),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             for (a_stack, b_stack) in [(3, 3), (1, 3), (3, 1)] {
@@ -422,8 +432,10 @@ fn products_match_the_cpu_in_every_layout() {
                     let (mut cc, _) = pair(g, c_shape, &c0);
                     cpu.gemm(alpha, op(&ca, ta), op(&cb, tb), beta, &mut cc);
                     let want = host(&cpu, &cc);
-                    // Thin shapes both ways (an element or a block of C per invocation): the
-                    // same sums in the same order, so the same bits.
+                    // Thin shapes both ways (an element or a block of C per invocation; the
+                    // block read and written in vectors of four where M and K are multiples of
+                    // 4, and N where B is transposed, else value by value): the same sums in the
+                    // same order, so the same bits.
                     let mut thin = Vec::new();
                     for blocked in [false, true] {
                         g.set_blocked_thin_products(Some(blocked));

@@ -1283,7 +1283,8 @@ fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
     let cpu = CpuBackend::new(cores);
     // The large sizes (tiles), then the thin products of the paper's MLP with 256 hidden
     // units (N=16, M=8, n=1024), which no tile fits.
-    let shapes: [(&str, usize, usize, usize, bool, bool); 12] = [
+    let shapes: [(&str, usize, usize, usize, bool, bool); 13] = [
+        ("submit floor", 8, 8, 8, false, false),
         ("square nn", 1024, 1024, 1024, false, false),
         ("square tn", 1024, 1024, 1024, true, false),
         ("square nt", 1024, 1024, 1024, false, true),
@@ -1332,8 +1333,9 @@ fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
         };
         let (g, c) = (rate(gpu), rate(&cpu));
         println!(
-            "{label:<22} {:>16} {g:>12.1} {c:>12.1}",
-            format!("{m}x{n}x{k}")
+            "{label:<22} {:>16} {g:>12.1} {c:>12.1} {:>10.1} us",
+            format!("{m}x{n}x{k}"),
+            2.0 * (m * n * k) as f64 / g / 1e3
         );
         rows.push(
             serde_json::json!({ "product": label, "m": m, "n": n, "k": k,

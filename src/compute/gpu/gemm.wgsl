@@ -9,12 +9,6 @@
 // scaled residual against b4; 3 + l1 sign(b4) (flag 1), zero where b4 <= 0 (flag 2). A member
 // whose skip flag is set is left alone (its C as it was): FISTA's converged members.
 
-// Whether `member` is to be left alone (no skip flags: none is).
-fn skipped(member: u32) -> bool {
-    let at = 14u + p[13];
-    return p[at] != 0u && p[at + 1u + member] != 0u;
-}
-
 const TILE: u32 = 64u;
 const TK: u32 = 16u;
 // A staged tile holds TK rows of TILE values as vectors of 4, each row padded by one vector
@@ -56,61 +50,17 @@ fn tile_b_t(e: u32) -> vec2<u32> {
     return vec2(e / TILE, e % TILE);
 }
 
-// How the kernel stores C, read from the parameters once, before the kernel's first branch:
-// llvmpipe loads a parameter as one value for all lanes only outside every branch and loop,
-// and as a loop over its lanes inside them (each element's store read them again, and the
-// stores cost the products of short K more than their multiply-adds). `scale` is the
-// member's (epilogues 2 and 3), set once the member is known.
-struct Out {
-    m: u32,
-    n: u32,
-    alpha: f32,
-    beta: f32,
-    epilogue: u32,
-    flags: u32,
-    operand_broadcast: bool,
-    scale: f32,
-}
-
-fn out_params() -> Out {
-    return Out(p[0], p[1], pf(7u), pf(8u), p[10], p[12], p[11] == 1u, 0.0);
-}
-
-// `o` with the scale of `member` where its epilogue takes one.
-fn out_for(o: Out, member: u32) -> Out {
-    var r = o;
-    if (o.epilogue >= 2u) {
-        r.scale = member_value(14u, p[13], member);
-    }
-    return r;
-}
-
 // alpha c + beta C at one element of C (row `row` of member `member`), then the epilogue.
 fn store_c(at: u32, row: u32, member: u32, c: f32, o: Out) {
-    var out = o.alpha * c;
+    var old = 0.0;
     if (o.beta != 0.0) {
-        out += o.beta * b3[at];
+        old = b3[at];
     }
-    if (o.epilogue == 1u) {
-        if ((o.flags & 1u) != 0u) {
-            out = out + b4[select(member, 0u, o.operand_broadcast) * o.m + row];
-        }
-        if ((o.flags & 2u) != 0u) {
-            out = select(0.0, out, out > 0.0 && !is_nan(out));
-        }
-    } else if (o.epilogue == 2u) {
-        let x = b4[select(at, at - member * o.m * o.n, o.operand_broadcast)];
-        out = (out - x) * o.scale;
-    } else if (o.epilogue == 3u) {
-        let s = b4[at];
-        if ((o.flags & 1u) != 0u) {
-            out = out + sign_of(s) * o.scale;
-        }
-        if ((o.flags & 2u) != 0u) {
-            out = select(0.0, out, s > 0.0);
-        }
+    var x = 0.0;
+    if (reads_operand(o)) {
+        x = b4[operand_at(at, row, member, o)];
     }
-    b3[at] = out;
+    b3[at] = finish(vec4(c), vec4(old), vec4(x), o).x;
 }
 
 // Rows row..row + 7 of one column of C (lo holds the first four, hi the next), to the edge.
@@ -130,54 +80,6 @@ fn store_column(member: u32, row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>, o
     if (row + 7u < m) { store_c(at + 7u, row + 7u, member, hi.w, o); }
 }
 
-// An 8 x 8 block of C as sixteen named vectors (column j: rows 0-3 in cjl, rows 4-7 in cjh)
-// rather than an array, which naga would leave in function memory (indexed by loop variables).
-struct Block {
-    c0l: vec4<f32>,
-    c0h: vec4<f32>,
-    c1l: vec4<f32>,
-    c1h: vec4<f32>,
-    c2l: vec4<f32>,
-    c2h: vec4<f32>,
-    c3l: vec4<f32>,
-    c3h: vec4<f32>,
-    c4l: vec4<f32>,
-    c4h: vec4<f32>,
-    c5l: vec4<f32>,
-    c5h: vec4<f32>,
-    c6l: vec4<f32>,
-    c6h: vec4<f32>,
-    c7l: vec4<f32>,
-    c7h: vec4<f32>,
-}
-
-fn block_zero() -> Block {
-    let z = vec4<f32>(0.0);
-    return Block(z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z);
-}
-
-// `a` plus one step of K: the block's rows of op(A) (al, then ah) times its columns of op(B)
-// (bl, then bh), each element one multiply-add.
-fn block_fma(a: Block, al: vec4<f32>, ah: vec4<f32>, bl: vec4<f32>, bh: vec4<f32>) -> Block {
-    return Block(
-        fma(al, vec4(bl.x), a.c0l),
-        fma(ah, vec4(bl.x), a.c0h),
-        fma(al, vec4(bl.y), a.c1l),
-        fma(ah, vec4(bl.y), a.c1h),
-        fma(al, vec4(bl.z), a.c2l),
-        fma(ah, vec4(bl.z), a.c2h),
-        fma(al, vec4(bl.w), a.c3l),
-        fma(ah, vec4(bl.w), a.c3h),
-        fma(al, vec4(bh.x), a.c4l),
-        fma(ah, vec4(bh.x), a.c4h),
-        fma(al, vec4(bh.y), a.c5l),
-        fma(ah, vec4(bh.y), a.c5h),
-        fma(al, vec4(bh.z), a.c6l),
-        fma(ah, vec4(bh.z), a.c6h),
-        fma(al, vec4(bh.w), a.c7l),
-        fma(ah, vec4(bh.w), a.c7h),
-    );
-}
 
 // The block at rows row.., columns col.. of C, to the edge.
 fn store_block(member: u32, row: u32, col: u32, a: Block, o: Out) {

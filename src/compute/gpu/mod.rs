@@ -29,7 +29,9 @@ const COMMON: &str = include_str!("common.wgsl");
 const ELEMENTWISE: &str = include_str!("elementwise.wgsl");
 const COLUMNS: &str = include_str!("columns.wgsl");
 const LOSS: &str = include_str!("loss.wgsl");
+const GEMM_COMMON: &str = include_str!("gemm_common.wgsl");
 const GEMM: &str = include_str!("gemm.wgsl");
+const GEMM_VEC: &str = include_str!("gemm_vec.wgsl");
 const FUSED: &str = include_str!("fused.wgsl");
 const TRAIN_COMMON: &str = include_str!("train_common.wgsl");
 const TRAIN: &str = include_str!("train.wgsl");
@@ -389,7 +391,24 @@ pub fn gemm_source(ta: bool, tb: bool) -> String {
     let body = GEMM
         .replace("{{TA}}", &case[..1])
         .replace("{{TB}}", &case[1..]);
-    format!("{COMMON}\n{body}")
+    format!("{COMMON}\n{GEMM_COMMON}\n{body}")
+}
+
+/// The same for `gemm_block4` (`gemm_vec.wgsl`), which reads and writes vectors of four: the
+/// declarations of b1..b4 (A, B, C, the epilogue's operand) in `common.wgsl` become arrays of
+/// `vec4<f32>`.
+pub fn gemm_vec_source(ta: bool, tb: bool) -> String {
+    let case = gemm_case(ta, tb);
+    let mut common = COMMON.to_string();
+    for name in ["b1", "b2", "b3", "b4"] {
+        let scalar = format!("{name}: array<f32>;");
+        assert!(common.contains(&scalar), "common.wgsl declares {name}");
+        common = common.replace(&scalar, &format!("{name}: array<vec4<f32>>;"));
+    }
+    let body = GEMM_VEC
+        .replace("{{TA}}", &case[..1])
+        .replace("{{TB}}", &case[1..]);
+    format!("{common}\n{GEMM_COMMON}\n{body}")
 }
 
 /// The whole WGSL of the fused sparse-coding training kernel for `latents` atoms of `dim`
@@ -1096,7 +1115,10 @@ impl GpuBackend {
             );
             self.dispatch(&pipeline, p, tensors, groups);
         } else if self.by_adapter(&self.thin_blocks) {
-            let pipeline = self.gemm_pipeline("gemm_block", a.transposed, b.transposed);
+            // Four values per load where every vector is aligned (see gemm_vec.wgsl).
+            let aligned = k % 4 == 0 && m % 4 == 0 && (!b.transposed || n % 4 == 0);
+            let entry = if aligned { "gemm_block4" } else { "gemm_block" };
+            let pipeline = self.gemm_pipeline(entry, a.transposed, b.transposed);
             let blocks = cs.stack * m.div_ceil(8) * n.div_ceil(8);
             self.dispatch(&pipeline, p, tensors, grid_of(blocks, 64));
         } else {
@@ -1172,7 +1194,13 @@ impl GpuBackend {
     fn gemm_pipeline(&self, entry: &'static str, ta: bool, tb: bool) -> wgpu::ComputePipeline {
         self.pipeline_from(
             PipelineKey::Gemm(entry, ta, tb),
-            || self.shader("gemm", gemm_source(ta, tb)),
+            || {
+                if entry == "gemm_block4" {
+                    self.shader("gemm_vec", gemm_vec_source(ta, tb))
+                } else {
+                    self.shader("gemm", gemm_source(ta, tb))
+                }
+            },
             entry,
         )
     }
