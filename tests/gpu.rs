@@ -275,7 +275,8 @@ fn optimiser_kernels_match_the_cpu() {
 /// through a ReLU) gives what the product followed by the operations it stands for gives, on
 /// the CPU (the reference) and on the GPU run as separate dispatches, in one dispatch; tiled
 /// and thin shapes (by every thin kernel: an element per invocation, a block, a block in
-/// vectors of four), operands per member and broadcast, one scale and one per member.
+/// vectors of four, 16 x 16 blocks), operands per member and broadcast, one scale and one per
+/// member.
 #[test]
 fn product_epilogues_match_the_operations_they_fuse() {
     if gpu().is_none() {
@@ -290,6 +291,7 @@ fn product_epilogues_match_the_operations_they_fuse() {
         ((70, 65, 130), None),
         ((16, 300, 8), Some(false)),
         ((16, 300, 8), Some(true)),
+        ((16, 304, 16), Some(true)),
         ((13, 30, 6), Some(true)),
     ] {
         g.set_blocked_thin_products(blocked);
@@ -402,6 +404,7 @@ fn products_match_the_cpu_in_every_layout() {
         (5, 3, 200),
         (13, 6, 40),
         (12, 20, 12),
+        (32, 48, 20),
     ] {
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
             for (a_stack, b_stack) in [(3, 3), (1, 3), (3, 1)] {
@@ -434,8 +437,9 @@ fn products_match_the_cpu_in_every_layout() {
                     let want = host(&cpu, &cc);
                     // Thin shapes both ways (an element or a block of C per invocation; the
                     // block read and written in vectors of four where M and K are multiples of
-                    // 4, and N where B is transposed, else value by value): the same sums in the
-                    // same order, so the same bits.
+                    // 4, and N where B is transposed, else value by value; 16 x 16 where M and N
+                    // are multiples of 16 and K at least 16): the same sums in the same order,
+                    // so the same bits.
                     let mut thin = Vec::new();
                     for blocked in [false, true] {
                         g.set_blocked_thin_products(Some(blocked));

@@ -135,6 +135,18 @@ fn store_column4(member: u32, row: u32, col: u32, lo: vec4<f32>, hi: vec4<f32>, 
     }
 }
 
+// The 8 x 8 block at rows row.., columns col.. of C, to the edge.
+fn store_block4(member: u32, row: u32, col: u32, a: Block, o: Out) {
+    store_column4(member, row, col, a.c0l, a.c0h, o);
+    store_column4(member, row, col + 1u, a.c1l, a.c1h, o);
+    store_column4(member, row, col + 2u, a.c2l, a.c2h, o);
+    store_column4(member, row, col + 3u, a.c3l, a.c3h, o);
+    store_column4(member, row, col + 4u, a.c4l, a.c4h, o);
+    store_column4(member, row, col + 5u, a.c5l, a.c5h, o);
+    store_column4(member, row, col + 6u, a.c6l, a.c6h, o);
+    store_column4(member, row, col + 7u, a.c7l, a.c7h, o);
+}
+
 @compute @workgroup_size(64)
 fn gemm_block4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let m = p[0];
@@ -161,12 +173,61 @@ fn gemm_block4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         acc = block_fma(acc, a.l2, a.h2, b.l2, b.h2);
         acc = block_fma(acc, a.l3, a.h3, b.l3, b.h3);
     }
-    store_column4(member, row, col, acc.c0l, acc.c0h, o);
-    store_column4(member, row, col + 1u, acc.c1l, acc.c1h, o);
-    store_column4(member, row, col + 2u, acc.c2l, acc.c2h, o);
-    store_column4(member, row, col + 3u, acc.c3l, acc.c3h, o);
-    store_column4(member, row, col + 4u, acc.c4l, acc.c4h, o);
-    store_column4(member, row, col + 5u, acc.c5l, acc.c5h, o);
-    store_column4(member, row, col + 6u, acc.c6l, acc.c6h, o);
-    store_column4(member, row, col + 7u, acc.c7l, acc.c7h, o);
+    store_block4(member, row, col, acc, o);
+}
+
+// A 16 x 16 block per invocation, as four 8 x 8 blocks (rows r, columns c: acc_rc), where M and
+// N are multiples of 16: per four steps of K, 32 vector loads for 1,024 multiply-adds, half as
+// many per multiply-add as `gemm_block4`.
+@compute @workgroup_size(16)
+fn gemm_block16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let m = p[0];
+    let n = p[1];
+    let k = p[2];
+    let out = out_params();
+    let row_blocks = m / 16u;
+    let per = row_blocks * (n / 16u);
+    let i = gid.x + gid.y * nwg.x * 16u;
+    if (i >= per * p[9]) { return; }
+    let member = i / per;
+    if (skipped(member)) { return; }
+    let o = out_for(out, member);
+    let row = (i % per) % row_blocks * 16u;
+    let col = (i % per) / row_blocks * 16u;
+    let a_base = select(member, 0u, p[5] == 1u) * m * k;
+    let b_base = select(member, 0u, p[6] == 1u) * k * n;
+    let ra0 = reach_a_{{TA}}(a_base, row, m, k);
+    let ra1 = reach_a_{{TA}}(a_base, row + 8u, m, k);
+    let rb0 = reach_b_{{TB}}(b_base, col, n, k);
+    let rb1 = reach_b_{{TB}}(b_base, col + 8u, n, k);
+    var acc00 = block_zero();
+    var acc01 = block_zero();
+    var acc10 = block_zero();
+    var acc11 = block_zero();
+    for (var q = 0u; q < k; q += 4u) {
+        let qa0 = quad_a_{{TA}}(ra0, q);
+        let qa1 = quad_a_{{TA}}(ra1, q);
+        let qb0 = quad_b_{{TB}}(rb0, q);
+        let qb1 = quad_b_{{TB}}(rb1, q);
+        acc00 = block_fma(acc00, qa0.l0, qa0.h0, qb0.l0, qb0.h0);
+        acc01 = block_fma(acc01, qa0.l0, qa0.h0, qb1.l0, qb1.h0);
+        acc10 = block_fma(acc10, qa1.l0, qa1.h0, qb0.l0, qb0.h0);
+        acc11 = block_fma(acc11, qa1.l0, qa1.h0, qb1.l0, qb1.h0);
+        acc00 = block_fma(acc00, qa0.l1, qa0.h1, qb0.l1, qb0.h1);
+        acc01 = block_fma(acc01, qa0.l1, qa0.h1, qb1.l1, qb1.h1);
+        acc10 = block_fma(acc10, qa1.l1, qa1.h1, qb0.l1, qb0.h1);
+        acc11 = block_fma(acc11, qa1.l1, qa1.h1, qb1.l1, qb1.h1);
+        acc00 = block_fma(acc00, qa0.l2, qa0.h2, qb0.l2, qb0.h2);
+        acc01 = block_fma(acc01, qa0.l2, qa0.h2, qb1.l2, qb1.h2);
+        acc10 = block_fma(acc10, qa1.l2, qa1.h2, qb0.l2, qb0.h2);
+        acc11 = block_fma(acc11, qa1.l2, qa1.h2, qb1.l2, qb1.h2);
+        acc00 = block_fma(acc00, qa0.l3, qa0.h3, qb0.l3, qb0.h3);
+        acc01 = block_fma(acc01, qa0.l3, qa0.h3, qb1.l3, qb1.h3);
+        acc10 = block_fma(acc10, qa1.l3, qa1.h3, qb0.l3, qb0.h3);
+        acc11 = block_fma(acc11, qa1.l3, qa1.h3, qb1.l3, qb1.h3);
+    }
+    store_block4(member, row, col, acc00, o);
+    store_block4(member, row, col + 8u, acc01, o);
+    store_block4(member, row + 8u, col, acc10, o);
+    store_block4(member, row + 8u, col + 8u, acc11, o);
 }

@@ -1117,10 +1117,15 @@ impl GpuBackend {
         } else if self.by_adapter(&self.thin_blocks) {
             // Four values per load where every vector is aligned (see gemm_vec.wgsl).
             let aligned = k % 4 == 0 && m % 4 == 0 && (!b.transposed || n % 4 == 0);
-            let entry = if aligned { "gemm_block4" } else { "gemm_block" };
+            let wide = aligned && m % 16 == 0 && n % 16 == 0 && k >= 16;
+            let (entry, side, group) = match (aligned, wide) {
+                (_, true) => ("gemm_block16", 16, 16),
+                (true, false) => ("gemm_block4", 8, 64),
+                _ => ("gemm_block", 8, 64),
+            };
             let pipeline = self.gemm_pipeline(entry, a.transposed, b.transposed);
-            let blocks = cs.stack * m.div_ceil(8) * n.div_ceil(8);
-            self.dispatch(&pipeline, p, tensors, grid_of(blocks, 64));
+            let blocks = cs.stack * m.div_ceil(side) * n.div_ceil(side);
+            self.dispatch(&pipeline, p, tensors, grid_of(blocks, group));
         } else {
             let pipeline = self.gemm_pipeline("gemm_simple", a.transposed, b.transposed);
             self.dispatch(&pipeline, p, tensors, grid(cs.len()));
@@ -1195,7 +1200,7 @@ impl GpuBackend {
         self.pipeline_from(
             PipelineKey::Gemm(entry, ta, tb),
             || {
-                if entry == "gemm_block4" {
+                if entry.starts_with("gemm_block") && entry != "gemm_block" {
                     self.shader("gemm_vec", gemm_vec_source(ta, tb))
                 } else {
                     self.shader("gemm", gemm_source(ta, tb))
