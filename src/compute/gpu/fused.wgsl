@@ -1,8 +1,12 @@
 // Per-sample solvers, many iterations per dispatch: once the dictionary is fixed every sample's
 // problem is independent, so one invocation owns one (member, sample) and keeps its code and
 // optimiser state in registers, with the member's dictionary in workgroup memory. NN (atoms)
-// and MM (dimension) are substituted by the host (at most 64 each, NN * MM at most 4096).
-// Workgroup y is the member.
+// and MM (dimension) are substituted by the host (at most 64 each, NN * MM at most 4096). MM
+// is the dimension rounded up to a multiple of 8, so that a grid of cells of many dimensions
+// (a phase diagram's deltas) compiles a few kernels rather than one per dimension: the real
+// dimension is p[6]. The dictionary's rows past it are zeros, so whatever the residual holds
+// there adds nothing to a code's gradient (the signal's are copies of its last row, read in
+// bounds). Workgroup y is the member.
 
 const NN: u32 = {{NN}}u;
 const MM: u32 = {{MM}}u;
@@ -19,11 +23,22 @@ var<workgroup> dict: array<f32, {{NN_MM}}>;
 const PRIVATE: bool = {{PRIVATE}};
 var<private> dict_own: array<f32, {{OWN}}>;
 
-fn load_dict(member: u32, lid: u32) {
+fn load_dict(member: u32, lid: u32, dim: u32) {
     for (var t = lid; t < NN * MM; t += 64u) {
-        dict[t] = b1[member * NN * MM + t];
+        let i = t % MM;
+        let v = b1[member * NN * dim + t / MM * dim + min(i, dim - 1u)];
+        dict[t] = select(0.0, v, i < dim);
     }
     workgroupBarrier();
+}
+// The sample's signal (dim values at `at`; past dim, its last value again: met only by the
+// dictionary's zero rows).
+fn load_signal(at: u32, dim: u32) -> array<f32, MM> {
+    var x: array<f32, MM>;
+    for (var i = 0u; i < MM; i++) {
+        x[i] = b2[at + min(i, dim - 1u)];
+    }
+    return x;
 }
 
 // With PRIVATE, this invocation's copy (by the invocations that have a sample). The callers pass
@@ -49,24 +64,24 @@ fn dict_at(t: u32) -> f32 {
 // state b3 u, b4 codes, b5 m, b6 v (stack x NN x n). Each step's Adam scalars are the host's
 // (beta1, beta2, eps, step_size, bias2_sqrt), as the kernel-by-kernel path takes them: one set
 // per step for every member (stride 1) or one per step and member (stride = members).
-// p = [n, steps, x_broadcast, mse_scale, n_l1, stride, l1..., scalars (5 per step x stride)...]
+// p = [n, steps, x_broadcast, mse_scale, n_l1, stride, dim, l1..., scalars (5 per step x
+// stride)...]
 @compute @workgroup_size(64)
 fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let member = wg.y;
-    load_dict(member, lid.x);
+    let dim = p[6];
+    load_dict(member, lid.x, dim);
     let n = p[0];
     let sample = gid.x;
     if (sample >= n) { return; }
     own_dict(select(NN * MM, 0u, n == 0u));
     let steps = p[1];
     let mse = pf(3u);
-    let l1 = member_value(6u, p[4], member);
+    let l1 = member_value(7u, p[4], member);
     let stride = p[5];
-    let scalars_at = 6u + p[4] + 5u * select(member, 0u, stride == 1u);
-    let xb = select(member, 0u, p[2] == 1u) * MM * n + sample * MM;
+    let scalars_at = 7u + p[4] + 5u * select(member, 0u, stride == 1u);
     let sb = member * NN * n + sample * NN;
-    var x: array<f32, MM>;
-    for (var i = 0u; i < MM; i++) { x[i] = b2[xb + i]; }
+    let x = load_signal(select(member, 0u, p[2] == 1u) * dim * n + sample * dim, dim);
     var u: array<f32, NN>;
     var s: array<f32, NN>;
     var m: array<f32, NN>;
@@ -118,28 +133,27 @@ fn adam_exp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invoca
 }
 
 // FISTA iterations through the dictionary b1 for the signals b2; state b3 s, b4 s_prev, b5 y.
-// p = [n, iters, x_broadcast, nonneg, n_members_values, momentum stride, steps (g)...,
+// p = [n, iters, x_broadcast, nonneg, n_members_values, momentum stride, dim, steps (g)...,
 // thresholds..., momenta (per iteration: one, or one per member)...]
 @compute @workgroup_size(64)
 fn fista(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
     let member = wg.y;
-    load_dict(member, lid.x);
+    let dim = p[6];
+    load_dict(member, lid.x, dim);
     let n = p[0];
     let sample = gid.x;
     if (sample >= n) { return; }
     let iters = p[1];
     let count = p[4];
-    let g = member_value(6u, count, member);
+    let g = member_value(7u, count, member);
     // A member that converged (the host keeps its codes) takes the step 0: left alone.
     if (g == 0.0) { return; }
     own_dict(select(NN * MM, 0u, n == 0u));
-    let th = member_value(6u + count, count, member);
+    let th = member_value(7u + count, count, member);
     // Momenta: iteration-major, p[5] per iteration (one for all members, or one each).
-    let mom_at = 6u + 2u * count + select(member, 0u, p[5] == 1u);
-    let xb = select(member, 0u, p[2] == 1u) * MM * n + sample * MM;
+    let mom_at = 7u + 2u * count + select(member, 0u, p[5] == 1u);
     let sb = member * NN * n + sample * NN;
-    var x: array<f32, MM>;
-    for (var i = 0u; i < MM; i++) { x[i] = b2[xb + i]; }
+    let x = load_signal(select(member, 0u, p[2] == 1u) * dim * n + sample * dim, dim);
     var s: array<f32, NN>;
     var sp: array<f32, NN>;
     var y: array<f32, NN>;

@@ -351,6 +351,14 @@ fn grid(values: usize) -> (u32, u32, u32) {
 }
 
 /// As [`grid`], for a kernel whose workgroups hold `size` invocations.
+/// The dimension the fused solvers are compiled for: `dim` rounded up to a multiple of 8 (at
+/// most [`FUSED_MAX_SIDE`] for a dimension that is), so that the cells of a grid over many
+/// dimensions share a few pipelines. Building one is most of a phase diagram's time on
+/// lavapipe (which translates every pipeline's SPIR-V again, its shader cache notwithstanding).
+fn fused_dim(dim: usize) -> usize {
+    dim.next_multiple_of(8)
+}
+
 fn grid_of(values: usize, size: usize) -> (u32, u32, u32) {
     let groups = values.div_ceil(size).max(1);
     let x = groups.min(65_535);
@@ -2166,10 +2174,11 @@ impl Backend for GpuBackend {
         let scalars = StepScalars::new(job.scalars, members);
         // Steps per dispatch: as many as keep the parameters inside their window (and, on a
         // software adapter, its loop guard).
+        let padded = fused_dim(dim);
         let steps_per = scalars
-            .steps_per_window(6 + job.l1_scale.len())
-            .min(self.solver_iterations_per_dispatch(dim, atoms));
-        let pipeline = self.fused_pipeline("adam_exp", dim, atoms);
+            .steps_per_window(7 + job.l1_scale.len())
+            .min(self.solver_iterations_per_dispatch(padded, atoms));
+        let pipeline = self.fused_pipeline("adam_exp", padded, atoms);
         for chunk in scalars.blocks(steps_per) {
             let steps = chunk.len() / members;
             let p = Params::default()
@@ -2179,6 +2188,7 @@ impl Backend for GpuBackend {
                 .f(job.mse_scale)
                 .u(job.l1_scale.len())
                 .u(scalars.stride)
+                .u(dim)
                 .values(job.l1_scale);
             let p = scalars.push(p, chunk);
             self.dispatch(
@@ -2232,12 +2242,13 @@ impl Backend for GpuBackend {
             thresholds.len(),
             "fista: one step and threshold per member"
         );
-        let pipeline = self.fused_pipeline("fista", dim, atoms);
+        let padded = fused_dim(dim);
+        let pipeline = self.fused_pipeline("fista", padded, atoms);
         let stride = job.momentum_stride(members);
         // Iterations in dispatches of at most 250, each a few milliseconds, whose momenta fit
         // the parameter window beside the per-member values (and, on a software adapter, its
         // loop guard).
-        let iterations = self.solver_iterations_per_dispatch(dim, atoms).min(250);
+        let iterations = self.solver_iterations_per_dispatch(padded, atoms).min(250);
         let per_dispatch = (iterations * stride)
             .min(8192 / stride * stride)
             .max(stride);
@@ -2249,6 +2260,7 @@ impl Backend for GpuBackend {
                 .b(job.nonneg)
                 .u(steps.len())
                 .u(stride)
+                .u(dim)
                 .values(&steps)
                 .values(&thresholds)
                 .values(chunk);
