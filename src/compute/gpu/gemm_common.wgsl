@@ -53,7 +53,7 @@ fn finish(c: vec4<f32>, old: vec4<f32>, x: vec4<f32>, o: Out) -> vec4<f32> {
         }
         if ((o.flags & 2u) != 0u) {
             let nan = (bitcast<vec4<u32>>(out) & vec4(0x7fffffffu)) > vec4(0x7f800000u);
-            out = select(zero, out, out > zero & !nan);
+            out = select(zero, out, (out > zero) & !nan);
         }
     } else if (o.epilogue == 2u) {
         out = (out - x) * o.scale;
