@@ -1030,7 +1030,8 @@ fn fused_encoder_training_matches_the_step_by_step_path() {
 
 /// Fused full-batch training of sparse coding (a stack with per-member learning rates, a
 /// batch that is not a whole number of chunks, the L1 penalty changed between calls as a
-/// warm-up does) against the CPU's steps and the GPU's own kernel-by-kernel steps.
+/// warm-up does), in its private and workgroup forms, against the CPU's steps and the GPU's
+/// own kernel-by-kernel steps.
 #[test]
 fn fused_sparse_coding_training_matches_the_step_by_step_path() {
     use sparse_playground::core::sparse_coding::SparseCodingModel;
@@ -1070,11 +1071,16 @@ fn fused_sparse_coding_training_matches_the_step_by_step_path() {
             out
         };
         let want = run(&cpu, false);
-        for fused in [true, false] {
+        // The fused kernel in both forms (private dictionaries and sums, or workgroup ones),
+        // then kernel by kernel.
+        for (fused, private) in [(true, Some(true)), (true, Some(false)), (false, None)] {
+            g.set_private_training(private);
             let got = run(&g, fused);
             for (i, (a, w)) in got.iter().zip(&want).enumerate() {
                 assert_close(
-                    &format!("sparse coding {dim}x{atoms} n={n}, fused={fused}, output {i}"),
+                    &format!(
+                        "sparse coding {dim}x{atoms} n={n}, fused={fused} private={private:?}, output {i}"
+                    ),
                     a,
                     w,
                     2e-3,
@@ -1083,6 +1089,7 @@ fn fused_sparse_coding_training_matches_the_step_by_step_path() {
         }
     }
     g.set_fused_training(true);
+    g.set_private_training(None);
 }
 
 fn every_method(setting: Setting) -> Vec<MethodConfig> {

@@ -343,7 +343,7 @@ enum PipelineKey {
         private: bool,
     },
     /// The fused sparse-coding kernel: latents, dim, chunk.
-    SparseCoding(usize, usize, usize),
+    SparseCoding(usize, usize, usize, bool),
 }
 
 fn grid(values: usize) -> (u32, u32, u32) {
@@ -420,9 +420,12 @@ pub fn gemm_vec_source(ta: bool, tb: bool) -> String {
 }
 
 /// The whole WGSL of the fused sparse-coding training kernel for `latents` atoms of `dim`
-/// values with chunks of `chunk` samples.
-pub fn train_sc_source(latents: usize, dim: usize, chunk: usize) -> String {
+/// values with chunks of `chunk` samples, in its private form or not.
+pub fn train_sc_source(latents: usize, dim: usize, chunk: usize, private: bool) -> String {
+    let own = if private { latents * dim } else { 1 };
     let body = format!("{TRAIN_COMMON}\n{TRAIN_SC}")
+        .replace("{{PRIVATE}}", &private.to_string())
+        .replace("{{OWN}}", &own.to_string())
         .replace("{{NM}}", &(latents * dim).to_string())
         .replace("{{NC}}", &(latents * chunk).to_string())
         .replace("{{MC}}", &(dim * chunk).to_string())
@@ -688,9 +691,11 @@ impl GpuBackend {
 
     /// Whether the fused training kernel of one-layer encoders (`train.wgsl`) gives each
     /// invocation private copies of the step's parameters and private gradient sums over the
-    /// batch, for the reconstruction objective at up to 256 latents x dimensions: `None` on
-    /// software adapters only (the default), `Some(on)` on any adapter or none (for parity
-    /// tests and the bench's comparison). The two forms sum the gradients in different orders.
+    /// batch, for the reconstruction objective at up to 256 latents x dimensions, and the fused
+    /// sparse-coding kernel (`train_sc.wgsl`) a private dictionary and private sums of its
+    /// gradient, at up to 256 atoms x dimensions: `None` on software adapters only (the
+    /// default), `Some(on)` on any adapter or none (for parity tests and the bench's
+    /// comparison). The two forms sum the gradients in different orders.
     pub fn set_private_training(&self, on: Option<bool>) {
         self.private_training
             .store(adapter_choice(on), Ordering::Relaxed);
@@ -728,6 +733,12 @@ impl GpuBackend {
             && !shape.supervised
             && shape.latents * shape.dim <= PRIVATE_TRAIN_VALUES
             && self.by_adapter(&self.private_training)
+    }
+
+    /// Whether the fused sparse-coding kernel (`train_sc.wgsl`) takes its private form (the
+    /// same switch as `train.wgsl`'s, for dictionaries of up to 256 values).
+    fn private_sparse_coding(&self, latents: usize, dim: usize) -> bool {
+        latents * dim <= PRIVATE_TRAIN_VALUES && self.by_adapter(&self.private_training)
     }
 
     /// Whether a choice that is on by default on software adapters only is on here.
@@ -945,7 +956,21 @@ impl GpuBackend {
         // Per chunk: a sample's products, and the reductions (in fours) of the dictionary
         // gradient values an invocation owns, counted as `train_steps_per_dispatch` counts.
         let per_chunk = (latents * (dim + 1)).max((latents * dim).div_ceil(64) * (chunk / 4 + 1));
-        let per_step = (batch.div_ceil(chunk) + 1) * per_chunk + 1;
+        let per_step = if self.private_sparse_coding(latents, dim) {
+            // The private form, every loop counted (the guard's count is one for all the loops
+            // of an invocation), as if the compiler kept every one rolled: the atoms'
+            // normalisation, the dictionary's copy, per sample its loads, both products, its
+            // share of dD and its codes' Adam, then dD in rounds of NN values (a column of each,
+            // the owners' sums in fours over the chunk), and Adam on the owned values.
+            let normalize = latents.div_ceil(64) * 2 * (dim + 1) + latents.div_ceil(64) + 1;
+            let copy = latents * dim + 1;
+            let sample = 3 * latents * (dim + 1) + 3 * (latents + 1) + 3 * (dim + 1);
+            let chunks = (batch.div_ceil(chunk) + 1) * (sample + 1);
+            let rounds = (dim + 1) + dim * ((latents + 1) + (chunk / 4 + 1));
+            normalize + copy + chunks + rounds + (latents * dim).div_ceil(64) + 2
+        } else {
+            (batch.div_ceil(chunk) + 1) * per_chunk + 1
+        };
         let steps = SOFTWARE_LOOP_ITERATIONS / per_step;
         // At one step per dispatch the fused kernel saves no dispatch, and its one workgroup per
         // member leaves the other cores idle where kernel by kernel spreads over them (an MLP
@@ -2427,9 +2452,15 @@ impl Backend for GpuBackend {
         let penalty = scalars_list(job.l1_penalty, members);
         let scalars = StepScalars::new(job.scalars, members);
         let steps_per = scalars.steps_per_window(8 + 2 * l1_scale.len()).min(most);
+        let private = self.private_sparse_coding(latents, dim);
         let pipeline = self.pipeline_from(
-            PipelineKey::SparseCoding(latents, dim, chunk),
-            || self.shader("train_sparse_coding", train_sc_source(latents, dim, chunk)),
+            PipelineKey::SparseCoding(latents, dim, chunk, private),
+            || {
+                self.shader(
+                    "train_sparse_coding",
+                    train_sc_source(latents, dim, chunk, private),
+                )
+            },
             "train_sparse_coding",
         );
         let x_bc = broadcast(
