@@ -189,15 +189,12 @@ fn gemm_block(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let n = p[1];
     let k = p[2];
     let out = out_params();
-    let row_blocks = (m + 7u) / 8u;
-    let per = row_blocks * ((n + 7u) / 8u);
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= per * p[9]) { return; }
-    let member = i / per;
-    if (skipped(member)) { return; }
+    let at = place(gid.x + gid.y * nwg.x * 64u, m, n, 8u, p[9]);
+    if (!at.work) { return; }
+    let member = at.member;
     let o = out_for(out, member);
-    let row = (i % per) % row_blocks * 8u;
-    let col = (i % per) / row_blocks * 8u;
+    let row = at.row;
+    let col = at.col;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     let last_row = m - 1u;

@@ -79,6 +79,24 @@ fn operand_at(at: u32, row: u32, member: u32, o: Out) -> u32 {
     return select(select(at, residual, o.epilogue == 2u), bias, o.epilogue == 1u);
 }
 
+// The block of C that invocation i of a blocked kernel computes (blocks of side x side over an
+// m x n product, a stack of `members`): its member, first row and column, and whether there is
+// one to compute (none past the last block or for a member to leave alone).
+struct Place {
+    work: bool,
+    member: u32,
+    row: u32,
+    col: u32,
+}
+
+fn place(i: u32, m: u32, n: u32, side: u32, members: u32) -> Place {
+    let row_blocks = (m + side - 1u) / side;
+    let per = row_blocks * ((n + side - 1u) / side);
+    let member = i / per;
+    let work = i < per * members && !skipped(member);
+    return Place(work, member, (i % per) % row_blocks * side, (i % per) / row_blocks * side);
+}
+
 // An 8 x 8 block of C as sixteen named vectors (column j: rows 0-3 in cjl, rows 4-7 in cjh)
 // rather than an array, which naga would leave in function memory (indexed by loop variables).
 struct Block {

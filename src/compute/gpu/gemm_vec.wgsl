@@ -153,15 +153,12 @@ fn gemm_block4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let n = p[1];
     let k = p[2];
     let out = out_params();
-    let row_blocks = (m + 7u) / 8u;
-    let per = row_blocks * ((n + 7u) / 8u);
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if (i >= per * p[9]) { return; }
-    let member = i / per;
-    if (skipped(member)) { return; }
+    let at = place(gid.x + gid.y * nwg.x * 64u, m, n, 8u, p[9]);
+    if (!at.work) { return; }
+    let member = at.member;
     let o = out_for(out, member);
-    let row = (i % per) % row_blocks * 8u;
-    let col = (i % per) / row_blocks * 8u;
+    let row = at.row;
+    let col = at.col;
     let ra = reach_a_{{TA}}(select(member, 0u, p[5] == 1u) * m * k, row, m, k);
     let rb = reach_b_{{TB}}(select(member, 0u, p[6] == 1u) * k * n, col, n, k);
     var acc = block_zero();
@@ -185,15 +182,12 @@ fn gemm_block16(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let n = p[1];
     let k = p[2];
     let out = out_params();
-    let row_blocks = m / 16u;
-    let per = row_blocks * (n / 16u);
-    let i = gid.x + gid.y * nwg.x * 16u;
-    if (i >= per * p[9]) { return; }
-    let member = i / per;
-    if (skipped(member)) { return; }
+    let at = place(gid.x + gid.y * nwg.x * 16u, m, n, 16u, p[9]);
+    if (!at.work) { return; }
+    let member = at.member;
     let o = out_for(out, member);
-    let row = (i % per) % row_blocks * 16u;
-    let col = (i % per) / row_blocks * 16u;
+    let row = at.row;
+    let col = at.col;
     let a_base = select(member, 0u, p[5] == 1u) * m * k;
     let b_base = select(member, 0u, p[6] == 1u) * k * n;
     let ra0 = reach_a_{{TA}}(a_base, row, m, k);
