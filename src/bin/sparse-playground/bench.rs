@@ -1281,8 +1281,9 @@ fn gpu_private_rows(gpu: &GpuBackend, paper: &DataConfig, min_secs: f64) -> Valu
 /// on all cores. What separates the two on a software adapter is mostly the kernel's code.
 fn gpu_gemm_rows(gpu: &GpuBackend, min_secs: f64, cores: usize) -> Value {
     let cpu = CpuBackend::new(cores);
-    // The large sizes (tiles), then the thin products of the paper's MLP with 256 hidden
-    // units (N=16, M=8, n=1024), which no tile fits.
+    // A floor (one 8x8x8 product: what a submission and its wait cost, read in the time
+    // column), the large sizes (tiles), then the thin products of the paper's MLP with 256
+    // hidden units (N=16, M=8, n=1024), which no tile fits.
     let shapes: [(&str, usize, usize, usize, bool, bool); 13] = [
         ("submit floor", 8, 8, 8, false, false),
         ("square nn", 1024, 1024, 1024, false, false),

@@ -350,7 +350,6 @@ fn grid(values: usize) -> (u32, u32, u32) {
     grid_of(values, WG)
 }
 
-/// As [`grid`], for a kernel whose workgroups hold `size` invocations.
 /// The dimension the fused solvers are compiled for: `dim` rounded up to a multiple of 8 (at
 /// most [`FUSED_MAX_SIDE`] for a dimension that is), so that the cells of a grid over many
 /// dimensions share a few pipelines. Building one is most of a phase diagram's time on
@@ -359,6 +358,7 @@ fn fused_dim(dim: usize) -> usize {
     dim.next_multiple_of(8)
 }
 
+/// As [`grid`], for a kernel whose workgroups hold `size` invocations.
 fn grid_of(values: usize, size: usize) -> (u32, u32, u32) {
     let groups = values.div_ceil(size).max(1);
     let x = groups.min(65_535);
@@ -1233,10 +1233,12 @@ impl GpuBackend {
         self.pipeline_from(
             PipelineKey::Gemm(entry, ta, tb),
             || {
-                if entry.starts_with("gemm_block") && entry != "gemm_block" {
-                    self.shader("gemm_vec", gemm_vec_source(ta, tb))
-                } else {
-                    self.shader("gemm", gemm_source(ta, tb))
+                // The kernels that read and write in fours have a module of their own.
+                match entry {
+                    "gemm_block4" | "gemm_block16" => {
+                        self.shader("gemm_vec", gemm_vec_source(ta, tb))
+                    }
+                    _ => self.shader("gemm", gemm_source(ta, tb)),
                 }
             },
             entry,
